@@ -1,0 +1,73 @@
+package csta
+
+import "time"
+
+// Auth is the authentication of one listener.
+type Auth struct {
+	// Mode is "none" or "password". With "password", StartApplicationSession
+	// must carry UserName and Password (either applicationSpecificInfo form)
+	// and a session is required before any other request.
+	Mode     string
+	UserName string
+	Password string
+}
+
+// Config is everything the front end needs; cmd/connector builds it from the
+// typed application config. All durations and counts must be positive.
+type Config struct {
+	// TCP listener address (csta.listen).
+	Listen string
+	// TLS for the TCP listener; both empty means plain TCP.
+	TLSCertFile string
+	TLSKeyFile  string
+
+	TCPAuth       Auth // csta.auth
+	WebSocketAuth Auth // csta.websocket.auth
+
+	// RequireSession refuses every request but session and system messages
+	// until StartApplicationSession succeeded (ErrSessionRequired).
+	RequireSession bool
+
+	// DefaultEdition answers clients before they reveal their edition.
+	DefaultEdition Edition
+
+	// Session timer bounds: requestedSessionDuration is clamped to
+	// [MinSessionDuration, MaxSessionDuration]; absent means DefaultSessionDuration.
+	DefaultSessionDuration time.Duration
+	MinSessionDuration     time.Duration
+	MaxSessionDuration     time.Duration
+
+	MaxConnections         int           // per listener; excess connections are closed at once
+	MaxOutstandingRequests int           // per connection; excess answered outstandingReqLimitExceeded
+	MaxMonitorsPerConn     int           // excess answered objectMonitorLimitExceeded
+	MaxFrameBytes          int           // total frame size incl. header, at most 65535
+	MaxXMLDepth            int           // deeper documents are answered, not parsed further
+	WriteQueueLength       int           // frames queued per connection before it counts as stalled
+	WriteTimeout           time.Duration // one flush to the socket
+	RequestTimeout         time.Duration // deadline given to the Service
+	HandshakeTimeout       time.Duration // TLS handshake / WebSocket upgrade
+	IdleTimeout            time.Duration // no frame at all for this long closes a session-less connection
+}
+
+// DefaultConfig is what config.example.yaml documents.
+func DefaultConfig() Config {
+	return Config{
+		Listen:                 "127.0.0.1:8800",
+		TCPAuth:                Auth{Mode: "none"},
+		WebSocketAuth:          Auth{Mode: "none"},
+		DefaultEdition:         Edition3,
+		DefaultSessionDuration: 180 * time.Second,
+		MinSessionDuration:     10 * time.Second,
+		MaxSessionDuration:     3600 * time.Second,
+		MaxConnections:         1000,
+		MaxOutstandingRequests: 256,
+		MaxMonitorsPerConn:     5000,
+		MaxFrameBytes:          65535,
+		MaxXMLDepth:            32,
+		WriteQueueLength:       1024,
+		WriteTimeout:           10 * time.Second,
+		RequestTimeout:         10 * time.Second,
+		HandshakeTimeout:       10 * time.Second,
+		IdleTimeout:            600 * time.Second,
+	}
+}

@@ -1,0 +1,557 @@
+package csta
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// conn is one CTI client connection: one read loop, one write loop with a
+// bounded queue (NATS server's client.go habit), at most one ECMA-354
+// session, and the monitors the client started.
+type conn struct {
+	srv           *Server
+	id            uint64
+	t             transport
+	transportKind string
+	remote        string
+	log           *slog.Logger
+
+	out       chan []byte   // framed messages; bounded
+	done      chan struct{} // closed when the connection is ending
+	graceful  atomic.Bool   // writer flushes the queue before closing the socket
+	closeOnce sync.Once
+	ctx       context.Context // cancelled when the connection ends
+	cancel    context.CancelFunc
+
+	outstanding atomic.Int32 // Service requests not yet answered
+
+	mu           sync.Mutex
+	session      *session
+	edition      Edition // for events and for requests without a known namespace
+	negotiated   bool    // edition came from StartApplicationSession
+	monitors     map[string]*monitor
+	nextCrossRef uint64
+	registerID   string // sysStatRegisterID after SystemRegister
+}
+
+type session struct {
+	id            string
+	applicationID string
+	userName      string
+	duration      time.Duration
+	timer         *time.Timer
+}
+
+type monitor struct {
+	conn       *conn
+	crossRefID string
+	device     DeviceID
+	filter     MonitorFilter
+}
+
+func newConn(s *Server, t transport, kind string) *conn {
+	cfg := s.config()
+	c := &conn{
+		srv:           s,
+		id:            s.nextConnID.Add(1),
+		t:             t,
+		transportKind: kind,
+		remote:        t.remoteAddr(),
+		out:           make(chan []byte, cfg.WriteQueueLength),
+		done:          make(chan struct{}),
+		edition:       cfg.DefaultEdition,
+		monitors:      make(map[string]*monitor),
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.log = s.log.With("conn", c.id, "remote", c.remote, "transport", kind)
+	return c
+}
+
+func (c *conn) auth() Auth {
+	if c.transportKind == "websocket" {
+		return c.srv.config().WebSocketAuth
+	}
+	return c.srv.config().TCPAuth
+}
+
+// ---- closing ----
+
+// closeGraceful ends the connection after the queued frames are written.
+func (c *conn) closeGraceful(reason string) {
+	c.graceful.Store(true)
+	c.end(reason, false)
+}
+
+// closeHard ends the connection at once, dropping queued frames.
+func (c *conn) closeHard(reason string) { c.end(reason, true) }
+
+func (c *conn) end(reason string, hard bool) {
+	c.closeOnce.Do(func() {
+		c.log.Info("CSTA connection closing", "reason", reason)
+		close(c.done)
+		c.cancel()
+		if hard {
+			c.t.close()
+		}
+	})
+}
+
+func (c *conn) closed() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// cleanup runs once the read loop has stopped.
+func (c *conn) cleanup() {
+	c.mu.Lock()
+	if c.session != nil {
+		c.session.timer.Stop()
+		c.session = nil
+	}
+	mons := c.monitors
+	c.monitors = map[string]*monitor{}
+	c.mu.Unlock()
+	for _, m := range mons {
+		c.srv.removeMonitor(m)
+	}
+	c.srv.forget(c)
+}
+
+// ---- writing ----
+
+// enqueue queues one framed message. A full queue means the client stopped
+// reading: it is disconnected rather than allowed to stall anyone else.
+func (c *conn) enqueue(frame []byte) {
+	if c.closed() {
+		return
+	}
+	select {
+	case c.out <- frame:
+	default:
+		c.log.Warn("CSTA client not reading: write queue full, disconnecting", "queue", cap(c.out))
+		c.closeHard("slow consumer")
+	}
+}
+
+// send encodes and queues msg with the invoke ID.
+func (c *conn) send(invokeID int, msg Message, ed Edition) {
+	buf, err := AppendEncode(make([]byte, HeaderSize, 512), msg, ed)
+	if err == nil {
+		buf, err = finishFrame(buf, invokeID)
+	}
+	if err != nil {
+		c.log.Error("CSTA answer cannot be sent", "msg", msg.Name(), "invoke", invokeID, "err", err)
+		if _, isErr := msg.(*Error); !isErr {
+			c.send(invokeID, ErrResourceLimitExceeded, ed)
+		}
+		return
+	}
+	c.enqueue(buf)
+}
+
+// finishFrame fills in the header reserved at the start of buf, which holds
+// HeaderSize placeholder bytes followed by the XML document.
+func finishFrame(buf []byte, invokeID int) ([]byte, error) {
+	if len(buf) > MaxFrameSize {
+		return nil, &FrameTooLargeError{InvokeID: invokeID, Length: len(buf), Limit: MaxFrameSize}
+	}
+	hdr, _ := AppendFrame(buf[:0], invokeID, nil)
+	total := len(buf)
+	hdr[2], hdr[3] = byte(total>>8), byte(total)
+	return buf, nil
+}
+
+func (c *conn) writeLoop() {
+	defer c.srv.wg.Done()
+	defer c.t.close()
+	batch := make([][]byte, 0, 64)
+	for {
+		select {
+		case f := <-c.out:
+			batch = c.collect(append(batch, f))
+			if !c.write(batch) {
+				return
+			}
+			clear(batch)
+			batch = batch[:0]
+		case <-c.done:
+			if !c.graceful.Load() {
+				return
+			}
+			// Graceful close: write what is still queued, then close.
+			for {
+				batch = c.collect(batch[:0])
+				if len(batch) == 0 || !c.write(batch) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// collect adds whatever else is queued, up to the batch's capacity, so that
+// pipelined answers leave in one flush.
+func (c *conn) collect(batch [][]byte) [][]byte {
+	for len(batch) < cap(batch) {
+		select {
+		case f := <-c.out:
+			batch = append(batch, f)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+func (c *conn) write(batch [][]byte) bool {
+	if err := c.t.writeFrames(batch, time.Now().Add(c.srv.config().WriteTimeout)); err != nil {
+		c.log.Warn("CSTA write failed", "err", err)
+		c.closeHard("write failed")
+		return false
+	}
+	return true
+}
+
+// ---- reading ----
+
+// errEOF is a clean end of stream on a transport that has no io.EOF of its own.
+var errEOF = errors.New("csta: connection closed by the client")
+
+func (c *conn) readLoop() {
+	defer c.srv.wg.Done()
+	defer c.cleanup()
+	defer c.end("read loop ended", true)
+	if tt, ok := c.t.(*tcpTransport); ok {
+		if err := tt.handshake(c.srv.config().HandshakeTimeout); err != nil {
+			c.log.Warn("CSTA TLS handshake failed", "err", err)
+			return
+		}
+	}
+	c.log.Debug("CSTA connection open")
+	for {
+		cfg := c.srv.config()
+		// Without a session nothing else keeps a silent client in check.
+		c.mu.Lock()
+		idle := c.session == nil
+		c.mu.Unlock()
+		deadline := time.Time{}
+		if idle {
+			deadline = time.Now().Add(cfg.IdleTimeout)
+		}
+		c.t.setReadDeadline(deadline)
+
+		f, err := c.t.readFrame(cfg.MaxFrameBytes)
+		if err != nil {
+			var tooLarge *FrameTooLargeError
+			var ne net.Error
+			switch {
+			case errors.As(err, &tooLarge):
+				c.log.Warn("CSTA frame too large, answered", "invoke", tooLarge.InvokeID, "bytes", tooLarge.Length, "limit", tooLarge.Limit)
+				c.send(tooLarge.InvokeID, ErrResourceLimitExceeded, c.replyEdition(Decoded{}))
+				continue
+			case errors.Is(err, ErrBadHeader):
+				c.log.Warn("CSTA framing error, closing", "err", err)
+				c.closeGraceful("framing error: " + err.Error())
+			case c.closed():
+			case errors.Is(err, io.EOF), errors.Is(err, errEOF):
+				c.closeGraceful("client closed the connection")
+			case errors.As(err, &ne) && ne.Timeout():
+				c.closeGraceful("idle timeout")
+			default:
+				c.closeGraceful("read failed: " + err.Error())
+			}
+			return
+		}
+		c.handleFrame(f)
+	}
+}
+
+// replyEdition picks the edition to answer in: the negotiated one, else the
+// request's own namespace, else the connection's (research/csta.md §0.4).
+func (c *conn) replyEdition(d Decoded) Edition {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.negotiated {
+		return c.edition
+	}
+	if d.EditionKnown {
+		c.edition = d.Edition // events follow the client's latest edition
+		return d.Edition
+	}
+	return c.edition
+}
+
+func (c *conn) handleFrame(f Frame) {
+	cfg := c.srv.config()
+	d, err := Decode(f.XML, cfg.MaxXMLDepth)
+	if err != nil {
+		var de *DecodeError
+		if !errors.As(err, &de) {
+			de = &DecodeError{Answer: ErrGeneric, Reason: err.Error()}
+		}
+		c.log.Info("CSTA request refused", "invoke", f.InvokeID, "root", de.Root, "reason", de.Reason)
+		c.send(f.InvokeID, de.Answer, c.replyEdition(Decoded{Edition: de.Edition, EditionKnown: de.EditionKnown}))
+		return
+	}
+	ed := c.replyEdition(d)
+	switch m := d.Message.(type) {
+	case StartApplicationSession:
+		c.startSession(f.InvokeID, m)
+		return
+	case StopApplicationSession:
+		c.stopSession(f.InvokeID, m)
+		return
+	case ResetApplicationSessionTimer:
+		c.resetSession(f.InvokeID, m)
+		return
+	case clientResponse:
+		c.log.Debug("CSTA client response ignored", "invoke", f.InvokeID, "root", m.root)
+		return
+	case SystemStatus:
+		c.send(f.InvokeID, SystemStatusResponse{}, ed)
+		return
+	}
+	if c.sessionRequired(cfg) {
+		c.log.Info("CSTA request before a session, refused", "invoke", f.InvokeID, "root", d.Message.Name())
+		c.send(f.InvokeID, ErrSessionRequired, ed)
+		return
+	}
+	switch m := d.Message.(type) {
+	case SystemRegister:
+		c.send(f.InvokeID, SystemRegisterResponse{SysStatRegisterID: c.register()}, ed)
+	case RequestSystemStatus:
+		c.send(f.InvokeID, RequestSystemStatusResponse{SystemStatus: c.srv.systemStatus()}, ed)
+	case MonitorStop:
+		c.send(f.InvokeID, c.stopMonitor(m.MonitorCrossRefID), ed)
+	default:
+		c.dispatch(f.InvokeID, d.Message, ed)
+	}
+}
+
+func (c *conn) sessionRequired(cfg *Config) bool {
+	if !cfg.RequireSession && c.auth().Mode != "password" {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.session == nil
+}
+
+func (c *conn) register() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.registerID == "" {
+		c.registerID = strconv.FormatUint(c.id, 10)
+	}
+	return c.registerID
+}
+
+// ---- Service requests: asynchronous, answered exactly once ----
+
+// pendingRequest guarantees one answer per invoke ID: whichever of the
+// Service and the deadline finishes first answers; the other is dropped
+// (sipgo's "the framework finishes every transaction").
+type pendingRequest struct {
+	c        *conn
+	invokeID int
+	ed       Edition
+	answered atomic.Bool
+}
+
+func (p *pendingRequest) answer(msg Message) bool {
+	if !p.answered.CompareAndSwap(false, true) {
+		return false
+	}
+	p.c.outstanding.Add(-1)
+	p.c.send(p.invokeID, msg, p.ed)
+	return true
+}
+
+func (c *conn) dispatch(invokeID int, msg Message, ed Edition) {
+	cfg := c.srv.config()
+	if int(c.outstanding.Add(1)) > cfg.MaxOutstandingRequests {
+		c.outstanding.Add(-1)
+		c.log.Warn("CSTA outstanding request limit reached", "invoke", invokeID, "limit", cfg.MaxOutstandingRequests)
+		c.send(invokeID, ErrOutstandingReqLimitExceeded, ed)
+		return
+	}
+	p := &pendingRequest{c: c, invokeID: invokeID, ed: ed}
+	if c.srv.svc == nil {
+		p.answer(ErrResourceOutOfService)
+		return
+	}
+	ctx, cancel := context.WithCancel(c.ctx)
+	timer := time.AfterFunc(cfg.RequestTimeout, func() {
+		cancel()
+		if p.answer(ErrResourceBusy) {
+			c.log.Warn("CSTA request timed out", "invoke", invokeID, "root", msg.Name(), "timeout", cfg.RequestTimeout)
+		}
+	})
+	who := c.requester()
+	c.srv.wg.Add(1)
+	go func() {
+		defer c.srv.wg.Done()
+		reply := c.call(ctx, who, msg)
+		timer.Stop()
+		cancel()
+		p.answer(reply)
+	}()
+}
+
+func (c *conn) requester() Requester {
+	r := Requester{ConnID: c.id, RemoteAddr: c.remote, Transport: c.transportKind}
+	c.mu.Lock()
+	if c.session != nil {
+		r.ApplicationID, r.UserName = c.session.applicationID, c.session.userName
+	}
+	c.mu.Unlock()
+	return r
+}
+
+// call runs one Service request and returns the answer to send.
+func (c *conn) call(ctx context.Context, who Requester, msg Message) Message {
+	svc := c.srv.svc
+	var resp Message
+	var err error
+	switch m := msg.(type) {
+	case MonitorStart:
+		return c.startMonitor(ctx, who, m)
+	case SetAgentState:
+		var r *SetAgentStateResponse
+		if r, err = svc.SetAgentState(ctx, who, &m); r != nil {
+			resp = *r
+		} else {
+			resp = SetAgentStateResponse{}
+		}
+	case GetAgentState:
+		var r *GetAgentStateResponse
+		if r, err = svc.GetAgentState(ctx, who, &m); r != nil {
+			resp = *r
+		}
+	case SetForwarding:
+		err, resp = svc.SetForwarding(ctx, who, &m), SetForwardingResponse{}
+	case GetForwarding:
+		var r *GetForwardingResponse
+		if r, err = svc.GetForwarding(ctx, who, &m); r != nil {
+			resp = *r
+		}
+	case SetDoNotDisturb:
+		err, resp = svc.SetDoNotDisturb(ctx, who, &m), SetDoNotDisturbResponse{}
+	case GetDoNotDisturb:
+		var r *GetDoNotDisturbResponse
+		if r, err = svc.GetDoNotDisturb(ctx, who, &m); r != nil {
+			resp = *r
+		}
+	default:
+		return ErrServiceNotSupported
+	}
+	if err != nil {
+		ce := asCSTAError(err)
+		c.log.Info("CSTA request failed", "root", msg.Name(), "err", err, "answer", ce.Error())
+		return ce
+	}
+	if resp == nil {
+		c.log.Error("CSTA service returned neither answer nor error", "root", msg.Name())
+		return ErrGeneric
+	}
+	return resp
+}
+
+// ---- monitors ----
+
+func (c *conn) startMonitor(ctx context.Context, who Requester, m MonitorStart) Message {
+	limit := c.srv.config().MaxMonitorsPerConn
+	c.mu.Lock()
+	n := len(c.monitors)
+	c.mu.Unlock()
+	if n >= limit {
+		return ErrObjectMonitorLimitExceeded
+	}
+	if err := c.srv.svc.MonitorStart(ctx, who, &m); err != nil {
+		ce := asCSTAError(err)
+		c.log.Info("CSTA MonitorStart refused", "device", m.Device, "err", err)
+		return ce
+	}
+	c.mu.Lock()
+	if c.closed() {
+		c.mu.Unlock()
+		return ErrResourceOutOfService
+	}
+	if len(c.monitors) >= limit {
+		c.mu.Unlock()
+		return ErrObjectMonitorLimitExceeded
+	}
+	c.nextCrossRef++
+	mon := &monitor{conn: c, crossRefID: strconv.FormatUint(c.nextCrossRef, 10), device: m.Device, filter: m.Filter}
+	c.monitors[mon.crossRefID] = mon
+	// Indexed while c.mu is held, so cleanup cannot miss it (lock order conn.mu → monMu).
+	c.srv.addMonitor(mon)
+	c.mu.Unlock()
+	c.log.Debug("CSTA monitor started", "device", m.Device, "crossRefID", mon.crossRefID)
+	return MonitorStartResponse{MonitorCrossRefID: mon.crossRefID, ActualFilter: m.Filter, HasFilter: m.HasFilter}
+}
+
+func (c *conn) stopMonitor(id string) Message {
+	c.mu.Lock()
+	mon, ok := c.monitors[id]
+	delete(c.monitors, id)
+	c.mu.Unlock()
+	if !ok {
+		return ErrInvalidMonitorCrossRefID
+	}
+	c.srv.removeMonitor(mon)
+	return MonitorStopResponse{}
+}
+
+func (c *conn) dropMonitors() {
+	c.mu.Lock()
+	mons := c.monitors
+	c.monitors = map[string]*monitor{}
+	c.mu.Unlock()
+	for _, m := range mons {
+		c.srv.removeMonitor(m)
+	}
+}
+
+// ---- unsolicited messages ----
+
+func (c *conn) eventEdition() Edition {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.edition
+}
+
+func (c *conn) sendEvent(ev *Event, crossRefID string) {
+	buf, err := AppendEvent(make([]byte, HeaderSize, 512), ev, crossRefID, c.eventEdition())
+	if err == nil {
+		buf, err = finishFrame(buf, EventInvokeID)
+	}
+	if err != nil {
+		c.log.Error("CSTA event cannot be sent", "event", ev.Kind.String(), "err", err)
+		return
+	}
+	c.enqueue(buf)
+}
+
+// sendSystemStatus tells the client about a link change, unless it has not
+// yet opened a session that the configuration requires.
+func (c *conn) sendSystemStatus(v SystemStatusValue) {
+	if c.sessionRequired(c.srv.config()) {
+		return
+	}
+	c.mu.Lock()
+	reg := c.registerID
+	c.mu.Unlock()
+	c.send(EventInvokeID, SystemStatus{SysStatRegisterID: reg, SystemStatus: v}, c.eventEdition())
+}

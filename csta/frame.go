@@ -1,0 +1,158 @@
+package csta
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Framing of CSTA XML over TCP (research/csta.md §0.1, §2.1):
+//
+//	offset 0  2 bytes  0x00 0x00 (some clients send ASCII "00")
+//	offset 2  2 bytes  big-endian total length, header included, in bytes
+//	offset 4  4 bytes  invoke ID, ASCII digits
+//	offset 8  n bytes  one XML document
+const (
+	HeaderSize = 8
+	// MaxFrameSize is the largest length the 16-bit field can carry.
+	MaxFrameSize = 65535
+	// EventInvokeID marks unsolicited messages (events, our SystemStatus).
+	EventInvokeID = 9999
+)
+
+// Frame is one framed CSTA message.
+type Frame struct {
+	InvokeID int
+	XML      []byte
+}
+
+// ErrBadHeader means the header cannot be trusted, so the byte stream can no
+// longer be split into messages: the connection must be closed.
+var ErrBadHeader = errors.New("csta: untrustworthy frame header")
+
+// FrameTooLargeError reports a well-framed message above the configured
+// limit. Its bytes were skipped, so the stream stays usable and the request
+// can be answered.
+type FrameTooLargeError struct {
+	InvokeID int
+	Length   int
+	Limit    int
+}
+
+func (e *FrameTooLargeError) Error() string {
+	return fmt.Sprintf("csta: frame of %d bytes exceeds the limit of %d", e.Length, e.Limit)
+}
+
+// parseHeader validates the 8 header bytes and returns the total frame
+// length and the invoke ID.
+func parseHeader(h []byte) (length, invokeID int, err error) {
+	switch {
+	case h[0] == 0 && h[1] == 0:
+	case h[0] == '0' && h[1] == '0': // ASCII variant (Tow-com-au PHP wrapper, research/csta.md §0.3)
+	default:
+		return 0, 0, fmt.Errorf("%w: format bytes %#02x %#02x, want 00 00", ErrBadHeader, h[0], h[1])
+	}
+	length = int(binary.BigEndian.Uint16(h[2:4]))
+	if length < HeaderSize {
+		return 0, 0, fmt.Errorf("%w: length %d is shorter than the header", ErrBadHeader, length)
+	}
+	for _, c := range h[4:8] {
+		if c < '0' || c > '9' {
+			return 0, 0, fmt.Errorf("%w: invoke ID %q is not 4 digits", ErrBadHeader, h[4:8])
+		}
+		invokeID = invokeID*10 + int(c-'0')
+	}
+	return length, invokeID, nil
+}
+
+// FrameReader reads frames from a byte stream, reassembling messages split
+// across reads and splitting messages merged into one read.
+type FrameReader struct {
+	r       *bufio.Reader
+	maxSize int
+	header  [HeaderSize]byte
+}
+
+// NewFrameReader reads frames of at most maxSize bytes (header included).
+func NewFrameReader(r io.Reader, maxSize int) *FrameReader {
+	fr := &FrameReader{r: bufio.NewReaderSize(r, 16<<10)}
+	fr.SetMaxSize(maxSize)
+	return fr
+}
+
+// SetMaxSize changes the limit; out-of-range values mean MaxFrameSize.
+func (fr *FrameReader) SetMaxSize(maxSize int) {
+	if maxSize <= HeaderSize || maxSize > MaxFrameSize {
+		maxSize = MaxFrameSize
+	}
+	fr.maxSize = maxSize
+}
+
+// ReadFrame returns the next frame. The XML slice is freshly allocated and
+// owned by the caller. Errors: io.EOF at a clean end of stream,
+// io.ErrUnexpectedEOF inside a frame, ErrBadHeader (close the connection),
+// *FrameTooLargeError (frame skipped, answer it), or the reader's error.
+func (fr *FrameReader) ReadFrame() (Frame, error) {
+	if _, err := io.ReadFull(fr.r, fr.header[:]); err != nil {
+		return Frame{}, err
+	}
+	length, invokeID, err := parseHeader(fr.header[:])
+	if err != nil {
+		return Frame{}, err
+	}
+	body := length - HeaderSize
+	if length > fr.maxSize {
+		if _, err := fr.r.Discard(body); err != nil {
+			return Frame{}, noEOF(err)
+		}
+		return Frame{}, &FrameTooLargeError{InvokeID: invokeID, Length: length, Limit: fr.maxSize}
+	}
+	xml := make([]byte, body)
+	if _, err := io.ReadFull(fr.r, xml); err != nil {
+		return Frame{}, noEOF(err)
+	}
+	return Frame{InvokeID: invokeID, XML: xml}, nil
+}
+
+func noEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// ParseFrame parses exactly one frame from b (a WebSocket binary message).
+func ParseFrame(b []byte, maxSize int) (Frame, error) {
+	if len(b) < HeaderSize {
+		return Frame{}, fmt.Errorf("%w: %d bytes, shorter than the header", ErrBadHeader, len(b))
+	}
+	length, invokeID, err := parseHeader(b[:HeaderSize])
+	if err != nil {
+		return Frame{}, err
+	}
+	if length != len(b) {
+		return Frame{}, fmt.Errorf("%w: header says %d bytes, message has %d", ErrBadHeader, length, len(b))
+	}
+	if maxSize > HeaderSize && length > maxSize {
+		return Frame{}, &FrameTooLargeError{InvokeID: invokeID, Length: length, Limit: maxSize}
+	}
+	return Frame{InvokeID: invokeID, XML: b[HeaderSize:]}, nil
+}
+
+// AppendFrame appends the framed message to dst. The invoke ID is written
+// modulo 10000 and xml must be at most MaxFrameSize-HeaderSize bytes.
+func AppendFrame(dst []byte, invokeID int, xml []byte) ([]byte, error) {
+	total := len(xml) + HeaderSize
+	if total > MaxFrameSize {
+		return dst, fmt.Errorf("csta: message of %d bytes does not fit a frame", total)
+	}
+	if invokeID < 0 {
+		invokeID = -invokeID
+	}
+	invokeID %= 10000
+	dst = append(dst, 0, 0, byte(total>>8), byte(total),
+		byte('0'+invokeID/1000), byte('0'+invokeID/100%10), byte('0'+invokeID/10%10), byte('0'+invokeID%10))
+	return append(dst, xml...), nil
+}

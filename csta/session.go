@@ -1,0 +1,173 @@
+package csta
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"time"
+)
+
+// ECMA-354 application sessions (research/csta.md §1.8). A connection holds
+// at most one session. The session timer is the keep-alive: a client that
+// does not reset it in time gets ApplicationSessionTerminated
+// (sessionTimerExpired) and is disconnected.
+
+func (c *conn) startSession(invokeID int, m StartApplicationSession) {
+	cfg := c.srv.config()
+	neg := func(e SessionError) {
+		c.send(invokeID, StartApplicationSessionNegResponse{ErrorCode: e}, EditionNone)
+	}
+	auth := c.auth()
+	if auth.Mode == "password" && !credentialsMatch(auth, m) {
+		c.log.Warn("CSTA session refused: authentication failed", "application", m.ApplicationID, "user", m.UserName, "sent_credentials", m.HasCredentials)
+		neg(SessionError{DefinedError: SessionErrInvalidApplicationInfo})
+		c.closeGraceful("authentication failed")
+		return
+	}
+	ed, version, ok := negotiateEdition(m.ProtocolVersions, cfg.DefaultEdition)
+	if !ok {
+		c.log.Info("CSTA session refused: no supported protocol version", "requested", m.ProtocolVersions)
+		neg(SessionError{DefinedError: SessionErrProtocolVersionNotSupported})
+		return
+	}
+	d := clampDuration(m.RequestedSessionDuration, cfg)
+	id := newSessionID()
+
+	c.mu.Lock()
+	if c.session != nil {
+		c.mu.Unlock()
+		neg(SessionError{ApplError: "a session is already open on this connection"})
+		return
+	}
+	s := &session{id: id, applicationID: m.ApplicationID, userName: m.UserName, duration: d}
+	s.timer = time.AfterFunc(d, func() { c.sessionExpired(id) })
+	c.session = s
+	c.edition, c.negotiated = ed, true
+	c.mu.Unlock()
+
+	c.log.Info("CSTA session started", "session", id, "application", m.ApplicationID, "user", m.UserName, "edition", ed.String(), "duration", d)
+	c.send(invokeID, StartApplicationSessionPosResponse{
+		SessionID:             id,
+		ActualProtocolVersion: version,
+		ActualSessionDuration: int(d / time.Second),
+	}, EditionNone)
+}
+
+// credentialsMatch compares in constant time; hashing first hides the
+// length of the configured secret too.
+func credentialsMatch(a Auth, m StartApplicationSession) bool {
+	if !m.HasCredentials {
+		return false
+	}
+	eq := func(x, y string) int {
+		hx, hy := sha256.Sum256([]byte(x)), sha256.Sum256([]byte(y))
+		return subtle.ConstantTimeCompare(hx[:], hy[:])
+	}
+	return eq(a.UserName, m.UserName)&eq(a.Password, m.Password) == 1
+}
+
+// negotiateEdition picks the first requested protocol version the codec
+// speaks, in the client's order of preference. It answers with the client's
+// own string, Avaya's ".../ed3/priv5" included. No list means the default.
+func negotiateEdition(requested []string, def Edition) (Edition, string, bool) {
+	if len(requested) == 0 {
+		if def == EditionNone {
+			def = Edition3
+		}
+		return def, def.Namespace(), true
+	}
+	for _, v := range requested {
+		if ed, ok := editionOfProtocolVersion(v); ok {
+			return ed, v, true
+		}
+	}
+	return 0, "", false
+}
+
+func clampDuration(seconds int, cfg *Config) time.Duration {
+	if seconds <= 0 {
+		return cfg.DefaultSessionDuration
+	}
+	d := time.Duration(seconds) * time.Second
+	return min(max(d, cfg.MinSessionDuration), cfg.MaxSessionDuration)
+}
+
+func newSessionID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (c *conn) stopSession(invokeID int, m StopApplicationSession) {
+	c.mu.Lock()
+	s := c.session
+	if s == nil || s.id != m.SessionID {
+		c.mu.Unlock()
+		c.send(invokeID, StopApplicationSessionNegResponse{ErrorCode: SessionError{DefinedError: SessionErrInvalidSessionID}}, EditionNone)
+		return
+	}
+	s.timer.Stop()
+	c.session = nil
+	c.negotiated = false
+	c.mu.Unlock()
+	c.dropMonitors()
+	reason := m.DefinedEndReason
+	if reason == "" {
+		reason = m.AppEndReason
+	}
+	c.log.Info("CSTA session stopped by the client", "session", s.id, "reason", reason)
+	c.send(invokeID, StopApplicationSessionPosResponse{}, EditionNone)
+}
+
+func (c *conn) resetSession(invokeID int, m ResetApplicationSessionTimer) {
+	cfg := c.srv.config()
+	c.mu.Lock()
+	s := c.session
+	if s == nil || s.id != m.SessionID {
+		c.mu.Unlock()
+		c.send(invokeID, ResetApplicationSessionTimerNegResponse{ErrorCode: SessionError{DefinedError: SessionErrInvalidSessionID}}, EditionNone)
+		return
+	}
+	if m.RequestedSessionDuration > 0 {
+		s.duration = clampDuration(m.RequestedSessionDuration, cfg)
+	}
+	// Stop fails once the timer fired: the expiry is then already under way.
+	if !s.timer.Stop() {
+		c.mu.Unlock()
+		c.send(invokeID, ResetApplicationSessionTimerNegResponse{ErrorCode: SessionError{DefinedError: SessionErrServerCannotResetSessionTimer}}, EditionNone)
+		return
+	}
+	s.timer.Reset(s.duration)
+	d := s.duration
+	c.mu.Unlock()
+	c.send(invokeID, ResetApplicationSessionTimerPosResponse{ActualSessionDuration: int(d / time.Second)}, EditionNone)
+}
+
+func (c *conn) sessionExpired(id string) {
+	c.mu.Lock()
+	s := c.session
+	if s == nil || s.id != id {
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	c.log.Info("CSTA session timer expired", "session", id)
+	c.terminateSession(ApplicationSessionTerminated{DefinedTermReason: SessionTermReasonSessionTimerExpired}, "session timer expired")
+}
+
+// terminateSession tells the client its session is over (if it has one) and
+// closes the connection once that message is written.
+func (c *conn) terminateSession(t ApplicationSessionTerminated, reason string) {
+	c.mu.Lock()
+	if s := c.session; s != nil {
+		s.timer.Stop()
+		t.SessionID = s.id
+		c.session = nil
+	}
+	c.mu.Unlock()
+	if t.SessionID != "" {
+		c.send(EventInvokeID, t, EditionNone)
+	}
+	c.closeGraceful(reason)
+}
