@@ -1,0 +1,441 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// binary is the connector built once for all tests; they run it from the
+// repository root, where config.example.yaml and testdata/ are.
+var binary string
+
+const repoRoot = "../.."
+
+func TestMain(m *testing.M) {
+	os.Exit(buildAndRun(m))
+}
+
+func buildAndRun(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "connector-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	binary = filepath.Join(dir, "connector")
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building connector:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// connector runs the binary to completion in dir with extra environment.
+func connector(t *testing.T, dir string, env []string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Dir = dir
+	cmd.Env = append(cleanEnv(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := cmd.ProcessState.ExitCode()
+	if err != nil && code < 0 {
+		t.Fatalf("connector %v: %v", args, err)
+	}
+	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
+}
+
+// cleanEnv is the test's environment without CONNECTOR_* variables, so an
+// operator's shell cannot change what the tests see.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CONNECTOR_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func TestUsage(t *testing.T) {
+	tests := []struct {
+		name       string
+		args       []string
+		code       int
+		stdout     string
+		stderr     string
+		stderrNone bool
+	}{
+		{name: "no command", args: nil, code: exitUsage, stderr: "Usage: connector <command>"},
+		{name: "help", args: []string{"help"}, code: exitOK, stdout: "Usage: connector <command>", stderrNone: true},
+		{name: "-h", args: []string{"-h"}, code: exitOK, stdout: "check-config --config FILE", stderrNone: true},
+		{name: "unknown command", args: []string{"serve"}, code: exitUsage, stderr: `connector: unknown command "serve"`},
+		{name: "unknown flag", args: []string{"check-config", "--listen", "x"}, code: exitUsage, stderr: "flag provided but not defined: -listen"},
+		{name: "stray argument", args: []string{"version", "now"}, code: exitUsage, stderr: `unexpected argument "now"`},
+		{name: "check-config without --config", args: []string{"check-config"}, code: exitUsage, stderr: "--config FILE is required"},
+		{name: "check-config -h", args: []string{"check-config", "-h"}, code: exitOK, stderr: "Usage: connector check-config --config FILE"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := connector(t, repoRoot, nil, tt.args...)
+			if r.code != tt.code {
+				t.Errorf("exit code = %d, want %d\nstderr: %s", r.code, tt.code, r.stderr)
+			}
+			if !strings.Contains(r.stdout, tt.stdout) {
+				t.Errorf("stdout = %q, want it to contain %q", r.stdout, tt.stdout)
+			}
+			if !strings.Contains(r.stderr, tt.stderr) {
+				t.Errorf("stderr = %q, want it to contain %q", r.stderr, tt.stderr)
+			}
+			if tt.stderrNone && r.stderr != "" {
+				t.Errorf("stderr = %q, want nothing", r.stderr)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	r := connector(t, repoRoot, nil, "version")
+	if r.code != exitOK {
+		t.Fatalf("exit code = %d, stderr: %s", r.code, r.stderr)
+	}
+	for _, line := range []string{"connector ", "go        go1.", "revision ", "time ", "modified "} {
+		if !strings.Contains(r.stdout, line) {
+			t.Errorf("version output lacks %q:\n%s", line, r.stdout)
+		}
+	}
+}
+
+func TestVersionString(t *testing.T) {
+	defer func(v string) { version = v }(version)
+	tests := []struct {
+		linked string
+		info   *debug.BuildInfo
+		want   string
+	}{
+		{"v1.2.3", &debug.BuildInfo{Main: debug.Module{Version: "v0.9.0"}}, "v1.2.3"},
+		{"", &debug.BuildInfo{Main: debug.Module{Version: "v0.9.0"}}, "v0.9.0"},
+		{"", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}, "devel"},
+		{"", nil, "devel"},
+	}
+	for _, tt := range tests {
+		version = tt.linked
+		if got := versionString(tt.info); got != tt.want {
+			t.Errorf("versionString with -X %q and %+v = %q, want %q", tt.linked, tt.info, got, tt.want)
+		}
+	}
+}
+
+func TestCheckConfig(t *testing.T) {
+	tests := []struct {
+		name     string
+		config   string
+		env      []string
+		contains []string // in stdout
+		absent   []string // from stdout
+	}{{
+		name:     "example",
+		config:   "config.example.yaml",
+		contains: []string{"  listen: 127.0.0.1:8800\n", "    max_frame_bytes: 65535\n", "    max_duration: 1h\n", "  listen: 127.0.0.1:8080\n"},
+	}, {
+		name:     "secrets masked",
+		config:   "testdata/config/good.yaml",
+		contains: []string{"password: '***'", "password_file: testdata/config/password.txt"},
+		absent:   []string{"inline-secret", "s3cret"},
+	}, {
+		name:     "environment applied",
+		config:   "config.example.yaml",
+		env:      []string{"CONNECTOR_CSTA_LISTEN=127.0.0.1:9800", "CONNECTOR_CSTA_LIMITS_MAX_CONNECTIONS=7"},
+		contains: []string{"  listen: 127.0.0.1:9800\n", "    max_connections: 7\n"},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := connector(t, repoRoot, tt.env, "check-config", "--config", tt.config)
+			if r.code != exitOK || r.stderr != "" {
+				t.Fatalf("exit code = %d, stderr: %s", r.code, r.stderr)
+			}
+			for _, s := range tt.contains {
+				if !strings.Contains(r.stdout, s) {
+					t.Errorf("output lacks %q:\n%s", s, r.stdout)
+				}
+			}
+			for _, s := range tt.absent {
+				if strings.Contains(r.stdout, s) {
+					t.Errorf("output shows %q:\n%s", s, r.stdout)
+				}
+			}
+		})
+	}
+}
+
+func TestCheckConfigProblems(t *testing.T) {
+	tests := []struct {
+		name   string
+		config string
+		env    []string
+		keys   []string // each must be named on its own stderr line
+	}{{
+		name:   "out of range",
+		config: "testdata/config/out_of_range.yaml",
+		keys: []string{"log.level", "log.format", "csta.listen", "csta.default_edition", "csta.session.default_duration",
+			"csta.limits.max_connections", "csta.limits.max_frame_bytes", "csta.limits.max_xml_depth",
+			"csta.limits.request_timeout", "admin.listen"},
+	}, {
+		name:   "unknown keys and wrong types",
+		config: "testdata/config/unknown_key.yaml",
+		keys:   []string{"csta.max_frame_bytes", "csta.limits.max_frames", "csta.tls", "xsi.servers"},
+	}, {
+		name:   "auth without require_session",
+		config: "testdata/config/auth_without_session.yaml",
+		keys:   []string{"csta.require_session"},
+	}, {
+		name:   "environment override",
+		config: "config.example.yaml",
+		env:    []string{"CONNECTOR_CSTA_LISTEN=bad"},
+		keys:   []string{"csta.listen"},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := connector(t, repoRoot, tt.env, "check-config", "--config", tt.config)
+			if r.code != exitUsage {
+				t.Fatalf("exit code = %d, want %d; stderr: %s", r.code, exitUsage, r.stderr)
+			}
+			if r.stdout != "" {
+				t.Errorf("stdout = %q, want nothing", r.stdout)
+			}
+			lines := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n")
+			if len(lines) != len(tt.keys) {
+				t.Errorf("%d problem lines, want %d:\n%s", len(lines), len(tt.keys), r.stderr)
+			}
+			for _, key := range tt.keys {
+				if !containsPrefix(lines, "config: "+key+": ") {
+					t.Errorf("no line names %s:\n%s", key, r.stderr)
+				}
+			}
+		})
+	}
+}
+
+func TestCheckConfigUnreadable(t *testing.T) {
+	r := connector(t, repoRoot, nil, "check-config", "--config", "testdata/config/no-such-file.yaml")
+	if r.code != exitUsage || !strings.HasPrefix(r.stderr, "config: read testdata/config/no-such-file.yaml") {
+		t.Errorf("exit code = %d, stderr = %q", r.code, r.stderr)
+	}
+}
+
+func containsPrefix(lines []string, prefix string) bool {
+	for _, line := range lines {
+		if strings.HasPrefix(line, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestRunConfigRequired(t *testing.T) {
+	r := connector(t, t.TempDir(), nil, "run")
+	if r.code != exitUsage || !strings.Contains(r.stderr, "--config FILE is required (there is no config.example.yaml in the current directory)") {
+		t.Errorf("exit code = %d, stderr = %q", r.code, r.stderr)
+	}
+	r = connector(t, repoRoot, nil, "run", "--config", "testdata/config/out_of_range.yaml")
+	if r.code != exitUsage || !strings.Contains(r.stderr, "config: csta.limits.max_frame_bytes: ") {
+		t.Errorf("run with a bad config: exit code = %d, stderr = %q", r.code, r.stderr)
+	}
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func writeConfig(t *testing.T, path, cstaListen, adminListen, extra string) {
+	t.Helper()
+	content := fmt.Sprintf("csta:\n  listen: %s\n%sadmin:\n  listen: %s\n", cstaListen, extra, adminListen)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// syncBuffer is a bytes.Buffer the child's output goroutine and the test
+// may use at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// waitFor polls until cond holds or 10 s passed.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func accepts(addr string) bool {
+	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	conn.Close()
+	return true
+}
+
+func TestRunReloadAndShutdown(t *testing.T) {
+	dir := t.TempDir()
+	configPath := filepath.Join(dir, "connector.yaml")
+	cstaAddr, adminAddr := freePort(t), freePort(t)
+	writeConfig(t, configPath, cstaAddr, adminAddr, "")
+
+	var stderr syncBuffer
+	cmd := exec.Command(binary, "run", "--config", configPath)
+	cmd.Env = cleanEnv()
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+		default:
+			cmd.Process.Kill()
+			<-exited
+		}
+	})
+
+	running := `msg="connector running" csta=` + cstaAddr + " admin=" + adminAddr + " csta_websocket=ws://" + adminAddr + "/csta"
+	waitFor(t, "the startup log", func() bool { return strings.Contains(stderr.String(), running) })
+	if !strings.Contains(stderr.String(), "no BroadWorks gateway built yet") {
+		t.Errorf("log lacks the missing-gateway warning:\n%s", stderr.String())
+	}
+	if !accepts(cstaAddr) || !accepts(adminAddr) {
+		t.Fatal("CSTA or admin port not accepting after startup")
+	}
+
+	// The CSTA WebSocket is mounted on the admin server; it stays open
+	// until the shutdown.
+	ws, resp, err := websocket.DefaultDialer.Dial("ws://"+adminAddr+"/csta", nil)
+	if err != nil {
+		t.Fatalf("CSTA WebSocket: %v (%v)", err, resp)
+	}
+	defer ws.Close()
+	wsClosed := make(chan error, 1)
+	go func() {
+		for {
+			if _, _, err := ws.ReadMessage(); err != nil {
+				wsClosed <- err
+				return
+			}
+		}
+	}()
+
+	// A live change is applied, a listen change refused by name.
+	writeConfig(t, configPath, freePort(t), adminAddr, "  limits:\n    max_connections: 7\n")
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the reload", func() bool { return strings.Contains(stderr.String(), "reload: applied") })
+	logged := stderr.String()
+	if !strings.Contains(logged, "key=csta.listen") || !strings.Contains(logged, "changed=[csta.limits.max_connections]") {
+		t.Errorf("reload log should refuse csta.listen and apply max_connections:\n%s", logged)
+	}
+
+	// An invalid file keeps the running configuration.
+	writeConfig(t, configPath, cstaAddr, adminAddr, "  limits:\n    max_frame_bytes: 70000\n")
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the refused reload", func() bool { return strings.Contains(stderr.String(), "keeping the running one") })
+	if !strings.Contains(stderr.String(), "key=csta.limits.max_frame_bytes") {
+		t.Errorf("reload log should name csta.limits.max_frame_bytes:\n%s", stderr.String())
+	}
+	if !accepts(cstaAddr) {
+		t.Error("CSTA port closed after a refused reload")
+	}
+
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("no exit 15 s after SIGTERM:\n%s", stderr.String())
+	}
+	if code := cmd.ProcessState.ExitCode(); code != exitOK {
+		t.Errorf("exit code = %d, want 0:\n%s", code, stderr.String())
+	}
+	if accepts(cstaAddr) {
+		t.Error("CSTA port still open after exit")
+	}
+	select {
+	case <-wsClosed:
+	case <-time.After(5 * time.Second):
+		t.Error("CSTA WebSocket still open after exit")
+	}
+}
+
+func TestRunBindFailure(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	dir := t.TempDir()
+	configPath := filepath.Join(dir, "connector.yaml")
+
+	for _, tt := range []struct{ name, cstaListen, adminListen string }{
+		{"csta port taken", taken.Addr().String(), freePort(t)},
+		{"admin port taken", freePort(t), taken.Addr().String()},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			writeConfig(t, configPath, tt.cstaListen, tt.adminListen, "")
+			r := connector(t, dir, nil, "run", "--config", configPath)
+			if r.code != exitFailure || !strings.Contains(r.stderr, "address already in use") {
+				t.Errorf("exit code = %d, want %d; stderr: %s", r.code, exitFailure, r.stderr)
+			}
+		})
+	}
+}

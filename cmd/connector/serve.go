@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/broadworks-connector/connector/admin"
+	"github.com/broadworks-connector/connector/config"
+	"github.com/broadworks-connector/connector/csta"
+)
+
+// shutdownTimeout bounds a clean shutdown after SIGINT/SIGTERM.
+const shutdownTimeout = 10 * time.Second
+
+// process is one running connector: the configuration in force and what was
+// built from it.
+type process struct {
+	configPath string
+	cfg        *config.Config
+	logLevel   *slog.LevelVar
+	logger     *slog.Logger
+	front      *csta.Server
+	admin      *admin.Server // nil when csta.websocket.enabled is false
+}
+
+func runCommand(args []string, stderr io.Writer) int {
+	fs := newFlagSet("run", "[--config FILE]")
+	configFlag := fs.String("config", "", "configuration `FILE` (YAML); default ./"+exampleConfig+" if present")
+	if code, ok := parseFlags(fs, args, stderr); !ok {
+		return code
+	}
+	path, ok := runConfigPath(*configFlag, stderr)
+	if !ok {
+		return exitUsage
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		printConfigError(stderr, err)
+		return exitUsage
+	}
+
+	p := &process{configPath: path, cfg: cfg, logLevel: new(slog.LevelVar)}
+	p.logLevel.Set(cfg.Log.SlogLevel())
+	p.logger = newLogger(stderr, cfg.Log.Format, p.logLevel)
+	p.logger.Info("connector starting", "version", currentVersion(), "config", path)
+
+	// Subscribe before starting, so that a signal during startup is not
+	// taken by its default action.
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(signals)
+
+	if err := p.start(); err != nil {
+		p.logger.Error("connector: cannot start", "error", err)
+		return exitFailure
+	}
+	return p.serveSignals(signals)
+}
+
+func newLogger(w io.Writer, format string, level slog.Leveler) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// start builds and starts the CSTA front end and, for the CSTA WebSocket,
+// the admin server. On error whatever started is stopped again.
+func (p *process) start() error {
+	// The gateway that implements csta.Service is a later issue; until then
+	// the front end answers Service-backed requests itself.
+	p.logger.Warn("no BroadWorks gateway built yet: agent, forwarding and DND requests are answered resourceOutOfService")
+	p.front = csta.NewServer(p.cfg.CSTA(), nil, p.logger)
+	if err := p.front.Start(); err != nil {
+		return err
+	}
+	listening := []any{"csta", p.front.Addr().String()}
+	if p.cfg.CSTAFrontEnd.WebSocket.Enabled {
+		p.admin = admin.New(p.cfg.Admin.Listen, admin.WithLogger(p.logger))
+		p.admin.Handle("/csta", p.front.WebSocketHandler())
+		if err := p.admin.Start(); err != nil {
+			p.stopFront()
+			return err
+		}
+		addr := p.admin.Addr().String()
+		listening = append(listening, "admin", addr, "csta_websocket", "ws://"+addr+"/csta")
+	} else {
+		listening = append(listening, "admin", "not started (csta.websocket.enabled is false)")
+	}
+	p.logger.Info("connector running", listening...)
+	return nil
+}
+
+// serveSignals runs until SIGINT or SIGTERM; SIGHUP reloads.
+func (p *process) serveSignals(signals <-chan os.Signal) int {
+	for sig := range signals {
+		if sig == syscall.SIGHUP {
+			p.reload()
+			continue
+		}
+		p.logger.Info("connector shutting down", "signal", sig.String())
+		return p.shutdown()
+	}
+	return exitOK
+}
+
+func (p *process) shutdown() int {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	// The CSTA front end first: it tells WebSocket sessions too, which the
+	// admin server's Shutdown leaves alone.
+	err := p.front.Shutdown(ctx)
+	if p.admin != nil {
+		err = errors.Join(err, p.admin.Shutdown(ctx))
+	}
+	if err != nil {
+		p.logger.Error("connector: shutdown", "error", err)
+		return exitFailure
+	}
+	p.logger.Info("connector stopped")
+	return exitOK
+}
+
+func (p *process) stopFront() {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := p.front.Shutdown(ctx); err != nil {
+		p.logger.Error("connector: shutdown", "error", err)
+	}
+}
+
+// reload reads the configuration file again. An invalid file changes
+// nothing; otherwise every change that can be made live is applied and the
+// others are refused by name until a restart.
+func (p *process) reload() {
+	p.logger.Info("reload: reading configuration", "config", p.configPath)
+	next, err := config.Load(p.configPath)
+	if err != nil {
+		p.logConfigError(err)
+		p.logger.Error("reload: configuration invalid, keeping the running one")
+		return
+	}
+	plan := config.PlanReload(p.cfg, next)
+	if len(plan.Changed) == 0 {
+		p.logger.Info("reload: no changes")
+		return
+	}
+	for _, key := range plan.Refused {
+		p.logger.Warn("reload: change needs a restart, not applied", "key", key)
+	}
+	applied := slices.DeleteFunc(slices.Clone(plan.Changed), func(key string) bool { return slices.Contains(plan.Refused, key) })
+	if len(applied) == 0 {
+		return
+	}
+	if err := p.front.Reload(plan.Apply.CSTA()); err != nil {
+		p.logger.Error("reload: csta refused the configuration, keeping the running one", "error", err)
+		return
+	}
+	p.logLevel.Set(plan.Apply.Log.SlogLevel())
+	p.cfg = plan.Apply
+	p.logger.Info("reload: applied", "changed", applied)
+}
+
+func (p *process) logConfigError(err error) {
+	var problems *config.Errors
+	if !errors.As(err, &problems) {
+		p.logger.Error(err.Error())
+		return
+	}
+	for _, problem := range problems.Problems {
+		p.logger.Error("config: invalid key", "key", problem.Key, "problem", problem.Reason)
+	}
+}

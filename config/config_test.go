@@ -1,0 +1,477 @@
+package config_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/viper"
+
+	"github.com/broadworks-connector/connector/config"
+	"github.com/broadworks-connector/connector/csta"
+)
+
+// The tests run from the repository root, so fixture paths and the
+// password_file paths inside fixtures read the way an operator writes them.
+func TestMain(m *testing.M) {
+	if err := os.Chdir(".."); err != nil {
+		panic(err)
+	}
+	os.Exit(m.Run())
+}
+
+func fixture(name string) string { return filepath.Join("testdata", "config", name) }
+
+func mustLoad(t *testing.T, path string) *config.Config {
+	t.Helper()
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatalf("Load(%s): %v", path, err)
+	}
+	return cfg
+}
+
+func TestDefaultIsFrontEndDefault(t *testing.T) {
+	if got, want := config.Default().CSTA(), csta.DefaultConfig(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Default().CSTA() = %+v\nwant csta.DefaultConfig() = %+v", got, want)
+	}
+}
+
+// config.example.yaml documents every key with its default value.
+func TestExampleDocumentsEveryDefault(t *testing.T) {
+	const example = "config.example.yaml"
+	if got := mustLoad(t, example); !reflect.DeepEqual(got, config.Default()) {
+		t.Errorf("%s differs from Default() at %v", example, config.Diff(config.Default(), got))
+	}
+	v := viper.New()
+	v.SetConfigFile(example)
+	if err := v.ReadInConfig(); err != nil {
+		t.Fatal(err)
+	}
+	fileKeys, keys := v.AllKeys(), config.Keys()
+	slices.Sort(fileKeys)
+	slices.Sort(keys)
+	if !slices.Equal(fileKeys, keys) {
+		t.Errorf("%s keys = %v\nwant %v", example, fileKeys, keys)
+	}
+}
+
+func TestLoadGood(t *testing.T) {
+	want := config.Default()
+	want.Log = config.Log{Level: "debug", Format: "json"}
+	f := &want.CSTAFrontEnd
+	f.Listen = "127.0.0.1:18800"
+	f.Auth = config.Auth{Mode: "password", Username: "cti-app", Password: "s3cret", PasswordFile: "testdata/config/password.txt"}
+	f.RequireSession = true
+	f.DefaultEdition = "ed6"
+	f.Session = config.Session{DefaultDuration: 5 * time.Minute, MinDuration: 30 * time.Second, MaxDuration: 2 * time.Hour}
+	f.Limits = config.Limits{
+		MaxConnections: 10, MaxOutstandingRequests: 8, MaxMonitorsPerConnection: 50,
+		MaxFrameBytes: 4096, MaxXMLDepth: 16, WriteQueueLength: 64,
+		WriteTimeout: 2 * time.Second, RequestTimeout: 3 * time.Second,
+		HandshakeTimeout: 4 * time.Second, IdleTimeout: time.Minute,
+	}
+	f.WebSocket = config.WebSocket{Enabled: false, Auth: config.Auth{Mode: "password", Username: "web-app", Password: "inline-secret"}}
+	want.Admin.Listen = "127.0.0.1:18080"
+
+	got := mustLoad(t, fixture("good.yaml"))
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Load(good.yaml) differs at %v\ngot  %+v\nwant %+v", config.Diff(want, got), got, want)
+	}
+	if front := got.CSTA(); front.DefaultEdition != csta.Edition6 || front.TCPAuth.UserName != "cti-app" ||
+		front.TCPAuth.Password != "s3cret" || front.MaxMonitorsPerConn != 50 {
+		t.Errorf("CSTA() = %+v", front)
+	}
+}
+
+func TestLoadEmptyFileAndNoFile(t *testing.T) {
+	for _, path := range []string{fixture("empty.yaml"), ""} {
+		if got := mustLoad(t, path); !reflect.DeepEqual(got, config.Default()) {
+			t.Errorf("Load(%q) differs from Default() at %v", path, config.Diff(config.Default(), got))
+		}
+	}
+}
+
+func TestLoadUnreadableFile(t *testing.T) {
+	for _, name := range []string{"no-such-file.yaml", "malformed.yaml"} {
+		_, err := config.Load(fixture(name))
+		var problems *config.Errors
+		if err == nil || errors.As(err, &problems) {
+			t.Errorf("Load(%s) = %v, want a plain read error", name, err)
+			continue
+		}
+		if !strings.HasPrefix(err.Error(), "config: ") || !strings.Contains(err.Error(), name) {
+			t.Errorf("Load(%s) error %q should start with config: and name the file", name, err)
+		}
+	}
+}
+
+// TestLoadProblems checks that every problem is reported, each by its key
+// path, and nothing else.
+func TestLoadProblems(t *testing.T) {
+	tests := []struct {
+		name    string
+		fixture string
+		env     map[string]string
+		want    map[string]string // key path → part of the reason
+	}{{
+		name:    "wrong types",
+		fixture: "wrong_type.yaml",
+		want: map[string]string{
+			"log.level":                   "must be a string",
+			"csta.listen":                 "must be a string (quote it), got 8800",
+			"csta.auth.username":          "must be a string, got a mapping",
+			"csta.require_session":        `must be true or false, got "maybe"`,
+			"csta.limits.max_connections": `must be an integer, got "lots"`,
+			"csta.limits.max_xml_depth":   "must be an integer, got 3.5",
+			"csta.limits.write_timeout":   "must be a duration with a unit",
+			"csta.limits.idle_timeout":    `got "soon"`,
+			"csta.websocket.enabled":      "must be true or false, got a list",
+		},
+	}, {
+		name:    "out of range",
+		fixture: "out_of_range.yaml",
+		want: map[string]string{
+			"log.level":                     `must be one of debug, info, warn, error, got "verbose"`,
+			"log.format":                    `must be one of text, json, got "xml"`,
+			"csta.listen":                   `port must be a number from 0 to 65535, got "70000"`,
+			"csta.default_edition":          `got "ed7"`,
+			"csta.session.default_duration": "must be between csta.session.min_duration (10s) and csta.session.max_duration (1h), got 5s",
+			"csta.limits.max_connections":   "must be at least 1, got 0",
+			"csta.limits.max_frame_bytes":   "must be between 64 and 65535, got 70000",
+			"csta.limits.max_xml_depth":     "must be at least 1, got -1",
+			"csta.limits.request_timeout":   "must be positive, got 0s",
+			"admin.listen":                  `must be host:port, got "localhost"`,
+		},
+	}, {
+		name:    "session bounds inverted",
+		fixture: "session_inverted.yaml",
+		want:    map[string]string{"csta.session.max_duration": "must be at least csta.session.min_duration (2h), got 1h"},
+	}, {
+		name:    "unknown keys",
+		fixture: "unknown_key.yaml",
+		want: map[string]string{
+			"csta.max_frame_bytes":   "unknown key (did you mean csta.limits.max_frame_bytes?)",
+			"csta.limits.max_frames": "unknown key",
+			"csta.tls":               `must be a mapping of keys, got "yes"`,
+			"xsi.servers":            "unknown key",
+		},
+	}, {
+		name:    "password and password_file both set",
+		fixture: "both_password.yaml",
+		want: map[string]string{
+			"csta.auth.password_file":           "cannot be set together with csta.auth.password",
+			"csta.websocket.auth.password_file": "cannot be set together with csta.websocket.auth.password",
+		},
+	}, {
+		name:    "password auth without require_session",
+		fixture: "auth_without_session.yaml",
+		want:    map[string]string{"csta.require_session": "must be true when csta.auth.mode is password"},
+	}, {
+		name:    "websocket password auth without require_session",
+		fixture: "ws_auth_without_session.yaml",
+		want:    map[string]string{"csta.require_session": "must be true when csta.websocket.auth.mode is password"},
+	}, {
+		name:    "password auth without credentials",
+		fixture: "auth_incomplete.yaml",
+		want: map[string]string{
+			"csta.auth.username":       "required when csta.auth.mode is password",
+			"csta.auth.password":       "required when csta.auth.mode is password (or set csta.auth.password_file)",
+			"csta.websocket.auth.mode": `must be one of none, password, got "token"`,
+		},
+	}, {
+		name:    "password_file unreadable",
+		fixture: "password_file_missing.yaml",
+		want:    map[string]string{"csta.auth.password_file": "cannot read: open testdata/config/no-such-password.txt"},
+	}, {
+		name:    "tls half configured and unreadable",
+		fixture: "tls_half.yaml",
+		want: map[string]string{
+			"csta.tls.key_file":  "required when csta.tls.cert_file is set",
+			"csta.tls.cert_file": "cannot read",
+		},
+	}, {
+		name:    "admin and csta on the same address",
+		fixture: "same_listen.yaml",
+		want:    map[string]string{"admin.listen": `must differ from csta.listen, both are "127.0.0.1:9000"`},
+	}, {
+		name:    "bad values from the environment",
+		fixture: "minimal.yaml",
+		env: map[string]string{
+			"CONNECTOR_CSTA_LISTEN":                 "bad",
+			"CONNECTOR_CSTA_LIMITS_MAX_FRAME_BYTES": "70000",
+			"CONNECTOR_CSTA_WEBSOCKET_ENABLED":      "yes please",
+			"CONNECTOR_CSTA_SESSION_MAX_DURATION":   "3600",
+		},
+		want: map[string]string{
+			"csta.listen":                 `must be host:port, got "bad"`,
+			"csta.limits.max_frame_bytes": "must be between 64 and 65535, got 70000",
+			"csta.websocket.enabled":      `must be true or false, got "yes please"`,
+			"csta.session.max_duration":   `must be a duration with a unit like "180s" or "1h", got "3600"`,
+		},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for name, value := range tt.env {
+				t.Setenv(name, value)
+			}
+			_, err := config.Load(fixture(tt.fixture))
+			var problems *config.Errors
+			if !errors.As(err, &problems) {
+				t.Fatalf("Load(%s) = %v, want *config.Errors", tt.fixture, err)
+			}
+			got := make(map[string]string)
+			for _, p := range problems.Problems {
+				if _, dup := got[p.Key]; dup {
+					t.Errorf("%s reported twice", p.Key)
+				}
+				got[p.Key] = p.Reason
+			}
+			for key, reason := range tt.want {
+				if !strings.Contains(got[key], reason) {
+					t.Errorf("problem for %s = %q, want it to contain %q", key, got[key], reason)
+				}
+			}
+			for key, reason := range got {
+				if _, ok := tt.want[key]; !ok {
+					t.Errorf("unexpected problem %s: %s", key, reason)
+				}
+			}
+			for _, line := range strings.Split(err.Error(), "\n") {
+				if !strings.HasPrefix(line, "config: ") {
+					t.Errorf("error line %q lacks the config: prefix", line)
+				}
+			}
+		})
+	}
+}
+
+func TestProblemsInKeyOrder(t *testing.T) {
+	_, err := config.Load(fixture("out_of_range.yaml"))
+	var problems *config.Errors
+	if !errors.As(err, &problems) {
+		t.Fatal(err)
+	}
+	keys := config.Keys()
+	for i := 1; i < len(problems.Problems); i++ {
+		if slices.Index(keys, problems.Problems[i-1].Key) > slices.Index(keys, problems.Problems[i].Key) {
+			t.Errorf("problems out of key order: %v", problems.Problems)
+		}
+	}
+}
+
+func TestEnvOverride(t *testing.T) {
+	tests := []struct {
+		name  string
+		env   map[string]string
+		check func(*config.Config) bool
+	}{{
+		name:  "key present in the file",
+		env:   map[string]string{"CONNECTOR_CSTA_LISTEN": "127.0.0.1:28800"},
+		check: func(c *config.Config) bool { return c.CSTAFrontEnd.Listen == "127.0.0.1:28800" },
+	}, {
+		name:  "key absent from the file",
+		env:   map[string]string{"CONNECTOR_ADMIN_LISTEN": "127.0.0.1:28080"},
+		check: func(c *config.Config) bool { return c.Admin.Listen == "127.0.0.1:28080" },
+	}, {
+		name:  "an empty variable counts as unset",
+		env:   map[string]string{"CONNECTOR_CSTA_LISTEN": ""},
+		check: func(c *config.Config) bool { return c.CSTAFrontEnd.Listen == "127.0.0.1:18801" },
+	}, {
+		name: "integer, boolean and duration from strings",
+		env: map[string]string{
+			"CONNECTOR_CSTA_LIMITS_MAX_CONNECTIONS": "7",
+			"CONNECTOR_CSTA_WEBSOCKET_ENABLED":      "false",
+			"CONNECTOR_CSTA_SESSION_MAX_DURATION":   "90m",
+		},
+		check: func(c *config.Config) bool {
+			return c.CSTAFrontEnd.Limits.MaxConnections == 7 && !c.CSTAFrontEnd.WebSocket.Enabled &&
+				c.CSTAFrontEnd.Session.MaxDuration == 90*time.Minute
+		},
+	}, {
+		name: "nested key and password file",
+		env: map[string]string{
+			"CONNECTOR_CSTA_REQUIRE_SESSION":              "true",
+			"CONNECTOR_CSTA_WEBSOCKET_AUTH_MODE":          "password",
+			"CONNECTOR_CSTA_WEBSOCKET_AUTH_USERNAME":      "web-app",
+			"CONNECTOR_CSTA_WEBSOCKET_AUTH_PASSWORD_FILE": "testdata/config/password.txt",
+		},
+		check: func(c *config.Config) bool {
+			return c.CSTAFrontEnd.WebSocket.Auth == config.Auth{
+				Mode: "password", Username: "web-app", Password: "s3cret", PasswordFile: "testdata/config/password.txt",
+			}
+		},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for name, value := range tt.env {
+				t.Setenv(name, value)
+			}
+			if cfg := mustLoad(t, fixture("minimal.yaml")); !tt.check(cfg) {
+				t.Errorf("override not applied: %+v", cfg)
+			}
+		})
+	}
+}
+
+// The configuration section of the README names every key and its variable.
+func TestReadmeDocumentsEveryKey(t *testing.T) {
+	var section string
+	for _, name := range []string{"README.config.md", "README.md"} {
+		content, err := os.ReadFile(name)
+		if err == nil && strings.Contains(string(content), "## Configuration") {
+			section = string(content)
+			break
+		}
+	}
+	if section == "" {
+		t.Fatal("neither README.config.md nor README.md has a ## Configuration section")
+	}
+	for _, key := range config.Keys() {
+		row := "| `" + key + "` |"
+		if !strings.Contains(section, row) || !strings.Contains(section, "`"+config.EnvVar(key)+"`") {
+			t.Errorf("README configuration table lacks %s or %s", key, config.EnvVar(key))
+		}
+	}
+}
+
+func TestEnvVar(t *testing.T) {
+	for key, want := range map[string]string{
+		"csta.listen":                       "CONNECTOR_CSTA_LISTEN",
+		"csta.limits.max_frame_bytes":       "CONNECTOR_CSTA_LIMITS_MAX_FRAME_BYTES",
+		"csta.websocket.auth.password_file": "CONNECTOR_CSTA_WEBSOCKET_AUTH_PASSWORD_FILE",
+	} {
+		if got := config.EnvVar(key); got != want {
+			t.Errorf("EnvVar(%s) = %s, want %s", key, got, want)
+		}
+	}
+}
+
+func TestPasswordFileLineEndings(t *testing.T) {
+	for _, content := range []string{"s3cret", "s3cret\n", "s3cret\r\n", "s3cret\n\n"} {
+		path := filepath.Join(t.TempDir(), "password")
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("CONNECTOR_CSTA_REQUIRE_SESSION", "true")
+		t.Setenv("CONNECTOR_CSTA_AUTH_MODE", "password")
+		t.Setenv("CONNECTOR_CSTA_AUTH_USERNAME", "cti-app")
+		t.Setenv("CONNECTOR_CSTA_AUTH_PASSWORD_FILE", path)
+		if got := mustLoad(t, "").CSTAFrontEnd.Auth.Password; got != "s3cret" {
+			t.Errorf("password from %q = %q, want s3cret", content, got)
+		}
+	}
+}
+
+func TestMasked(t *testing.T) {
+	cfg := mustLoad(t, fixture("good.yaml"))
+	masked := cfg.Masked()
+	if got := masked.CSTAFrontEnd.WebSocket.Auth.Password; got != config.MaskedSecret {
+		t.Errorf("inline password masked as %q, want %q", got, config.MaskedSecret)
+	}
+	if got := masked.CSTAFrontEnd.Auth; got.Password != "" || got.PasswordFile != "testdata/config/password.txt" {
+		t.Errorf("password from file masked as %+v, want it dropped and the file kept", got)
+	}
+	if cfg.CSTAFrontEnd.WebSocket.Auth.Password != "inline-secret" || cfg.CSTAFrontEnd.Auth.Password != "s3cret" {
+		t.Error("Masked changed the original")
+	}
+	out, err := masked.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"inline-secret", "s3cret"} {
+		if strings.Contains(string(out), secret) {
+			t.Errorf("masked YAML shows %q:\n%s", secret, out)
+		}
+	}
+}
+
+// The printed effective configuration loads back to the same values; only
+// the masked inline secret differs.
+func TestYAMLRoundTrip(t *testing.T) {
+	cfg := mustLoad(t, fixture("good.yaml"))
+	out, err := cfg.Masked().YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "effective.yaml")
+	if err := os.WriteFile(path, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	again := mustLoad(t, path)
+	if got, want := config.Diff(cfg, again), []string{"csta.websocket.auth.password"}; !slices.Equal(got, want) {
+		t.Errorf("round trip changed %v, want %v\n%s", got, want, out)
+	}
+}
+
+func TestDiff(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(*config.Config)
+		want   []string
+	}{
+		{"nothing", func(*config.Config) {}, nil},
+		{"one limit", func(c *config.Config) { c.CSTAFrontEnd.Limits.MaxFrameBytes = 4096 }, []string{"csta.limits.max_frame_bytes"}},
+		{"several, in key order", func(c *config.Config) {
+			c.Admin.Listen = "127.0.0.1:9"
+			c.Log.Level = "debug"
+			c.CSTAFrontEnd.WebSocket.Auth.Password = "new"
+		}, []string{"log.level", "csta.websocket.auth.password", "admin.listen"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			next := config.Default()
+			tt.change(next)
+			if got := config.Diff(config.Default(), next); !slices.Equal(got, tt.want) {
+				t.Errorf("Diff = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestPlanReload(t *testing.T) {
+	running := config.Default()
+	next := config.Default()
+	next.Log.Level = "debug"
+	next.CSTAFrontEnd.Listen = "127.0.0.1:9800"
+	next.CSTAFrontEnd.TLS.CertFile = "cert.pem"
+	next.CSTAFrontEnd.Limits.MaxConnections = 5
+	next.CSTAFrontEnd.WebSocket.Enabled = false
+	next.Admin.Listen = "127.0.0.1:9080"
+
+	plan := config.PlanReload(running, next)
+	wantChanged := []string{"log.level", "csta.listen", "csta.tls.cert_file", "csta.limits.max_connections", "csta.websocket.enabled", "admin.listen"}
+	wantRefused := []string{"csta.listen", "csta.tls.cert_file", "csta.websocket.enabled", "admin.listen"}
+	if !slices.Equal(plan.Changed, wantChanged) {
+		t.Errorf("Changed = %v, want %v", plan.Changed, wantChanged)
+	}
+	if !slices.Equal(plan.Refused, wantRefused) {
+		t.Errorf("Refused = %v, want %v", plan.Refused, wantRefused)
+	}
+	if got, want := config.Diff(running, plan.Apply), []string{"log.level", "csta.limits.max_connections"}; !slices.Equal(got, want) {
+		t.Errorf("Apply changes %v, want %v", got, want)
+	}
+	if next.CSTAFrontEnd.Listen != "127.0.0.1:9800" {
+		t.Error("PlanReload changed next")
+	}
+	for _, key := range config.Keys() {
+		if config.NeedsRestart(key) != slices.Contains([]string{
+			"log.format", "csta.listen", "csta.tls.cert_file", "csta.tls.key_file", "csta.websocket.enabled", "admin.listen",
+		}, key) {
+			t.Errorf("NeedsRestart(%s) = %v", key, config.NeedsRestart(key))
+		}
+	}
+}
+
+func TestSlogLevel(t *testing.T) {
+	for level, want := range map[string]string{"debug": "DEBUG", "info": "INFO", "warn": "WARN", "error": "ERROR"} {
+		if got := (config.Log{Level: level}).SlogLevel().String(); got != want {
+			t.Errorf("SlogLevel(%s) = %s, want %s", level, got, want)
+		}
+	}
+}

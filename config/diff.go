@@ -1,0 +1,58 @@
+package config
+
+import (
+	"reflect"
+	"slices"
+)
+
+// restartKeys cannot change in a running process: the listeners are bound
+// (and the WebSocket mounted) once at startup. log.format is here because the
+// log handler is built once; log.level changes live.
+var restartKeys = []string{
+	"log.format",
+	"csta.listen",
+	"csta.tls.cert_file",
+	"csta.tls.key_file",
+	"csta.websocket.enabled",
+	"admin.listen",
+}
+
+// NeedsRestart reports whether a change of key takes a restart.
+func NeedsRestart(key string) bool {
+	return slices.Contains(restartKeys, key)
+}
+
+// Diff lists the key paths whose values differ between old and new, in key
+// order. Secrets are compared too, but only their key is listed.
+func Diff(old, new *Config) (changed []string) {
+	oldFields, newFields := leaves(old), leaves(new)
+	for i, f := range oldFields {
+		if !reflect.DeepEqual(f.value.Interface(), newFields[i].value.Interface()) {
+			changed = append(changed, f.key)
+		}
+	}
+	return changed
+}
+
+// ReloadPlan is what a reload does, in the manner of NATS server's reload.go:
+// apply every change that can be applied live and refuse the others by name.
+type ReloadPlan struct {
+	Changed []string // every key that differs, in key order
+	Refused []string // the changed keys that need a restart
+	Apply   *Config  // next, with the refused keys kept at their running values
+}
+
+// PlanReload compares the running configuration with the next one.
+func PlanReload(running, next *Config) ReloadPlan {
+	plan := ReloadPlan{Changed: Diff(running, next)}
+	apply := *next
+	applyFields, runningFields := leaves(&apply), leaves(running)
+	for i, f := range applyFields {
+		if slices.Contains(plan.Changed, f.key) && NeedsRestart(f.key) {
+			plan.Refused = append(plan.Refused, f.key)
+			f.value.Set(runningFields[i].value)
+		}
+	}
+	plan.Apply = &apply
+	return plan
+}

@@ -1,0 +1,185 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/broadworks-connector/connector/csta"
+)
+
+// validate checks values and their consistency; keys that already failed to
+// decode keep their default and are not reported twice (see problems.add).
+func validate(c *Config, ps *problems) {
+	oneOf(ps, "log.level", c.Log.Level, "debug", "info", "warn", "error")
+	oneOf(ps, "log.format", c.Log.Format, "text", "json")
+
+	f := &c.CSTAFrontEnd
+	listenAddress(ps, "csta.listen", f.Listen)
+	validateTLS(ps, f.TLS)
+	validateAuth(ps, "csta.auth", f.Auth)
+	validateAuth(ps, "csta.websocket.auth", f.WebSocket.Auth)
+	validateRequireSession(ps, f)
+	if _, ok := csta.ParseEdition(f.DefaultEdition); !ok {
+		ps.add("csta.default_edition", "must be one of none, ed2, ed3, ed4, ed5, ed6, got %q", f.DefaultEdition)
+	}
+	validateSession(ps, f.Session)
+	validateLimits(ps, f.Limits)
+
+	listenAddress(ps, "admin.listen", c.Admin.Listen)
+	if !ps.has("csta.listen") && !ps.has("admin.listen") && sameFixedAddress(f.Listen, c.Admin.Listen) {
+		ps.add("admin.listen", "must differ from csta.listen, both are %q", f.Listen)
+	}
+}
+
+func oneOf(ps *problems, key, value string, allowed ...string) {
+	if !slices.Contains(allowed, value) {
+		ps.add(key, "must be one of %s, got %q", strings.Join(allowed, ", "), value)
+	}
+}
+
+// listenAddress accepts host:port with a numeric port; an empty host means
+// every interface and port 0 an ephemeral port.
+func listenAddress(ps *problems, key, addr string) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		ps.add(key, "must be host:port, got %q", addr)
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		ps.add(key, "port must be a number from 0 to 65535, got %q", port)
+	}
+}
+
+func sameFixedAddress(a, b string) bool {
+	_, port, _ := net.SplitHostPort(a)
+	return a == b && port != "0"
+}
+
+func validateTLS(ps *problems, t TLS) {
+	switch {
+	case t.CertFile != "" && t.KeyFile == "":
+		ps.add("csta.tls.key_file", "required when csta.tls.cert_file is set")
+	case t.CertFile == "" && t.KeyFile != "":
+		ps.add("csta.tls.cert_file", "required when csta.tls.key_file is set")
+	}
+	readable(ps, "csta.tls.cert_file", t.CertFile)
+	readable(ps, "csta.tls.key_file", t.KeyFile)
+}
+
+func readable(ps *problems, key, path string) {
+	if path == "" {
+		return
+	}
+	file, err := os.Open(path)
+	if err != nil {
+		ps.add(key, "cannot read: %v", err)
+		return
+	}
+	file.Close()
+}
+
+func validateAuth(ps *problems, section string, a Auth) {
+	switch a.Mode {
+	case "none":
+	case "password":
+		if a.Username == "" {
+			ps.add(section+".username", "required when %s.mode is password", section)
+		}
+		if a.Password == "" && !ps.has(section+".password_file") {
+			ps.add(section+".password", "required when %s.mode is password (or set %s.password_file)", section, section)
+		}
+	default:
+		ps.add(section+".mode", "must be one of none, password, got %q", a.Mode)
+	}
+}
+
+// validateRequireSession: with a password configured but no session
+// required, a client could skip StartApplicationSession and send requests
+// unauthenticated.
+func validateRequireSession(ps *problems, f *CSTA) {
+	if f.RequireSession {
+		return
+	}
+	for _, section := range []struct {
+		key  string
+		auth Auth
+	}{{"csta.auth", f.Auth}, {"csta.websocket.auth", f.WebSocket.Auth}} {
+		if section.auth.Mode == "password" {
+			ps.add("csta.require_session",
+				"must be true when %s.mode is password, or clients could send requests without authenticating", section.key)
+			return
+		}
+	}
+}
+
+func validateSession(ps *problems, s Session) {
+	positive(ps, "csta.session.min_duration", s.MinDuration)
+	positive(ps, "csta.session.max_duration", s.MaxDuration)
+	positive(ps, "csta.session.default_duration", s.DefaultDuration)
+	if ps.has("csta.session.min_duration") || ps.has("csta.session.max_duration") {
+		return
+	}
+	if s.MinDuration > s.MaxDuration {
+		ps.add("csta.session.max_duration", "must be at least csta.session.min_duration (%s), got %s",
+			formatDuration(s.MinDuration), formatDuration(s.MaxDuration))
+		return
+	}
+	if s.DefaultDuration < s.MinDuration || s.DefaultDuration > s.MaxDuration {
+		ps.add("csta.session.default_duration",
+			"must be between csta.session.min_duration (%s) and csta.session.max_duration (%s), got %s",
+			formatDuration(s.MinDuration), formatDuration(s.MaxDuration), formatDuration(s.DefaultDuration))
+	}
+}
+
+// maxFrameBytes is what the 16-bit length of the 8-byte CSTA header allows;
+// minFrameBytes leaves room for the header and a minimal document.
+const (
+	minFrameBytes = 64
+	maxFrameBytes = 65535
+)
+
+func validateLimits(ps *problems, l Limits) {
+	between(ps, "csta.limits.max_connections", l.MaxConnections, 1, math.MaxInt)
+	between(ps, "csta.limits.max_outstanding_requests", l.MaxOutstandingRequests, 1, math.MaxInt)
+	between(ps, "csta.limits.max_monitors_per_connection", l.MaxMonitorsPerConnection, 1, math.MaxInt)
+	between(ps, "csta.limits.max_frame_bytes", l.MaxFrameBytes, minFrameBytes, maxFrameBytes)
+	between(ps, "csta.limits.max_xml_depth", l.MaxXMLDepth, 1, math.MaxInt)
+	between(ps, "csta.limits.write_queue_length", l.WriteQueueLength, 1, math.MaxInt)
+	positive(ps, "csta.limits.write_timeout", l.WriteTimeout)
+	positive(ps, "csta.limits.request_timeout", l.RequestTimeout)
+	positive(ps, "csta.limits.handshake_timeout", l.HandshakeTimeout)
+	positive(ps, "csta.limits.idle_timeout", l.IdleTimeout)
+}
+
+func between(ps *problems, key string, n, lo, hi int) {
+	switch {
+	case hi == math.MaxInt && n < lo:
+		ps.add(key, "must be at least %d, got %d", lo, n)
+	case n < lo || n > hi:
+		ps.add(key, "must be between %d and %d, got %d", lo, hi, n)
+	}
+}
+
+func positive(ps *problems, key string, d time.Duration) {
+	if d <= 0 {
+		ps.add(key, "must be positive, got %s", formatDuration(d))
+	}
+}
+
+// formatDuration writes whole hours as "1h" and whole seconds as "180s", the
+// way the example file does; anything finer as time.Duration does.
+func formatDuration(d time.Duration) string {
+	switch {
+	case d != 0 && d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d%time.Second == 0:
+		return fmt.Sprintf("%ds", d/time.Second)
+	}
+	return d.String()
+}
