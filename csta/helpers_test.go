@@ -26,15 +26,15 @@ func testLogger(t testing.TB) *slog.Logger {
 // fakeService is an in-memory device model used only by tests: it answers
 // from its maps, refuses unknown devices, and can be told to stall.
 type fakeService struct {
-	mu        sync.Mutex
-	devices   map[DeviceID]bool
-	dnd       map[DeviceID]bool
-	forwards  map[DeviceID][]ForwardListItem
-	agents    map[DeviceID]AgentState
-	reasons   map[DeviceID]string
-	stall     chan struct{} // when set, requests on device "stall" wait for it or ctx
-	requests  []Message
-	publish   func(Event) // events emitted after a successful Set*
+	mu       sync.Mutex
+	devices  map[DeviceID]bool
+	dnd      map[DeviceID]bool
+	forwards map[DeviceID][]ForwardListItem
+	agents   map[DeviceID]AgentState
+	reasons  map[DeviceID]string
+	stall    chan struct{} // when set, requests on device "stall" wait for it or ctx
+	requests []Message
+	publish  func(Event) // events emitted after a successful Set*
 }
 
 func newFakeService(devices ...DeviceID) *fakeService {

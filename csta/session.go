@@ -43,7 +43,11 @@ func (c *conn) startSession(invokeID int, m StartApplicationSession) {
 	s := &session{id: id, applicationID: m.ApplicationID, userName: m.UserName, duration: d}
 	s.timer = time.AfterFunc(d, func() { c.sessionExpired(id) })
 	c.session = s
-	c.edition, c.negotiated = ed, true
+	// Only a requested version binds the edition; a client that asked for
+	// none keeps being answered in each request's own namespace.
+	if len(m.ProtocolVersions) > 0 {
+		c.edition, c.negotiated = ed, true
+	}
 	c.mu.Unlock()
 
 	c.log.Info("CSTA session started", "session", id, "application", m.ApplicationID, "user", m.UserName, "edition", ed.String(), "duration", d)
