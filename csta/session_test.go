@@ -67,3 +67,57 @@ func TestIdleConnectionWithoutSessionIsClosed(t *testing.T) {
 		c.expectClosed()
 	})
 }
+
+// TestClientScenario is the issue's acceptance story on one connection: open
+// a session, pipeline requests, send garbage inside a good frame, send an
+// unknown request, then let the session timer lapse.
+func TestClientScenario(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := NewServer(DefaultConfig(), newFakeService("4711"), testLogger(t))
+		c := pipeClient(t, s)
+		id := c.openSession(1, startEd6)
+
+		reqs := map[int]string{
+			2: `<SetDoNotDisturb ` + ns6 + `><device>4711</device><doNotDisturbOn>true</doNotDisturbOn></SetDoNotDisturb>`,
+			3: `<GetForwarding ` + ns6 + `><device>4711</device></GetForwarding>`,
+			4: `<SystemRegister ` + ns6 + `/>`,
+			5: `garbage <<< inside a well-formed frame`,
+			6: `<MakeCall ` + ns6 + `><callingDevice>4711</callingDevice></MakeCall>`,
+			7: `<GetDoNotDisturb ` + ns6 + `><device>4711</device></GetDoNotDisturb>`,
+		}
+		want := map[int]string{
+			2: "SetDoNotDisturbResponse", 3: "GetForwardingResponse", 4: "SystemRegisterResponse",
+			5: "CSTAErrorCode operation/generic", 6: "CSTAErrorCode operation/serviceNotSupported",
+			7: "GetDoNotDisturbResponse",
+		}
+		go func() { // pipelined: all written before any answer is read
+			for i := 2; i <= 7; i++ {
+				b, _ := AppendFrame(nil, i, []byte(reqs[i]))
+				c.nc.Write(b)
+			}
+		}()
+		for range len(want) {
+			f := c.read()
+			root := parseRoot(t, f.XML)
+			got := root.Tag
+			if e := errorOf(root); e != "" {
+				got += " " + e
+			}
+			if want[f.InvokeID] != got {
+				t.Errorf("invoke %d answered %q, want %q", f.InvokeID, got, want[f.InvokeID])
+			}
+			delete(want, f.InvokeID)
+		}
+		if len(want) != 0 {
+			t.Fatalf("unanswered: %v", want)
+		}
+		time.Sleep(61 * time.Second) // no reset: the 60 s session lapses
+		f := c.read()
+		root := parseRoot(t, f.XML)
+		if root.Tag != "ApplicationSessionTerminated" || root.FindElement("sessionID").Text() != id ||
+			root.FindElement("sessionTermReason/definedTermReason").Text() != "sessionTimerExpired" {
+			t.Fatalf("after the lapse got %s", f.XML)
+		}
+		c.expectClosed()
+	})
+}
