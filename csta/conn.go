@@ -151,9 +151,15 @@ func (c *conn) send(invokeID int, msg Message, ed Edition) {
 		buf, err = finishFrame(buf, invokeID)
 	}
 	if err != nil {
+		// Every request gets an answer: fall back to a plain error, once.
 		c.log.Error("CSTA answer cannot be sent", "msg", msg.Name(), "invoke", invokeID, "err", err)
-		if _, isErr := msg.(*Error); !isErr {
-			c.send(invokeID, ErrResourceLimitExceeded, ed)
+		fallback := ErrGeneric
+		var tooLarge *FrameTooLargeError
+		if errors.As(err, &tooLarge) {
+			fallback = ErrResourceLimitExceeded
+		}
+		if msg != Message(fallback) {
+			c.send(invokeID, fallback, ed)
 		}
 		return
 	}
@@ -499,7 +505,7 @@ func (c *conn) startMonitor(ctx context.Context, who Requester, m MonitorStart) 
 	c.srv.addMonitor(mon)
 	c.mu.Unlock()
 	c.log.Debug("CSTA monitor started", "device", m.Device, "crossRefID", mon.crossRefID)
-	return MonitorStartResponse{MonitorCrossRefID: mon.crossRefID, ActualFilter: m.Filter, HasFilter: m.HasFilter}
+	return MonitorStartResponse{MonitorCrossRefID: mon.crossRefID, ActualFilter: m.Filter, HasFilter: m.HasFilter, FilterInverted: m.FilterInverted}
 }
 
 func (c *conn) stopMonitor(id string) Message {

@@ -49,12 +49,20 @@ func (c clientResponse) Name() string { return c.root }
 
 var readSettings = etree.ReadSettings{CharsetReader: charsetReader}
 
-// Decode parses one XML document. maxDepth bounds element nesting (0 = no
-// bound). The error, if any, is a *DecodeError.
+// Decode parses one XML document. maxDepth bounds element nesting (0 =
+// etree's default bound of 1024 levels). The error, if any, is a *DecodeError.
 func Decode(doc []byte, maxDepth int) (Decoded, error) {
 	d := etree.NewDocument()
 	d.ReadSettings = readSettings
-	if err := d.ReadFromBytes(doc); err != nil {
+	if maxDepth > 0 {
+		// etree stops at the limit, before building the rest of the tree.
+		d.ReadSettings.MaxDepth = maxDepth
+	}
+	err := d.ReadFromBytes(doc)
+	// Too deep is answered like any over-limit request: the root element was
+	// read before etree gave up, so its name and namespace are known.
+	tooDeep := errors.Is(err, etree.ErrMaxDepth) && d.Root() != nil
+	if err != nil && !tooDeep {
 		return Decoded{}, &DecodeError{Answer: ErrGeneric, Reason: "malformed XML: " + trimXMLError(err)}
 	}
 	root := d.Root()
@@ -66,8 +74,12 @@ func Decode(doc []byte, maxDepth int) (Decoded, error) {
 	fail := func(answer Message, reason string) (Decoded, error) {
 		return Decoded{}, &DecodeError{Root: root.Tag, Answer: answer, Reason: reason, Edition: ed, EditionKnown: known}
 	}
-	if maxDepth > 0 && depthExceeds(root, maxDepth) {
-		return fail(depthAnswer(root.Tag), fmt.Sprintf("element nesting deeper than %d", maxDepth))
+	if tooDeep {
+		limit := "etree's default of 1024"
+		if maxDepth > 0 {
+			limit = strconv.Itoa(maxDepth)
+		}
+		return fail(depthAnswer(root.Tag), "element nesting deeper than "+limit)
 	}
 	decode, ok := decoders[root.Tag]
 	if !ok {
@@ -98,27 +110,6 @@ func depthAnswer(root string) Message {
 		return ResetApplicationSessionTimerNegResponse{ErrorCode: SessionError{ApplError: "message too deeply nested"}}
 	}
 	return ErrResourceLimitExceeded
-}
-
-// depthExceeds walks the tree without recursion, so a hostile document cannot
-// blow the stack.
-func depthExceeds(root *etree.Element, max int) bool {
-	type item struct {
-		el    *etree.Element
-		depth int
-	}
-	stack := []item{{root, 1}}
-	for len(stack) > 0 {
-		it := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		if it.depth > max {
-			return true
-		}
-		for _, c := range it.el.ChildElements() {
-			stack = append(stack, item{c, it.depth + 1})
-		}
-	}
-	return false
 }
 
 func trimXMLError(err error) string {
@@ -359,7 +350,8 @@ func decodeMonitorStart(el *etree.Element) (Message, error) {
 		return nil, bad(ErrInvalidMonitorType, "monitorType %q: only device monitors are supported", t)
 	}
 	if f := child(el, "requestedMonitorFilter"); f != nil {
-		filter, err := decodeMonitorFilter(f, avayaInvertFilter(el))
+		m.FilterInverted = avayaInvertFilter(el)
+		filter, err := decodeMonitorFilter(f, m.FilterInverted)
 		if err != nil {
 			return nil, err
 		}
@@ -476,7 +468,9 @@ func broadSoftReason(el *etree.Element) string {
 	if r == nil {
 		return ""
 	}
-	if ns := r.NamespaceURI(); ns != "" && ns != NSBroadSoftPrivate {
+	// Accepted: the BroadSoft namespace, no namespace, or the request's own
+	// namespace (an unprefixed element under a default xmlns).
+	if ns := r.NamespaceURI(); ns != "" && ns != NSBroadSoftPrivate && ns != el.NamespaceURI() {
 		return ""
 	}
 	return strings.TrimSpace(r.Text())

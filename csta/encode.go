@@ -98,8 +98,11 @@ func appendEscaped(dst []byte, s string) []byte {
 				dst = append(dst, "&quot;"...)
 			case '\'':
 				dst = append(dst, "&apos;"...)
-			case '\t', '\n', '\r':
+			case '\t', '\n':
 				dst = append(dst, c)
+			case '\r':
+				// A raw CR would be read back as LF (XML end-of-line handling).
+				dst = append(dst, "&#xD;"...)
 			default:
 				if c < 0x20 {
 					dst = append(dst, "\uFFFD"...) // not allowed in XML 1.0
@@ -111,7 +114,8 @@ func appendEscaped(dst []byte, s string) []byte {
 			continue
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
+		// Invalid UTF-8, and U+FFFE/U+FFFF, which XML 1.0 does not allow.
+		if r == utf8.RuneError && size == 1 || r == 0xFFFE || r == 0xFFFF {
 			dst = append(dst, "\uFFFD"...)
 		} else {
 			dst = append(dst, s[i:i+size]...)
@@ -180,7 +184,7 @@ func AppendEncode(dst []byte, msg Message, ed Edition) ([]byte, error) {
 		w.root(name, ns)
 		w.leaf("monitorCrossRefID", m.MonitorCrossRefID)
 		if m.HasFilter {
-			w.monitorFilter("actualMonitorFilter", m.ActualFilter)
+			w.monitorFilter("actualMonitorFilter", m.ActualFilter, m.FilterInverted)
 		}
 	case MonitorStopResponse:
 		w.root(name, ns)
@@ -232,6 +236,10 @@ func AppendEncode(dst []byte, msg Message, ed Edition) ([]byte, error) {
 		w.boolean("doNotDisturbOn", m.DoNotDisturbOn)
 
 	case *Error:
+		// The class becomes an element name: only the schema's are written.
+		if m == nil || !m.Class.valid() {
+			return dst, fmt.Errorf("csta: cannot encode CSTAErrorCode %#v", m)
+		}
 		w.root(name, ns)
 		if m.Class == ErrUnspecified {
 			w.empty(string(ErrUnspecified))
@@ -265,12 +273,12 @@ var filterOrder = []struct {
 	{"maintenance", []EventKind{EventBackInService, EventOutOfService}},
 }
 
-func (w *xmlWriter) monitorFilter(name string, f MonitorFilter) {
+func (w *xmlWriter) monitorFilter(name string, f MonitorFilter, inverted bool) {
 	w.open(name)
 	for _, cat := range filterOrder {
 		w.open(cat.category)
 		for _, k := range cat.kinds {
-			w.boolean(eventInfo[k].flag, f.Suppresses(k))
+			w.boolean(eventInfo[k].flag, f.Suppresses(k) != inverted)
 		}
 		w.close(cat.category)
 	}
@@ -316,4 +324,14 @@ func AppendEvent(dst []byte, ev *Event, crossRefID string, ed Edition) ([]byte, 
 	}
 	w.close(name)
 	return w.b, nil
+}
+
+// valid reports whether c is one of the CSTAErrorCode choices the encoder writes.
+func (c ErrorClass) valid() bool {
+	switch c {
+	case ErrOperation, ErrSecurity, ErrStateIncompatibility, ErrSystemResourceAvailability,
+		ErrSubscribedResourceAvailability, ErrPerformanceManagement, ErrPrivateErrorCode, ErrUnspecified:
+		return true
+	}
+	return false
 }

@@ -81,7 +81,7 @@ var (
 // anything unclassified is operation/generic.
 func asCSTAError(err error) *Error {
 	var ce *Error
-	if errors.As(err, &ce) {
+	if errors.As(err, &ce) && ce != nil {
 		return ce
 	}
 	if isContextError(err) {

@@ -148,10 +148,10 @@ func AppendFrame(dst []byte, invokeID int, xml []byte) ([]byte, error) {
 	if total > MaxFrameSize {
 		return dst, fmt.Errorf("csta: message of %d bytes does not fit a frame", total)
 	}
-	if invokeID < 0 {
+	invokeID %= 10000
+	if invokeID < 0 { // after the modulo: -math.MinInt is still negative
 		invokeID = -invokeID
 	}
-	invokeID %= 10000
 	dst = append(dst, 0, 0, byte(total>>8), byte(total),
 		byte('0'+invokeID/1000), byte('0'+invokeID/100%10), byte('0'+invokeID/10%10), byte('0'+invokeID%10))
 	return append(dst, xml...), nil

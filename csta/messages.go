@@ -160,12 +160,16 @@ type MonitorStart struct {
 	// requestedMonitorFilter, true means "do not send").
 	Filter    MonitorFilter
 	HasFilter bool
+	// FilterInverted records Avaya's invertFilter private data: that client
+	// lists the events it wants, so its actualMonitorFilter is echoed the same way.
+	FilterInverted bool
 }
 
 type MonitorStartResponse struct {
 	MonitorCrossRefID string
 	ActualFilter      MonitorFilter
 	HasFilter         bool
+	FilterInverted    bool // write true for delivered events (Avaya invertFilter)
 }
 
 type MonitorStop struct{ MonitorCrossRefID string }
