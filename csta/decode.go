@@ -1,6 +1,7 @@
 package csta
 
 import (
+	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -52,6 +53,7 @@ var readSettings = etree.ReadSettings{CharsetReader: charsetReader}
 // Decode parses one XML document. maxDepth bounds element nesting (0 =
 // etree's default bound of 1024 levels). The error, if any, is a *DecodeError.
 func Decode(doc []byte, maxDepth int) (Decoded, error) {
+	doc = latin1ToUTF8(doc)
 	d := etree.NewDocument()
 	d.ReadSettings = readSettings
 	if maxDepth > 0 {
@@ -553,13 +555,83 @@ func decodeGetDoNotDisturb(el *etree.Element) (Message, error) {
 
 // ---- character sets ----
 
+// latin1ToUTF8 handles the ISO-8859-1 documents BroadWorks-style clients send
+// (research/csta.md §1.1) before etree sees them: the declaration is dropped
+// and the rest transcoded, so the parser reads UTF-8 without a second
+// buffered reader per message. A pure-ASCII body is only re-sliced. Anything
+// else is returned unchanged (charsetReader remains the fallback).
+func latin1ToUTF8(doc []byte) []byte {
+	if !bytes.HasPrefix(doc, []byte("<?xml")) {
+		return doc
+	}
+	end := bytes.Index(doc, []byte("?>"))
+	if end < 0 {
+		return doc
+	}
+	label, ok := declaredEncoding(doc[:end])
+	if !ok || !isLatin1Label(label) {
+		return doc
+	}
+	body := doc[end+2:]
+	ascii := true
+	for _, b := range body {
+		if b >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return body
+	}
+	out := make([]byte, 0, len(body)+len(body)/8)
+	for _, b := range body {
+		if b < utf8.RuneSelf {
+			out = append(out, b)
+		} else {
+			out = utf8.AppendRune(out, rune(b))
+		}
+	}
+	return out
+}
+
+// declaredEncoding finds encoding="..." (or '...') in an XML declaration.
+func declaredEncoding(decl []byte) (string, bool) {
+	i := bytes.Index(decl, []byte("encoding"))
+	if i < 0 {
+		return "", false
+	}
+	rest := bytes.TrimLeft(decl[i+len("encoding"):], " \t\r\n")
+	if len(rest) == 0 || rest[0] != '=' {
+		return "", false
+	}
+	rest = bytes.TrimLeft(rest[1:], " \t\r\n")
+	if len(rest) < 2 || (rest[0] != '"' && rest[0] != '\'') {
+		return "", false
+	}
+	q := rest[0]
+	j := bytes.IndexByte(rest[1:], q)
+	if j < 0 {
+		return "", false
+	}
+	return string(rest[1 : 1+j]), true
+}
+
+func isLatin1Label(label string) bool {
+	switch strings.ToLower(strings.TrimSpace(label)) {
+	case "iso-8859-1", "iso8859-1", "latin1", "latin-1", "l1", "iso_8859-1", "cp819", "iso-ir-100":
+		return true
+	}
+	return false
+}
+
 // charsetReader lets encoding/xml read the encodings CTI clients declare:
 // BroadWorks-style clients write ISO-8859-1 (research/csta.md §1.1).
 func charsetReader(label string, input io.Reader) (io.Reader, error) {
 	switch strings.ToLower(strings.TrimSpace(label)) {
 	case "utf-8", "utf8", "us-ascii", "ascii":
 		return input, nil
-	case "iso-8859-1", "iso8859-1", "latin1", "latin-1", "l1", "iso_8859-1", "cp819", "iso-ir-100":
+	}
+	if isLatin1Label(label) {
 		return newLatin1Reader(input), nil
 	}
 	return nil, fmt.Errorf("unsupported encoding %q (UTF-8 and ISO-8859-1 are)", label)
