@@ -1,10 +1,18 @@
 package csta
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 )
 
 // setAgentState600 is a BroadWorks-style SetAgentState of 600 bytes: ISO-8859-1
@@ -142,5 +150,123 @@ func BenchmarkRoundTripPipelined(b *testing.B) {
 			}
 			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "req/s")
 		})
+	}
+}
+
+// benchServerEnv makes the test binary a bare front-end server with the
+// no-op service (see BenchmarkRoundTripServerProcess).
+const benchServerEnv = "CSTA_BENCH_SERVER"
+
+func runBenchServer() int {
+	cfg := DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.MaxOutstandingRequests = 4096
+	s := NewServer(cfg, noopService{}, nil)
+	if err := s.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Printf("ADDR %s\n", s.Addr())
+	io.Copy(io.Discard, os.Stdin) // the parent closes stdin to stop us
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s.Shutdown(ctx)
+	return 0
+}
+
+// processCPU is the user+system CPU time a process has used so far.
+func processCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the parenthesised command name; utime and stime are the
+	// 14th and 15th fields of the line, in clock ticks (USER_HZ = 100 on Linux).
+	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
+
+// BenchmarkRoundTripServerProcess runs the front end in its own process,
+// pipelines SetAgentState requests at it over loopback TCP (window 64), and
+// reports req/s and requests per CPU-second of the server process, with the
+// client's cost excluded. With procs=1 the server has one core (GOMAXPROCS=1)
+// and req/s is its per-core throughput.
+func BenchmarkRoundTripServerProcess(b *testing.B) {
+	for _, procs := range []int{1, 2} {
+		b.Run(fmt.Sprintf("procs=%d", procs), func(b *testing.B) { benchServerProcess(b, procs) })
+	}
+}
+
+func benchServerProcess(b *testing.B, procs int) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), benchServerEnv+"=1", fmt.Sprintf("GOMAXPROCS=%d", procs))
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { stdin.Close(); cmd.Wait() }()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "ADDR ") {
+		b.Fatalf("server process said %q: %v", line, err)
+	}
+	nc, err := net.Dial("tcp", strings.TrimSpace(strings.TrimPrefix(line, "ADDR ")))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+
+	const window = 64
+	frame, _ := AppendFrame(nil, 1, setAgentState600)
+	credits := make(chan struct{}, window)
+	for range window {
+		credits <- struct{}{}
+	}
+	fr := NewFrameReader(nc, MaxFrameSize)
+	cpuBefore, err := processCPU(cmd.Process.Pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := b.N
+	b.ResetTimer()
+	errc := make(chan error, 1)
+	go func() {
+		w := bufio.NewWriterSize(nc, 64<<10)
+		for i := 0; i < n; i++ {
+			select {
+			case <-credits:
+			default: // nothing more may be sent yet: push out what is buffered
+				if err := w.Flush(); err != nil {
+					errc <- err
+					return
+				}
+				<-credits
+			}
+			w.Write(frame)
+		}
+		errc <- w.Flush()
+	}()
+	for i := 0; i < n; i++ {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !bytes.Contains(f.XML, []byte("SetAgentStateResponse")) {
+			b.Fatalf("unexpected answer %s", f.XML)
+		}
+		credits <- struct{}{}
+	}
+	b.StopTimer()
+	if err := <-errc; err != nil {
+		b.Fatal(err)
+	}
+	cpuAfter, _ := processCPU(cmd.Process.Pid)
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "req/s")
+	if cpu := cpuAfter - cpuBefore; cpu > 0 {
+		b.ReportMetric(float64(n)/cpu.Seconds(), "req/cpu-s")
+		b.ReportMetric(float64(cpu.Microseconds())/float64(n), "server-cpu-µs/req")
 	}
 }

@@ -29,15 +29,22 @@ const (
 	NSBroadSoftPrivate = "http://schema.broadsoft.com/CSTAPrivateData"
 )
 
+// namespaces is indexed by Edition; every answer needs one, so they are
+// built once.
+var namespaces = [...]string{
+	Edition2: nsEd2,
+	Edition3: nsEdPrefix + "3",
+	Edition4: nsEdPrefix + "4",
+	Edition5: nsEdPrefix + "5",
+	Edition6: nsEdPrefix + "6",
+}
+
 // Namespace returns the ECMA-323 namespace URI of the edition ("" for EditionNone).
 func (e Edition) Namespace() string {
-	switch e {
-	case Edition2:
-		return nsEd2
-	case Edition3, Edition4, Edition5, Edition6:
-		return nsEdPrefix + strconv.Itoa(int(e))
+	if e < 0 || int(e) >= len(namespaces) {
+		return ""
 	}
-	return ""
+	return namespaces[e]
 }
 
 // Valid reports whether e is an edition the codec speaks.

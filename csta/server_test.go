@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -13,7 +14,12 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(benchServerEnv) != "" {
+		os.Exit(runBenchServer())
+	}
+	goleak.VerifyTestMain(m)
+}
 
 const (
 	ns6      = `xmlns="http://www.ecma-international.org/standards/ecma-323/csta/ed6"`
