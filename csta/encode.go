@@ -160,11 +160,7 @@ func AppendEncode(dst []byte, msg Message, ed Edition) ([]byte, error) {
 		w.root(name, NSAppSession)
 		w.leaf("sessionID", m.SessionID)
 		w.open("sessionTermReason")
-		if m.DefinedTermReason != "" {
-			w.leaf("definedTermReason", m.DefinedTermReason)
-		} else {
-			w.leaf("serverTermReason", m.ServerTermReason)
-		}
+		w.choice("definedTermReason", m.DefinedTermReason, "serverTermReason", m.ServerTermReason)
 		w.close("sessionTermReason")
 
 	case SystemStatus:
@@ -255,12 +251,18 @@ func AppendEncode(dst []byte, msg Message, ed Edition) ([]byte, error) {
 
 func (w *xmlWriter) sessionError(e SessionError) {
 	w.open("errorCode")
-	if e.DefinedError != "" {
-		w.leaf("definedError", e.DefinedError)
-	} else {
-		w.leaf("applError", e.ApplError)
-	}
+	w.choice("definedError", e.DefinedError, "applError", e.ApplError)
 	w.close("errorCode")
+}
+
+// choice writes ECMA-354's "defined value or free text" choice: the defined
+// element when it is set, the free-text one otherwise.
+func (w *xmlWriter) choice(definedName, defined, textName, text string) {
+	if defined != "" {
+		w.leaf(definedName, defined)
+	} else {
+		w.leaf(textName, text)
+	}
 }
 
 // Filter flags in schema order per category (research/csta.md §1.5).
