@@ -119,12 +119,8 @@ func (c *conn) cleanup() {
 		c.session.timer.Stop()
 		c.session = nil
 	}
-	mons := c.monitors
-	c.monitors = map[string]*monitor{}
 	c.mu.Unlock()
-	for _, m := range mons {
-		c.srv.removeMonitor(m)
-	}
+	c.dropMonitors()
 	c.srv.forget(c)
 }
 

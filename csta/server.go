@@ -76,10 +76,10 @@ func (s *Server) Start() error {
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	}
 	s.mu.Lock()
-	if s.shutdown {
+	if s.shutdown || s.ln != nil {
 		s.mu.Unlock()
 		ln.Close()
-		return errors.New("csta: server is shut down")
+		return errors.New("csta: server already started or shut down")
 	}
 	s.ln = ln
 	s.mu.Unlock()
