@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/broadworks-connector/connector/csta"
 )
 
 // binary is the connector built once for all tests; they run it from the
@@ -368,6 +370,25 @@ func TestRunReloadAndShutdown(t *testing.T) {
 		t.Fatalf("CSTA WebSocket: %v (%v)", err, resp)
 	}
 	defer ws.Close()
+	// Both transports open real CSTA sessions.
+	tcp, err := net.Dial("tcp", cstaAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tcp.Close()
+	tcpFrames := csta.NewFrameReader(tcp, csta.MaxFrameSize)
+	startSession, _ := csta.AppendFrame(nil, 1, []byte(startSessionXML))
+	tcp.Write(startSession)
+	tcp.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if f, err := tcpFrames.ReadFrame(); err != nil || f.InvokeID != 1 || !strings.Contains(string(f.XML), "StartApplicationSessionPosResponse") {
+		t.Fatalf("CSTA session over TCP: %v %s", err, f.XML)
+	}
+	ws.WriteMessage(websocket.BinaryMessage, startSession)
+	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, msg, err := ws.ReadMessage(); err != nil || !strings.Contains(string(msg), "StartApplicationSessionPosResponse") {
+		t.Fatalf("CSTA session over WebSocket: %v %s", err, msg)
+	}
+	ws.SetReadDeadline(time.Time{})
 	wsClosed := make(chan error, 1)
 	go func() {
 		for {
@@ -407,6 +428,10 @@ func TestRunReloadAndShutdown(t *testing.T) {
 	if code := cmd.ProcessState.ExitCode(); code != exitOK {
 		t.Errorf("exit code = %d, want 0:\n%s", code, stderr.String())
 	}
+	// The CTI session was told before the connection closed.
+	if f, err := tcpFrames.ReadFrame(); err != nil || !strings.Contains(string(f.XML), "ApplicationSessionTerminated") {
+		t.Errorf("on shutdown the TCP session got %v %s, want ApplicationSessionTerminated", err, f.XML)
+	}
 	if accepts(cstaAddr) {
 		t.Error("CSTA port still open after exit")
 	}
@@ -416,6 +441,8 @@ func TestRunReloadAndShutdown(t *testing.T) {
 		t.Error("CSTA WebSocket still open after exit")
 	}
 }
+
+const startSessionXML = `<StartApplicationSession xmlns="http://www.ecma-international.org/standards/ecma-354/appl_session"><applicationInfo><applicationID>smoke</applicationID></applicationInfo><requestedProtocolVersions><protocolVersion>http://www.ecma-international.org/standards/ecma-323/csta/ed6</protocolVersion></requestedProtocolVersions></StartApplicationSession>`
 
 func TestRunBindFailure(t *testing.T) {
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
