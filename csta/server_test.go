@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -460,25 +459,31 @@ func TestSlowConsumerIsDisconnected(t *testing.T) {
 	healthy := dial(t, s)
 	healthy.request(1, `<MonitorStart `+ns6+`><monitorObject><deviceObject>4711</deviceObject></monitorObject></MonitorStart>`)
 
-	var got sync.WaitGroup
-	got.Add(1)
+	// Events go out in rounds of 100; the next round waits until the healthy
+	// client has read the last one, so only the stalled client falls behind.
+	const rounds, perRound = 200, 100
+	read := make(chan struct{})
 	go func() {
-		defer got.Done()
-		for range 20000 {
+		defer close(read)
+		for i := 0; i < rounds*perRound; i++ {
 			if _, err := healthy.fr.ReadFrame(); err != nil {
-				t.Errorf("healthy client: %v", err)
+				t.Errorf("healthy client after %d events: %v", i, err)
 				return
+			}
+			if i%perRound == perRound-1 {
+				read <- struct{}{}
 			}
 		}
 	}()
 	ev := Event{Kind: EventForwarding, Device: "4711", ForwardingType: ForwardImmediate, ForwardStatus: true, ForwardTo: DeviceID(strings.Repeat("9", 400))}
-	for i := 0; i < 20000; i++ {
-		s.Publish(ev) // never blocks, whatever the clients do
-		if i%100 == 0 {
-			time.Sleep(time.Millisecond) // let the healthy reader keep up
+	for range rounds {
+		for range perRound {
+			s.Publish(ev) // never blocks, whatever the clients do
+		}
+		if _, ok := <-read; !ok {
+			break
 		}
 	}
-	got.Wait()
 	waitFor(t, func() bool { return s.Stats().Connections == 1 })
 }
 
