@@ -1,4 +1,6 @@
-// Package xsi will hold the BroadWorks Xsi-Actions client and the Xsi-Events
-// channel set, and xsi/xspsim the XSP simulator. Not built yet: issue 3.
-// It must never import csta or phonesync (../shared/DESIGN.md).
+// Package xsi is the connector's BroadWorks link: the Xsi-Actions client
+// (typed service reads and changes) and the Xsi-Events channel set (one
+// streaming channel per XSP, subscriptions, heartbeats, acknowledgements).
+// Wire facts and sources: ../shared/research/xsi.md. It must never import
+// csta or phonesync (../shared/DESIGN.md); the gateway translates.
 package xsi

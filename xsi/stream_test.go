@@ -1,0 +1,257 @@
+package xsi
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net/http/httputil"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"testing/iotest"
+)
+
+const evFixtureDir = "../testdata/xml/xsi/events"
+
+func readFixture(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(evFixtureDir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// documentFixtures are the single-document fixtures, in a stable order.
+func documentFixtures(t testing.TB) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(evFixtureDir, "*.xml"))
+	if err != nil || len(m) == 0 {
+		t.Fatalf("no fixtures in %s: %v", evFixtureDir, err)
+	}
+	for i := range m {
+		m[i] = filepath.Base(m[i])
+	}
+	return m
+}
+
+// splitAll runs the splitter to the end and returns copies of the documents.
+func splitAll(r io.Reader, max int) ([][]byte, error) {
+	sp := newSplitter(r, max)
+	var out [][]byte
+	for {
+		d, err := sp.Next()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		out = append(out, bytes.Clone(d))
+	}
+}
+
+// rootOf is the document with its declaration and surrounding space removed:
+// what the splitter must return for it.
+func rootOf(doc []byte) []byte {
+	s := strings.TrimSpace(string(doc))
+	if strings.HasPrefix(s, "<?xml") {
+		s = strings.TrimSpace(s[strings.Index(s, "?>")+2:])
+	}
+	return []byte(s)
+}
+
+// chunkReader returns the chunks one per Read, like a chunked body.
+type chunkReader struct{ chunks [][]byte }
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	for len(c.chunks) > 0 && len(c.chunks[0]) == 0 {
+		c.chunks = c.chunks[1:]
+	}
+	if len(c.chunks) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, c.chunks[0])
+	c.chunks[0] = c.chunks[0][n:]
+	return n, nil
+}
+
+// TestSplitterEveryBoundary: each fixture and the merged stream of all of
+// them, cut into two reads at every byte boundary (and read one byte at a
+// time), yields exactly the expected documents.
+func TestSplitterEveryBoundary(t *testing.T) {
+	names := documentFixtures(t)
+	var merged []byte
+	var want [][]byte
+	for i, n := range names {
+		doc := readFixture(t, n)
+		want = append(want, rootOf(doc))
+		merged = append(merged, doc...)
+		if i%2 == 0 {
+			merged = append(merged, "\n\r\n\t "...)
+		}
+	}
+	check := func(t *testing.T, got [][]byte, err error, want [][]byte) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("got %d documents, want %d", len(got), len(want))
+		}
+		for i := range got {
+			if !bytes.Equal(got[i], want[i]) {
+				t.Fatalf("document %d:\n got %q\nwant %q", i, got[i], want[i])
+			}
+		}
+	}
+	for _, n := range names {
+		doc := readFixture(t, n)
+		for cut := 0; cut <= len(doc); cut++ {
+			got, err := splitAll(&chunkReader{chunks: [][]byte{bytes.Clone(doc[:cut]), bytes.Clone(doc[cut:])}}, 0)
+			check(t, got, err, [][]byte{rootOf(doc)})
+		}
+	}
+	for cut := 0; cut <= len(merged); cut += 61 {
+		got, err := splitAll(&chunkReader{chunks: [][]byte{merged[:cut], merged[cut:]}}, 0)
+		check(t, got, err, want)
+	}
+	got, err := splitAll(iotest.OneByteReader(bytes.NewReader(merged)), 0)
+	check(t, got, err, want)
+	got, err = splitAll(bytes.NewReader(merged), 0)
+	check(t, got, err, want)
+}
+
+// TestSplitterFramings: the stream fixtures (newline-separated,
+// back-to-back, without declarations, and real HTTP/1.1 chunked framing
+// with two documents in one chunk and one document across three chunks).
+func TestSplitterFramings(t *testing.T) {
+	wantRoots := []string{"Channel", "ChannelHeartBeat", "xsi:Event", "xsi:Event", "xsi:Event"}
+	for _, name := range []string{"stream-newlines.txt", "stream-back-to-back.txt", "stream-no-decl.txt", "stream-chunked.http"} {
+		t.Run(name, func(t *testing.T) {
+			var r io.Reader = bytes.NewReader(readFixture(t, name))
+			if strings.HasSuffix(name, ".http") {
+				r = httputil.NewChunkedReader(bufio.NewReader(r))
+			}
+			docs, err := splitAll(r, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(docs) != len(wantRoots) {
+				t.Fatalf("got %d documents, want %d", len(docs), len(wantRoots))
+			}
+			for i, d := range docs {
+				if !bytes.HasPrefix(d, []byte("<"+wantRoots[i])) {
+					t.Errorf("doc %d starts %q, want <%s", i, d[:min(len(d), 30)], wantRoots[i])
+				}
+				if _, err := ParseEvent(d); err != nil {
+					t.Errorf("doc %d: %v", i, err)
+				}
+			}
+		})
+	}
+}
+
+func TestSplitterErrors(t *testing.T) {
+	doc := readFixture(t, "agent-state-r19.xml")
+	tests := []struct {
+		name  string
+		input []byte
+		max   int
+		want  error // nil: any non-EOF error
+		docs  int
+	}{
+		{"cut mid-document", doc[:len(doc)/2], 0, io.ErrUnexpectedEOF, 0},
+		{"cut mid-tag", doc[:bytes.Index(doc, []byte("<xsi:eventID"))+4], 0, io.ErrUnexpectedEOF, 0},
+		{"cut after one doc", append(bytes.Clone(doc), doc[:100]...), 0, nil, 1},
+		{"too large", doc, 200, ErrDocumentTooLarge, 0},
+		{"whitespace flood", bytes.Repeat([]byte(" "), 5000), 1000, ErrDocumentTooLarge, 0},
+		{"text between documents", append(append(bytes.Clone(doc), "garbage"...), doc...), 0, nil, 1},
+		{"stray end tag", []byte("</Channel>"), 0, nil, 0},
+		{"non-utf8 charset", []byte(`<?xml version="1.0" encoding="ISO-8859-1"?><Channel/>`), 0, nil, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			docs, err := splitAll(bytes.NewReader(tt.input), tt.max)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if tt.want != nil && !errors.Is(err, tt.want) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+			if len(docs) != tt.docs {
+				t.Fatalf("got %d documents before the error, want %d", len(docs), tt.docs)
+			}
+		})
+	}
+	// Empty and whitespace-only streams end cleanly.
+	for _, in := range []string{"", " \n ", `<?xml version="1.0"?>`} {
+		if docs, err := splitAll(strings.NewReader(in), 0); err != nil || len(docs) != 0 {
+			t.Errorf("%q: docs=%d err=%v", in, len(docs), err)
+		}
+	}
+}
+
+// TestSplitterBoundedMemory: a long stream of documents does not grow the
+// recorder beyond one document.
+func TestSplitterBoundedMemory(t *testing.T) {
+	doc := readFixture(t, "agent-state-r19.xml")
+	sp := newSplitter(bytes.NewReader(bytes.Repeat(doc, 2000)), 4096)
+	n := 0
+	for {
+		_, err := sp.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+		if cap(sp.rec.buf) > 64<<10 {
+			t.Fatalf("recorder grew to %d bytes", cap(sp.rec.buf))
+		}
+	}
+	if n != 2000 {
+		t.Fatalf("got %d documents", n)
+	}
+}
+
+// FuzzSplitter: no panic; every document is within the bound, starts with
+// '<' and ends with '>'; re-splitting the documents joined by newlines gives
+// the same documents (the cut is stable).
+func FuzzSplitter(f *testing.F) {
+	m, _ := filepath.Glob(filepath.Join(evFixtureDir, "*"))
+	for _, p := range m {
+		b, err := os.ReadFile(p)
+		if err == nil {
+			f.Add(b, uint16(len(b)/2))
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte, cut uint16) {
+		const max = 4096
+		c := int(cut) % (len(data) + 1)
+		docs, _ := splitAll(&chunkReader{chunks: [][]byte{bytes.Clone(data[:c]), bytes.Clone(data[c:])}}, max)
+		for _, d := range docs {
+			if len(d) > max || len(d) < 2 || d[0] != '<' || d[len(d)-1] != '>' {
+				t.Fatalf("bad document %q", d)
+			}
+		}
+		if len(docs) == 0 {
+			return
+		}
+		again, err := splitAll(bytes.NewReader(bytes.Join(docs, []byte("\n"))), max)
+		if err != nil {
+			t.Fatalf("re-split: %v", err)
+		}
+		if len(again) != len(docs) {
+			t.Fatalf("re-split gave %d documents, want %d", len(again), len(docs))
+		}
+		for i := range docs {
+			if !bytes.Equal(docs[i], again[i]) {
+				t.Fatalf("re-split doc %d differs", i)
+			}
+		}
+	})
+}

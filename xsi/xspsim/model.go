@@ -1,0 +1,427 @@
+package xspsim
+
+import (
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/beevik/etree"
+)
+
+// Agent ACD states (XSD AgentState).
+const (
+	StateSignIn      = "Sign-In"
+	StateAvailable   = "Available"
+	StateUnavailable = "Unavailable"
+	StateWrapUp      = "Wrap-Up"
+	StateSignOut     = "Sign-Out"
+)
+
+// Event package names (XSD EventPackage) the simulator produces events for.
+const (
+	PkgCallCenterAgent        = "Call Center Agent"
+	PkgCallForwardingAlways   = "Call Forwarding Always"
+	PkgCallForwardingBusy     = "Call Forwarding Busy"
+	PkgCallForwardingNoAnswer = "Call Forwarding No Answer"
+	PkgDoNotDisturb           = "Do Not Disturb"
+	PkgHotelingGuest          = "Hoteling Guest"
+)
+
+var supportedPackages = []string{PkgCallCenterAgent, PkgCallForwardingAlways, PkgCallForwardingBusy,
+	PkgCallForwardingNoAnswer, PkgDoNotDisturb, PkgHotelingGuest}
+
+type forwarding struct {
+	active     bool
+	number     string
+	ringSplash bool
+	rings      int // CFNA only
+}
+
+type userState struct {
+	User
+	acdState        string
+	unavailableCode string
+	stateTS         time.Time
+	signInTS        time.Time
+	joined          map[string]bool // queue serviceUserId → available
+
+	dnd            struct{ active, ringSplash bool }
+	cfa, cfb, cfna forwarding
+
+	guest struct {
+		active      bool
+		enableLimit bool
+		limitHours  int
+		hostID      string
+		assocTime   time.Time
+	}
+	host struct {
+		active       bool
+		enforceLimit bool
+		limitHours   int
+		accessLevel  string
+		guestID      string
+		assocTime    time.Time
+	}
+}
+
+func newUserState(u User, now time.Time) *userState {
+	us := &userState{User: u, acdState: StateSignOut, stateTS: now, joined: map[string]bool{}}
+	for _, q := range u.CallCenters {
+		us.joined[q] = true
+	}
+	us.cfna.rings = 3
+	us.guest.limitHours = 24
+	us.host.active = u.HotelingHost
+	us.host.accessLevel = "Group"
+	us.host.limitHours = 24
+	if u.HostAssociationLimitHours > 0 {
+		us.host.enforceLimit = true
+		us.host.limitHours = min(u.HostAssociationLimitHours, 999)
+	}
+	return us
+}
+
+func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+
+func xsdTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
+
+// --- XML renderers; p is the element prefix ("" for Actions, "xsi:" in events).
+
+func (u *userState) callCenterXML(r *etree.Element) {
+	add(r, "agentACDState", u.acdState)
+	if u.acdState == StateUnavailable && u.unavailableCode != "" {
+		add(r, "agentUnavailableCode", u.unavailableCode)
+	}
+	add(r, "useDefaultGuardTimer", "true")
+	add(r, "enableGuardTimer", "false")
+	add(r, "guardTimerSeconds", "5")
+	add(r, "useSystemDefaultUnavailableSettings", "true")
+	add(r, "forceAgentUnavailableOnDNDActivation", "false")
+	add(r, "forceUnavailableOnPersonalCalls", "false")
+	add(r, "forceAgentUnavailableOnBouncedCallLimit", "false")
+	add(r, "numberConsecutiveBouncedCallsToForceAgentUnavailable", "3")
+	add(r, "makeOutgoingCallsAsCallCenter", "false")
+	if len(u.CallCenters) > 0 {
+		l := r.CreateElement("callCenterList")
+		for _, q := range u.CallCenters {
+			d := l.CreateElement("callCenterDetails")
+			add(d, "serviceUserId", q)
+			add(d, "available", boolText(u.joined[q]))
+		}
+	}
+}
+
+func (u *userState) agentStateInfo(parent *etree.Element, p, tag string) {
+	si := parent.CreateElement(p + tag)
+	add(si, p+"state", u.acdState)
+	ts := si.CreateElement(p + "stateTimestamp")
+	add(ts, p+"value", ms(u.stateTS))
+	if u.acdState == StateUnavailable && u.unavailableCode != "" {
+		add(si, p+"unavailableCode", u.unavailableCode)
+	}
+	if u.acdState != StateSignOut {
+		add(si, p+"signInTimestamp", ms(u.signInTS))
+		add(si, p+"totalAvailableTime", "0")
+		awt := si.CreateElement(p + "averageWrapUpTime")
+		add(awt, p+"value", "0")
+	}
+}
+
+func (u *userState) joinInfo(parent *etree.Element, p, queue string) {
+	ji := parent.CreateElement(p + "joinInfo")
+	add(ji, p+"acdUserId", queue)
+	if u.joined[queue] {
+		ji.CreateElement(p + "joined")
+	}
+}
+
+func (f *forwarding) xml(r *etree.Element, p, kind string) {
+	add(r, p+"active", boolText(f.active))
+	if f.number != "" {
+		add(r, p+"forwardToPhoneNumber", f.number)
+	}
+	switch kind {
+	case "always":
+		add(r, p+"ringSplash", boolText(f.ringSplash))
+	case "noanswer":
+		add(r, p+"numberOfRings", strconv.Itoa(f.rings))
+	}
+}
+
+func (u *userState) dndXML(r *etree.Element, p string) {
+	add(r, p+"active", boolText(u.dnd.active))
+	add(r, p+"ringSplash", boolText(u.dnd.ringSplash))
+}
+
+func (s *Server) guestXML(u *userState, r *etree.Element, p string) {
+	add(r, p+"active", boolText(u.guest.active))
+	add(r, p+"enableAssociationLimit", boolText(u.guest.enableLimit))
+	add(r, p+"associationLimitHours", strconv.Itoa(u.guest.limitHours))
+	if u.guest.hostID == "" {
+		return
+	}
+	add(r, p+"hostUserId", u.guest.hostID)
+	h := s.users[u.guest.hostID]
+	if h != nil && h.LastName != "" {
+		add(r, p+"hostLastName", h.LastName)
+	}
+	if h != nil && h.FirstName != "" {
+		add(r, p+"hostFirstName", h.FirstName)
+	}
+	add(r, p+"hostAssociationDateTime", xsdTime(u.guest.assocTime))
+	if h != nil {
+		add(r, p+"hostEnforcesAssociationLimit", boolText(h.host.enforceLimit))
+		add(r, p+"hostAssociationLimitHours", strconv.Itoa(h.host.limitHours))
+	}
+}
+
+func (s *Server) hostXML(u *userState, r *etree.Element) {
+	add(r, "active", boolText(u.host.active))
+	add(r, "enforceAssociationLimit", boolText(u.host.enforceLimit))
+	add(r, "associationLimitHours", strconv.Itoa(u.host.limitHours))
+	add(r, "accessLevel", u.host.accessLevel)
+	if u.host.guestID == "" {
+		return
+	}
+	g := s.users[u.host.guestID]
+	if g == nil {
+		return
+	}
+	if g.LastName != "" {
+		add(r, "guestLastName", g.LastName)
+	}
+	if g.FirstName != "" {
+		add(r, "guestFirstName", g.FirstName)
+	}
+	if g.PhoneNumber != "" {
+		add(r, "guestPhoneNumber", g.PhoneNumber)
+	}
+	if g.Extension != "" {
+		add(r, "guestExtension", g.Extension)
+	}
+	add(r, "guestAssociationDateTime", xsdTime(u.host.assocTime))
+}
+
+// --- event data builders (prefix xsi:) ---------------------------------------
+
+func eventData(typ string) *etree.Element {
+	ed := etree.NewElement("xsi:eventData")
+	ed.CreateAttr("xsi1:type", "xsi:"+typ)
+	return ed
+}
+
+// serviceEventData builds the eventData for a service package's current
+// state (used for changes and for initial events).
+func (s *Server) serviceEventData(u *userState, pkg string) *etree.Element {
+	var ed, info *etree.Element
+	switch pkg {
+	case PkgCallForwardingAlways:
+		ed = eventData("CallForwardingAlwaysEvent")
+		info = ed.CreateElement("xsi:info")
+		u.cfa.xml(info, "xsi:", "always")
+	case PkgCallForwardingBusy:
+		ed = eventData("CallForwardingBusyEvent")
+		info = ed.CreateElement("xsi:info")
+		u.cfb.xml(info, "xsi:", "busy")
+	case PkgCallForwardingNoAnswer:
+		ed = eventData("CallForwardingNoAnswerEvent")
+		info = ed.CreateElement("xsi:info")
+		u.cfna.xml(info, "xsi:", "noanswer")
+	case PkgDoNotDisturb:
+		ed = eventData("DoNotDisturbEvent")
+		info = ed.CreateElement("xsi:info")
+		u.dndXML(info, "xsi:")
+	case PkgHotelingGuest:
+		ed = eventData("HotelingGuestEvent")
+		info = ed.CreateElement("xsi:info")
+		s.guestXML(u, info, "xsi:")
+	case PkgCallCenterAgent:
+		ed = eventData("AgentSubscriptionEvent")
+		jd := ed.CreateElement("xsi:joinData")
+		if len(u.CallCenters) > 0 {
+			jis := jd.CreateElement("xsi:joinInfos")
+			for _, q := range u.CallCenters {
+				u.joinInfo(jis, "xsi:", q)
+			}
+		}
+		u.agentStateInfo(ed, "xsi:", "stateInfo")
+	}
+	return ed
+}
+
+func agentStateEventData(u *userState) *etree.Element {
+	ed := eventData("AgentStateEvent")
+	u.agentStateInfo(ed, "xsi:", "agentStateInfo")
+	return ed
+}
+
+// --- operations (called with s.mu held) ---------------------------------------
+
+func validState(st string) bool {
+	switch st {
+	case StateSignIn, StateAvailable, StateUnavailable, StateWrapUp, StateSignOut:
+		return true
+	}
+	return false
+}
+
+// setAgentStateLocked applies an ACD state change. Sign-In is transient: the
+// agent ends in Available (the BroadWorks default "state after sign-in"), and
+// one AgentStateEvent with the resulting state is emitted. No event is sent
+// when neither state nor code changes.
+func (s *Server) setAgentStateLocked(u *userState, state, code string, codeSet bool) *simError {
+	if !u.CallCenter {
+		return errf(http.StatusBadRequest, ErrCodeServiceNotAssigned, "Call Center agent service not assigned to %s", u.ID)
+	}
+	if state == "" {
+		state = u.acdState
+	}
+	if !validState(state) {
+		return invalid("agentACDState: invalid value %q", state)
+	}
+	if state == StateSignIn {
+		state = StateAvailable
+		if u.acdState != StateSignOut {
+			state = u.acdState
+		}
+	}
+	if codeSet && code != "" {
+		if state != StateUnavailable {
+			return invalid("agentUnavailableCode is only allowed with agentACDState Unavailable")
+		}
+		if len(code) > 10 {
+			return invalid("agentUnavailableCode: %q longer than 10 characters", code)
+		}
+		if !s.codeActive(code) {
+			return invalid("agentUnavailableCode: %q is not an active unavailable code of group %s", code, s.cfg.GroupID)
+		}
+	}
+	if state == StateUnavailable && !codeSet {
+		if state == u.acdState {
+			code = u.unavailableCode
+		} else {
+			code = s.defaultCode()
+		}
+	}
+	if state == StateUnavailable && code == "" && s.cfg.ForceUnavailableCodes {
+		return invalid("agentUnavailableCode is required (group forces unavailable codes)")
+	}
+	if state != StateUnavailable {
+		code = ""
+	}
+	if state == u.acdState && code == u.unavailableCode {
+		return nil
+	}
+	now := time.Now()
+	if u.acdState == StateSignOut && state != StateSignOut {
+		u.signInTS = now
+	}
+	u.acdState, u.unavailableCode, u.stateTS = state, code, now
+	s.notifyLocked(u, PkgCallCenterAgent, agentStateEventData(u))
+	return nil
+}
+
+func (s *Server) codeActive(code string) bool {
+	for _, c := range s.cfg.UnavailableCodes {
+		if c.Code == code && c.Active {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) defaultCode() string {
+	for _, c := range s.cfg.UnavailableCodes {
+		if c.Default && c.Active {
+			return c.Code
+		}
+	}
+	return ""
+}
+
+func (s *Server) setJoinedLocked(u *userState, queue string, available bool) *simError {
+	if !slices.Contains(u.CallCenters, queue) {
+		return invalid("serviceUserId %q: agent %s is not assigned to that call center", queue, u.ID)
+	}
+	if u.joined[queue] == available {
+		return nil
+	}
+	u.joined[queue] = available
+	ed := eventData("ACDAgentJoinUpdateEvent")
+	d := ed.CreateElement("xsi:ccAgentJoinUpdateData")
+	u.joinInfo(d, "xsi:", queue)
+	s.notifyLocked(u, PkgCallCenterAgent, ed)
+	return nil
+}
+
+func (s *Server) hostLimit(g, h *userState) time.Duration {
+	hours := 0
+	if g.guest.enableLimit {
+		hours = g.guest.limitHours
+	}
+	if h != nil && h.host.enforceLimit && (hours == 0 || h.host.limitHours < hours) {
+		hours = h.host.limitHours
+	}
+	return time.Duration(hours) * s.cfg.HourUnit
+}
+
+// associateLocked associates guest g with host hostID following the
+// BroadWorks rules: the host exists, has Hoteling Host assigned and active,
+// and carries no other guest; the guest's Hoteling Guest is active.
+func (s *Server) associateLocked(g *userState, hostID string) *simError {
+	h := s.users[hostID]
+	switch {
+	case h == nil:
+		return errf(http.StatusBadRequest, ErrCodeHostNotAvailable, "hoteling host %s not found", hostID)
+	case h == g:
+		return errf(http.StatusBadRequest, ErrCodeHostNotAvailable, "a user cannot be its own hoteling host")
+	case !h.HotelingHost || !h.host.active:
+		return errf(http.StatusBadRequest, ErrCodeHostNotAvailable, "user %s has no active Hoteling Host service", hostID)
+	case h.host.guestID != "" && h.host.guestID != g.ID:
+		return errf(http.StatusBadRequest, ErrCodeHostBusy, "hoteling host %s is already associated with guest %s", hostID, h.host.guestID)
+	case !g.guest.active:
+		return errf(http.StatusBadRequest, ErrCodeGuestInactive, "Hoteling Guest service of %s is not active", g.ID)
+	}
+	if g.guest.hostID == hostID {
+		return nil
+	}
+	if old := s.users[g.guest.hostID]; old != nil {
+		old.host.guestID = ""
+	}
+	now := time.Now()
+	g.guest.hostID, g.guest.assocTime = hostID, now
+	h.host.guestID, h.host.assocTime = g.ID, now
+	s.notifyLocked(g, PkgHotelingGuest, s.serviceEventData(g, PkgHotelingGuest))
+	return nil
+}
+
+// endAssociationLocked ends g's association, if any, and reports whether it
+// changed anything (without emitting the event when silent).
+func (s *Server) endAssociationLocked(g *userState, silent bool) bool {
+	if g.guest.hostID == "" {
+		return false
+	}
+	if h := s.users[g.guest.hostID]; h != nil && h.host.guestID == g.ID {
+		h.host.guestID = ""
+	}
+	g.guest.hostID = ""
+	if !silent {
+		s.notifyLocked(g, PkgHotelingGuest, s.serviceEventData(g, PkgHotelingGuest))
+	}
+	return true
+}
+
+func (s *Server) expireAssociationsLocked(now time.Time) {
+	for _, id := range s.order {
+		g := s.users[id]
+		if g.guest.hostID == "" {
+			continue
+		}
+		lim := s.hostLimit(g, s.users[g.guest.hostID])
+		if lim > 0 && now.Sub(g.guest.assocTime) >= lim {
+			s.endAssociationLocked(g, false)
+		}
+	}
+}
