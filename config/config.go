@@ -17,9 +17,11 @@ import (
 
 // Config is the whole configuration of one connector process.
 type Config struct {
-	Log          Log   `mapstructure:"log"`
-	CSTAFrontEnd CSTA  `mapstructure:"csta"`
-	Admin        Admin `mapstructure:"admin"`
+	Log          Log       `mapstructure:"log"`
+	CSTAFrontEnd CSTA      `mapstructure:"csta"`
+	Admin        Admin     `mapstructure:"admin"`
+	XSILink      XSI       `mapstructure:"xsi"`
+	XSPSimulator Simulator `mapstructure:"simulator"`
 }
 
 // Log configures the process logger (slog, to stderr).
@@ -91,7 +93,8 @@ type Admin struct {
 
 // Default returns the configuration used for every key that neither the file
 // nor the environment sets. Where it overlaps the CSTA front end it is
-// csta.DefaultConfig(), so the two cannot drift apart.
+// csta.DefaultConfig(), and where it overlaps the XSI link xsi.DefaultConfig(),
+// so they cannot drift apart.
 func Default() *Config {
 	front := csta.DefaultConfig()
 	return &Config{
@@ -121,7 +124,9 @@ func Default() *Config {
 			},
 			WebSocket: WebSocket{Enabled: true, Auth: authFromFrontEnd(front.WebSocketAuth)},
 		},
-		Admin: Admin{Listen: "127.0.0.1:8080"},
+		Admin:        Admin{Listen: "127.0.0.1:8080"},
+		XSILink:      defaultXSI(),
+		XSPSimulator: defaultSimulator(),
 	}
 }
 
@@ -185,14 +190,17 @@ func (c *Config) Masked() *Config {
 	masked := *c
 	maskAuth(&masked.CSTAFrontEnd.Auth)
 	maskAuth(&masked.CSTAFrontEnd.WebSocket.Auth)
+	maskSecret(&masked.XSILink.Password, masked.XSILink.PasswordFile)
 	return &masked
 }
 
-func maskAuth(a *Auth) {
+func maskAuth(a *Auth) { maskSecret(&a.Password, a.PasswordFile) }
+
+func maskSecret(password *string, passwordFile string) {
 	switch {
-	case a.PasswordFile != "":
-		a.Password = ""
-	case a.Password != "":
-		a.Password = MaskedSecret
+	case passwordFile != "":
+		*password = ""
+	case *password != "":
+		*password = MaskedSecret
 	}
 }

@@ -78,6 +78,30 @@ func TestLoadGood(t *testing.T) {
 	}
 	f.WebSocket = config.WebSocket{Enabled: false, Auth: config.Auth{Mode: "password", Username: "web-app", Password: "inline-secret"}}
 	want.Admin.Listen = "127.0.0.1:18080"
+	want.XSILink = config.XSI{
+		Simulate:        false,
+		Servers:         []string{"https://xsp1.example.com", "https://xsp2.example.com:8443/"},
+		Username:        "gw-admin@example.com",
+		Password:        "xsi-secret",
+		ChannelSetID:    "connector-7",
+		ApplicationID:   "cti-gateway",
+		ProtocolVersion: "22.0",
+		RequestTimeout:  5 * time.Second, MaxInFlight: 8, RateLimit: 20, RateBurst: 5, MaxRetries: 0,
+		HeartbeatInterval: 10 * time.Second, ChannelExpires: 2 * time.Hour, SubscriptionExpires: 30 * time.Minute,
+		ReconnectMin: 500 * time.Millisecond, ReconnectMax: 30 * time.Second,
+		Targets:       []string{"user:agent1@example.com", "group:sales@acme", "enterprise:acme"},
+		EventPackages: []string{"Call Forwarding Busy", "Call Forwarding No Answer"},
+	}
+	want.XSPSimulator = config.Simulator{
+		Listen:           "127.0.0.1:18090",
+		Users:            []string{"a1@example.net", "a2@example.net", "h1@example.net"},
+		HotelingHosts:    []string{"h1@example.net"},
+		CallCenterAgents: []string{"a1@example.net", "a2@example.net"},
+		EnterpriseID:     "acme",
+		GroupID:          "sales",
+		UnavailableCodes: []string{"BREAK:Coffee break"},
+		EventAckTimeout:  0,
+	}
 
 	got := mustLoad(t, fixture("good.yaml"))
 	if !reflect.DeepEqual(got, want) {
@@ -159,7 +183,74 @@ func TestLoadProblems(t *testing.T) {
 			"csta.max_frame_bytes":   "unknown key (did you mean csta.limits.max_frame_bytes?)",
 			"csta.limits.max_frames": "unknown key",
 			"csta.tls":               `must be a mapping of keys, got "yes"`,
-			"xsi.servers":            "unknown key",
+			"xsi.servers":            "must be a list of strings, got 8090",
+		},
+	}, {
+		name:    "xsi values",
+		fixture: "xsi_bad.yaml",
+		want: map[string]string{
+			"xsi.servers":          `item 1 "ftp://xsp.example.com": must be an http or https URL, got scheme "ftp"`,
+			"xsi.username":         "required",
+			"xsi.password":         "required when xsi.simulate is false (or set xsi.password_file)",
+			"xsi.protocol_version": `must be empty or a version like "22.0", got "v22"`,
+			"xsi.rate_limit":       "must be at least 1, got 0",
+			"xsi.max_retries":      "must be between 0 and 10, got 11",
+			"xsi.reconnect_max":    "must be at least xsi.reconnect_min (120s), got 60s",
+			"xsi.targets":          `"team:sales": kind must be user, group or enterprise, got "team"`,
+			"xsi.event_packages":   `unknown package "Presence"`,
+		},
+	}, {
+		name:    "xsi password and password_file both set",
+		fixture: "xsi_both_password.yaml",
+		want:    map[string]string{"xsi.password_file": "cannot be set together with xsi.password"},
+	}, {
+		name:    "xsi servers required without the simulator",
+		fixture: "minimal.yaml",
+		env:     map[string]string{"CONNECTOR_XSI_SIMULATE": "false", "CONNECTOR_XSI_SERVERS": " , ", "CONNECTOR_XSI_PASSWORD": "pw"},
+		want:    map[string]string{"xsi.servers": "at least one server is required when xsi.simulate is false"},
+	}, {
+		name:    "xsi group target without enterprise, server without host",
+		fixture: "minimal.yaml",
+		env:     map[string]string{"CONNECTOR_XSI_TARGETS": "group:sales", "CONNECTOR_XSI_SERVERS": "http://"},
+		want: map[string]string{
+			"xsi.targets": `"group:sales": a group target must be "group:<groupId>@<enterpriseId>"`,
+			"xsi.servers": `item 0 "http://": must name a host`,
+		},
+	}, {
+		name:    "simulator values",
+		fixture: "simulator_bad.yaml",
+		want: map[string]string{
+			"simulator.listen":             `must be a loopback address (127.0.0.1, ::1 or localhost), got "192.0.2.1:8090"`,
+			"simulator.users":              `item "nodomain": must be a user ID "user@domain"`,
+			"simulator.hoteling_hosts":     `item "desk9@example.com" is not in simulator.users`,
+			"simulator.call_center_agents": `item "agent7@example.com" is not in simulator.users`,
+			"simulator.group_id":           "required",
+			"simulator.unavailable_codes":  `item "WAYTOOLONGCODE:Too long": must be "code:description" with a code of 1 to 10 characters`,
+			"simulator.event_ack_timeout":  "must be 0 (never) or positive, got -1s",
+		},
+	}, {
+		name:    "simulator on the admin address",
+		fixture: "minimal.yaml",
+		env:     map[string]string{"CONNECTOR_SIMULATOR_LISTEN": "127.0.0.1:8080"},
+		want:    map[string]string{"simulator.listen": `must differ from admin.listen, both are "127.0.0.1:8080"`},
+	}, {
+		name:    "simulator address unchecked without xsi.simulate",
+		fixture: "minimal.yaml",
+		env: map[string]string{
+			"CONNECTOR_SIMULATOR_LISTEN": "127.0.0.1:8080", "CONNECTOR_XSI_SIMULATE": "false",
+			"CONNECTOR_XSI_PASSWORD": "pw", "CONNECTOR_XSI_MAX_IN_FLIGHT": "0",
+		},
+		want: map[string]string{"xsi.max_in_flight": "must be at least 1, got 0"},
+	}, {
+		name:    "duplicates",
+		fixture: "minimal.yaml",
+		env: map[string]string{
+			"CONNECTOR_XSI_EVENT_PACKAGES":          "Do Not Disturb,Do Not Disturb",
+			"CONNECTOR_SIMULATOR_UNAVAILABLE_CODES": "LUNCH:Lunch,LUNCH:Late lunch",
+		},
+		want: map[string]string{
+			"xsi.event_packages":          `"Do Not Disturb" is listed twice`,
+			"simulator.unavailable_codes": `code "LUNCH" is listed twice`,
 		},
 	}, {
 		name:    "password and password_file both set",
@@ -306,6 +397,24 @@ func TestEnvOverride(t *testing.T) {
 				Mode: "password", Username: "web-app", Password: "s3cret", PasswordFile: "testdata/config/password.txt",
 			}
 		},
+	}, {
+		name: "xsi.servers as a comma-separated list",
+		env:  map[string]string{"CONNECTOR_XSI_SERVERS": "http://127.0.0.1:19090,http://127.0.0.1:19091"},
+		check: func(c *config.Config) bool {
+			return slices.Equal(c.XSILink.Servers, []string{"http://127.0.0.1:19090", "http://127.0.0.1:19091"}) &&
+				slices.Equal(c.XSI().Servers, c.XSILink.Servers)
+		},
+	}, {
+		name: "xsi password file and event packages with spaces",
+		env: map[string]string{
+			"CONNECTOR_XSI_SIMULATE":       "false",
+			"CONNECTOR_XSI_PASSWORD_FILE":  "testdata/config/password.txt",
+			"CONNECTOR_XSI_EVENT_PACKAGES": "Do Not Disturb, Hoteling Guest",
+		},
+		check: func(c *config.Config) bool {
+			return !c.XSILink.Simulate && c.XSILink.Password == "s3cret" && c.XSI().Password == "s3cret" &&
+				slices.Equal(c.XSILink.EventPackages, []string{"Do Not Disturb", "Hoteling Guest"})
+		},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -384,7 +493,13 @@ func TestMasked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, secret := range []string{"inline-secret", "s3cret"} {
+	if got := masked.XSILink.Password; got != config.MaskedSecret {
+		t.Errorf("xsi.password masked as %q, want %q", got, config.MaskedSecret)
+	}
+	if cfg.XSILink.Password != "xsi-secret" {
+		t.Error("Masked changed the original xsi.password")
+	}
+	for _, secret := range []string{"inline-secret", "s3cret", "xsi-secret"} {
 		if strings.Contains(string(out), secret) {
 			t.Errorf("masked YAML shows %q:\n%s", secret, out)
 		}
@@ -404,7 +519,7 @@ func TestYAMLRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	again := mustLoad(t, path)
-	if got, want := config.Diff(cfg, again), []string{"csta.websocket.auth.password"}; !slices.Equal(got, want) {
+	if got, want := config.Diff(cfg, again), []string{"csta.websocket.auth.password", "xsi.password"}; !slices.Equal(got, want) {
 		t.Errorf("round trip changed %v, want %v\n%s", got, want, out)
 	}
 }
@@ -460,9 +575,10 @@ func TestPlanReload(t *testing.T) {
 		t.Error("PlanReload changed next")
 	}
 	for _, key := range config.Keys() {
-		if config.NeedsRestart(key) != slices.Contains([]string{
+		want := slices.Contains([]string{
 			"log.format", "csta.listen", "csta.tls.cert_file", "csta.tls.key_file", "csta.websocket.enabled", "admin.listen",
-		}, key) {
+		}, key) || strings.HasPrefix(key, "xsi.") || strings.HasPrefix(key, "simulator.")
+		if config.NeedsRestart(key) != want {
 			t.Errorf("NeedsRestart(%s) = %v", key, config.NeedsRestart(key))
 		}
 	}

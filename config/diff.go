@@ -3,11 +3,14 @@ package config
 import (
 	"reflect"
 	"slices"
+	"strings"
 )
 
 // restartKeys cannot change in a running process: the listeners are bound
 // (and the WebSocket mounted) once at startup. log.format is here because the
-// log handler is built once; log.level changes live.
+// log handler is built once; log.level changes live. Every key under
+// restartSections needs a restart too: the XSI link and the simulator are
+// built once.
 var restartKeys = []string{
 	"log.format",
 	"csta.listen",
@@ -17,9 +20,12 @@ var restartKeys = []string{
 	"admin.listen",
 }
 
+var restartSections = []string{"xsi.", "simulator."}
+
 // NeedsRestart reports whether a change of key takes a restart.
 func NeedsRestart(key string) bool {
-	return slices.Contains(restartKeys, key)
+	return slices.Contains(restartKeys, key) ||
+		slices.ContainsFunc(restartSections, func(section string) bool { return strings.HasPrefix(key, section) })
 }
 
 // Diff lists the key paths whose values differ between old and new, in key

@@ -99,30 +99,33 @@ func decode(v *viper.Viper, fields []leaf, ps *problems) {
 }
 
 func readPasswordFiles(c *Config, ps *problems) {
-	readPasswordFile("csta.auth", &c.CSTAFrontEnd.Auth, ps)
-	readPasswordFile("csta.websocket.auth", &c.CSTAFrontEnd.WebSocket.Auth, ps)
+	a := &c.CSTAFrontEnd.Auth
+	readPasswordFile("csta.auth", &a.Password, a.PasswordFile, ps)
+	a = &c.CSTAFrontEnd.WebSocket.Auth
+	readPasswordFile("csta.websocket.auth", &a.Password, a.PasswordFile, ps)
+	readPasswordFile("xsi", &c.XSILink.Password, c.XSILink.PasswordFile, ps)
 }
 
 // readPasswordFile moves the secret from <section>.password_file into
-// Password, without the trailing newline an editor or echo leaves.
-func readPasswordFile(section string, a *Auth, ps *problems) {
+// <section>.password, without the trailing newline an editor or echo leaves.
+func readPasswordFile(section string, password *string, file string, ps *problems) {
 	key := section + ".password_file"
-	if a.PasswordFile == "" {
+	if file == "" {
 		return
 	}
-	if a.Password != "" {
+	if *password != "" {
 		ps.add(key, "cannot be set together with %s.password; set only one of them", section)
 		return
 	}
-	content, err := os.ReadFile(a.PasswordFile)
+	content, err := os.ReadFile(file)
 	if err != nil {
 		ps.add(key, "cannot read: %v", err)
 		return
 	}
-	password := strings.TrimRight(string(content), "\r\n")
-	if password == "" {
-		ps.add(key, "%s is empty", a.PasswordFile)
+	secret := strings.TrimRight(string(content), "\r\n")
+	if secret == "" {
+		ps.add(key, "%s is empty", file)
 		return
 	}
-	a.Password = password
+	*password = secret
 }

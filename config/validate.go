@@ -35,6 +35,9 @@ func validate(c *Config, ps *problems) {
 	if !ps.has("csta.listen") && !ps.has("admin.listen") && sameFixedAddress(f.Listen, c.Admin.Listen) {
 		ps.add("admin.listen", "must differ from csta.listen, both are %q", f.Listen)
 	}
+
+	validateXSI(ps, c.XSILink)
+	validateSimulator(ps, c.XSPSimulator, c.XSILink, [][2]string{{"csta.listen", f.Listen}, {"admin.listen", c.Admin.Listen}})
 }
 
 func oneOf(ps *problems, key, value string, allowed ...string) {

@@ -26,6 +26,7 @@ const usageText = `Usage: connector <command> [flags]
 Commands:
   run [--config FILE]           run the connector (default config: ./config.example.yaml, if present)
   check-config --config FILE    validate FILE and print the effective configuration, secrets masked
+  xspsim --config FILE          run the BroadWorks XSP simulator alone on simulator.listen
   version                       print version and build information
   help                          print this help
 
@@ -48,6 +49,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runCommand(args, stderr)
 	case "check-config":
 		return checkConfigCommand(args, stdout, stderr)
+	case "xspsim":
+		return xspsimCommand(args, stderr)
 	case "version":
 		return versionCommand(args, stdout, stderr)
 	case "help", "-h", "-help", "--help":

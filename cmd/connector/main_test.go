@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -99,6 +100,8 @@ func TestUsage(t *testing.T) {
 		{name: "stray argument", args: []string{"version", "now"}, code: exitUsage, stderr: `unexpected argument "now"`},
 		{name: "check-config without --config", args: []string{"check-config"}, code: exitUsage, stderr: "--config FILE is required"},
 		{name: "check-config -h", args: []string{"check-config", "-h"}, code: exitOK, stderr: "Usage: connector check-config --config FILE"},
+		{name: "xspsim -h", args: []string{"xspsim", "-h"}, code: exitOK, stderr: "Usage: connector xspsim --config FILE"},
+		{name: "help lists xspsim", args: []string{"help"}, code: exitOK, stdout: "xspsim --config FILE", stderrNone: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -159,19 +162,22 @@ func TestCheckConfig(t *testing.T) {
 		contains []string // in stdout
 		absent   []string // from stdout
 	}{{
-		name:     "example",
-		config:   "config.example.yaml",
-		contains: []string{"  listen: 127.0.0.1:8800\n", "    max_frame_bytes: 65535\n", "    max_duration: 1h\n", "  listen: 127.0.0.1:8080\n"},
+		name:   "example",
+		config: "config.example.yaml",
+		contains: []string{"  listen: 127.0.0.1:8800\n", "    max_frame_bytes: 65535\n", "    max_duration: 1h\n", "  listen: 127.0.0.1:8080\n",
+			"  simulate: true\n", "  heartbeat_interval: 15s\n", "  listen: 127.0.0.1:8090\n"},
 	}, {
 		name:     "secrets masked",
 		config:   "testdata/config/good.yaml",
-		contains: []string{"password: '***'", "password_file: testdata/config/password.txt"},
-		absent:   []string{"inline-secret", "s3cret"},
+		contains: []string{"password: '***'", "password_file: testdata/config/password.txt", "  servers: ['https://xsp1.example.com', "},
+		absent:   []string{"inline-secret", "s3cret", "xsi-secret"},
 	}, {
-		name:     "environment applied",
-		config:   "config.example.yaml",
-		env:      []string{"CONNECTOR_CSTA_LISTEN=127.0.0.1:9800", "CONNECTOR_CSTA_LIMITS_MAX_CONNECTIONS=7"},
-		contains: []string{"  listen: 127.0.0.1:9800\n", "    max_connections: 7\n"},
+		name:   "environment applied",
+		config: "config.example.yaml",
+		env: []string{"CONNECTOR_CSTA_LISTEN=127.0.0.1:9800", "CONNECTOR_CSTA_LIMITS_MAX_CONNECTIONS=7",
+			"CONNECTOR_XSI_SERVERS=http://127.0.0.1:19090,http://127.0.0.1:19091"},
+		contains: []string{"  listen: 127.0.0.1:9800\n", "    max_connections: 7\n",
+			"  servers: ['http://127.0.0.1:19090', 'http://127.0.0.1:19091']\n"},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -279,9 +285,11 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// writeConfig writes a run configuration; the embedded XSP simulator
+// (xsi.simulate is true by default) listens on a free port.
 func writeConfig(t *testing.T, path, cstaListen, adminListen, extra string) {
 	t.Helper()
-	content := fmt.Sprintf("csta:\n  listen: %s\n%sadmin:\n  listen: %s\n", cstaListen, extra, adminListen)
+	content := fmt.Sprintf("csta:\n  listen: %s\n%sadmin:\n  listen: %s\nsimulator:\n  listen: 127.0.0.1:0\n", cstaListen, extra, adminListen)
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -363,6 +371,22 @@ func TestRunReloadAndShutdown(t *testing.T) {
 		t.Fatal("CSTA or admin port not accepting after startup")
 	}
 
+	// xsi.simulate is true: the embedded simulator starts and the XSI link
+	// comes up on its URL.
+	var simURL string
+	waitFor(t, "the simulator's URL", func() bool {
+		m := simulatorURL.FindStringSubmatch(stderr.String())
+		if m != nil {
+			simURL = m[1]
+		}
+		return m != nil
+	})
+	linkUp := `msg="xsi link" server=` + simURL + " state=up"
+	waitFor(t, "the XSI link up", func() bool { return strings.Contains(stderr.String(), linkUp) })
+	if !strings.Contains(stderr.String(), "XSI events are only logged") {
+		t.Errorf("log lacks the XSI gateway warning:\n%s", stderr.String())
+	}
+
 	// The CSTA WebSocket is mounted on the admin server; it stays open
 	// until the shutdown.
 	ws, resp, err := websocket.DefaultDialer.Dial("ws://"+adminAddr+"/csta", nil)
@@ -435,12 +459,23 @@ func TestRunReloadAndShutdown(t *testing.T) {
 	if accepts(cstaAddr) {
 		t.Error("CSTA port still open after exit")
 	}
+	// The XSI link went down before the process stopped.
+	logged = stderr.String()
+	linkDown := `msg="xsi link" server=` + simURL + " state=down"
+	if down, stopped := strings.Index(logged, linkDown), strings.Index(logged, `msg="connector stopped"`); down < 0 || stopped < down {
+		t.Errorf("XSI link not logged down before the exit:\n%s", logged)
+	}
+	if accepts(strings.TrimPrefix(simURL, "http://")) {
+		t.Error("simulator port still open after exit")
+	}
 	select {
 	case <-wsClosed:
 	case <-time.After(5 * time.Second):
 		t.Error("CSTA WebSocket still open after exit")
 	}
 }
+
+var simulatorURL = regexp.MustCompile(`msg="xsp simulator running[^"]*" url=(http://\S+)`)
 
 const startSessionXML = `<StartApplicationSession xmlns="http://www.ecma-international.org/standards/ecma-354/appl_session"><applicationInfo><applicationID>smoke</applicationID></applicationInfo><requestedProtocolVersions><protocolVersion>http://www.ecma-international.org/standards/ecma-323/csta/ed6</protocolVersion></requestedProtocolVersions></StartApplicationSession>`
 

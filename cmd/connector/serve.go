@@ -28,6 +28,7 @@ type process struct {
 	logger     *slog.Logger
 	front      *csta.Server
 	admin      *admin.Server // nil when csta.websocket.enabled is false
+	xsi        *xsiLink      // the XSI link and, with xsi.simulate, the XSP simulator
 }
 
 func runCommand(args []string, stderr io.Writer) int {
@@ -72,9 +73,24 @@ func newLogger(w io.Writer, format string, level slog.Leveler) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// start builds and starts the CSTA front end and, for the CSTA WebSocket,
-// the admin server. On error whatever started is stopped again.
+// start builds and starts the XSI link (after the embedded XSP simulator,
+// with xsi.simulate), the CSTA front end and, for the CSTA WebSocket, the
+// admin server. On error whatever started is stopped again.
 func (p *process) start() error {
+	link, err := startXSILink(p.cfg, p.logger)
+	if err != nil {
+		return err
+	}
+	p.xsi = link
+	if err := p.startFront(); err != nil {
+		p.stopXSI()
+		return err
+	}
+	return nil
+}
+
+// startFront starts the CSTA front end and the admin server.
+func (p *process) startFront() error {
 	// The gateway that implements csta.Service is a later issue; until then
 	// the front end answers Service-backed requests itself.
 	p.logger.Warn("no BroadWorks gateway built yet: agent, forwarding and DND requests are answered resourceOutOfService")
@@ -116,17 +132,27 @@ func (p *process) shutdown() int {
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	// The CSTA front end first: it tells WebSocket sessions too, which the
-	// admin server's Shutdown leaves alone.
+	// admin server's Shutdown leaves alone. Then the XSI link deletes its
+	// channels, and only then does the simulator go.
 	err := p.front.Shutdown(ctx)
 	if p.admin != nil {
 		err = errors.Join(err, p.admin.Shutdown(ctx))
 	}
+	err = errors.Join(err, p.xsi.stop(ctx))
 	if err != nil {
 		p.logger.Error("connector: shutdown", "error", err)
 		return exitFailure
 	}
 	p.logger.Info("connector stopped")
 	return exitOK
+}
+
+func (p *process) stopXSI() {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := p.xsi.stop(ctx); err != nil {
+		p.logger.Error("connector: shutdown", "error", err)
+	}
 }
 
 func (p *process) stopFront() {
