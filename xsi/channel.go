@@ -367,6 +367,15 @@ func (l *evLink) run(ctx context.Context) {
 			return
 		}
 		l.setState(LinkDown, err)
+		if wasUp && !errors.Is(err, ErrChannelTerminated) {
+			// The stream broke (not a ChannelTerminatedEvent, after which
+			// nothing was pending): events the XSP wrote on it that we
+			// never read are gone and, if nothing follows on their
+			// subscription, no sequence gap will ever reveal it. Refresh
+			// every subscription for a fresh state snapshot
+			// (research/xsi.md §3.2.6).
+			e.subs.resync()
+		}
 		if wasUp && time.Since(began) >= e.cfg.ReconnectMax {
 			attempt = 0
 		}

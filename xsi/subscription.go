@@ -97,6 +97,19 @@ func (s *evSubs) refreshNow(subID string) {
 	s.kickNow()
 }
 
+// resync asks for a refresh of every subscription we hold, as soon as a
+// channel is up (after a channel loss).
+func (s *evSubs) resync() {
+	s.mu.Lock()
+	for _, sub := range s.list {
+		if sub.id != "" {
+			sub.refreshReq = true
+		}
+	}
+	s.mu.Unlock()
+	s.kickNow()
+}
+
 // terminated forgets a subscription the XSP ended; it is re-created.
 func (s *evSubs) terminated(subID string) {
 	s.mu.Lock()
