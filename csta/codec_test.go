@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/beevik/etree"
+
+	"github.com/broadworks-connector/connector/internal/xmlcheck"
 )
 
 // Codec tests straight against Decode / Encode / AppendEvent, no server.
@@ -864,7 +866,7 @@ func TestCodecEncoderOutputWellFormed(t *testing.T) {
 		t.Fatal(err)
 	}
 	docs["escaping event"] = b
-	xmllintDocs(t, docs)
+	xmlcheck.WellFormed(t, docs)
 }
 
 // The etree reader used by tests and the decoder agree on the encoder's output.

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/beevik/etree"
+
+	"github.com/broadworks-connector/connector/internal/xmlcheck"
 )
 
 // Fixture-driven tests: every file pair testdata/xml/csta/<case>.req.xml
@@ -210,7 +212,7 @@ func TestFixtures(t *testing.T) {
 			}
 			files = append(files, f)
 		}
-		xmllintWellFormed(t, files...)
+		xmlcheck.WellFormedFiles(t, files...)
 	}
 }
 
@@ -415,60 +417,17 @@ func TestFixtureFilesWellFormed(t *testing.T) {
 			files = append(files, filepath.Join(fixtureDir, fc.name+".req.xml"))
 		}
 	}
-	xmllintWellFormed(t, files...)
+	xmlcheck.WellFormedFiles(t, files...)
 	// The malformed requests must really be malformed.
 	for _, fc := range fixtureCases {
 		if !fc.malformed {
 			continue
 		}
 		f := filepath.Join(fixtureDir, fc.name+".req.xml")
-		if out, err := exec.Command(xmllintPath(t), "--noout", f).CombinedOutput(); err == nil {
+		if out, err := exec.Command(xmlcheck.Xmllint(t), "--noout", f).CombinedOutput(); err == nil {
 			t.Errorf("%s is marked malformed but xmllint accepts it", f)
 		} else if len(bytes.TrimSpace(out)) == 0 {
 			t.Errorf("%s: xmllint failed without a message: %v", f, err)
 		}
 	}
-}
-
-// xmllintPath finds xmllint. It is required: CI installs libxml2-utils.
-func xmllintPath(t testing.TB) string {
-	t.Helper()
-	p, err := exec.LookPath("xmllint")
-	if err != nil {
-		t.Fatalf("xmllint not found (%v): install libxml2-utils (apt-get install -y libxml2-utils); CI installs it", err)
-	}
-	return p
-}
-
-// xmllintWellFormed checks files with `xmllint --noout`.
-func xmllintWellFormed(t testing.TB, files ...string) {
-	t.Helper()
-	if len(files) == 0 {
-		return
-	}
-	out, err := exec.Command(xmllintPath(t), append([]string{"--noout"}, files...)...).CombinedOutput()
-	if err != nil || len(bytes.TrimSpace(out)) > 0 {
-		t.Errorf("xmllint --noout: %v\n%s", err, out)
-	}
-}
-
-// xmllintDocs writes documents to a temporary directory and checks them.
-func xmllintDocs(t testing.TB, docs map[string][]byte) {
-	t.Helper()
-	dir := t.TempDir()
-	var files []string
-	for name, doc := range docs {
-		f := filepath.Join(dir, strings.Map(func(r rune) rune {
-			if r == '/' || r == ' ' || r == os.PathSeparator {
-				return '_'
-			}
-			return r
-		}, name)+".xml")
-		if err := os.WriteFile(f, doc, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		files = append(files, f)
-	}
-	sort.Strings(files)
-	xmllintWellFormed(t, files...)
 }

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -16,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/broadworks-connector/connector/internal/xmlcheck"
 )
 
 // actFixtureDir holds the Xsi-Actions answers the fake XSP sends.
@@ -385,52 +386,10 @@ func TestActionsRequestsAndAnswers(t *testing.T) {
 // actValidateXSD runs xmllint once over files against XSISchema.xsd.
 func actValidateXSD(t *testing.T, files []string) {
 	t.Helper()
-	skip := t.Skipf
-	if os.Getenv("CI") == "true" {
-		skip = t.Fatalf
-	}
-	lint, err := exec.LookPath("xmllint")
-	if err != nil {
-		skip("conformance not checked: xmllint not installed (apt-get install libxml2-utils)")
-		return
-	}
-	root, err := actRepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	xsd := filepath.Join(root, "..", "shared", "xsd", "xsi", "XSISchema.xsd")
-	if _, err := os.Stat(xsd); err != nil {
-		skip("conformance not checked: XSD missing: %v", err)
-		return
-	}
 	if len(files) == 0 {
 		t.Fatal("no bodies collected")
 	}
-	out, err := exec.Command(lint, append([]string{"--noout", "--schema", xsd}, files...)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("xmllint: %v\n%s", err, out)
-	}
-	if n := strings.Count(string(out), " validates"); n != len(files) {
-		t.Fatalf("xmllint validated %d of %d files:\n%s", n, len(files), out)
-	}
-}
-
-// actRepoRoot walks up from the working directory to go.mod.
-func actRepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the working directory")
-		}
-		dir = parent
-	}
+	xmlcheck.ValidXSIFiles(t, files...)
 }
 
 // TestEndGuestAssociationNilPrefix checks the prefix trap by namespace,

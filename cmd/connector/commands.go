@@ -100,28 +100,39 @@ func printConfigError(w io.Writer, err error) {
 	}
 }
 
-func checkConfigCommand(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("check-config", "--config FILE")
-	path := fs.String("config", "", "configuration `FILE` (YAML), required")
+// loadRequiredConfig parses the flags of a command whose --config is
+// required and loads that file. When ok is false, the command exits with code
+// (usage or config problems have been printed).
+func loadRequiredConfig(command string, args []string, stderr io.Writer) (cfg *config.Config, path string, code int, ok bool) {
+	fs := newFlagSet(command, "--config FILE")
+	flagPath := fs.String("config", "", "configuration `FILE` (YAML), required")
 	if code, ok := parseFlags(fs, args, stderr); !ok {
-		return code
+		return nil, "", code, false
 	}
-	if *path == "" {
-		fmt.Fprintln(stderr, "connector check-config: --config FILE is required")
+	if *flagPath == "" {
+		fmt.Fprintf(stderr, "connector %s: --config FILE is required\n", command)
 		fs.Usage()
-		return exitUsage
+		return nil, "", exitUsage, false
 	}
-	cfg, err := config.Load(*path)
+	cfg, err := config.Load(*flagPath)
 	if err != nil {
 		printConfigError(stderr, err)
-		return exitUsage
+		return nil, "", exitUsage, false
+	}
+	return cfg, *flagPath, exitOK, true
+}
+
+func checkConfigCommand(args []string, stdout, stderr io.Writer) int {
+	cfg, path, code, ok := loadRequiredConfig("check-config", args, stderr)
+	if !ok {
+		return code
 	}
 	out, err := cfg.Masked().YAML()
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitFailure
 	}
-	fmt.Fprintf(stdout, "# effective configuration of %s, environment applied, secrets masked\n", *path)
+	fmt.Fprintf(stdout, "# effective configuration of %s, environment applied, secrets masked\n", path)
 	stdout.Write(out)
 	return exitOK
 }

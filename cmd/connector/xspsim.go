@@ -2,33 +2,19 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"slices"
 	"syscall"
-
-	"github.com/broadworks-connector/connector/config"
 )
 
 // xspsimCommand runs the XSP simulator alone on simulator.listen, for
 // integrators, until SIGINT or SIGTERM.
 func xspsimCommand(args []string, stderr io.Writer) int {
-	fs := newFlagSet("xspsim", "--config FILE")
-	path := fs.String("config", "", "configuration `FILE` (YAML), required")
-	if code, ok := parseFlags(fs, args, stderr); !ok {
+	cfg, _, code, ok := loadRequiredConfig("xspsim", args, stderr)
+	if !ok {
 		return code
-	}
-	if *path == "" {
-		fmt.Fprintln(stderr, "connector xspsim: --config FILE is required")
-		fs.Usage()
-		return exitUsage
-	}
-	cfg, err := config.Load(*path)
-	if err != nil {
-		printConfigError(stderr, err)
-		return exitUsage
 	}
 	logger := newLogger(stderr, cfg.Log.Format, cfg.Log.SlogLevel())
 

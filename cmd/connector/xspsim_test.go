@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/broadworks-connector/connector/internal/xmlcheck"
 )
 
 const (
@@ -242,49 +244,13 @@ func TestXSPSimulatorCommandFailures(t *testing.T) {
 	}
 }
 
-// validateXSI checks docs with xmllint against ../shared/xsd/xsi/XSISchema.xsd
-// (next to the repository). Without xmllint or the XSD the test is skipped,
-// or fails when CI=true.
+// validateXSI checks the documents read off the stream against BroadWorks'
+// XSD (internal/xmlcheck: skipped without xmllint or ../shared, failed on CI).
 func validateXSI(t *testing.T, docs [][]byte) {
 	t.Helper()
-	root, err := filepath.Abs(repoRoot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(root)
-		if parent == root {
-			t.Fatal("no go.mod above the test directory")
-		}
-		root = parent
-	}
-	xsd := filepath.Join(root, "..", "shared", "xsd", "xsi", "XSISchema.xsd")
-	lint, lintErr := exec.LookPath("xmllint")
-	_, xsdErr := os.Stat(xsd)
-	if lintErr != nil || xsdErr != nil {
-		msg := fmt.Sprintf("cannot validate %d XSI documents: xmllint: %v; XSD %s: %v", len(docs), lintErr, xsd, xsdErr)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	dir := t.TempDir()
-	args := []string{"--noout", "--schema", xsd}
+	named := make(map[string][]byte, len(docs))
 	for i, d := range docs {
-		path := filepath.Join(dir, fmt.Sprintf("doc%03d.xml", i))
-		if err := os.WriteFile(path, d, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		args = append(args, path)
+		named[fmt.Sprintf("doc%03d.xml", i)] = d
 	}
-	if out, err := exec.Command(lint, args...).CombinedOutput(); err != nil {
-		for i, d := range docs {
-			t.Logf("doc%03d.xml: %s", i, d)
-		}
-		t.Fatalf("xmllint: %v\n%s", err, out)
-	}
-	t.Logf("xmllint: %d documents from the stream valid against %s", len(docs), xsd)
+	xmlcheck.ValidXSI(t, named)
 }

@@ -9,35 +9,22 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found")
-		}
-		dir = parent
-	}
-}
+	"github.com/broadworks-connector/connector/internal/xmlcheck"
+)
 
 // TestFixtures validates the sample documents in testdata/xml/xsi/sim/ with
 // xmllint. With XSPSIM_WRITE_FIXTURES=1 it first regenerates them from a
 // scripted simulator run (one sample per document kind, plus a raw chunked
 // stream body captured in ChunkRandom mode).
 func TestFixtures(t *testing.T) {
-	dir := filepath.Join(repoRoot(t), "testdata", "xml", "xsi", "sim")
+	dir := filepath.Join(xmlcheck.RepoRoot(t), "testdata", "xml", "xsi", "sim")
 	if os.Getenv("XSPSIM_WRITE_FIXTURES") == "1" {
 		writeFixtures(t, dir)
 	}
 	files, _ := filepath.Glob(filepath.Join(dir, "*.xml"))
 	if len(files) == 0 {
-		t.Skip("no fixtures in " + dir + " (generate with XSPSIM_WRITE_FIXTURES=1)")
+		t.Fatal("no fixtures in " + dir + " (generate with XSPSIM_WRITE_FIXTURES=1)")
 	}
 	var docs [][]byte
 	for _, f := range files {

@@ -7,9 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +14,8 @@ import (
 
 	"github.com/beevik/etree"
 	"go.uber.org/goleak"
+
+	"github.com/broadworks-connector/connector/internal/xmlcheck"
 )
 
 func TestMain(m *testing.M) {
@@ -30,70 +29,15 @@ const (
 
 // --- conformance: every emitted document is validated with xmllint ------------
 
-func schemaPath(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return ""
-		}
-		dir = parent
-	}
-	return filepath.Join(dir, "..", "shared", "xsd", "xsi", "XSISchema.xsd")
-}
-
-// validateDocs writes docs to a temp dir and runs xmllint once over them.
+// validateDocs validates the documents the simulator emitted against
+// BroadWorks' XSD, in one xmllint run.
 func validateDocs(t *testing.T, docs [][]byte) {
 	t.Helper()
-	if len(docs) == 0 {
-		return
-	}
-	xsd := schemaPath(t)
-	lint, lerr := exec.LookPath("xmllint")
-	_, serr := os.Stat(xsd)
-	if lerr != nil || xsd == "" || serr != nil {
-		msg := fmt.Sprintf("xspsim conformance: xmllint (%v) or XSD %q (%v) missing; %d documents not validated", lerr, xsd, serr, len(docs))
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Log("SKIP validation: " + msg)
-		return
-	}
-	dir := t.TempDir()
-	args := []string{"--noout", "--schema", xsd}
+	named := make(map[string][]byte, len(docs))
 	for i, d := range docs {
-		p := filepath.Join(dir, fmt.Sprintf("doc%04d.xml", i))
-		if err := os.WriteFile(p, d, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		args = append(args, p)
+		named[fmt.Sprintf("doc%04d.xml", i)] = d
 	}
-	out, err := exec.Command(lint, args...).CombinedOutput()
-	if err != nil {
-		// Show the offending documents.
-		var bad []string
-		for _, line := range strings.Split(string(out), "\n") {
-			if strings.Contains(line, "fails to validate") || strings.Contains(line, "error") {
-				bad = append(bad, line)
-			}
-		}
-		for _, line := range bad {
-			if f := strings.SplitN(line, ":", 2)[0]; strings.HasSuffix(f, ".xml") {
-				if b, rerr := os.ReadFile(f); rerr == nil {
-					t.Logf("%s:\n%s", filepath.Base(f), b)
-				}
-			}
-		}
-		t.Fatalf("xmllint: %v\n%s", err, out)
-	}
-	t.Logf("xmllint: %d emitted documents valid against %s", len(docs), xsd)
+	xmlcheck.ValidXSI(t, named)
 }
 
 // --- harness ------------------------------------------------------------------------
