@@ -333,16 +333,8 @@ func (s *Server) putGuestLocked(g *userState, body *etree.Element) *simError {
 	}
 	// Validate the association before committing anything.
 	if hostID != "" {
-		h := s.users[hostID]
-		switch {
-		case h == nil:
-			return errf(http.StatusBadRequest, ErrCodeHostNotAvailable, "hoteling host %s not found", hostID)
-		case h == g:
-			return errf(http.StatusBadRequest, ErrCodeHostNotAvailable, "a user cannot be its own hoteling host")
-		case !h.HotelingHost || !h.host.active:
-			return errf(http.StatusBadRequest, ErrCodeHostNotAvailable, "user %s has no active Hoteling Host service", hostID)
-		case h.host.guestID != "" && h.host.guestID != g.ID:
-			return errf(http.StatusBadRequest, ErrCodeHostBusy, "hoteling host %s is already associated with guest %s", hostID, h.host.guestID)
+		if err := s.checkHostLocked(g, hostID); err != nil {
+			return err
 		}
 	}
 	changed := g.guest.active != active || g.guest.enableLimit != enable || g.guest.limitHours != hours

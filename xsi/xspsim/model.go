@@ -367,10 +367,10 @@ func (s *Server) hostLimit(g, h *userState) time.Duration {
 	return time.Duration(hours) * s.cfg.HourUnit
 }
 
-// associateLocked associates guest g with host hostID following the
-// BroadWorks rules: the host exists, has Hoteling Host assigned and active,
-// and carries no other guest; the guest's Hoteling Guest is active.
-func (s *Server) associateLocked(g *userState, hostID string) *simError {
+// checkHostLocked applies BroadWorks' host rules for guest g: the host
+// exists, is not the guest, has Hoteling Host assigned and active, and
+// carries no other guest.
+func (s *Server) checkHostLocked(g *userState, hostID string) *simError {
 	h := s.users[hostID]
 	switch {
 	case h == nil:
@@ -381,9 +381,21 @@ func (s *Server) associateLocked(g *userState, hostID string) *simError {
 		return errf(http.StatusBadRequest, ErrCodeHostNotAvailable, "user %s has no active Hoteling Host service", hostID)
 	case h.host.guestID != "" && h.host.guestID != g.ID:
 		return errf(http.StatusBadRequest, ErrCodeHostBusy, "hoteling host %s is already associated with guest %s", hostID, h.host.guestID)
-	case !g.guest.active:
+	}
+	return nil
+}
+
+// associateLocked associates guest g with host hostID following the
+// BroadWorks rules: the host exists, has Hoteling Host assigned and active,
+// and carries no other guest; the guest's Hoteling Guest is active.
+func (s *Server) associateLocked(g *userState, hostID string) *simError {
+	if err := s.checkHostLocked(g, hostID); err != nil {
+		return err
+	}
+	if !g.guest.active {
 		return errf(http.StatusBadRequest, ErrCodeGuestInactive, "Hoteling Guest service of %s is not active", g.ID)
 	}
+	h := s.users[hostID]
 	if g.guest.hostID == hostID {
 		return nil
 	}
