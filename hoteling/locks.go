@@ -1,0 +1,97 @@
+package hoteling
+
+import (
+	"context"
+	"slices"
+)
+
+// keyLock serialises sequences on one agent or host. sem holds one token
+// while a sequence runs; refs counts the holder and those queued.
+type keyLock struct {
+	sem  chan struct{}
+	refs int
+}
+
+func agentKey(id string) string { return "agent:" + id }
+func hostKey(id string) string  { return "host:" + id }
+
+// lockKeys takes the locks of keys, always in sorted order so that two
+// sequences needing overlapping sets cannot deadlock. It refuses with ErrBusy
+// when a key already has a running sequence and QueueLength queued behind
+// it. The returned func releases everything.
+func (s *Sequencer) lockKeys(ctx context.Context, keys []string) (func(), error) {
+	keys = slices.Clone(keys)
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+
+	s.mu.Lock()
+	for _, k := range keys {
+		if l := s.locks[k]; l != nil && l.refs >= 1+s.cfg.QueueLength {
+			s.mu.Unlock()
+			return nil, ErrBusy
+		}
+	}
+	ls := make([]*keyLock, len(keys))
+	for i, k := range keys {
+		l := s.locks[k]
+		if l == nil {
+			l = &keyLock{sem: make(chan struct{}, 1)}
+			s.locks[k] = l
+		}
+		l.refs++
+		ls[i] = l
+	}
+	s.mu.Unlock()
+
+	held := 0
+	unregister := func() {
+		for i := range held {
+			<-ls[i].sem
+		}
+		s.mu.Lock()
+		for i, k := range keys {
+			ls[i].refs--
+			if ls[i].refs == 0 {
+				delete(s.locks, k)
+			}
+		}
+		s.mu.Unlock()
+	}
+	for _, l := range ls {
+		select {
+		case l.sem <- struct{}{}:
+			held++
+		case <-ctx.Done():
+			unregister()
+			return nil, ctx.Err()
+		}
+	}
+	return unregister, nil
+}
+
+// lockFor takes the locks a sequence needs, as computed by need from the
+// view, and checks after taking them that the view did not meanwhile bring
+// in another agent or host; if it did, it releases and tries again with the
+// union (bounded).
+func (s *Sequencer) lockFor(ctx context.Context, need func() []string) (func(), error) {
+	keys := need()
+	for range 4 {
+		release, err := s.lockKeys(ctx, keys)
+		if err != nil {
+			return nil, err
+		}
+		more := need()
+		missing := false
+		for _, k := range more {
+			if !slices.Contains(keys, k) {
+				keys = append(keys, k)
+				missing = true
+			}
+		}
+		if !missing {
+			return release, nil
+		}
+		release()
+	}
+	return nil, ErrBusy
+}

@@ -1,0 +1,91 @@
+package hoteling
+
+import (
+	"path/filepath"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/broadworks-connector/connector/xsi"
+)
+
+func TestRecover(t *testing.T) {
+	halfLoginCFA := scenario{name: "host forwarding to guest, no association", users: []User{
+		{ID: "g1", ACDState: xsi.ACDSignOut},
+		{ID: "desk1", CFA: fwd(num1)},
+	}}
+	halfLoginAssoc := scenario{name: "guest associated but signed out", users: []User{
+		{ID: "g1", ACDState: xsi.ACDSignOut, HostUserID: "desk1"},
+		{ID: "desk1", CFA: fwd(num1), GuestUserID: "g1"},
+	}, memory: []Remembered{{HostUserID: "desk1", GuestUserID: "g1", ForwardTo: num1, PreviousCFA: fwd("+15557777")}}}
+	clean := scenario{name: "nothing half done", users: []User{
+		{ID: "g1", ACDState: xsi.ACDAvailable, HostUserID: "desk1"},
+		{ID: "desk1", CFA: fwd(num1), GuestUserID: "g1"},
+		{ID: "g2", ACDState: xsi.ACDSignOut},
+		{ID: "desk2", CFA: fwd("+15557777")},
+	}}
+	loggedOff := func(t *testing.T, st map[string]User, hostCFA xsi.Forwarding) {
+		t.Helper()
+		g, h := st["g1"], st["desk1"]
+		if g.HostUserID != "" || h.GuestUserID != "" || g.ACDState != xsi.ACDSignOut || h.CFA.Active != hostCFA.Active ||
+			(hostCFA.Active && h.CFA != hostCFA) {
+			t.Errorf("not logged off: %+v %+v", g, h)
+		}
+	}
+	tests := []struct {
+		sc      scenario
+		mode    string
+		repairs int
+		check   func(t *testing.T, st map[string]User)
+	}{
+		{halfLoginCFA, RecoverUndo, 1, func(t *testing.T, st map[string]User) { loggedOff(t, st, xsi.Forwarding{}) }},
+		{halfLoginCFA, RecoverComplete, 1, func(t *testing.T, st map[string]User) { loggedOnAt(t, st, "g1", "desk1", num1) }},
+		{halfLoginAssoc, RecoverUndo, 1, func(t *testing.T, st map[string]User) { loggedOff(t, st, fwd("+15557777")) }},
+		{halfLoginAssoc, RecoverComplete, 1, func(t *testing.T, st map[string]User) { loggedOnAt(t, st, "g1", "desk1", num1) }},
+		{clean, RecoverUndo, 0, nil},
+		{clean, RecoverComplete, 0, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.sc.name+"/"+tt.mode, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				// The remembered CFA was saved by a connector that then
+				// crashed: a fresh Sequencer on the same file finds it.
+				store := &FileStore{Path: filepath.Join(t.TempDir(), "hosts.json")}
+				for _, r := range tt.sc.memory {
+					if err := store.Save(r); err != nil {
+						t.Fatal(err)
+					}
+				}
+				sc := tt.sc
+				sc.memory = nil
+				f, s := sc.start(t, Config{RecoverMode: tt.mode, Store: store}, 10*time.Millisecond)
+				before := f.snapshot()
+				reps := s.Recover(t.Context(), []string{"g1", "g2", "desk1", "desk2"})
+				if len(reps) != tt.repairs {
+					t.Fatalf("repairs %+v, want %d", reps, tt.repairs)
+				}
+				for _, rp := range reps {
+					if rp.Err != nil || rp.GuestUserID != "g1" || rp.HostUserID != "desk1" {
+						t.Errorf("repair %+v", rp)
+					}
+				}
+				st := f.snapshot()
+				if tt.check != nil {
+					tt.check(t, st)
+				} else if !sameState(st, before) || len(f.actions()) != 0 {
+					t.Errorf("changed: %+v, actions %q", st, f.actions())
+				}
+				left, err := store.Load()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tt.mode == RecoverUndo && len(left) != 0 {
+					t.Errorf("store after undo: %+v", left)
+				}
+				if tt.mode == RecoverComplete && tt.repairs > 0 && (len(left) != 1 || left[0].GuestUserID != "g1") {
+					t.Errorf("store after complete: %+v", left)
+				}
+			})
+		})
+	}
+}

@@ -1,0 +1,409 @@
+package hoteling
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/broadworks-connector/connector/xsi"
+)
+
+// Config tunes a Sequencer. Zero values get the defaults noted.
+type Config struct {
+	// StepTimeout bounds one step: the Actions call plus its confirming
+	// event. Default 5s.
+	StepTimeout time.Duration
+	// QueueLength is how many sequences may wait per agent and per host
+	// behind a running one; beyond that a request gets ErrBusy. Default 4;
+	// negative means none may wait.
+	QueueLength int
+	// RefuseOccupiedHost makes Login at a host held by another guest fail
+	// with ErrHostBusy. The default (false) takes the host over: the other
+	// guest is logged out there first (issue 4: "sign out whoever was
+	// there").
+	RefuseOccupiedHost bool
+	// SignInFirst sends Sign-In before Unavailable when the agent is signed
+	// out. By default Unavailable is sent directly, which BroadWorks accepts
+	// from any state (research/xsi.md §7) and which never exposes the agent
+	// as Available in between (Sign-In lands in Available on the XSP).
+	SignInFirst bool
+	// RecoverMode is what Recover does with a half-done sequence: "undo"
+	// (default: back to logged out) or "complete" (on to logged in).
+	RecoverMode string
+	// NumberOf gives the number a guest's host forwards to (the directory's
+	// forwardTo for Login). Optional; Recover needs it to recognise a host
+	// forwarding to a guest, and Logout uses it to leave alone a host CFA
+	// that no longer points at the guest when nothing is remembered.
+	NumberOf func(guestUserID string) string
+	// Store keeps the remembered host forwarding across restarts. Optional
+	// (memory only when nil); see FileStore.
+	Store Store
+}
+
+// Recover modes.
+const (
+	RecoverUndo     = "undo"
+	RecoverComplete = "complete"
+)
+
+// Remembered is what a host's CFA was before a guest arrived, kept from the
+// moment Login changes it until Logout restores it.
+type Remembered struct {
+	HostUserID  string
+	GuestUserID string
+	ForwardTo   string         // what Login set the host's CFA to
+	PreviousCFA xsi.Forwarding // what to restore
+}
+
+// Store persists Remembered entries so that a restarted connector can still
+// restore hosts' own forwarding.
+type Store interface {
+	Save(r Remembered) error
+	Delete(hostUserID string) error
+	Load() ([]Remembered, error)
+}
+
+// Sequencer runs hot-desk login and logout sequences, one at a time per
+// agent and per host. It is safe for concurrent use.
+type Sequencer struct {
+	cfg    Config
+	act    Actions
+	view   View
+	logger *slog.Logger
+
+	mu         sync.Mutex
+	locks      map[string]*keyLock
+	remembered map[string]Remembered // by host user ID
+	loaded     bool                  // Store loaded into remembered
+}
+
+// New builds a Sequencer; it starts no goroutine.
+func New(cfg Config, act Actions, view View, logger *slog.Logger) *Sequencer {
+	if cfg.StepTimeout <= 0 {
+		cfg.StepTimeout = 5 * time.Second
+	}
+	switch {
+	case cfg.QueueLength == 0:
+		cfg.QueueLength = 4
+	case cfg.QueueLength < 0:
+		cfg.QueueLength = 0
+	}
+	if cfg.RecoverMode == "" {
+		cfg.RecoverMode = RecoverUndo
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Sequencer{cfg: cfg, act: act, view: view, logger: logger,
+		locks: map[string]*keyLock{}, remembered: map[string]Remembered{}}
+}
+
+// Remembered returns the remembered previous CFA of hostUserID.
+func (s *Sequencer) Remembered(hostUserID string) (Remembered, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.loadLocked()
+	r, ok := s.remembered[hostUserID]
+	return r, ok
+}
+
+func (s *Sequencer) loadLocked() {
+	if s.loaded || s.cfg.Store == nil {
+		return
+	}
+	s.loaded = true
+	rs, err := s.cfg.Store.Load()
+	if err != nil {
+		s.logger.Error("hoteling: loading remembered host forwarding", "err", err)
+		return
+	}
+	for _, r := range rs {
+		if _, ok := s.remembered[r.HostUserID]; !ok {
+			s.remembered[r.HostUserID] = r
+		}
+	}
+}
+
+func (s *Sequencer) remember(r Remembered) {
+	s.mu.Lock()
+	s.loadLocked()
+	s.remembered[r.HostUserID] = r
+	s.mu.Unlock()
+	if s.cfg.Store != nil {
+		if err := s.cfg.Store.Save(r); err != nil {
+			s.logger.Error("hoteling: saving remembered host forwarding", "host", r.HostUserID, "err", err)
+		}
+	}
+}
+
+func (s *Sequencer) forget(hostUserID string) {
+	s.mu.Lock()
+	s.loadLocked()
+	_, had := s.remembered[hostUserID]
+	delete(s.remembered, hostUserID)
+	s.mu.Unlock()
+	if had && s.cfg.Store != nil {
+		if err := s.cfg.Store.Delete(hostUserID); err != nil {
+			s.logger.Error("hoteling: deleting remembered host forwarding", "host", hostUserID, "err", err)
+		}
+	}
+}
+
+// setRemembered puts back an earlier entry (or its absence) after a
+// compensated sequence.
+func (s *Sequencer) setRemembered(host string, r Remembered, ok bool) {
+	if ok {
+		s.remember(r)
+	} else {
+		s.forget(host)
+	}
+}
+
+func signedIn(u User) bool { return u.ACDState != "" && u.ACDState != xsi.ACDSignOut }
+
+// sameNumber compares forwarding numbers as the XSP may spell them (a
+// tel: URI in events, the dialable string in Actions; research/xsi.md §2.4).
+func sameNumber(a, b string) bool {
+	norm := func(s string) string {
+		s = strings.TrimSpace(s)
+		s = strings.TrimPrefix(strings.TrimPrefix(s, "tel:"), "sip:")
+		return strings.NewReplacer("-", "", " ", "", ".", "", "(", "", ")", "").Replace(s)
+	}
+	return norm(a) == norm(b)
+}
+
+func forwardsTo(f xsi.Forwarding, number string) bool {
+	return f.Active && number != "" && sameNumber(f.ForwardToPhoneNumber, number)
+}
+
+// Login makes the agent guestID a hoteling guest at hostID: whoever was on
+// the host is logged out there (or ErrHostBusy), the agent's association
+// elsewhere ends, the host's CFA goes to forwardTo (its previous CFA is
+// remembered), the association is made and the agent starts Unavailable.
+// hostID empty or equal to guestID is a login at the agent's own device:
+// any association ends, then (Sign-In and) Unavailable. Each step waits for
+// its confirming event; a failure undoes the completed steps and returns a
+// *StepError.
+func (s *Sequencer) Login(ctx context.Context, guestID, hostID, forwardTo string) error {
+	if guestID == "" {
+		return &StepError{Op: "login", Step: "check", Err: errors.New("empty guest user ID"), Guest: guestID, Host: hostID}
+	}
+	own := hostID == "" || hostID == guestID
+	if !own && forwardTo == "" {
+		return &StepError{Op: "login", Step: "check", Err: errors.New("empty forward-to number"), Guest: guestID, Host: hostID}
+	}
+	release, err := s.lockFor(ctx, func() []string {
+		keys := []string{agentKey(guestID)}
+		if !own {
+			keys = append(keys, hostKey(hostID))
+			if other := s.view.User(hostID).GuestUserID; other != "" {
+				keys = append(keys, agentKey(other))
+			}
+		}
+		if prev := s.view.User(guestID).HostUserID; prev != "" {
+			keys = append(keys, hostKey(prev))
+		}
+		return keys
+	})
+	if err != nil {
+		return &StepError{Op: "login", Step: "queue", Kind: kindOrSelf(ctx, err), Err: err, Guest: guestID, Host: hostID}
+	}
+	defer release()
+	if own {
+		return s.loginOwn(ctx, guestID)
+	}
+	return s.loginHost(ctx, guestID, hostID, forwardTo)
+}
+
+func kindOrSelf(ctx context.Context, err error) error {
+	if errors.Is(err, ErrBusy) {
+		return ErrBusy
+	}
+	return kindOf(ctx, err)
+}
+
+func (s *Sequencer) loginOwn(ctx context.Context, guest string) error {
+	g := s.view.User(guest)
+	r := s.newRun(ctx, "login", guest, "")
+	var restore func()
+	if g.HostUserID != "" {
+		restore = s.leaveHost(r, guest, g.HostUserID)
+	}
+	s.startUnavailable(r, g)
+	if err := r.finish(); err != nil {
+		if restore != nil {
+			restore()
+		}
+		return err
+	}
+	if g.HostUserID != "" {
+		s.forget(g.HostUserID)
+	}
+	return nil
+}
+
+func (s *Sequencer) loginHost(ctx context.Context, guest, host, forwardTo string) error {
+	g, h := s.view.User(guest), s.view.User(host)
+	if g.HostUserID == host && signedIn(g) && forwardsTo(h.CFA, forwardTo) {
+		s.logger.Debug("hoteling: already logged on", "guest", guest, "host", host)
+		return nil
+	}
+	r := s.newRun(ctx, "login", guest, host)
+	var restores []func()
+	undoMemory := func() {
+		for i := len(restores) - 1; i >= 0; i-- {
+			restores[i]()
+		}
+	}
+
+	// (1) Another guest on the host: log it out there, or refuse.
+	if other := h.GuestUserID; other != "" && other != guest {
+		if s.cfg.RefuseOccupiedHost {
+			return &StepError{Op: "login", Step: "check-host", Kind: ErrHostBusy,
+				Err: fmt.Errorf("%w: %s", ErrHostBusy, other), Guest: guest, Host: host}
+		}
+		s.logger.Info("hoteling: taking over host", "host", host, "from", other, "guest", guest)
+		r.step(s.acdStep(other, "other-sign-out", xsi.ACDSignOut, ""))
+		restores = append(restores, s.leaveHost(r, other, host))
+	}
+	// The agent at another desk moves: that association ends first.
+	if prev := g.HostUserID; prev != "" && prev != host {
+		s.logger.Info("hoteling: agent moves", "guest", guest, "from", prev, "to", host)
+		restores = append(restores, s.leaveHost(r, guest, prev))
+	}
+
+	// (2) Host CFA to the guest, remembering what it was.
+	if r.ok() {
+		old, hadOld := s.Remembered(host)
+		prevCFA, err := s.hostCFA(ctx, host)
+		switch {
+		case err != nil:
+			r.failNow("read-host-cfa", err)
+		default:
+			if hadOld && old.GuestUserID == guest && forwardsTo(prevCFA, forwardTo) {
+				prevCFA = old.PreviousCFA // a repeated login: keep the original
+			} else if forwardsTo(prevCFA, forwardTo) {
+				s.logger.Warn("hoteling: host already forwards to the guest and nothing is remembered; will restore it as off",
+					"host", host, "guest", guest)
+				prevCFA = xsi.Forwarding{Active: false}
+			}
+			s.remember(Remembered{HostUserID: host, GuestUserID: guest, ForwardTo: forwardTo, PreviousCFA: prevCFA})
+			restores = append(restores, func() { s.setRemembered(host, old, hadOld) })
+			r.step(s.cfaStep(host, "host-cfa", xsi.Forwarding{Active: true, ForwardToPhoneNumber: forwardTo}))
+		}
+	}
+	// (3) Association guest → host.
+	r.step(s.assocStep(guest, "associate", host))
+	// (4) Start Unavailable, unless already associated here and signed in.
+	if g.HostUserID != host || !signedIn(g) {
+		s.startUnavailable(r, g)
+	}
+	if err := r.finish(); err != nil {
+		undoMemory()
+		return err
+	}
+	if prev := g.HostUserID; prev != "" && prev != host {
+		s.forget(prev)
+	}
+	s.logger.Info("hoteling: logged on", "guest", guest, "host", host)
+	return nil
+}
+
+// startUnavailable: (Sign-In and) Unavailable; never resets a code the
+// agent already has while Unavailable.
+func (s *Sequencer) startUnavailable(r *run, g User) {
+	if s.cfg.SignInFirst && !signedIn(s.view.User(g.ID)) {
+		r.step(s.acdStep(g.ID, "agent-sign-in", xsi.ACDSignIn, ""))
+	}
+	r.step(s.acdStep(g.ID, "agent-unavailable", xsi.ACDUnavailable, ""))
+}
+
+// leaveHost adds the steps that end guest's association with host and put
+// the host's CFA back; it returns how to put the memory back if the
+// sequence is compensated.
+func (s *Sequencer) leaveHost(r *run, guest, host string) func() {
+	old, hadOld := s.Remembered(host)
+	if target, ok := s.restoreTarget(guest, host); ok {
+		r.step(s.cfaStep(host, "restore-host-cfa", target))
+	}
+	r.step(s.assocStep(guest, "end-association", ""))
+	return func() { s.setRemembered(host, old, hadOld) }
+}
+
+// restoreTarget is what host's CFA goes back to when guest leaves: the
+// remembered one, else off — unless the host's CFA is known not to point at
+// the guest (then it is left alone).
+func (s *Sequencer) restoreTarget(guest, host string) (xsi.Forwarding, bool) {
+	if r, ok := s.Remembered(host); ok {
+		return r.PreviousCFA, true
+	}
+	cur := s.view.User(host).CFA
+	if s.cfg.NumberOf != nil {
+		if n := s.cfg.NumberOf(guest); n != "" && cur.Active && !forwardsTo(cur, n) {
+			s.logger.Warn("hoteling: host CFA does not point at the leaving guest; left alone",
+				"host", host, "guest", guest, "forwardTo", cur.ForwardToPhoneNumber)
+			return xsi.Forwarding{}, false
+		}
+	}
+	s.logger.Warn("hoteling: no remembered CFA for host; restoring it as off", "host", host, "guest", guest)
+	return xsi.Forwarding{Active: false}, true
+}
+
+// hostCFA reads the host's CFA from the view, or from the XSP when the view
+// has no snapshot of the host yet.
+func (s *Sequencer) hostCFA(ctx context.Context, host string) (xsi.Forwarding, error) {
+	if h := s.view.User(host); h.Known {
+		return h.CFA, nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.StepTimeout)
+	defer cancel()
+	return s.act.GetCallForwardingAlways(cctx, host)
+}
+
+// Logout signs the agent out, puts its host's CFA back and ends the
+// association. It is idempotent: an agent signed out and not associated
+// gets success with no XSI traffic.
+func (s *Sequencer) Logout(ctx context.Context, guestID string) error {
+	if guestID == "" {
+		return &StepError{Op: "logout", Step: "check", Err: errors.New("empty guest user ID")}
+	}
+	release, err := s.lockFor(ctx, func() []string {
+		keys := []string{agentKey(guestID)}
+		if h := s.view.User(guestID).HostUserID; h != "" {
+			keys = append(keys, hostKey(h))
+		}
+		return keys
+	})
+	if err != nil {
+		return &StepError{Op: "logout", Step: "queue", Kind: kindOrSelf(ctx, err), Err: err, Guest: guestID}
+	}
+	defer release()
+	return s.logout(ctx, "logout", guestID)
+}
+
+// logout runs under the locks of guest and its host.
+func (s *Sequencer) logout(ctx context.Context, op, guest string) error {
+	g := s.view.User(guest)
+	host := g.HostUserID
+	r := s.newRun(ctx, op, guest, host)
+	r.step(s.acdStep(guest, "agent-sign-out", xsi.ACDSignOut, ""))
+	var restore func()
+	if host != "" {
+		restore = s.leaveHost(r, guest, host)
+	}
+	if err := r.finish(); err != nil {
+		if restore != nil {
+			restore()
+		}
+		return err
+	}
+	if host != "" {
+		s.forget(host)
+		s.logger.Info("hoteling: logged off", "guest", guest, "host", host)
+	}
+	return nil
+}

@@ -1,0 +1,202 @@
+package hoteling
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/broadworks-connector/connector/xsi"
+)
+
+// step is one change on BroadWorks and the view condition that confirms it.
+type step struct {
+	name string
+	user string                          // whose view reports the change
+	proj func(User) string               // the part of the view the step changes
+	want func(User) bool                 // the change is confirmed
+	do   func(ctx context.Context) error // the Actions call
+	undo func(before User) step          // puts proj back to before
+}
+
+// done is a step that ran (or may have run), with the view before it.
+type done struct {
+	st     step
+	before User
+}
+
+// run executes steps in order until one fails, then compensates.
+type run struct {
+	s           *Sequencer
+	ctx         context.Context
+	op          string
+	guest, host string
+	done        []done
+	err         *StepError
+}
+
+func (s *Sequencer) newRun(ctx context.Context, op, guest, host string) *run {
+	return &run{s: s, ctx: ctx, op: op, guest: guest, host: host}
+}
+
+func (r *run) ok() bool { return r.err == nil }
+
+// failNow records a failure that is not a step's (nothing to undo for it).
+func (r *run) failNow(name string, err error) {
+	if r.err == nil {
+		r.err = &StepError{Op: r.op, Step: name, Kind: kindOf(r.ctx, err), Err: err, Guest: r.guest, Host: r.host}
+	}
+}
+
+// step runs st unless the run has failed or the view already shows st's
+// result (then it sends nothing and there is nothing to undo).
+func (r *run) step(st step) {
+	if r.err != nil {
+		return
+	}
+	before := r.s.view.User(st.user)
+	if st.want(before) {
+		return
+	}
+	err := r.s.exec(r.ctx, st, before)
+	if err == nil {
+		r.done = append(r.done, done{st, before})
+		return
+	}
+	if !refused(err) {
+		// The change may have been applied (timeout, 5xx, contradicting
+		// event): undo it as well.
+		r.done = append(r.done, done{st, before})
+	}
+	kind := kindOf(r.ctx, err)
+	if errors.Is(err, ErrContradicted) {
+		kind = ErrContradicted
+	}
+	r.err = &StepError{Op: r.op, Step: st.name, Kind: kind, Err: err, Guest: r.guest, Host: r.host}
+	r.s.logger.Warn("hoteling: step failed", "op", r.op, "guest", r.guest, "host", r.host, "step", st.name, "err", err)
+}
+
+// finish compensates a failed run, newest step first, each undo sent
+// unconditionally (the view may lag the XSP after a lost event) and
+// confirmed like a step, under a context the caller cannot cancel.
+func (r *run) finish() error {
+	if r.err == nil {
+		return nil
+	}
+	ctx := context.WithoutCancel(r.ctx)
+	var errs []error
+	for i := len(r.done) - 1; i >= 0; i-- {
+		d := r.done[i]
+		u := d.st.undo(d.before)
+		if err := r.s.exec(ctx, u, r.s.view.User(u.user)); err != nil {
+			r.s.logger.Error("hoteling: compensation failed", "op", r.op, "guest", r.guest, "host", r.host, "step", u.name, "err", err)
+			errs = append(errs, fmt.Errorf("%s: %w", u.name, err))
+		}
+	}
+	r.err.Undo = errors.Join(errs...)
+	if r.err.Undo == nil {
+		r.s.logger.Info("hoteling: sequence undone", "op", r.op, "guest", r.guest, "host", r.host, "failed", r.err.Step)
+	}
+	return r.err
+}
+
+// exec sends st's Action and waits for the view to confirm it, all within
+// StepTimeout. A view change of st's part to anything but the wanted
+// result is a contradiction.
+func (s *Sequencer) exec(ctx context.Context, st step, before User) error {
+	sctx, cancel := context.WithTimeout(ctx, s.cfg.StepTimeout)
+	defer cancel()
+	s.logger.Debug("hoteling: step", "step", st.name, "user", st.user)
+	if err := st.do(sctx); err != nil {
+		return err
+	}
+	was := st.proj(before)
+	var mu sync.Mutex
+	var got User
+	err := s.view.Await(sctx, st.user, func(u User) bool {
+		if st.want(u) || st.proj(u) != was && u.ACDState != xsi.ACDSignIn {
+			mu.Lock()
+			got = u
+			mu.Unlock()
+			return true
+		}
+		return false
+	})
+	if err != nil {
+		return fmt.Errorf("awaiting %s of %s: %w", st.name, st.user, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !st.want(got) {
+		return fmt.Errorf("%w: %s of %s: view shows %s", ErrContradicted, st.name, st.user, st.proj(got))
+	}
+	return nil
+}
+
+func (s *Sequencer) acdStep(user, name string, state xsi.ACDState, code string) step {
+	return step{
+		name: name,
+		user: user,
+		proj: func(u User) string { return string(u.ACDState) },
+		want: func(u User) bool {
+			switch state {
+			case xsi.ACDSignIn: // transient: any signed-in state confirms it
+				return signedIn(u) && u.ACDState != xsi.ACDSignIn
+			case xsi.ACDUnavailable:
+				return u.ACDState == state && (code == "" || u.UnavailableCode == code)
+			}
+			return u.ACDState == state
+		},
+		do: func(ctx context.Context) error { return s.act.SetAgentState(ctx, user, state, code) },
+		undo: func(before User) step {
+			st, c := before.ACDState, ""
+			switch st {
+			case "", xsi.ACDSignIn:
+				st = xsi.ACDSignOut
+				if before.ACDState == xsi.ACDSignIn {
+					st = xsi.ACDUnavailable
+				}
+			case xsi.ACDUnavailable:
+				c = before.UnavailableCode
+			}
+			return s.acdStep(user, "undo-"+name, st, c)
+		},
+	}
+}
+
+func (s *Sequencer) cfaStep(host, name string, f xsi.Forwarding) step {
+	return step{
+		name: name,
+		user: host,
+		proj: func(u User) string { return fmt.Sprintf("%t|%s", u.CFA.Active, u.CFA.ForwardToPhoneNumber) },
+		want: func(u User) bool {
+			if f.Active {
+				return forwardsTo(u.CFA, f.ForwardToPhoneNumber)
+			}
+			return !u.CFA.Active
+		},
+		do: func(ctx context.Context) error { return s.act.SetCallForwardingAlways(ctx, host, f) },
+		undo: func(before User) step {
+			return s.cfaStep(host, "undo-"+name, before.CFA)
+		},
+	}
+}
+
+// assocStep associates guest with host, or ends its association when host
+// is empty. The guest's HotelingGuestEvent confirms it (there is no event
+// package for the host side, research/xsi.md §2.7).
+func (s *Sequencer) assocStep(guest, name, host string) step {
+	return step{
+		name: name,
+		user: guest,
+		proj: func(u User) string { return u.HostUserID },
+		want: func(u User) bool { return u.HostUserID == host },
+		do: func(ctx context.Context) error {
+			if host == "" {
+				return s.act.EndGuestAssociation(ctx, guest)
+			}
+			return s.act.AssociateGuest(ctx, guest, host)
+		},
+		undo: func(before User) step { return s.assocStep(guest, "undo-"+name, before.HostUserID) },
+	}
+}
