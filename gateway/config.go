@@ -1,0 +1,93 @@
+package gateway
+
+import (
+	"context"
+	"time"
+
+	"github.com/broadworks-connector/connector/csta"
+	"github.com/broadworks-connector/connector/xsi"
+)
+
+// Config is the gateway's part of the connector configuration.
+type Config struct {
+	// Domain completes IDs without "@": "1001" → "1001@<Domain>".
+	Domain string
+	// Devices are explicit device entries; they override the Domain rule.
+	Devices []DeviceEntry
+	// Agents are explicit agent entries; they override the Domain rule.
+	Agents []AgentEntry
+	// ReasonCodes map a CSTA not-ready reason to a BroadWorks unavailable code.
+	ReasonCodes []ReasonEntry
+	// DefaultUnavailableCode is sent with Unavailable when the request has no
+	// reason (or one the table does not know); empty sends none.
+	DefaultUnavailableCode string
+	// RequestTimeout bounds each Xsi-Actions call and hoteling sequence
+	// started by a request, inside the request's own deadline; 0: none.
+	RequestTimeout time.Duration
+	// AnswerSettle is how long events caused by a request are held after the
+	// Service method returns, so the answer goes out first; 0: 20ms.
+	AnswerSettle time.Duration
+}
+
+// DeviceEntry maps a CSTA device ID to a BroadWorks user. HotDesk marks a
+// hoteling host device: agents may log on there as guests.
+type DeviceEntry struct {
+	DeviceID string
+	UserID   string
+	HotDesk  bool
+}
+
+// AgentEntry maps a CSTA agent ID to a BroadWorks user. Number is the agent's
+// own number, the forward-to of a hot-desk login; empty: the agent ID.
+type AgentEntry struct {
+	AgentID string
+	UserID  string
+	Number  string
+}
+
+// ReasonEntry maps a CSTA not-ready reason to a BroadWorks unavailable code.
+type ReasonEntry struct {
+	Reason string
+	Code   string
+}
+
+// Actions is the part of the Xsi-Actions client the gateway uses;
+// *xsi.Client satisfies it.
+type Actions interface {
+	GetCallCenter(ctx context.Context, userID string) (xsi.CallCenter, error)
+	SetAgentState(ctx context.Context, userID string, state xsi.ACDState, unavailableCode string) error
+	GetCallForwardingAlways(ctx context.Context, userID string) (xsi.Forwarding, error)
+	GetCallForwardingBusy(ctx context.Context, userID string) (xsi.Forwarding, error)
+	GetCallForwardingNoAnswer(ctx context.Context, userID string) (xsi.Forwarding, error)
+	SetCallForwardingAlways(ctx context.Context, userID string, f xsi.Forwarding) error
+	SetCallForwardingBusy(ctx context.Context, userID string, f xsi.Forwarding) error
+	SetCallForwardingNoAnswer(ctx context.Context, userID string, f xsi.Forwarding) error
+	GetDoNotDisturb(ctx context.Context, userID string) (xsi.DoNotDisturb, error)
+	SetDoNotDisturb(ctx context.Context, userID string, d xsi.DoNotDisturb) error
+	GetHotelingGuest(ctx context.Context, userID string) (xsi.HotelingGuest, error)
+}
+
+// Hoteling runs the hot-desk sequences; *hoteling.Sequencer satisfies it.
+type Hoteling interface {
+	Login(ctx context.Context, guestID, hostID, forwardTo string) error
+	Logout(ctx context.Context, guestID string) error
+}
+
+// Publisher fans events out to CSTA monitors and tells clients the system
+// status; *csta.Server satisfies it.
+type Publisher interface {
+	Publish(ev csta.Event)
+	SetSystemStatus(v csta.SystemStatusValue)
+}
+
+// Deps are the gateway's collaborators.
+type Deps struct {
+	Actions   Actions
+	Hoteling  Hoteling // may be nil (see SetHoteling): hot-desk logon/logoff then answer serviceNotSupported
+	Publisher Publisher
+}
+
+var (
+	_ Actions   = (*xsi.Client)(nil)
+	_ Publisher = (*csta.Server)(nil)
+)

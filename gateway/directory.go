@@ -1,0 +1,158 @@
+package gateway
+
+import (
+	"strings"
+
+	"github.com/broadworks-connector/connector/csta"
+)
+
+// Directory maps CSTA device and agent IDs to BroadWorks user IDs: explicit
+// entries first, then "<id>@<domain>" for IDs without "@"; an ID with "@"
+// is taken as a user ID. It is immutable after newDirectory.
+type Directory struct {
+	domain  string
+	devices []DeviceEntry
+	agents  []AgentEntry
+	reasons []ReasonEntry
+}
+
+func newDirectory(cfg Config) *Directory {
+	return &Directory{
+		domain:  cfg.Domain,
+		devices: append([]DeviceEntry(nil), cfg.Devices...),
+		agents:  append([]AgentEntry(nil), cfg.Agents...),
+		reasons: append([]ReasonEntry(nil), cfg.ReasonCodes...),
+	}
+}
+
+func (d *Directory) byRule(id string) (string, bool) {
+	id = strings.TrimSpace(id)
+	switch {
+	case id == "":
+		return "", false
+	case strings.Contains(id, "@"):
+		return id, true
+	case d.domain == "":
+		return "", false
+	}
+	return id + "@" + d.domain, true
+}
+
+// Device resolves a CSTA device ID to its BroadWorks user ID and whether it
+// is a hot-desk host device.
+func (d *Directory) Device(id csta.DeviceID) (userID string, hotDesk bool, ok bool) {
+	for _, e := range d.devices {
+		if e.DeviceID == string(id) {
+			return e.UserID, e.HotDesk, true
+		}
+	}
+	u, ok := d.byRule(string(id))
+	if !ok {
+		return "", false, false
+	}
+	// A device entry may be given by its user ID only (the HotDesk mark).
+	for _, e := range d.devices {
+		if e.UserID == u && e.HotDesk {
+			return u, true, true
+		}
+	}
+	return u, false, true
+}
+
+// Agent resolves a CSTA agent ID to its BroadWorks user ID and the agent's
+// own number (the entry's Number, else the agent ID).
+func (d *Directory) Agent(agentID string) (userID, number string, ok bool) {
+	for _, e := range d.agents {
+		if e.AgentID == agentID {
+			n := e.Number
+			if n == "" {
+				n = agentID
+			}
+			return e.UserID, n, true
+		}
+	}
+	u, ok := d.byRule(agentID)
+	if !ok {
+		return "", "", false
+	}
+	return u, agentID, true
+}
+
+// AgentID is the CSTA agent ID of a BroadWorks user: the first explicit
+// entry, else the user part when the domain is ours, else the user ID.
+func (d *Directory) AgentID(userID string) string {
+	for _, e := range d.agents {
+		if e.UserID == userID {
+			return e.AgentID
+		}
+	}
+	return d.shortID(userID)
+}
+
+func (d *Directory) shortID(userID string) string {
+	if d.domain != "" {
+		if user, ok := strings.CutSuffix(userID, "@"+d.domain); ok && user != "" {
+			return user
+		}
+	}
+	return userID
+}
+
+// Devices are the configured CSTA device IDs of a user, plus the one the
+// rule gives; events are published to each (publishing to an unmonitored
+// device costs nothing).
+func (d *Directory) Devices(userID string) []csta.DeviceID {
+	var out []csta.DeviceID
+	add := func(id string) {
+		for _, x := range out {
+			if string(x) == id {
+				return
+			}
+		}
+		out = append(out, csta.DeviceID(id))
+	}
+	for _, e := range d.devices {
+		if e.UserID == userID {
+			add(e.DeviceID)
+		}
+	}
+	if s := d.shortID(userID); s != userID {
+		if u, _, ok := d.Device(csta.DeviceID(s)); ok && u == userID {
+			add(s)
+		}
+	}
+	if u, _, ok := d.Device(csta.DeviceID(userID)); ok && u == userID {
+		add(userID)
+	}
+	return out
+}
+
+// UnavailableCode maps a CSTA not-ready reason to a BroadWorks code: the
+// table's entry, else the reason itself when it can be a code (1–10
+// characters: the reason travels as BroadWorks' AgentNotReadyReasonValue),
+// else def.
+func (d *Directory) UnavailableCode(reason, def string) string {
+	if reason == "" {
+		return def
+	}
+	for _, e := range d.reasons {
+		if e.Reason == reason {
+			return e.Code
+		}
+	}
+	if len([]rune(reason)) <= 10 {
+		return reason
+	}
+	return def
+}
+
+// Reason maps a BroadWorks unavailable code back to the CSTA reason: the
+// table's first entry with that code, else the code.
+func (d *Directory) Reason(code string) string {
+	for _, e := range d.reasons {
+		if e.Code == code {
+			return e.Reason
+		}
+	}
+	return code
+}

@@ -1,0 +1,16 @@
+// Package gateway is the one place where CSTA meaning meets BroadWorks
+// meaning (../shared/DESIGN.md): the directory (CSTA device and agent IDs ↔
+// BroadWorks user IDs), the state view built from XSI events, the command
+// semantics of the CSTA device services, and the fan-out of every change to
+// CSTA monitors. It knows no wire format: it talks to csta through
+// csta.Service and a Publisher, to BroadWorks through Actions and to the
+// hot-desk sequences through Hoteling.
+//
+// Ordering. A request's CSTA answer is queued by the front end when the
+// Service method returns, so while a request for a user is in flight the
+// CSTA events derived for that user (from XSI events, or synthesised for
+// CFB/CFNA which XSI does not report) are held in the user's outbox and
+// released AnswerSettle after the method returns. Events of one user are
+// always published in the order they were derived, under one publish lock.
+// The settle delay is best effort: csta offers no "answer queued" hook.
+package gateway

@@ -1,0 +1,205 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/broadworks-connector/connector/csta"
+	"github.com/broadworks-connector/connector/hoteling"
+	"github.com/broadworks-connector/connector/xsi"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fakeActions records every call as one line and answers from its fields.
+type fakeActions struct {
+	mu    sync.Mutex
+	calls []string
+	errs  map[string]error // by method name
+	cc    xsi.CallCenter
+	cfa   xsi.Forwarding
+	cfb   xsi.Forwarding
+	cfna  xsi.Forwarding
+	dnd   xsi.DoNotDisturb
+	guest xsi.HotelingGuest
+	// onCall runs after a call is recorded (e.g. to inject an XSI event
+	// before the HTTP answer).
+	onCall func(method string)
+}
+
+func (f *fakeActions) rec(method, format string, args ...any) error {
+	f.mu.Lock()
+	f.calls = append(f.calls, method+" "+fmt.Sprintf(format, args...))
+	err := f.errs[method]
+	hook := f.onCall
+	f.mu.Unlock()
+	if hook != nil {
+		hook(method)
+	}
+	return err
+}
+
+func (f *fakeActions) Calls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.calls...)
+}
+
+func (f *fakeActions) GetCallCenter(_ context.Context, u string) (xsi.CallCenter, error) {
+	return f.cc, f.rec("GetCallCenter", "%s", u)
+}
+func (f *fakeActions) SetAgentState(_ context.Context, u string, s xsi.ACDState, code string) error {
+	return f.rec("SetAgentState", "%s %s %q", u, s, code)
+}
+func (f *fakeActions) GetCallForwardingAlways(_ context.Context, u string) (xsi.Forwarding, error) {
+	return f.cfa, f.rec("GetCFA", "%s", u)
+}
+func (f *fakeActions) GetCallForwardingBusy(_ context.Context, u string) (xsi.Forwarding, error) {
+	return f.cfb, f.rec("GetCFB", "%s", u)
+}
+func (f *fakeActions) GetCallForwardingNoAnswer(_ context.Context, u string) (xsi.Forwarding, error) {
+	return f.cfna, f.rec("GetCFNA", "%s", u)
+}
+func (f *fakeActions) SetCallForwardingAlways(_ context.Context, u string, fw xsi.Forwarding) error {
+	return f.rec("SetCFA", "%s %+v", u, fw)
+}
+func (f *fakeActions) SetCallForwardingBusy(_ context.Context, u string, fw xsi.Forwarding) error {
+	return f.rec("SetCFB", "%s %+v", u, fw)
+}
+func (f *fakeActions) SetCallForwardingNoAnswer(_ context.Context, u string, fw xsi.Forwarding) error {
+	return f.rec("SetCFNA", "%s %+v", u, fw)
+}
+func (f *fakeActions) GetDoNotDisturb(_ context.Context, u string) (xsi.DoNotDisturb, error) {
+	return f.dnd, f.rec("GetDND", "%s", u)
+}
+func (f *fakeActions) SetDoNotDisturb(_ context.Context, u string, d xsi.DoNotDisturb) error {
+	return f.rec("SetDND", "%s %+v", u, d)
+}
+func (f *fakeActions) GetHotelingGuest(_ context.Context, u string) (xsi.HotelingGuest, error) {
+	return f.guest, f.rec("GetHotelingGuest", "%s", u)
+}
+
+// fakeHoteling records Login/Logout.
+type fakeHoteling struct {
+	mu    sync.Mutex
+	calls []string
+	err   error
+}
+
+func (h *fakeHoteling) Login(_ context.Context, guest, host, fwd string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.calls = append(h.calls, fmt.Sprintf("Login %s %s %s", guest, host, fwd))
+	return h.err
+}
+
+func (h *fakeHoteling) Logout(_ context.Context, guest string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.calls = append(h.calls, "Logout "+guest)
+	return h.err
+}
+
+func (h *fakeHoteling) Calls() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.calls...)
+}
+
+// fakePublisher records what reaches the CSTA front end.
+type fakePublisher struct {
+	mu       sync.Mutex
+	events   []csta.Event
+	statuses []csta.SystemStatusValue
+}
+
+func (p *fakePublisher) Publish(ev csta.Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.events = append(p.events, ev)
+}
+
+func (p *fakePublisher) SetSystemStatus(v csta.SystemStatusValue) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.statuses = append(p.statuses, v)
+}
+
+func (p *fakePublisher) Events() []csta.Event {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]csta.Event(nil), p.events...)
+}
+
+func (p *fakePublisher) Statuses() []csta.SystemStatusValue {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]csta.SystemStatusValue(nil), p.statuses...)
+}
+
+var testConfig = Config{
+	Domain: "example.com",
+	Devices: []DeviceEntry{
+		{DeviceID: "desk1", UserID: "host1@example.com", HotDesk: true},
+		{DeviceID: "desk2", UserID: "host2@example.com", HotDesk: true},
+		{DeviceID: "+15550001", UserID: "alice@example.com"},
+	},
+	Agents: []AgentEntry{
+		{AgentID: "A1", UserID: "alice@example.com", Number: "+15550001"},
+		{AgentID: "B2", UserID: "bob@example.com"},
+	},
+	ReasonCodes:            []ReasonEntry{{Reason: "lunch", Code: "100"}, {Reason: "meeting", Code: "200"}},
+	DefaultUnavailableCode: "999",
+	AnswerSettle:           time.Millisecond,
+}
+
+type harness struct {
+	g   *Gateway
+	act *fakeActions
+	hot *fakeHoteling
+	pub *fakePublisher
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	h := &harness{act: &fakeActions{}, hot: &fakeHoteling{}, pub: &fakePublisher{}}
+	h.g = New(testConfig, Deps{Actions: h.act, Hoteling: h.hot, Publisher: h.pub}, nil)
+	t.Cleanup(h.g.Wait)
+	return h
+}
+
+// settle waits until held events have been released.
+func (h *harness) settle(t *testing.T) {
+	t.Helper()
+	time.Sleep(10 * testConfig.AnswerSettle)
+	h.g.Wait()
+}
+
+var seq int64
+
+func xev(user string, data xsi.EventData) *xsi.SubscriptionEvent {
+	seq++
+	return &xsi.SubscriptionEvent{EventID: fmt.Sprint("ev", seq), SequenceNumber: seq, UserID: "admin@example.com", TargetID: user, SubscriptionID: "sub-" + user, Data: data}
+}
+
+func agentState(state, code string) *xsi.AgentStateEvent {
+	return &xsi.AgentStateEvent{Info: xsi.AgentStateInfo{State: state, UnavailableCode: code}}
+}
+
+func agentSnap(state, code string) *xsi.AgentSubscriptionEvent {
+	return &xsi.AgentSubscriptionEvent{State: &xsi.AgentStateInfo{State: state, UnavailableCode: code}}
+}
+
+func dnd(on bool) *xsi.DoNotDisturbEvent { return &xsi.DoNotDisturbEvent{Active: on} }
+
+func guestOf(host string, since time.Time) *xsi.HotelingGuestEvent {
+	return &xsi.HotelingGuestEvent{Active: true, HostUserID: host, HostAssociationDateTime: since}
+}
+
+// The real sequencer fits the Hoteling interface.
+var _ Hoteling = (*hoteling.Sequencer)(nil)

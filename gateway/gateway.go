@@ -1,0 +1,457 @@
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/broadworks-connector/connector/csta"
+	"github.com/broadworks-connector/connector/hoteling"
+	"github.com/broadworks-connector/connector/xsi"
+)
+
+// Gateway implements csta.Service over BroadWorks and hoteling.View over
+// its state view.
+//
+// Lock order: pubMu → mu. Publisher calls are made with pubMu held and mu
+// released (csta.Server.Publish never blocks).
+type Gateway struct {
+	cfg  Config
+	dir  *Directory
+	deps Deps
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	users  map[string]*userState
+	linkUp bool
+	wake   chan struct{} // closed and replaced after every XSI event
+
+	pubMu   sync.Mutex
+	settles sync.WaitGroup // release timers that have fired and are running
+}
+
+var (
+	_ csta.Service  = (*Gateway)(nil)
+	_ hoteling.View = (*Gateway)(nil)
+)
+
+const defaultAnswerSettle = 20 * time.Millisecond
+
+// New returns a gateway; the link is taken as up until SetLinkUp or Run says
+// otherwise. logger may be nil.
+func New(cfg Config, deps Deps, logger *slog.Logger) *Gateway {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.AnswerSettle <= 0 {
+		cfg.AnswerSettle = defaultAnswerSettle
+	}
+	return &Gateway{
+		cfg:    cfg,
+		dir:    newDirectory(cfg),
+		deps:   deps,
+		log:    logger,
+		users:  make(map[string]*userState),
+		linkUp: true,
+		wake:   make(chan struct{}),
+	}
+}
+
+// SetHoteling sets the hot-desk sequencer after New, for the wiring cycle:
+// hoteling.New needs the gateway as its View, and the gateway needs the
+// sequencer (gw := gateway.New(...); gw.SetHoteling(hoteling.New(hcfg,
+// client, gw, logger))).
+func (g *Gateway) SetHoteling(h Hoteling) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.deps.Hoteling = h
+}
+
+func (g *Gateway) hoteling() Hoteling {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.deps.Hoteling
+}
+
+// Directory returns the gateway's directory.
+func (g *Gateway) Directory() *Directory { return g.dir }
+
+// user returns the state of id, creating it; mu held.
+func (g *Gateway) user(id string) *userState {
+	u := g.users[id]
+	if u == nil {
+		u = &userState{id: id}
+		g.users[id] = u
+	}
+	return u
+}
+
+// ---- link ----
+
+// SetLinkUp records the XSI link state. Down: the system status becomes
+// disabled, requests are answered resourceOutOfService, and the whole view
+// turns stale (events may be lost); monitors stay. Up: status normal.
+func (g *Gateway) SetLinkUp(up bool) {
+	g.mu.Lock()
+	changed := g.linkUp != up
+	g.linkUp = up
+	if !up {
+		for _, u := range g.users {
+			u.stale()
+		}
+	}
+	g.mu.Unlock()
+	if !changed {
+		return
+	}
+	g.log.Info("gateway: XSI link changed", "up", up)
+	if g.deps.Publisher != nil {
+		if up {
+			g.deps.Publisher.SetSystemStatus(csta.SystemNormal)
+		} else {
+			g.deps.Publisher.SetSystemStatus(csta.SystemDisabled)
+		}
+	}
+}
+
+// LinkUp reports the link state the gateway acts on.
+func (g *Gateway) LinkUp() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.linkUp
+}
+
+// anyUp: the link is up when at least one XSP channel is up.
+func anyUp(ls []xsi.LinkStatus) bool {
+	for _, l := range ls {
+		if l.State == xsi.LinkUp {
+			return true
+		}
+	}
+	return false
+}
+
+// Run feeds the gateway from the XSI event manager (xsi.Events: Events(),
+// LinkChanges(), LinkState) until ctx ends or events is closed. It is the
+// one goroutine that calls HandleXSIEvent, which keeps events in order.
+func (g *Gateway) Run(ctx context.Context, events <-chan xsi.Event, linkChanges <-chan struct{}, linkState func() []xsi.LinkStatus) {
+	if linkState != nil {
+		g.SetLinkUp(anyUp(linkState()))
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-linkChanges:
+			if linkState != nil {
+				g.SetLinkUp(anyUp(linkState()))
+			}
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			if se, ok := ev.(*xsi.SubscriptionEvent); ok {
+				g.HandleXSIEvent(se)
+			}
+		}
+	}
+}
+
+// Wait waits for the held-event release timers that have fired; call it
+// after the last request has returned (tests, shutdown).
+func (g *Gateway) Wait() { g.settles.Wait() }
+
+// ---- state view from XSI events ----
+
+// HandleXSIEvent updates the view from one XSI event and publishes the CSTA
+// events it means. Call it from one goroutine, in channel order.
+func (g *Gateway) HandleXSIEvent(ev *xsi.SubscriptionEvent) {
+	if ev == nil {
+		return
+	}
+	// userId is the subscriber (for the connector's admin credential, the
+	// admin); targetId is the user the event is about (research/xsi.md).
+	subject := ev.TargetID
+	if subject == "" {
+		subject = ev.UserID
+	}
+	if subject == "" {
+		return
+	}
+	g.mu.Lock()
+	u := g.user(subject)
+	u.known = true
+	var out []csta.Event
+	switch d := ev.Data.(type) {
+	case *xsi.AgentSubscriptionEvent:
+		if d.State != nil {
+			out = g.applyAgent(u, *d.State)
+		}
+	case *xsi.AgentStateEvent:
+		out = g.applyAgent(u, d.Info)
+	case *xsi.CallForwardingAlwaysEvent:
+		out = g.applyCFA(u, d)
+	case *xsi.DoNotDisturbEvent:
+		out = g.applyDND(u, d)
+	case *xsi.HotelingGuestEvent:
+		out = g.applyHoteling(u, d)
+	case *xsi.SubscriptionTerminatedEvent:
+		// The channel manager resubscribes; until the new snapshot, the
+		// view of this user may miss changes.
+		u.stale()
+	}
+	u.outbox = append(u.outbox, out...)
+	close(g.wake)
+	g.wake = make(chan struct{})
+	g.mu.Unlock()
+	g.flush(subject)
+}
+
+// report says whether a value is published: when it is the first one seen
+// or differs from the one before. XSI repeats the full state on every
+// subscription create and refresh (research/xsi.md; xspsim README), and
+// BroadWorks sends events only on change, so "changed" is the test; it
+// also keeps a resubscription after link loss from repeating what monitors
+// already know. The first value is published because group/enterprise
+// subscriptions get no initial events: it may be a real change.
+func report(seen, same bool) bool { return !seen || !same }
+
+func (g *Gateway) applyAgent(u *userState, info xsi.AgentStateInfo) []csta.Event {
+	state := xsi.ACDState(info.State)
+	code := ""
+	if state == xsi.ACDUnavailable {
+		code = info.UnavailableCode
+	}
+	prev, seen := u.acdState, u.agentSeen
+	same := prev == state && u.unavailableCode == code
+	u.acdState, u.unavailableCode = state, code
+	u.agentSeen, u.agentFresh = true, true
+	if !report(seen, same) {
+		return nil
+	}
+	agentID := g.dir.AgentID(u.id)
+	own := g.dir.Devices(u.id)
+	all := own
+	if u.hostUserID != "" {
+		all = append(append([]csta.DeviceID(nil), own...), g.dir.Devices(u.hostUserID)...)
+	}
+	var out []csta.Event
+	add := func(devs []csta.DeviceID, ev csta.Event) {
+		for _, d := range devs {
+			e := ev
+			e.Device, e.AgentID = d, agentID
+			out = append(out, e)
+		}
+	}
+	signedOut := seen && prev == xsi.ACDSignOut
+	switch state {
+	case xsi.ACDSignIn:
+		add(own, csta.Event{Kind: csta.EventAgentLoggedOn})
+	case xsi.ACDSignOut:
+		add(own, csta.Event{Kind: csta.EventAgentLoggedOff})
+	case xsi.ACDAvailable, xsi.ACDUnavailable, xsi.ACDWrapUp:
+		if signedOut {
+			add(own, csta.Event{Kind: csta.EventAgentLoggedOn})
+		}
+		switch state {
+		case xsi.ACDAvailable:
+			add(all, csta.Event{Kind: csta.EventAgentReady})
+		case xsi.ACDUnavailable:
+			add(all, csta.Event{Kind: csta.EventAgentNotReady, ReasonCode: g.dir.Reason(code)})
+		default:
+			add(all, csta.Event{Kind: csta.EventAgentWorkingAfterCall})
+		}
+	}
+	return out
+}
+
+// forwardTo turns the XSP's forward-to (often a tel: URI) into a CSTA
+// device ID.
+func forwardTo(n string) csta.DeviceID {
+	n = strings.TrimSpace(n)
+	for _, p := range []string{"tel:", "sip:"} {
+		if len(n) > len(p) && strings.EqualFold(n[:len(p)], p) {
+			n = n[len(p):]
+			break
+		}
+	}
+	return csta.DeviceID(n)
+}
+
+func (g *Gateway) applyCFA(u *userState, d *xsi.CallForwardingAlwaysEvent) []csta.Event {
+	f := xsi.Forwarding{Active: d.Active && !d.Unassigned, ForwardToPhoneNumber: d.ForwardToPhoneNumber, RingSplash: d.RingSplash}
+	same := u.cfa.Active == f.Active && u.cfa.ForwardToPhoneNumber == f.ForwardToPhoneNumber
+	seen := u.cfaSeen
+	u.cfa, u.cfaSeen, u.cfaFresh = f, true, true
+	if !report(seen, same) {
+		return nil
+	}
+	return g.forUser(u.id, csta.Event{Kind: csta.EventForwarding, ForwardingType: csta.ForwardImmediate,
+		ForwardStatus: f.Active, ForwardTo: forwardTo(f.ForwardToPhoneNumber)})
+}
+
+func (g *Gateway) applyDND(u *userState, d *xsi.DoNotDisturbEvent) []csta.Event {
+	v := xsi.DoNotDisturb{Active: d.Active && !d.Unassigned, RingSplash: d.RingSplash}
+	same := u.dnd.Active == v.Active
+	seen := u.dndSeen
+	u.dnd, u.dndSeen, u.dndFresh = v, true, true
+	if !report(seen, same) {
+		return nil
+	}
+	return g.forUser(u.id, csta.Event{Kind: csta.EventDoNotDisturb, DoNotDisturbOn: v.Active})
+}
+
+// applyHoteling records the guest ↔ host association. The host device
+// hears AgentLoggedOn when a guest associates and AgentLoggedOff when it
+// leaves (the association is the hot-desk logon).
+func (g *Gateway) applyHoteling(u *userState, d *xsi.HotelingGuestEvent) []csta.Event {
+	host := d.HostUserID
+	if d.Unassigned || !d.Active {
+		host = ""
+	}
+	prev := u.hostUserID
+	since := d.HostAssociationDateTime
+	if host != "" && since.IsZero() {
+		since = time.Now() // no date sent: first seen now, kept while it lasts
+		if prev == host && !u.hostSince.IsZero() {
+			since = u.hostSince
+		}
+	}
+	if host == "" {
+		since = time.Time{}
+	}
+	u.hostUserID, u.hostSince = host, since
+	u.hotelSeen, u.hotelFresh = true, true
+	if prev != "" && prev != host {
+		if h := g.users[prev]; h != nil && h.guestUserID == u.id {
+			h.guestUserID, h.guestSince = "", time.Time{}
+		}
+	}
+	if host != "" {
+		h := g.user(host)
+		h.guestUserID, h.guestSince = u.id, since
+	}
+	if prev == host {
+		return nil
+	}
+	agentID := g.dir.AgentID(u.id)
+	var out []csta.Event
+	if prev != "" {
+		for _, dev := range g.dir.Devices(prev) {
+			out = append(out, csta.Event{Kind: csta.EventAgentLoggedOff, Device: dev, AgentID: agentID})
+		}
+	}
+	if host != "" {
+		for _, dev := range g.dir.Devices(host) {
+			out = append(out, csta.Event{Kind: csta.EventAgentLoggedOn, Device: dev, AgentID: agentID})
+		}
+	}
+	return out
+}
+
+// forUser copies ev to every device of the user.
+func (g *Gateway) forUser(userID string, ev csta.Event) []csta.Event {
+	var out []csta.Event
+	for _, d := range g.dir.Devices(userID) {
+		e := ev
+		e.Device = d
+		out = append(out, e)
+	}
+	return out
+}
+
+// ---- publishing, held while a request is in flight ----
+
+// emit queues events in the user's outbox and publishes them unless held.
+func (g *Gateway) emit(userID string, evs []csta.Event) {
+	if len(evs) == 0 {
+		return
+	}
+	g.mu.Lock()
+	u := g.user(userID)
+	u.outbox = append(u.outbox, evs...)
+	g.mu.Unlock()
+	g.flush(userID)
+}
+
+// flush publishes the user's outbox unless a request holds it.
+func (g *Gateway) flush(userID string) {
+	g.pubMu.Lock()
+	defer g.pubMu.Unlock()
+	g.mu.Lock()
+	u := g.users[userID]
+	if u == nil || u.inflight > 0 || len(u.outbox) == 0 {
+		g.mu.Unlock()
+		return
+	}
+	batch := u.outbox
+	u.outbox = nil
+	g.mu.Unlock()
+	if g.deps.Publisher == nil {
+		return
+	}
+	for _, ev := range batch {
+		g.deps.Publisher.Publish(ev)
+	}
+}
+
+// hold marks a request in flight for the users; the returned release lets
+// their events go AnswerSettle later, after the front end has queued the
+// answer (it does so when the Service method returns).
+func (g *Gateway) hold(userIDs ...string) (release func()) {
+	g.mu.Lock()
+	for _, id := range userIDs {
+		g.user(id).inflight++
+	}
+	g.mu.Unlock()
+	return func() {
+		g.settles.Add(1)
+		time.AfterFunc(g.cfg.AnswerSettle, func() {
+			defer g.settles.Done()
+			g.mu.Lock()
+			for _, id := range userIDs {
+				g.user(id).inflight--
+			}
+			g.mu.Unlock()
+			for _, id := range userIDs {
+				g.flush(id)
+			}
+		})
+	}
+}
+
+// ---- hoteling.View ----
+
+// User returns the current view of one BroadWorks user.
+func (g *Gateway) User(id string) hoteling.User {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if u := g.users[id]; u != nil {
+		return u.view()
+	}
+	return hoteling.User{ID: id}
+}
+
+// Await returns nil once cond holds for the user's view, checking now and
+// after every XSI event, or ctx's error.
+func (g *Gateway) Await(ctx context.Context, id string, cond func(hoteling.User) bool) error {
+	for {
+		g.mu.Lock()
+		v := hoteling.User{ID: id}
+		if u := g.users[id]; u != nil {
+			v = u.view()
+		}
+		wake := g.wake
+		g.mu.Unlock()
+		if cond(v) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-wake:
+		}
+	}
+}

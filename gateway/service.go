@@ -1,0 +1,375 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+
+	"github.com/broadworks-connector/connector/csta"
+	"github.com/broadworks-connector/connector/xsi"
+)
+
+// begin refuses requests while the link is down and bounds the request by
+// RequestTimeout.
+func (g *Gateway) begin(ctx context.Context) (context.Context, context.CancelFunc, error) {
+	if !g.LinkUp() {
+		return ctx, func() {}, csta.ErrResourceOutOfService
+	}
+	if g.cfg.RequestTimeout > 0 {
+		ctx, cancel := context.WithTimeout(ctx, g.cfg.RequestTimeout)
+		return ctx, cancel, nil
+	}
+	return ctx, func() {}, nil
+}
+
+func (g *Gateway) device(id csta.DeviceID) (userID string, hotDesk bool, err error) {
+	u, hd, ok := g.dir.Device(id)
+	if !ok {
+		return "", false, csta.ErrInvalidDeviceID
+	}
+	return u, hd, nil
+}
+
+// MonitorStart refuses devices the directory cannot map. Monitors are
+// allowed while the link is down: they stay, and hear events once it is up.
+func (g *Gateway) MonitorStart(_ context.Context, _ csta.Requester, req *csta.MonitorStart) error {
+	_, _, err := g.device(req.Device)
+	return err
+}
+
+// agentAt resolves the agent of a request: agentID if given, else the guest
+// hot-desked at the device, else the device's user.
+func (g *Gateway) agentAt(agentID, deviceUser string) (userID, number string, err error) {
+	if agentID != "" {
+		u, n, ok := g.dir.Agent(agentID)
+		if !ok {
+			return "", "", csta.ErrInvalidAgentIdentifier
+		}
+		return u, n, nil
+	}
+	if guest := g.User(deviceUser).GuestUserID; guest != "" {
+		deviceUser = guest
+	}
+	id := g.dir.AgentID(deviceUser)
+	_, n, _ := g.dir.Agent(id)
+	if n == "" {
+		n = id
+	}
+	return deviceUser, n, nil
+}
+
+// SetAgentState maps the CSTA agent states onto ACD states and hot-desk
+// sequences:
+//
+//	loggedOn at another user's hot-desk host → Hoteling.Login(agent, host, agent's number)
+//	loggedOn at the agent's own device       → Sign-In, then Unavailable (reason's code)
+//	loggedOff while hot-desked               → Hoteling.Logout(agent)
+//	loggedOff otherwise                      → Sign-Out
+//	ready → Available; notReady → Unavailable with the mapped code; workingAfterCall → Wrap-Up
+func (g *Gateway) SetAgentState(ctx context.Context, _ csta.Requester, req *csta.SetAgentState) (*csta.SetAgentStateResponse, error) {
+	ctx, cancel, err := g.begin(ctx)
+	defer cancel()
+	if err != nil {
+		return nil, err
+	}
+	deviceUser, hotDesk, err := g.device(req.Device)
+	if err != nil {
+		return nil, err
+	}
+	agent, number, err := g.agentAt(req.AgentID, deviceUser)
+	if err != nil {
+		return nil, err
+	}
+	code := g.dir.UnavailableCode(req.ReasonCode, g.cfg.DefaultUnavailableCode)
+	notFound := csta.ErrInvalidAgentIdentifier
+	set := func(state xsi.ACDState, code string) error {
+		return g.cstaError(g.deps.Actions.SetAgentState(ctx, agent, state, code), notFound)
+	}
+
+	switch req.RequestedState {
+	case csta.ReqLoggedOn:
+		if agent != deviceUser {
+			if !hotDesk {
+				return nil, csta.ErrInvalidDeviceID // not the agent's, and no hot desk
+			}
+			if guest := g.User(deviceUser).GuestUserID; guest != "" && guest != agent {
+				return nil, ErrInvalidObjectState
+			}
+			hot := g.hoteling()
+			if hot == nil {
+				return nil, csta.ErrServiceNotSupported
+			}
+			defer g.hold(agent, deviceUser)()
+			return ok(g.cstaError(hot.Login(ctx, agent, deviceUser, number), notFound))
+		}
+		defer g.hold(agent)()
+		if err := set(xsi.ACDSignIn, ""); err != nil {
+			return nil, err
+		}
+		return ok(set(xsi.ACDUnavailable, code))
+	case csta.ReqLoggedOff:
+		host, err := g.hostOf(ctx, agent)
+		if err != nil {
+			return nil, g.cstaError(err, notFound)
+		}
+		if host != "" {
+			hot := g.hoteling()
+			if hot == nil {
+				return nil, csta.ErrServiceNotSupported
+			}
+			defer g.hold(agent, host)()
+			return ok(g.cstaError(hot.Logout(ctx, agent), notFound))
+		}
+		defer g.hold(agent)()
+		return ok(set(xsi.ACDSignOut, ""))
+	case csta.ReqReady:
+		defer g.hold(agent)()
+		return ok(set(xsi.ACDAvailable, ""))
+	case csta.ReqNotReady:
+		defer g.hold(agent)()
+		return ok(set(xsi.ACDUnavailable, code))
+	case csta.ReqWorkingAfterCall:
+		defer g.hold(agent)()
+		return ok(set(xsi.ACDWrapUp, ""))
+	}
+	return nil, csta.ErrInvalidAgentState
+}
+
+func ok(err error) (*csta.SetAgentStateResponse, error) {
+	if err != nil {
+		return nil, err
+	}
+	return &csta.SetAgentStateResponse{}, nil
+}
+
+// hostOf is the host the agent is hot-desked at, from the view when fresh,
+// else from Xsi-Actions.
+func (g *Gateway) hostOf(ctx context.Context, agent string) (string, error) {
+	g.mu.Lock()
+	u := g.users[agent]
+	if u != nil && u.hotelFresh {
+		h := u.hostUserID
+		g.mu.Unlock()
+		return h, nil
+	}
+	g.mu.Unlock()
+	hg, err := g.deps.Actions.GetHotelingGuest(ctx, agent)
+	if err != nil {
+		// Not a hoteling guest at all (service not assigned): not hot-desked.
+		if errors.Is(err, xsi.ErrNotFound) {
+			return "", nil
+		}
+		return "", err
+	}
+	if !hg.Active {
+		return "", nil
+	}
+	return hg.HostUserID, nil
+}
+
+// cstaAgentState maps a BroadWorks ACD state to CSTA.
+func cstaAgentState(s xsi.ACDState) (loggedOn bool, state csta.AgentState) {
+	switch s {
+	case xsi.ACDAvailable:
+		return true, csta.AgentReady
+	case xsi.ACDUnavailable, xsi.ACDSignIn:
+		return true, csta.AgentNotReady
+	case xsi.ACDWrapUp:
+		return true, csta.AgentWorkingAfterCall
+	}
+	return false, csta.AgentNull
+}
+
+// GetAgentState answers from the view when fresh, else from Xsi-Actions.
+func (g *Gateway) GetAgentState(ctx context.Context, _ csta.Requester, req *csta.GetAgentState) (*csta.GetAgentStateResponse, error) {
+	ctx, cancel, err := g.begin(ctx)
+	defer cancel()
+	if err != nil {
+		return nil, err
+	}
+	deviceUser, _, err := g.device(req.Device)
+	if err != nil {
+		return nil, err
+	}
+	agent, _, _ := g.agentAt("", deviceUser)
+	var state xsi.ACDState
+	var code string
+	g.mu.Lock()
+	u := g.users[agent]
+	fresh := u != nil && u.agentFresh
+	if fresh {
+		state, code = u.acdState, u.unavailableCode
+	}
+	g.mu.Unlock()
+	if !fresh {
+		cc, err := g.deps.Actions.GetCallCenter(ctx, agent)
+		if err != nil {
+			return nil, g.cstaError(err, csta.ErrInvalidDeviceID)
+		}
+		state, code = cc.AgentACDState, cc.AgentUnavailableCode
+	}
+	loggedOn, cs := cstaAgentState(state)
+	resp := &csta.GetAgentStateResponse{AgentStateList: []csta.AgentStateEntry{{
+		AgentID:       g.dir.AgentID(agent),
+		LoggedOnState: loggedOn,
+		AgentInfo:     []csta.AgentInfoItem{{ACDGroup: req.ACDGroup, AgentState: cs}},
+	}}}
+	if state == xsi.ACDUnavailable && code != "" {
+		resp.ReasonCode = g.dir.Reason(code)
+	}
+	return resp, nil
+}
+
+// SetForwarding maps forwardImmediate/forwardBusy/forwardNoAns onto Call
+// Forwarding Always/Busy/No Answer (ringCount → numberOfRings, 2–20). XSI
+// reports CFA changes by event; CFB and CFNA have no event this connector
+// parses, so their ForwardingEvent is derived from the successful request.
+func (g *Gateway) SetForwarding(ctx context.Context, _ csta.Requester, req *csta.SetForwarding) error {
+	ctx, cancel, err := g.begin(ctx)
+	defer cancel()
+	if err != nil {
+		return err
+	}
+	user, _, err := g.device(req.Device)
+	if err != nil {
+		return err
+	}
+	f := xsi.Forwarding{Active: req.ActivateForward, ForwardToPhoneNumber: string(req.ForwardDN)}
+	a := g.deps.Actions
+	switch req.ForwardingType {
+	case csta.ForwardImmediate:
+		if req.RingCount != 0 {
+			return csta.ErrInvalidRingCount
+		}
+		// Keep ringSplash, which CSTA does not carry.
+		if cur, fresh := g.cfaView(user); fresh {
+			f.RingSplash = cur.RingSplash
+		} else if cur, err := a.GetCallForwardingAlways(ctx, user); err == nil {
+			f.RingSplash = cur.RingSplash
+		}
+		defer g.hold(user)()
+		return g.cstaError(a.SetCallForwardingAlways(ctx, user, f), csta.ErrInvalidDeviceID)
+	case csta.ForwardBusy:
+		if req.RingCount != 0 {
+			return csta.ErrInvalidRingCount
+		}
+		defer g.hold(user)()
+		if err := a.SetCallForwardingBusy(ctx, user, f); err != nil {
+			return g.cstaError(err, csta.ErrInvalidDeviceID)
+		}
+	case csta.ForwardNoAns:
+		if req.RingCount != 0 && (req.RingCount < 2 || req.RingCount > 20) {
+			return csta.ErrRingCountOutOfRange
+		}
+		f.NumberOfRings = req.RingCount
+		defer g.hold(user)()
+		if err := a.SetCallForwardingNoAnswer(ctx, user, f); err != nil {
+			return g.cstaError(err, csta.ErrInvalidDeviceID)
+		}
+	default:
+		return csta.ErrInvalidForwardingType
+	}
+	g.mu.Lock()
+	evs := g.forUser(user, csta.Event{Kind: csta.EventForwarding, ForwardingType: req.ForwardingType,
+		ForwardStatus: req.ActivateForward, ForwardTo: req.ForwardDN, RingCount: req.RingCount})
+	g.mu.Unlock()
+	g.emit(user, evs) // held until the answer has settled
+	return nil
+}
+
+func (g *Gateway) cfaView(user string) (xsi.Forwarding, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if u := g.users[user]; u != nil && u.cfaFresh {
+		return u.cfa, true
+	}
+	return xsi.Forwarding{}, false
+}
+
+// GetForwarding lists CFA (from the view when fresh), CFB and CFNA (always
+// read: no events keep them fresh).
+func (g *Gateway) GetForwarding(ctx context.Context, _ csta.Requester, req *csta.GetForwarding) (*csta.GetForwardingResponse, error) {
+	ctx, cancel, err := g.begin(ctx)
+	defer cancel()
+	if err != nil {
+		return nil, err
+	}
+	user, _, err := g.device(req.Device)
+	if err != nil {
+		return nil, err
+	}
+	a := g.deps.Actions
+	cfa, fresh := g.cfaView(user)
+	if !fresh {
+		if cfa, err = a.GetCallForwardingAlways(ctx, user); err != nil {
+			return nil, g.cstaError(err, csta.ErrInvalidDeviceID)
+		}
+	}
+	cfb, err := a.GetCallForwardingBusy(ctx, user)
+	if err != nil {
+		return nil, g.cstaError(err, csta.ErrInvalidDeviceID)
+	}
+	cfna, err := a.GetCallForwardingNoAnswer(ctx, user)
+	if err != nil {
+		return nil, g.cstaError(err, csta.ErrInvalidDeviceID)
+	}
+	item := func(t csta.ForwardingType, f xsi.Forwarding) csta.ForwardListItem {
+		return csta.ForwardListItem{ForwardingType: t, ForwardStatus: f.Active, ForwardDN: forwardTo(f.ForwardToPhoneNumber), RingCount: f.NumberOfRings}
+	}
+	return &csta.GetForwardingResponse{ForwardingList: []csta.ForwardListItem{
+		item(csta.ForwardImmediate, cfa),
+		item(csta.ForwardBusy, cfb),
+		item(csta.ForwardNoAns, cfna),
+	}}, nil
+}
+
+// SetDoNotDisturb writes DND, keeping ringSplash; the DoNotDisturbEvent
+// comes from the XSI event it causes.
+func (g *Gateway) SetDoNotDisturb(ctx context.Context, _ csta.Requester, req *csta.SetDoNotDisturb) error {
+	ctx, cancel, err := g.begin(ctx)
+	defer cancel()
+	if err != nil {
+		return err
+	}
+	user, _, err := g.device(req.Device)
+	if err != nil {
+		return err
+	}
+	d, fresh := g.dndView(user)
+	if !fresh {
+		if cur, err := g.deps.Actions.GetDoNotDisturb(ctx, user); err == nil {
+			d = cur
+		}
+	}
+	d.Active = req.DoNotDisturbOn
+	defer g.hold(user)()
+	return g.cstaError(g.deps.Actions.SetDoNotDisturb(ctx, user, d), csta.ErrInvalidDeviceID)
+}
+
+func (g *Gateway) dndView(user string) (xsi.DoNotDisturb, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if u := g.users[user]; u != nil && u.dndFresh {
+		return u.dnd, true
+	}
+	return xsi.DoNotDisturb{}, false
+}
+
+// GetDoNotDisturb answers from the view when fresh, else from Xsi-Actions.
+func (g *Gateway) GetDoNotDisturb(ctx context.Context, _ csta.Requester, req *csta.GetDoNotDisturb) (*csta.GetDoNotDisturbResponse, error) {
+	ctx, cancel, err := g.begin(ctx)
+	defer cancel()
+	if err != nil {
+		return nil, err
+	}
+	user, _, err := g.device(req.Device)
+	if err != nil {
+		return nil, err
+	}
+	d, fresh := g.dndView(user)
+	if !fresh {
+		if d, err = g.deps.Actions.GetDoNotDisturb(ctx, user); err != nil {
+			return nil, g.cstaError(err, csta.ErrInvalidDeviceID)
+		}
+	}
+	return &csta.GetDoNotDisturbResponse{DoNotDisturbOn: d.Active}, nil
+}
