@@ -17,11 +17,14 @@ import (
 
 // Config is the whole configuration of one connector process.
 type Config struct {
-	Log          Log       `mapstructure:"log"`
-	CSTAFrontEnd CSTA      `mapstructure:"csta"`
-	Admin        Admin     `mapstructure:"admin"`
-	XSILink      XSI       `mapstructure:"xsi"`
-	XSPSimulator Simulator `mapstructure:"simulator"`
+	Log          Log              `mapstructure:"log"`
+	CSTAFrontEnd CSTA             `mapstructure:"csta"`
+	Admin        Admin            `mapstructure:"admin"`
+	XSILink      XSI              `mapstructure:"xsi"`
+	XSPSimulator Simulator        `mapstructure:"simulator"`
+	Directory    Directory        `mapstructure:"directory"`
+	GatewayCore  GatewaySettings  `mapstructure:"gateway"`
+	HotDesks     HotelingSettings `mapstructure:"hoteling"`
 }
 
 // Log configures the process logger (slog, to stderr).
@@ -127,6 +130,9 @@ func Default() *Config {
 		Admin:        Admin{Listen: "127.0.0.1:8080"},
 		XSILink:      defaultXSI(),
 		XSPSimulator: defaultSimulator(),
+		Directory:    defaultDirectory(),
+		GatewayCore:  defaultGateway(),
+		HotDesks:     defaultHoteling(),
 	}
 }
 

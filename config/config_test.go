@@ -102,6 +102,16 @@ func TestLoadGood(t *testing.T) {
 		UnavailableCodes: []string{"BREAK:Coffee break"},
 		EventAckTimeout:  0,
 	}
+	want.Directory = config.Directory{
+		Domain:      "example.net",
+		Devices:     []string{"+1555=a1@example.net", "Desk-A=h1@example.net,hotdesk"},
+		Agents:      []string{"A1=a1@example.net", "A2=a2@example.net,+1556"},
+		ReasonCodes: []string{"Coffee=BREAK"},
+	}
+	want.GatewayCore = config.GatewaySettings{RequestTimeout: 0}
+	want.HotDesks = config.HotelingSettings{
+		StepTimeout: 2 * time.Second, QueueLength: 0, RefuseOccupiedHost: true, RecoverMode: "complete",
+	}
 
 	got := mustLoad(t, fixture("good.yaml"))
 	if !reflect.DeepEqual(got, want) {
@@ -227,6 +237,43 @@ func TestLoadProblems(t *testing.T) {
 			"simulator.group_id":           "required",
 			"simulator.unavailable_codes":  `item "WAYTOOLONGCODE:Too long": must be "code:description" with a code of 1 to 10 characters`,
 			"simulator.event_ack_timeout":  "must be 0 (never) or positive, got -1s",
+		},
+	}, {
+		name:    "directory, gateway and hoteling values",
+		fixture: "directory_bad.yaml",
+		want: map[string]string{
+			"directory.domain":                   `must be a domain without "@", got "bad@domain"`,
+			"directory.devices":                  `device "desk1" is listed twice`,
+			"directory.agents":                   `item "agent9=agent9@example.com": user "agent9@example.com" is not in simulator.users (xsi.simulate is true)`,
+			"directory.reason_codes":             `item "2": must be "reason=code"`,
+			"directory.default_unavailable_code": `must be empty or a code of 1 to 10 characters without spaces, got "WAYTOOLONGCODE"`,
+			"gateway.request_timeout":            "must be 0 (no bound of its own) or positive, got -1s",
+			"hoteling.step_timeout":              "must be positive, got 0s",
+			"hoteling.queue_length":              "must be between 0 and 1000, got -1",
+			"hoteling.recover_mode":              `must be one of undo, complete, got "maybe"`,
+			"hoteling.state_file":                `directory "/nonexistent-dir" of "/nonexistent-dir/hoteling.json" does not exist`,
+		},
+	}, {
+		name:    "directory users missing from the simulator",
+		fixture: "directory_sim.yaml",
+		want: map[string]string{
+			"directory.devices": `item "4001=agent1@example.com,hotdesk": hot desk "agent1@example.com" is not in simulator.hoteling_hosts (xsi.simulate is true)`,
+			"directory.agents":  `item "agent9=agent9@example.com": user "agent9@example.com" is not in simulator.users (xsi.simulate is true)`,
+		},
+	}, {
+		name:    "directory entry formats",
+		fixture: "directory_format.yaml",
+		want: map[string]string{
+			"directory.devices":      `item "desk1": must be "deviceID=userID" or "deviceID=userID,hotdesk"`,
+			"directory.agents":       `item "agent1=agent1": the user must be a user ID "user@domain", got "agent1"`,
+			"directory.reason_codes": `item "2=": must be "reason=code"`,
+		},
+	}, {
+		name:    "directory checked against the simulator only when simulating",
+		fixture: "directory_sim.yaml",
+		env:     map[string]string{"CONNECTOR_XSI_SIMULATE": "false", "CONNECTOR_XSI_PASSWORD": "x", "CONNECTOR_HOTELING_RECOVER_MODE": "sometimes"},
+		want: map[string]string{
+			"hoteling.recover_mode": `must be one of undo, complete, got "sometimes"`,
 		},
 	}, {
 		name:    "simulator on the admin address",
@@ -577,7 +624,8 @@ func TestPlanReload(t *testing.T) {
 	for _, key := range config.Keys() {
 		want := slices.Contains([]string{
 			"log.format", "csta.listen", "csta.tls.cert_file", "csta.tls.key_file", "csta.websocket.enabled", "admin.listen",
-		}, key) || strings.HasPrefix(key, "xsi.") || strings.HasPrefix(key, "simulator.")
+		}, key) || strings.HasPrefix(key, "xsi.") || strings.HasPrefix(key, "simulator.") ||
+			strings.HasPrefix(key, "directory.") || strings.HasPrefix(key, "gateway.") || strings.HasPrefix(key, "hoteling.")
 		if config.NeedsRestart(key) != want {
 			t.Errorf("NeedsRestart(%s) = %v", key, config.NeedsRestart(key))
 		}

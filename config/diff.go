@@ -20,7 +20,7 @@ var restartKeys = []string{
 	"admin.listen",
 }
 
-var restartSections = []string{"xsi.", "simulator."}
+var restartSections = []string{"xsi.", "simulator.", "directory.", "gateway.", "hoteling."}
 
 // NeedsRestart reports whether a change of key takes a restart.
 func NeedsRestart(key string) bool {

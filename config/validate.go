@@ -38,6 +38,8 @@ func validate(c *Config, ps *problems) {
 
 	validateXSI(ps, c.XSILink)
 	validateSimulator(ps, c.XSPSimulator, c.XSILink, [][2]string{{"csta.listen", f.Listen}, {"admin.listen", c.Admin.Listen}})
+	validateDirectory(ps, c.Directory, c.XSPSimulator, c.XSILink.Simulate)
+	validateGatewayAndHoteling(ps, c.GatewayCore, c.HotDesks)
 }
 
 func oneOf(ps *problems, key, value string, allowed ...string) {

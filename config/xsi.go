@@ -96,8 +96,10 @@ func defaultXSI() XSI {
 		SubscriptionExpires: d.SubscriptionExpires,
 		ReconnectMin:        d.ReconnectMin,
 		ReconnectMax:        d.ReconnectMax,
-		Targets:             []string{"group:" + defaultGroupID + "@" + defaultEnterpriseID},
-		EventPackages:       slices.Clone(d.EventPackages),
+		// User targets: each gets initial events, the gateway's snapshot
+		// (a group target gets none).
+		Targets:       userTargets(defaultSimulator().Users),
+		EventPackages: slices.Clone(d.EventPackages),
 	}
 }
 
@@ -108,8 +110,13 @@ func defaultSimulator() Simulator {
 			"agent1@example.com", "agent2@example.com", "agent3@example.com", "agent4@example.com",
 			"desk1@example.com", "desk2@example.com",
 		},
-		HotelingHosts:    []string{"desk1@example.com", "desk2@example.com"},
-		CallCenterAgents: []string{"agent1@example.com", "agent2@example.com", "agent3@example.com", "agent4@example.com"},
+		HotelingHosts: []string{"desk1@example.com", "desk2@example.com"},
+		// The hot desks too, so that one event package list fits every
+		// target (Call Center Agent is refused for a user without it).
+		CallCenterAgents: []string{
+			"agent1@example.com", "agent2@example.com", "agent3@example.com", "agent4@example.com",
+			"desk1@example.com", "desk2@example.com",
+		},
 		EnterpriseID:     defaultEnterpriseID,
 		GroupID:          defaultGroupID,
 		UnavailableCodes: []string{"LUNCH:Lunch", "MEETING:Meeting", "TRAINING:Training"},
@@ -177,6 +184,14 @@ func (c *Config) Simulator() xspsim.Config {
 		out.UnavailableCodes = append(out.UnavailableCodes, xspsim.UnavailableCode{
 			Code: code, Description: description, Active: true, Default: i == 0,
 		})
+	}
+	return out
+}
+
+func userTargets(users []string) []string {
+	out := make([]string, len(users))
+	for i, u := range users {
+		out[i] = "user:" + u
 	}
 	return out
 }

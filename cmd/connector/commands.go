@@ -27,6 +27,8 @@ Commands:
   run [--config FILE]           run the connector (default config: ./config.example.yaml, if present)
   check-config --config FILE    validate FILE and print the effective configuration, secrets masked
   xspsim --config FILE          run the BroadWorks XSP simulator alone on simulator.listen
+  csta [flags] ACTION ...       CTI client: login/logout/ready/notready/acw AGENT DEVICE, state DEVICE,
+                                forward DEVICE ..., dnd DEVICE on|off, watch DEVICE... (csta --help)
   version                       print version and build information
   help                          print this help
 
@@ -51,6 +53,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return checkConfigCommand(args, stdout, stderr)
 	case "xspsim":
 		return xspsimCommand(args, stderr)
+	case "csta":
+		return cstaCommand(args, stdout, stderr)
 	case "version":
 		return versionCommand(args, stdout, stderr)
 	case "help", "-h", "-help", "--help":

@@ -286,10 +286,12 @@ func freePort(t *testing.T) string {
 }
 
 // writeConfig writes a run configuration; the embedded XSP simulator
-// (xsi.simulate is true by default) listens on a free port.
+// (xsi.simulate is true by default) listens on a free port, and the
+// hoteling state file is next to the configuration.
 func writeConfig(t *testing.T, path, cstaListen, adminListen, extra string) {
 	t.Helper()
-	content := fmt.Sprintf("csta:\n  listen: %s\n%sadmin:\n  listen: %s\nsimulator:\n  listen: 127.0.0.1:0\n", cstaListen, extra, adminListen)
+	content := fmt.Sprintf("csta:\n  listen: %s\n%sadmin:\n  listen: %s\nsimulator:\n  listen: 127.0.0.1:0\nhoteling:\n  state_file: %s\n",
+		cstaListen, extra, adminListen, filepath.Join(filepath.Dir(path), "hoteling.json"))
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -364,8 +366,8 @@ func TestRunReloadAndShutdown(t *testing.T) {
 
 	running := `msg="connector running" csta=` + cstaAddr + " admin=" + adminAddr + " csta_websocket=ws://" + adminAddr + "/csta"
 	waitFor(t, "the startup log", func() bool { return strings.Contains(stderr.String(), running) })
-	if !strings.Contains(stderr.String(), "no BroadWorks gateway built yet") {
-		t.Errorf("log lacks the missing-gateway warning:\n%s", stderr.String())
+	if strings.Contains(stderr.String(), "no BroadWorks gateway built yet") {
+		t.Errorf("log still warns of a missing gateway:\n%s", stderr.String())
 	}
 	if !accepts(cstaAddr) || !accepts(adminAddr) {
 		t.Fatal("CSTA or admin port not accepting after startup")
@@ -383,9 +385,10 @@ func TestRunReloadAndShutdown(t *testing.T) {
 	})
 	linkUp := `msg="xsi link" server=` + simURL + " state=up"
 	waitFor(t, "the XSI link up", func() bool { return strings.Contains(stderr.String(), linkUp) })
-	if !strings.Contains(stderr.String(), "XSI events are only logged") {
-		t.Errorf("log lacks the XSI gateway warning:\n%s", stderr.String())
-	}
+	// Start-up recovery ran once the snapshots were in: nothing to repair.
+	waitFor(t, "the start-up recovery", func() bool {
+		return strings.Contains(stderr.String(), `msg="hoteling: start-up recovery done" users=6 repairs=0 failed=0`)
+	})
 
 	// The CSTA WebSocket is mounted on the admin server; it stays open
 	// until the shutdown.
@@ -413,6 +416,27 @@ func TestRunReloadAndShutdown(t *testing.T) {
 		t.Fatalf("CSTA session over WebSocket: %v %s", err, msg)
 	}
 	ws.SetReadDeadline(time.Time{})
+
+	// A hot-desk login and logout through the gateway and the simulator:
+	// agent1 logs on at desk1, and the monitor on desk1 sees it.
+	cti := &rawCTI{t: t, conn: tcp, fr: tcpFrames}
+	cti.send(2, `<MonitorStart xmlns="`+ns6+`"><monitorObject><deviceObject>desk1</deviceObject></monitorObject></MonitorStart>`)
+	cti.expect(2, "MonitorStartResponse")
+	cti.send(3, `<SetAgentState xmlns="`+ns6+`"><device>desk1</device><requestedAgentState>loggedOn</requestedAgentState><agentID>agent1</agentID></SetAgentState>`)
+	cti.expect(3, "SetAgentStateResponse")
+	cti.expect(csta.EventInvokeID, "AgentLoggedOnEvent")
+	// desk1's own forwarding (off) is remembered in hoteling.state_file.
+	stateFile := filepath.Join(dir, "hoteling.json")
+	if b, err := os.ReadFile(stateFile); err != nil || !strings.Contains(string(b), "desk1@example.com") {
+		t.Errorf("hoteling state file after the login: %v %s", err, b)
+	}
+	cti.send(4, `<SetAgentState xmlns="`+ns6+`"><device>desk1</device><requestedAgentState>loggedOff</requestedAgentState><agentID>agent1</agentID></SetAgentState>`)
+	cti.expect(4, "SetAgentStateResponse")
+	cti.expect(csta.EventInvokeID, "AgentLoggedOffEvent")
+	if b, err := os.ReadFile(stateFile); err != nil || strings.Contains(string(b), "desk1@example.com") {
+		t.Errorf("hoteling state file after the logout: %v %s", err, b)
+	}
+
 	wsClosed := make(chan error, 1)
 	go func() {
 		for {
@@ -452,9 +476,18 @@ func TestRunReloadAndShutdown(t *testing.T) {
 	if code := cmd.ProcessState.ExitCode(); code != exitOK {
 		t.Errorf("exit code = %d, want 0:\n%s", code, stderr.String())
 	}
-	// The CTI session was told before the connection closed.
-	if f, err := tcpFrames.ReadFrame(); err != nil || !strings.Contains(string(f.XML), "ApplicationSessionTerminated") {
-		t.Errorf("on shutdown the TCP session got %v %s, want ApplicationSessionTerminated", err, f.XML)
+	// The CTI session was told before the connection closed (after the
+	// last events of the logout, if any were still queued).
+	tcp.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		f, err := tcpFrames.ReadFrame()
+		if err == nil && f.InvokeID == csta.EventInvokeID && !strings.Contains(string(f.XML), "ApplicationSessionTerminated") {
+			continue
+		}
+		if err != nil || !strings.Contains(string(f.XML), "ApplicationSessionTerminated") {
+			t.Errorf("on shutdown the TCP session got %v %s, want ApplicationSessionTerminated", err, f.XML)
+		}
+		break
 	}
 	if accepts(cstaAddr) {
 		t.Error("CSTA port still open after exit")
@@ -473,6 +506,50 @@ func TestRunReloadAndShutdown(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Error("CSTA WebSocket still open after exit")
 	}
+}
+
+const ns6 = "http://www.ecma-international.org/standards/ecma-323/csta/ed6"
+
+// rawCTI is a CTI client over a raw TCP connection.
+type rawCTI struct {
+	t    *testing.T
+	conn net.Conn
+	fr   *csta.FrameReader
+}
+
+func (c *rawCTI) send(invokeID int, xml string) {
+	c.t.Helper()
+	b, err := csta.AppendFrame(nil, invokeID, []byte(xml))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if _, err := c.conn.Write(b); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// expect reads frames until one with root, skipping other events (agent
+// state changes, system status); an unexpected answer fails the test.
+func (c *rawCTI) expect(invokeID int, root string) string {
+	c.t.Helper()
+	for range 20 {
+		c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			c.t.Fatalf("waiting for %s: %v", root, err)
+		}
+		x := string(f.XML)
+		if f.InvokeID == invokeID && strings.Contains(x, "<"+root) {
+			c.conn.SetReadDeadline(time.Time{})
+			return x
+		}
+		if f.InvokeID != csta.EventInvokeID {
+			c.t.Fatalf("waiting for %s (%04d), got %04d: %s", root, invokeID, f.InvokeID, x)
+		}
+		c.t.Logf("skipped event: %s", x)
+	}
+	c.t.Fatalf("no %s", root)
+	return ""
 }
 
 var simulatorURL = regexp.MustCompile(`msg="xsp simulator running[^"]*" url=(http://\S+)`)

@@ -28,7 +28,7 @@ type process struct {
 	logger     *slog.Logger
 	front      *csta.Server
 	admin      *admin.Server // nil when csta.websocket.enabled is false
-	xsi        *xsiLink      // the XSI link and, with xsi.simulate, the XSP simulator
+	xsi        *xsiLink      // the gateway, the XSI link and, with xsi.simulate, the XSP simulator
 }
 
 func runCommand(args []string, stderr io.Writer) int {
@@ -73,11 +73,13 @@ func newLogger(w io.Writer, format string, level slog.Leveler) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// start builds and starts the XSI link (after the embedded XSP simulator,
-// with xsi.simulate), the CSTA front end and, for the CSTA WebSocket, the
-// admin server. On error whatever started is stopped again.
+// start builds the BroadWorks side (the embedded XSP simulator with
+// xsi.simulate, the XSI client and channel set, the gateway and its hot-desk
+// sequencer), starts the CSTA front end and, for the CSTA WebSocket, the
+// admin server with the gateway as their service, and then the XSI link
+// feeding the gateway. On error whatever started is stopped again.
 func (p *process) start() error {
-	link, err := startXSILink(p.cfg, p.logger)
+	link, err := newXSILink(p.cfg, p.logger)
 	if err != nil {
 		return err
 	}
@@ -86,15 +88,23 @@ func (p *process) start() error {
 		p.stopXSI()
 		return err
 	}
+	if err := link.start(p.front, p.cfg.RecoverUsers()); err != nil {
+		p.stopFront()
+		if p.admin != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+			p.admin.Shutdown(ctx)
+			cancel()
+		}
+		p.stopXSI()
+		return err
+	}
 	return nil
 }
 
-// startFront starts the CSTA front end and the admin server.
+// startFront starts the CSTA front end, served by the gateway, and the admin
+// server.
 func (p *process) startFront() error {
-	// The gateway that implements csta.Service is a later issue; until then
-	// the front end answers Service-backed requests itself.
-	p.logger.Warn("no BroadWorks gateway built yet: agent, forwarding and DND requests are answered resourceOutOfService")
-	p.front = csta.NewServer(p.cfg.CSTA(), nil, p.logger)
+	p.front = csta.NewServer(p.cfg.CSTA(), p.xsi.gateway, p.logger)
 	if err := p.front.Start(); err != nil {
 		return err
 	}
@@ -132,8 +142,9 @@ func (p *process) shutdown() int {
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	// The CSTA front end first: it tells WebSocket sessions too, which the
-	// admin server's Shutdown leaves alone. Then the XSI link deletes its
-	// channels, and only then does the simulator go.
+	// admin server's Shutdown leaves alone. Then the gateway stops, the XSI
+	// link deletes its channels, the Actions client closes, and only then
+	// does the simulator go.
 	err := p.front.Shutdown(ctx)
 	if p.admin != nil {
 		err = errors.Join(err, p.admin.Shutdown(ctx))

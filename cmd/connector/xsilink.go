@@ -6,21 +6,52 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/broadworks-connector/connector/config"
+	"github.com/broadworks-connector/connector/csta"
+	"github.com/broadworks-connector/connector/gateway"
+	"github.com/broadworks-connector/connector/hoteling"
 	"github.com/broadworks-connector/connector/xsi"
 	"github.com/broadworks-connector/connector/xsi/xspsim"
 )
 
-// xsiLink is the XSI side of a running connector: the embedded XSP
-// simulator (with xsi.simulate) and the Xsi-Events channel set.
+// xsiLink is the BroadWorks side of a running connector: the embedded XSP
+// simulator (with xsi.simulate), the Xsi-Actions client, the Xsi-Events
+// channel set and the gateway (with its hot-desk sequencer) they feed.
 type xsiLink struct {
 	logger    *slog.Logger
 	simulator *xspsim.Server // nil unless xsi.simulate
+	client    *xsi.Client
 	events    *xsi.Events
-	done      chan struct{} // closed by stop: ends the link-state logger
-	wg        sync.WaitGroup
+	gateway   *gateway.Gateway
+	sequencer *hoteling.Sequencer
+	publisher *frontPublisher
+
+	cancel      context.CancelFunc // ends the gateway's Run and the recovery
+	gatewayDone chan struct{}      // closed when Run and the recovery returned
+	done        chan struct{}      // closed by stop: ends the link-state logger
+	wg          sync.WaitGroup     // the link-state logger
+}
+
+// frontPublisher hands the gateway's events to the CSTA front end, which is
+// built after the gateway (it needs the gateway as its csta.Service); until
+// then nothing is published.
+type frontPublisher struct {
+	srv atomic.Pointer[csta.Server]
+}
+
+func (p *frontPublisher) Publish(ev csta.Event) {
+	if s := p.srv.Load(); s != nil {
+		s.Publish(ev)
+	}
+}
+
+func (p *frontPublisher) SetSystemStatus(v csta.SystemStatusValue) {
+	if s := p.srv.Load(); s != nil {
+		s.SetSystemStatus(v)
+	}
 }
 
 // startSimulator builds the XSP simulator from the configuration and starts
@@ -42,11 +73,14 @@ func shutdownSimulator(sim *xspsim.Server, logger *slog.Logger) {
 	}
 }
 
-// startXSILink starts the simulator when xsi.simulate is true and then the
-// Xsi-Events channel set, pointed at the simulator's actual URL in that case
-// (simulator.listen may be port 0, so xsi.servers cannot name it).
-func startXSILink(cfg *config.Config, logger *slog.Logger) (*xsiLink, error) {
-	l := &xsiLink{logger: logger, done: make(chan struct{})}
+// newXSILink starts the simulator when xsi.simulate is true and builds the
+// Xsi-Actions client, the Xsi-Events channel set (pointed at the
+// simulator's actual URL in that case: simulator.listen may be port 0, so
+// xsi.servers cannot name it) and the gateway with its sequencer. Nothing
+// talks to BroadWorks until start.
+func newXSILink(cfg *config.Config, logger *slog.Logger) (*xsiLink, error) {
+	l := &xsiLink{logger: logger, done: make(chan struct{}), gatewayDone: make(chan struct{}),
+		publisher: &frontPublisher{}}
 	xcfg := cfg.XSI()
 	if cfg.XSILink.Simulate {
 		sim, err := startSimulator(cfg, logger)
@@ -58,49 +92,125 @@ func startXSILink(cfg *config.Config, logger *slog.Logger) (*xsiLink, error) {
 		logger.Info("xsp simulator running; the XSI link uses it instead of xsi.servers (xsi.simulate is true)",
 			"url", sim.URL(), "users", len(cfg.XSPSimulator.Users))
 	}
-
-	events, err := xsi.NewEvents(xcfg, logger)
+	client, err := xsi.NewClient(xcfg, logger)
 	if err != nil {
 		l.stopSimulator()
 		return nil, err
 	}
-	l.events = events
-	// Subscribe to the link changes before Start so that none is missed.
-	l.wg.Add(1)
-	go l.logLinkChanges()
-	if err := events.Start(context.Background()); err != nil {
-		close(l.done)
-		l.wg.Wait()
+	l.client = client
+	events, err := xsi.NewEvents(xcfg, logger)
+	if err != nil {
+		client.Close()
 		l.stopSimulator()
 		return nil, err
 	}
-	// The gateway that turns XSI events into CSTA events is a later issue;
-	// until then the events are drained and logged at debug level so that
-	// the channel set keeps acknowledging them.
-	logger.Warn("no BroadWorks gateway built yet: XSI events are only logged (debug level)")
-	l.wg.Add(1)
-	go l.drainEvents()
-	logger.Info("xsi link starting", "servers", xcfg.Servers, "channel_set_id", xcfg.ChannelSetID,
+	l.events = events
+
+	glog := logger.With("component", "gateway")
+	l.gateway = gateway.New(cfg.Gateway(), gateway.Deps{Actions: client, Publisher: l.publisher}, glog)
+	l.sequencer = hoteling.New(cfg.Hoteling(), client, l.gateway, logger.With("component", "hoteling"))
+	l.gateway.SetHoteling(l.sequencer)
+	logger.Info("xsi link built", "servers", xcfg.Servers, "channel_set_id", xcfg.ChannelSetID,
 		"targets", len(xcfg.Targets), "event_packages", xcfg.EventPackages)
 	return l, nil
 }
 
-// drainEvents logs every event until Stop closes the stream.
-func (l *xsiLink) drainEvents() {
-	defer l.wg.Done()
-	for ev := range l.events.Events() {
-		if se, ok := ev.(*xsi.SubscriptionEvent); ok {
-			l.logger.Debug("xsi event", "type", fmt.Sprintf("%T", se.Data), "target", se.TargetID, "server", se.Server,
-				"subscription", se.SubscriptionID, "event_id", se.EventID)
-			continue
-		}
-		l.logger.Debug("xsi event", "type", fmt.Sprintf("%T", ev))
+// start connects the gateway to the CSTA front end, then starts the
+// gateway's event loop and the channel set; once the link is first up and
+// the snapshots of recoverUsers are in, half-done hot-desk sequences are
+// repaired (hoteling.recover_mode).
+func (l *xsiLink) start(front *csta.Server, recoverUsers []string) error {
+	l.publisher.srv.Store(front)
+	ctx, cancel := context.WithCancel(context.Background())
+	l.cancel = cancel
+	// The link-state logger passes every change on to the gateway: both
+	// need LinkChanges, which has room for one receiver only.
+	gwChanges := make(chan struct{}, 1)
+	l.wg.Add(1)
+	go l.logLinkChanges(gwChanges)
+	var running sync.WaitGroup
+	running.Add(2)
+	go func() {
+		defer running.Done()
+		l.gateway.Run(ctx, l.events.Events(), gwChanges, l.events.LinkState)
+	}()
+	go func() {
+		defer running.Done()
+		l.recover(ctx, recoverUsers)
+	}()
+	go func() {
+		running.Wait()
+		close(l.gatewayDone)
+	}()
+	// The channel set lives until stop, not until ctx ends: Stop deletes
+	// the channels.
+	return l.events.Start(context.Background())
+}
+
+// recoverSnapshotWait bounds how long recovery waits for the snapshots
+// after the link is first up; users without one are looked at anyway.
+const recoverSnapshotWait = 15 * time.Second
+
+// recover waits for the link to come up and the users' snapshots to arrive,
+// then has the sequencer repair what a crash left half done.
+func (l *xsiLink) recover(ctx context.Context, users []string) {
+	if len(users) == 0 {
+		return
 	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !anyLinkUp(l.events.LinkState()) || !l.gateway.LinkUp() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+	deadline := time.Now().Add(recoverSnapshotWait)
+	for {
+		missing := 0
+		for _, id := range users {
+			if !l.gateway.User(id).Known {
+				missing++
+			}
+		}
+		if missing == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			l.logger.Warn("hoteling: recovery runs without every snapshot", "missing", missing, "users", len(users))
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+	repairs := l.sequencer.Recover(ctx, users)
+	// Recover logs each repair itself; this is the summary.
+	failed := 0
+	for _, r := range repairs {
+		if r.Err != nil {
+			failed++
+		}
+	}
+	l.logger.Info("hoteling: start-up recovery done", "users", len(users), "repairs", len(repairs), "failed", failed)
+}
+
+func anyLinkUp(ls []xsi.LinkStatus) bool {
+	for _, s := range ls {
+		if s.State == xsi.LinkUp {
+			return true
+		}
+	}
+	return false
 }
 
 // logLinkChanges logs, on every change, the state of each XSP whose state
-// changed since the last one, and the final states when the link stops.
-func (l *xsiLink) logLinkChanges() {
+// changed since the last one, passes the change on to the gateway, and logs
+// the final states when the link stops.
+func (l *xsiLink) logLinkChanges(forward chan<- struct{}) {
 	defer l.wg.Done()
 	last := make(map[string]xsi.LinkStatus)
 	for {
@@ -109,6 +219,10 @@ func (l *xsiLink) logLinkChanges() {
 		case <-l.done:
 			stopping = true // log the final states once more
 		case <-l.events.LinkChanges():
+			select {
+			case forward <- struct{}{}:
+			default: // one pending is enough: the gateway reads LinkState
+			}
 		}
 		for _, s := range l.events.LinkState() {
 			prev, seen := last[s.Server]
@@ -131,9 +245,21 @@ func (l *xsiLink) logLinkChanges() {
 	}
 }
 
-// stop deletes the XSI channels, then stops the simulator.
+// stop ends the gateway (its event loop, the recovery and the held-event
+// timers), deletes the XSI channels, closes the Actions client and stops
+// the simulator, in that order.
 func (l *xsiLink) stop(ctx context.Context) error {
-	err := l.events.Stop(ctx)
+	var err error
+	if l.cancel != nil {
+		l.cancel()
+		select {
+		case <-l.gatewayDone:
+		case <-ctx.Done():
+			err = errors.Join(err, fmt.Errorf("gateway: %w", ctx.Err()))
+		}
+		l.gateway.Wait()
+	}
+	err = errors.Join(err, l.events.Stop(ctx))
 	close(l.done)
 	waited := make(chan struct{})
 	go func() {
@@ -144,6 +270,7 @@ func (l *xsiLink) stop(ctx context.Context) error {
 	case <-waited:
 	case <-ctx.Done(): // Stop already reported it; the goroutines end on their own
 	}
+	l.client.Close()
 	if l.simulator != nil {
 		if serr := l.simulator.Shutdown(ctx); serr != nil {
 			err = errors.Join(err, serr)

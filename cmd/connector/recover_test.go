@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/broadworks-connector/connector/config"
+	"github.com/broadworks-connector/connector/hoteling"
+	"github.com/broadworks-connector/connector/xsi"
+	"github.com/broadworks-connector/connector/xsi/xspsim"
+)
+
+// TestRunRecoversHalfDoneSequences: BroadWorks (a simulator outside the
+// connector, as after a crash) shows two half-done hot-desk sequences; `run`
+// finds them once the link is up and undoes both (hoteling.recover_mode
+// undo), logging each repair.
+func TestRunRecoversHalfDoneSequences(t *testing.T) {
+	simCfg := config.Default().Simulator()
+	simCfg.Listen = "127.0.0.1:0"
+	simCfg.Password = "secret"
+	sim := xspsim.New(simCfg, nil)
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		sim.Shutdown(ctx)
+	}()
+	// desk1 forwards to agent1's number without an association: a login
+	// that stopped after the host's CFA.
+	if err := sim.PortalSetCFA("desk1@example.com", true, "4001"); err != nil {
+		t.Fatal(err)
+	}
+	// agent2 is desk2's guest but signed out: a login that stopped before
+	// Unavailable.
+	if err := sim.PortalAssociateGuest("agent2@example.com", "desk2@example.com"); err != nil {
+		t.Fatal(err)
+	}
+
+	// The crashed connector remembered desk1's own forwarding in its state
+	// file; the undo restores it from there.
+	dir := t.TempDir()
+	store := &hoteling.FileStore{Path: filepath.Join(dir, "hoteling.json")}
+	const deskOwnCFA = "+12025550199"
+	if err := store.Save(hoteling.Remembered{HostUserID: "desk1@example.com", GuestUserID: "agent1@example.com",
+		ForwardTo: "4001", PreviousCFA: xsi.Forwarding{Active: true, ForwardToPhoneNumber: deskOwnCFA}}); err != nil {
+		t.Fatal(err)
+	}
+	configPath := filepath.Join(dir, "connector.yaml")
+	content := fmt.Sprintf(`csta:
+  listen: %s
+admin:
+  listen: %s
+xsi:
+  simulate: false
+  servers: [%s]
+  password: secret
+  reconnect_min: 50ms
+hoteling:
+  state_file: %s
+`, freePort(t), freePort(t), sim.URL(), filepath.Join(dir, "hoteling.json"))
+	if err := os.WriteFile(configPath, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	var stderr syncBuffer
+	cmd := exec.Command(binary, "run", "--config", configPath)
+	cmd.Env = cleanEnv()
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+		default:
+			cmd.Process.Kill()
+			<-exited
+		}
+	})
+
+	waitFor(t, "the start-up recovery", func() bool {
+		return strings.Contains(stderr.String(), `msg="hoteling: start-up recovery done"`)
+	})
+	logged := stderr.String()
+	if !strings.Contains(logged, `msg="hoteling: start-up recovery done" users=6 repairs=2 failed=0`) {
+		t.Errorf("recovery summary wrong:\n%s", logged)
+	}
+	for _, want := range []string{
+		`msg="hoteling: recovered half-done sequence" component=hoteling guest=agent1@example.com host=desk1@example.com`,
+		`msg="hoteling: recovered half-done sequence" component=hoteling guest=agent2@example.com host=desk2@example.com`,
+	} {
+		if !strings.Contains(logged, want) {
+			t.Errorf("log lacks %s:\n%s", want, logged)
+		}
+	}
+	for _, id := range []string{"desk1@example.com", "desk2@example.com", "agent1@example.com", "agent2@example.com"} {
+		s, err := sim.Snapshot(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantCFA := id == "desk1@example.com"
+		if s.CFAActive != wantCFA || (wantCFA && s.CFANumber != deskOwnCFA) || s.GuestHostID != "" || s.HostGuestID != "" {
+			t.Errorf("%s after recovery: %+v, want no association and CFA %v (desk1: its own %s, from the state file)",
+				id, s, wantCFA, deskOwnCFA)
+		}
+	}
+	if rs, err := store.Load(); err != nil || len(rs) != 0 {
+		t.Errorf("state file after recovery: %+v %v, want empty", rs, err)
+	}
+
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("no exit 15 s after SIGTERM:\n%s", stderr.String())
+	}
+	if code := cmd.ProcessState.ExitCode(); code != exitOK {
+		t.Errorf("exit code = %d, want 0:\n%s", code, stderr.String())
+	}
+}

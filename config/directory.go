@@ -1,0 +1,323 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/broadworks-connector/connector/gateway"
+	"github.com/broadworks-connector/connector/hoteling"
+)
+
+// Directory maps CSTA device and agent IDs to BroadWorks users. CSTA IDs are
+// case-sensitive, so they live in string lists, never as map keys (viper
+// lowercases keys).
+type Directory struct {
+	// Domain completes IDs without "@": "1001" → "1001@<Domain>".
+	Domain string `mapstructure:"domain"`
+	// Devices are "deviceID=userID" or "deviceID=userID,hotdesk" (a hoteling
+	// host device where agents log on as guests).
+	Devices []string `mapstructure:"devices"`
+	// Agents are "agentID=userID" or "agentID=userID,number" (the agent's own
+	// number, what a hot desk forwards to; default the agent ID).
+	Agents []string `mapstructure:"agents"`
+	// ReasonCodes are "reason=code": a CSTA not-ready reason and the
+	// BroadWorks unavailable code it becomes.
+	ReasonCodes []string `mapstructure:"reason_codes"`
+	// DefaultUnavailableCode goes with notReady when the request names no
+	// reason the table knows; empty sends none.
+	DefaultUnavailableCode string `mapstructure:"default_unavailable_code"`
+}
+
+// GatewaySettings configures the gateway between CSTA and BroadWorks.
+type GatewaySettings struct {
+	// RequestTimeout bounds the XSI work of one CSTA request; 0: only the
+	// request's own deadline (csta.limits.request_timeout).
+	RequestTimeout time.Duration `mapstructure:"request_timeout"`
+}
+
+// HotelingSettings configures the hot-desk login and logout sequences.
+type HotelingSettings struct {
+	StepTimeout        time.Duration `mapstructure:"step_timeout"`
+	QueueLength        int           `mapstructure:"queue_length"` // 0: none may wait
+	RefuseOccupiedHost bool          `mapstructure:"refuse_occupied_host"`
+	RecoverMode        string        `mapstructure:"recover_mode"` // undo | complete
+	// StateFile remembers hosts' own forwarding across a restart; empty keeps
+	// it in memory only.
+	StateFile string `mapstructure:"state_file"`
+}
+
+const defaultDomain = "example.com"
+
+// The demo directory: four agents with their own phones 4001..4004 and two
+// hot desks, matching the simulator's seed.
+func defaultDirectory() Directory {
+	return Directory{
+		Domain: defaultDomain,
+		Devices: []string{
+			"4001=agent1@example.com", "4002=agent2@example.com", "4003=agent3@example.com", "4004=agent4@example.com",
+			"desk1=desk1@example.com,hotdesk", "desk2=desk2@example.com,hotdesk",
+		},
+		Agents: []string{
+			"agent1=agent1@example.com,4001", "agent2=agent2@example.com,4002",
+			"agent3=agent3@example.com,4003", "agent4=agent4@example.com,4004",
+		},
+		ReasonCodes:            []string{"1=LUNCH", "2=MEETING", "3=TRAINING"},
+		DefaultUnavailableCode: "LUNCH",
+	}
+}
+
+func defaultGateway() GatewaySettings {
+	return GatewaySettings{RequestTimeout: 10 * time.Second}
+}
+
+func defaultHoteling() HotelingSettings {
+	return HotelingSettings{
+		StepTimeout: 5 * time.Second,
+		QueueLength: 4,
+		RecoverMode: hoteling.RecoverUndo,
+		StateFile:   "connector-hoteling.json",
+	}
+}
+
+// parseDevice reads "deviceID=userID" or "deviceID=userID,hotdesk".
+func parseDevice(item string) (gateway.DeviceEntry, error) {
+	id, user, flags, err := parseEntry(item, "deviceID=userID", "deviceID=userID,hotdesk")
+	if err != nil {
+		return gateway.DeviceEntry{}, err
+	}
+	e := gateway.DeviceEntry{DeviceID: id, UserID: user}
+	switch flags {
+	case "":
+	case "hotdesk":
+		e.HotDesk = true
+	default:
+		return gateway.DeviceEntry{}, fmt.Errorf(`item %q: the only flag after "," is hotdesk, got %q`, item, flags)
+	}
+	if err := checkUserID(item, user); err != nil {
+		return gateway.DeviceEntry{}, err
+	}
+	return e, nil
+}
+
+// parseAgent reads "agentID=userID" or "agentID=userID,number".
+func parseAgent(item string) (gateway.AgentEntry, error) {
+	id, user, number, err := parseEntry(item, "agentID=userID", "agentID=userID,number")
+	if err != nil {
+		return gateway.AgentEntry{}, err
+	}
+	if err := checkUserID(item, user); err != nil {
+		return gateway.AgentEntry{}, err
+	}
+	return gateway.AgentEntry{AgentID: id, UserID: user, Number: number}, nil
+}
+
+// parseReason reads "reason=code".
+func parseReason(item string) (gateway.ReasonEntry, error) {
+	reason, code, ok := strings.Cut(item, "=")
+	if !ok || reason == "" || code == "" || strings.TrimSpace(item) != item || strings.ContainsAny(code, " \t=") {
+		return gateway.ReasonEntry{}, fmt.Errorf(`item %q: must be "reason=code"`, item)
+	}
+	if n := len([]rune(code)); n > 10 {
+		return gateway.ReasonEntry{}, fmt.Errorf(`item %q: code must be 1 to 10 characters, got %d`, item, n)
+	}
+	return gateway.ReasonEntry{Reason: reason, Code: code}, nil
+}
+
+// parseEntry splits "id=user" or "id=user,extra". ";" may stand for ","
+// (an environment variable's list is comma-separated itself).
+func parseEntry(item, form1, form2 string) (id, user, extra string, err error) {
+	id, rest, ok := strings.Cut(item, "=")
+	user, extra, hasExtra := strings.Cut(strings.Replace(rest, ";", ",", 1), ",")
+	if !ok || id == "" || user == "" || (hasExtra && extra == "") ||
+		strings.ContainsAny(id, " \t=,;") || strings.ContainsAny(user, " \t=") || strings.ContainsAny(extra, " \t=,;") {
+		hint := ""
+		if !ok {
+			hint = ` (in CONNECTOR_* variables, write ";" for the "," inside an item)`
+		}
+		return "", "", "", fmt.Errorf(`item %q: must be "%s" or "%s"%s`, item, form1, form2, hint)
+	}
+	return id, user, extra, nil
+}
+
+func checkUserID(item, user string) error {
+	if at := strings.IndexByte(user, '@'); at <= 0 || at == len(user)-1 || strings.ContainsAny(user, "/") {
+		return fmt.Errorf(`item %q: the user must be a user ID "user@domain", got %q`, item, user)
+	}
+	return nil
+}
+
+func validateDirectory(ps *problems, d Directory, sim Simulator, simulate bool) {
+	// Entries are checked against the simulator's users only when those are
+	// valid themselves (else the simulator's own problems say it all).
+	checkUsers := simulate && !ps.has("simulator.users")
+	checkHosts := checkUsers && !ps.has("simulator.hoteling_hosts")
+	checkAgents := checkUsers && !ps.has("simulator.call_center_agents")
+	if strings.ContainsAny(d.Domain, "@ \t/") {
+		ps.add("directory.domain", `must be a domain without "@", got %q`, d.Domain)
+	}
+	var ids []string
+	for _, item := range d.Devices {
+		e, err := parseDevice(item)
+		if err != nil {
+			ps.add("directory.devices", "%v", err)
+			break
+		}
+		ids = append(ids, e.DeviceID)
+		if checkUsers && !slices.Contains(sim.Users, e.UserID) {
+			ps.add("directory.devices", "item %q: user %q is not in simulator.users (xsi.simulate is true)", item, e.UserID)
+			break
+		}
+		if checkHosts && e.HotDesk && !slices.Contains(sim.HotelingHosts, e.UserID) {
+			ps.add("directory.devices", "item %q: hot desk %q is not in simulator.hoteling_hosts (xsi.simulate is true)", item, e.UserID)
+			break
+		}
+	}
+	if dup := firstDuplicate(ids); dup != "" {
+		ps.add("directory.devices", "device %q is listed twice", dup)
+	}
+
+	ids = nil
+	for _, item := range d.Agents {
+		e, err := parseAgent(item)
+		if err != nil {
+			ps.add("directory.agents", "%v", err)
+			break
+		}
+		ids = append(ids, e.AgentID)
+		if checkUsers && !slices.Contains(sim.Users, e.UserID) {
+			ps.add("directory.agents", "item %q: user %q is not in simulator.users (xsi.simulate is true)", item, e.UserID)
+			break
+		}
+		if checkAgents && !slices.Contains(sim.CallCenterAgents, e.UserID) {
+			ps.add("directory.agents", "item %q: user %q is not in simulator.call_center_agents (xsi.simulate is true)", item, e.UserID)
+			break
+		}
+	}
+	if dup := firstDuplicate(ids); dup != "" {
+		ps.add("directory.agents", "agent %q is listed twice", dup)
+	}
+
+	ids = nil
+	for _, item := range d.ReasonCodes {
+		e, err := parseReason(item)
+		if err != nil {
+			ps.add("directory.reason_codes", "%v", err)
+			break
+		}
+		ids = append(ids, e.Reason)
+	}
+	if dup := firstDuplicate(ids); dup != "" {
+		ps.add("directory.reason_codes", "reason %q is listed twice", dup)
+	}
+
+	if c := d.DefaultUnavailableCode; len([]rune(c)) > 10 || strings.ContainsAny(c, " \t") {
+		ps.add("directory.default_unavailable_code", "must be empty or a code of 1 to 10 characters without spaces, got %q", c)
+	}
+}
+
+func validateGatewayAndHoteling(ps *problems, g GatewaySettings, h HotelingSettings) {
+	if g.RequestTimeout < 0 {
+		ps.add("gateway.request_timeout", "must be 0 (no bound of its own) or positive, got %s", formatDuration(g.RequestTimeout))
+	}
+	positive(ps, "hoteling.step_timeout", h.StepTimeout)
+	between(ps, "hoteling.queue_length", h.QueueLength, 0, 1000)
+	oneOf(ps, "hoteling.recover_mode", h.RecoverMode, hoteling.RecoverUndo, hoteling.RecoverComplete)
+	if h.StateFile != "" {
+		dir := filepath.Dir(h.StateFile)
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			ps.add("hoteling.state_file", "directory %q of %q does not exist", dir, h.StateFile)
+		}
+	}
+}
+
+// Gateway converts the configuration to the gateway's. It expects a
+// validated Config (invalid entries are left out).
+func (c *Config) Gateway() gateway.Config {
+	d := c.Directory
+	out := gateway.Config{
+		Domain:                 d.Domain,
+		DefaultUnavailableCode: d.DefaultUnavailableCode,
+		RequestTimeout:         c.GatewayCore.RequestTimeout,
+	}
+	for _, item := range d.Devices {
+		if e, err := parseDevice(item); err == nil {
+			out.Devices = append(out.Devices, e)
+		}
+	}
+	for _, item := range d.Agents {
+		if e, err := parseAgent(item); err == nil {
+			out.Agents = append(out.Agents, e)
+		}
+	}
+	for _, item := range d.ReasonCodes {
+		if e, err := parseReason(item); err == nil {
+			out.ReasonCodes = append(out.ReasonCodes, e)
+		}
+	}
+	return out
+}
+
+// Hoteling converts the configuration to the hot-desk sequencer's: a
+// FileStore when hoteling.state_file is set, and NumberOf from the
+// directory (an agent entry's number, else its agent ID; for a user of
+// directory.domain without an entry, the user part).
+func (c *Config) Hoteling() hoteling.Config {
+	h := c.HotDesks
+	out := hoteling.Config{
+		StepTimeout:        h.StepTimeout,
+		QueueLength:        h.QueueLength,
+		RefuseOccupiedHost: h.RefuseOccupiedHost,
+		RecoverMode:        h.RecoverMode,
+	}
+	if out.QueueLength == 0 {
+		out.QueueLength = -1 // hoteling: 0 is "default", negative "none may wait"
+	}
+	if h.StateFile != "" {
+		out.Store = &hoteling.FileStore{Path: h.StateFile}
+	}
+	agents := c.Gateway().Agents
+	domain := c.Directory.Domain
+	out.NumberOf = func(userID string) string {
+		for _, a := range agents {
+			if a.UserID == userID {
+				if a.Number != "" {
+					return a.Number
+				}
+				return a.AgentID
+			}
+		}
+		if domain != "" {
+			if user, ok := strings.CutSuffix(userID, "@"+domain); ok {
+				return user
+			}
+		}
+		return ""
+	}
+	return out
+}
+
+// RecoverUsers are the BroadWorks users whose half-done hot-desk sequences
+// are looked for at start: every hot-desk host and every agent of the
+// directory, each once, in configuration order.
+func (c *Config) RecoverUsers() []string {
+	g := c.Gateway()
+	var out []string
+	add := func(id string) {
+		if !slices.Contains(out, id) {
+			out = append(out, id)
+		}
+	}
+	for _, d := range g.Devices {
+		if d.HotDesk {
+			add(d.UserID)
+		}
+	}
+	for _, a := range g.Agents {
+		add(a.UserID)
+	}
+	return out
+}
