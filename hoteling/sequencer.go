@@ -163,6 +163,10 @@ func (s *Sequencer) setRemembered(host string, r Remembered, ok bool) {
 	}
 }
 
+// numberPunct strips the punctuation sameNumber ignores (built once: a
+// Replacer is costly to build and safe for concurrent use).
+var numberPunct = strings.NewReplacer("-", "", " ", "", ".", "", "(", "", ")", "")
+
 func signedIn(u User) bool { return u.ACDState != "" && u.ACDState != xsi.ACDSignOut }
 
 // sameNumber compares forwarding numbers as the XSP may spell them (a
@@ -171,7 +175,7 @@ func sameNumber(a, b string) bool {
 	norm := func(s string) string {
 		s = strings.TrimSpace(s)
 		s = strings.TrimPrefix(strings.TrimPrefix(s, "tel:"), "sip:")
-		return strings.NewReplacer("-", "", " ", "", ".", "", "(", "", ")", "").Replace(s)
+		return numberPunct.Replace(s)
 	}
 	return norm(a) == norm(b)
 }
@@ -303,7 +307,9 @@ func (s *Sequencer) loginHost(ctx context.Context, guest, host, forwardTo string
 		s.startUnavailable(r, g)
 	}
 	if err := r.finish(); err != nil {
-		undoMemory()
+		if r.err.Undo == nil { // else the host may still forward: keep its previous CFA for recovery
+			undoMemory()
+		}
 		return err
 	}
 	if prev := g.HostUserID; prev != "" && prev != host {

@@ -1,0 +1,538 @@
+package gateway_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/broadworks-connector/connector/csta"
+	"github.com/broadworks-connector/connector/csta/cticlient"
+	"github.com/broadworks-connector/connector/internal/stack"
+	"github.com/broadworks-connector/connector/xsi/xspsim"
+)
+
+// End-to-end hot-desk tests: a CTI client (csta/cticlient) over real TCP →
+// csta.Server → gateway → hoteling.Sequencer → xsi.Client / xsi.Events →
+// the XSP simulator over HTTP, built by internal/stack. BroadWorks state is
+// read from the simulator (Snapshot), never from the connector.
+
+func testLogger(t testing.TB) *slog.Logger {
+	if os.Getenv("STACK_LOG") != "" {
+		return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelError + 4}))
+}
+
+func newStack(t testing.TB, cfg stack.Config) *stack.Stack {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = testLogger(t)
+	}
+	st, err := stack.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			t.Logf("stack close: %v", err)
+		}
+	})
+	if err := st.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func dial(t testing.TB, st *stack.Stack) *cticlient.Client {
+	t.Helper()
+	c, err := st.Dial(t.Context(), cticlient.WithTimeout(30*time.Second), cticlient.WithEventBuffer(1024))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func login(ctx context.Context, c *cticlient.Client, agent, desk int) error {
+	_, err := c.SetAgentState(ctx, stack.DeskID(desk), csta.ReqLoggedOn, stack.AgentID(agent), "")
+	return err
+}
+
+func logout(ctx context.Context, c *cticlient.Client, agent, desk int) error {
+	_, err := c.SetAgentState(ctx, stack.DeskID(desk), csta.ReqLoggedOff, stack.AgentID(agent), "")
+	return err
+}
+
+// cstaErr requires err to be a CSTAErrorCode answer.
+func cstaErr(t *testing.T, err error) *cticlient.Error {
+	t.Helper()
+	var ce *cticlient.Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("want a CSTAErrorCode, got %v", err)
+	}
+	return ce
+}
+
+func state(t testing.TB, st *stack.Stack, a, d int) stack.DeskState {
+	t.Helper()
+	s, err := st.State(a, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// waitFor polls cond until it holds or timeout passes.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestHotDeskStepFailures: each step of login and of logout fails in turn
+// (HTTP 500 and 400 injected on its path). The CTI client gets a
+// CSTAErrorCode and BroadWorks is fully as before; with the fault cleared
+// the same request succeeds and BroadWorks is fully in the new state.
+// "Every injected failure ends with BroadWorks state either fully logged in
+// or fully as before, and the client told which."
+func TestHotDeskStepFailures(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration")
+	}
+	t.Parallel()
+	type tc struct {
+		name   string
+		logout bool
+		path   func(a, d int) string
+		status int
+	}
+	cfa := func(a, d int) string { return "/user/" + stack.DeskUser(d) + "/services/CallForwardingAlways" }
+	guest := func(a, d int) string { return "/user/" + stack.AgentUser(a) + "/services/HotelingGuest" }
+	cc := func(a, d int) string { return "/user/" + stack.AgentUser(a) + "/services/CallCenter" }
+	var cases []tc
+	for _, op := range []bool{false, true} {
+		for _, step := range []struct {
+			name string
+			path func(a, d int) string
+		}{{"host-CFA", cfa}, {"HotelingGuest", guest}, {"CallCenter", cc}} {
+			for _, status := range []int{http.StatusInternalServerError, http.StatusBadRequest} {
+				name := fmt.Sprintf("login/%s/%d", step.name, status)
+				if op {
+					name = fmt.Sprintf("logout/%s/%d", step.name, status)
+				}
+				cases = append(cases, tc{name, op, step.path, status})
+			}
+		}
+	}
+	// Each case its own agent and desk; desks alternate between having an
+	// own CFA (even) and none (odd), so both restores are checked.
+	st := newStack(t, stack.Config{Agents: len(cases), Desks: len(cases)})
+	c := dial(t, st)
+	for i, tc := range cases {
+		a, d := i+1, i+1
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			seed := state(t, st, a, d)
+			if tc.logout {
+				if err := login(ctx, c, a, d); err != nil {
+					t.Fatalf("setup login: %v", err)
+				}
+				if err := st.CheckLoggedIn(a, d); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := state(t, st, a, d)
+			st.Sim.SetErrorRate(tc.path(a, d), 1, tc.status)
+			var err error
+			if tc.logout {
+				err = logout(ctx, c, a, d)
+			} else {
+				err = login(ctx, c, a, d)
+			}
+			st.Sim.ClearFaults()
+			ce := cstaErr(t, err)
+			t.Logf("answer: %v", ce)
+			// Told "failed": BroadWorks must be fully as before.
+			if err := st.CheckSame(a, d, before); err != nil {
+				t.Fatal(err)
+			}
+			if tc.logout {
+				if err := st.CheckLoggedIn(a, d); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// The connector's view catches up with BroadWorks.
+			if err := st.AwaitViewSettled(5 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			// Fault cleared: the same request succeeds, fully.
+			if tc.logout {
+				if err := logout(ctx, c, a, d); err != nil {
+					t.Fatalf("logout after clearing the fault: %v", err)
+				}
+				if err := st.CheckSame(a, d, seed); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				if err := login(ctx, c, a, d); err != nil {
+					t.Fatalf("login after clearing the fault: %v", err)
+				}
+				if err := st.CheckLoggedIn(a, d); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// loginAsync starts a login and returns the channel its answer arrives on.
+func loginAsync(ctx context.Context, c *cticlient.Client, a, d int) <-chan error {
+	ch := make(chan error, 1)
+	go func() { ch <- login(ctx, c, a, d) }()
+	return ch
+}
+
+func awaitAnswer(t *testing.T, ch <-chan error, timeout time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-ch:
+		return err
+	case <-time.After(timeout):
+		t.Fatalf("no answer within %v", timeout)
+		return nil
+	}
+}
+
+// deskForwardsTo: the first step of the login (host CFA) has been applied.
+func deskForwardsTo(st *stack.Stack, a, d int) func() bool {
+	return func() bool {
+		s, err := st.State(a, d)
+		return err == nil && s.Desk.CFAActive && s.Desk.CFANumber == stack.AgentNumber(a)
+	}
+}
+
+// agentAssociated: the second step (association) has been applied.
+func agentAssociated(st *stack.Stack, a, d int) func() bool {
+	return func() bool {
+		s, err := st.State(a, d)
+		return err == nil && s.Agent.GuestHostID == stack.DeskUser(d)
+	}
+}
+
+// TestHotDeskXSPKilledMidLogin: the XSP dies while a login is in progress
+// (after the host CFA, with the association request held by injected
+// latency). The client gets an answer; since the undo cannot reach a dead
+// XSP the login is left half done. The link coming back does not repair it
+// (the gateway resyncs its view only); the connector's start-up recovery
+// (recover_mode undo) does: the desk ends fully as before.
+func TestHotDeskXSPKilledMidLogin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration")
+	}
+	t.Parallel()
+	cases := []struct {
+		name      string
+		desk      int  // odd: no own CFA; even: own CFA
+		quickBack bool // the XSP is back before the undo gives up
+	}{
+		{"desk-without-CFA", 1, false},
+		{"desk-with-own-CFA", 2, false},
+		{"back-during-undo/desk-with-own-CFA", 4, true},
+	}
+	st := newStack(t, stack.Config{Agents: 4, Desks: 4, StepTimeout: time.Second})
+	for i, tc := range cases {
+		a, d := i+1, tc.desk
+		t.Run(tc.name, func(t *testing.T) {
+			c := dial(t, st)
+			before := state(t, st, a, d)
+			st.Sim.SetActionsLatency(xspsim.Latency{Min: 300 * time.Millisecond, Max: 300 * time.Millisecond})
+			ans := loginAsync(t.Context(), c, a, d)
+			waitFor(t, 5*time.Second, "the host CFA step", deskForwardsTo(st, a, d))
+			st.Sim.Kill()
+			st.Sim.ClearFaults()
+			var err error
+			if tc.quickBack {
+				time.Sleep(150 * time.Millisecond)
+				if rerr := st.Sim.Restart(); rerr != nil {
+					t.Fatal(rerr)
+				}
+				err = awaitAnswer(t, ans, 30*time.Second)
+			} else {
+				err = awaitAnswer(t, ans, 30*time.Second)
+				if rerr := st.Sim.Restart(); rerr != nil {
+					t.Fatal(rerr)
+				}
+			}
+			t.Logf("answer: %v", err)
+			waitFor(t, 15*time.Second, "the link", st.Conn().Gateway.LinkUp)
+			if err == nil {
+				// The XSP was back in time for the sequence's retries:
+				// told "done" → fully logged in.
+				if err := st.CheckLoggedIn(a, d); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			cstaErr(t, err)
+			if err := st.AwaitViewSettled(10 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			after := state(t, st, a, d)
+			if st.CheckSame(a, d, before) != nil {
+				t.Logf("half done after the XSP came back: agent %+v desk %+v", after.Agent, after.Desk)
+				// Start-up recovery settles it.
+				if err := st.RestartConnector(false); err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("repairs: %+v", st.Conn().Repairs)
+				if len(st.Conn().Repairs) != 1 || st.Conn().Repairs[0].Err != nil || st.Conn().Repairs[0].Action != "undone" {
+					t.Errorf("repairs %+v, want one undo", st.Conn().Repairs)
+				}
+			}
+			// Told "failed" → fully as before.
+			if err := st.CheckSame(a, d, before); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestHotDeskConnectorCrashMidLogin: the connector dies while a login is in
+// progress (nothing more leaves it, its state file is as the crash left
+// it); a new connector against the same simulator and state file finds the
+// half-done sequence at start-up and, with recover_mode undo, leaves the
+// desk fully as before.
+func TestHotDeskConnectorCrashMidLogin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration")
+	}
+	t.Parallel()
+	cases := []struct {
+		name  string
+		desk  int
+		after func(st *stack.Stack, a, d int) func() bool
+	}{
+		{"after-host-CFA/desk-without-CFA", 1, deskForwardsTo},
+		{"after-host-CFA/desk-with-own-CFA", 2, deskForwardsTo},
+		{"after-association/desk-without-CFA", 3, agentAssociated},
+		{"after-association/desk-with-own-CFA", 4, agentAssociated},
+	}
+	st := newStack(t, stack.Config{Agents: 4, Desks: 4})
+	for i, tc := range cases {
+		a, d := i+1, tc.desk
+		t.Run(tc.name, func(t *testing.T) {
+			c := dial(t, st)
+			before := state(t, st, a, d)
+			st.Sim.SetActionsLatency(xspsim.Latency{Min: 300 * time.Millisecond, Max: 300 * time.Millisecond})
+			ans := loginAsync(t.Context(), c, a, d)
+			waitFor(t, 5*time.Second, "the step", tc.after(st, a, d))
+			if err := st.CrashConnector(); err != nil {
+				t.Logf("crash: %v", err)
+			}
+			st.Sim.ClearFaults()
+			err := awaitAnswer(t, ans, 15*time.Second)
+			t.Logf("answer (connection lost): %v", err)
+			if err == nil {
+				t.Fatal("login succeeded although the connector died mid-sequence")
+			}
+			if st.CheckSame(a, d, before) == nil {
+				t.Fatal("nothing half done: the crash came too late to test recovery")
+			}
+			if err := st.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("repairs: %+v", st.Conn().Repairs)
+			if len(st.Conn().Repairs) != 1 || st.Conn().Repairs[0].Err != nil || st.Conn().Repairs[0].Action != "undone" {
+				t.Errorf("repairs %+v, want one undo", st.Conn().Repairs)
+			}
+			if err := st.CheckSame(a, d, before); err != nil {
+				t.Fatal(err)
+			}
+			// The desk is usable again.
+			c2 := dial(t, st)
+			if err := login(t.Context(), c2, a, d); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.CheckLoggedIn(a, d); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestHotDeskRace: two agents log in at one desk at the same time, each from
+// its own CTI client. Both are answered; exactly one ends logged in there
+// (associated, the desk forwarding to it, Unavailable), and the other is
+// neither associated nor signed in.
+func TestHotDeskRace(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration")
+	}
+	t.Parallel()
+	const rounds = 4
+	st := newStack(t, stack.Config{Agents: 2 * rounds, Desks: rounds})
+	for r := range rounds {
+		a1, a2, d := 2*r+1, 2*r+2, r+1
+		t.Run(fmt.Sprint("round", r), func(t *testing.T) {
+			c1, c2 := dial(t, st), dial(t, st)
+			var wg sync.WaitGroup
+			var e1, e2 error
+			wg.Add(2)
+			go func() { defer wg.Done(); e1 = login(t.Context(), c1, a1, d) }()
+			go func() { defer wg.Done(); e2 = login(t.Context(), c2, a2, d) }()
+			wg.Wait()
+			t.Logf("answers: %v / %v", e1, e2)
+			for _, e := range []error{e1, e2} {
+				if e != nil {
+					cstaErr(t, e)
+				}
+			}
+			s2 := state(t, st, a2, d)
+			winner, loser, le, we := a1, a2, e2, e1
+			if s2.Agent.GuestHostID == stack.DeskUser(d) {
+				winner, loser, le, we = a2, a1, e1, e2
+			}
+			if we != nil {
+				t.Fatalf("agent %d is at the desk but was told %v", winner, we)
+			}
+			if err := st.CheckLoggedIn(winner, d); err != nil {
+				t.Fatal(err)
+			}
+			ls := state(t, st, loser, d)
+			if ls.Agent.GuestHostID != "" || ls.Agent.AgentState != xspsim.StateSignOut {
+				t.Fatalf("loser %d (told %v): %+v", loser, le, ls.Agent)
+			}
+			// Not racing any more: the gateway refuses a desk held by another
+			// guest (invalidObjectState) and nothing changes.
+			c := c1
+			if loser == a2 {
+				c = c2
+			}
+			err := login(t.Context(), c, loser, d)
+			if ce := cstaErr(t, err); ce.Value != "invalidObjectState" {
+				t.Fatalf("second login at an occupied desk: %v", ce)
+			}
+			if err := st.CheckLoggedIn(winner, d); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// nextEvent reads the client's events until one named name (and matching
+// ok, when given) arrives.
+func nextEvent(t *testing.T, c *cticlient.Client, name string, ok func(cticlient.Event) bool) cticlient.Event {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case ev, open := <-c.Events():
+			if !open {
+				t.Fatalf("connection closed waiting for %s", name)
+			}
+			if ev.Name == name && (ok == nil || ok(ev)) {
+				return ev
+			}
+			t.Logf("skipped %s", ev.Name)
+		case <-timeout:
+			t.Fatalf("no %s", name)
+		}
+	}
+}
+
+// TestHotDeskPortalChanges: changes made outside the connector (the
+// BroadWorks portal) reach CTI clients monitoring the devices.
+func TestHotDeskPortalChanges(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration")
+	}
+	t.Parallel()
+	st := newStack(t, stack.Config{Agents: 1, Desks: 1})
+	c := dial(t, st)
+	ctx := t.Context()
+	agent, desk := stack.AgentID(1), stack.DeskID(1)
+	if _, err := c.MonitorStart(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.MonitorStart(ctx, desk); err != nil {
+		t.Fatal(err)
+	}
+	user := stack.AgentUser(1)
+	if err := st.Sim.PortalSetDND(user, true); err != nil {
+		t.Fatal(err)
+	}
+	ev := nextEvent(t, c, "DoNotDisturbEvent", nil)
+	if ev.Device != agent || !ev.DoNotDisturbOn {
+		t.Fatalf("DND event %+v", ev)
+	}
+	if err := st.Sim.PortalSetAgentState(user, xspsim.StateAvailable, ""); err != nil {
+		t.Fatal(err)
+	}
+	if ev := nextEvent(t, c, "AgentReadyEvent", nil); ev.Device != agent || ev.AgentID != agent {
+		t.Fatalf("ready event %+v", ev)
+	}
+	if err := st.Sim.PortalSetAgentState(user, xspsim.StateUnavailable, ""); err != nil {
+		t.Fatal(err)
+	}
+	if ev := nextEvent(t, c, "AgentNotReadyEvent", nil); ev.Device != agent {
+		t.Fatalf("not-ready event %+v", ev)
+	}
+	// A guest association made on the portal: the desk hears the logon.
+	if err := st.Sim.PortalAssociateGuest(user, stack.DeskUser(1)); err != nil {
+		t.Fatal(err)
+	}
+	if ev := nextEvent(t, c, "AgentLoggedOnEvent", func(e cticlient.Event) bool { return e.Device == desk }); ev.AgentID != agent {
+		t.Fatalf("logged-on event %+v", ev)
+	}
+	if err := st.Sim.PortalSetDND(user, false); err != nil {
+		t.Fatal(err)
+	}
+	if ev := nextEvent(t, c, "DoNotDisturbEvent", nil); ev.DoNotDisturbOn {
+		t.Fatalf("DND event %+v", ev)
+	}
+}
+
+// TestHotDeskConcurrentLogins: 100 agents, each from its own CTI client, log
+// in at the same time at 100 desks; every client is answered with success
+// and BroadWorks shows all 100 fully logged in.
+func TestHotDeskConcurrentLogins(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration")
+	}
+	t.Parallel()
+	const n = 100
+	st := newStack(t, stack.Config{Agents: n, Desks: n})
+	clients := make([]*cticlient.Client, n)
+	for i := range clients {
+		clients[i] = dial(t, st)
+	}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = login(t.Context(), clients[i], i+1, i+1)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("agent %d: %v", i+1, err)
+		}
+		if err := st.CheckLoggedIn(i+1, i+1); err != nil {
+			t.Error(err)
+		}
+	}
+}

@@ -1,0 +1,616 @@
+// Package stack builds the whole connector in process for end-to-end tests
+// and benchmarks: the XSP simulator seeded with agents and hot desks, the
+// Xsi-Actions client and Xsi-Events channel set (a user target for every
+// user), the gateway with its hot-desk sequencer (a file-backed state
+// store) and the CSTA front end on 127.0.0.1:0, wired the way
+// cmd/connector's run does (xsilink.go).
+//
+// The connector side (xsi, gateway, sequencer, csta) can be stopped and
+// built again against the same simulator and the same hoteling state file,
+// gracefully (StopConnector) or as a crash (CrashConnector: from that
+// moment nothing more reaches BroadWorks or the state file).
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/broadworks-connector/connector/csta"
+	"github.com/broadworks-connector/connector/csta/cticlient"
+	"github.com/broadworks-connector/connector/gateway"
+	"github.com/broadworks-connector/connector/hoteling"
+	"github.com/broadworks-connector/connector/xsi"
+	"github.com/broadworks-connector/connector/xsi/xspsim"
+)
+
+// Domain is the directory domain of every seeded user.
+const Domain = "example.com"
+
+const (
+	simUser = "admin@" + Domain
+	simPass = "secret"
+)
+
+// Config sizes and tunes a Stack. Zero values get the defaults noted.
+type Config struct {
+	Agents int // call-center agents agent0001..; default 1
+	Desks  int // hot desks desk0001..; default 1
+	// DeskCFA is the own Call Forwarding Always of desk i (1-based) seeded
+	// before the connector starts; "" leaves it off. Default: even desks
+	// forward to DeskOwnNumber(i), odd desks have none.
+	DeskCFA func(i int) string
+	// StateFile is the hoteling state file; default a file in a new
+	// temporary directory (removed by Close).
+	StateFile string
+
+	MaxInFlight    int           // xsi.Config.MaxInFlight; default 32
+	StepTimeout    time.Duration // hoteling step timeout; default 2s
+	RequestTimeout time.Duration // gateway request timeout; default 10s
+	QueueLength    int           // hoteling queue length; 0: the sequencer's default
+	RecoverMode    string        // hoteling recover mode; default undo
+	// Logger for every component; default discards.
+	Logger *slog.Logger
+	// ReadyTimeout bounds waiting for the link and the snapshots; default
+	// 30s.
+	ReadyTimeout time.Duration
+}
+
+// DeskOwnNumber is the default own forwarding number of desk i.
+func DeskOwnNumber(i int) string { return fmt.Sprintf("+1555000%04d", i) }
+
+// AgentID is the CSTA agent ID (and own device) of agent i (1-based).
+func AgentID(i int) string { return fmt.Sprintf("agent%04d", i) }
+
+// AgentUser is the BroadWorks user of agent i.
+func AgentUser(i int) string { return AgentID(i) + "@" + Domain }
+
+// AgentNumber is what a desk forwards to while agent i is its guest.
+func AgentNumber(i int) string { return AgentID(i) }
+
+// DeskID is the CSTA device ID of hot desk i (1-based).
+func DeskID(i int) string { return fmt.Sprintf("desk%04d", i) }
+
+// DeskUser is the BroadWorks user of hot desk i.
+func DeskUser(i int) string { return DeskID(i) + "@" + Domain }
+
+// Stack is a running simulator and, between Start and Stop, a connector.
+type Stack struct {
+	cfg     Config
+	tmpDir  string
+	users   []string
+	Sim     *xspsim.Server
+	mu      sync.Mutex
+	conn    *Connector
+	started int // connectors built so far
+}
+
+// Connector is one life of the connector side.
+type Connector struct {
+	Client    *xsi.Client
+	Events    *xsi.Events
+	Gateway   *gateway.Gateway
+	Sequencer *hoteling.Sequencer
+	CSTA      *csta.Server
+	Repairs   []hoteling.Repair // what start-up recovery did
+
+	acts   *gatedActions
+	store  *gatedStore
+	cancel context.CancelFunc
+	runEnd chan struct{}
+}
+
+// New seeds and starts the simulator; no connector runs until Start.
+func New(cfg Config) (*Stack, error) {
+	if cfg.Agents <= 0 {
+		cfg.Agents = 1
+	}
+	if cfg.Desks <= 0 {
+		cfg.Desks = 1
+	}
+	if cfg.DeskCFA == nil {
+		cfg.DeskCFA = func(i int) string {
+			if i%2 == 0 {
+				return DeskOwnNumber(i)
+			}
+			return ""
+		}
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 32
+	}
+	if cfg.StepTimeout <= 0 {
+		cfg.StepTimeout = 2 * time.Second
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ReadyTimeout <= 0 {
+		cfg.ReadyTimeout = 30 * time.Second
+	}
+	s := &Stack{cfg: cfg}
+	if cfg.StateFile == "" {
+		dir, err := os.MkdirTemp("", "stack-hoteling-")
+		if err != nil {
+			return nil, err
+		}
+		s.tmpDir = dir
+		s.cfg.StateFile = filepath.Join(dir, "hoteling.json")
+	}
+	var users []xspsim.User
+	for i := 1; i <= cfg.Agents; i++ {
+		users = append(users, xspsim.User{ID: AgentUser(i), FirstName: AgentID(i), LastName: "Agent", CallCenter: true})
+		s.users = append(s.users, AgentUser(i))
+	}
+	for i := 1; i <= cfg.Desks; i++ {
+		// CallCenter too, so that one event package list fits every target.
+		users = append(users, xspsim.User{ID: DeskUser(i), FirstName: DeskID(i), LastName: "Desk", HotelingHost: true, CallCenter: true})
+		s.users = append(s.users, DeskUser(i))
+	}
+	s.Sim = xspsim.New(xspsim.Config{Users: users, Username: simUser, Password: simPass,
+		QueueSize: 4 * len(users), BacklogSize: 4 * len(users)}, cfg.Logger.With("component", "xspsim"))
+	if err := s.Sim.Start(); err != nil {
+		s.cleanup()
+		return nil, err
+	}
+	for i := 1; i <= cfg.Desks; i++ {
+		if n := cfg.DeskCFA(i); n != "" {
+			if err := s.Sim.PortalSetCFA(DeskUser(i), true, n); err != nil {
+				s.Close()
+				return nil, err
+			}
+		}
+	}
+	return s, nil
+}
+
+// Config returns the effective configuration.
+func (s *Stack) Config() Config { return s.cfg }
+
+// Users are every seeded BroadWorks user, agents first.
+func (s *Stack) Users() []string { return s.users }
+
+// StateFile is the hoteling state file.
+func (s *Stack) StateFile() string { return s.cfg.StateFile }
+
+// Conn is the running connector (nil when stopped).
+func (s *Stack) Conn() *Connector {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conn
+}
+
+// CSTAAddr is the running connector's CSTA listen address.
+func (s *Stack) CSTAAddr() string { return s.Conn().CSTA.Addr().String() }
+
+// Dial connects a CTI client to the running connector.
+func (s *Stack) Dial(ctx context.Context, opts ...cticlient.Option) (*cticlient.Client, error) {
+	return cticlient.Dial(ctx, s.CSTAAddr(), opts...)
+}
+
+// numberOf is the directory's forward-to number of a guest (as
+// config.Hoteling builds it: the user part for users of the domain).
+func numberOf(userID string) string {
+	if u, ok := strings.CutSuffix(userID, "@"+Domain); ok {
+		return u
+	}
+	return ""
+}
+
+// Start builds and starts a connector: xsi client and channel set, gateway
+// and sequencer (state file store), csta front end; waits until the link
+// is up and the gateway's view of every user agrees with the simulator,
+// then runs start-up recovery (as run does once the snapshots are in) and
+// returns.
+func (s *Stack) Start() error {
+	s.mu.Lock()
+	if s.conn != nil {
+		s.mu.Unlock()
+		return errors.New("stack: connector already running")
+	}
+	s.started++
+	s.mu.Unlock()
+	logger := s.cfg.Logger
+	c := &Connector{runEnd: make(chan struct{})}
+
+	xcfg := xsi.DefaultConfig()
+	xcfg.Servers = []string{s.Sim.URL()}
+	xcfg.Username, xcfg.Password = simUser, simPass
+	xcfg.RequestTimeout = 5 * time.Second
+	xcfg.MaxInFlight = s.cfg.MaxInFlight
+	xcfg.RateLimit, xcfg.RateBurst = 1e6, 1e6
+	xcfg.HeartbeatInterval = time.Second
+	xcfg.ReconnectMin, xcfg.ReconnectMax = 20*time.Millisecond, 200*time.Millisecond
+	for _, u := range s.users {
+		xcfg.Targets = append(xcfg.Targets, xsi.Target{Kind: "user", ID: u})
+	}
+	client, err := xsi.NewClient(xcfg, logger.With("component", "xsi"))
+	if err != nil {
+		return err
+	}
+	events, err := xsi.NewEvents(xcfg, logger.With("component", "xsi-events"))
+	if err != nil {
+		client.Close()
+		return err
+	}
+	c.Client, c.Events = client, events
+	c.acts = &gatedActions{Client: client}
+	c.acts.ctx, c.acts.kill = context.WithCancel(context.Background())
+	c.store = &gatedStore{fs: &hoteling.FileStore{Path: s.cfg.StateFile}}
+
+	gcfg := gateway.Config{Domain: Domain, RequestTimeout: s.cfg.RequestTimeout}
+	for i := 1; i <= s.cfg.Desks; i++ {
+		gcfg.Devices = append(gcfg.Devices, gateway.DeviceEntry{DeviceID: DeskID(i), UserID: DeskUser(i), HotDesk: true})
+	}
+	pub := &publisher{}
+	gw := gateway.New(gcfg, gateway.Deps{Actions: c.acts, Publisher: pub}, logger.With("component", "gateway"))
+	seq := hoteling.New(hoteling.Config{
+		StepTimeout: s.cfg.StepTimeout,
+		QueueLength: s.cfg.QueueLength,
+		RecoverMode: s.cfg.RecoverMode,
+		NumberOf:    numberOf,
+		Store:       c.store,
+	}, c.acts, gw, logger.With("component", "hoteling"))
+	gw.SetHoteling(seq)
+	c.Gateway, c.Sequencer = gw, seq
+
+	ccfg := csta.DefaultConfig()
+	ccfg.Listen = "127.0.0.1:0"
+	ccfg.MaxConnections = 2*(s.cfg.Agents+s.cfg.Desks) + 16
+	ccfg.RequestTimeout = s.cfg.RequestTimeout + 5*time.Second
+	srv := csta.NewServer(ccfg, gw, logger.With("component", "csta"))
+	pub.srv.Store(srv)
+	c.CSTA = srv
+
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	go func() {
+		defer close(c.runEnd)
+		gw.Run(ctx, events.Events(), events.LinkChanges(), events.LinkState)
+	}()
+	if err := events.Start(context.Background()); err != nil {
+		s.teardown(c, true)
+		return err
+	}
+	if err := srv.Start(); err != nil {
+		s.teardown(c, true)
+		return err
+	}
+	if err := s.awaitReady(c, s.cfg.ReadyTimeout); err != nil {
+		s.teardown(c, true)
+		return err
+	}
+	rctx, rcancel := context.WithTimeout(context.Background(), s.cfg.ReadyTimeout)
+	c.Repairs = seq.Recover(rctx, s.users)
+	rcancel()
+	s.mu.Lock()
+	s.conn = c
+	s.mu.Unlock()
+	return nil
+}
+
+// awaitReady waits for the link and for the gateway's view of every user
+// to agree with the simulator (ACD state, CFA, association): then every
+// snapshot the sequences rely on is in.
+func (s *Stack) awaitReady(c *Connector, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	pending := append([]string(nil), s.users...)
+	for {
+		if c.Gateway.LinkUp() {
+			rest := pending[:0]
+			for _, id := range pending {
+				if !s.viewAgrees(c, id) {
+					rest = append(rest, id)
+				}
+			}
+			pending = rest
+			if len(pending) == 0 {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("stack: not ready after %v: link up %v, %d users without a matching view (first %s)",
+				timeout, c.Gateway.LinkUp(), len(pending), first(pending))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func first(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return s[0]
+}
+
+func (s *Stack) viewAgrees(c *Connector, id string) bool {
+	snap, err := s.Sim.Snapshot(id)
+	if err != nil {
+		return false
+	}
+	v := c.Gateway.User(id)
+	return v.Known && string(v.ACDState) == snap.AgentState && v.CFA.Active == snap.CFAActive &&
+		(!snap.CFAActive || v.CFA.ForwardToPhoneNumber == snap.CFANumber || strings.TrimPrefix(v.CFA.ForwardToPhoneNumber, "tel:") == snap.CFANumber) &&
+		v.HostUserID == snap.GuestHostID
+}
+
+// AwaitViewSettled waits until the running connector's view of every user
+// agrees with the simulator.
+func (s *Stack) AwaitViewSettled(timeout time.Duration) error {
+	c := s.Conn()
+	if c == nil {
+		return errors.New("stack: no connector")
+	}
+	return s.awaitReady(c, timeout)
+}
+
+// StopConnector stops the connector side gracefully: the gateway's event
+// loop, the CSTA front end (sessions told), the channel set, the Actions
+// client. The simulator keeps running.
+func (s *Stack) StopConnector() error {
+	s.mu.Lock()
+	c := s.conn
+	s.conn = nil
+	s.mu.Unlock()
+	if c == nil {
+		return nil
+	}
+	return s.teardown(c, false)
+}
+
+// CrashConnector stops the connector side as a crash would: from the first
+// instant no Actions request leaves it (in-flight ones are cancelled) and
+// the state file is no longer written; then everything is torn down.
+// Sequences in progress fail and cannot compensate.
+func (s *Stack) CrashConnector() error {
+	s.mu.Lock()
+	c := s.conn
+	s.conn = nil
+	s.mu.Unlock()
+	if c == nil {
+		return nil
+	}
+	c.store.dead.Store(true)
+	c.acts.kill()
+	return s.teardown(c, true)
+}
+
+// RestartConnector stops the connector (a crash when crash is true) and
+// starts a new one against the same simulator and state file.
+func (s *Stack) RestartConnector(crash bool) error {
+	var err error
+	if crash {
+		err = s.CrashConnector()
+	} else {
+		err = s.StopConnector()
+	}
+	return errors.Join(err, s.Start())
+}
+
+func (s *Stack) teardown(c *Connector, hard bool) error {
+	var errs []error
+	c.cancel()
+	<-c.runEnd
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sctx := ctx
+	if hard {
+		var scancel context.CancelFunc
+		sctx, scancel = context.WithTimeout(ctx, 200*time.Millisecond)
+		defer scancel()
+	}
+	if err := c.CSTA.Shutdown(sctx); err != nil && !hard {
+		errs = append(errs, err)
+	}
+	c.Gateway.Wait()
+	if err := c.Events.Stop(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	c.Client.Close()
+	return errors.Join(errs...)
+}
+
+// Close stops the connector and the simulator and removes the temporary
+// state directory.
+func (s *Stack) Close() error {
+	err := s.StopConnector()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err = errors.Join(err, s.Sim.Shutdown(ctx))
+	s.cleanup()
+	return err
+}
+
+func (s *Stack) cleanup() {
+	if s.tmpDir != "" {
+		os.RemoveAll(s.tmpDir)
+	}
+}
+
+// publisher hands the gateway's events to the CSTA front end, built after
+// the gateway (as cmd/connector's frontPublisher).
+type publisher struct {
+	srv atomic.Pointer[csta.Server]
+}
+
+func (p *publisher) Publish(ev csta.Event) {
+	if s := p.srv.Load(); s != nil {
+		s.Publish(ev)
+	}
+}
+
+func (p *publisher) SetSystemStatus(v csta.SystemStatusValue) {
+	if s := p.srv.Load(); s != nil {
+		s.SetSystemStatus(v)
+	}
+}
+
+// errCrashed is what Actions return once the connector has "crashed".
+var errCrashed = errors.New("stack: connector crashed")
+
+// gatedActions is the xsi client, cut off by kill: every call after it (and
+// every call in flight) fails without reaching BroadWorks.
+type gatedActions struct {
+	*xsi.Client
+	ctx  context.Context
+	kill context.CancelFunc
+}
+
+func (a *gatedActions) gate(ctx context.Context) (context.Context, context.CancelFunc, error) {
+	if a.ctx.Err() != nil {
+		return ctx, func() {}, errCrashed
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(a.ctx, cancel)
+	return ctx, func() { stop(); cancel() }, nil
+}
+
+func (a *gatedActions) SetAgentState(ctx context.Context, userID string, state xsi.ACDState, code string) error {
+	ctx, done, err := a.gate(ctx)
+	defer done()
+	if err != nil {
+		return err
+	}
+	return a.Client.SetAgentState(ctx, userID, state, code)
+}
+
+func (a *gatedActions) GetCallForwardingAlways(ctx context.Context, userID string) (xsi.Forwarding, error) {
+	ctx, done, err := a.gate(ctx)
+	defer done()
+	if err != nil {
+		return xsi.Forwarding{}, err
+	}
+	return a.Client.GetCallForwardingAlways(ctx, userID)
+}
+
+func (a *gatedActions) SetCallForwardingAlways(ctx context.Context, userID string, f xsi.Forwarding) error {
+	ctx, done, err := a.gate(ctx)
+	defer done()
+	if err != nil {
+		return err
+	}
+	return a.Client.SetCallForwardingAlways(ctx, userID, f)
+}
+
+func (a *gatedActions) AssociateGuest(ctx context.Context, guest, host string) error {
+	ctx, done, err := a.gate(ctx)
+	defer done()
+	if err != nil {
+		return err
+	}
+	return a.Client.AssociateGuest(ctx, guest, host)
+}
+
+func (a *gatedActions) EndGuestAssociation(ctx context.Context, guest string) error {
+	ctx, done, err := a.gate(ctx)
+	defer done()
+	if err != nil {
+		return err
+	}
+	return a.Client.EndGuestAssociation(ctx, guest)
+}
+
+// gatedStore is the hoteling FileStore; after a crash it writes nothing
+// more (a dead process does not run its compensation's bookkeeping).
+type gatedStore struct {
+	fs   *hoteling.FileStore
+	dead atomic.Bool
+}
+
+func (g *gatedStore) Save(r hoteling.Remembered) error {
+	if g.dead.Load() {
+		return errCrashed
+	}
+	return g.fs.Save(r)
+}
+
+func (g *gatedStore) Delete(host string) error {
+	if g.dead.Load() {
+		return errCrashed
+	}
+	return g.fs.Delete(host)
+}
+
+func (g *gatedStore) Load() ([]hoteling.Remembered, error) { return g.fs.Load() }
+
+// DeskState is what BroadWorks (the simulator) shows for one desk and one
+// agent.
+type DeskState struct {
+	Agent, Desk xspsim.UserSnapshot
+}
+
+// State reads the simulator's snapshots of agent a and desk d (1-based).
+func (s *Stack) State(a, d int) (DeskState, error) {
+	ag, err := s.Sim.Snapshot(AgentUser(a))
+	if err != nil {
+		return DeskState{}, err
+	}
+	ds, err := s.Sim.Snapshot(DeskUser(d))
+	if err != nil {
+		return DeskState{}, err
+	}
+	return DeskState{Agent: ag, Desk: ds}, nil
+}
+
+// CheckLoggedIn reports why agent a is not fully logged in at desk d:
+// associated both ways, the desk forwarding to the agent's number, the
+// agent Unavailable.
+func (s *Stack) CheckLoggedIn(a, d int) error {
+	st, err := s.State(a, d)
+	if err != nil {
+		return err
+	}
+	var bad []string
+	if st.Agent.GuestHostID != DeskUser(d) {
+		bad = append(bad, fmt.Sprintf("agent associated with %q", st.Agent.GuestHostID))
+	}
+	if st.Desk.HostGuestID != AgentUser(a) {
+		bad = append(bad, fmt.Sprintf("desk's guest %q", st.Desk.HostGuestID))
+	}
+	if !st.Desk.CFAActive || st.Desk.CFANumber != AgentNumber(a) {
+		bad = append(bad, fmt.Sprintf("desk CFA %v %q", st.Desk.CFAActive, st.Desk.CFANumber))
+	}
+	if st.Agent.AgentState != xspsim.StateUnavailable {
+		bad = append(bad, "agent state "+st.Agent.AgentState)
+	}
+	if bad != nil {
+		return fmt.Errorf("agent %d not logged in at desk %d: %s", a, d, strings.Join(bad, "; "))
+	}
+	return nil
+}
+
+// CheckSame reports the differences between before and the current state
+// of agent a and desk d (agent state and code, desk CFA, associations).
+func (s *Stack) CheckSame(a, d int, before DeskState) error {
+	now, err := s.State(a, d)
+	if err != nil {
+		return err
+	}
+	var bad []string
+	if now.Agent.AgentState != before.Agent.AgentState || now.Agent.UnavailableCode != before.Agent.UnavailableCode {
+		bad = append(bad, fmt.Sprintf("agent state %s/%s, was %s/%s", now.Agent.AgentState, now.Agent.UnavailableCode,
+			before.Agent.AgentState, before.Agent.UnavailableCode))
+	}
+	if now.Agent.GuestHostID != before.Agent.GuestHostID || now.Desk.HostGuestID != before.Desk.HostGuestID {
+		bad = append(bad, fmt.Sprintf("association %q/%q, was %q/%q", now.Agent.GuestHostID, now.Desk.HostGuestID,
+			before.Agent.GuestHostID, before.Desk.HostGuestID))
+	}
+	if now.Desk.CFAActive != before.Desk.CFAActive || (before.Desk.CFAActive && now.Desk.CFANumber != before.Desk.CFANumber) {
+		bad = append(bad, fmt.Sprintf("desk CFA %v %q, was %v %q", now.Desk.CFAActive, now.Desk.CFANumber,
+			before.Desk.CFAActive, before.Desk.CFANumber))
+	}
+	if bad != nil {
+		return fmt.Errorf("agent %d / desk %d not as before: %s", a, d, strings.Join(bad, "; "))
+	}
+	return nil
+}
