@@ -38,10 +38,10 @@ func TestSetAgentState(t *testing.T) {
 			hotCalls: []string{"Login bob@example.com host2@example.com B2"},
 		},
 		{
-			name:    "loggedOn at a host held by another guest",
-			pre:     []*xsi.SubscriptionEvent{xev("bob@example.com", guestOf("host1@example.com", since))},
-			req:     csta.SetAgentState{Device: "desk1", RequestedState: csta.ReqLoggedOn, AgentID: "A1"},
-			wantErr: ErrInvalidObjectState,
+			name:     "loggedOn at a host held by another guest: hoteling decides (takeover)",
+			pre:      []*xsi.SubscriptionEvent{xev("bob@example.com", guestOf("host1@example.com", since))},
+			req:      csta.SetAgentState{Device: "desk1", RequestedState: csta.ReqLoggedOn, AgentID: "A1"},
+			hotCalls: []string{"Login alice@example.com host1@example.com +15550001"},
 		},
 		{
 			name:     "loggedOn at a host the agent already holds: Login again (idempotent in hoteling)",

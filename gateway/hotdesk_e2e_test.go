@@ -413,18 +413,22 @@ func TestHotDeskRace(t *testing.T) {
 			if ls.Agent.GuestHostID != "" || ls.Agent.AgentState != xspsim.StateSignOut {
 				t.Fatalf("loser %d (told %v): %+v", loser, le, ls.Agent)
 			}
-			// Not racing any more: the gateway refuses a desk held by another
-			// guest (invalidObjectState) and nothing changes.
+			// Not racing any more: a login at a desk held by another guest
+			// takes it over (the default of hoteling.refuse_occupied_host):
+			// the former winner is signed out and unassociated.
 			c := c1
 			if loser == a2 {
 				c = c2
 			}
-			err := login(t.Context(), c, loser, d)
-			if ce := cstaErr(t, err); ce.Value != "invalidObjectState" {
-				t.Fatalf("second login at an occupied desk: %v", ce)
+			if err := login(t.Context(), c, loser, d); err != nil {
+				t.Fatalf("takeover login at an occupied desk: %v", err)
 			}
-			if err := st.CheckLoggedIn(winner, d); err != nil {
+			if err := st.CheckLoggedIn(loser, d); err != nil {
 				t.Fatal(err)
+			}
+			ws := state(t, st, winner, d)
+			if ws.Agent.GuestHostID != "" || ws.Agent.AgentState != xspsim.StateSignOut {
+				t.Fatalf("taken-over agent %d: %+v", winner, ws.Agent)
 			}
 		})
 	}

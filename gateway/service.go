@@ -91,9 +91,9 @@ func (g *Gateway) SetAgentState(ctx context.Context, _ csta.Requester, req *csta
 			if !hotDesk {
 				return nil, csta.ErrInvalidDeviceID // not the agent's, and no hot desk
 			}
-			if guest := g.User(deviceUser).GuestUserID; guest != "" && guest != agent {
-				return nil, ErrInvalidObjectState
-			}
+			// A desk held by another guest is the sequencer's call: it signs
+			// that guest out (issue 4, step 1), or refuses with ErrHostBusy
+			// (invalidObjectState) when hoteling.refuse_occupied_host is set.
 			hot := g.hoteling()
 			if hot == nil {
 				return nil, csta.ErrServiceNotSupported
