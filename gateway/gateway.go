@@ -26,7 +26,7 @@ type Gateway struct {
 	mu     sync.Mutex
 	users  map[string]*userState
 	linkUp bool
-	wake   chan struct{} // closed and replaced after every XSI event
+	wakes  map[string]chan struct{} // per user: closed (and dropped) when an XSI event may change its view
 
 	pubMu   sync.Mutex
 	settles sync.WaitGroup // release timers that have fired and are running
@@ -55,7 +55,7 @@ func New(cfg Config, deps Deps, logger *slog.Logger) *Gateway {
 		log:    logger,
 		users:  make(map[string]*userState),
 		linkUp: true,
-		wake:   make(chan struct{}),
+		wakes:  make(map[string]chan struct{}),
 	}
 }
 
@@ -183,6 +183,7 @@ func (g *Gateway) HandleXSIEvent(ev *xsi.SubscriptionEvent) {
 	g.mu.Lock()
 	u := g.user(subject)
 	u.known = true
+	hostBefore := u.hostUserID // a guest's event also changes its hosts' views
 	var out []csta.Event
 	switch d := ev.Data.(type) {
 	case *xsi.AgentSubscriptionEvent:
@@ -203,8 +204,7 @@ func (g *Gateway) HandleXSIEvent(ev *xsi.SubscriptionEvent) {
 		u.stale()
 	}
 	u.outbox = append(u.outbox, out...)
-	close(g.wake)
-	g.wake = make(chan struct{})
+	g.wakeLocked(subject, hostBefore, u.hostUserID)
 	g.mu.Unlock()
 	g.flush(subject)
 }
@@ -434,8 +434,19 @@ func (g *Gateway) User(id string) hoteling.User {
 	return hoteling.User{ID: id}
 }
 
+// wakeLocked wakes the Await calls waiting on these users. Only they
+// re-check their condition, not every waiter on every event.
+func (g *Gateway) wakeLocked(ids ...string) {
+	for _, id := range ids {
+		if ch := g.wakes[id]; ch != nil {
+			close(ch)
+			delete(g.wakes, id)
+		}
+	}
+}
+
 // Await returns nil once cond holds for the user's view, checking now and
-// after every XSI event, or ctx's error.
+// after every XSI event that touches the user, or ctx's error.
 func (g *Gateway) Await(ctx context.Context, id string, cond func(hoteling.User) bool) error {
 	for {
 		g.mu.Lock()
@@ -443,7 +454,11 @@ func (g *Gateway) Await(ctx context.Context, id string, cond func(hoteling.User)
 		if u := g.users[id]; u != nil {
 			v = u.view()
 		}
-		wake := g.wake
+		wake := g.wakes[id]
+		if wake == nil {
+			wake = make(chan struct{})
+			g.wakes[id] = wake
+		}
 		g.mu.Unlock()
 		if cond(v) {
 			return nil
