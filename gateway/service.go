@@ -10,15 +10,27 @@ import (
 
 // begin refuses requests while the link is down and bounds the request by
 // RequestTimeout.
-func (g *Gateway) begin(ctx context.Context) (context.Context, context.CancelFunc, error) {
+func (g *Gateway) begin(ctx context.Context, device csta.DeviceID) (context.Context, context.CancelFunc, target, error) {
+	noop := func() {}
 	if !g.LinkUp() {
-		return ctx, func() {}, csta.ErrResourceOutOfService
+		return ctx, noop, target{}, csta.ErrResourceOutOfService
 	}
+	user, hotDesk, err := g.device(device)
+	if err != nil {
+		return ctx, noop, target{}, err
+	}
+	t := target{user: user, hotDesk: hotDesk}
 	if g.cfg.RequestTimeout > 0 {
 		ctx, cancel := context.WithTimeout(ctx, g.cfg.RequestTimeout)
-		return ctx, cancel, nil
+		return ctx, cancel, t, nil
 	}
-	return ctx, func() {}, nil
+	return ctx, noop, t, nil
+}
+
+// target is the BroadWorks user a device request is about.
+type target struct {
+	user    string
+	hotDesk bool
 }
 
 func (g *Gateway) device(id csta.DeviceID) (userID string, hotDesk bool, err error) {
@@ -66,15 +78,13 @@ func (g *Gateway) agentAt(agentID, deviceUser string) (userID, number string, er
 //	loggedOff otherwise                      → Sign-Out
 //	ready → Available; notReady → Unavailable with the mapped code; workingAfterCall → Wrap-Up
 func (g *Gateway) SetAgentState(ctx context.Context, _ csta.Requester, req *csta.SetAgentState) (*csta.SetAgentStateResponse, error) {
-	ctx, cancel, err := g.begin(ctx)
+	ctx, cancel, t, err := g.begin(ctx, req.Device)
 	defer cancel()
 	if err != nil {
 		return nil, err
 	}
-	deviceUser, hotDesk, err := g.device(req.Device)
-	if err != nil {
-		return nil, err
-	}
+	deviceUser := t.user
+	hotDesk := t.hotDesk
 	agent, number, err := g.agentAt(req.AgentID, deviceUser)
 	if err != nil {
 		return nil, err
@@ -181,15 +191,12 @@ func cstaAgentState(s xsi.ACDState) (loggedOn bool, state csta.AgentState) {
 
 // GetAgentState answers from the view when fresh, else from Xsi-Actions.
 func (g *Gateway) GetAgentState(ctx context.Context, _ csta.Requester, req *csta.GetAgentState) (*csta.GetAgentStateResponse, error) {
-	ctx, cancel, err := g.begin(ctx)
+	ctx, cancel, t, err := g.begin(ctx, req.Device)
 	defer cancel()
 	if err != nil {
 		return nil, err
 	}
-	deviceUser, _, err := g.device(req.Device)
-	if err != nil {
-		return nil, err
-	}
+	deviceUser := t.user
 	agent, _, _ := g.agentAt("", deviceUser)
 	var state xsi.ACDState
 	var code string
@@ -224,15 +231,12 @@ func (g *Gateway) GetAgentState(ctx context.Context, _ csta.Requester, req *csta
 // reports CFA changes by event; CFB and CFNA have no event this connector
 // parses, so their ForwardingEvent is derived from the successful request.
 func (g *Gateway) SetForwarding(ctx context.Context, _ csta.Requester, req *csta.SetForwarding) error {
-	ctx, cancel, err := g.begin(ctx)
+	ctx, cancel, t, err := g.begin(ctx, req.Device)
 	defer cancel()
 	if err != nil {
 		return err
 	}
-	user, _, err := g.device(req.Device)
-	if err != nil {
-		return err
-	}
+	user := t.user
 	f := xsi.Forwarding{Active: req.ActivateForward, ForwardToPhoneNumber: string(req.ForwardDN)}
 	a := g.deps.Actions
 	switch req.ForwardingType {
@@ -288,15 +292,12 @@ func (g *Gateway) cfaView(user string) (xsi.Forwarding, bool) {
 // GetForwarding lists CFA (from the view when fresh), CFB and CFNA (always
 // read: no events keep them fresh).
 func (g *Gateway) GetForwarding(ctx context.Context, _ csta.Requester, req *csta.GetForwarding) (*csta.GetForwardingResponse, error) {
-	ctx, cancel, err := g.begin(ctx)
+	ctx, cancel, t, err := g.begin(ctx, req.Device)
 	defer cancel()
 	if err != nil {
 		return nil, err
 	}
-	user, _, err := g.device(req.Device)
-	if err != nil {
-		return nil, err
-	}
+	user := t.user
 	a := g.deps.Actions
 	cfa, fresh := g.cfaView(user)
 	if !fresh {
@@ -325,15 +326,12 @@ func (g *Gateway) GetForwarding(ctx context.Context, _ csta.Requester, req *csta
 // SetDoNotDisturb writes DND, keeping ringSplash; the DoNotDisturbEvent
 // comes from the XSI event it causes.
 func (g *Gateway) SetDoNotDisturb(ctx context.Context, _ csta.Requester, req *csta.SetDoNotDisturb) error {
-	ctx, cancel, err := g.begin(ctx)
+	ctx, cancel, t, err := g.begin(ctx, req.Device)
 	defer cancel()
 	if err != nil {
 		return err
 	}
-	user, _, err := g.device(req.Device)
-	if err != nil {
-		return err
-	}
+	user := t.user
 	d, fresh := g.dndView(user)
 	if !fresh {
 		if cur, err := g.deps.Actions.GetDoNotDisturb(ctx, user); err == nil {
@@ -356,15 +354,12 @@ func (g *Gateway) dndView(user string) (xsi.DoNotDisturb, bool) {
 
 // GetDoNotDisturb answers from the view when fresh, else from Xsi-Actions.
 func (g *Gateway) GetDoNotDisturb(ctx context.Context, _ csta.Requester, req *csta.GetDoNotDisturb) (*csta.GetDoNotDisturbResponse, error) {
-	ctx, cancel, err := g.begin(ctx)
+	ctx, cancel, t, err := g.begin(ctx, req.Device)
 	defer cancel()
 	if err != nil {
 		return nil, err
 	}
-	user, _, err := g.device(req.Device)
-	if err != nil {
-		return nil, err
-	}
+	user := t.user
 	d, fresh := g.dndView(user)
 	if !fresh {
 		if d, err = g.deps.Actions.GetDoNotDisturb(ctx, user); err != nil {
