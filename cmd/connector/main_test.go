@@ -337,20 +337,18 @@ func accepts(addr string) bool {
 	return true
 }
 
-func TestRunReloadAndShutdown(t *testing.T) {
-	dir := t.TempDir()
-	configPath := filepath.Join(dir, "connector.yaml")
-	cstaAddr, adminAddr := freePort(t), freePort(t)
-	writeConfig(t, configPath, cstaAddr, adminAddr, "")
-
-	var stderr syncBuffer
-	cmd := exec.Command(binary, "run", "--config", configPath)
+// startProcess runs the connector binary with args; the process is killed
+// at the end of the test if it is still running. exited closes when it ends.
+func startProcess(t *testing.T, args ...string) (cmd *exec.Cmd, stderr *syncBuffer, exited chan struct{}) {
+	t.Helper()
+	stderr = new(syncBuffer)
+	cmd = exec.Command(binary, args...)
 	cmd.Env = cleanEnv()
-	cmd.Stderr = &stderr
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan struct{})
+	exited = make(chan struct{})
 	go func() {
 		cmd.Wait()
 		close(exited)
@@ -363,6 +361,16 @@ func TestRunReloadAndShutdown(t *testing.T) {
 			<-exited
 		}
 	})
+	return cmd, stderr, exited
+}
+
+func TestRunReloadAndShutdown(t *testing.T) {
+	dir := t.TempDir()
+	configPath := filepath.Join(dir, "connector.yaml")
+	cstaAddr, adminAddr := freePort(t), freePort(t)
+	writeConfig(t, configPath, cstaAddr, adminAddr, "")
+
+	cmd, stderr, exited := startProcess(t, "run", "--config", configPath)
 
 	running := `msg="connector running" csta=` + cstaAddr + " admin=" + adminAddr + " csta_websocket=ws://" + adminAddr + "/csta"
 	waitFor(t, "the startup log", func() bool { return strings.Contains(stderr.String(), running) })

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -71,26 +70,7 @@ hoteling:
 		t.Fatal(err)
 	}
 
-	var stderr syncBuffer
-	cmd := exec.Command(binary, "run", "--config", configPath)
-	cmd.Env = cleanEnv()
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-exited:
-		default:
-			cmd.Process.Kill()
-			<-exited
-		}
-	})
+	cmd, stderr, exited := startProcess(t, "run", "--config", configPath)
 
 	waitFor(t, "the start-up recovery", func() bool {
 		return strings.Contains(stderr.String(), `msg="hoteling: start-up recovery done"`)

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -37,26 +36,7 @@ func startXSPSim(t *testing.T) (base string, stop func() (int, string)) {
 	if err := os.WriteFile(configPath, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var stderr syncBuffer
-	cmd := exec.Command(binary, "xspsim", "--config", configPath)
-	cmd.Env = cleanEnv()
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-exited:
-		default:
-			cmd.Process.Kill()
-			<-exited
-		}
-	})
+	cmd, stderr, exited := startProcess(t, "xspsim", "--config", configPath)
 	base = "http://" + listen
 	waitFor(t, "the simulator", func() bool {
 		return strings.Contains(stderr.String(), `msg="xsp simulator running" url=`+base) && accepts(listen)
