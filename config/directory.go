@@ -243,19 +243,19 @@ func (c *Config) Gateway() gateway.Config {
 		DefaultUnavailableCode: d.DefaultUnavailableCode,
 		RequestTimeout:         c.GatewayCore.RequestTimeout,
 	}
-	for _, item := range d.Devices {
-		if e, err := parseDevice(item); err == nil {
-			out.Devices = append(out.Devices, e)
-		}
-	}
-	for _, item := range d.Agents {
-		if e, err := parseAgent(item); err == nil {
-			out.Agents = append(out.Agents, e)
-		}
-	}
-	for _, item := range d.ReasonCodes {
-		if e, err := parseReason(item); err == nil {
-			out.ReasonCodes = append(out.ReasonCodes, e)
+	out.Devices = parseItems(d.Devices, parseDevice)
+	out.Agents = parseItems(d.Agents, parseAgent)
+	out.ReasonCodes = parseItems(d.ReasonCodes, parseReason)
+	return out
+}
+
+// parseItems converts the entries of a validated list key; validation has
+// already reported the ones that do not parse, so they are skipped here.
+func parseItems[T any](items []string, parse func(string) (T, error)) []T {
+	var out []T
+	for _, item := range items {
+		if v, err := parse(item); err == nil {
+			out = append(out, v)
 		}
 	}
 	return out

@@ -149,11 +149,7 @@ func (c *Config) XSI() xsi.Config {
 		ReconnectMax:        x.ReconnectMax,
 		EventPackages:       slices.Clone(x.EventPackages),
 	}
-	for _, item := range x.Targets {
-		if t, err := parseTarget(item); err == nil {
-			out.Targets = append(out.Targets, t)
-		}
-	}
+	out.Targets = parseItems(x.Targets, parseTarget)
 	return out
 }
 
