@@ -354,14 +354,20 @@ func (s *Stack) AwaitViewSettled(timeout time.Duration) error {
 	return s.awaitReady(c, timeout)
 }
 
+// takeConn detaches the running connector side, if any.
+func (s *Stack) takeConn() *Connector {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.conn
+	s.conn = nil
+	return c
+}
+
 // StopConnector stops the connector side gracefully: the gateway's event
 // loop, the CSTA front end (sessions told), the channel set, the Actions
 // client. The simulator keeps running.
 func (s *Stack) StopConnector() error {
-	s.mu.Lock()
-	c := s.conn
-	s.conn = nil
-	s.mu.Unlock()
+	c := s.takeConn()
 	if c == nil {
 		return nil
 	}
@@ -373,10 +379,7 @@ func (s *Stack) StopConnector() error {
 // the state file is no longer written; then everything is torn down.
 // Sequences in progress fail and cannot compensate.
 func (s *Stack) CrashConnector() error {
-	s.mu.Lock()
-	c := s.conn
-	s.conn = nil
-	s.mu.Unlock()
+	c := s.takeConn()
 	if c == nil {
 		return nil
 	}
