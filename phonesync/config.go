@@ -1,0 +1,86 @@
+package phonesync
+
+import "time"
+
+// Config is the phonesync part of the connector's configuration (sip.* keys,
+// filled in by cmd/connector from the config package).
+type Config struct {
+	// Listen is the UDP and TCP address for phones (sip.listen).
+	Listen string
+	// TLSListen, TLSCertFile, TLSKeyFile enable SIP over TLS when all are set.
+	TLSListen, TLSCertFile, TLSKeyFile string
+
+	// Realm is the digest realm (sip.auth.realm, default "BroadWorks").
+	Realm string
+	// Credentials maps a digest username to its password (sip.auth.phones,
+	// "user=password" items). With RequireAuth, a SUBSCRIBE without a valid
+	// digest response for one of these users is answered 401/403; a phone
+	// whose DN is not in the directory gets 404.
+	Credentials map[string]string
+	// RequireAuth digest-challenges every SUBSCRIBE (sip.auth.required,
+	// default true). When false, unauthenticated phones may subscribe but
+	// their change requests are still refused unless credentials match.
+	RequireAuth bool
+
+	// MinExpires, MaxExpires and DefaultExpires bound subscription lifetimes
+	// (sip.subscription.*; defaults 60 s, 3600 s, 3600 s).
+	MinExpires, MaxExpires, DefaultExpires time.Duration
+	// MaxSubscriptions caps dialogs held (sip.limits.max_subscriptions).
+	MaxSubscriptions int
+	// SubscribeRate and SubscribeBurst limit SUBSCRIBEs per source address
+	// per second (sip.limits.subscribe_rate / subscribe_burst).
+	SubscribeRate  float64
+	SubscribeBurst int
+	// MaxBodyBytes caps a request body (sip.limits.max_body_bytes, 16 KiB).
+	MaxBodyBytes int
+
+	// NotifyPerFeature sends the full state as one NOTIFY per feature instead
+	// of one multipart/mixed NOTIFY (sip.notify_per_feature, default false).
+	NotifyPerFeature bool
+	// AgentState includes the agent state in as-feature-event NOTIFYs
+	// (sip.agent_state, default true).
+	AgentState bool
+
+	// OptionsInterval is how often phones are pinged with OPTIONS (0 = never;
+	// sip.liveness.options_interval, default 15 s); LivenessTimeout is the
+	// silence after which a phone is out of service (default 30 s).
+	OptionsInterval, LivenessTimeout time.Duration
+
+	// StateFile persists UDP subscription dialogs across restarts ("" = off;
+	// sip.state_file).
+	StateFile string
+
+	// RequestTimeout bounds each Service call (sip.request_timeout, 5 s).
+	RequestTimeout time.Duration
+
+	// Presence, when PBX is set, subscribes to the PBX's presence for DNs.
+	Presence PresenceConfig
+}
+
+// PresenceConfig is sip.presence.*.
+type PresenceConfig struct {
+	PBX     string        // host:port of the PBX (sip.presence.pbx); "" = off
+	DNs     []string      // presentities to watch (sip.presence.dns)
+	Expires time.Duration // requested subscription time (default 3600 s)
+}
+
+// DefaultConfig is the configuration with every default filled in.
+func DefaultConfig() Config {
+	return Config{
+		Listen:           "127.0.0.1:5060",
+		Realm:            "BroadWorks",
+		RequireAuth:      true,
+		MinExpires:       60 * time.Second,
+		MaxExpires:       3600 * time.Second,
+		DefaultExpires:   3600 * time.Second,
+		MaxSubscriptions: 50000,
+		SubscribeRate:    20,
+		SubscribeBurst:   40,
+		MaxBodyBytes:     16 << 10,
+		AgentState:       true,
+		OptionsInterval:  15 * time.Second,
+		LivenessTimeout:  30 * time.Second,
+		RequestTimeout:   5 * time.Second,
+		Presence:         PresenceConfig{Expires: 3600 * time.Second},
+	}
+}
