@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -170,22 +171,66 @@ func (s *Server) subTargets(sub *subscription, u *userState) bool {
 }
 
 // notifyLocked emits ed (an eventData element) for package pkg of user u to
-// every live subscription covering it.
+// every live subscription covering it, in subscription ID order.
 func (s *Server) notifyLocked(u *userState, pkg string, ed *etree.Element) {
 	if pkg == PkgCallCenterAgent && !u.CallCenter {
 		return
 	}
-	ids := make([]string, 0, len(s.subs))
-	for id := range s.subs {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	for _, id := range ids {
-		sub := s.subs[id]
-		if sub.covers(pkg) && s.subTargets(sub, u) {
-			s.emitLocked(sub, u.ID, ed.Copy())
+	var subs []*subscription
+	for _, sub := range s.subsByUser[u.ID] {
+		if sub.covers(pkg) {
+			subs = append(subs, sub)
 		}
 	}
+	for _, sub := range s.wideSubs {
+		if sub.covers(pkg) && s.subTargets(sub, u) {
+			subs = append(subs, sub)
+		}
+	}
+	if len(subs) > 1 {
+		slices.SortFunc(subs, func(a, b *subscription) int { return strings.Compare(a.id, b.id) })
+	}
+	for _, sub := range subs {
+		s.emitLocked(sub, u.ID, ed.Copy())
+	}
+}
+
+// addSubLocked registers sub in s.subs and in the index by target.
+func (s *Server) addSubLocked(sub *subscription) {
+	s.subs[sub.id] = sub
+	if sub.targetType != "User" {
+		s.wideSubs[sub.id] = sub
+		return
+	}
+	m := s.subsByUser[sub.targetID]
+	if m == nil {
+		m = make(map[string]*subscription)
+		s.subsByUser[sub.targetID] = m
+	}
+	m[sub.id] = sub
+}
+
+// deleteSubLocked removes sub from s.subs and from the index by target.
+func (s *Server) deleteSubLocked(sub *subscription) {
+	delete(s.subs, sub.id)
+	if sub.targetType != "User" {
+		delete(s.wideSubs, sub.id)
+		return
+	}
+	if m := s.subsByUser[sub.targetID]; m != nil {
+		delete(m, sub.id)
+		if len(m) == 0 {
+			delete(s.subsByUser, sub.targetID)
+		}
+	}
+}
+
+// sameTargetLocked are the subscriptions with the target of sub.
+func (s *Server) sameTargetLocked(sub *subscription) map[string]*subscription {
+	if sub.targetType != "User" {
+		return s.wideSubs
+	}
+	return s.subsByUser[sub.targetID]
 }
 
 func (s *Server) emitLocked(sub *subscription, targetID string, ed *etree.Element) {
@@ -609,7 +654,7 @@ func (s *Server) handleEventResponse(w http.ResponseWriter, r *http.Request) {
 		s.redeliverLocked(pe, ch)
 	case 481: // client does not know the subscription: delete it silently
 		if sub := s.subs[pe.subID]; sub != nil {
-			delete(s.subs, sub.id)
+			s.deleteSubLocked(sub)
 		}
 	case 500: // client failure: send to the next channel of the set, if any
 		s.redeliverLocked(pe, pe.ch)
@@ -754,11 +799,11 @@ func (s *Server) handleSubscribe(w http.ResponseWriter, r *http.Request) {
 		}
 		sub.targetType, sub.targetID = "ServiceProvider", s.cfg.EnterpriseID
 	}
-	for _, o := range s.subs {
+	for _, o := range s.sameTargetLocked(sub) {
 		if o.owner == owner && o.targetType == sub.targetType && o.targetID == sub.targetID && o.setKey == sub.setKey {
 			if list && o.list {
 				// One list subscription per owner and target: the new one replaces it (§4.2.4.6).
-				delete(s.subs, o.id)
+				s.deleteSubLocked(o)
 				continue
 			}
 			for _, p := range pkgs {
@@ -773,7 +818,8 @@ func (s *Server) handleSubscribe(w http.ResponseWriter, r *http.Request) {
 		s.sets[sub.setKey] = &channelSet{key: sub.setKey, id: setID, owner: owner, appID: appID}
 	}
 	sub.expires, sub.expiresAt = s.grantExpires(req)
-	s.subs[sub.id] = sub
+	s.noteSubExpiryLocked(sub.expiresAt)
+	s.addSubLocked(sub)
 	s.initialEventsLocked(sub)
 	id, granted := sub.id, sub.expires
 	s.mu.Unlock()
@@ -924,6 +970,7 @@ func (s *Server) handleSubscription(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sub.expires, sub.expiresAt = s.grantExpires(req)
+	s.noteSubExpiryLocked(sub.expiresAt)
 	granted := sub.expires
 	s.initialEventsLocked(sub) // a refresh resends the full state (user targets)
 	s.mu.Unlock()
@@ -940,7 +987,7 @@ func (s *Server) endSubscriptionLocked(sub *subscription) {
 		target = sub.targetID
 	}
 	s.emitLocked(sub, target, eventData("SubscriptionTerminatedEvent"))
-	delete(s.subs, sub.id)
+	s.deleteSubLocked(sub)
 }
 
 // --- janitor -------------------------------------------------------------------------
@@ -962,7 +1009,9 @@ func (s *Server) janitor() {
 }
 
 func (s *Server) sweepLocked(now time.Time) {
-	for _, pe := range s.pending {
+	// Without EventAckTimeout no pending event has a deadline: skip the
+	// walk over every un-acked event (thousands in a storm).
+	for _, pe := range s.pendingWithDeadlines() {
 		if !pe.deadline.IsZero() && now.After(pe.deadline) && pe.ch != nil && !pe.ch.closed {
 			s.log.Info("xspsim: event not acknowledged, ending channel", "event", pe.id, "channel", pe.ch.id)
 			s.terminateLocked(pe.ch, ReasonNonResponsiveChannel)
@@ -976,15 +1025,40 @@ func (s *Server) sweepLocked(now time.Time) {
 			s.terminateLocked(ch, ReasonNonResponsiveChannel)
 		}
 	}
-	var expired []*subscription
-	for _, sub := range s.subs {
-		if !sub.expiresAt.IsZero() && now.After(sub.expiresAt) {
-			expired = append(expired, sub)
+	// Subscriptions: walked only once the earliest expiry has come.
+	if !s.nextSubExpiry.IsZero() && now.After(s.nextSubExpiry) {
+		var expired []*subscription
+		s.nextSubExpiry = time.Time{}
+		for _, sub := range s.subs {
+			switch {
+			case sub.expiresAt.IsZero():
+			case now.After(sub.expiresAt):
+				expired = append(expired, sub)
+			default:
+				s.noteSubExpiryLocked(sub.expiresAt)
+			}
+		}
+		sort.Slice(expired, func(i, j int) bool { return expired[i].id < expired[j].id })
+		for _, sub := range expired {
+			s.endSubscriptionLocked(sub)
 		}
 	}
-	sort.Slice(expired, func(i, j int) bool { return expired[i].id < expired[j].id })
-	for _, sub := range expired {
-		s.endSubscriptionLocked(sub)
-	}
 	s.expireAssociationsLocked(now)
+}
+
+// pendingWithDeadlines is s.pending when events get an ack deadline, else
+// nothing.
+func (s *Server) pendingWithDeadlines() map[string]*pendingEvent {
+	if s.cfg.EventAckTimeout <= 0 {
+		return nil
+	}
+	return s.pending
+}
+
+// noteSubExpiryLocked keeps s.nextSubExpiry at the earliest subscription
+// expiry (zero: none expires).
+func (s *Server) noteSubExpiryLocked(at time.Time) {
+	if !at.IsZero() && (s.nextSubExpiry.IsZero() || at.Before(s.nextSubExpiry)) {
+		s.nextSubExpiry = at
+	}
 }

@@ -218,11 +218,18 @@ type Server struct {
 	channels map[string]*channel
 	sets     map[string]*channelSet // key: owner + "\x00" + channelSetId
 	subs     map[string]*subscription
-	pending  map[string]*pendingEvent // key: eventID
-	rng      *rand.Rand
-	faults   faultState
-	chanSeq  uint64
-	stats    Stats
+	// subsByUser and wideSubs index subs by target (see addSubLocked), so
+	// that an event costs the subscriptions that can want it, not all.
+	subsByUser map[string]map[string]*subscription // User targets, by target user ID, then subscription ID
+	wideSubs   map[string]*subscription            // Group and ServiceProvider targets
+	// nextSubExpiry is the earliest expiresAt of a subscription (zero:
+	// none); the janitor walks s.subs only once it has passed.
+	nextSubExpiry time.Time
+	pending       map[string]*pendingEvent // key: eventID
+	rng           *rand.Rand
+	faults        faultState
+	chanSeq       uint64
+	stats         Stats
 
 	// listener state (guarded by mu); xsps[0] is the primary XSP (Start).
 	xsps    []*xspNode
@@ -250,15 +257,17 @@ func New(cfg Config, logger *slog.Logger) *Server {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	s := &Server{
-		cfg:      cfg,
-		log:      logger,
-		users:    make(map[string]*userState),
-		channels: make(map[string]*channel),
-		sets:     make(map[string]*channelSet),
-		subs:     make(map[string]*subscription),
-		pending:  make(map[string]*pendingEvent),
-		rng:      rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
-		quit:     make(chan struct{}),
+		cfg:        cfg,
+		log:        logger,
+		users:      make(map[string]*userState),
+		channels:   make(map[string]*channel),
+		sets:       make(map[string]*channelSet),
+		subs:       make(map[string]*subscription),
+		subsByUser: make(map[string]map[string]*subscription),
+		wideSubs:   make(map[string]*subscription),
+		pending:    make(map[string]*pendingEvent),
+		rng:        rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		quit:       make(chan struct{}),
 	}
 	now := time.Now()
 	for _, u := range cfg.Users {
