@@ -242,6 +242,7 @@ func (c *Config) Gateway() gateway.Config {
 		Domain:                 d.Domain,
 		DefaultUnavailableCode: d.DefaultUnavailableCode,
 		RequestTimeout:         c.GatewayCore.RequestTimeout,
+		EventPackages:          slices.Clone(c.XSILink.EventPackages),
 	}
 	out.Devices = parseItems(d.Devices, parseDevice)
 	out.Agents = parseItems(d.Agents, parseAgent)

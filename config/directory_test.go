@@ -84,6 +84,7 @@ func TestGatewayConversion(t *testing.T) {
 		ReasonCodes:            []gateway.ReasonEntry{{Reason: "Lunch break", Code: "LUNCH"}},
 		DefaultUnavailableCode: "OTHER",
 		RequestTimeout:         3 * time.Second,
+		EventPackages:          config.Default().XSILink.EventPackages,
 	}
 	if got := c.Gateway(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Gateway() = %+v\nwant %+v", got, want)

@@ -24,6 +24,10 @@ type Config struct {
 	// RequestTimeout bounds each Xsi-Actions call and hoteling sequence
 	// started by a request, inside the request's own deadline; 0: none.
 	RequestTimeout time.Duration
+	// EventPackages are the Xsi-Events packages subscribed (xsi.event_packages);
+	// empty means all of them. A change to a service whose package is not
+	// subscribed is reported from the successful request instead.
+	EventPackages []string
 	// AnswerSettle is how long events caused by a request are held after the
 	// Service method returns, so the answer goes out first; 0: 20ms.
 	AnswerSettle time.Duration

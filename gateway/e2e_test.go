@@ -136,7 +136,7 @@ func TestEndToEnd(t *testing.T) {
 		gw.mu.Lock()
 		defer gw.mu.Unlock()
 		u := gw.users[user]
-		return u != nil && u.agentSeen && u.dndSeen && u.cfaSeen
+		return u != nil && u.agentSeen && u.dndSeen && u.fwd[0].seen
 	}
 	for !gw.LinkUp() || !snapshot() {
 		if time.Now().After(deadline) {

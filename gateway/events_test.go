@@ -79,6 +79,22 @@ func TestXSIEventsPublished(t *testing.T) {
 			},
 		},
 		{
+			name: "CFB and CFNA, portal or ours alike; ring count changes are changes",
+			evs: []*xsi.SubscriptionEvent{
+				xev("dave@x.org", &xsi.CallForwardingBusyEvent{Active: true, ForwardToPhoneNumber: "+15551234"}),
+				xev("dave@x.org", &xsi.CallForwardingBusyEvent{Active: true, ForwardToPhoneNumber: "+15551234"}),
+				xev("dave@x.org", &xsi.CallForwardingNoAnswerEvent{Active: true, ForwardToPhoneNumber: "sip:5000@x.org", NumberOfRings: 3}),
+				xev("dave@x.org", &xsi.CallForwardingNoAnswerEvent{Active: true, ForwardToPhoneNumber: "sip:5000@x.org", NumberOfRings: 5}),
+				xev("dave@x.org", &xsi.CallForwardingBusyEvent{Unassigned: true}),
+			},
+			want: []csta.Event{
+				{Kind: csta.EventForwarding, Device: "dave@x.org", ForwardingType: csta.ForwardBusy, ForwardStatus: true, ForwardTo: "+15551234"},
+				{Kind: csta.EventForwarding, Device: "dave@x.org", ForwardingType: csta.ForwardNoAns, ForwardStatus: true, ForwardTo: "5000@x.org", RingCount: 3},
+				{Kind: csta.EventForwarding, Device: "dave@x.org", ForwardingType: csta.ForwardNoAns, ForwardStatus: true, ForwardTo: "5000@x.org", RingCount: 5},
+				{Kind: csta.EventForwarding, Device: "dave@x.org", ForwardingType: csta.ForwardBusy},
+			},
+		},
+		{
 			name: "hot desk: host hears logon/logoff, guest's ready reaches the host too",
 			evs: []*xsi.SubscriptionEvent{
 				xev(alice, &xsi.HotelingGuestEvent{Active: true}),

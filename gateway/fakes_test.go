@@ -167,8 +167,13 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
+	return newHarnessConfig(t, testConfig)
+}
+
+func newHarnessConfig(t *testing.T, cfg Config) *harness {
+	t.Helper()
 	h := &harness{act: &fakeActions{}, hot: &fakeHoteling{}, pub: &fakePublisher{}}
-	h.g = New(testConfig, Deps{Actions: h.act, Hoteling: h.hot, Publisher: h.pub}, nil)
+	h.g = New(cfg, Deps{Actions: h.act, Hoteling: h.hot, Publisher: h.pub}, nil)
 	t.Cleanup(h.g.Wait)
 	return h
 }

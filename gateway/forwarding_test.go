@@ -15,6 +15,7 @@ func TestSetForwarding(t *testing.T) {
 		name    string
 		pre     []*xsi.SubscriptionEvent
 		cfa     xsi.Forwarding
+		pkgs    []string // xsi.event_packages; nil: all
 		req     csta.SetForwarding
 		calls   []string
 		wantErr error
@@ -33,13 +34,20 @@ func TestSetForwarding(t *testing.T) {
 			calls: []string{"SetCFA carol@example.com {Active:false ForwardToPhoneNumber: NumberOfRings:0 RingSplash:false}"},
 		},
 		{
-			name:   "CFB on: event derived from the request",
+			name:  "CFB on, package subscribed: the XSI event reports it",
+			req:   csta.SetForwarding{Device: "carol", ForwardingType: csta.ForwardBusy, ActivateForward: true, ForwardDN: "3000"},
+			calls: []string{"SetCFB carol@example.com {Active:true ForwardToPhoneNumber:3000 NumberOfRings:0 RingSplash:false}"},
+		},
+		{
+			name:   "CFB on, package not subscribed: event derived from the request",
+			pkgs:   []string{"Call Forwarding Always", "Do Not Disturb"},
 			req:    csta.SetForwarding{Device: "carol", ForwardingType: csta.ForwardBusy, ActivateForward: true, ForwardDN: "3000"},
 			calls:  []string{"SetCFB carol@example.com {Active:true ForwardToPhoneNumber:3000 NumberOfRings:0 RingSplash:false}"},
 			events: fwdEvents(csta.ForwardBusy, true, "3000", 0, "carol", "carol@example.com"),
 		},
 		{
-			name:   "CFNA with ringCount → numberOfRings",
+			name:   "CFNA with ringCount → numberOfRings (not subscribed)",
+			pkgs:   []string{"Call Forwarding Always"},
 			req:    csta.SetForwarding{Device: "carol", ForwardingType: csta.ForwardNoAns, ActivateForward: true, ForwardDN: "4000", RingCount: 5},
 			calls:  []string{"SetCFNA carol@example.com {Active:true ForwardToPhoneNumber:4000 NumberOfRings:5 RingSplash:false}"},
 			events: fwdEvents(csta.ForwardNoAns, true, "4000", 5, "carol", "carol@example.com"),
@@ -67,7 +75,9 @@ func TestSetForwarding(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := newHarness(t)
+			cfg := testConfig
+			cfg.EventPackages = tt.pkgs
+			h := newHarnessConfig(t, cfg)
 			h.act.cfa = tt.cfa
 			for _, ev := range tt.pre {
 				h.g.HandleXSIEvent(ev)

@@ -193,7 +193,14 @@ func (g *Gateway) HandleXSIEvent(ev *xsi.SubscriptionEvent) {
 	case *xsi.AgentStateEvent:
 		out = g.applyAgent(u, d.Info)
 	case *xsi.CallForwardingAlwaysEvent:
-		out = g.applyCFA(u, d)
+		out = g.applyForwarding(u, csta.ForwardImmediate, xsi.Forwarding{
+			Active: d.Active && !d.Unassigned, ForwardToPhoneNumber: d.ForwardToPhoneNumber, RingSplash: d.RingSplash})
+	case *xsi.CallForwardingBusyEvent:
+		out = g.applyForwarding(u, csta.ForwardBusy, xsi.Forwarding{
+			Active: d.Active && !d.Unassigned, ForwardToPhoneNumber: d.ForwardToPhoneNumber})
+	case *xsi.CallForwardingNoAnswerEvent:
+		out = g.applyForwarding(u, csta.ForwardNoAns, xsi.Forwarding{
+			Active: d.Active && !d.Unassigned, ForwardToPhoneNumber: d.ForwardToPhoneNumber, NumberOfRings: d.NumberOfRings})
 	case *xsi.DoNotDisturbEvent:
 		out = g.applyDND(u, d)
 	case *xsi.HotelingGuestEvent:
@@ -280,16 +287,19 @@ func forwardTo(n string) csta.DeviceID {
 	return csta.DeviceID(n)
 }
 
-func (g *Gateway) applyCFA(u *userState, d *xsi.CallForwardingAlwaysEvent) []csta.Event {
-	f := xsi.Forwarding{Active: d.Active && !d.Unassigned, ForwardToPhoneNumber: d.ForwardToPhoneNumber, RingSplash: d.RingSplash}
-	same := u.cfa.Active == f.Active && u.cfa.ForwardToPhoneNumber == f.ForwardToPhoneNumber
-	seen := u.cfaSeen
-	u.cfa, u.cfaSeen, u.cfaFresh = f, true, true
+// applyForwarding records one forwarding service; a change (status, number
+// or, for No Answer, the ring count) is a ForwardingEvent on every device of
+// the user.
+func (g *Gateway) applyForwarding(u *userState, t csta.ForwardingType, f xsi.Forwarding) []csta.Event {
+	v := &u.fwd[fwdIndex(t)]
+	same := v.f.Active == f.Active && v.f.ForwardToPhoneNumber == f.ForwardToPhoneNumber && v.f.NumberOfRings == f.NumberOfRings
+	seen := v.seen
+	v.f, v.seen, v.fresh = f, true, true
 	if !report(seen, same) {
 		return nil
 	}
-	return g.forUser(u.id, csta.Event{Kind: csta.EventForwarding, ForwardingType: csta.ForwardImmediate,
-		ForwardStatus: f.Active, ForwardTo: forwardTo(f.ForwardToPhoneNumber)})
+	return g.forUser(u.id, csta.Event{Kind: csta.EventForwarding, ForwardingType: t,
+		ForwardStatus: f.Active, ForwardTo: forwardTo(f.ForwardToPhoneNumber), RingCount: f.NumberOfRings})
 }
 
 func (g *Gateway) applyDND(u *userState, d *xsi.DoNotDisturbEvent) []csta.Event {

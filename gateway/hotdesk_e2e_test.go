@@ -505,6 +505,34 @@ func TestHotDeskPortalChanges(t *testing.T) {
 	if ev := nextEvent(t, c, "DoNotDisturbEvent", nil); ev.DoNotDisturbOn {
 		t.Fatalf("DND event %+v", ev)
 	}
+	// All three forwarding services, changed on the portal.
+	isType := func(ft string) func(cticlient.Event) bool {
+		return func(e cticlient.Event) bool { return e.Device == agent && e.ForwardingType == ft }
+	}
+	if err := st.Sim.PortalSetCFA(user, true, "+15550100"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := nextEvent(t, c, "ForwardingEvent", isType("forwardImmediate")); !ev.ForwardStatus || ev.ForwardTo != "+15550100" {
+		t.Fatalf("CFA event %+v", ev)
+	}
+	if err := st.Sim.PortalSetCFB(user, true, "+15550101"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := nextEvent(t, c, "ForwardingEvent", isType("forwardBusy")); !ev.ForwardStatus || ev.ForwardTo != "+15550101" {
+		t.Fatalf("CFB event %+v", ev)
+	}
+	if err := st.Sim.PortalSetCFNA(user, true, "+15550102", 6); err != nil {
+		t.Fatal(err)
+	}
+	if ev := nextEvent(t, c, "ForwardingEvent", isType("forwardNoAns")); !ev.ForwardStatus || ev.ForwardTo != "+15550102" || ev.RingCount != 6 {
+		t.Fatalf("CFNA event %+v", ev)
+	}
+	if err := st.Sim.PortalSetCFNA(user, false, "", -1); err != nil {
+		t.Fatal(err)
+	}
+	if ev := nextEvent(t, c, "ForwardingEvent", isType("forwardNoAns")); ev.ForwardStatus {
+		t.Fatalf("CFNA off event %+v", ev)
+	}
 }
 
 // TestHotDeskConcurrentLogins: 100 agents, each from its own CTI client, log

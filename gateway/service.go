@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"github.com/broadworks-connector/connector/csta"
 	"github.com/broadworks-connector/connector/xsi"
@@ -227,9 +228,11 @@ func (g *Gateway) GetAgentState(ctx context.Context, _ csta.Requester, req *csta
 }
 
 // SetForwarding maps forwardImmediate/forwardBusy/forwardNoAns onto Call
-// Forwarding Always/Busy/No Answer (ringCount → numberOfRings, 2–20). XSI
-// reports CFA changes by event; CFB and CFNA have no event this connector
-// parses, so their ForwardingEvent is derived from the successful request.
+// Forwarding Always/Busy/No Answer (ringCount → numberOfRings, 2–20). The
+// ForwardingEvent comes from the XSI event the change causes, like any
+// other change; only for a service whose events this connector does not
+// receive (its package left out of xsi.event_packages) is it derived from
+// the successful request.
 func (g *Gateway) SetForwarding(ctx context.Context, _ csta.Requester, req *csta.SetForwarding) error {
 	ctx, cancel, t, err := g.begin(ctx, req.Device)
 	defer cancel()
@@ -239,38 +242,39 @@ func (g *Gateway) SetForwarding(ctx context.Context, _ csta.Requester, req *csta
 	user := t.user
 	f := xsi.Forwarding{Active: req.ActivateForward, ForwardToPhoneNumber: string(req.ForwardDN)}
 	a := g.deps.Actions
+	var set func(context.Context, string, xsi.Forwarding) error
 	switch req.ForwardingType {
 	case csta.ForwardImmediate:
 		if req.RingCount != 0 {
 			return csta.ErrInvalidRingCount
 		}
 		// Keep ringSplash, which CSTA does not carry.
-		if cur, fresh := g.cfaView(user); fresh {
+		if cur, fresh := g.forwardingView(user, csta.ForwardImmediate); fresh {
 			f.RingSplash = cur.RingSplash
 		} else if cur, err := a.GetCallForwardingAlways(ctx, user); err == nil {
 			f.RingSplash = cur.RingSplash
 		}
-		defer g.hold(user)()
-		return g.cstaError(a.SetCallForwardingAlways(ctx, user, f), csta.ErrInvalidDeviceID)
+		set = a.SetCallForwardingAlways
 	case csta.ForwardBusy:
 		if req.RingCount != 0 {
 			return csta.ErrInvalidRingCount
 		}
-		defer g.hold(user)()
-		if err := a.SetCallForwardingBusy(ctx, user, f); err != nil {
-			return g.cstaError(err, csta.ErrInvalidDeviceID)
-		}
+		set = a.SetCallForwardingBusy
 	case csta.ForwardNoAns:
 		if req.RingCount != 0 && (req.RingCount < 2 || req.RingCount > 20) {
 			return csta.ErrRingCountOutOfRange
 		}
 		f.NumberOfRings = req.RingCount
-		defer g.hold(user)()
-		if err := a.SetCallForwardingNoAnswer(ctx, user, f); err != nil {
-			return g.cstaError(err, csta.ErrInvalidDeviceID)
-		}
+		set = a.SetCallForwardingNoAnswer
 	default:
 		return csta.ErrInvalidForwardingType
+	}
+	defer g.hold(user)()
+	if err := set(ctx, user, f); err != nil {
+		return g.cstaError(err, csta.ErrInvalidDeviceID)
+	}
+	if g.subscribed(forwardingPackage[req.ForwardingType]) {
+		return nil // the XSI event reports it
 	}
 	g.mu.Lock()
 	evs := g.forUser(user, csta.Event{Kind: csta.EventForwarding, ForwardingType: req.ForwardingType,
@@ -280,17 +284,31 @@ func (g *Gateway) SetForwarding(ctx context.Context, _ csta.Requester, req *csta
 	return nil
 }
 
-func (g *Gateway) cfaView(user string) (xsi.Forwarding, bool) {
+// forwardingPackage is the Xsi-Events package of each forwarding type.
+var forwardingPackage = map[csta.ForwardingType]string{
+	csta.ForwardImmediate: "Call Forwarding Always",
+	csta.ForwardBusy:      "Call Forwarding Busy",
+	csta.ForwardNoAns:     "Call Forwarding No Answer",
+}
+
+// subscribed says whether events of an Xsi-Events package reach the view.
+func (g *Gateway) subscribed(pkg string) bool {
+	return len(g.cfg.EventPackages) == 0 || slices.Contains(g.cfg.EventPackages, pkg)
+}
+
+// forwardingView is the view's value of one forwarding service and whether
+// it is fresh (no change can have been missed since it was received).
+func (g *Gateway) forwardingView(user string, t csta.ForwardingType) (xsi.Forwarding, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if u := g.users[user]; u != nil && u.cfaFresh {
-		return u.cfa, true
+	if u := g.users[user]; u != nil && u.fwd[fwdIndex(t)].fresh {
+		return u.fwd[fwdIndex(t)].f, true
 	}
 	return xsi.Forwarding{}, false
 }
 
-// GetForwarding lists CFA (from the view when fresh), CFB and CFNA (always
-// read: no events keep them fresh).
+// GetForwarding lists CFA, CFB and CFNA, each from the view when fresh and
+// read from the XSP when not.
 func (g *Gateway) GetForwarding(ctx context.Context, _ csta.Requester, req *csta.GetForwarding) (*csta.GetForwardingResponse, error) {
 	ctx, cancel, t, err := g.begin(ctx, req.Device)
 	defer cancel()
@@ -299,28 +317,26 @@ func (g *Gateway) GetForwarding(ctx context.Context, _ csta.Requester, req *csta
 	}
 	user := t.user
 	a := g.deps.Actions
-	cfa, fresh := g.cfaView(user)
-	if !fresh {
-		if cfa, err = a.GetCallForwardingAlways(ctx, user); err != nil {
-			return nil, g.cstaError(err, csta.ErrInvalidDeviceID)
+	types := []struct {
+		t   csta.ForwardingType
+		get func(context.Context, string) (xsi.Forwarding, error)
+	}{
+		{csta.ForwardImmediate, a.GetCallForwardingAlways},
+		{csta.ForwardBusy, a.GetCallForwardingBusy},
+		{csta.ForwardNoAns, a.GetCallForwardingNoAnswer},
+	}
+	resp := &csta.GetForwardingResponse{}
+	for _, ty := range types {
+		f, fresh := g.forwardingView(user, ty.t)
+		if !fresh {
+			if f, err = ty.get(ctx, user); err != nil {
+				return nil, g.cstaError(err, csta.ErrInvalidDeviceID)
+			}
 		}
+		resp.ForwardingList = append(resp.ForwardingList, csta.ForwardListItem{ForwardingType: ty.t,
+			ForwardStatus: f.Active, ForwardDN: forwardTo(f.ForwardToPhoneNumber), RingCount: f.NumberOfRings})
 	}
-	cfb, err := a.GetCallForwardingBusy(ctx, user)
-	if err != nil {
-		return nil, g.cstaError(err, csta.ErrInvalidDeviceID)
-	}
-	cfna, err := a.GetCallForwardingNoAnswer(ctx, user)
-	if err != nil {
-		return nil, g.cstaError(err, csta.ErrInvalidDeviceID)
-	}
-	item := func(t csta.ForwardingType, f xsi.Forwarding) csta.ForwardListItem {
-		return csta.ForwardListItem{ForwardingType: t, ForwardStatus: f.Active, ForwardDN: forwardTo(f.ForwardToPhoneNumber), RingCount: f.NumberOfRings}
-	}
-	return &csta.GetForwardingResponse{ForwardingList: []csta.ForwardListItem{
-		item(csta.ForwardImmediate, cfa),
-		item(csta.ForwardBusy, cfb),
-		item(csta.ForwardNoAns, cfna),
-	}}, nil
+	return resp, nil
 }
 
 // SetDoNotDisturb writes DND, keeping ringSplash; the DoNotDisturbEvent

@@ -20,8 +20,8 @@ type userState struct {
 	acdState              xsi.ACDState
 	unavailableCode       string
 
-	cfaSeen, cfaFresh bool
-	cfa               xsi.Forwarding
+	// Call Forwarding Always, Busy and No Answer, indexed by fwdIndex.
+	fwd [3]forwardingView
 
 	dndSeen, dndFresh bool
 	dnd               xsi.DoNotDisturb
@@ -39,7 +39,30 @@ type userState struct {
 }
 
 func (u *userState) stale() {
-	u.agentFresh, u.cfaFresh, u.dndFresh, u.hotelFresh = false, false, false, false
+	u.agentFresh, u.dndFresh, u.hotelFresh = false, false, false
+	for i := range u.fwd {
+		u.fwd[i].fresh = false
+	}
+}
+
+// forwardingView is one forwarding service of a user as events told it.
+type forwardingView struct {
+	seen, fresh bool
+	f           xsi.Forwarding
+}
+
+// fwdIndex is the slot of a CSTA forwarding type in userState.fwd; -1 for
+// a type BroadWorks has no service for.
+func fwdIndex(t csta.ForwardingType) int {
+	switch t {
+	case csta.ForwardImmediate:
+		return 0
+	case csta.ForwardBusy:
+		return 1
+	case csta.ForwardNoAns:
+		return 2
+	}
+	return -1
 }
 
 func (u *userState) view() hoteling.User {
@@ -52,7 +75,7 @@ func (u *userState) view() hoteling.User {
 		Known:           u.known,
 		ACDState:        u.acdState,
 		UnavailableCode: u.unavailableCode,
-		CFA:             u.cfa,
+		CFA:             u.fwd[0].f,
 		HostUserID:      u.hostUserID,
 		GuestUserID:     u.guestUserID,
 		Since:           since,

@@ -53,6 +53,6 @@ func DefaultConfig() Config {
 		SubscriptionExpires: 3600 * time.Second,
 		ReconnectMin:        time.Second,
 		ReconnectMax:        60 * time.Second,
-		EventPackages:       []string{"Call Center Agent", "Call Forwarding Always", "Do Not Disturb", "Hoteling Guest"},
+		EventPackages:       []string{"Call Center Agent", "Call Forwarding Always", "Call Forwarding Busy", "Call Forwarding No Answer", "Do Not Disturb", "Hoteling Guest"},
 	}
 }

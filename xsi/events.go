@@ -114,6 +114,21 @@ type CallForwardingAlwaysEvent struct {
 	RingSplash           bool
 }
 
+// CallForwardingBusyEvent: CFB changed, or the service was unassigned.
+type CallForwardingBusyEvent struct {
+	Unassigned           bool
+	Active               bool
+	ForwardToPhoneNumber string
+}
+
+// CallForwardingNoAnswerEvent: CFNA changed, or the service was unassigned.
+type CallForwardingNoAnswerEvent struct {
+	Unassigned           bool
+	Active               bool
+	ForwardToPhoneNumber string
+	NumberOfRings        int // 0 when absent
+}
+
 // DoNotDisturbEvent: DND changed, or the service was unassigned.
 type DoNotDisturbEvent struct {
 	Unassigned bool
@@ -156,6 +171,8 @@ func (*AgentStateEvent) xsiEventData()             {}
 func (*AgentSubscriptionEvent) xsiEventData()      {}
 func (*ACDAgentJoinUpdateEvent) xsiEventData()     {}
 func (*CallForwardingAlwaysEvent) xsiEventData()   {}
+func (*CallForwardingBusyEvent) xsiEventData()     {}
+func (*CallForwardingNoAnswerEvent) xsiEventData() {}
 func (*DoNotDisturbEvent) xsiEventData()           {}
 func (*HotelingGuestEvent) xsiEventData()          {}
 func (*SubscriptionTerminatedEvent) xsiEventData() {}
@@ -293,6 +310,21 @@ func evParseEventData(e *etree.Element) (EventData, error) {
 			ev.Active = evBool(info, "active")
 			ev.ForwardToPhoneNumber = evText(info, "forwardToPhoneNumber")
 			ev.RingSplash = evBool(info, "ringSplash")
+		}
+		return ev, nil
+	case "CallForwardingBusyEvent":
+		ev := &CallForwardingBusyEvent{Unassigned: evChild(e, "unassigned") != nil}
+		if info := evChild(e, "info"); info != nil {
+			ev.Active = evBool(info, "active")
+			ev.ForwardToPhoneNumber = evText(info, "forwardToPhoneNumber")
+		}
+		return ev, nil
+	case "CallForwardingNoAnswerEvent":
+		ev := &CallForwardingNoAnswerEvent{Unassigned: evChild(e, "unassigned") != nil}
+		if info := evChild(e, "info"); info != nil {
+			ev.Active = evBool(info, "active")
+			ev.ForwardToPhoneNumber = evText(info, "forwardToPhoneNumber")
+			ev.NumberOfRings, _ = strconv.Atoi(evText(info, "numberOfRings"))
 		}
 		return ev, nil
 	case "DoNotDisturbEvent":
