@@ -27,10 +27,21 @@ type Repair struct {
 //     before Unavailable, or a logout that stopped after Sign-Out.
 //
 // Undo means: the guest signed out, the host's CFA restored (remembered
-// value, else off), the association ended. Complete means: a Login.
+// value, else off), the association ended. Complete means: the login's
+// steps, as Login runs them.
+//
+// Sequences may be running meanwhile (recovery after a link loss runs
+// while clients work): each finding is checked again once its agent and
+// host are locked, and left alone when the sequence that held them has
+// since finished it one way or the other.
 func (s *Sequencer) Recover(ctx context.Context, users []string) []Repair {
 	var out []Repair
-	add := func(rp Repair) {
+	for _, f := range s.halfDone(users) {
+		rp, acted := s.repair(ctx, f, users)
+		if !acted {
+			s.logger.Debug("hoteling: half-done sequence settled meanwhile", "guest", f.GuestUserID, "host", f.HostUserID, "found", f.Found)
+			continue
+		}
 		out = append(out, rp)
 		if rp.Err != nil {
 			s.logger.Error("hoteling: recovery failed", "guest", rp.GuestUserID, "host", rp.HostUserID,
@@ -40,6 +51,18 @@ func (s *Sequencer) Recover(ctx context.Context, users []string) []Repair {
 				"found", rp.Found, "action", rp.Action)
 		}
 	}
+	return out
+}
+
+// Half-done shapes Recover finds.
+const (
+	foundSignedOutGuest = "guest associated but signed out"
+	foundOrphanCFA      = "host forwarding to guest without association"
+)
+
+// halfDone lists the half-done sequences the view shows among users.
+func (s *Sequencer) halfDone(users []string) []Repair {
+	var out []Repair
 	guestOf := map[string]string{} // host → associated guest, as the guests report it
 	for _, id := range users {
 		if h := s.view.User(id).HostUserID; h != "" {
@@ -53,7 +76,7 @@ func (s *Sequencer) Recover(ctx context.Context, users []string) []Repair {
 		if u.HostUserID != "" && !signedIn(u) && u.Known {
 			host := u.HostUserID
 			seen[host] = true
-			add(s.repair(ctx, id, host, "guest associated but signed out"))
+			out = append(out, Repair{GuestUserID: id, HostUserID: host, Found: foundSignedOutGuest})
 			continue
 		}
 		// A host forwarding to a guest with no association.
@@ -65,9 +88,14 @@ func (s *Sequencer) Recover(ctx context.Context, users []string) []Repair {
 			continue
 		}
 		seen[id] = true
-		add(s.repair(ctx, guest, id, "host forwarding to guest without association"))
+		out = append(out, Repair{GuestUserID: guest, HostUserID: id, Found: foundOrphanCFA})
 	}
 	return out
+}
+
+// stillHalfDone checks finding f again (under its locks).
+func (s *Sequencer) stillHalfDone(f Repair, users []string) bool {
+	return slices.Contains(s.halfDone(users), f)
 }
 
 // guestForwardedTo finds the guest whose number host's CFA points at.
@@ -86,10 +114,23 @@ func (s *Sequencer) guestForwardedTo(host string, h User, users []string) string
 	return ""
 }
 
-func (s *Sequencer) repair(ctx context.Context, guest, host, found string) Repair {
-	rp := Repair{GuestUserID: guest, HostUserID: host, Found: found}
+// repair completes or undoes finding f once its locks are held, if it is
+// still half done then; acted is false when it was not.
+func (s *Sequencer) repair(ctx context.Context, f Repair, users []string) (rp Repair, acted bool) {
+	rp = f
+	guest, host := f.GuestUserID, f.HostUserID
+	release, err := s.lockFor(ctx, func() []string { return s.loginKeys(guest, host, false) })
+	if err != nil {
+		rp.Action = s.recoverAction()
+		rp.Err = &StepError{Op: "recover", Step: "queue", Kind: kindOrSelf(ctx, err), Err: err, Guest: guest, Host: host}
+		return rp, true
+	}
+	defer release()
+	if !s.stillHalfDone(f, users) {
+		return rp, false
+	}
+	rp.Action = s.recoverAction()
 	if s.cfg.RecoverMode == RecoverComplete {
-		rp.Action = "completed"
 		forwardTo := ""
 		if r, ok := s.Remembered(host); ok && r.GuestUserID == guest {
 			forwardTo = r.ForwardTo
@@ -99,22 +140,9 @@ func (s *Sequencer) repair(ctx context.Context, guest, host, found string) Repai
 		if forwardTo == "" {
 			forwardTo = s.view.User(host).CFA.ForwardToPhoneNumber
 		}
-		rp.Err = s.Login(ctx, guest, host, forwardTo)
-		return rp
+		rp.Err = s.loginHost(ctx, guest, host, forwardTo)
+		return rp, true
 	}
-	rp.Action = "undone"
-	keys := []string{agentKey(guest), hostKey(host)}
-	release, err := s.lockFor(ctx, func() []string {
-		if h := s.view.User(guest).HostUserID; h != "" && !slices.Contains(keys, hostKey(h)) {
-			return append(slices.Clone(keys), hostKey(h))
-		}
-		return keys
-	})
-	if err != nil {
-		rp.Err = &StepError{Op: "recover", Step: "queue", Kind: kindOrSelf(ctx, err), Err: err, Guest: guest, Host: host}
-		return rp
-	}
-	defer release()
 	r := s.newRun(ctx, "recover", guest, host)
 	var restore func()
 	if s.view.User(guest).HostUserID == host {
@@ -132,8 +160,15 @@ func (s *Sequencer) repair(ctx context.Context, guest, host, found string) Repai
 	if err := r.finish(); err != nil {
 		restore()
 		rp.Err = err
-		return rp
+		return rp, true
 	}
 	s.forget(host)
-	return rp
+	return rp, true
+}
+
+func (s *Sequencer) recoverAction() string {
+	if s.cfg.RecoverMode == RecoverComplete {
+		return "completed"
+	}
+	return "undone"
 }

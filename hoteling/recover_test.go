@@ -89,3 +89,62 @@ func TestRecover(t *testing.T) {
 		})
 	}
 }
+
+// TestRecoverLeavesRunningSequences: recovery after a link loss runs while
+// clients work. A login caught between its host CFA and its association
+// looks half done; recovery must wait for it and then leave it alone, in
+// both modes, and so must a logout caught after ending the association.
+func TestRecoverLeavesRunningSequences(t *testing.T) {
+	for _, mode := range []string{RecoverUndo, RecoverComplete} {
+		t.Run("login/"+mode, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f, s := plain.start(t, Config{RecoverMode: mode}, 10*time.Millisecond)
+				done := make(chan error, 1)
+				go func() { done <- s.Login(t.Context(), "g1", "desk1", num1) }()
+				// The host CFA step is confirmed, the association not yet.
+				if err := f.Await(t.Context(), "desk1", func(u User) bool { return forwardsTo(u.CFA, num1) }); err != nil {
+					t.Fatal(err)
+				}
+				if got := s.halfDone([]string{"g1", "desk1"}); len(got) != 1 {
+					t.Fatalf("the running login should look half done, found %+v", got)
+				}
+				reps := s.Recover(t.Context(), []string{"g1", "desk1"})
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+				if len(reps) != 0 {
+					t.Errorf("repairs %+v, want none", reps)
+				}
+				synctest.Wait()
+				loggedOnAt(t, f.snapshot(), "g1", "desk1", num1)
+			})
+		})
+		t.Run("logout/"+mode, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f, s := plain.start(t, Config{RecoverMode: mode}, 10*time.Millisecond)
+				if err := s.Login(t.Context(), "g1", "desk1", num1); err != nil {
+					t.Fatal(err)
+				}
+				synctest.Wait()
+				done := make(chan error, 1)
+				go func() { done <- s.Logout(t.Context(), "g1") }()
+				// Signed out and association ended, host CFA not yet restored.
+				if err := f.Await(t.Context(), "g1", func(u User) bool { return u.HostUserID == "" }); err != nil {
+					t.Fatal(err)
+				}
+				reps := s.Recover(t.Context(), []string{"g1", "desk1"})
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+				if len(reps) != 0 {
+					t.Errorf("repairs %+v, want none", reps)
+				}
+				synctest.Wait()
+				st := f.snapshot()
+				if g, h := st["g1"], st["desk1"]; g.HostUserID != "" || h.GuestUserID != "" || signedIn(g) || h.CFA.Active {
+					t.Errorf("not logged off: %+v %+v", g, h)
+				}
+			})
+		})
+	}
+}

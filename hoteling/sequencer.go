@@ -200,19 +200,7 @@ func (s *Sequencer) Login(ctx context.Context, guestID, hostID, forwardTo string
 	if !own && forwardTo == "" {
 		return &StepError{Op: "login", Step: "check", Err: errors.New("empty forward-to number"), Guest: guestID, Host: hostID}
 	}
-	release, err := s.lockFor(ctx, func() []string {
-		keys := []string{agentKey(guestID)}
-		if !own {
-			keys = append(keys, hostKey(hostID))
-			if other := s.view.User(hostID).GuestUserID; other != "" {
-				keys = append(keys, agentKey(other))
-			}
-		}
-		if prev := s.view.User(guestID).HostUserID; prev != "" {
-			keys = append(keys, hostKey(prev))
-		}
-		return keys
-	})
+	release, err := s.lockFor(ctx, func() []string { return s.loginKeys(guestID, hostID, own) })
 	if err != nil {
 		return &StepError{Op: "login", Step: "queue", Kind: kindOrSelf(ctx, err), Err: err, Guest: guestID, Host: hostID}
 	}
@@ -221,6 +209,22 @@ func (s *Sequencer) Login(ctx context.Context, guestID, hostID, forwardTo string
 		return s.loginOwn(ctx, guestID)
 	}
 	return s.loginHost(ctx, guestID, hostID, forwardTo)
+}
+
+// loginKeys are the locks a login of guest at host needs: the agent, the
+// host, the agent now on the host and the host the agent is now at.
+func (s *Sequencer) loginKeys(guest, host string, own bool) []string {
+	keys := []string{agentKey(guest)}
+	if !own {
+		keys = append(keys, hostKey(host))
+		if other := s.view.User(host).GuestUserID; other != "" {
+			keys = append(keys, agentKey(other))
+		}
+	}
+	if prev := s.view.User(guest).HostUserID; prev != "" {
+		keys = append(keys, hostKey(prev))
+	}
+	return keys
 }
 
 func kindOrSelf(ctx context.Context, err error) error {
