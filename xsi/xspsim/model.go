@@ -40,6 +40,7 @@ type forwarding struct {
 
 type userState struct {
 	User
+	seedIdx         int // position in Server.order
 	acdState        string
 	unavailableCode string
 	stateTS         time.Time
@@ -405,6 +406,7 @@ func (s *Server) associateLocked(g *userState, hostID string) *simError {
 	now := time.Now()
 	g.guest.hostID, g.guest.assocTime = hostID, now
 	h.host.guestID, h.host.assocTime = g.ID, now
+	s.assocGuests[g.ID] = g
 	s.notifyLocked(g, PkgHotelingGuest, s.serviceEventData(g, PkgHotelingGuest))
 	return nil
 }
@@ -419,6 +421,7 @@ func (s *Server) endAssociationLocked(g *userState, silent bool) bool {
 		h.host.guestID = ""
 	}
 	g.guest.hostID = ""
+	delete(s.assocGuests, g.ID)
 	if !silent {
 		s.notifyLocked(g, PkgHotelingGuest, s.serviceEventData(g, PkgHotelingGuest))
 	}
@@ -426,14 +429,17 @@ func (s *Server) endAssociationLocked(g *userState, silent bool) bool {
 }
 
 func (s *Server) expireAssociationsLocked(now time.Time) {
-	for _, id := range s.order {
-		g := s.users[id]
-		if g.guest.hostID == "" {
-			continue
-		}
+	// Only associated guests can expire: walk those, not every user, and
+	// end them in seed order.
+	var due []*userState
+	for _, g := range s.assocGuests {
 		lim := s.hostLimit(g, s.users[g.guest.hostID])
 		if lim > 0 && now.Sub(g.guest.assocTime) >= lim {
-			s.endAssociationLocked(g, false)
+			due = append(due, g)
 		}
+	}
+	slices.SortFunc(due, func(a, b *userState) int { return a.seedIdx - b.seedIdx })
+	for _, g := range due {
+		s.endAssociationLocked(g, false)
 	}
 }

@@ -226,10 +226,13 @@ type Server struct {
 	// none); the janitor walks s.subs only once it has passed.
 	nextSubExpiry time.Time
 	pending       map[string]*pendingEvent // key: eventID
-	rng           *rand.Rand
-	faults        faultState
-	chanSeq       uint64
-	stats         Stats
+	// assocGuests are the users with a hoteling host (the janitor checks
+	// their association limits).
+	assocGuests map[string]*userState
+	rng         *rand.Rand
+	faults      faultState
+	chanSeq     uint64
+	stats       Stats
 
 	// listener state (guarded by mu); xsps[0] is the primary XSP (Start).
 	xsps    []*xspNode
@@ -257,17 +260,18 @@ func New(cfg Config, logger *slog.Logger) *Server {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	s := &Server{
-		cfg:        cfg,
-		log:        logger,
-		users:      make(map[string]*userState),
-		channels:   make(map[string]*channel),
-		sets:       make(map[string]*channelSet),
-		subs:       make(map[string]*subscription),
-		subsByUser: make(map[string]map[string]*subscription),
-		wideSubs:   make(map[string]*subscription),
-		pending:    make(map[string]*pendingEvent),
-		rng:        rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
-		quit:       make(chan struct{}),
+		cfg:         cfg,
+		log:         logger,
+		users:       make(map[string]*userState),
+		channels:    make(map[string]*channel),
+		sets:        make(map[string]*channelSet),
+		subs:        make(map[string]*subscription),
+		subsByUser:  make(map[string]map[string]*subscription),
+		wideSubs:    make(map[string]*subscription),
+		pending:     make(map[string]*pendingEvent),
+		assocGuests: make(map[string]*userState),
+		rng:         rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		quit:        make(chan struct{}),
 	}
 	now := time.Now()
 	for _, u := range cfg.Users {
@@ -277,7 +281,9 @@ func New(cfg Config, logger *slog.Logger) *Server {
 		if _, dup := s.users[u.ID]; dup {
 			continue
 		}
-		s.users[u.ID] = newUserState(u, now)
+		us := newUserState(u, now)
+		us.seedIdx = len(s.order)
+		s.users[u.ID] = us
 		s.order = append(s.order, u.ID)
 	}
 	s.handler = s.routes()
