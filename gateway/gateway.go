@@ -26,7 +26,9 @@ type Gateway struct {
 	mu     sync.Mutex
 	users  map[string]*userState
 	linkUp bool
-	wakes  map[string]chan struct{} // per user: closed (and dropped) when an XSI event may change its view
+	// linkEpoch counts down→up transitions of the link (RepairLoop).
+	linkEpoch uint64
+	wakes     map[string]chan struct{} // per user: closed (and dropped) when an XSI event may change its view
 
 	pubMu   sync.Mutex
 	settles sync.WaitGroup // release timers that have fired and are running
@@ -97,6 +99,9 @@ func (g *Gateway) SetLinkUp(up bool) {
 	g.mu.Lock()
 	changed := g.linkUp != up
 	g.linkUp = up
+	if changed && up {
+		g.linkEpoch++
+	}
 	if !up {
 		for _, u := range g.users {
 			u.stale()
@@ -153,6 +158,12 @@ func (g *Gateway) Run(ctx context.Context, events <-chan xsi.Event, linkChanges 
 				return
 			}
 			if se, ok := ev.(*xsi.SubscriptionEvent); ok {
+				// The first events of a new channel can come before its
+				// link change is seen here: ask, so that they count as
+				// fresh (an event handled while down does not).
+				if linkState != nil && !g.LinkUp() {
+					g.SetLinkUp(anyUp(linkState()))
+				}
 				g.HandleXSIEvent(se)
 			}
 		}
@@ -208,6 +219,11 @@ func (g *Gateway) HandleXSIEvent(ev *xsi.SubscriptionEvent) {
 	case *xsi.SubscriptionTerminatedEvent:
 		// The channel manager resubscribes; until the new snapshot, the
 		// view of this user may miss changes.
+		u.stale()
+	}
+	if !g.linkUp {
+		// An event handled after the link went down was sent before: it
+		// does not make the view fresh (RepairLoop waits for the resync).
 		u.stale()
 	}
 	u.outbox = append(u.outbox, out...)

@@ -19,6 +19,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/broadworks-connector/connector/csta"
+	"github.com/broadworks-connector/connector/hoteling"
 )
 
 // binary is the connector built once for all tests; they run it from the
@@ -395,7 +396,7 @@ func TestRunReloadAndShutdown(t *testing.T) {
 	waitFor(t, "the XSI link up", func() bool { return strings.Contains(stderr.String(), linkUp) })
 	// Start-up recovery ran once the snapshots were in: nothing to repair.
 	waitFor(t, "the start-up recovery", func() bool {
-		return strings.Contains(stderr.String(), `msg="hoteling: start-up recovery done" users=6 repairs=0 failed=0`)
+		return strings.Contains(stderr.String(), `msg="hoteling: recovery done" when=start-up users=6 repairs=0 failed=0`)
 	})
 
 	// The CSTA WebSocket is mounted on the admin server; it stays open
@@ -435,14 +436,22 @@ func TestRunReloadAndShutdown(t *testing.T) {
 	cti.expect(csta.EventInvokeID, "AgentLoggedOnEvent")
 	// desk1's own forwarding (off) is remembered in hoteling.state_file.
 	stateFile := filepath.Join(dir, "hoteling.json")
-	if b, err := os.ReadFile(stateFile); err != nil || !strings.Contains(string(b), "desk1@example.com") {
-		t.Errorf("hoteling state file after the login: %v %s", err, b)
+	remembered := func() []hoteling.Remembered {
+		t.Helper()
+		rs, err := (&hoteling.FileStore{Path: stateFile}).Load()
+		if err != nil {
+			t.Fatalf("loading the hoteling state file: %v", err)
+		}
+		return rs
+	}
+	if rs := remembered(); len(rs) != 1 || rs[0].HostUserID != "desk1@example.com" {
+		t.Errorf("hoteling state file after the login: %+v", rs)
 	}
 	cti.send(4, `<SetAgentState xmlns="`+ns6+`"><device>desk1</device><requestedAgentState>loggedOff</requestedAgentState><agentID>agent1</agentID></SetAgentState>`)
 	cti.expect(4, "SetAgentStateResponse")
 	cti.expect(csta.EventInvokeID, "AgentLoggedOffEvent")
-	if b, err := os.ReadFile(stateFile); err != nil || strings.Contains(string(b), "desk1@example.com") {
-		t.Errorf("hoteling state file after the logout: %v %s", err, b)
+	if rs := remembered(); len(rs) != 0 {
+		t.Errorf("hoteling state file after the logout: %+v", rs)
 	}
 
 	wsClosed := make(chan error, 1)

@@ -71,12 +71,17 @@ hoteling:
 	}
 
 	cmd, stderr, exited := startProcess(t, "run", "--config", configPath)
+	defer func() {
+		if t.Failed() {
+			t.Logf("connector log:\n%s", stderr.String())
+		}
+	}()
 
 	waitFor(t, "the start-up recovery", func() bool {
-		return strings.Contains(stderr.String(), `msg="hoteling: start-up recovery done"`)
+		return strings.Contains(stderr.String(), `msg="hoteling: recovery done" when=start-up`)
 	})
 	logged := stderr.String()
-	if !strings.Contains(logged, `msg="hoteling: start-up recovery done" users=6 repairs=2 failed=0`) {
+	if !strings.Contains(logged, `msg="hoteling: recovery done" when=start-up users=6 repairs=2 failed=0`) {
 		t.Errorf("recovery summary wrong:\n%s", logged)
 	}
 	for _, want := range []string{

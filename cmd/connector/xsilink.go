@@ -147,64 +147,32 @@ func (l *xsiLink) start(front *csta.Server, recoverUsers []string) error {
 	return l.events.Start(context.Background())
 }
 
-// recoverSnapshotWait bounds how long recovery waits for the snapshots
-// after the link is first up; users without one are looked at anyway.
+// recoverSnapshotWait bounds how long recovery waits for the users'
+// snapshots after the link is (back) up; users without one are looked at
+// anyway.
 const recoverSnapshotWait = 15 * time.Second
 
-// recover waits for the link to come up and the users' snapshots to arrive,
-// then has the sequencer repair what a crash left half done.
+// recover repairs half-done hot-desk sequences (hoteling.recover_mode) once
+// the link is first up and the users' snapshots are in, and again after
+// every link recovery once the resync has refreshed them.
 func (l *xsiLink) recover(ctx context.Context, users []string) {
-	if len(users) == 0 {
-		return
-	}
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !anyLinkUp(l.events.LinkState()) || !l.gateway.LinkUp() {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
-	deadline := time.Now().Add(recoverSnapshotWait)
-	for {
-		missing := 0
-		for _, id := range users {
-			if !l.gateway.User(id).Known {
-				missing++
+	startup := true
+	l.gateway.RepairLoop(ctx, users, gateway.RepairOptions{Startup: true, SnapshotWait: recoverSnapshotWait},
+		func(ctx context.Context, users []string) {
+			repairs := l.sequencer.Recover(ctx, users)
+			// Recover logs each repair itself; this is the summary.
+			failed := 0
+			for _, r := range repairs {
+				if r.Err != nil {
+					failed++
+				}
 			}
-		}
-		if missing == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			l.logger.Warn("hoteling: recovery runs without every snapshot", "missing", missing, "users", len(users))
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
-	repairs := l.sequencer.Recover(ctx, users)
-	// Recover logs each repair itself; this is the summary.
-	failed := 0
-	for _, r := range repairs {
-		if r.Err != nil {
-			failed++
-		}
-	}
-	l.logger.Info("hoteling: start-up recovery done", "users", len(users), "repairs", len(repairs), "failed", failed)
-}
-
-func anyLinkUp(ls []xsi.LinkStatus) bool {
-	for _, s := range ls {
-		if s.State == xsi.LinkUp {
-			return true
-		}
-	}
-	return false
+			when := "link-recovery"
+			if startup {
+				when, startup = "start-up", false
+			}
+			l.logger.Info("hoteling: recovery done", "when", when, "users", len(users), "repairs", len(repairs), "failed", failed)
+		})
 }
 
 // logLinkChanges logs, on every change, the state of each XSP whose state

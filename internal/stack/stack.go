@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,6 +59,10 @@ type Config struct {
 	RecoverMode    string        // hoteling recover mode; default undo
 	// Logger for every component; default discards.
 	Logger *slog.Logger
+	// LoadProcess is the path of a load-process command (BuildLoadProcess):
+	// when set, the simulator runs in that process (Stack.Load) and Sim is
+	// nil, so that this process's CPU time is the connector's alone.
+	LoadProcess string
 	// ReadyTimeout bounds waiting for the link and the snapshots; default
 	// 30s.
 	ReadyTimeout time.Duration
@@ -86,7 +91,8 @@ type Stack struct {
 	cfg     Config
 	tmpDir  string
 	users   []string
-	Sim     *xspsim.Server
+	Sim     *xspsim.Server // nil with Config.LoadProcess
+	peer    simPeer        // the simulator, wherever it runs
 	mu      sync.Mutex
 	conn    *Connector
 	started int // connectors built so far
@@ -101,10 +107,22 @@ type Connector struct {
 	CSTA      *csta.Server
 	Repairs   []hoteling.Repair // what start-up recovery did
 
-	acts   *gatedActions
-	store  *gatedStore
-	cancel context.CancelFunc
-	runEnd chan struct{}
+	acts      *gatedActions
+	store     *gatedStore
+	cancel    context.CancelFunc
+	runEnd    chan struct{}
+	repairEnd chan struct{}
+
+	repairMu    sync.Mutex
+	linkRepairs []hoteling.Repair
+}
+
+// LinkRepairs is what recovery did after XSI link recoveries (the gateway's
+// RepairLoop, as `run` has it), so far.
+func (c *Connector) LinkRepairs() []hoteling.Repair {
+	c.repairMu.Lock()
+	defer c.repairMu.Unlock()
+	return slices.Clone(c.linkRepairs)
 }
 
 // New seeds and starts the simulator; no connector runs until Start.
@@ -157,19 +175,15 @@ func New(cfg Config) (*Stack, error) {
 		users = append(users, xspsim.User{ID: DeskUser(i), FirstName: DeskID(i), LastName: "Desk", HotelingHost: true, CallCenter: true})
 		s.users = append(s.users, DeskUser(i))
 	}
-	s.Sim = xspsim.New(xspsim.Config{Users: users, Username: simUser, Password: simPass,
-		QueueSize: 4 * len(users), BacklogSize: 4 * len(users)}, cfg.Logger.With("component", "xspsim"))
-	if err := s.Sim.Start(); err != nil {
-		s.cleanup()
-		return nil, err
-	}
+	cfa := map[string]string{}
 	for i := 1; i <= cfg.Desks; i++ {
 		if n := cfg.DeskCFA(i); n != "" {
-			if err := s.Sim.PortalSetCFA(DeskUser(i), true, n); err != nil {
-				s.Close()
-				return nil, err
-			}
+			cfa[DeskUser(i)] = n
 		}
+	}
+	if err := s.startSimulator(users, cfa); err != nil {
+		s.Close()
+		return nil, err
 	}
 	return s, nil
 }
@@ -224,7 +238,7 @@ func (s *Stack) Start() error {
 	c := &Connector{runEnd: make(chan struct{})}
 
 	xcfg := xsi.DefaultConfig()
-	xcfg.Servers = []string{s.Sim.URL()}
+	xcfg.Servers = []string{s.peer.URL()}
 	xcfg.Username, xcfg.Password = simUser, simPass
 	xcfg.RequestTimeout = 5 * time.Second
 	xcfg.MaxInFlight = s.cfg.MaxInFlight
@@ -293,6 +307,18 @@ func (s *Stack) Start() error {
 	rctx, rcancel := context.WithTimeout(context.Background(), s.cfg.ReadyTimeout)
 	c.Repairs = seq.Recover(rctx, s.users)
 	rcancel()
+	since := gw.LinkEpoch()
+	c.repairEnd = make(chan struct{})
+	go func() {
+		defer close(c.repairEnd)
+		gw.RepairLoop(ctx, s.users, gateway.RepairOptions{Since: since, SnapshotWait: s.cfg.ReadyTimeout},
+			func(ctx context.Context, users []string) {
+				reps := seq.Recover(ctx, users)
+				c.repairMu.Lock()
+				c.linkRepairs = append(c.linkRepairs, reps...)
+				c.repairMu.Unlock()
+			})
+	}()
 	s.mu.Lock()
 	s.conn = c
 	s.mu.Unlock()
@@ -307,9 +333,10 @@ func (s *Stack) awaitReady(c *Connector, timeout time.Duration) error {
 	pending := append([]string(nil), s.users...)
 	for {
 		if c.Gateway.LinkUp() {
+			snaps, _ := s.peer.Snapshots(pending)
 			rest := pending[:0]
 			for _, id := range pending {
-				if !s.viewAgrees(c, id) {
+				if snap, ok := snaps[id]; !ok || !viewAgrees(c, id, snap) {
 					rest = append(rest, id)
 				}
 			}
@@ -333,11 +360,7 @@ func first(s []string) string {
 	return s[0]
 }
 
-func (s *Stack) viewAgrees(c *Connector, id string) bool {
-	snap, err := s.Sim.Snapshot(id)
-	if err != nil {
-		return false
-	}
+func viewAgrees(c *Connector, id string, snap xspsim.UserSnapshot) bool {
 	v := c.Gateway.User(id)
 	return v.Known && string(v.ACDState) == snap.AgentState && v.CFA.Active == snap.CFAActive &&
 		(!snap.CFAActive || v.CFA.ForwardToPhoneNumber == snap.CFANumber || strings.TrimPrefix(v.CFA.ForwardToPhoneNumber, "tel:") == snap.CFANumber) &&
@@ -404,6 +427,9 @@ func (s *Stack) teardown(c *Connector, hard bool) error {
 	var errs []error
 	c.cancel()
 	<-c.runEnd
+	if c.repairEnd != nil { // nil: failed before the loop started
+		<-c.repairEnd
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	sctx := ctx
@@ -420,6 +446,7 @@ func (s *Stack) teardown(c *Connector, hard bool) error {
 		errs = append(errs, err)
 	}
 	c.Client.Close()
+	c.store.fs.Close() // its file handle; a crashed connector's wrote nothing more anyway
 	return errors.Join(errs...)
 }
 
@@ -429,7 +456,9 @@ func (s *Stack) Close() error {
 	err := s.StopConnector()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err = errors.Join(err, s.Sim.Shutdown(ctx))
+	if s.peer != nil {
+		err = errors.Join(err, s.peer.Shutdown(ctx))
+	}
 	s.cleanup()
 	return err
 }
@@ -554,11 +583,11 @@ type DeskState struct {
 
 // State reads the simulator's snapshots of agent a and desk d (1-based).
 func (s *Stack) State(a, d int) (DeskState, error) {
-	ag, err := s.Sim.Snapshot(AgentUser(a))
+	ag, err := s.snapshot(AgentUser(a))
 	if err != nil {
 		return DeskState{}, err
 	}
-	ds, err := s.Sim.Snapshot(DeskUser(d))
+	ds, err := s.snapshot(DeskUser(d))
 	if err != nil {
 		return DeskState{}, err
 	}
