@@ -3,9 +3,13 @@ package gateway_test
 import (
 	"flag"
 	"fmt"
+	"log/slog"
+	"os"
+	"runtime/pprof"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,107 +25,219 @@ import (
 //
 // One login's critical path is 3 Actions (host CFA, association,
 // Unavailable), each confirmed by its XSI event, so the ideal storm time is
-// N × 3 × L / C. Metrics:
+// N × 3 × L / C. Two placements of the load side (simulator and CTI
+// clients):
 //
-//	x-ideal      measured storm time / ideal
-//	p99-x-path   p99 login latency / (3 × L)   (all N start at once, so this includes queueing for C)
-//	failures     logins not answered with success or not fully logged in (must be 0)
-//	cpu-us/login process CPU (user+sys) per login: connector, simulator and CTI clients together (one process)
+//	sim=inproc   everything in the benchmark's process (as CI runs it)
+//	sim=process  the simulator and the CTI clients in a child process
+//	             (stack.Config.LoadProcess): this process is the connector
 //
-// Between iterations every agent is logged out again (not timed). N=1000
-// runs only with -benchtime=1x:
+// Metrics:
+//
+//	x-ideal            measured storm time / ideal
+//	p99-x-path         p99 login latency / (3 × L)   (all N start at once, so this includes queueing for C)
+//	failures           logins not answered with success or not fully logged in (must be 0)
+//	cpu-us/login       this process's CPU (user+sys) per login: with sim=inproc the connector,
+//	                   simulator and clients together; with sim=process the connector alone
+//	load-cpu-us/login  sim=process only: the child's CPU (simulator and clients) per login
+//
+// Between iterations every agent is logged out again (not timed). N = 100
+// by default; N = 1000 too with -benchtime=1x; LOGINSTORM_N (a comma list,
+// e.g. 10000) sets the sizes instead (opt-in, not for CI). sim=inproc stops
+// at N = 5000 (two descriptors per client in one process):
 //
 //	go test -run '^$' -bench LoginStorm -benchtime=1x ./gateway/
+//	LOGINSTORM_N=10000 go test -run '^$' -bench 'LoginStorm/sim=process' -benchtime=1x -timeout 30m ./gateway/
 func BenchmarkLoginStorm(b *testing.B) {
 	const (
 		latency = 5 * time.Millisecond
 		cap     = 32
 		steps   = 3
 	)
-	for _, n := range []int{100, 1000} {
-		b.Run(fmt.Sprintf("N=%d/L=%v/C=%d", n, latency, cap), func(b *testing.B) {
-			if n > 100 && !benchOnce() {
-				b.Skip("N=1000 only with -benchtime=1x")
-			}
-			st := newStack(b, stack.Config{Agents: n, Desks: n, MaxInFlight: cap,
-				StepTimeout: 30 * time.Second, RequestTimeout: 60 * time.Second, ReadyTimeout: 120 * time.Second})
-			clients := make([]*cticlient.Client, n)
-			for i := range clients {
-				clients[i] = dial(b, st)
-			}
-			st.Sim.SetActionsLatency(xspsim.Latency{Min: latency, Max: latency})
-			ideal := time.Duration(n) * steps * latency / cap
-			path := steps * latency
-
-			var lat []time.Duration
-			var total time.Duration
-			var cpu time.Duration
-			failures := 0
-			b.ResetTimer()
-			for range b.N {
-				b.StopTimer()
-				errs := make([]error, n)
-				took := make([]time.Duration, n)
-				var wg sync.WaitGroup
-				start := make(chan struct{})
-				for i := range n {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						<-start
-						t0 := time.Now()
-						errs[i] = login(b.Context(), clients[i], i+1, i+1)
-						took[i] = time.Since(t0)
-					}()
+	sizes, explicit := stormSizes(b)
+	binDir := b.TempDir() // outlives the sub-benchmarks
+	var loadBin string
+	for _, mode := range []string{"inproc", "process"} {
+		for _, n := range sizes {
+			b.Run(fmt.Sprintf("sim=%s/N=%d/L=%v/C=%d", mode, n, latency, cap), func(b *testing.B) {
+				if n > 100 && !explicit && !benchOnce() {
+					b.Skip("N > 100 only with -benchtime=1x or LOGINSTORM_N")
 				}
-				cpu0 := processCPU()
-				t0 := time.Now()
-				b.StartTimer()
-				close(start)
-				wg.Wait()
-				b.StopTimer()
-				total += time.Since(t0)
-				cpu += processCPU() - cpu0
-				lat = append(lat, took...)
-				for i, err := range errs {
-					if err != nil {
-						failures++
-						b.Logf("agent %d: %v", i+1, err)
-					} else if err := st.CheckLoggedIn(i+1, i+1); err != nil {
-						failures++
-						b.Log(err)
-					}
+				cfg := stack.Config{Agents: n, Desks: n, MaxInFlight: cap,
+					StepTimeout: 30 * time.Second, RequestTimeout: 60 * time.Second, ReadyTimeout: 300 * time.Second,
+					Logger: slog.New(slog.NewTextHandler(b.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))}
+				if mode == "inproc" && n > 5000 {
+					b.Skip("sim=inproc needs two descriptors per client in one process: use sim=process")
 				}
-				// Reset: every agent logs out again.
-				for i := range n {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						if err := logout(b.Context(), clients[i], i+1, i+1); err != nil {
-							b.Errorf("logout %d: %v", i+1, err)
+				if mode == "process" {
+					if loadBin == "" {
+						bin, err := stack.BuildLoadProcess(binDir)
+						if err != nil {
+							b.Fatal(err)
 						}
-					}()
+						loadBin = bin
+					}
+					cfg.LoadProcess = loadBin
 				}
-				wg.Wait()
-				if err := st.AwaitViewSettled(30 * time.Second); err != nil {
+				st := newStack(b, cfg)
+				var storm func(off bool) stack.StormResult
+				if mode == "process" {
+					storm = loadProcessStorm(b, st, n)
+				} else {
+					storm = inProcessStorm(b, st, n)
+				}
+				if err := st.SetActionsLatency(xspsim.Latency{Min: latency, Max: latency}); err != nil {
 					b.Fatal(err)
 				}
-			}
-			slices.Sort(lat)
-			p99 := lat[(len(lat)*99+99)/100-1]
-			per := total / time.Duration(b.N)
-			b.ReportMetric(float64(per)/float64(ideal), "x-ideal")
-			b.ReportMetric(float64(p99)/float64(path), "p99-x-path")
-			b.ReportMetric(float64(failures), "failures")
-			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*n), "cpu-us/login")
-			b.ReportMetric(float64(per.Milliseconds()), "storm-ms")
-			b.ReportMetric(float64(ideal.Milliseconds()), "ideal-ms")
-			b.ReportMetric(float64(p99.Milliseconds()), "p99-ms")
-			b.ReportMetric(float64(lat[len(lat)/2].Milliseconds()), "p50-ms")
-			if failures > 0 {
-				b.Errorf("%d failed logins", failures)
-			}
-		})
+				ideal := time.Duration(n) * steps * latency / cap
+				path := steps * latency
+
+				var lat []time.Duration
+				var total, cpu, loadCPU time.Duration
+				failures := 0
+				b.ResetTimer()
+				for range b.N {
+					b.StopTimer()
+					stopProfile := profileStorm(b, mode, n)
+					cpu0 := stack.ProcessCPU()
+					b.StartTimer()
+					r := storm(false)
+					b.StopTimer()
+					cpu += stack.ProcessCPU() - cpu0
+					stopProfile()
+					total += r.Wall
+					loadCPU += r.CPU
+					lat = append(lat, r.Took...)
+					for i, e := range r.Errs {
+						if e != "" {
+							failures++
+							b.Logf("agent %d: %v", i+1, e)
+						} else if err := st.CheckLoggedIn(i+1, i+1); err != nil {
+							failures++
+							b.Log(err)
+						}
+					}
+					// Reset: every agent logs out again.
+					for i, e := range storm(true).Errs {
+						if e != "" {
+							b.Errorf("logout %d: %v", i+1, e)
+						}
+					}
+					if err := st.AwaitViewSettled(60 * time.Second); err != nil {
+						b.Fatal(err)
+					}
+				}
+				slices.Sort(lat)
+				p99 := lat[(len(lat)*99+99)/100-1]
+				per := total / time.Duration(b.N)
+				b.ReportMetric(float64(per)/float64(ideal), "x-ideal")
+				b.ReportMetric(float64(p99)/float64(path), "p99-x-path")
+				b.ReportMetric(float64(failures), "failures")
+				b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*n), "cpu-us/login")
+				if mode == "process" {
+					b.ReportMetric(float64(loadCPU.Microseconds())/float64(b.N*n), "load-cpu-us/login")
+				}
+				b.ReportMetric(float64(per.Milliseconds()), "storm-ms")
+				b.ReportMetric(float64(ideal.Milliseconds()), "ideal-ms")
+				b.ReportMetric(float64(p99.Milliseconds()), "p99-ms")
+				b.ReportMetric(float64(lat[len(lat)/2].Milliseconds()), "p50-ms")
+				if failures > 0 {
+					b.Errorf("%d failed logins", failures)
+				}
+			})
+		}
+	}
+}
+
+// stormSizes are the Ns to run: LOGINSTORM_N (explicit) or 100 and 1000.
+func stormSizes(b *testing.B) (sizes []int, explicit bool) {
+	env := os.Getenv("LOGINSTORM_N")
+	if env == "" {
+		return []int{100, 1000}, false
+	}
+	for f := range strings.SplitSeq(env, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			b.Fatalf("LOGINSTORM_N=%q: want a comma list of positive counts", env)
+		}
+		sizes = append(sizes, n)
+	}
+	return sizes, true
+}
+
+// inProcessStorm returns a storm driven by n CTI clients of this process:
+// client i sets agent i+1 LoggedOn (LoggedOff for logout) at desk i+1, all
+// at once. CPU is left zero: it is this process's.
+func inProcessStorm(b *testing.B, st *stack.Stack, n int) func(off bool) stack.StormResult {
+	clients := make([]*cticlient.Client, n)
+	for i := range clients {
+		clients[i] = dial(b, st)
+	}
+	return func(off bool) stack.StormResult {
+		r := stack.StormResult{Took: make([]time.Duration, n), Errs: make([]string, n)}
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		var t0 time.Time
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				op := login
+				if off {
+					op = logout
+				}
+				if err := op(b.Context(), clients[i], i+1, i+1); err != nil {
+					r.Errs[i] = err.Error()
+				}
+				r.Took[i] = time.Since(t0)
+			})
+		}
+		t0 = time.Now()
+		close(start)
+		wg.Wait()
+		r.Wall = time.Since(t0)
+		return r
+	}
+}
+
+// loadProcessStorm returns a storm driven by n CTI clients of the load
+// process (the same requests as inProcessStorm).
+func loadProcessStorm(b *testing.B, st *stack.Stack, n int) func(off bool) stack.StormResult {
+	p := st.Load()
+	if err := p.Dial(st.CSTAAddr(), n); err != nil {
+		b.Fatal(err)
+	}
+	agents, desks := make([]string, n), make([]string, n)
+	for i := range n {
+		agents[i], desks[i] = stack.AgentID(i+1), stack.DeskID(i+1)
+	}
+	return func(off bool) stack.StormResult {
+		r, err := p.Storm(off, agents, desks)
+		if err != nil {
+			b.Fatalf("storm: %v", err)
+		}
+		return r
+	}
+}
+
+// profileStorm writes a CPU profile of this process during the timed
+// storm to $LOGINSTORM_PROFILE.<mode>.<n> when LOGINSTORM_PROFILE is set
+// (unlike -cpuprofile, it leaves out building and tearing down the stack).
+func profileStorm(b *testing.B, mode string, n int) (stop func()) {
+	base := os.Getenv("LOGINSTORM_PROFILE")
+	if base == "" {
+		return func() {}
+	}
+	f, err := os.Create(fmt.Sprintf("%s.%s.%d", base, mode, n))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
 	}
 }
 
@@ -129,13 +245,4 @@ func BenchmarkLoginStorm(b *testing.B) {
 func benchOnce() bool {
 	f := flag.Lookup("test.benchtime")
 	return f != nil && f.Value.String() == "1x"
-}
-
-// processCPU is this process's user+system CPU time so far.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
