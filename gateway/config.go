@@ -28,6 +28,14 @@ type Config struct {
 	// empty means all of them. A change to a service whose package is not
 	// subscribed is reported from the successful request instead.
 	EventPackages []string
+	// ConflictWindow: when the desktop (CSTA) and the phone (SIP) ask for
+	// contradicting agent states within this window, Not Ready / Logout
+	// wins over Ready / Login and the later, losing request is refused.
+	// 0: off.
+	ConflictWindow time.Duration
+	// AgentPasswords are what a phone's hoteling login must prove
+	// (x-broadworks-hoteling nonce challenge).
+	AgentPasswords []AgentPassword
 	// AnswerSettle is how long events caused by a request are held after the
 	// Service method returns, so the answer goes out first; 0: 20ms.
 	AnswerSettle time.Duration
@@ -47,6 +55,12 @@ type AgentEntry struct {
 	AgentID string
 	UserID  string
 	Number  string
+}
+
+// AgentPassword is an agent's password for phone (hoteling) logins.
+type AgentPassword struct {
+	AgentID  string
+	Password string
 }
 
 // ReasonEntry maps a CSTA not-ready reason to a BroadWorks unavailable code.
@@ -89,6 +103,7 @@ type Deps struct {
 	Actions   Actions
 	Hoteling  Hoteling // may be nil (see SetHoteling): hot-desk logon/logoff then answer serviceNotSupported
 	Publisher Publisher
+	Phones    Phones // may be nil (see SetPhones): no phone sync
 }
 
 var (

@@ -29,6 +29,7 @@ type Gateway struct {
 	// linkEpoch counts down→up transitions of the link (RepairLoop).
 	linkEpoch uint64
 	wakes     map[string]chan struct{} // per user: closed (and dropped) when an XSI event may change its view
+	claims    map[string]agentClaim    // per agent user: the last agent-state request (ConflictWindow)
 
 	pubMu   sync.Mutex
 	settles sync.WaitGroup // release timers that have fired and are running
@@ -58,6 +59,7 @@ func New(cfg Config, deps Deps, logger *slog.Logger) *Gateway {
 		users:  make(map[string]*userState),
 		linkUp: true,
 		wakes:  make(map[string]chan struct{}),
+		claims: make(map[string]agentClaim),
 	}
 }
 
@@ -414,12 +416,15 @@ func (g *Gateway) flush(userID string) {
 	}
 	batch := u.outbox
 	u.outbox = nil
+	phones := g.deps.Phones
 	g.mu.Unlock()
-	if g.deps.Publisher == nil {
-		return
-	}
 	for _, ev := range batch {
-		g.deps.Publisher.Publish(ev)
+		if g.deps.Publisher != nil {
+			g.deps.Publisher.Publish(ev)
+		}
+		if phones != nil {
+			g.publishToPhones(phones, ev)
+		}
 	}
 }
 

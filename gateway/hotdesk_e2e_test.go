@@ -346,6 +346,10 @@ func TestHotDeskConnectorCrashMidLogin(t *testing.T) {
 			if err := st.CrashConnector(); err != nil {
 				t.Logf("crash: %v", err)
 			}
+			// A request the dead connector had already sent is still
+			// applied by BroadWorks: the new connector starts after that,
+			// as a real restart would (seconds later), not in the middle.
+			waitFor(t, 10*time.Second, "the dead connector's requests to drain", func() bool { return st.Sim.ActionsInFlight() == 0 })
 			st.Sim.ClearFaults()
 			err := awaitAnswer(t, ans, 15*time.Second)
 			t.Logf("answer (connection lost): %v", err)

@@ -78,7 +78,15 @@ func (g *Gateway) agentAt(agentID, deviceUser string) (userID, number string, er
 //	loggedOff while hot-desked               → Hoteling.Logout(agent)
 //	loggedOff otherwise                      → Sign-Out
 //	ready → Available; notReady → Unavailable with the mapped code; workingAfterCall → Wrap-Up
+//
+// Within ConflictWindow of a Not Ready / Logout from the phone, a Ready /
+// Login from the desktop is refused with invalidObjectState (and the
+// other way round): the stronger state wins.
 func (g *Gateway) SetAgentState(ctx context.Context, _ csta.Requester, req *csta.SetAgentState) (*csta.SetAgentStateResponse, error) {
+	return g.setAgentState(ctx, originCTI, req)
+}
+
+func (g *Gateway) setAgentState(ctx context.Context, from origin, req *csta.SetAgentState) (_ *csta.SetAgentStateResponse, err error) {
 	ctx, cancel, t, err := g.begin(ctx, req.Device)
 	defer cancel()
 	if err != nil {
@@ -90,6 +98,16 @@ func (g *Gateway) SetAgentState(ctx context.Context, _ csta.Requester, req *csta
 	if err != nil {
 		return nil, err
 	}
+	if g.conflicting(agent, from, req.RequestedState) {
+		g.log.Info("gateway: agent state refused: the other interface asked for not ready / logged off just before",
+			"agent", agent, "requested", req.RequestedState, "window", g.cfg.ConflictWindow)
+		return nil, ErrInvalidObjectState
+	}
+	defer func() {
+		if err == nil {
+			g.claim(agent, from, req.RequestedState)
+		}
+	}()
 	code := g.dir.UnavailableCode(req.ReasonCode, g.cfg.DefaultUnavailableCode)
 	notFound := csta.ErrInvalidAgentIdentifier
 	set := func(state xsi.ACDState, code string) error {

@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -211,6 +212,8 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	handler http.Handler
+
+	actionsInFlight atomic.Int64 // Xsi-Actions requests being handled
 
 	mu       sync.Mutex
 	users    map[string]*userState // key: user ID

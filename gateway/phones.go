@@ -1,0 +1,273 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/broadworks-connector/connector/csta"
+	"github.com/broadworks-connector/connector/phonesync"
+)
+
+// Phones is where the gateway sends every change for subscribed phones;
+// *phonesync.Server satisfies it. Publish must not block.
+type Phones interface {
+	Publish(dn string, c phonesync.Change)
+}
+
+// SetPhones connects the phone side (phonesync starts after the gateway).
+func (g *Gateway) SetPhones(p Phones) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.deps.Phones = p
+}
+
+func (g *Gateway) phones() Phones {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.deps.Phones
+}
+
+// publishToPhones translates one CSTA event (already published to the CSTA
+// monitors, in the same order) into what the phones of that device are told.
+// A hot desk's phone also hears its guest association (x-broadworks-
+// hoteling) when an agent other than the desk's own user logs on or off.
+func (g *Gateway) publishToPhones(p Phones, ev csta.Event) {
+	dn := string(ev.Device)
+	switch ev.Kind {
+	case csta.EventDoNotDisturb:
+		p.Publish(dn, phonesync.Change{Kind: phonesync.ChangeDoNotDisturb, DoNotDisturb: ev.DoNotDisturbOn})
+	case csta.EventForwarding:
+		p.Publish(dn, phonesync.Change{Kind: phonesync.ChangeForwarding, Forwarding: phonesync.Forwarding{
+			Type: phonesync.ForwardingType(ev.ForwardingType), Active: ev.ForwardStatus,
+			Number: string(ev.ForwardTo), RingCount: ev.RingCount}})
+	case csta.EventAgentLoggedOn, csta.EventAgentLoggedOff, csta.EventAgentReady, csta.EventAgentNotReady, csta.EventAgentWorkingAfterCall:
+		st := phoneAgentState[ev.Kind]
+		a := phonesync.AgentState{AgentID: ev.AgentID, State: st}
+		if st == phonesync.AgentNotReady {
+			a.Reason = ev.ReasonCode
+		}
+		p.Publish(dn, phonesync.Change{Kind: phonesync.ChangeAgent, Agent: a})
+		if ev.Kind == csta.EventAgentLoggedOn || ev.Kind == csta.EventAgentLoggedOff {
+			user, hotDesk, ok := g.dir.Device(ev.Device)
+			agentUser, _, known := g.dir.Agent(ev.AgentID)
+			if ok && hotDesk && known && agentUser != user {
+				h := phonesync.Hoteling{}
+				if ev.Kind == csta.EventAgentLoggedOn {
+					h.GuestAddress = ev.AgentID
+				}
+				p.Publish(dn, phonesync.Change{Kind: phonesync.ChangeHoteling, Hoteling: h})
+			}
+		}
+	}
+}
+
+var phoneAgentState = map[csta.EventKind]phonesync.AgentStateName{
+	csta.EventAgentLoggedOn:         phonesync.AgentLoggedOn,
+	csta.EventAgentLoggedOff:        phonesync.AgentLoggedOff,
+	csta.EventAgentReady:            phonesync.AgentReady,
+	csta.EventAgentNotReady:         phonesync.AgentNotReady,
+	csta.EventAgentWorkingAfterCall: phonesync.AgentWorkingAfterCall,
+}
+
+// ---- requests from phones ----
+
+// PhoneService is the gateway as phonesync sees it: phones' requests go
+// through the same service methods as CTI requests, and so reach
+// BroadWorks, the CTI monitors and the other phones the same way.
+func (g *Gateway) PhoneService() phonesync.Service { return phoneService{g} }
+
+type phoneService struct{ g *Gateway }
+
+var _ phonesync.Service = phoneService{}
+
+// phoneErr turns the answer a CTI client would get into phonesync's terms.
+func phoneErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, csta.ErrInvalidDeviceID):
+		return errors.Join(phonesync.ErrUnknownDevice, err)
+	case errors.Is(err, csta.ErrInvalidAgentIdentifier):
+		return errors.Join(phonesync.ErrUnknownAgent, err)
+	}
+	return err
+}
+
+func (p phoneService) FeatureState(ctx context.Context, dn string) (phonesync.FeatureState, error) {
+	g := p.g
+	dev := csta.DeviceID(dn)
+	var st phonesync.FeatureState
+	dnd, err := g.GetDoNotDisturb(ctx, csta.Requester{}, &csta.GetDoNotDisturb{Device: dev})
+	if err != nil {
+		return st, phoneErr(err)
+	}
+	st.DoNotDisturb = dnd.DoNotDisturbOn
+	fw, err := g.GetForwarding(ctx, csta.Requester{}, &csta.GetForwarding{Device: dev})
+	if err != nil {
+		return st, phoneErr(err)
+	}
+	for _, it := range fw.ForwardingList {
+		st.Forwarding = append(st.Forwarding, phonesync.Forwarding{Type: phonesync.ForwardingType(it.ForwardingType),
+			Active: it.ForwardStatus, Number: string(it.ForwardDN), RingCount: it.RingCount})
+	}
+	as, err := g.GetAgentState(ctx, csta.Requester{}, &csta.GetAgentState{Device: dev})
+	if err != nil {
+		// A device whose user has no call-center service has no agent to
+		// show; that is not an error for the phone.
+		return st, nil
+	}
+	if len(as.AgentStateList) > 0 {
+		e := as.AgentStateList[0]
+		a := phonesync.AgentState{AgentID: e.AgentID, State: phonesync.AgentLoggedOff}
+		if e.LoggedOnState && len(e.AgentInfo) > 0 {
+			switch e.AgentInfo[0].AgentState {
+			case csta.AgentReady:
+				a.State = phonesync.AgentReady
+			case csta.AgentWorkingAfterCall:
+				a.State = phonesync.AgentWorkingAfterCall
+			default:
+				a.State, a.Reason = phonesync.AgentNotReady, as.ReasonCode
+			}
+		}
+		st.Agent = &a
+	}
+	return st, nil
+}
+
+func (p phoneService) SetDoNotDisturb(ctx context.Context, dn string, on bool, _ phonesync.Origin) error {
+	return phoneErr(p.g.SetDoNotDisturb(ctx, csta.Requester{}, &csta.SetDoNotDisturb{Device: csta.DeviceID(dn), DoNotDisturbOn: on}))
+}
+
+func (p phoneService) SetForwarding(ctx context.Context, dn string, f phonesync.Forwarding, _ phonesync.Origin) error {
+	return phoneErr(p.g.SetForwarding(ctx, csta.Requester{}, &csta.SetForwarding{Device: csta.DeviceID(dn),
+		ForwardingType: csta.ForwardingType(f.Type), ActivateForward: f.Active, ForwardDN: csta.DeviceID(f.Number), RingCount: f.RingCount}))
+}
+
+func (p phoneService) SetAgentState(ctx context.Context, dn, agentID string, state phonesync.AgentStateName, reason string, _ phonesync.Origin) error {
+	_, err := p.g.setAgentState(ctx, originPhone, &csta.SetAgentState{Device: csta.DeviceID(dn),
+		RequestedState: csta.ReqAgentState(state), AgentID: agentID, ReasonCode: reason})
+	return phoneErr(err)
+}
+
+func (p phoneService) Hoteling(_ context.Context, hostDN string) (phonesync.Hoteling, error) {
+	g := p.g
+	user, hotDesk, ok := g.dir.Device(csta.DeviceID(hostDN))
+	if !ok || !hotDesk {
+		return phonesync.Hoteling{}, phonesync.ErrUnknownDevice
+	}
+	if guest := g.User(user).GuestUserID; guest != "" {
+		return phonesync.Hoteling{GuestAddress: g.dir.AgentID(guest)}, nil
+	}
+	return phonesync.Hoteling{}, nil
+}
+
+// SetHoteling logs guestAddress (an agent ID, or a user ID) in at the host
+// device, or the current guest out: the hot-desk sequences of SetAgentState.
+func (p phoneService) SetHoteling(ctx context.Context, hostDN, guestAddress string, _ phonesync.Origin) error {
+	g := p.g
+	req := &csta.SetAgentState{Device: csta.DeviceID(hostDN), RequestedState: csta.ReqLoggedOn, AgentID: guestAddress}
+	if guestAddress == "" {
+		user, _, ok := g.dir.Device(csta.DeviceID(hostDN))
+		if !ok {
+			return phonesync.ErrUnknownDevice
+		}
+		guest := g.User(user).GuestUserID
+		if guest == "" {
+			return nil // nobody to log out
+		}
+		req.RequestedState, req.AgentID = csta.ReqLoggedOff, g.dir.AgentID(guest)
+	}
+	_, err := g.setAgentState(ctx, originPhone, req)
+	return phoneErr(err)
+}
+
+// GuestPassword is the configured password of the agent guestAddress names
+// (its agent ID, or its BroadWorks user ID).
+func (p phoneService) GuestPassword(guestAddress string) (string, bool) {
+	g := p.g
+	user, _, ok := g.dir.Agent(guestAddress)
+	if !ok {
+		return "", false
+	}
+	for _, ap := range g.cfg.AgentPasswords {
+		if u, _, ok := g.dir.Agent(ap.AgentID); ok && u == user {
+			return ap.Password, true
+		}
+	}
+	return "", false
+}
+
+// PhoneService reports a phone that went silent (OutOfServiceEvent) or came
+// back (BackInServiceEvent) on the CSTA monitors of its device's user.
+func (p phoneService) PhoneService(dn string, inService bool) {
+	g := p.g
+	user, _, ok := g.dir.Device(csta.DeviceID(dn))
+	if !ok {
+		return
+	}
+	kind := csta.EventOutOfService
+	if inService {
+		kind = csta.EventBackInService
+	}
+	g.log.Info("gateway: phone liveness changed", "dn", dn, "in_service", inService)
+	g.mu.Lock()
+	evs := g.forUser(user, csta.Event{Kind: kind})
+	g.mu.Unlock()
+	g.emit(user, evs)
+}
+
+// ---- desktop versus phone ----
+
+// origin is the interface a request came from.
+type origin int
+
+const (
+	originCTI origin = iota + 1
+	originPhone
+)
+
+// agentClaim is the last agent-state request that succeeded for an agent.
+type agentClaim struct {
+	strong bool // notReady or loggedOff
+	origin origin
+	at     time.Time
+}
+
+// maxClaims bounds the conflict-window table; old claims are swept first.
+const maxClaims = 100000
+
+// conflicting says whether a request for state from o must lose against
+// the agent's last claim: within ConflictWindow, from the other interface,
+// Not Ready / Logout beats Ready / Login (the rule SIP Server applies
+// between CUCM phones and desktops; research/sip.md §2.4).
+func (g *Gateway) conflicting(agent string, o origin, state csta.ReqAgentState) bool {
+	if g.cfg.ConflictWindow <= 0 || (state != csta.ReqReady && state != csta.ReqLoggedOn) {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	c, ok := g.claims[agent]
+	return ok && c.strong && c.origin != o && time.Since(c.at) < g.cfg.ConflictWindow
+}
+
+// claim records a successful agent-state request.
+func (g *Gateway) claim(agent string, o origin, state csta.ReqAgentState) {
+	if g.cfg.ConflictWindow <= 0 {
+		return
+	}
+	now := time.Now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.claims) >= maxClaims {
+		for id, c := range g.claims {
+			if now.Sub(c.at) >= g.cfg.ConflictWindow {
+				delete(g.claims, id)
+			}
+		}
+		if len(g.claims) >= maxClaims {
+			return // all recent: drop this one rather than grow
+		}
+	}
+	g.claims[agent] = agentClaim{strong: state == csta.ReqNotReady || state == csta.ReqLoggedOff, origin: o, at: now}
+}
