@@ -25,6 +25,7 @@ type Config struct {
 	Directory    Directory        `mapstructure:"directory"`
 	GatewayCore  GatewaySettings  `mapstructure:"gateway"`
 	HotDesks     HotelingSettings `mapstructure:"hoteling"`
+	SIP          SIP              `mapstructure:"sip"`
 }
 
 // Log configures the process logger (slog, to stderr).
@@ -133,6 +134,7 @@ func Default() *Config {
 		Directory:    defaultDirectory(),
 		GatewayCore:  defaultGateway(),
 		HotDesks:     defaultHoteling(),
+		SIP:          defaultSIP(),
 	}
 }
 
@@ -191,12 +193,16 @@ const MaskedSecret = "***"
 
 // Masked returns a copy fit for printing: an inline password becomes "***";
 // a password read from password_file is dropped (the file name stays), so the
-// printed configuration loads again without naming both.
+// printed configuration loads again without naming both. In the
+// "name=password" lists of sip.auth the names stay and each password becomes
+// "***".
 func (c *Config) Masked() *Config {
 	masked := *c
 	maskAuth(&masked.CSTAFrontEnd.Auth)
 	maskAuth(&masked.CSTAFrontEnd.WebSocket.Auth)
 	maskSecret(&masked.XSILink.Password, masked.XSILink.PasswordFile)
+	masked.SIP.Auth.Phones = maskPairs(c.SIP.Auth.Phones)
+	masked.SIP.Auth.AgentPasswords = maskPairs(c.SIP.Auth.AgentPasswords)
 	return &masked
 }
 

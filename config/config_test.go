@@ -108,7 +108,7 @@ func TestLoadGood(t *testing.T) {
 		Agents:      []string{"A1=a1@example.net", "A2=a2@example.net,+1556"},
 		ReasonCodes: []string{"Coffee=BREAK"},
 	}
-	want.GatewayCore = config.GatewaySettings{RequestTimeout: 0}
+	want.GatewayCore = config.GatewaySettings{RequestTimeout: 0, ConflictWindow: 2 * time.Second}
 	want.HotDesks = config.HotelingSettings{
 		StepTimeout: 2 * time.Second, QueueLength: 0, RefuseOccupiedHost: true, RecoverMode: "complete",
 	}
@@ -566,7 +566,9 @@ func TestYAMLRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	again := mustLoad(t, path)
-	if got, want := config.Diff(cfg, again), []string{"csta.websocket.auth.password", "xsi.password"}; !slices.Equal(got, want) {
+	if got, want := config.Diff(cfg, again), []string{
+		"csta.websocket.auth.password", "xsi.password", "sip.auth.phones", "sip.auth.agent_passwords",
+	}; !slices.Equal(got, want) {
 		t.Errorf("round trip changed %v, want %v\n%s", got, want, out)
 	}
 }
@@ -625,7 +627,8 @@ func TestPlanReload(t *testing.T) {
 		want := slices.Contains([]string{
 			"log.format", "csta.listen", "csta.tls.cert_file", "csta.tls.key_file", "csta.websocket.enabled", "admin.listen",
 		}, key) || strings.HasPrefix(key, "xsi.") || strings.HasPrefix(key, "simulator.") ||
-			strings.HasPrefix(key, "directory.") || strings.HasPrefix(key, "gateway.") || strings.HasPrefix(key, "hoteling.")
+			strings.HasPrefix(key, "directory.") || strings.HasPrefix(key, "gateway.") || strings.HasPrefix(key, "hoteling.") ||
+			strings.HasPrefix(key, "sip.")
 		if config.NeedsRestart(key) != want {
 			t.Errorf("NeedsRestart(%s) = %v", key, config.NeedsRestart(key))
 		}

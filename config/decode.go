@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"strconv"
 	"strings"
@@ -46,6 +47,12 @@ func assign(target reflect.Value, raw any) error {
 			return err
 		}
 		target.SetInt(int64(n))
+	case target.Kind() == reflect.Float64:
+		f, err := toFloat(raw)
+		if err != nil {
+			return err
+		}
+		target.SetFloat(f)
 	case target.Kind() == reflect.Slice && target.Type().Elem().Kind() == reflect.String:
 		list, err := toStrings(raw)
 		if err != nil {
@@ -99,6 +106,34 @@ func toInt(raw any) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("must be an integer, got %s", describe(raw))
+}
+
+// toFloat accepts a YAML number (20 or 2.5) or its string form; NaN and
+// infinities are not numbers a limit can use.
+func toFloat(raw any) (float64, error) {
+	var f float64
+	switch v := raw.(type) {
+	case float64:
+		f = v
+	case int:
+		f = float64(v)
+	case int64:
+		f = float64(v)
+	case uint64:
+		f = float64(v)
+	case string:
+		parsed, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil {
+			return 0, fmt.Errorf("must be a number, got %s", describe(raw))
+		}
+		f = parsed
+	default:
+		return 0, fmt.Errorf("must be a number, got %s", describe(raw))
+	}
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, fmt.Errorf("must be a finite number, got %s", describe(raw))
+	}
+	return f, nil
 }
 
 // toStrings accepts a YAML list of strings or, from the environment, one

@@ -2,8 +2,6 @@ package config
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -37,6 +35,9 @@ type GatewaySettings struct {
 	// RequestTimeout bounds the XSI work of one CSTA request; 0: only the
 	// request's own deadline (csta.limits.request_timeout).
 	RequestTimeout time.Duration `mapstructure:"request_timeout"`
+	// ConflictWindow: desktop and phone asking for contradicting agent
+	// states within it resolve to Not Ready / Logout; 0: off.
+	ConflictWindow time.Duration `mapstructure:"conflict_window"`
 }
 
 // HotelingSettings configures the hot-desk login and logout sequences.
@@ -71,7 +72,7 @@ func defaultDirectory() Directory {
 }
 
 func defaultGateway() GatewaySettings {
-	return GatewaySettings{RequestTimeout: 10 * time.Second}
+	return GatewaySettings{RequestTimeout: 10 * time.Second, ConflictWindow: 2 * time.Second}
 }
 
 func defaultHoteling() HotelingSettings {
@@ -223,15 +224,11 @@ func validateGatewayAndHoteling(ps *problems, g GatewaySettings, h HotelingSetti
 	if g.RequestTimeout < 0 {
 		ps.add("gateway.request_timeout", "must be 0 (no bound of its own) or positive, got %s", formatDuration(g.RequestTimeout))
 	}
+	validateConflictWindow(ps, g.ConflictWindow)
 	positive(ps, "hoteling.step_timeout", h.StepTimeout)
 	between(ps, "hoteling.queue_length", h.QueueLength, 0, 1000)
 	oneOf(ps, "hoteling.recover_mode", h.RecoverMode, hoteling.RecoverUndo, hoteling.RecoverComplete)
-	if h.StateFile != "" {
-		dir := filepath.Dir(h.StateFile)
-		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-			ps.add("hoteling.state_file", "directory %q of %q does not exist", dir, h.StateFile)
-		}
-	}
+	stateFileDirectory(ps, "hoteling.state_file", h.StateFile)
 }
 
 // Gateway converts the configuration to the gateway's. It expects a
@@ -243,6 +240,8 @@ func (c *Config) Gateway() gateway.Config {
 		DefaultUnavailableCode: d.DefaultUnavailableCode,
 		RequestTimeout:         c.GatewayCore.RequestTimeout,
 		EventPackages:          slices.Clone(c.XSILink.EventPackages),
+		ConflictWindow:         c.GatewayCore.ConflictWindow,
+		AgentPasswords:         c.agentPasswords(),
 	}
 	out.Devices = parseItems(d.Devices, parseDevice)
 	out.Agents = parseItems(d.Agents, parseAgent)

@@ -85,6 +85,11 @@ func TestGatewayConversion(t *testing.T) {
 		DefaultUnavailableCode: "OTHER",
 		RequestTimeout:         3 * time.Second,
 		EventPackages:          config.Default().XSILink.EventPackages,
+		ConflictWindow:         2 * time.Second,
+		AgentPasswords: []gateway.AgentPassword{
+			{AgentID: "agent1", Password: "agent1pw"}, {AgentID: "agent2", Password: "agent2pw"},
+			{AgentID: "agent3", Password: "agent3pw"}, {AgentID: "agent4", Password: "agent4pw"},
+		},
 	}
 	if got := c.Gateway(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Gateway() = %+v\nwant %+v", got, want)

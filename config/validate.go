@@ -40,6 +40,7 @@ func validate(c *Config, ps *problems) {
 	validateSimulator(ps, c.XSPSimulator, c.XSILink, [][2]string{{"csta.listen", f.Listen}, {"admin.listen", c.Admin.Listen}})
 	validateDirectory(ps, c.Directory, c.XSPSimulator, c.XSILink.Simulate)
 	validateGatewayAndHoteling(ps, c.GatewayCore, c.HotDesks)
+	validateSIP(ps, c)
 }
 
 func oneOf(ps *problems, key, value string, allowed ...string) {

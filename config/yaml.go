@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"reflect"
 	"strconv"
 	"strings"
@@ -64,6 +65,13 @@ func valueNode(v reflect.Value) (*yaml.Node, error) {
 		return scalar("!!bool", strconv.FormatBool(v.Bool())), nil
 	case v.Kind() == reflect.Int:
 		return scalar("!!int", strconv.FormatInt(v.Int(), 10)), nil
+	case v.Kind() == reflect.Float64:
+		// A whole number prints as one ("20", not "!!float 20"); Load
+		// accepts either for a float key.
+		if f := v.Float(); f == math.Trunc(f) && math.Abs(f) < 1<<53 {
+			return scalar("!!int", strconv.FormatInt(int64(f), 10)), nil
+		}
+		return scalar("!!float", formatFloat(v.Float())), nil
 	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String:
 		list := &yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle}
 		for i := range v.Len() {
