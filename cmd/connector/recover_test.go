@@ -58,6 +58,8 @@ func TestRunRecoversHalfDoneSequences(t *testing.T) {
   listen: %s
 admin:
   listen: %s
+sip:
+  listen: 127.0.0.1:0
 xsi:
   simulate: false
   servers: [%s]

@@ -14,6 +14,7 @@ import (
 	"github.com/broadworks-connector/connector/admin"
 	"github.com/broadworks-connector/connector/config"
 	"github.com/broadworks-connector/connector/csta"
+	"github.com/broadworks-connector/connector/phonesync"
 )
 
 // shutdownTimeout bounds a clean shutdown after SIGINT/SIGTERM.
@@ -27,8 +28,9 @@ type process struct {
 	logLevel   *slog.LevelVar
 	logger     *slog.Logger
 	front      *csta.Server
-	admin      *admin.Server // nil when csta.websocket.enabled is false
-	xsi        *xsiLink      // the gateway, the XSI link and, with xsi.simulate, the XSP simulator
+	admin      *admin.Server     // nil when csta.websocket.enabled is false
+	xsi        *xsiLink          // the gateway, the XSI link and, with xsi.simulate, the XSP simulator
+	phones     *phonesync.Server // nil when sip.listen is empty
 }
 
 func runCommand(args []string, stderr io.Writer) int {
@@ -88,16 +90,48 @@ func (p *process) start() error {
 		p.stopXSI()
 		return err
 	}
-	if err := link.start(p.front, p.cfg.RecoverUsers()); err != nil {
+	stopFronts := func() {
 		p.stopFront()
 		if p.admin != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 			p.admin.Shutdown(ctx)
 			cancel()
 		}
+	}
+	if err := link.start(p.front, p.cfg.RecoverUsers()); err != nil {
+		stopFronts()
 		p.stopXSI()
 		return err
 	}
+	if err := p.startPhones(); err != nil {
+		stopFronts()
+		p.stopXSI()
+		return err
+	}
+	return nil
+}
+
+// startPhones starts phone sync when sip.listen is set: phonesync served by
+// the gateway (phones' requests take the CTI requests' path), and the
+// gateway publishing every change to it.
+func (p *process) startPhones() error {
+	pcfg := p.cfg.PhoneSync()
+	if pcfg.Listen == "" {
+		p.logger.Info("phone sync off (sip.listen is empty)")
+		return nil
+	}
+	srv, err := phonesync.NewServer(pcfg, p.xsi.gateway.PhoneService(), p.logger.With("component", "phonesync"))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Start(ctx); err != nil {
+		srv.Close()
+		return err
+	}
+	p.xsi.gateway.SetPhones(srv)
+	p.phones = srv
 	return nil
 }
 
@@ -141,11 +175,18 @@ func (p *process) serveSignals(signals <-chan os.Signal) int {
 func (p *process) shutdown() int {
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	// The CSTA front end first: it tells WebSocket sessions too, which the
+	// Phones, then the CSTA front end: it tells WebSocket sessions too, which the
 	// admin server's Shutdown leaves alone. Then the gateway stops, the XSI
 	// link deletes its channels, the Actions client closes, and only then
 	// does the simulator go.
-	err := p.front.Shutdown(ctx)
+	var err error
+	if p.phones != nil {
+		// Phones first: each subscription gets its terminating NOTIFY
+		// while the gateway can still answer.
+		p.xsi.gateway.SetPhones(nil)
+		err = p.phones.Close()
+	}
+	err = errors.Join(err, p.front.Shutdown(ctx))
 	if p.admin != nil {
 		err = errors.Join(err, p.admin.Shutdown(ctx))
 	}
