@@ -26,16 +26,20 @@ import (
 // One login's critical path is 3 Actions (host CFA, association,
 // Unavailable), each confirmed by its XSI event, so the ideal storm time is
 // N × 3 × L / C. Two placements of the load side (simulator and CTI
-// clients):
+// clients), and two arrival patterns:
 //
-//	sim=inproc   everything in the benchmark's process (as CI runs it)
-//	sim=process  the simulator and the CTI clients in a child process
-//	             (stack.Config.LoadProcess): this process is the connector
+//	sim=inproc          everything in the benchmark's process (as CI runs it)
+//	sim=process         the simulator and the CTI clients in a child process
+//	                    (stack.Config.LoadProcess): this process is the connector
+//	sim=process/paced   as sim=process, but login i starts at i × 3L/C × 1.25
+//	                    (arrivals at 80 % of what C slots serve) instead of all
+//	                    at once: latency without the queue a burst builds
 //
 // Metrics:
 //
 //	x-ideal            measured storm time / ideal
-//	p99-x-path         p99 login latency / (3 × L)   (all N start at once, so this includes queueing for C)
+//	p99-x-path         p99 login latency / (3 × L), each login timed from its own start
+//	                   (in a burst all N start at once, so this includes queueing for C)
 //	failures           logins not answered with success or not fully logged in (must be 0)
 //	cpu-us/login       this process's CPU (user+sys) per login: with sim=inproc the connector,
 //	                   simulator and clients together; with sim=process the connector alone
@@ -57,14 +61,31 @@ func BenchmarkLoginStorm(b *testing.B) {
 	sizes, explicit := stormSizes(b)
 	binDir := b.TempDir() // outlives the sub-benchmarks
 	var loadBin string
-	for _, mode := range []string{"inproc", "process"} {
+	// paced: arrivals at 80 % of what C slots of 3 × L each can serve
+	// (LOGINSTORM_PACE overrides the interval between logins).
+	pace := steps * latency / cap * 10 / 8
+	if v := os.Getenv("LOGINSTORM_PACE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			b.Fatalf("LOGINSTORM_PACE=%q: want a positive duration", v)
+		}
+		pace = d
+	}
+	for _, variant := range []string{"inproc", "process", "process/paced"} {
 		for _, n := range sizes {
-			b.Run(fmt.Sprintf("sim=%s/N=%d/L=%v/C=%d", mode, n, latency, cap), func(b *testing.B) {
+			b.Run(fmt.Sprintf("sim=%s/N=%d/L=%v/C=%d", variant, n, latency, cap), func(b *testing.B) {
+				mode, paced := strings.CutSuffix(variant, "/paced")
+				arrivals := time.Duration(0)
+				if paced {
+					arrivals = pace
+				}
 				if n > 100 && !explicit && !benchOnce() {
 					b.Skip("N > 100 only with -benchtime=1x or LOGINSTORM_N")
 				}
-				cfg := stack.Config{Agents: n, Desks: n, MaxInFlight: cap,
-					StepTimeout: 30 * time.Second, RequestTimeout: 60 * time.Second, ReadyTimeout: 300 * time.Second,
+				// Timeouts above the storm's length: in a burst the last
+				// request waits about N × 3 × L / C for an in-flight slot.
+				cfg := stack.Config{Agents: n, Desks: n, MaxInFlight: cap, XSITimeout: 60 * time.Second,
+					StepTimeout: 60 * time.Second, RequestTimeout: 60 * time.Second, ReadyTimeout: 300 * time.Second,
 					Logger: slog.New(slog.NewTextHandler(b.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))}
 				if mode == "inproc" && n > 5000 {
 					b.Skip("sim=inproc needs two descriptors per client in one process: use sim=process")
@@ -80,7 +101,7 @@ func BenchmarkLoginStorm(b *testing.B) {
 					cfg.LoadProcess = loadBin
 				}
 				st := newStack(b, cfg)
-				var storm func(off bool) stack.StormResult
+				var storm func(off bool, pace time.Duration) stack.StormResult
 				if mode == "process" {
 					storm = loadProcessStorm(b, st, n)
 				} else {
@@ -98,16 +119,21 @@ func BenchmarkLoginStorm(b *testing.B) {
 				b.ResetTimer()
 				for range b.N {
 					b.StopTimer()
-					stopProfile := profileStorm(b, mode, n)
+					stopProfile := profileStorm(b, strings.ReplaceAll(variant, "/", "-"), n)
 					cpu0 := stack.ProcessCPU()
 					b.StartTimer()
-					r := storm(false)
+					r := storm(false, arrivals)
 					b.StopTimer()
-					cpu += stack.ProcessCPU() - cpu0
+					stormCPU := stack.ProcessCPU() - cpu0
+					cpu += stormCPU
 					stopProfile()
 					total += r.Wall
 					loadCPU += r.CPU
 					lat = append(lat, r.Took...)
+					took := slices.Sorted(slices.Values(r.Took))
+					b.Logf("storm %v (%.2f × ideal), p50 %v, p99 %v, this process %v CPU/login, load process %v CPU/login",
+						r.Wall, float64(r.Wall)/float64(ideal), took[len(took)/2], took[(len(took)*99+99)/100-1],
+						stormCPU/time.Duration(n), r.CPU/time.Duration(n))
 					for i, e := range r.Errs {
 						if e != "" {
 							failures++
@@ -118,7 +144,7 @@ func BenchmarkLoginStorm(b *testing.B) {
 						}
 					}
 					// Reset: every agent logs out again.
-					for i, e := range storm(true).Errs {
+					for i, e := range storm(true, 0).Errs {
 						if e != "" {
 							b.Errorf("logout %d: %v", i+1, e)
 						}
@@ -166,14 +192,15 @@ func stormSizes(b *testing.B) (sizes []int, explicit bool) {
 }
 
 // inProcessStorm returns a storm driven by n CTI clients of this process:
-// client i sets agent i+1 LoggedOn (LoggedOff for logout) at desk i+1, all
-// at once. CPU is left zero: it is this process's.
-func inProcessStorm(b *testing.B, st *stack.Stack, n int) func(off bool) stack.StormResult {
+// client i sets agent i+1 LoggedOn (LoggedOff when off) at desk i+1, all at
+// once or (pace > 0) client i at pace × i after the start; a login's
+// latency is from its own start. CPU is left zero: it is this process's.
+func inProcessStorm(b *testing.B, st *stack.Stack, n int) func(off bool, pace time.Duration) stack.StormResult {
 	clients := make([]*cticlient.Client, n)
 	for i := range clients {
 		clients[i] = dial(b, st)
 	}
-	return func(off bool) stack.StormResult {
+	return func(off bool, pace time.Duration) stack.StormResult {
 		r := stack.StormResult{Took: make([]time.Duration, n), Errs: make([]string, n)}
 		var wg sync.WaitGroup
 		start := make(chan struct{})
@@ -181,14 +208,18 @@ func inProcessStorm(b *testing.B, st *stack.Stack, n int) func(off bool) stack.S
 		for i := range n {
 			wg.Go(func() {
 				<-start
+				if pace > 0 {
+					time.Sleep(time.Until(t0.Add(time.Duration(i) * pace)))
+				}
 				op := login
 				if off {
 					op = logout
 				}
+				t1 := time.Now()
 				if err := op(b.Context(), clients[i], i+1, i+1); err != nil {
 					r.Errs[i] = err.Error()
 				}
-				r.Took[i] = time.Since(t0)
+				r.Took[i] = time.Since(t1)
 			})
 		}
 		t0 = time.Now()
@@ -201,7 +232,7 @@ func inProcessStorm(b *testing.B, st *stack.Stack, n int) func(off bool) stack.S
 
 // loadProcessStorm returns a storm driven by n CTI clients of the load
 // process (the same requests as inProcessStorm).
-func loadProcessStorm(b *testing.B, st *stack.Stack, n int) func(off bool) stack.StormResult {
+func loadProcessStorm(b *testing.B, st *stack.Stack, n int) func(off bool, pace time.Duration) stack.StormResult {
 	p := st.Load()
 	if err := p.Dial(st.CSTAAddr(), n); err != nil {
 		b.Fatal(err)
@@ -210,8 +241,8 @@ func loadProcessStorm(b *testing.B, st *stack.Stack, n int) func(off bool) stack
 	for i := range n {
 		agents[i], desks[i] = stack.AgentID(i+1), stack.DeskID(i+1)
 	}
-	return func(off bool) stack.StormResult {
-		r, err := p.Storm(off, agents, desks)
+	return func(off bool, pace time.Duration) stack.StormResult {
+		r, err := p.Storm(off, agents, desks, pace)
 		if err != nil {
 			b.Fatalf("storm: %v", err)
 		}
@@ -220,14 +251,16 @@ func loadProcessStorm(b *testing.B, st *stack.Stack, n int) func(off bool) stack
 }
 
 // profileStorm writes a CPU profile of this process during the timed
-// storm to $LOGINSTORM_PROFILE.<mode>.<n> when LOGINSTORM_PROFILE is set
-// (unlike -cpuprofile, it leaves out building and tearing down the stack).
-func profileStorm(b *testing.B, mode string, n int) (stop func()) {
+// storm to $LOGINSTORM_PROFILE.<variant>.<n>.<storm> when LOGINSTORM_PROFILE
+// is set (unlike -cpuprofile, it leaves out building and tearing down the
+// stack; merge several with go tool pprof -proto a b c > merged).
+func profileStorm(b *testing.B, variant string, n int) (stop func()) {
 	base := os.Getenv("LOGINSTORM_PROFILE")
 	if base == "" {
 		return func() {}
 	}
-	f, err := os.Create(fmt.Sprintf("%s.%s.%d", base, mode, n))
+	profiledStorms++
+	f, err := os.Create(fmt.Sprintf("%s.%s.%d.%d", base, variant, n, profiledStorms))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -240,6 +273,8 @@ func profileStorm(b *testing.B, mode string, n int) (stop func()) {
 		f.Close()
 	}
 }
+
+var profiledStorms int
 
 // benchOnce reports whether -benchtime=1x was given.
 func benchOnce() bool {

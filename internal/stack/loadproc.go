@@ -50,10 +50,12 @@ type LoadRequest struct {
 	Addr    string `json:"addr,omitempty"`
 	Clients int    `json:"clients,omitempty"`
 	// storm: client i sets agent Agents[i] LoggedOn (LoggedOff when Logout)
-	// at device Devices[i], all at once.
-	Logout  bool     `json:"logout,omitempty"`
-	Agents  []string `json:"agents,omitempty"`
-	Devices []string `json:"devices,omitempty"`
+	// at device Devices[i], all at once, or (Pace > 0) client i at Pace × i
+	// after the start.
+	Logout  bool          `json:"logout,omitempty"`
+	Pace    time.Duration `json:"pace,omitempty"`
+	Agents  []string      `json:"agents,omitempty"`
+	Devices []string      `json:"devices,omitempty"`
 }
 
 // LoadResponse answers a LoadRequest.
@@ -66,7 +68,7 @@ type LoadResponse struct {
 
 // StormResult is what one storm measured in the load process.
 type StormResult struct {
-	Took []time.Duration // per request, from the common start to its answer
+	Took []time.Duration // per request, from its start to its answer
 	Errs []string        // per request, "" for success
 	Wall time.Duration   // from the common start to the last answer
 	CPU  time.Duration   // the load process's CPU (user+system) during the storm
@@ -177,9 +179,10 @@ func (p *LoadProcess) Dial(addr string, n int) error {
 }
 
 // Storm makes client i set agents[i] LoggedOn (LoggedOff when logout) at
-// devices[i], all at once, and returns what the load process measured.
-func (p *LoadProcess) Storm(logout bool, agents, devices []string) (StormResult, error) {
-	resp, err := p.call(LoadRequest{Op: "storm", Logout: logout, Agents: agents, Devices: devices})
+// devices[i], all at once (pace 0) or client i at pace × i after the
+// start, and returns what the load process measured.
+func (p *LoadProcess) Storm(logout bool, agents, devices []string, pace time.Duration) (StormResult, error) {
+	resp, err := p.call(LoadRequest{Op: "storm", Logout: logout, Agents: agents, Devices: devices, Pace: pace})
 	if err != nil {
 		return StormResult{}, err
 	}
@@ -317,10 +320,14 @@ func (l *loadServer) storm(req LoadRequest) *StormResult {
 	for i := range n {
 		wg.Go(func() {
 			<-start
+			if req.Pace > 0 {
+				time.Sleep(time.Until(t0.Add(time.Duration(i) * req.Pace)))
+			}
+			t1 := time.Now()
 			if _, err := l.clients[i].SetAgentState(context.Background(), req.Devices[i], state, req.Agents[i], ""); err != nil {
 				res.Errs[i] = err.Error()
 			}
-			res.Took[i] = time.Since(t0)
+			res.Took[i] = time.Since(t1)
 		})
 	}
 	cpu0 := ProcessCPU()

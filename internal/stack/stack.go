@@ -53,6 +53,7 @@ type Config struct {
 	StateFile string
 
 	MaxInFlight    int           // xsi.Config.MaxInFlight; default 32
+	XSITimeout     time.Duration // xsi.Config.RequestTimeout (includes waiting for one of the MaxInFlight slots); default 5s
 	StepTimeout    time.Duration // hoteling step timeout; default 2s
 	RequestTimeout time.Duration // gateway request timeout; default 10s
 	QueueLength    int           // hoteling queue length; 0: the sequencer's default
@@ -147,6 +148,9 @@ func New(cfg Config) (*Stack, error) {
 	if cfg.StepTimeout <= 0 {
 		cfg.StepTimeout = 2 * time.Second
 	}
+	if cfg.XSITimeout <= 0 {
+		cfg.XSITimeout = 5 * time.Second
+	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 10 * time.Second
 	}
@@ -240,7 +244,7 @@ func (s *Stack) Start() error {
 	xcfg := xsi.DefaultConfig()
 	xcfg.Servers = []string{s.peer.URL()}
 	xcfg.Username, xcfg.Password = simUser, simPass
-	xcfg.RequestTimeout = 5 * time.Second
+	xcfg.RequestTimeout = s.cfg.XSITimeout
 	xcfg.MaxInFlight = s.cfg.MaxInFlight
 	xcfg.RateLimit, xcfg.RateBurst = 1e6, 1e6
 	xcfg.HeartbeatInterval = time.Second
