@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"sync"
 	"syscall"
 	"time"
@@ -330,6 +331,9 @@ func (l *loadServer) storm(req LoadRequest) *StormResult {
 			res.Took[i] = time.Since(t1)
 		})
 	}
+	if stop := profileLoad(); stop != nil {
+		defer stop()
+	}
 	cpu0 := ProcessCPU()
 	t0 = time.Now()
 	close(start)
@@ -338,6 +342,30 @@ func (l *loadServer) storm(req LoadRequest) *StormResult {
 	res.CPU = ProcessCPU() - cpu0
 	return res
 }
+
+// profileLoad writes a CPU profile of the load process during each storm
+// to $LOGINSTORM_LOAD_PROFILE.<pid>.<storm> when that is set.
+func profileLoad() (stop func()) {
+	base := os.Getenv("LOGINSTORM_LOAD_PROFILE")
+	if base == "" {
+		return nil
+	}
+	loadStorms++
+	f, err := os.Create(fmt.Sprintf("%s.%d.%d", base, os.Getpid(), loadStorms))
+	if err != nil {
+		return nil
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
+}
+
+var loadStorms int
 
 func (l *loadServer) close() {
 	for _, c := range l.clients {

@@ -339,6 +339,7 @@ func (s *Server) putGuestLocked(g *userState, body *etree.Element) *simError {
 	}
 	changed := g.guest.active != active || g.guest.enableLimit != enable || g.guest.limitHours != hours
 	g.guest.active, g.guest.enableLimit, g.guest.limitHours = active, enable, hours
+	s.assocLimitsChanged = true
 	if clearHost || !active {
 		if s.endAssociationLocked(g, true) {
 			changed = true
@@ -398,6 +399,7 @@ func (s *Server) putHostLocked(h *userState, body *etree.Element) *simError {
 		remove = v
 	}
 	h.host.active, h.host.enforceLimit, h.host.limitHours, h.host.accessLevel = nh.active, nh.enforceLimit, nh.limitHours, nh.accessLevel
+	s.assocLimitsChanged = true
 	if (remove || !nh.active) && h.host.guestID != "" {
 		if g := s.users[h.host.guestID]; g != nil {
 			s.endAssociationLocked(g, false)

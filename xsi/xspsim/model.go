@@ -407,6 +407,9 @@ func (s *Server) associateLocked(g *userState, hostID string) *simError {
 	g.guest.hostID, g.guest.assocTime = hostID, now
 	h.host.guestID, h.host.assocTime = g.ID, now
 	s.assocGuests[g.ID] = g
+	if lim := s.hostLimit(g, h); lim > 0 {
+		s.noteAssocExpiryLocked(now.Add(lim))
+	}
 	s.notifyLocked(g, PkgHotelingGuest, s.serviceEventData(g, PkgHotelingGuest))
 	return nil
 }
@@ -429,17 +432,34 @@ func (s *Server) endAssociationLocked(g *userState, silent bool) bool {
 }
 
 func (s *Server) expireAssociationsLocked(now time.Time) {
-	// Only associated guests can expire: walk those, not every user, and
-	// end them in seed order.
+	// Only associated guests can expire, and none before nextAssocExpiry
+	// (unless a limit setting changed): most ticks walk nothing.
+	if !s.assocLimitsChanged && (s.nextAssocExpiry.IsZero() || now.Before(s.nextAssocExpiry)) {
+		return
+	}
+	s.assocLimitsChanged, s.nextAssocExpiry = false, time.Time{}
 	var due []*userState
 	for _, g := range s.assocGuests {
 		lim := s.hostLimit(g, s.users[g.guest.hostID])
-		if lim > 0 && now.Sub(g.guest.assocTime) >= lim {
+		switch {
+		case lim <= 0:
+		case now.Sub(g.guest.assocTime) >= lim:
 			due = append(due, g)
+		default:
+			s.noteAssocExpiryLocked(g.guest.assocTime.Add(lim))
 		}
 	}
+	// End them in seed order.
 	slices.SortFunc(due, func(a, b *userState) int { return a.seedIdx - b.seedIdx })
 	for _, g := range due {
 		s.endAssociationLocked(g, false)
+	}
+}
+
+// noteAssocExpiryLocked keeps s.nextAssocExpiry at the earliest time an
+// association may reach its limit.
+func (s *Server) noteAssocExpiryLocked(at time.Time) {
+	if s.nextAssocExpiry.IsZero() || at.Before(s.nextAssocExpiry) {
+		s.nextAssocExpiry = at
 	}
 }

@@ -232,10 +232,15 @@ type Server struct {
 	// assocGuests are the users with a hoteling host (the janitor checks
 	// their association limits).
 	assocGuests map[string]*userState
-	rng         *rand.Rand
-	faults      faultState
-	chanSeq     uint64
-	stats       Stats
+	// nextAssocExpiry is the earliest time an association may reach its
+	// limit (zero: none has one); assocLimitsChanged makes the janitor
+	// walk assocGuests anyway (a guest's or host's limit was changed).
+	nextAssocExpiry    time.Time
+	assocLimitsChanged bool
+	rng                *rand.Rand
+	faults             faultState
+	chanSeq            uint64
+	stats              Stats
 
 	// listener state (guarded by mu); xsps[0] is the primary XSP (Start).
 	xsps    []*xspNode
