@@ -169,14 +169,19 @@ func (f *FileStore) commitLocked(line []byte) error {
 	return f.syncLocked(f.queued)
 }
 
-// idleLocked flushes what is queued and waits until no flush uses the
-// file (before it is closed).
+// idleLocked returns, with mu held, once everything queued is on disk and
+// no flush uses the file (before it is closed or reread). It loops because
+// changes queued while it waited must be flushed too.
 func (f *FileStore) idleLocked() error {
-	err := f.syncLocked(f.queued)
-	for f.flushing {
-		f.flushed.Wait()
+	for f.flushing || f.durable < f.queued {
+		if err := f.syncLocked(f.queued); err != nil {
+			return err
+		}
+		for f.flushing {
+			f.flushed.Wait()
+		}
 	}
-	return err
+	return nil
 }
 
 // syncLocked returns once changes 1..seq are on disk: it either waits for

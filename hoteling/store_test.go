@@ -142,6 +142,48 @@ func TestFileStoreConcurrentSaves(t *testing.T) {
 	}
 }
 
+// TestFileStoreLoadDuringSaves: a Load (which rereads the file) while
+// Saves are in flight loses none of them.
+func TestFileStoreLoadDuringSaves(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hosts.json")
+	s := &FileStore{Path: path}
+	const workers, each = 8, 50
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	loads := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				loads <- nil
+				return
+			default:
+			}
+			if _, err := s.Load(); err != nil {
+				loads <- err
+				return
+			}
+		}
+	}()
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				if err := s.Save(entry(fmt.Sprintf("h%02d-%02d", w, i), "g")); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	if err := <-loads; err != nil {
+		t.Fatal(err)
+	}
+	if got := loadFresh(t, path); len(got) != workers*each {
+		t.Errorf("after restart: %d entries, want %d", len(got), workers*each)
+	}
+}
+
 // writeLog writes a log-format file with a save line per host, then tail.
 func writeLog(t *testing.T, path string, hosts []string, tail string) {
 	t.Helper()
