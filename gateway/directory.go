@@ -14,15 +14,46 @@ type Directory struct {
 	devices []DeviceEntry
 	agents  []AgentEntry
 	reasons []ReasonEntry
+
+	// Indexes built once (every XSI event looks devices up: a linear scan
+	// was a fifth of the connector's CPU in a 10,000-agent login storm).
+	deviceByID    map[string]DeviceEntry // first entry of each device ID
+	hotDeskUsers  map[string]bool        // users with a hot-desk entry
+	devicesOfUser map[string][]string    // explicit device IDs, in config order
+	agentByID     map[string]AgentEntry  // first entry of each agent ID
+	agentOfUser   map[string]string      // first agent ID of each user
 }
 
 func newDirectory(cfg Config) *Directory {
-	return &Directory{
-		domain:  cfg.Domain,
-		devices: append([]DeviceEntry(nil), cfg.Devices...),
-		agents:  append([]AgentEntry(nil), cfg.Agents...),
-		reasons: append([]ReasonEntry(nil), cfg.ReasonCodes...),
+	d := &Directory{
+		domain:        cfg.Domain,
+		devices:       append([]DeviceEntry(nil), cfg.Devices...),
+		agents:        append([]AgentEntry(nil), cfg.Agents...),
+		reasons:       append([]ReasonEntry(nil), cfg.ReasonCodes...),
+		deviceByID:    make(map[string]DeviceEntry, len(cfg.Devices)),
+		hotDeskUsers:  make(map[string]bool),
+		devicesOfUser: make(map[string][]string),
+		agentByID:     make(map[string]AgentEntry, len(cfg.Agents)),
+		agentOfUser:   make(map[string]string, len(cfg.Agents)),
 	}
+	for _, e := range d.devices {
+		if _, dup := d.deviceByID[e.DeviceID]; !dup {
+			d.deviceByID[e.DeviceID] = e
+		}
+		if e.HotDesk {
+			d.hotDeskUsers[e.UserID] = true
+		}
+		d.devicesOfUser[e.UserID] = append(d.devicesOfUser[e.UserID], e.DeviceID)
+	}
+	for _, e := range d.agents {
+		if _, dup := d.agentByID[e.AgentID]; !dup {
+			d.agentByID[e.AgentID] = e
+		}
+		if _, dup := d.agentOfUser[e.UserID]; !dup {
+			d.agentOfUser[e.UserID] = e.AgentID
+		}
+	}
+	return d
 }
 
 func (d *Directory) byRule(id string) (string, bool) {
@@ -41,35 +72,26 @@ func (d *Directory) byRule(id string) (string, bool) {
 // Device resolves a CSTA device ID to its BroadWorks user ID and whether it
 // is a hot-desk host device.
 func (d *Directory) Device(id csta.DeviceID) (userID string, hotDesk bool, ok bool) {
-	for _, e := range d.devices {
-		if e.DeviceID == string(id) {
-			return e.UserID, e.HotDesk, true
-		}
+	if e, ok := d.deviceByID[string(id)]; ok {
+		return e.UserID, e.HotDesk, true
 	}
 	u, ok := d.byRule(string(id))
 	if !ok {
 		return "", false, false
 	}
 	// A device entry may be given by its user ID only (the HotDesk mark).
-	for _, e := range d.devices {
-		if e.UserID == u && e.HotDesk {
-			return u, true, true
-		}
-	}
-	return u, false, true
+	return u, d.hotDeskUsers[u], true
 }
 
 // Agent resolves a CSTA agent ID to its BroadWorks user ID and the agent's
 // own number (the entry's Number, else the agent ID).
 func (d *Directory) Agent(agentID string) (userID, number string, ok bool) {
-	for _, e := range d.agents {
-		if e.AgentID == agentID {
-			n := e.Number
-			if n == "" {
-				n = agentID
-			}
-			return e.UserID, n, true
+	if e, ok := d.agentByID[agentID]; ok {
+		n := e.Number
+		if n == "" {
+			n = agentID
 		}
+		return e.UserID, n, true
 	}
 	u, ok := d.byRule(agentID)
 	if !ok {
@@ -81,10 +103,8 @@ func (d *Directory) Agent(agentID string) (userID, number string, ok bool) {
 // AgentID is the CSTA agent ID of a BroadWorks user: the first explicit
 // entry, else the user part when the domain is ours, else the user ID.
 func (d *Directory) AgentID(userID string) string {
-	for _, e := range d.agents {
-		if e.UserID == userID {
-			return e.AgentID
-		}
+	if id, ok := d.agentOfUser[userID]; ok {
+		return id
 	}
 	return d.shortID(userID)
 }
@@ -111,10 +131,8 @@ func (d *Directory) Devices(userID string) []csta.DeviceID {
 		}
 		out = append(out, csta.DeviceID(id))
 	}
-	for _, e := range d.devices {
-		if e.UserID == userID {
-			add(e.DeviceID)
-		}
+	for _, id := range d.devicesOfUser[userID] {
+		add(id)
 	}
 	if s := d.shortID(userID); s != userID {
 		if u, _, ok := d.Device(csta.DeviceID(s)); ok && u == userID {

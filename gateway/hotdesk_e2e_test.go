@@ -290,6 +290,12 @@ func TestHotDeskXSPKilledMidLogin(t *testing.T) {
 			// Told "failed" → fully as before, by the undo itself or by the
 			// repair after the link recovery.
 			waitFor(t, 20*time.Second, "the desk and agent as before", func() bool { return st.CheckSame(a, d, before) == nil })
+			if !tc.quickBack {
+				// The XSP stayed dead past the answer: the undo could not
+				// run, so the desk was half done until the repair, which
+				// is recorded once its last step is confirmed.
+				waitFor(t, 20*time.Second, "the repair after the link recovery", func() bool { return len(st.Conn().LinkRepairs()) > repairsBefore })
+			}
 			if err := st.AwaitViewSettled(10 * time.Second); err != nil {
 				t.Fatal(err)
 			}
@@ -301,8 +307,6 @@ func TestHotDeskXSPKilledMidLogin(t *testing.T) {
 				}
 			}
 			if !tc.quickBack {
-				// The XSP stayed dead past the answer: the undo could not
-				// run, so the desk was half done until the repair.
 				if len(reps) != repairsBefore+1 || reps[len(reps)-1].GuestUserID != stack.AgentUser(a) || reps[len(reps)-1].HostUserID != stack.DeskUser(d) {
 					t.Errorf("repairs %+v, want one more for agent %d at desk %d", reps, a, d)
 				}
@@ -314,8 +318,8 @@ func TestHotDeskXSPKilledMidLogin(t *testing.T) {
 	}
 }
 
-// TestHotDeskConnectorCrashMidLogin: the connector dies while a login is in
-// progress (nothing more leaves it, its state file is as the crash left
+// TestHotDeskConnectorCrashMidLogin: the connector dies between two steps
+// of a login (nothing more leaves it, its state file is as the crash left
 // it); a new connector against the same simulator and state file finds the
 // half-done sequence at start-up and, with recover_mode undo, leaves the
 // desk fully as before.
@@ -325,14 +329,15 @@ func TestHotDeskConnectorCrashMidLogin(t *testing.T) {
 	}
 	t.Parallel()
 	cases := []struct {
-		name  string
-		desk  int
-		after func(st *stack.Stack, a, d int) func() bool
+		name        string
+		desk        int
+		crashBefore string // the step the connector dies before
+		halfDone    func(st *stack.Stack, a, d int) func() bool
 	}{
-		{"after-host-CFA/desk-without-CFA", 1, deskForwardsTo},
-		{"after-host-CFA/desk-with-own-CFA", 2, deskForwardsTo},
-		{"after-association/desk-without-CFA", 3, agentAssociated},
-		{"after-association/desk-with-own-CFA", 4, agentAssociated},
+		{"after-host-CFA/desk-without-CFA", 1, "AssociateGuest", deskForwardsTo},
+		{"after-host-CFA/desk-with-own-CFA", 2, "AssociateGuest", deskForwardsTo},
+		{"after-association/desk-without-CFA", 3, "SetAgentState", agentAssociated},
+		{"after-association/desk-with-own-CFA", 4, "SetAgentState", agentAssociated},
 	}
 	st := newStack(t, stack.Config{Agents: 4, Desks: 4})
 	for i, tc := range cases {
@@ -340,24 +345,17 @@ func TestHotDeskConnectorCrashMidLogin(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := dial(t, st)
 			before := state(t, st, a, d)
-			st.Sim.SetActionsLatency(xspsim.Latency{Min: 300 * time.Millisecond, Max: 300 * time.Millisecond})
-			ans := loginAsync(t.Context(), c, a, d)
-			waitFor(t, 5*time.Second, "the step", tc.after(st, a, d))
-			if err := st.CrashConnector(); err != nil {
-				t.Logf("crash: %v", err)
-			}
-			// A request the dead connector had already sent is still
-			// applied by BroadWorks: the new connector starts after that,
-			// as a real restart would (seconds later), not in the middle.
-			waitFor(t, 10*time.Second, "the dead connector's requests to drain", func() bool { return st.Sim.ActionsInFlight() == 0 })
-			st.Sim.ClearFaults()
-			err := awaitAnswer(t, ans, 15*time.Second)
-			t.Logf("answer (connection lost): %v", err)
+			st.CrashBefore(tc.crashBefore, stack.AgentUser(a))
+			err := awaitAnswer(t, loginAsync(t.Context(), c, a, d), 15*time.Second)
+			t.Logf("answer from the dying connector: %v", err)
 			if err == nil {
 				t.Fatal("login succeeded although the connector died mid-sequence")
 			}
-			if st.CheckSame(a, d, before) == nil {
-				t.Fatal("nothing half done: the crash came too late to test recovery")
+			if err := st.CrashConnector(); err != nil {
+				t.Logf("crash: %v", err)
+			}
+			if !tc.halfDone(st, a, d)() || st.CheckSame(a, d, before) == nil {
+				t.Fatalf("not the half-done state expected after a crash before %s", tc.crashBefore)
 			}
 			if err := st.Start(); err != nil {
 				t.Fatal(err)

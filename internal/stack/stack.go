@@ -498,11 +498,18 @@ var errCrashed = errors.New("stack: connector crashed")
 // every call in flight) fails without reaching BroadWorks.
 type gatedActions struct {
 	*xsi.Client
-	ctx  context.Context
-	kill context.CancelFunc
+	ctx     context.Context
+	kill    context.CancelFunc
+	crashAt atomic.Pointer[crashPoint]
 }
 
-func (a *gatedActions) gate(ctx context.Context) (context.Context, context.CancelFunc, error) {
+// crashPoint is an Xsi-Actions request the connector dies just before.
+type crashPoint struct{ step, userID string }
+
+func (a *gatedActions) gate(ctx context.Context, step, userID string) (context.Context, context.CancelFunc, error) {
+	if p := a.crashAt.Load(); p != nil && p.step == step && p.userID == userID {
+		a.kill()
+	}
 	if a.ctx.Err() != nil {
 		return ctx, func() {}, errCrashed
 	}
@@ -512,7 +519,7 @@ func (a *gatedActions) gate(ctx context.Context) (context.Context, context.Cance
 }
 
 func (a *gatedActions) SetAgentState(ctx context.Context, userID string, state xsi.ACDState, code string) error {
-	ctx, done, err := a.gate(ctx)
+	ctx, done, err := a.gate(ctx, "SetAgentState", userID)
 	defer done()
 	if err != nil {
 		return err
@@ -521,7 +528,7 @@ func (a *gatedActions) SetAgentState(ctx context.Context, userID string, state x
 }
 
 func (a *gatedActions) GetCallForwardingAlways(ctx context.Context, userID string) (xsi.Forwarding, error) {
-	ctx, done, err := a.gate(ctx)
+	ctx, done, err := a.gate(ctx, "GetCallForwardingAlways", userID)
 	defer done()
 	if err != nil {
 		return xsi.Forwarding{}, err
@@ -530,7 +537,7 @@ func (a *gatedActions) GetCallForwardingAlways(ctx context.Context, userID strin
 }
 
 func (a *gatedActions) SetCallForwardingAlways(ctx context.Context, userID string, f xsi.Forwarding) error {
-	ctx, done, err := a.gate(ctx)
+	ctx, done, err := a.gate(ctx, "SetCallForwardingAlways", userID)
 	defer done()
 	if err != nil {
 		return err
@@ -539,7 +546,7 @@ func (a *gatedActions) SetCallForwardingAlways(ctx context.Context, userID strin
 }
 
 func (a *gatedActions) AssociateGuest(ctx context.Context, guest, host string) error {
-	ctx, done, err := a.gate(ctx)
+	ctx, done, err := a.gate(ctx, "AssociateGuest", guest)
 	defer done()
 	if err != nil {
 		return err
@@ -548,12 +555,24 @@ func (a *gatedActions) AssociateGuest(ctx context.Context, guest, host string) e
 }
 
 func (a *gatedActions) EndGuestAssociation(ctx context.Context, guest string) error {
-	ctx, done, err := a.gate(ctx)
+	ctx, done, err := a.gate(ctx, "EndGuestAssociation", guest)
 	defer done()
 	if err != nil {
 		return err
 	}
 	return a.Client.EndGuestAssociation(ctx, guest)
+}
+
+// CrashBefore makes the running connector die (as CrashConnector, which
+// the test still calls to take it down) just before it sends the
+// Xsi-Actions request step ("SetAgentState", "SetCallForwardingAlways",
+// "AssociateGuest", "EndGuestAssociation") about userID: a crash between
+// two steps of a sequence with nothing in flight, so the half-done state
+// it leaves is known.
+func (s *Stack) CrashBefore(step, userID string) {
+	if c := s.Conn(); c != nil {
+		c.acts.crashAt.Store(&crashPoint{step: step, userID: userID})
+	}
 }
 
 // gatedStore is the hoteling FileStore; after a crash it writes nothing

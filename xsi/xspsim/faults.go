@@ -106,18 +106,9 @@ func (s *Server) TerminateChannel(channelID, reason string) error {
 	return nil
 }
 
-// ActionsInFlight is the number of Xsi-Actions requests being handled now
-// (including those held by injected latency): tests wait for it to drain
-// after a client crash, since a request already sent is still applied.
-func (s *Server) ActionsInFlight() int { return int(s.actionsInFlight.Load()) }
-
 // middleware: authentication, overload, injected errors, latency.
 func (s *Server) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, ActionsPrefix) {
-			s.actionsInFlight.Add(1)
-			defer s.actionsInFlight.Add(-1)
-		}
 		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.RequestReadTimeout))
 		if s.cfg.Username != "" {
 			u, p, ok := r.BasicAuth()

@@ -22,7 +22,6 @@ import (
 	"net/http"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -212,8 +211,6 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	handler http.Handler
-
-	actionsInFlight atomic.Int64 // Xsi-Actions requests being handled
 
 	mu       sync.Mutex
 	users    map[string]*userState // key: user ID
