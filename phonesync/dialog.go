@@ -1,0 +1,773 @@
+package phonesync
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+// sipgo v1.7.2 has no SUBSCRIBE dialogs (sip.md §4.2), so this file keeps
+// the notifier's half of each one (RFC 6665 §4.2.2, RFC 3261 §12) and builds
+// the in-dialog NOTIFYs by hand (sip.md §4.3).
+
+// dialogID finds a dialog from an in-dialog request: the Call-ID and the
+// phone's tag (our tag is checked against the To-tag separately).
+type dialogID struct{ callID, remoteTag string }
+
+// subKey is how subscriptions are held: one per phone DN and event package.
+// A new dialog for the same key (a rebooted phone) replaces the old one.
+type subKey struct{ dn, event string }
+
+type jobKind int
+
+const (
+	jobFull      jobKind = iota + 1 // the full state of the package
+	jobDoc                          // a ready document (Publish, failed hoteling sign-in)
+	jobFeature                      // one feature's current value, read from the Service when sent
+	jobHoteling                     // the current hoteling association, with nonce when challenging
+	jobTerminate                    // Subscription-State: terminated
+)
+
+// notifyJob is one thing to tell a phone on a subscription.
+type notifyJob struct {
+	kind    jobKind
+	ctype   string
+	body    []byte
+	feature ChangeKind
+	fwdType ForwardingType
+	nonce   string
+	reason  string
+}
+
+// subscription is one SUBSCRIBE-created dialog.
+type subscription struct {
+	// Fixed at creation.
+	id          dialogID
+	key         subKey
+	dn, event   string
+	eventHeader string // the SUBSCRIBE's Event value, echoed (;id= included)
+	callID      string
+	localTag    string  // our To-tag in the 200, our From-tag in NOTIFYs
+	remoteTag   string  // the phone's From-tag
+	localURI    sip.Uri // SUBSCRIBE's To URI
+	remoteURI   sip.Uri // SUBSCRIBE's From URI
+
+	// reqMu serialises the phone's change requests on this dialog, so two
+	// quick re-SUBSCRIBEs reach the Service in the order they were answered.
+	reqMu sync.Mutex
+
+	mu           sync.Mutex
+	remoteTarget sip.Uri // Contact of the latest SUBSCRIBE
+	source       string  // where the latest SUBSCRIBE came from: NOTIFYs go back there
+	transport    string  // UDP, TCP or TLS
+	localHost    string  // our address as the phone reaches it (Via, Contact)
+	localPort    int
+	cseq         uint32 // last NOTIFY CSeq used
+	expires      time.Time
+	queue        []notifyJob
+	full         bool // a coalesced full-state NOTIFY is due before queue
+	running      bool // a sender goroutine owns the queue
+	dead         bool // terminated or replaced: accepts nothing more
+	hotel        hotelingChallenge
+}
+
+// hotelingChallenge is the nonce of a pending hoteling sign-in (sip.md §1.4).
+type hotelingChallenge struct {
+	nonce, guest string
+	expires      time.Time
+}
+
+func (sub *subscription) kill() {
+	sub.mu.Lock()
+	sub.dead = true
+	sub.queue = nil
+	sub.full = false
+	sub.mu.Unlock()
+}
+
+func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
+	source := req.Source()
+	if ok, retry := s.limiter.allow(sourceHost(source), time.Now()); !ok {
+		res := sip.NewResponseFromRequest(req, 503, "Service Unavailable", nil)
+		res.AppendHeader(sip.NewHeader("Retry-After", strconv.Itoa(retry)))
+		respond(tx, res)
+		return
+	}
+	pkg, eventHeader := eventPackage(req)
+	if pkg != eventFeature && pkg != eventHoteling {
+		res := sip.NewResponseFromRequest(req, 489, "Bad Event", nil)
+		res.AppendHeader(sip.NewHeader("Allow-Events", allowEvents))
+		respond(tx, res)
+		return
+	}
+	body := req.Body()
+	if len(body) > s.cfg.MaxBodyBytes {
+		respond(tx, sip.NewResponseFromRequest(req, 413, "Request Entity Too Large", nil))
+		return
+	}
+	from, to, callID := req.From(), req.To(), req.CallID()
+	if from == nil || to == nil || callID == nil || from.Address.User == "" {
+		respond(tx, sip.NewResponseFromRequest(req, 400, "Missing From, To or Call-ID", nil))
+		return
+	}
+	fromTag, _ := from.Params.Get("tag")
+	if fromTag == "" {
+		respond(tx, sip.NewResponseFromRequest(req, 400, "Missing From tag", nil))
+		return
+	}
+	expires, err := s.requestedExpires(req)
+	if err != nil {
+		respond(tx, sip.NewResponseFromRequest(req, 400, "Bad Expires", nil))
+		return
+	}
+	if expires != 0 && expires < s.cfg.MinExpires {
+		res := sip.NewResponseFromRequest(req, 423, "Interval Too Brief", nil)
+		res.AppendHeader(sip.NewHeader("Min-Expires", strconv.Itoa(seconds(s.cfg.MinExpires))))
+		respond(tx, res)
+		return
+	}
+	// Every SUBSCRIBE when auth is required; a change request always.
+	hasBody := len(bytes.TrimSpace(body)) > 0
+	if s.cfg.RequireAuth || hasBody {
+		if !s.authorize(req, tx) {
+			return
+		}
+	}
+
+	// Parse a change request before anything is touched: malformed is 400
+	// and changes nothing.
+	var feature *FeatureRequest
+	var hoteling *HotelingRequest
+	if hasBody && expires != 0 {
+		switch pkg {
+		case eventFeature:
+			fr, err := ParseFeatureRequest(body)
+			if err != nil {
+				respond(tx, sip.NewResponseFromRequest(req, 400, "Bad Request Body", nil))
+				return
+			}
+			feature = &fr
+		case eventHoteling:
+			hr, err := ParseSetHoteling(body)
+			if err != nil {
+				respond(tx, sip.NewResponseFromRequest(req, 400, "Bad Request Body", nil))
+				return
+			}
+			hoteling = &hr
+		}
+	}
+
+	dn := from.Address.User
+	toTag, _ := to.Params.Get("tag")
+	isNew := toTag == ""
+	var sub *subscription
+	if isNew {
+		if code := s.checkDevice(dn, pkg); code != 0 {
+			res := sip.NewResponseFromRequest(req, code, reasonPhrase(code), nil)
+			if code == 503 {
+				res.AppendHeader(sip.NewHeader("Retry-After", "5"))
+			}
+			respond(tx, res)
+			return
+		}
+		if req.Contact() == nil {
+			respond(tx, sip.NewResponseFromRequest(req, 400, "Missing Contact", nil))
+			return
+		}
+		sub = s.newSubscription(req, dn, pkg, eventHeader, fromTag, expires)
+	} else {
+		sub = s.lookup(dialogID{callID.Value(), fromTag})
+		if sub == nil || sub.localTag != toTag {
+			respond(tx, sip.NewResponseFromRequest(req, 481, "Subscription Does Not Exist", nil))
+			return
+		}
+	}
+
+	if expires == 0 { // unsubscribe, or a fetch when new (RFC 6665 §4.4.3)
+		if !isNew {
+			s.remove(sub)
+		}
+		respond(tx, s.okResponse(req, sub, 0))
+		if isNew {
+			s.enqueue(sub, notifyJob{kind: jobFull})
+		}
+		s.enqueue(sub, notifyJob{kind: jobTerminate, reason: "timeout"})
+		return
+	}
+	if isNew {
+		if code := s.insert(sub); code != 0 {
+			res := sip.NewResponseFromRequest(req, code, "Service Unavailable", nil)
+			res.AppendHeader(sip.NewHeader("Retry-After", "30"))
+			respond(tx, res)
+			return
+		}
+	} else {
+		s.refresh(sub, req, expires)
+	}
+	respond(tx, s.okResponse(req, sub, expires))
+	s.touch(dn, true)
+	s.markDirty(sub)
+
+	// A new or plainly refreshed subscription gets the full state; a
+	// refresh carrying a change gets just that feature, once the gateway
+	// has answered (the phone shows what the server says, sip.md §1.2).
+	if isNew || (feature == nil && hoteling == nil) {
+		s.enqueue(sub, notifyJob{kind: jobFull})
+	}
+	switch {
+	case feature != nil:
+		s.applyFeature(sub, *feature)
+	case hoteling != nil:
+		s.applyHoteling(sub, *hoteling)
+	}
+}
+
+// requestedExpires is the SUBSCRIBE's Expires clamped to MaxExpires, the
+// default when absent.
+func (s *Server) requestedExpires(req *sip.Request) (time.Duration, error) {
+	v := headerValue(req, "Expires", "")
+	if v == "" {
+		return s.cfg.DefaultExpires, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 32)
+	if err != nil {
+		return 0, err
+	}
+	d := time.Duration(n) * time.Second
+	return min(d, s.cfg.MaxExpires), nil
+}
+
+// checkDevice answers 404 for a DN the gateway does not know (and 503 when
+// it cannot tell), 0 when the device exists.
+func (s *Server) checkDevice(dn, pkg string) int {
+	ctx, cancel := context.WithTimeout(s.reqCtx, s.cfg.RequestTimeout)
+	defer cancel()
+	var err error
+	if pkg == eventHoteling {
+		_, err = s.svc.Hoteling(ctx, dn)
+	} else {
+		_, err = s.svc.FeatureState(ctx, dn)
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, ErrUnknownDevice):
+		return 404
+	default:
+		s.log.Warn("device lookup failed", "dn", dn, "err", err)
+		return 503
+	}
+}
+
+func (s *Server) newSubscription(req *sip.Request, dn, pkg, eventHeader, fromTag string, expires time.Duration) *subscription {
+	transport := strings.ToUpper(req.Transport())
+	host := s.bindHost
+	if host == "" {
+		host = req.Recipient.Host // how the phone reached us
+	}
+	port := s.port
+	if transport == "TLS" {
+		port = s.tlsPort
+	}
+	sub := &subscription{
+		id:           dialogID{req.CallID().Value(), fromTag},
+		key:          subKey{dn, pkg},
+		dn:           dn,
+		event:        pkg,
+		eventHeader:  eventHeader,
+		callID:       req.CallID().Value(),
+		localTag:     sip.GenerateTagN(16),
+		remoteTag:    fromTag,
+		localURI:     bareURI(req.To().Address),
+		remoteURI:    bareURI(req.From().Address),
+		remoteTarget: req.Contact().Address,
+		source:       req.Source(),
+		transport:    transport,
+		localHost:    host,
+		localPort:    port,
+		expires:      time.Now().Add(expires),
+	}
+	return sub
+}
+
+// bareURI drops URI parameters and headers, which From and To should not
+// carry into the dialog.
+func bareURI(u sip.Uri) sip.Uri {
+	return sip.Uri{Scheme: u.Scheme, User: u.User, Host: u.Host, Port: u.Port}
+}
+
+func (s *Server) lookup(id dialogID) *subscription {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.subs[id]
+}
+
+// insert holds a new subscription, replacing the DN's previous dialog for
+// the same package; 503 when closing or full.
+func (s *Server) insert(sub *subscription) int {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return 503
+	}
+	old := s.byKey[sub.key]
+	if old == nil && len(s.subs) >= s.cfg.MaxSubscriptions {
+		s.mu.Unlock()
+		return 503
+	}
+	if old != nil {
+		delete(s.subs, old.id)
+	}
+	s.subs[sub.id] = sub
+	s.byKey[sub.key] = sub
+	s.mu.Unlock()
+	if old != nil {
+		old.kill()
+		s.log.Info("subscription replaced", "dn", sub.dn, "event", sub.event, "old_call_id", old.callID)
+	}
+	return 0
+}
+
+// refresh takes a re-SUBSCRIBE's new expiry and flow.
+func (s *Server) refresh(sub *subscription, req *sip.Request, expires time.Duration) {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	if c := req.Contact(); c != nil {
+		sub.remoteTarget = c.Address
+	}
+	sub.source = req.Source()
+	sub.transport = strings.ToUpper(req.Transport())
+	sub.expires = time.Now().Add(expires)
+}
+
+// remove forgets a subscription (its queue is left to drain).
+func (s *Server) remove(sub *subscription) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.removeLocked(sub)
+}
+
+func (s *Server) removeLocked(sub *subscription) {
+	if s.subs[sub.id] == sub {
+		delete(s.subs, sub.id)
+	}
+	if s.byKey[sub.key] == sub {
+		delete(s.byKey, sub.key)
+	}
+	s.forgetPhoneLocked(sub.dn)
+	s.markDirtyLocked()
+}
+
+// dropSub ends a subscription without telling the phone (it said 481).
+func (s *Server) dropSub(sub *subscription) {
+	s.remove(sub)
+	sub.kill()
+}
+
+func (s *Server) okResponse(req *sip.Request, sub *subscription, expires time.Duration) *sip.Response {
+	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	res.To().Params.Add("tag", sub.localTag) // ours, not the random one sipgo adds (sip.md §4.2)
+	exp := sip.ExpiresHeader(seconds(expires))
+	res.AppendHeader(&exp)
+	sub.mu.Lock()
+	contact := contactHeader(sub.localHost, sub.localPort, sub.transport)
+	sub.mu.Unlock()
+	res.AppendHeader(contact)
+	return res
+}
+
+func contactHeader(host string, port int, transport string) *sip.ContactHeader {
+	c := &sip.ContactHeader{Address: sip.Uri{Scheme: "sip", Host: host, Port: port}}
+	if transport != "" && transport != "UDP" {
+		c.Address.UriParams = sip.NewParams()
+		c.Address.UriParams.Add("transport", strings.ToLower(transport))
+	}
+	return c
+}
+
+// seconds rounds up to whole seconds.
+func seconds(d time.Duration) int {
+	if d <= 0 {
+		return 0
+	}
+	return int(math.Ceil(d.Seconds()))
+}
+
+func sourceHost(source string) string {
+	host, _, err := net.SplitHostPort(source)
+	if err != nil {
+		return source
+	}
+	return host
+}
+
+// applyFeature takes a phone's SetDoNotDisturb / SetForwarding /
+// SetAgentState to the gateway, then tells the phone the feature's value as
+// the gateway now has it: the new one on success, the old one when refused.
+func (s *Server) applyFeature(sub *subscription, fr FeatureRequest) {
+	sub.reqMu.Lock()
+	defer sub.reqMu.Unlock()
+	ctx, cancel := context.WithTimeout(s.reqCtx, s.cfg.RequestTimeout)
+	defer cancel()
+	job := notifyJob{kind: jobFeature, feature: fr.Kind}
+	var err error
+	switch fr.Kind {
+	case ChangeDoNotDisturb:
+		err = s.svc.SetDoNotDisturb(ctx, sub.dn, fr.DoNotDisturb, OriginPhone)
+	case ChangeForwarding:
+		job.fwdType = fr.Forwarding.Type
+		err = s.svc.SetForwarding(ctx, sub.dn, fr.Forwarding, OriginPhone)
+	case ChangeAgent:
+		err = s.svc.SetAgentState(ctx, sub.dn, fr.AgentID, fr.AgentState, fr.Reason, OriginPhone)
+	default:
+		return
+	}
+	if err != nil {
+		s.log.Info("phone change refused", "dn", sub.dn, "kind", fr.Kind, "err", err)
+	}
+	s.enqueue(sub, job)
+}
+
+// applyHoteling runs the x-broadworks-hoteling sign-in with its nonce
+// challenge (sip.md §1.4): a guest without authenticationData gets a fresh
+// nonce; the answer MD5(nonce:password) is checked once; an empty guest
+// address signs the guest out.
+func (s *Server) applyHoteling(sub *subscription, hr HotelingRequest) {
+	sub.reqMu.Lock()
+	defer sub.reqMu.Unlock()
+	if hr.GuestAddress == "" {
+		s.setHoteling(sub, "")
+		return
+	}
+	if hr.Auth == nil {
+		nonce := randomToken(16)
+		sub.mu.Lock()
+		sub.hotel = hotelingChallenge{nonce: nonce, guest: hr.GuestAddress, expires: time.Now().Add(s.nonceTTL)}
+		sub.mu.Unlock()
+		s.enqueue(sub, notifyJob{kind: jobHoteling, nonce: nonce})
+		return
+	}
+	sub.mu.Lock()
+	ch := sub.hotel
+	sub.hotel = hotelingChallenge{} // single use, right or wrong
+	sub.mu.Unlock()
+	ok := ch.nonce != "" &&
+		subtle.ConstantTimeCompare([]byte(ch.nonce), []byte(hr.Auth.Nonce)) == 1 &&
+		time.Now().Before(ch.expires) &&
+		ch.guest == hr.GuestAddress &&
+		(hr.Auth.Algorithm == "" || strings.EqualFold(hr.Auth.Algorithm, "MD5"))
+	if ok {
+		password, known := s.svc.GuestPassword(hr.GuestAddress)
+		ok = known && CheckHotelingResponse(ch.nonce, password, hr.Auth.Response)
+	}
+	if !ok {
+		s.log.Info("hoteling sign-in refused", "host", sub.dn, "guest", hr.GuestAddress)
+		s.enqueue(sub, notifyJob{kind: jobDoc, ctype: HotelingContentType, body: HotelingEventDoc(Hoteling{}, "")})
+		return
+	}
+	s.setHoteling(sub, hr.GuestAddress)
+}
+
+func (s *Server) setHoteling(sub *subscription, guest string) {
+	ctx, cancel := context.WithTimeout(s.reqCtx, s.cfg.RequestTimeout)
+	defer cancel()
+	if err := s.svc.SetHoteling(ctx, sub.dn, guest, OriginPhone); err != nil {
+		s.log.Info("hoteling change refused", "host", sub.dn, "guest", guest, "err", err)
+	}
+	s.enqueue(sub, notifyJob{kind: jobHoteling})
+}
+
+func randomToken(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Publish tells the subscribed phones of dn about one change. It never
+// blocks: the NOTIFY is queued on each subscription.
+func (s *Server) Publish(dn string, c Change) {
+	if c.Kind == ChangeAgent && !s.cfg.AgentState {
+		return
+	}
+	event := eventFeature
+	if c.Kind == ChangeHoteling {
+		event = eventHoteling
+	}
+	s.mu.Lock()
+	sub := s.byKey[subKey{dn, event}]
+	closing := s.closing
+	s.mu.Unlock()
+	if sub == nil || closing {
+		return
+	}
+	job := notifyJob{kind: jobDoc}
+	if c.Kind == ChangeHoteling {
+		job.ctype, job.body = HotelingContentType, HotelingEventDoc(c.Hoteling, "")
+	} else {
+		job.ctype, job.body = FeatureEventContentType, ChangeEventDoc(dn, c)
+		if job.body == nil {
+			return // nothing ECMA-323 can say about it
+		}
+	}
+	s.enqueue(sub, job)
+}
+
+// enqueue adds a NOTIFY to the subscription's queue and makes sure a sender
+// runs. A full queue collapses into one full-state NOTIFY, which carries
+// every change it replaces.
+func (s *Server) enqueue(sub *subscription, job notifyJob) {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	if sub.dead {
+		return
+	}
+	switch {
+	case job.kind == jobTerminate:
+		sub.dead = true
+		sub.full = false
+		sub.queue = append(sub.queue[:0], job)
+	case job.kind == jobFull:
+		sub.full = true
+	case len(sub.queue) >= s.queueLimit:
+		sub.queue = sub.queue[:0]
+		sub.full = true
+	default:
+		sub.queue = append(sub.queue, job)
+	}
+	if !sub.running && s.startSender(sub) {
+		sub.running = true
+	}
+}
+
+// startSender starts sub's sender unless the server has stopped taking
+// work (lock order: subscription.mu, then workMu).
+func (s *Server) startSender(sub *subscription) bool {
+	s.workMu.Lock()
+	defer s.workMu.Unlock()
+	if s.workersClosed {
+		return false
+	}
+	s.workers.Go(func() { s.runSender(sub) })
+	return true
+}
+
+// runSender sends sub's NOTIFYs one at a time, in order, and ends when the
+// queue is empty.
+func (s *Server) runSender(sub *subscription) {
+	for {
+		sub.mu.Lock()
+		var job notifyJob
+		switch {
+		case sub.full:
+			job = notifyJob{kind: jobFull}
+			sub.full = false
+		case len(sub.queue) > 0:
+			job = sub.queue[0]
+			sub.queue[0] = notifyJob{}
+			sub.queue = sub.queue[1:]
+		default:
+			sub.running = false
+			sub.queue = nil
+			sub.mu.Unlock()
+			return
+		}
+		sub.mu.Unlock()
+		s.deliver(sub, job)
+	}
+}
+
+func (s *Server) deliver(sub *subscription, job notifyJob) {
+	switch job.kind {
+	case jobTerminate:
+		timeout := s.cfg.RequestTimeout
+		if job.reason == "noresource" { // Close: say it once, do not wait long for the answer
+			timeout = min(timeout, closeNotifyTimeout)
+		}
+		s.sendNotify(sub, "terminated;reason="+job.reason, "", nil, timeout)
+	case jobDoc:
+		s.sendNotify(sub, "", job.ctype, job.body, s.cfg.RequestTimeout)
+	case jobFull:
+		s.sendFullState(sub)
+	case jobFeature:
+		ctx, cancel := context.WithTimeout(s.reqCtx, s.cfg.RequestTimeout)
+		st, err := s.svc.FeatureState(ctx, sub.dn)
+		cancel()
+		if err != nil {
+			s.log.Warn("feature state for NOTIFY", "dn", sub.dn, "err", err)
+			return
+		}
+		if doc := ChangeEventDoc(sub.dn, featureChange(st, job.feature, job.fwdType)); doc != nil {
+			s.sendNotify(sub, "", FeatureEventContentType, doc, s.cfg.RequestTimeout)
+		}
+	case jobHoteling:
+		ctx, cancel := context.WithTimeout(s.reqCtx, s.cfg.RequestTimeout)
+		h, err := s.svc.Hoteling(ctx, sub.dn)
+		cancel()
+		if err != nil {
+			s.log.Warn("hoteling state for NOTIFY", "dn", sub.dn, "err", err)
+			return
+		}
+		s.sendNotify(sub, "", HotelingContentType, HotelingEventDoc(h, job.nonce), s.cfg.RequestTimeout)
+	}
+}
+
+// featureChange picks one feature out of a full state.
+func featureChange(st FeatureState, kind ChangeKind, fwd ForwardingType) Change {
+	switch kind {
+	case ChangeDoNotDisturb:
+		return Change{Kind: ChangeDoNotDisturb, DoNotDisturb: st.DoNotDisturb}
+	case ChangeForwarding:
+		for _, f := range st.Forwarding {
+			if f.Type == fwd {
+				return Change{Kind: ChangeForwarding, Forwarding: f}
+			}
+		}
+		return Change{Kind: ChangeForwarding, Forwarding: Forwarding{Type: fwd}}
+	default:
+		if st.Agent != nil {
+			return Change{Kind: ChangeAgent, Agent: *st.Agent}
+		}
+		return Change{Kind: ChangeAgent, Agent: AgentState{State: AgentLoggedOff}}
+	}
+}
+
+// udpMessageLimit is the largest NOTIFY sent over UDP. sipgo refuses UDP
+// messages within 200 bytes of sip.UDPMTUSize (1500 by default, after RFC
+// 3261 §18.1.1), which a multipart full state (~1.5 KB, sip.md §1.3) does
+// not fit; BroadWorks and FreeSWITCH send it over UDP all the same and let
+// IP fragment it, and phones subscribed over UDP cannot be reached over TCP
+// anyway. Above this limit the full state goes one feature per NOTIFY.
+const udpMessageLimit = 4000
+
+func init() {
+	// Set once before any goroutine runs; sipgo reads it only when writing.
+	if sip.UDPMTUSize < udpMessageLimit+200 {
+		sip.UDPMTUSize = udpMessageLimit + 200
+	}
+}
+
+// udpNotifyLimit is the multipart body size that still fits udpMessageLimit
+// with the NOTIFY's headers (~700 bytes with a long Call-ID and URIs).
+func udpNotifyLimit() int { return udpMessageLimit - 700 }
+
+func (s *Server) sendFullState(sub *subscription) {
+	ctx, cancel := context.WithTimeout(s.reqCtx, s.cfg.RequestTimeout)
+	defer cancel()
+	if sub.event == eventHoteling {
+		h, err := s.svc.Hoteling(ctx, sub.dn)
+		if err != nil {
+			s.log.Warn("hoteling state for NOTIFY", "dn", sub.dn, "err", err)
+			return
+		}
+		s.sendNotify(sub, "", HotelingContentType, HotelingEventDoc(h, ""), s.cfg.RequestTimeout)
+		return
+	}
+	st, err := s.svc.FeatureState(ctx, sub.dn)
+	if err != nil {
+		s.log.Warn("feature state for NOTIFY", "dn", sub.dn, "err", err)
+		return
+	}
+	if !s.cfg.AgentState {
+		st.Agent = nil
+	}
+	docs := FeatureEventDocs(sub.dn, st)
+	perFeature := s.cfg.NotifyPerFeature
+	var ctype string
+	var body []byte
+	if !perFeature {
+		ctype, body = Multipart(docs, FeatureEventContentType)
+		sub.mu.Lock()
+		udp := sub.transport == "UDP"
+		sub.mu.Unlock()
+		perFeature = udp && len(body) > udpNotifyLimit()
+	}
+	if !perFeature {
+		s.sendNotify(sub, "", ctype, body, s.cfg.RequestTimeout)
+		return
+	}
+	for _, doc := range docs {
+		sub.mu.Lock()
+		dead := sub.dead
+		sub.mu.Unlock()
+		if dead {
+			return
+		}
+		if !s.sendNotify(sub, "", FeatureEventContentType, doc, s.cfg.RequestTimeout) {
+			return
+		}
+	}
+}
+
+// sendNotify sends one in-dialog NOTIFY (sip.md §4.3) and waits for the
+// answer; state "" means active with the time left. It reports false when
+// the subscription is gone (the phone answered 481).
+func (s *Server) sendNotify(sub *subscription, state, ctype string, body []byte, timeout time.Duration) bool {
+	sub.mu.Lock()
+	sub.cseq++
+	cseq := sub.cseq
+	f := sub.flowLocked()
+	if state == "" {
+		state = fmt.Sprintf("active;expires=%d", max(1, seconds(time.Until(sub.expires))))
+	}
+	sub.mu.Unlock()
+
+	req := s.outbound(sip.NOTIFY, f)
+	from := &sip.FromHeader{Address: sub.localURI, Params: sip.NewParams()}
+	from.Params.Add("tag", sub.localTag)
+	to := &sip.ToHeader{Address: sub.remoteURI, Params: sip.NewParams()}
+	to.Params.Add("tag", sub.remoteTag)
+	callID := sip.CallIDHeader(sub.callID)
+	cs := &sip.CSeqHeader{SeqNo: cseq, MethodName: sip.NOTIFY}
+	maxf := sip.MaxForwardsHeader(70)
+	req.AppendHeader(from)
+	req.AppendHeader(to)
+	req.AppendHeader(&callID)
+	req.AppendHeader(cs)
+	req.AppendHeader(&maxf)
+	req.AppendHeader(contactHeader(f.host, f.port, f.transport))
+	req.AppendHeader(sip.NewHeader("Event", sub.eventHeader))
+	req.AppendHeader(sip.NewHeader("Subscription-State", state))
+	if ctype != "" {
+		ct := sip.ContentTypeHeader(ctype)
+		req.AppendHeader(&ct)
+	}
+	req.SetBody(body)
+	s.markDirty(sub)
+
+	// Close abandons NOTIFYs in flight (reqCtx) but lets the terminating
+	// ones it sends go out (ctx).
+	parent := s.reqCtx
+	if strings.HasPrefix(state, "terminated") {
+		parent = s.ctx
+	}
+	ctx, cancel := context.WithTimeout(parent, timeout)
+	defer cancel()
+	res, err := s.client.Do(ctx, req, sipgo.ClientRequestBuild)
+	if err != nil {
+		s.log.Debug("NOTIFY not answered", "dn", sub.dn, "event", sub.event, "cseq", cseq, "err", err)
+		return true
+	}
+	s.touch(sub.dn, false)
+	switch {
+	case res.StatusCode == 481:
+		s.log.Info("phone dropped the subscription", "dn", sub.dn, "event", sub.event)
+		s.dropSub(sub)
+		return false
+	case !res.IsSuccess():
+		s.log.Info("NOTIFY refused", "dn", sub.dn, "event", sub.event, "status", res.StatusCode)
+	}
+	return true
+}

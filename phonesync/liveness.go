@@ -1,0 +1,287 @@
+package phonesync
+
+import (
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"context"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+// Phone liveness: every SUBSCRIBE, every answer to a NOTIFY or OPTIONS and
+// every OPTIONS a phone sends count as contact. With OptionsInterval set,
+// each subscribed phone is pinged with OPTIONS over its flow; a phone not
+// heard from for LivenessTimeout is reported out of service once, and back
+// in service at its next contact (issue 5, "Phone liveness").
+
+// PhoneInfo is what the admin surface shows about a phone.
+type PhoneInfo struct {
+	DN        string
+	Address   string    // source IP of its latest SUBSCRIBE; "" once it holds none
+	Port      int       // source port
+	Transport string    // UDP, TCP or TLS
+	Expires   time.Time // when its longest-lived subscription lapses unless refreshed
+	LastSeen  time.Time
+	InService bool
+	Events    []string // event packages it is subscribed to, sorted
+}
+
+// phoneState is one phone's liveness record, keyed by DN. Records exist
+// while the phone holds a subscription, and also while it is out of
+// service, so that its return is reported.
+type phoneState struct {
+	lastSeen  time.Time
+	inService bool
+}
+
+func (s *Server) livenessOn() bool {
+	return s.cfg.OptionsInterval > 0 && s.cfg.LivenessTimeout > 0
+}
+
+// touch records contact from dn; create makes the record (only for a phone
+// that just subscribed).
+func (s *Server) touch(dn string, create bool) {
+	s.mu.Lock()
+	p := s.phones[dn]
+	if p == nil {
+		if !create || len(s.phones) >= maxPhones {
+			s.mu.Unlock()
+			return
+		}
+		p = &phoneState{inService: true}
+		s.phones[dn] = p
+	}
+	p.lastSeen = time.Now()
+	back := !p.inService
+	s.mu.Unlock()
+	if back {
+		s.setInService(dn, true)
+	}
+}
+
+// setInService reports a transition to the Service. serviceMu keeps the
+// reports of one phone in the order the decisions were taken (lock order:
+// serviceMu, then Server.mu).
+func (s *Server) setInService(dn string, in bool) {
+	s.serviceMu.Lock()
+	defer s.serviceMu.Unlock()
+	s.mu.Lock()
+	p := s.phones[dn]
+	if p == nil || p.inService == in || (!in && time.Since(p.lastSeen) <= s.cfg.LivenessTimeout) {
+		s.mu.Unlock()
+		return
+	}
+	p.inService = in
+	s.mu.Unlock()
+	if in {
+		s.log.Info("phone back in service", "dn", dn)
+	} else {
+		s.log.Warn("phone out of service", "dn", dn, "silent_for", s.cfg.LivenessTimeout)
+	}
+	s.svc.PhoneService(dn, in)
+}
+
+// forgetPhoneLocked drops the record of a phone in service that holds no
+// subscription any more. s.mu is held.
+func (s *Server) forgetPhoneLocked(dn string) {
+	if s.byKey[subKey{dn, eventFeature}] != nil || s.byKey[subKey{dn, eventHoteling}] != nil {
+		return
+	}
+	if p := s.phones[dn]; p != nil && p.inService {
+		delete(s.phones, dn)
+	}
+}
+
+// housekeeping ends expired subscriptions and finds silent phones.
+func (s *Server) housekeeping() {
+	t := time.NewTicker(s.sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case now := <-t.C:
+			s.sweep(now)
+		}
+	}
+}
+
+func (s *Server) sweep(now time.Time) {
+	var expired []*subscription
+	var silent []string
+	s.mu.Lock()
+	for _, sub := range s.subs {
+		sub.mu.Lock()
+		gone := now.After(sub.expires)
+		sub.mu.Unlock()
+		if gone {
+			expired = append(expired, sub)
+		}
+	}
+	for _, sub := range expired {
+		s.removeLocked(sub)
+	}
+	if s.livenessOn() {
+		for dn, p := range s.phones {
+			if p.inService && now.Sub(p.lastSeen) > s.cfg.LivenessTimeout {
+				silent = append(silent, dn)
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, sub := range expired {
+		s.log.Info("subscription expired", "dn", sub.dn, "event", sub.event)
+		s.enqueue(sub, notifyJob{kind: jobTerminate, reason: "timeout"})
+	}
+	for _, dn := range silent {
+		s.setInService(dn, false)
+	}
+}
+
+// flow is where and how to reach a phone.
+type flow struct {
+	dn                  string
+	target              sip.Uri
+	source, transport   string
+	host                string
+	port                int
+	localURI, remoteURI sip.Uri
+}
+
+func (sub *subscription) flowLocked() flow {
+	return flow{
+		dn: sub.dn, target: sub.remoteTarget, source: sub.source, transport: sub.transport,
+		host: sub.localHost, port: sub.localPort, localURI: sub.localURI, remoteURI: sub.remoteURI,
+	}
+}
+
+// pingLoop sends OPTIONS to every subscribed phone each OptionsInterval.
+func (s *Server) pingLoop() {
+	t := time.NewTicker(s.cfg.OptionsInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+			s.pingAll()
+		}
+	}
+}
+
+func (s *Server) pingAll() {
+	targets := make(map[string]flow)
+	s.mu.Lock()
+	for _, sub := range s.subs {
+		if _, ok := targets[sub.dn]; ok {
+			continue
+		}
+		sub.mu.Lock()
+		targets[sub.dn] = sub.flowLocked()
+		sub.mu.Unlock()
+	}
+	s.mu.Unlock()
+	if len(targets) == 0 {
+		return
+	}
+	ch := make(chan flow)
+	var wg sync.WaitGroup
+	for range min(optionsFanout, len(targets)) {
+		wg.Go(func() {
+			for f := range ch {
+				s.ping(f)
+			}
+		})
+	}
+feed:
+	for _, f := range targets {
+		select {
+		case ch <- f:
+		case <-s.ctx.Done():
+			break feed
+		}
+	}
+	close(ch)
+	wg.Wait()
+}
+
+// ping sends one out-of-dialog OPTIONS over the phone's flow; any answer
+// at all is contact.
+func (s *Server) ping(f flow) {
+	req := s.outbound(sip.OPTIONS, f)
+	from := &sip.FromHeader{Address: f.localURI, Params: sip.NewParams()}
+	from.Params.Add("tag", sip.GenerateTagN(16))
+	to := &sip.ToHeader{Address: f.remoteURI}
+	callID := sip.CallIDHeader(randomToken(16))
+	cs := &sip.CSeqHeader{SeqNo: 1, MethodName: sip.OPTIONS}
+	maxf := sip.MaxForwardsHeader(70)
+	req.AppendHeader(from)
+	req.AppendHeader(to)
+	req.AppendHeader(&callID)
+	req.AppendHeader(cs)
+	req.AppendHeader(&maxf)
+	req.AppendHeader(contactHeader(f.host, f.port, f.transport))
+	req.SetBody(nil)
+	ctx, cancel := context.WithTimeout(s.ctx, min(s.cfg.RequestTimeout, s.cfg.OptionsInterval))
+	defer cancel()
+	if _, err := s.client.Do(ctx, req, sipgo.ClientRequestBuild); err != nil {
+		s.log.Debug("OPTIONS not answered", "dn", f.dn, "err", err)
+		return
+	}
+	s.touch(f.dn, false)
+}
+
+// outbound starts a request to a phone over its flow: Request-URI, Via,
+// and the routing that makes it leave where the phone's SUBSCRIBE came in.
+func (s *Server) outbound(method sip.RequestMethod, f flow) *sip.Request {
+	req := sip.NewRequest(method, f.target)
+	req.SetTransport(f.transport)
+	req.SetDestination(f.source) // back over the phone's flow (NAT, TCP), sip.md §4.2
+	if f.transport == "UDP" {
+		s.udpLaddr.Copy(&req.Laddr) // from the listening port
+	}
+	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: f.transport, Host: f.host, Port: f.port, Params: sip.NewParams()}
+	via.Params.Add("branch", sip.GenerateBranchN(16))
+	req.AppendHeader(via)
+	return req
+}
+
+// Phones lists the phones holding subscriptions or out of service, by DN.
+func (s *Server) Phones() []PhoneInfo {
+	s.mu.Lock()
+	byDN := make(map[string]*PhoneInfo, len(s.phones))
+	for dn, p := range s.phones {
+		byDN[dn] = &PhoneInfo{DN: dn, LastSeen: p.lastSeen, InService: p.inService}
+	}
+	for _, sub := range s.subs {
+		info := byDN[sub.dn]
+		if info == nil {
+			info = &PhoneInfo{DN: sub.dn, InService: true}
+			byDN[sub.dn] = info
+		}
+		info.Events = append(info.Events, sub.event)
+		sub.mu.Lock()
+		if sub.expires.After(info.Expires) {
+			info.Expires = sub.expires
+			host, port, _ := net.SplitHostPort(sub.source)
+			info.Address = host
+			info.Port, _ = strconv.Atoi(port)
+			info.Transport = sub.transport
+		}
+		sub.mu.Unlock()
+	}
+	s.mu.Unlock()
+	out := make([]PhoneInfo, 0, len(byDN))
+	for _, info := range byDN {
+		slices.Sort(info.Events)
+		out = append(out, *info)
+	}
+	slices.SortFunc(out, func(a, b PhoneInfo) int { return strings.Compare(a.DN, b.DN) })
+	return out
+}

@@ -1,0 +1,122 @@
+package phonesync
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRestartKeepsUDPSubscriptions(t *testing.T) {
+	leakCheck(t)
+	svc := newFakeSvc("1001", "1002")
+	cfg := testConfig()
+	cfg.StateFile = filepath.Join(t.TempDir(), "sip-state.json")
+	s1 := startServer(t, cfg, svc)
+	udp := newPhone(t, "1001", "UDP", s1.Addr())
+	tcp := newPhone(t, "1002", "TCP", s1.Addr())
+	if res := udp.subscribe(subOpts{}); res.StatusCode != 200 {
+		t.Fatalf("SUBSCRIBE: %d", res.StatusCode)
+	}
+	if res := tcp.subscribe(subOpts{}); res.StatusCode != 200 {
+		t.Fatalf("SUBSCRIBE: %d", res.StatusCode)
+	}
+	tcp.nextNotify()
+	udp.nextNotify()
+	s1.Publish("1001", Change{Kind: ChangeDoNotDisturb, DoNotDisturb: true})
+	last := cseqOf(udp.nextNotify())
+	waitFor(t, "state file with the UDP dialog", func() bool {
+		st, err := readState(cfg.StateFile, 1<<20)
+		return err == nil && len(st.Dialogs) == 1 && st.Dialogs[0].CallID == udp.callID && st.Dialogs[0].CSeq == last
+	})
+	if err := s1.crash(); err != nil {
+		t.Fatal(err)
+	}
+	tcp.noNotify(50 * time.Millisecond)
+	udp.noNotify(0)
+
+	cfg.Listen = s1.Addr() // the restarted connector listens where it did
+	s2 := startServer(t, cfg, svc)
+	// The restored dialog is resynchronised with the full state, in the
+	// same dialog, with a CSeq above every one used before.
+	n := udp.nextNotify()
+	checkDialogNotify(t, udp, n, eventFeature)
+	if cseqOf(n) <= last {
+		t.Fatalf("CSeq %d after restart, last before %d", cseqOf(n), last)
+	}
+	if !strings.HasPrefix(hdr(n, "Content-Type"), "multipart/mixed") {
+		t.Fatalf("Content-Type %q", hdr(n, "Content-Type"))
+	}
+	last = cseqOf(n)
+	s2.Publish("1001", Change{Kind: ChangeDoNotDisturb, DoNotDisturb: false})
+	n = udp.nextNotify()
+	checkDialogNotify(t, udp, n, eventFeature)
+	if cseqOf(n) <= last || !strings.Contains(string(n.Body()), "<doNotDisturbOn>false</doNotDisturbOn>") {
+		t.Fatalf("NOTIFY after restart: CSeq %d (last %d) %s", cseqOf(n), last, n.Body())
+	}
+	// The phone can go on refreshing the old dialog.
+	if res := udp.subscribe(subOpts{}); res.StatusCode != 200 {
+		t.Fatalf("refresh of restored dialog: %d", res.StatusCode)
+	}
+	udp.nextNotify()
+	// The TCP dialog was not kept.
+	s2.Publish("1002", Change{Kind: ChangeDoNotDisturb, DoNotDisturb: true})
+	tcp.noNotify(100 * time.Millisecond)
+	if ph := s2.Phones(); len(ph) != 1 || ph[0].DN != "1001" {
+		t.Fatalf("Phones() = %+v", ph)
+	}
+
+	// A clean Close terminates the subscription and empties the state.
+	if err := s2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := udp.nextNotify(); !strings.HasPrefix(hdr(n, "Subscription-State"), "terminated") {
+		t.Fatalf("Subscription-State %q", hdr(n, "Subscription-State"))
+	}
+	st, err := readState(cfg.StateFile, 1<<20)
+	if err != nil || len(st.Dialogs) != 0 {
+		t.Fatalf("state after Close: %+v %v", st, err)
+	}
+}
+
+func TestLoadStateDropsExpiredAndBad(t *testing.T) {
+	leakCheck(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "state.json")
+	future := time.Now().Add(time.Hour).UTC().Format(time.RFC3339Nano)
+	past := time.Now().Add(-time.Minute).UTC().Format(time.RFC3339Nano)
+	dialog := func(dn, transport, expires string) string {
+		return `{"dn":"` + dn + `","event":"as-feature-event","event_header":"as-feature-event","call_id":"c-` + dn + `","local_tag":"l","remote_tag":"r","local_uri":"sip:` + dn + `@127.0.0.1","remote_uri":"sip:` + dn + `@127.0.0.1","remote_target":"sip:` + dn + `@127.0.0.1:9","source":"127.0.0.1:9","transport":"` + transport + `","local_host":"127.0.0.1","cseq":7,"expires":"` + expires + `"}`
+	}
+	data := `{"version":1,"dialogs":[` + dialog("1001", "UDP", future) + `,` + dialog("1002", "UDP", past) + `,` + dialog("1003", "TCP", future) + `]}`
+	if err := os.WriteFile(file, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig()
+	cfg.StateFile = file
+	s := startServer(t, cfg, newFakeSvc("1001", "1002", "1003"))
+	ph := s.Phones()
+	if len(ph) != 1 || ph[0].DN != "1001" || ph[0].Transport != "UDP" {
+		t.Fatalf("Phones() = %+v", ph)
+	}
+	s.mu.Lock()
+	sub := s.byKey[subKey{"1001", eventFeature}]
+	s.mu.Unlock()
+	sub.mu.Lock()
+	cseq := sub.cseq
+	sub.mu.Unlock()
+	if cseq < 7+restartCSeqGap {
+		t.Fatalf("restored CSeq %d", cseq)
+	}
+
+	// A corrupt file is ignored, not fatal.
+	if err := os.WriteFile(file, []byte("{nonsense"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listen = "127.0.0.1:0"
+	s2 := startServer(t, cfg, newFakeSvc())
+	if ph := s2.Phones(); len(ph) != 0 {
+		t.Fatalf("Phones() = %+v", ph)
+	}
+}

@@ -1,0 +1,503 @@
+package phonesync
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+// Lock order (NATS-style, see ../shared/DESIGN.md): Server.mu may be held
+// while taking subscription.mu, never the other way round. Neither is held
+// while calling the Service or sending anything on the network.
+
+// Event packages the connector is notifier for (sip.md §1.2, §1.4).
+const (
+	eventFeature  = "as-feature-event"
+	eventHoteling = "x-broadworks-hoteling"
+	eventPresence = "presence"
+)
+
+// allowEvents is the Allow-Events value of 489 answers and OPTIONS replies.
+const allowEvents = eventFeature + ", " + eventHoteling
+
+// Limits that are not configuration.
+const (
+	maxNotifyQueue     = 64                     // pending NOTIFYs per subscription before coalescing to full state
+	maxPhones          = 100000                 // liveness records held
+	maxRateSources     = 65536                  // per-source rate limiter entries
+	optionsFanout      = 16                     // OPTIONS pings in flight at once
+	hotelingNonceTTL   = 2 * time.Minute        // a hoteling challenge nonce is good this long, once
+	restartCSeqGap     = 1000                   // NOTIFY CSeq jump after loading persisted dialogs
+	closeNotifyTimeout = 500 * time.Millisecond // for the terminating NOTIFYs of Close
+	defaultSweepEvery  = time.Second
+	defaultSaveDelay   = time.Second
+)
+
+// ErrClosed is returned by Start after Close.
+var ErrClosed = errors.New("phonesync: server closed")
+
+// Server is the SIP side of phonesync: it is the notifier of the phones'
+// as-feature-event and x-broadworks-hoteling subscriptions, pings them for
+// liveness and, when configured, watches PBX presence.
+type Server struct {
+	cfg Config
+	svc Service
+	log *slog.Logger
+
+	ua       *sipgo.UserAgent
+	sipSrv   *sipgo.Server
+	client   *sipgo.Client
+	auth     *digestAuth
+	limiter  *sourceLimiter
+	presence *presenceWatcher
+	tlsConf  *tls.Config
+
+	// Test knobs; set before Start.
+	sweepEvery time.Duration
+	saveDelay  time.Duration
+	nonceTTL   time.Duration
+	queueLimit int
+
+	ctx    context.Context // cancelled by Close: ends every goroutine below
+	cancel context.CancelFunc
+	// reqCtx bounds Service calls made for phones' requests; Close cancels
+	// it first so handlers in flight finish at once.
+	reqCtx       context.Context
+	stopRequests context.CancelFunc
+
+	wg       sync.WaitGroup // listeners, housekeeping, liveness, persistence, presence
+	handlers sync.WaitGroup // SIP request handlers in flight
+	workers  sync.WaitGroup // per-subscription NOTIFY senders
+
+	serviceMu     sync.Mutex // orders PhoneService reports; taken before mu
+	workMu        sync.Mutex // a leaf: guards workersClosed and workers.Go
+	workersClosed bool
+
+	udpConn  net.PacketConn
+	tcpLn    net.Listener
+	tlsLn    net.Listener
+	udpLaddr sip.Addr // the UDP listener, so NOTIFYs leave from the port phones talk to
+	port     int
+	tlsPort  int
+	bindHost string // cfg.Listen's host when it names one address, else ""
+
+	dirty  chan struct{} // persistence wake-up (cap 1)
+	saveMu sync.Mutex    // one state-file write at a time
+
+	mu      sync.Mutex
+	started bool
+	closing bool
+	subs    map[dialogID]*subscription
+	byKey   map[subKey]*subscription
+	phones  map[string]*phoneState
+}
+
+// NewServer checks cfg and builds a server; Start makes it listen.
+func NewServer(cfg Config, svc Service, log *slog.Logger) (*Server, error) {
+	if svc == nil {
+		return nil, errors.New("phonesync: nil Service")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg = withDefaults(cfg)
+	if cfg.Listen == "" {
+		return nil, errors.New("phonesync: sip.listen is empty")
+	}
+	if cfg.MinExpires > cfg.MaxExpires {
+		return nil, fmt.Errorf("phonesync: min expires %v above max expires %v", cfg.MinExpires, cfg.MaxExpires)
+	}
+	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
+		return nil, fmt.Errorf("phonesync: sip.listen: %w", err)
+	}
+	s := &Server{
+		cfg:        cfg,
+		svc:        svc,
+		log:        log.With("component", "phonesync"),
+		auth:       newDigestAuth(cfg.Realm, cfg.Credentials),
+		limiter:    newSourceLimiter(cfg.SubscribeRate, cfg.SubscribeBurst, maxRateSources),
+		sweepEvery: defaultSweepEvery,
+		saveDelay:  defaultSaveDelay,
+		nonceTTL:   hotelingNonceTTL,
+		queueLimit: maxNotifyQueue,
+		dirty:      make(chan struct{}, 1),
+		subs:       make(map[dialogID]*subscription),
+		byKey:      make(map[subKey]*subscription),
+		phones:     make(map[string]*phoneState),
+	}
+	if cfg.TLSListen != "" && cfg.TLSCertFile != "" && cfg.TLSKeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("phonesync: tls: %w", err)
+		}
+		s.tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	host, _, _ := net.SplitHostPort(cfg.Listen)
+	if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) {
+		s.bindHost = host
+	}
+	uaOpts := []sipgo.UserAgentOption{sipgo.WithUserAgent("broadworks-connector")}
+	if s.bindHost != "" {
+		uaOpts = append(uaOpts, sipgo.WithUserAgentHostname(s.bindHost))
+	}
+	if s.tlsConf != nil {
+		uaOpts = append(uaOpts, sipgo.WithUserAgenTLSConfig(s.tlsConf))
+	}
+	ua, err := sipgo.NewUA(uaOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("phonesync: %w", err)
+	}
+	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(s.log))
+	if err != nil {
+		ua.Close()
+		return nil, fmt.Errorf("phonesync: %w", err)
+	}
+	client, err := sipgo.NewClient(ua, sipgo.WithClientLogger(s.log))
+	if err != nil {
+		ua.Close()
+		return nil, fmt.Errorf("phonesync: %w", err)
+	}
+	s.ua, s.sipSrv, s.client = ua, srv, client
+	srv.OnSubscribe(s.track(s.onSubscribe))
+	srv.OnNotify(s.track(s.onNotify))
+	srv.OnOptions(s.track(s.onOptions))
+	srv.OnNoRoute(s.track(func(req *sip.Request, tx sip.ServerTransaction) {
+		res := sip.NewResponseFromRequest(req, 405, "Method Not Allowed", nil)
+		res.AppendHeader(sip.NewHeader("Allow", "SUBSCRIBE, NOTIFY, OPTIONS"))
+		respond(tx, res)
+	}))
+	if cfg.Presence.PBX != "" {
+		s.presence = newPresenceWatcher(cfg.Presence, client, ua, svc, s.log)
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.reqCtx, s.stopRequests = context.WithCancel(s.ctx)
+	return s, nil
+}
+
+func withDefaults(cfg Config) Config {
+	def := DefaultConfig()
+	if cfg.Realm == "" {
+		cfg.Realm = def.Realm
+	}
+	if cfg.MaxExpires <= 0 {
+		cfg.MaxExpires = def.MaxExpires
+	}
+	if cfg.DefaultExpires <= 0 {
+		cfg.DefaultExpires = def.DefaultExpires
+	}
+	cfg.DefaultExpires = min(cfg.DefaultExpires, cfg.MaxExpires)
+	if cfg.MaxSubscriptions <= 0 {
+		cfg.MaxSubscriptions = def.MaxSubscriptions
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = def.MaxBodyBytes
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = def.RequestTimeout
+	}
+	if cfg.OptionsInterval > 0 && cfg.LivenessTimeout <= 0 {
+		cfg.LivenessTimeout = 2 * cfg.OptionsInterval
+	}
+	return cfg
+}
+
+// Start binds UDP and TCP on cfg.Listen (the same port for both; with port 0
+// the port UDP got is taken for TCP too) and TLS on cfg.TLSListen when
+// configured, loads persisted dialogs and returns once listening. ctx bounds
+// the start only; Close stops the server.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	if s.started {
+		s.mu.Unlock()
+		return errors.New("phonesync: already started")
+	}
+	s.started = true
+	s.mu.Unlock()
+
+	if err := s.bind(ctx); err != nil {
+		return err
+	}
+	s.wg.Go(func() { _ = s.sipSrv.ServeUDP(s.udpConn) })
+	s.wg.Go(func() { _ = s.sipSrv.ServeTCP(s.tcpLn) })
+	if s.tlsLn != nil {
+		s.wg.Go(func() { _ = s.sipSrv.ServeTLS(s.tlsLn) })
+	}
+	// NOTIFYs over UDP are sent from the listener socket, which the transport
+	// registers when ServeUDP starts; wait for that so none leaves from an
+	// ephemeral port.
+	s.waitUDPListener(ctx)
+
+	s.wg.Go(s.housekeeping)
+	if s.cfg.OptionsInterval > 0 {
+		s.wg.Go(s.pingLoop)
+	}
+	if s.cfg.StateFile != "" {
+		restored := s.loadState()
+		s.wg.Go(s.persistLoop)
+		for _, sub := range restored {
+			s.enqueue(sub, notifyJob{kind: jobFull}) // resync what changed while we were down
+		}
+	}
+	if s.presence != nil {
+		s.wg.Go(func() { s.presence.run(s.ctx) })
+	}
+	s.log.Info("SIP listening", "addr", s.Addr(), "tls", s.tlsAddr())
+	return nil
+}
+
+func (s *Server) bind(ctx context.Context) error {
+	host, portStr, _ := net.SplitHostPort(s.cfg.Listen)
+	wantPort, err := strconv.Atoi(portStr)
+	if err != nil {
+		return fmt.Errorf("phonesync: sip.listen port %q: %w", portStr, err)
+	}
+	var lc net.ListenConfig
+	var lastErr error
+	for range 8 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		pc, err := lc.ListenPacket(ctx, "udp", net.JoinHostPort(host, strconv.Itoa(wantPort)))
+		if err != nil {
+			return fmt.Errorf("phonesync: listen udp: %w", err)
+		}
+		port := pc.LocalAddr().(*net.UDPAddr).Port
+		ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err != nil {
+			pc.Close()
+			lastErr = err
+			if wantPort == 0 {
+				continue // TCP's twin of the port UDP got is taken: try another
+			}
+			return fmt.Errorf("phonesync: listen tcp: %w", err)
+		}
+		s.udpConn, s.tcpLn, s.port = pc, ln, port
+		la := pc.LocalAddr().(*net.UDPAddr)
+		s.udpLaddr = sip.Addr{IP: la.IP, Port: la.Port}
+		break
+	}
+	if s.udpConn == nil {
+		return fmt.Errorf("phonesync: no port free for both UDP and TCP: %w", lastErr)
+	}
+	if s.tlsConf != nil {
+		ln, err := lc.Listen(ctx, "tcp", s.cfg.TLSListen)
+		if err != nil {
+			s.udpConn.Close()
+			s.tcpLn.Close()
+			return fmt.Errorf("phonesync: listen tls: %w", err)
+		}
+		s.tlsLn = tls.NewListener(ln, s.tlsConf)
+		s.tlsPort = ln.Addr().(*net.TCPAddr).Port
+	}
+	return nil
+}
+
+func (s *Server) waitUDPListener(ctx context.Context) {
+	pool := s.ua.TransportLayer().Pool("udp")
+	addr := s.udpLaddr.String()
+	for range 200 {
+		if pool.Size() > 0 {
+			if c, err := s.ua.TransportLayer().GetConnection("udp", addr); err == nil && c != nil {
+				c.Ref(-1) // GetConnection took a reference
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// Addr is the bound UDP and TCP address (host:port), "" before Start.
+func (s *Server) Addr() string {
+	if s.udpConn == nil {
+		return ""
+	}
+	return s.udpConn.LocalAddr().String()
+}
+
+func (s *Server) tlsAddr() string {
+	if s.tlsLn == nil {
+		return ""
+	}
+	return s.tlsLn.Addr().String()
+}
+
+// Close tells every subscribed phone the subscription is over
+// (Subscription-State: terminated;reason=noresource), stops every goroutine
+// and closes the listeners.
+func (s *Server) Close() error { return s.shutdown(true) }
+
+// crash stops the server the way a killed process would: no terminating
+// NOTIFYs and no last write of the state file. Tests use it for restarts.
+func (s *Server) crash() error { return s.shutdown(false) }
+
+func (s *Server) shutdown(terminate bool) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closing = true
+	started := s.started
+	all := make([]*subscription, 0, len(s.subs))
+	for _, sub := range s.subs {
+		all = append(all, sub)
+	}
+	if terminate {
+		clear(s.subs)
+		clear(s.byKey)
+	}
+	s.mu.Unlock()
+
+	for _, sub := range all {
+		if terminate && started {
+			s.enqueue(sub, notifyJob{kind: jobTerminate, reason: "noresource"})
+		} else {
+			sub.kill()
+		}
+	}
+	s.stopRequests() // Service calls of handlers in flight give up now
+	s.handlers.Wait()
+	s.workMu.Lock()
+	s.workersClosed = true
+	s.workMu.Unlock()
+	s.workers.Wait()
+	if terminate && started && s.cfg.StateFile != "" {
+		if err := s.saveState(); err != nil {
+			s.log.Warn("saving SIP dialog state", "err", err)
+		}
+	}
+	s.cancel()
+	var errs []error
+	if s.udpConn != nil {
+		errs = append(errs, ignoreClosed(s.udpConn.Close()))
+	}
+	if s.tcpLn != nil {
+		errs = append(errs, ignoreClosed(s.tcpLn.Close()))
+	}
+	if s.tlsLn != nil {
+		errs = append(errs, ignoreClosed(s.tlsLn.Close()))
+	}
+	errs = append(errs, s.ua.Close())
+	s.wg.Wait()
+	return errors.Join(errs...)
+}
+
+func ignoreClosed(err error) error {
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// track counts a handler in flight so Close can wait for it, and turns
+// requests away once closing.
+func (s *Server) track(h sipgo.RequestHandler) sipgo.RequestHandler {
+	return func(req *sip.Request, tx sip.ServerTransaction) {
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			res := sip.NewResponseFromRequest(req, 503, "Service Unavailable", nil)
+			res.AppendHeader(sip.NewHeader("Retry-After", "5"))
+			respond(tx, res)
+			return
+		}
+		s.handlers.Add(1)
+		s.mu.Unlock()
+		defer s.handlers.Done()
+		h(req, tx)
+	}
+}
+
+func respond(tx sip.ServerTransaction, res *sip.Response) {
+	_ = tx.Respond(res)
+}
+
+// onNotify takes PBX presence NOTIFYs; the connector holds no other
+// subscriptions as subscriber.
+func (s *Server) onNotify(req *sip.Request, tx sip.ServerTransaction) {
+	pkg, _ := eventPackage(req)
+	if pkg == eventPresence && s.presence != nil {
+		code := s.presence.handleNotify(req)
+		respond(tx, sip.NewResponseFromRequest(req, code, reasonPhrase(code), nil))
+		return
+	}
+	respond(tx, sip.NewResponseFromRequest(req, 481, "Subscription Does Not Exist", nil))
+}
+
+// onOptions answers pings (and counts them as contact from a known phone).
+func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
+	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	res.AppendHeader(sip.NewHeader("Allow", "SUBSCRIBE, NOTIFY, OPTIONS"))
+	res.AppendHeader(sip.NewHeader("Allow-Events", allowEvents))
+	res.AppendHeader(sip.NewHeader("Accept", FeatureEventContentType+", "+HotelingContentType))
+	respond(tx, res)
+	if from := req.From(); from != nil && from.Address.User != "" {
+		s.touch(from.Address.User, false)
+	}
+}
+
+func reasonPhrase(code int) string {
+	switch code {
+	case 200:
+		return "OK"
+	case 400:
+		return "Bad Request"
+	case 403:
+		return "Forbidden"
+	case 404:
+		return "Not Found"
+	case 413:
+		return "Request Entity Too Large"
+	case 415:
+		return "Unsupported Media Type"
+	case 481:
+		return "Subscription Does Not Exist"
+	case 489:
+		return "Bad Event"
+	case 500:
+		return "Server Internal Error"
+	case 503:
+		return "Service Unavailable"
+	}
+	return "Unknown"
+}
+
+// headerValue reads a header by long or compact name (sipgo's parser does
+// not map the compact Event form "o", sip.md §4.2).
+func headerValue(req *sip.Request, long, compact string) string {
+	if h := req.GetHeader(long); h != nil {
+		return strings.TrimSpace(h.Value())
+	}
+	if compact != "" {
+		if h := req.GetHeader(compact); h != nil {
+			return strings.TrimSpace(h.Value())
+		}
+	}
+	return ""
+}
+
+// eventPackage splits the Event header into package name and the whole
+// value (which NOTIFYs echo, ;id= included).
+func eventPackage(req *sip.Request) (pkg, full string) {
+	full = headerValue(req, "Event", "o")
+	name, _, _ := strings.Cut(full, ";")
+	return strings.ToLower(strings.TrimSpace(name)), full
+}
