@@ -216,7 +216,7 @@ func closeRoot(b []byte, root string) []byte {
 }
 
 func dndEventDoc(device string, on bool) []byte {
-	b := openCSTA(208, "DoNotDisturbEvent", device)
+	b := openCSTA(256, "DoNotDisturbEvent", device)
 	b = append(b, "<doNotDisturbOn>"...)
 	b = strconv.AppendBool(b, on)
 	b = append(b, "</doNotDisturbOn>\n"...)
@@ -224,7 +224,7 @@ func dndEventDoc(device string, on bool) []byte {
 }
 
 func forwardingEventDoc(device string, f Forwarding) []byte {
-	b := openCSTA(288+len(f.Number), "ForwardingEvent", device)
+	b := openCSTA(384+len(f.Number), "ForwardingEvent", device)
 	b = appendElement(b, "forwardingType", string(f.Type))
 	b = append(b, "<forwardStatus>"...)
 	b = strconv.AppendBool(b, f.Active)

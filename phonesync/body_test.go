@@ -423,13 +423,17 @@ func FuzzParseFeatureRequest(f *testing.F) {
 }
 
 func BenchmarkChangeEventDoc(b *testing.B) {
-	changes := []Change{
-		{Kind: ChangeDoNotDisturb, DoNotDisturb: true},
-		{Kind: ChangeForwarding, Forwarding: Forwarding{Type: ForwardNoAns, Active: true, Number: "+4989123456", RingCount: 4}},
-		{Kind: ChangeAgent, Agent: AgentState{AgentID: "agent1001@example.com", State: AgentNotReady, Reason: "3"}},
+	changes := []struct {
+		name string
+		c    Change
+	}{
+		{"DoNotDisturb", Change{Kind: ChangeDoNotDisturb, DoNotDisturb: true}},
+		{"ForwardNoAns", Change{Kind: ChangeForwarding, Forwarding: Forwarding{Type: ForwardNoAns, Active: true, Number: "+4989123456", RingCount: 4}}},
+		{"AgentNotReady", Change{Kind: ChangeAgent, Agent: AgentState{AgentID: "agent1001@example.com", State: AgentNotReady, Reason: "3"}}},
 	}
-	for _, c := range changes {
-		b.Run(fmt.Sprint(c.Kind), func(b *testing.B) {
+	for _, tc := range changes {
+		c := tc.c
+		b.Run(tc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				_ = ChangeEventDoc("1001", c)

@@ -210,7 +210,11 @@ func (w *presenceWatcher) subscribe(ctx context.Context, p *presentity) (refresh
 		}
 		switch {
 		case res.StatusCode >= 200 && res.StatusCode < 300:
-			granted := p.accept(res)
+			granted, ok := p.accept(res)
+			if !ok {
+				// A terminating NOTIFY ended the dialog while we waited.
+				return refreshPlan{}, fmt.Errorf("SUBSCRIBE %s: dialog ended while subscribing", p.dn)
+			}
 			if granted <= 0 {
 				// Accepted and over at once: treat like a termination.
 				w.forget(p)
@@ -289,8 +293,8 @@ func (w *presenceWatcher) buildSubscribe(p *presentity, expires time.Duration) (
 	presentityURI := sip.Uri{Scheme: "sip", User: p.dn, Host: pbxHost, Port: pbxPort}
 
 	p.mu.Lock()
-	refreshing := p.established
 	if p.callID == "" {
+		p.established = false
 		p.callID = newPresenceCallID()
 		p.localTag = sip.GenerateTagN(16)
 		p.remoteTag = ""
@@ -300,6 +304,7 @@ func (w *presenceWatcher) buildSubscribe(p *presentity, expires time.Duration) (
 		w.byCallID[p.callID] = p
 		w.mu.Unlock()
 	}
+	refreshing := p.established
 	p.cseq++
 	if expires < 0 {
 		expires = p.expires
@@ -373,10 +378,14 @@ func newPresenceCallID() string {
 	return "presence-" + hex.EncodeToString(b[:])
 }
 
-// accept records a 2xx to SUBSCRIBE and returns the granted time.
-func (p *presentity) accept(res *sip.Response) time.Duration {
+// accept records a 2xx to SUBSCRIBE and returns the granted time; ok is
+// false when the dialog is no longer the one the SUBSCRIBE was for.
+func (p *presentity) accept(res *sip.Response) (granted time.Duration, ok bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if id := res.CallID(); id == nil || p.callID == "" || id.Value() != p.callID {
+		return 0, false
+	}
 	if to := res.To(); to != nil {
 		if tag, ok := to.Params.Get("tag"); ok && tag != "" {
 			p.remoteTag = tag
@@ -386,13 +395,13 @@ func (p *presentity) accept(res *sip.Response) time.Duration {
 		p.target = c.Address
 	}
 	p.established = true
-	granted := p.expires
+	granted = p.expires
 	if h := res.GetHeader("Expires"); h != nil {
 		if n, err := strconv.Atoi(strings.TrimSpace(h.Value())); err == nil && n >= 0 {
 			granted = time.Duration(n) * time.Second
 		}
 	}
-	return granted
+	return granted, true
 }
 
 // forget drops p's dialog; the next subscribe starts a new one.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"go.uber.org/goleak"
 )
 
 // presenceCall is one SetAgentState the watcher made.
@@ -443,6 +444,7 @@ func listenSIP(t *testing.T, ctx context.Context, srv *sipgo.Server) string {
 // it was given, sees the refresh in the same dialog and the final
 // unSUBSCRIBE.
 func TestPresenceWatcherOverUDP(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 
