@@ -121,12 +121,18 @@ func newPresenceWatcher(cfg PresenceConfig, client *sipgo.Client, ua *sipgo.User
 // (Expires: 0, each under its own deadline) and returns when all are done.
 // The caller must keep the user agent open until run returns.
 func (w *presenceWatcher) run(ctx context.Context) {
+	// The unSUBSCRIBEs at the end share one deadline, so stopping takes at
+	// most callTimeout however many DNs there are or however dead the PBX.
+	endCtx, endCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer endCancel()
+	stopAfter := context.AfterFunc(ctx, func() { time.AfterFunc(w.callTimeout, endCancel) })
+	defer stopAfter()
 	var wg sync.WaitGroup
 	for _, p := range w.list {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w.watch(ctx, p)
+			w.watch(ctx, endCtx, p)
 		}()
 	}
 	wg.Wait()
@@ -135,14 +141,14 @@ func (w *presenceWatcher) run(ctx context.Context) {
 // watch is the life of one DN's subscription: subscribe, refresh at 80% of
 // the granted time, back off exponentially (with jitter) after failures and
 // after the PBX terminates the subscription, unsubscribe at the end.
-func (w *presenceWatcher) watch(ctx context.Context, p *presentity) {
+func (w *presenceWatcher) watch(ctx, endCtx context.Context, p *presentity) {
 	backoff := w.minBackoff
 	for {
 		var wait time.Duration
 		refresh, err := w.subscribe(ctx, p)
 		switch {
 		case ctx.Err() != nil:
-			w.unsubscribe(p)
+			w.unsubscribe(endCtx, p)
 			return
 		case err != nil:
 			w.log.Warn("presence SUBSCRIBE failed", "dn", p.dn, "err", err, "retry_in", backoff)
@@ -158,7 +164,7 @@ func (w *presenceWatcher) watch(ctx context.Context, p *presentity) {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			w.unsubscribe(p)
+			w.unsubscribe(endCtx, p)
 			return
 		case <-t.C:
 		case <-p.kick:
@@ -241,9 +247,9 @@ func (w *presenceWatcher) subscribe(ctx context.Context, p *presentity) (refresh
 	}
 }
 
-// unsubscribe ends p's dialog with Expires: 0, under its own deadline since
-// the watcher's context is already done.
-func (w *presenceWatcher) unsubscribe(p *presentity) {
+// unsubscribe ends p's dialog with Expires: 0, under endCtx since the
+// watcher's context is already done.
+func (w *presenceWatcher) unsubscribe(endCtx context.Context, p *presentity) {
 	p.mu.Lock()
 	live := p.established
 	p.mu.Unlock()
@@ -253,10 +259,8 @@ func (w *presenceWatcher) unsubscribe(p *presentity) {
 	}
 	req, _, err := w.buildSubscribe(p, 0)
 	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), w.callTimeout)
 		var res *sip.Response
-		res, err = w.do(ctx, req)
-		cancel()
+		res, err = w.send(endCtx, req)
 		if err == nil && res.StatusCode >= 300 {
 			err = fmt.Errorf("%d %s", res.StatusCode, res.Reason)
 		}

@@ -594,3 +594,42 @@ func TestPresenceWatcherOverUDP(t *testing.T) {
 		t.Fatalf("unchanged presence called the Service: %q", got)
 	}
 }
+
+// TestPresenceStopIsBounded: with a PBX that stops answering, stopping the
+// watcher still takes one request timeout, not one per DN.
+func TestPresenceStopIsBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dns := make([]string, 200)
+		for i := range dns {
+			dns[i] = strconv.Itoa(8000 + i)
+		}
+		w := newPresenceWatcher(PresenceConfig{PBX: "192.0.2.10:5060", DNs: dns, Expires: time.Hour}, nil, nil, &presenceService{}, quietLogger())
+		w.contact = &sip.Uri{Scheme: "sip", User: presenceUser, Host: "192.0.2.1", Port: 5070}
+		var mu sync.Mutex
+		answering := true
+		w.do = func(ctx context.Context, req *sip.Request) (*sip.Response, error) {
+			mu.Lock()
+			ok := answering
+			mu.Unlock()
+			if ok {
+				return okSubscribe(req, "3600"), nil
+			}
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { w.run(ctx); close(done) }()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		mu.Lock()
+		answering = false
+		mu.Unlock()
+		start := time.Now()
+		cancel()
+		<-done
+		if d := time.Since(start); d > presenceCallTimeout {
+			t.Fatalf("stopping took %v with a silent PBX, want at most %v", d, presenceCallTimeout)
+		}
+	})
+}
