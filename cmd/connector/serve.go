@@ -120,7 +120,7 @@ func (p *process) startPhones() error {
 		p.logger.Info("phone sync off (sip.listen is empty)")
 		return nil
 	}
-	srv, err := phonesync.NewServer(pcfg, p.xsi.gateway.PhoneService(), p.logger.With("component", "phonesync"))
+	srv, err := phonesync.NewServer(pcfg, p.xsi.gateway.PhoneService(), p.logger) // it names its component itself
 	if err != nil {
 		return err
 	}
