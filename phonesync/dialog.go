@@ -50,6 +50,9 @@ type notifyJob struct {
 	fwdType ForwardingType
 	nonce   string
 	reason  string
+	// keepFull lets a pending full state go out before the terminating
+	// NOTIFY (a fetch: SUBSCRIBE with Expires: 0 outside a dialog).
+	keepFull bool
 }
 
 // subscription is one SUBSCRIBE-created dialog.
@@ -190,7 +193,7 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		sub = s.newSubscription(req, dn, pkg, eventHeader, fromTag, expires)
 	} else {
 		sub = s.lookup(dialogID{callID.Value(), fromTag})
-		if sub == nil || sub.localTag != toTag {
+		if sub == nil || sub.localTag != toTag || sub.event != pkg {
 			respond(tx, sip.NewResponseFromRequest(req, 481, "Subscription Does Not Exist", nil))
 			return
 		}
@@ -204,7 +207,7 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		if isNew {
 			s.enqueue(sub, notifyJob{kind: jobFull})
 		}
-		s.enqueue(sub, notifyJob{kind: jobTerminate, reason: "timeout"})
+		s.enqueue(sub, notifyJob{kind: jobTerminate, reason: "timeout", keepFull: isNew})
 		return
 	}
 	if isNew {
@@ -537,7 +540,7 @@ func (s *Server) enqueue(sub *subscription, job notifyJob) {
 	switch {
 	case job.kind == jobTerminate:
 		sub.dead = true
-		sub.full = false
+		sub.full = sub.full && job.keepFull
 		sub.queue = append(sub.queue[:0], job)
 	case job.kind == jobFull:
 		sub.full = true
@@ -700,9 +703,9 @@ func (s *Server) sendFullState(sub *subscription) {
 	}
 	for _, doc := range docs {
 		sub.mu.Lock()
-		dead := sub.dead
+		killed := sub.dead && len(sub.queue) == 0 // replaced or dropped, not merely ending
 		sub.mu.Unlock()
-		if dead {
+		if killed || s.reqCtx.Err() != nil {
 			return
 		}
 		if !s.sendNotify(sub, "", FeatureEventContentType, doc, s.cfg.RequestTimeout) {

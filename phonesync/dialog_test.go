@@ -635,3 +635,37 @@ func TestMaxSubscriptions(t *testing.T) {
 		}
 	}
 }
+
+func TestFetchSubscription(t *testing.T) {
+	leakCheck(t)
+	s := startServer(t, testConfig(), newFakeSvc("1001"))
+	p := newPhone(t, "1001", "UDP", s.Addr())
+	res := p.subscribe(subOpts{expires: "0"})
+	if res.StatusCode != 200 || hdr(res, "Expires") != "0" {
+		t.Fatalf("fetch: %d Expires %q", res.StatusCode, hdr(res, "Expires"))
+	}
+	n := p.nextNotify()
+	checkDialogNotify(t, p, n, eventFeature)
+	if len(multipartDocs(t, n)) != 5 {
+		t.Fatalf("fetch state: %s", n.Body())
+	}
+	if n := p.nextNotify(); !strings.HasPrefix(hdr(n, "Subscription-State"), "terminated") {
+		t.Fatalf("Subscription-State %q", hdr(n, "Subscription-State"))
+	}
+	if len(s.Phones()) != 0 {
+		t.Fatalf("a fetch left a subscription: %+v", s.Phones())
+	}
+}
+
+func TestInDialogEventMismatch(t *testing.T) {
+	leakCheck(t)
+	s := startServer(t, testConfig(), newFakeSvc("1001"))
+	p := newPhone(t, "1001", "UDP", s.Addr())
+	if res := p.subscribe(subOpts{}); res.StatusCode != 200 {
+		t.Fatal(res.StatusCode)
+	}
+	p.nextNotify()
+	if res := p.subscribe(subOpts{event: eventHoteling}); res.StatusCode != 481 {
+		t.Fatalf("%d, want 481", res.StatusCode)
+	}
+}

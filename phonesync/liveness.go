@@ -214,6 +214,9 @@ feed:
 // ping sends one out-of-dialog OPTIONS over the phone's flow; any answer
 // at all is contact.
 func (s *Server) ping(f flow) {
+	if s.ctx.Err() != nil {
+		return
+	}
 	req := s.outbound(sip.OPTIONS, f)
 	from := &sip.FromHeader{Address: f.localURI, Params: sip.NewParams()}
 	from.Params.Add("tag", sip.GenerateTagN(16))

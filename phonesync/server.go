@@ -75,7 +75,8 @@ type Server struct {
 	reqCtx       context.Context
 	stopRequests context.CancelFunc
 
-	wg       sync.WaitGroup // listeners, housekeeping, liveness, persistence, presence
+	wg       sync.WaitGroup // listener loops
+	bg       sync.WaitGroup // housekeeping, liveness, persistence, presence: all send, so they end before the UA closes
 	handlers sync.WaitGroup // SIP request handlers in flight
 	workers  sync.WaitGroup // per-subscription NOTIFY senders
 
@@ -241,19 +242,19 @@ func (s *Server) Start(ctx context.Context) error {
 	// ephemeral port.
 	s.waitUDPListener(ctx)
 
-	s.wg.Go(s.housekeeping)
+	s.bg.Go(s.housekeeping)
 	if s.cfg.OptionsInterval > 0 {
-		s.wg.Go(s.pingLoop)
+		s.bg.Go(s.pingLoop)
 	}
 	if s.cfg.StateFile != "" {
 		restored := s.loadState()
-		s.wg.Go(s.persistLoop)
+		s.bg.Go(s.persistLoop)
 		for _, sub := range restored {
 			s.enqueue(sub, notifyJob{kind: jobFull}) // resync what changed while we were down
 		}
 	}
 	if s.presence != nil {
-		s.wg.Go(func() { s.presence.run(s.ctx) })
+		s.bg.Go(func() { s.presence.run(s.ctx) })
 	}
 	s.log.Info("SIP listening", "addr", s.Addr(), "tls", s.tlsAddr())
 	return nil
@@ -385,6 +386,7 @@ func (s *Server) shutdown(terminate bool) error {
 		}
 	}
 	s.cancel()
+	s.bg.Wait()
 	var errs []error
 	if s.udpConn != nil {
 		errs = append(errs, ignoreClosed(s.udpConn.Close()))
@@ -407,16 +409,16 @@ func ignoreClosed(err error) error {
 	return err
 }
 
-// track counts a handler in flight so Close can wait for it, and turns
-// requests away once closing.
+// track counts a handler in flight so Close can wait for it, and leaves
+// requests unanswered once closing.
 func (s *Server) track(h sipgo.RequestHandler) sipgo.RequestHandler {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
 		s.mu.Lock()
 		if s.closing {
+			// Unanswered: the listeners are about to close, and sipgo
+			// would open a fresh socket for a response it can no longer
+			// route through them. The phone retries elsewhere or later.
 			s.mu.Unlock()
-			res := sip.NewResponseFromRequest(req, 503, "Service Unavailable", nil)
-			res.AppendHeader(sip.NewHeader("Retry-After", "5"))
-			respond(tx, res)
 			return
 		}
 		s.handlers.Add(1)

@@ -217,7 +217,11 @@ type testPhone struct {
 	cli       *sipgo.Client
 	local     string // UDP listen address
 	closeConn func() error
-	notifies  chan *sip.Request
+
+	mu       sync.Mutex
+	closing  bool
+	handlers sync.WaitGroup
+	notifies chan *sip.Request
 
 	notifyStatus  atomic.Int32
 	answerOptions atomic.Bool
@@ -246,17 +250,17 @@ func newPhone(t *testing.T, dn, transport, server string) *testPhone {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.OnNotify(func(req *sip.Request, tx sip.ServerTransaction) {
+	srv.OnNotify(p.track(func(req *sip.Request, tx sip.ServerTransaction) {
 		p.notifies <- req // before answering: the next NOTIFY waits for the answer, so order holds
 		code := int(p.notifyStatus.Load())
 		tx.Respond(sip.NewResponseFromRequest(req, code, reasonPhrase(code), nil))
-	})
-	srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
+	}))
+	srv.OnOptions(p.track(func(req *sip.Request, tx sip.ServerTransaction) {
 		p.optionsSeen.Add(1)
 		if p.answerOptions.Load() {
 			tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 		}
-	})
+	}))
 	var done sync.WaitGroup
 	opts := []sipgo.ClientOption{sipgo.WithClientLogger(testLogger())}
 	if transport == "UDP" {
@@ -284,6 +288,12 @@ func newPhone(t *testing.T, dn, transport, server string) *testPhone {
 	p.callID = "call-" + randomToken(8)
 	p.fromTag = "tag-" + randomToken(4)
 	t.Cleanup(func() {
+		// No answers once closing (a late one would make sipgo open a
+		// socket after the UA closed), then close.
+		p.mu.Lock()
+		p.closing = true
+		p.mu.Unlock()
+		p.handlers.Wait()
 		if p.closeConn != nil {
 			p.closeConn()
 		}
@@ -291,6 +301,20 @@ func newPhone(t *testing.T, dn, transport, server string) *testPhone {
 		done.Wait()
 	})
 	return p
+}
+
+func (p *testPhone) track(h sipgo.RequestHandler) sipgo.RequestHandler {
+	return func(req *sip.Request, tx sip.ServerTransaction) {
+		p.mu.Lock()
+		if p.closing {
+			p.mu.Unlock()
+			return
+		}
+		p.handlers.Add(1)
+		p.mu.Unlock()
+		defer p.handlers.Done()
+		h(req, tx)
+	}
 }
 
 type subOpts struct {
