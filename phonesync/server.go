@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -112,6 +114,8 @@ func NewServer(cfg Config, svc Service, log *slog.Logger) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg = withDefaults(cfg)
+	cfg.Credentials = maps.Clone(cfg.Credentials) // the caller may reuse its map
+	cfg.Presence.DNs = slices.Clone(cfg.Presence.DNs)
 	if cfg.Listen == "" {
 		return nil, errors.New("phonesync: sip.listen is empty")
 	}
@@ -163,7 +167,11 @@ func NewServer(cfg Config, svc Service, log *slog.Logger) (*Server, error) {
 		ua.Close()
 		return nil, fmt.Errorf("phonesync: %w", err)
 	}
-	client, err := sipgo.NewClient(ua, sipgo.WithClientLogger(s.log))
+	clientOpts := []sipgo.ClientOption{sipgo.WithClientLogger(s.log)}
+	if s.bindHost != "" {
+		clientOpts = append(clientOpts, sipgo.WithClientHostname(s.bindHost)) // presence's Via and Contact
+	}
+	client, err := sipgo.NewClient(ua, clientOpts...)
 	if err != nil {
 		ua.Close()
 		return nil, fmt.Errorf("phonesync: %w", err)
