@@ -221,7 +221,7 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		s.refresh(sub, req, expires)
 	}
 	respond(tx, s.okResponse(req, sub, expires))
-	s.touch(dn, true)
+	s.touch(sub.dn, true)
 	s.markDirty(sub)
 
 	// A new or plainly refreshed subscription gets the full state; a

@@ -209,7 +209,7 @@ func leakCheck(t *testing.T) {
 // ---- a phone: a sipgo UA as subscriber ----
 
 type testPhone struct {
-	t         *testing.T
+	t         testing.TB
 	dn        string
 	transport string
 	server    string // host:port of the server under test
@@ -236,7 +236,7 @@ type testPhone struct {
 	target                 sip.Uri
 }
 
-func newPhone(t *testing.T, dn, transport, server string) *testPhone {
+func newPhone(t testing.TB, dn, transport, server string) *testPhone {
 	t.Helper()
 	p := &testPhone{t: t, dn: dn, transport: transport, server: server, notifies: make(chan *sip.Request, 512)}
 	p.notifyStatus.Store(200)
