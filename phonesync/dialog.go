@@ -555,21 +555,51 @@ func (s *Server) enqueue(sub *subscription, job notifyJob) {
 	}
 }
 
-// startSender starts sub's sender unless the server has stopped taking
-// work (lock order: subscription.mu, then workMu).
+// startSender gets sub's queue sent: by a new sender goroutine while fewer
+// than maxSenders run, else by the next one to finish (the ready list). It
+// is false once the server stops taking work. Lock order: subscription.mu,
+// then workMu.
 func (s *Server) startSender(sub *subscription) bool {
 	s.workMu.Lock()
 	defer s.workMu.Unlock()
 	if s.workersClosed {
 		return false
 	}
-	s.workers.Go(func() { s.runSender(sub) })
+	if s.activeSenders < s.senderLimit {
+		s.activeSenders++
+		s.workers.Go(func() { s.runSender(sub) })
+	} else {
+		s.ready = append(s.ready, sub)
+	}
 	return true
 }
 
-// runSender sends sub's NOTIFYs one at a time, in order, and ends when the
-// queue is empty.
+// runSender sends sub's NOTIFYs, then those of the subscriptions waiting
+// on the ready list, and ends when there are none.
 func (s *Server) runSender(sub *subscription) {
+	for sub != nil {
+		s.drain(sub)
+		sub = s.nextReady()
+	}
+}
+
+func (s *Server) nextReady() *subscription {
+	s.workMu.Lock()
+	defer s.workMu.Unlock()
+	if len(s.ready) == 0 {
+		s.activeSenders--
+		s.ready = nil
+		return nil
+	}
+	sub := s.ready[0]
+	s.ready[0] = nil
+	s.ready = s.ready[1:]
+	return sub
+}
+
+// drain sends sub's NOTIFYs one at a time, in order, until its queue is
+// empty.
+func (s *Server) drain(sub *subscription) {
 	for {
 		sub.mu.Lock()
 		var job notifyJob

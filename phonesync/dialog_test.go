@@ -669,3 +669,40 @@ func TestInDialogEventMismatch(t *testing.T) {
 		t.Fatalf("%d, want 481", res.StatusCode)
 	}
 }
+
+// With fewer sender goroutines than subscriptions waiting, every queue is
+// still sent, each in order.
+func TestSenderLimit(t *testing.T) {
+	leakCheck(t)
+	dns := []string{"1001", "1002", "1003"}
+	s := startServer(t, testConfig(), newFakeSvc(dns...), func(s *Server) { s.senderLimit = 1 })
+	var phones []*testPhone
+	for _, dn := range dns {
+		p := newPhone(t, dn, "UDP", s.Addr())
+		if res := p.subscribe(subOpts{}); res.StatusCode != 200 {
+			t.Fatal(res.StatusCode)
+		}
+		p.nextNotify()
+		phones = append(phones, p)
+	}
+	for i := range 10 {
+		for _, dn := range dns {
+			s.Publish(dn, Change{Kind: ChangeForwarding, Forwarding: Forwarding{Type: ForwardBusy, Active: true, Number: strconv.Itoa(i)}})
+		}
+	}
+	re := regexp.MustCompile(`<forwardTo>(\d+)</forwardTo>`)
+	for _, p := range phones {
+		for i := range 10 {
+			n := p.nextNotify()
+			if m := re.FindStringSubmatch(string(n.Body())); m == nil || m[1] != strconv.Itoa(i) {
+				t.Fatalf("%s: NOTIFY %d carries %v", p.dn, i, m)
+			}
+		}
+	}
+	s.workMu.Lock()
+	active := s.activeSenders
+	s.workMu.Unlock()
+	if active > 1 {
+		t.Fatalf("%d senders running, limit 1", active)
+	}
+}

@@ -1,6 +1,7 @@
 package phonesync
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -35,6 +37,7 @@ const allowEvents = eventFeature + ", " + eventHoteling
 // Limits that are not configuration.
 const (
 	maxNotifyQueue     = 64                     // pending NOTIFYs per subscription before coalescing to full state
+	maxSenders         = 1024                   // NOTIFY sender goroutines at most
 	maxPhones          = 100000                 // liveness records held
 	maxRateSources     = 65536                  // per-source rate limiter entries
 	optionsFanout      = 16                     // OPTIONS pings in flight at once
@@ -65,10 +68,11 @@ type Server struct {
 	tlsConf  *tls.Config
 
 	// Test knobs; set before Start.
-	sweepEvery time.Duration
-	saveDelay  time.Duration
-	nonceTTL   time.Duration
-	queueLimit int
+	sweepEvery  time.Duration
+	saveDelay   time.Duration
+	nonceTTL    time.Duration
+	queueLimit  int
+	senderLimit int
 
 	ctx    context.Context // cancelled by Close: ends every goroutine below
 	cancel context.CancelFunc
@@ -83,8 +87,10 @@ type Server struct {
 	workers  sync.WaitGroup // per-subscription NOTIFY senders
 
 	serviceMu     sync.Mutex // orders PhoneService reports; taken before mu
-	workMu        sync.Mutex // a leaf: guards workersClosed and workers.Go
+	workMu        sync.Mutex // a leaf: guards the three below and workers.Go
 	workersClosed bool
+	activeSenders int
+	ready         []*subscription // subscriptions with NOTIFYs waiting for a sender
 
 	udpConn  net.PacketConn
 	tcpLn    net.Listener
@@ -93,6 +99,8 @@ type Server struct {
 	port     int
 	tlsPort  int
 	bindHost string // cfg.Listen's host when it names one address, else ""
+
+	draining atomic.Bool // Close is past its NOTIFYs: requests are dropped as read
 
 	dirty  chan struct{} // persistence wake-up (cap 1)
 	saveMu sync.Mutex    // one state-file write at a time
@@ -126,19 +134,20 @@ func NewServer(cfg Config, svc Service, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("phonesync: sip.listen: %w", err)
 	}
 	s := &Server{
-		cfg:        cfg,
-		svc:        svc,
-		log:        log.With("component", "phonesync"),
-		auth:       newDigestAuth(cfg.Realm, cfg.Credentials),
-		limiter:    newSourceLimiter(cfg.SubscribeRate, cfg.SubscribeBurst, maxRateSources),
-		sweepEvery: defaultSweepEvery,
-		saveDelay:  defaultSaveDelay,
-		nonceTTL:   hotelingNonceTTL,
-		queueLimit: maxNotifyQueue,
-		dirty:      make(chan struct{}, 1),
-		subs:       make(map[dialogID]*subscription),
-		byKey:      make(map[subKey]*subscription),
-		phones:     make(map[string]*phoneState),
+		cfg:         cfg,
+		svc:         svc,
+		log:         log.With("component", "phonesync"),
+		auth:        newDigestAuth(cfg.Realm, cfg.Credentials),
+		limiter:     newSourceLimiter(cfg.SubscribeRate, cfg.SubscribeBurst, maxRateSources),
+		sweepEvery:  defaultSweepEvery,
+		saveDelay:   defaultSaveDelay,
+		nonceTTL:    hotelingNonceTTL,
+		queueLimit:  maxNotifyQueue,
+		senderLimit: maxSenders,
+		dirty:       make(chan struct{}, 1),
+		subs:        make(map[dialogID]*subscription),
+		byKey:       make(map[subKey]*subscription),
+		phones:      make(map[string]*phoneState),
 	}
 	if cfg.TLSListen != "" && cfg.TLSCertFile != "" && cfg.TLSKeyFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
@@ -151,7 +160,10 @@ func NewServer(cfg Config, svc Service, log *slog.Logger) (*Server, error) {
 	if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) {
 		s.bindHost = host
 	}
-	uaOpts := []sipgo.UserAgentOption{sipgo.WithUserAgent("broadworks-connector")}
+	uaOpts := []sipgo.UserAgentOption{
+		sipgo.WithUserAgent("broadworks-connector"),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerReadFilter(s.readFilter)),
+	}
 	if s.bindHost != "" {
 		uaOpts = append(uaOpts, sipgo.WithUserAgentHostname(s.bindHost))
 	}
@@ -388,6 +400,7 @@ func (s *Server) shutdown(terminate bool) error {
 	s.workersClosed = true
 	s.workMu.Unlock()
 	s.workers.Wait()
+	s.draining.Store(true)
 	if terminate && started && s.cfg.StateFile != "" {
 		if err := s.saveState(); err != nil {
 			s.log.Warn("saving SIP dialog state", "err", err)
@@ -408,6 +421,17 @@ func (s *Server) shutdown(terminate bool) error {
 	errs = append(errs, s.ua.Close())
 	s.wg.Wait()
 	return errors.Join(errs...)
+}
+
+// readFilter drops requests once Close has sent its NOTIFYs. sipgo takes
+// a connection for a request's answer as soon as it is read, and one read
+// while the listeners close would open a fresh socket after the UA closed.
+// Responses still pass: presence's unSUBSCRIBEs are waiting for theirs.
+func (s *Server) readFilter(_ sip.TransportReadProps, data []byte) ([]byte, error) {
+	if s.draining.Load() && !bytes.HasPrefix(data, []byte("SIP/2.0 ")) {
+		return nil, nil
+	}
+	return data, nil
 }
 
 func ignoreClosed(err error) error {

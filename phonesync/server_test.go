@@ -181,7 +181,7 @@ func testConfig() Config {
 	return cfg
 }
 
-func startServer(t *testing.T, cfg Config, svc Service, tweak ...func(*Server)) *Server {
+func startServer(t testing.TB, cfg Config, svc Service, tweak ...func(*Server)) *Server {
 	t.Helper()
 	s, err := NewServer(cfg, svc, testLogger())
 	if err != nil {
@@ -197,9 +197,18 @@ func startServer(t *testing.T, cfg Config, svc Service, tweak ...func(*Server)) 
 	if err := s.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() {
+		s.Close()
+		testServers.CompareAndDelete(t, s)
+	})
+	testServers.Store(t, s)
 	return s
 }
+
+// testServers lets a phone's cleanup close its test's server first: a
+// server still pinging a phone that closes can have sipgo (phone side)
+// open a socket for an answer after the phone's UA closed.
+var testServers sync.Map // testing.TB -> *Server
 
 // leakCheck registers goleak first, so it runs after every other cleanup.
 func leakCheck(t *testing.T) {
@@ -288,6 +297,9 @@ func newPhone(t testing.TB, dn, transport, server string) *testPhone {
 	p.callID = "call-" + randomToken(8)
 	p.fromTag = "tag-" + randomToken(4)
 	t.Cleanup(func() {
+		if s, ok := testServers.Load(t); ok {
+			s.(*Server).Close()
+		}
 		// No answers once closing (a late one would make sipgo open a
 		// socket after the UA closed), then close.
 		p.mu.Lock()
