@@ -79,6 +79,7 @@ type subscription struct {
 	localHost    string  // our address as the phone reaches it (Via, Contact)
 	localPort    int
 	cseq         uint32 // last NOTIFY CSeq used
+	savedCSeq    uint32 // cseq as last written to the state file
 	expires      time.Time
 	queue        []notifyJob
 	full         bool // a coalesced full-state NOTIFY is due before queue
@@ -751,6 +752,9 @@ func (s *Server) sendNotify(sub *subscription, state, ctype string, body []byte,
 	sub.mu.Lock()
 	sub.cseq++
 	cseq := sub.cseq
+	// The state file need not follow every CSeq: a restart jumps by
+	// restartCSeqGap, so a write each half gap keeps CSeqs increasing.
+	persistCSeq := sub.transport == "UDP" && cseq-sub.savedCSeq >= restartCSeqGap/2
 	f := sub.flowLocked()
 	if state == "" {
 		state = fmt.Sprintf("active;expires=%d", max(1, seconds(time.Until(sub.expires))))
@@ -778,7 +782,9 @@ func (s *Server) sendNotify(sub *subscription, state, ctype string, body []byte,
 		req.AppendHeader(&ct)
 	}
 	req.SetBody(body)
-	s.markDirty(sub)
+	if persistCSeq {
+		s.markDirty(sub)
+	}
 
 	// Close abandons NOTIFYs in flight (reqCtx) but lets the terminating
 	// ones it sends go out (ctx).

@@ -20,9 +20,13 @@ import (
 // full state.
 //
 // Writes are debounced (one write per saveDelay however many changes) and
-// atomic (temp file, fsync, rename). A crash can lose the CSeqs of the last
-// saveDelay; restored dialogs therefore jump their CSeq by restartCSeqGap so
-// the phone never sees one go backwards (RFC 3261 §12.2.2).
+// atomic (temp file, fsync, rename). NOTIFY CSeqs are not written as they
+// go: restored dialogs jump their CSeq by restartCSeqGap, and a dialog is
+// written again before it has used half of that, so the phone never sees a
+// CSeq go backwards (RFC 3261 §12.2.2) and NOTIFY traffic costs no writes.
+// A crash loses at most saveDelay of new subscriptions and refreshes; a
+// phone whose refresh was lost gets 481 on its next one and subscribes
+// afresh.
 
 const stateVersion = 1
 
@@ -95,6 +99,7 @@ func (s *Server) snapshot() []persistedDialog {
 				RemoteTarget: sub.remoteTarget.String(), Source: sub.source, Transport: sub.transport,
 				LocalHost: sub.localHost, CSeq: sub.cseq, Expires: sub.expires,
 			})
+			sub.savedCSeq = sub.cseq
 		}
 		sub.mu.Unlock()
 	}

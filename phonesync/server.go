@@ -45,7 +45,7 @@ const (
 	restartCSeqGap     = 1000                   // NOTIFY CSeq jump after loading persisted dialogs
 	closeNotifyTimeout = 500 * time.Millisecond // for the terminating NOTIFYs of Close
 	defaultSweepEvery  = time.Second
-	defaultSaveDelay   = time.Second
+	defaultSaveDelay   = 2 * time.Second
 )
 
 // ErrClosed is returned by Start after Close.
