@@ -20,9 +20,15 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-// Lock order (NATS-style, see ../shared/DESIGN.md): Server.mu may be held
-// while taking subscription.mu, never the other way round. Neither is held
-// while calling the Service or sending anything on the network.
+// Lock order (NATS-style locksordering, ../shared/DESIGN.md), outermost
+// first:
+//
+//	Server.lifeMu -> Server.serviceMu -> Server.mu -> subscription.mu -> Server.workMu
+//	subscription.reqMu -> subscription.mu
+//	Server.saveMu -> Server.mu
+//
+// Only lifeMu, serviceMu, reqMu and saveMu are held while calling the
+// Service or doing I/O; mu, subscription.mu and workMu never are.
 
 // Event packages the connector is notifier for (sip.md §1.2, §1.4).
 const (
@@ -104,6 +110,8 @@ type Server struct {
 
 	dirty  chan struct{} // persistence wake-up (cap 1)
 	saveMu sync.Mutex    // one state-file write at a time
+
+	lifeMu sync.Mutex // Start and Close, one at a time; taken before all others
 
 	mu      sync.Mutex
 	started bool
@@ -237,6 +245,8 @@ func withDefaults(cfg Config) Config {
 // configured, loads persisted dialogs and returns once listening. ctx bounds
 // the start only; Close stops the server.
 func (s *Server) Start(ctx context.Context) error {
+	s.lifeMu.Lock() // a Close meanwhile waits for the start to finish
+	defer s.lifeMu.Unlock()
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -370,6 +380,8 @@ func (s *Server) Close() error { return s.shutdown(true) }
 func (s *Server) crash() error { return s.shutdown(false) }
 
 func (s *Server) shutdown(terminate bool) error {
+	s.lifeMu.Lock()
+	defer s.lifeMu.Unlock()
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
