@@ -85,6 +85,7 @@ type subscription struct {
 	full         bool // a coalesced full-state NOTIFY is due before queue
 	running      bool // a sender goroutine owns the queue
 	dead         bool // terminated or replaced: accepts nothing more
+	resync       bool // NOTIFYs were coalesced while the phone was out of service
 	hotel        hotelingChallenge
 }
 
@@ -533,12 +534,20 @@ func (s *Server) Publish(dn string, c Change) {
 // runs. A full queue collapses into one full-state NOTIFY, which carries
 // every change it replaces.
 func (s *Server) enqueue(sub *subscription, job notifyJob) {
+	down := job.kind != jobTerminate && s.phoneDown(sub.dn)
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
 	if sub.dead {
 		return
 	}
 	switch {
+	case down:
+		// Out of service: one full state stands for everything queued, so
+		// a silent phone holds a sender for one deadline per burst, not one
+		// per change; an answer brings it back, and its return resends.
+		sub.queue = sub.queue[:0]
+		sub.full = true
+		sub.resync = true
 	case job.kind == jobTerminate:
 		sub.dead = true
 		sub.full = sub.full && job.keepFull
@@ -602,9 +611,19 @@ func (s *Server) nextReady() *subscription {
 // empty.
 func (s *Server) drain(sub *subscription) {
 	for {
+		down := s.phoneDown(sub.dn)
 		sub.mu.Lock()
 		var job notifyJob
 		switch {
+		case down && len(sub.queue) > 0 && sub.queue[0].kind != jobTerminate:
+			// Went out of service with NOTIFYs waiting: one full state
+			// stands for them (as in enqueue).
+			clear(sub.queue)
+			sub.queue = sub.queue[:0]
+			sub.full = true
+			sub.resync = true
+			sub.mu.Unlock()
+			continue
 		case sub.full:
 			job = notifyJob{kind: jobFull}
 			sub.full = false

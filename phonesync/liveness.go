@@ -85,6 +85,38 @@ func (s *Server) setInService(dn string, in bool) {
 		s.log.Warn("phone out of service", "dn", dn, "silent_for", s.cfg.LivenessTimeout)
 	}
 	s.svc.PhoneService(dn, in)
+	if in {
+		s.resyncPhone(dn)
+	}
+}
+
+// phoneDown says whether dn is out of service (NOTIFYs to it are coalesced).
+func (s *Server) phoneDown(dn string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.phones[dn]
+	return p != nil && !p.inService
+}
+
+// resyncPhone sends the full state on the subscriptions of a phone back in
+// service whose NOTIFYs were coalesced meanwhile (the last attempt may have
+// been lost).
+func (s *Server) resyncPhone(dn string) {
+	s.mu.Lock()
+	subs := []*subscription{s.byKey[subKey{dn, eventFeature}], s.byKey[subKey{dn, eventHoteling}]}
+	s.mu.Unlock()
+	for _, sub := range subs {
+		if sub == nil {
+			continue
+		}
+		sub.mu.Lock()
+		missed := sub.resync
+		sub.resync = false
+		sub.mu.Unlock()
+		if missed {
+			s.enqueue(sub, notifyJob{kind: jobFull})
+		}
+	}
 }
 
 // forgetPhoneLocked drops the record of a phone in service that holds no

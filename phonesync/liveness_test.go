@@ -1,6 +1,7 @@
 package phonesync
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -90,5 +91,60 @@ func TestLivenessReturnAfterExpiry(t *testing.T) {
 	}
 	if ev := takeService(t, svc); ev != "1001:true" {
 		t.Fatalf("report %q", ev)
+	}
+}
+
+// A phone out of service is not sent a NOTIFY per change: they collapse
+// into one full state, and it gets the full state when it is back.
+func TestOutOfServiceCoalesces(t *testing.T) {
+	leakCheck(t)
+	svc := newFakeSvc("1001")
+	cfg := testConfig()
+	cfg.OptionsInterval = 100 * time.Millisecond
+	cfg.LivenessTimeout = 400 * time.Millisecond
+	cfg.RequestTimeout = time.Second
+	s := startServer(t, cfg, svc)
+	p := newPhone(t, "1001", "UDP", s.Addr())
+	if res := p.subscribe(subOpts{}); res.StatusCode != 200 {
+		t.Fatal(res.StatusCode)
+	}
+	p.nextNotify()
+	p.answerOptions.Store(false)
+	p.deaf.Store(true)
+	if ev := takeService(t, svc); ev != "1001:false" {
+		t.Fatalf("report %q", ev)
+	}
+	const changes = 20
+	for i := range changes {
+		on := i%2 == 0
+		svc.mu.Lock()
+		svc.devices["1001"].DoNotDisturb = on
+		svc.mu.Unlock()
+		s.Publish("1001", Change{Kind: ChangeDoNotDisturb, DoNotDisturb: on})
+	}
+	waitFor(t, "an attempt to reach the silent phone", func() bool {
+		n := 0
+		p.unanswered.Range(func(any, any) bool { n++; return true })
+		return n > 0
+	})
+	p.deaf.Store(false)
+	p.answerOptions.Store(true)
+	if ev := takeService(t, svc); ev != "1001:true" {
+		t.Fatalf("report %q", ev)
+	}
+	attempts := 0
+	p.unanswered.Range(func(any, any) bool { attempts++; return true })
+	if attempts >= changes/2 {
+		t.Fatalf("%d NOTIFYs tried on a silent phone for %d changes", attempts, changes)
+	}
+	// Back in service: the full state, ending on the last value (false).
+	for {
+		n := p.nextNotify()
+		if strings.HasPrefix(hdr(n, "Content-Type"), "multipart/mixed") {
+			if !strings.Contains(string(n.Body()), "<doNotDisturbOn>false</doNotDisturbOn>") {
+				t.Fatalf("resync: %s", n.Body())
+			}
+			break
+		}
 	}
 }

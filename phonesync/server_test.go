@@ -234,6 +234,8 @@ type testPhone struct {
 
 	notifyStatus  atomic.Int32
 	answerOptions atomic.Bool
+	deaf          atomic.Bool // NOTIFYs go unanswered (CSeqs noted in unanswered)
+	unanswered    sync.Map
 	optionsSeen   atomic.Int32
 
 	user, password string // digest credentials, "" = none
@@ -260,6 +262,10 @@ func newPhone(t testing.TB, dn, transport, server string) *testPhone {
 		t.Fatal(err)
 	}
 	srv.OnNotify(p.track(func(req *sip.Request, tx sip.ServerTransaction) {
+		if p.deaf.Load() {
+			p.unanswered.Store(req.CSeq().SeqNo, true)
+			return
+		}
 		p.notifies <- req // before answering: the next NOTIFY waits for the answer, so order holds
 		code := int(p.notifyStatus.Load())
 		tx.Respond(sip.NewResponseFromRequest(req, code, reasonPhrase(code), nil))
