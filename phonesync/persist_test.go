@@ -59,7 +59,7 @@ func TestRestartKeepsUDPSubscriptions(t *testing.T) {
 	if res := udp.subscribe(subOpts{}); res.StatusCode != 200 {
 		t.Fatalf("refresh of restored dialog: %d", res.StatusCode)
 	}
-	udp.nextNotify()
+	n = udp.nextNotify()
 	// The TCP dialog was not kept.
 	s2.Publish("1002", Change{Kind: ChangeDoNotDisturb, DoNotDisturb: true})
 	tcp.noNotify(100 * time.Millisecond)
@@ -67,16 +67,34 @@ func TestRestartKeepsUDPSubscriptions(t *testing.T) {
 		t.Fatalf("Phones() = %+v", ph)
 	}
 
-	// A clean Close terminates the subscription and empties the state.
+	// The TCP phone subscribes again, as TCP phones do.
+	if res := tcp.subscribe(subOpts{newCall: true}); res.StatusCode != 200 {
+		t.Fatalf("TCP re-SUBSCRIBE: %d", res.StatusCode)
+	}
+	tcp.nextNotify()
+
+	// A clean Close terminates the TCP subscription and keeps the UDP one
+	// for the next start, without telling the phone anything.
+	last = cseqOf(n)
 	if err := s2.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if n := udp.nextNotify(); !strings.HasPrefix(hdr(n, "Subscription-State"), "terminated") {
-		t.Fatalf("Subscription-State %q", hdr(n, "Subscription-State"))
+	if n := tcp.nextNotify(); hdr(n, "Subscription-State") != "terminated;reason=noresource" {
+		t.Fatalf("TCP Subscription-State %q", hdr(n, "Subscription-State"))
 	}
+	udp.noNotify(100 * time.Millisecond)
 	st, err := readState(cfg.StateFile, 1<<20)
-	if err != nil || len(st.Dialogs) != 0 {
+	if err != nil || len(st.Dialogs) != 1 || st.Dialogs[0].CallID != udp.callID || st.Dialogs[0].CSeq < last {
 		t.Fatalf("state after Close: %+v %v", st, err)
+	}
+	s3 := startServer(t, cfg, svc)
+	n = udp.nextNotify()
+	checkDialogNotify(t, udp, n, eventFeature)
+	if cseqOf(n) <= last {
+		t.Fatalf("CSeq %d after the second restart, last before %d", cseqOf(n), last)
+	}
+	if ph := s3.Phones(); len(ph) != 1 || ph[0].DN != "1001" {
+		t.Fatalf("Phones() = %+v", ph)
 	}
 }
 

@@ -370,16 +370,18 @@ func (s *Server) tlsAddr() string {
 	return s.tlsLn.Addr().String()
 }
 
-// Close tells every subscribed phone the subscription is over
-// (Subscription-State: terminated;reason=noresource), stops every goroutine
-// and closes the listeners.
+// Close ends the server. Subscriptions are terminated with a NOTIFY
+// (Subscription-State: terminated;reason=noresource), except, when a state
+// file is configured, the UDP ones: those are written to it and carry on
+// after the restart (issue 5, "Restart and failover"). Close then stops
+// every goroutine and closes the listeners.
 func (s *Server) Close() error { return s.shutdown(true) }
 
 // crash stops the server the way a killed process would: no terminating
 // NOTIFYs and no last write of the state file. Tests use it for restarts.
 func (s *Server) crash() error { return s.shutdown(false) }
 
-func (s *Server) shutdown(terminate bool) error {
+func (s *Server) shutdown(graceful bool) error {
 	s.lifeMu.Lock()
 	defer s.lifeMu.Unlock()
 	s.mu.Lock()
@@ -393,16 +395,20 @@ func (s *Server) shutdown(terminate bool) error {
 	for _, sub := range s.subs {
 		all = append(all, sub)
 	}
-	if terminate {
-		clear(s.subs)
-		clear(s.byKey)
-	}
 	s.mu.Unlock()
 
+	persist := graceful && started && s.cfg.StateFile != ""
+	var kept []*subscription
 	for _, sub := range all {
-		if terminate && started {
+		sub.mu.Lock()
+		udp := sub.transport == "UDP"
+		sub.mu.Unlock()
+		switch {
+		case persist && udp:
+			kept = append(kept, sub) // written below, then stopped
+		case graceful && started:
 			s.enqueue(sub, notifyJob{kind: jobTerminate, reason: "noresource"})
-		} else {
+		default:
 			sub.kill()
 		}
 	}
@@ -413,11 +419,18 @@ func (s *Server) shutdown(terminate bool) error {
 	s.workMu.Unlock()
 	s.workers.Wait()
 	s.draining.Store(true)
-	if terminate && started && s.cfg.StateFile != "" {
+	if persist {
 		if err := s.saveState(); err != nil {
 			s.log.Warn("saving SIP dialog state", "err", err)
 		}
 	}
+	for _, sub := range kept {
+		sub.kill()
+	}
+	s.mu.Lock()
+	clear(s.subs)
+	clear(s.byKey)
+	s.mu.Unlock()
 	s.cancel()
 	s.bg.Wait()
 	var errs []error
