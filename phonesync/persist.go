@@ -14,10 +14,11 @@ import (
 )
 
 // UDP subscriptions survive a restart (issue 5, "Restart and failover"):
-// their dialog state is written to cfg.StateFile and read back at Start, and
-// NOTIFYs go on in the same dialog. TCP and TLS dialogs die with their
-// connection, so they are not kept: those phones re-subscribe and get the
-// full state.
+// their dialog state is written to cfg.StateFile (as it changes, and last by
+// Close, which leaves them active rather than terminating them) and read
+// back at Start, which NOTIFYs each the full state in the same dialog. TCP
+// and TLS dialogs die with their connection, so they are not kept: those
+// phones re-subscribe and get the full state.
 //
 // Writes are debounced (one write per saveDelay however many changes) and
 // atomic (temp file, fsync, rename). NOTIFY CSeqs are not written as they
