@@ -44,6 +44,7 @@ const allowEvents = eventFeature + ", " + eventHoteling
 const (
 	maxNotifyQueue     = 64                     // pending NOTIFYs per subscription before coalescing to full state
 	maxSenders         = 1024                   // NOTIFY sender goroutines at most
+	udpReadBuffer      = 4 << 20                // SO_RCVBUF of the UDP listener
 	maxPhones          = 100000                 // liveness records held
 	maxRateSources     = 65536                  // per-source rate limiter entries
 	optionsFanout      = 16                     // OPTIONS pings in flight at once
@@ -315,6 +316,13 @@ func (s *Server) bind(ctx context.Context) error {
 				continue // TCP's twin of the port UDP got is taken: try another
 			}
 			return fmt.Errorf("phonesync: listen tcp: %w", err)
+		}
+		if uc, ok := pc.(*net.UDPConn); ok {
+			// The kernel default (~208 KB) overflows in a subscribe storm or
+			// above ~10,000 NOTIFY answers/s, and every dropped datagram costs
+			// a retransmission at T1 = 500 ms (BENCHMARKS.md, phone sync). The
+			// kernel caps it at net.core.rmem_max; an error only means less.
+			_ = uc.SetReadBuffer(udpReadBuffer)
 		}
 		s.udpConn, s.tcpLn, s.port = pc, ln, port
 		la := pc.LocalAddr().(*net.UDPAddr)
