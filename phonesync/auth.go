@@ -136,11 +136,17 @@ func (a *digestAuth) verify(req *sip.Request) (user string, v authVerdict) {
 
 // authorize answers 401 or 403 itself and reports whether the request may
 // go on.
-func (s *Server) authorize(req *sip.Request, tx sip.ServerTransaction) bool {
+func (s *Server) authorize(req *sip.Request, tx sip.ServerTransaction, dn string) bool {
 	user, v := s.auth.verify(req)
 	switch v {
 	case authOK:
-		return true
+		if user == dn {
+			return true
+		}
+		// Right credentials, but for another phone: a phone may only
+		// subscribe to (and change) its own line.
+		s.log.Info("SUBSCRIBE for another phone's DN", "user", user, "dn", dn, "source", req.Source())
+		respond(tx, sip.NewResponseFromRequest(req, 403, "Forbidden", nil))
 	case authForbidden:
 		s.log.Info("SUBSCRIBE with wrong credentials", "user", user, "source", req.Source())
 		respond(tx, sip.NewResponseFromRequest(req, 403, "Forbidden", nil))

@@ -14,7 +14,7 @@ func TestDigestAuth(t *testing.T) {
 	svc := newFakeSvc("1001")
 	cfg := testConfig()
 	cfg.RequireAuth = true
-	cfg.Credentials = map[string]string{"1001": "pw1001"}
+	cfg.Credentials = map[string]string{"1001": "pw1001", "1002": "pw1002"}
 	s := startServer(t, cfg, svc)
 
 	for _, tc := range []struct {
@@ -24,6 +24,7 @@ func TestDigestAuth(t *testing.T) {
 		{"missing", "", "", 401},
 		{"wrong password", "1001", "nope", 403},
 		{"unknown user", "4711", "pw1001", 403},
+		{"another phone's credentials", "1002", "pw1002", 403},
 		{"right", "1001", "pw1001", 200},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -48,6 +49,7 @@ func TestDigestAuth(t *testing.T) {
 				if res := p.subscribe(subOpts{body: dndBody("1001", true)}); res.StatusCode != 200 {
 					t.Fatalf("authenticated change: %d", res.StatusCode)
 				}
+				s.Publish("1001", Change{Kind: ChangeDoNotDisturb, DoNotDisturb: true}) // as the gateway does once confirmed
 				if n := p.nextNotify(); !strings.Contains(string(n.Body()), "<doNotDisturbOn>true</doNotDisturbOn>") {
 					t.Fatalf("NOTIFY %s", n.Body())
 				}
@@ -83,6 +85,7 @@ func TestChangeNeedsAuthEvenWhenNotRequired(t *testing.T) {
 	if res := p.subscribe(subOpts{body: dndBody("1001", true)}); res.StatusCode != 200 {
 		t.Fatalf("authenticated change: %d", res.StatusCode)
 	}
+	s.Publish("1001", Change{Kind: ChangeDoNotDisturb, DoNotDisturb: true}) // as the gateway does once confirmed
 	p.nextNotify()
 	if calls := svc.takeCalls(); len(calls) != 1 {
 		t.Fatalf("service calls %q", calls)

@@ -13,9 +13,10 @@ type Config struct {
 	// Realm is the digest realm (sip.auth.realm, default "BroadWorks").
 	Realm string
 	// Credentials maps a digest username to its password (sip.auth.phones,
-	// "user=password" items). With RequireAuth, a SUBSCRIBE without a valid
-	// digest response for one of these users is answered 401/403; a phone
-	// whose DN is not in the directory gets 404.
+	// "user=password" items). The username is the phone's DN (the From
+	// user): credentials of one phone do not open another's line. With
+	// RequireAuth, a SUBSCRIBE without a valid digest response is answered
+	// 401/403; a phone whose DN is not in the directory gets 404.
 	Credentials map[string]string
 	// RequireAuth digest-challenges every SUBSCRIBE (sip.auth.required,
 	// default true). When false, unauthenticated phones may subscribe but

@@ -147,7 +147,7 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	// Every SUBSCRIBE when auth is required; a change request always.
 	hasBody := len(bytes.TrimSpace(body)) > 0
 	if s.cfg.RequireAuth || hasBody {
-		if !s.authorize(req, tx) {
+		if !s.authorize(req, tx, from.Address.User) {
 			return
 		}
 	}
@@ -441,9 +441,15 @@ func (s *Server) applyFeature(sub *subscription, fr FeatureRequest) {
 		return
 	}
 	if err != nil {
+		// Refused: the phone shows what it asked for until told otherwise
+		// (sip.md §1.2), so tell it the unchanged value.
 		s.log.Info("phone change refused", "dn", sub.dn, "kind", fr.Kind, "err", err)
+		s.enqueue(sub, job)
 	}
-	s.enqueue(sub, job)
+	// Done: the gateway publishes the change when BroadWorks' event
+	// confirms it, to this phone as to every other subscriber, in event
+	// order. A snapshot sent now could be older than events still held
+	// (the CTI answer goes out first) and would arrive out of order.
 }
 
 // applyHoteling runs the x-broadworks-hoteling sign-in with its nonce

@@ -166,15 +166,21 @@ func TestSubscribeChangeFromPhone(t *testing.T) {
 		body      string
 		refuse    bool
 		wantCall  string
+		event     Change // what the gateway publishes once BroadWorks confirms a done change
 		wantBody  []string
 	}{
-		{"dnd on udp", "UDP", dndBody("1001", true), false, "dnd 1001 true 1", []string{"<DoNotDisturbEvent", "<doNotDisturbOn>true</doNotDisturbOn>"}},
-		{"dnd on tcp", "TCP", dndBody("1001", true), false, "dnd 1001 true 1", []string{"<doNotDisturbOn>true</doNotDisturbOn>"}},
-		{"dnd refused", "UDP", dndBody("1001", true), true, "dnd 1001 true 1", []string{"<doNotDisturbOn>false</doNotDisturbOn>"}},
-		{"forward busy", "UDP", fwdBusy, false, "fwd 1001 forwardBusy true 2424 1", []string{"<forwardingType>forwardBusy</forwardingType>", "<forwardStatus>true</forwardStatus>", "<forwardTo>2424</forwardTo>"}},
-		{"forward refused", "TCP", fwdBusy, true, "fwd 1001 forwardBusy true 2424 1", []string{"<forwardingType>forwardBusy</forwardingType>", "<forwardStatus>false</forwardStatus>"}},
-		{"agent not ready", "UDP", notReady, false, "agent 1001 notReady 3 1", []string{"<AgentNotReadyEvent", ">3<"}},
-		{"agent refused", "UDP", notReady, true, "agent 1001 notReady 3 1", []string{"<AgentLoggedOffEvent"}},
+		{"dnd on udp", "UDP", dndBody("1001", true), false, "dnd 1001 true 1",
+			Change{Kind: ChangeDoNotDisturb, DoNotDisturb: true}, []string{"<DoNotDisturbEvent", "<doNotDisturbOn>true</doNotDisturbOn>"}},
+		{"dnd on tcp", "TCP", dndBody("1001", true), false, "dnd 1001 true 1",
+			Change{Kind: ChangeDoNotDisturb, DoNotDisturb: true}, []string{"<doNotDisturbOn>true</doNotDisturbOn>"}},
+		{"dnd refused", "UDP", dndBody("1001", true), true, "dnd 1001 true 1", Change{}, []string{"<doNotDisturbOn>false</doNotDisturbOn>"}},
+		{"forward busy", "UDP", fwdBusy, false, "fwd 1001 forwardBusy true 2424 1",
+			Change{Kind: ChangeForwarding, Forwarding: Forwarding{Type: ForwardBusy, Active: true, Number: "2424"}},
+			[]string{"<forwardingType>forwardBusy</forwardingType>", "<forwardStatus>true</forwardStatus>", "<forwardTo>2424</forwardTo>"}},
+		{"forward refused", "TCP", fwdBusy, true, "fwd 1001 forwardBusy true 2424 1", Change{}, []string{"<forwardingType>forwardBusy</forwardingType>", "<forwardStatus>false</forwardStatus>"}},
+		{"agent not ready", "UDP", notReady, false, "agent 1001 notReady 3 1",
+			Change{Kind: ChangeAgent, Agent: AgentState{AgentID: "agent-1001", State: AgentNotReady, Reason: "3"}}, []string{"<AgentNotReadyEvent", ">3<"}},
+		{"agent refused", "UDP", notReady, true, "agent 1001 notReady 3 1", Change{}, []string{"<AgentLoggedOffEvent"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			leakCheck(t)
@@ -191,6 +197,12 @@ func TestSubscribeChangeFromPhone(t *testing.T) {
 			res := p.subscribe(subOpts{body: tc.body})
 			if res.StatusCode != 200 {
 				t.Fatalf("re-SUBSCRIBE with body: %d", res.StatusCode)
+			}
+			if !tc.refuse {
+				// Done: nothing until the gateway publishes the confirmed
+				// change (a snapshot now could overtake held events).
+				p.noNotify(100 * time.Millisecond)
+				s.Publish("1001", tc.event)
 			}
 			n := p.nextNotify()
 			checkDialogNotify(t, p, n, eventFeature)

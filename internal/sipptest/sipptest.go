@@ -155,15 +155,17 @@ func (p *Phone) AwaitNotify(regexp string) *Phone {
 
 func (p *Phone) await(regexp, where string) *Phone {
 	p.label++
-	w, d, m := fmt.Sprintf("w%d", p.label), fmt.Sprintf("d%d", p.label), fmt.Sprintf("m%d", p.label)
+	w, y, m := fmt.Sprintf("w%d", p.label), fmt.Sprintf("y%d", p.label), fmt.Sprintf("m%d", p.label)
+	// The jumps ride on the recv and send themselves, not on separate nops:
+	// sipp runs a call's next step on a later scheduler tick, and a NOTIFY
+	// arriving while the call sits on a nop (the notifier sends the next
+	// one as soon as our 200 is out) is "unexpected" and lost.
 	fmt.Fprintf(&p.b, `  <label id="%s"/>
-  <recv request="NOTIFY">
+  <recv request="NOTIFY" test="%s" next="%s">
     <action><ereg regexp="%s" %s check_it="false" assign_to="%s"/></action>
   </recv>
-%s  <nop test="%s" next="%s"/>
-  <nop next="%s"/>
-  <label id="%s"/>
-`, w, xmlAttr(regexp), where, m, ok200, m, d, w, d)
+%s  <label id="%s"/>
+%s`, w, m, y, xmlAttr(regexp), where, m, strings.Replace(ok200, "<send>", `<send next="`+w+`">`, 1), y, ok200)
 	return p
 }
 

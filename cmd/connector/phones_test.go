@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/broadworks-connector/connector/csta"
+	"github.com/broadworks-connector/connector/csta/cticlient"
+	"github.com/broadworks-connector/connector/internal/sipptest"
+)
+
+// phoneConnector starts `connector run` on the embedded simulator with
+// phone sync on a free port and short liveness timers, and returns the
+// CSTA and SIP addresses.
+func phoneConnector(t *testing.T) (cstaAddr, sipAddr string) {
+	t.Helper()
+	dir := t.TempDir()
+	cstaAddr = freePort(t)
+	content := fmt.Sprintf(`csta:
+  listen: %s
+admin:
+  listen: %s
+simulator:
+  listen: 127.0.0.1:0
+gateway:
+  conflict_window: 0s
+sip:
+  listen: 127.0.0.1:0
+  liveness:
+    options_interval: 300ms
+    timeout: 1500ms
+`, cstaAddr, freePort(t))
+	path := filepath.Join(dir, "connector.yaml")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, _ := startProcess(t, "run", "--config", path)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("connector log:\n%s", stderr.String())
+		}
+	})
+	listening := regexp.MustCompile(`msg="SIP listening".* addr=(127\.0\.0\.1:\d+)`)
+	waitFor(t, "the SIP listener", func() bool { return listening.MatchString(stderr.String()) })
+	sipAddr = listening.FindStringSubmatch(stderr.String())[1]
+	waitFor(t, "the CSTA listener", func() bool { return accepts(cstaAddr) })
+	waitFor(t, "the XSI link", func() bool {
+		return regexp.MustCompile(`msg="hoteling: recovery done" when=start-up`).MatchString(stderr.String())
+	})
+	return cstaAddr, sipAddr
+}
+
+// awaitCTI returns the next event named name on the monitored device,
+// skipping others.
+func awaitCTI(t *testing.T, c *cticlient.Client, name string, match func(cticlient.Event) bool) cticlient.Event {
+	t.Helper()
+	return awaitCTIWhile(t, c, nil, name, match)
+}
+
+// awaitCTIWhile is awaitCTI while a phone (sipp) runs: the phone ending
+// with an error ends the wait with its trace.
+func awaitCTIWhile(t *testing.T, c *cticlient.Client, phone <-chan error, name string, match func(cticlient.Event) bool) cticlient.Event {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case err := <-phone:
+			t.Fatalf("the phone ended while the desktop waited for %s: %v", name, err)
+		case ev := <-c.Events():
+			if ev.Name == name && (match == nil || match(ev)) {
+				return ev
+			}
+			t.Logf("CTI: skipped %s %+v", ev.Name, ev)
+		case <-timeout:
+			t.Fatalf("CTI: no %s within 30 s", name)
+		}
+	}
+}
+
+const ed3 = `xmlns="http://www.ecma-international.org/standards/ecma-323/csta/ed3"`
+
+// TestPhoneAndDesktopAgree: a sipp "phone" (agent1's phone, DN 4001) and a
+// CTI client monitoring the same device stay in agreement through login,
+// Ready, Not Ready with a reason, After Call Work, DND, forwarding and
+// logout, with changes made from either side: each side makes a change
+// and then waits to see the other's.
+func TestPhoneAndDesktopAgree(t *testing.T) {
+	sipptest.Path(t)
+	cstaAddr, sipAddr := phoneConnector(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cti, err := cticlient.Dial(ctx, cstaAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cti.Close()
+	if _, err := cti.MonitorStart(ctx, "4001"); err != nil {
+		t.Fatal(err)
+	}
+
+	phone := sipptest.NewPhone("4001", "4001", "phone4001").
+		Subscribe().
+		AwaitNotify("AgentLoggedOffEvent"). // the full state: agent1 signed out
+		// 1. The phone logs the agent in; BroadWorks starts it Not Ready.
+		Request(`<SetAgentState ` + ed3 + `><device>4001</device><requestedAgentState>loggedOn</requestedAgentState><agentID>agent1</agentID></SetAgentState>`).
+		AwaitNotify("AgentNotReadyEvent").
+		// 2. The desktop sets Ready.
+		AwaitNotify("AgentReadyEvent").
+		// 3. The phone sets Not Ready with reason 2.
+		Request(`<SetAgentState ` + ed3 + ` xmlns:pri="http://schema.broadsoft.com/CSTAPrivateData"><device>4001</device><requestedAgentState>notReady</requestedAgentState><agentID>agent1</agentID><extensions><privateData><private><pri:AgentNotReadyReasonValue>2</pri:AgentNotReadyReasonValue></private></privateData></extensions></SetAgentState>`).
+		AwaitNotify("AgentNotReadyReasonValue>2<").
+		// 4. The desktop sets After Call Work.
+		AwaitNotify("AgentWorkingAfterCallEvent").
+		// 5. The phone turns DND on; 6. the desktop turns it off.
+		Request(`<SetDoNotDisturb ` + ed3 + `><device>4001</device><doNotDisturbOn>true</doNotDisturbOn></SetDoNotDisturb>`).
+		AwaitNotify("doNotDisturbOn>true").
+		AwaitNotify("doNotDisturbOn>false").
+		// 7. The phone forwards always; 8. the desktop forwards on no answer.
+		Request(`<SetForwarding ` + ed3 + `><device>4001</device><forwardingType>forwardImmediate</forwardingType><activateForward>true</activateForward><forwardDN>5551234</forwardDN></SetForwarding>`).
+		AwaitNotify("forwardTo>5551234<").
+		AwaitNotify("forwardTo>5559876<").
+		// 9. The phone logs the agent out; 10. the desktop logs it in
+		// and 11. out again.
+		Request(`<SetAgentState ` + ed3 + `><device>4001</device><requestedAgentState>loggedOff</requestedAgentState><agentID>agent1</agentID></SetAgentState>`).
+		AwaitNotify("AgentLoggedOffEvent").
+		AwaitNotify("AgentLoggedOnEvent").
+		AwaitNotify("AgentLoggedOffEvent").
+		Unsubscribe().
+		Pause(200)
+	phoneDir := t.TempDir()
+	t.Cleanup(func() {
+		if t.Failed() {
+			msgs, _ := os.ReadFile(filepath.Join(phoneDir, "phone-4001-messages.log"))
+			t.Logf("the phone's SIP messages:\n%s", msgs)
+		}
+	})
+	phoneDone := make(chan error, 1)
+	go func() { phoneDone <- phone.Run(ctx, t, phoneDir, sipAddr, sipptest.FreeUDPPort(t)) }()
+
+	on4001 := func(ev cticlient.Event) bool { return ev.Device == "4001" }
+	awaitCTI := func(t *testing.T, c *cticlient.Client, name string, match func(cticlient.Event) bool) cticlient.Event {
+		t.Helper()
+		return awaitCTIWhile(t, c, phoneDone, name, match)
+	}
+	awaitCTI(t, cti, "AgentLoggedOnEvent", on4001)
+	awaitCTI(t, cti, "AgentNotReadyEvent", on4001)
+	if _, err := cti.SetAgentState(ctx, "4001", csta.ReqReady, "agent1", ""); err != nil {
+		t.Fatal(err)
+	}
+	awaitCTI(t, cti, "AgentReadyEvent", on4001)
+	if ev := awaitCTI(t, cti, "AgentNotReadyEvent", on4001); ev.ReasonCode != "2" {
+		t.Errorf("the phone's Not Ready reached the desktop with reason %q, want 2", ev.ReasonCode)
+	}
+	if _, err := cti.SetAgentState(ctx, "4001", csta.ReqWorkingAfterCall, "agent1", ""); err != nil {
+		t.Fatal(err)
+	}
+	awaitCTI(t, cti, "AgentWorkingAfterCallEvent", on4001)
+	awaitCTI(t, cti, "DoNotDisturbEvent", func(ev cticlient.Event) bool { return on4001(ev) && ev.DoNotDisturbOn })
+	if err := cti.SetDoNotDisturb(ctx, "4001", false); err != nil {
+		t.Fatal(err)
+	}
+	awaitCTI(t, cti, "DoNotDisturbEvent", func(ev cticlient.Event) bool { return on4001(ev) && !ev.DoNotDisturbOn })
+	awaitCTI(t, cti, "ForwardingEvent", func(ev cticlient.Event) bool {
+		return on4001(ev) && ev.ForwardingType == "forwardImmediate" && ev.ForwardStatus && ev.ForwardTo == "5551234"
+	})
+	if err := cti.SetForwarding(ctx, "4001", csta.ForwardNoAns, true, "5559876", 4); err != nil {
+		t.Fatal(err)
+	}
+	awaitCTI(t, cti, "ForwardingEvent", func(ev cticlient.Event) bool { return on4001(ev) && ev.ForwardTo == "5559876" })
+	awaitCTI(t, cti, "AgentLoggedOffEvent", on4001)
+	if _, err := cti.SetAgentState(ctx, "4001", csta.ReqLoggedOn, "agent1", ""); err != nil {
+		t.Fatal(err)
+	}
+	awaitCTI(t, cti, "AgentLoggedOnEvent", on4001)
+	if _, err := cti.SetAgentState(ctx, "4001", csta.ReqLoggedOff, "agent1", ""); err != nil {
+		t.Fatal(err)
+	}
+	awaitCTI(t, cti, "AgentLoggedOffEvent", on4001)
+	if err := <-phoneDone; err != nil {
+		t.Fatal(err)
+	}
+	// Both sides end where they agree: logged off, DND off, CFA to 5551234.
+	st, err := cti.GetAgentState(ctx, "4001")
+	if err != nil || len(st.AgentStateList) != 1 || st.AgentStateList[0].LoggedOnState {
+		t.Errorf("agent state at the end: %+v %v", st, err)
+	}
+}
+
+// TestSilentPhoneOutOfService: a phone that stops answering (sipp has
+// exited, its subscription still on the books) is reported on the CTI
+// monitor as OutOfServiceEvent within the liveness timeout; when it
+// subscribes again it is BackInService.
+func TestSilentPhoneOutOfService(t *testing.T) {
+	sipptest.Path(t)
+	cstaAddr, sipAddr := phoneConnector(t)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cti, err := cticlient.Dial(ctx, cstaAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cti.Close()
+	if _, err := cti.MonitorStart(ctx, "4002"); err != nil {
+		t.Fatal(err)
+	}
+	subscribeAndLeave := func() {
+		t.Helper()
+		phone := sipptest.NewPhone("4002", "4002", "phone4002").Subscribe().AwaitNotify("DoNotDisturbEvent").Pause(100)
+		if err := phone.Run(ctx, t, t.TempDir(), sipAddr, sipptest.FreeUDPPort(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	subscribeAndLeave()
+	gone := time.Now()
+	awaitCTI(t, cti, "OutOfServiceEvent", func(ev cticlient.Event) bool { return ev.Device == "4002" })
+	t.Logf("OutOfServiceEvent %v after the phone went silent (timeout 1.5 s, pings every 300 ms)", time.Since(gone).Round(10*time.Millisecond))
+	subscribeAndLeave()
+	awaitCTI(t, cti, "BackInServiceEvent", func(ev cticlient.Event) bool { return ev.Device == "4002" })
+}
