@@ -375,19 +375,8 @@ func validateSIPSubscription(ps *problems, s SIPSubscription) {
 	}
 	positive(ps, "sip.subscription.max_expires", s.MaxExpires)
 	positive(ps, "sip.subscription.default_expires", s.DefaultExpires)
-	if ps.has("sip.subscription.min_expires") || ps.has("sip.subscription.max_expires") || ps.has("sip.subscription.default_expires") {
-		return
-	}
-	if s.MinExpires > s.MaxExpires {
-		ps.add("sip.subscription.max_expires", "must be at least sip.subscription.min_expires (%s), got %s",
-			formatDuration(s.MinExpires), formatDuration(s.MaxExpires))
-		return
-	}
-	if s.DefaultExpires < s.MinExpires || s.DefaultExpires > s.MaxExpires {
-		ps.add("sip.subscription.default_expires",
-			"must be between sip.subscription.min_expires (%s) and sip.subscription.max_expires (%s), got %s",
-			formatDuration(s.MinExpires), formatDuration(s.MaxExpires), formatDuration(s.DefaultExpires))
-	}
+	minDefaultMax(ps, "sip.subscription.min_expires", "sip.subscription.default_expires", "sip.subscription.max_expires",
+		s.MinExpires, s.DefaultExpires, s.MaxExpires)
 }
 
 // minPresenceExpires: RFC 3856 §6.4 lets a notifier refuse shorter

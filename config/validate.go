@@ -128,18 +128,23 @@ func validateSession(ps *problems, s Session) {
 	positive(ps, "csta.session.min_duration", s.MinDuration)
 	positive(ps, "csta.session.max_duration", s.MaxDuration)
 	positive(ps, "csta.session.default_duration", s.DefaultDuration)
-	if ps.has("csta.session.min_duration") || ps.has("csta.session.max_duration") {
+	minDefaultMax(ps, "csta.session.min_duration", "csta.session.default_duration", "csta.session.max_duration",
+		s.MinDuration, s.DefaultDuration, s.MaxDuration)
+}
+
+// minDefaultMax checks min ≤ max and min ≤ def ≤ max for three duration
+// keys whose own problems (if any) are already reported.
+func minDefaultMax(ps *problems, minKey, defKey, maxKey string, lo, def, hi time.Duration) {
+	if ps.has(minKey) || ps.has(defKey) || ps.has(maxKey) {
 		return
 	}
-	if s.MinDuration > s.MaxDuration {
-		ps.add("csta.session.max_duration", "must be at least csta.session.min_duration (%s), got %s",
-			formatDuration(s.MinDuration), formatDuration(s.MaxDuration))
+	if lo > hi {
+		ps.add(maxKey, "must be at least %s (%s), got %s", minKey, formatDuration(lo), formatDuration(hi))
 		return
 	}
-	if s.DefaultDuration < s.MinDuration || s.DefaultDuration > s.MaxDuration {
-		ps.add("csta.session.default_duration",
-			"must be between csta.session.min_duration (%s) and csta.session.max_duration (%s), got %s",
-			formatDuration(s.MinDuration), formatDuration(s.MaxDuration), formatDuration(s.DefaultDuration))
+	if def < lo || def > hi {
+		ps.add(defKey, "must be between %s (%s) and %s (%s), got %s",
+			minKey, formatDuration(lo), maxKey, formatDuration(hi), formatDuration(def))
 	}
 }
 

@@ -786,20 +786,11 @@ func (s *Server) sendNotify(sub *subscription, state, ctype string, body []byte,
 	}
 	sub.mu.Unlock()
 
-	req := s.outbound(sip.NOTIFY, f)
 	from := &sip.FromHeader{Address: sub.localURI, Params: sip.NewParams()}
 	from.Params.Add("tag", sub.localTag)
 	to := &sip.ToHeader{Address: sub.remoteURI, Params: sip.NewParams()}
 	to.Params.Add("tag", sub.remoteTag)
-	callID := sip.CallIDHeader(sub.callID)
-	cs := &sip.CSeqHeader{SeqNo: cseq, MethodName: sip.NOTIFY}
-	maxf := sip.MaxForwardsHeader(70)
-	req.AppendHeader(from)
-	req.AppendHeader(to)
-	req.AppendHeader(&callID)
-	req.AppendHeader(cs)
-	req.AppendHeader(&maxf)
-	req.AppendHeader(contactHeader(f.host, f.port, f.transport))
+	req := s.outboundWithHeaders(sip.NOTIFY, f, from, to, sub.callID, cseq)
 	req.AppendHeader(sip.NewHeader("Event", sub.eventHeader))
 	req.AppendHeader(sip.NewHeader("Subscription-State", state))
 	if ctype != "" {

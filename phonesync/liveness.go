@@ -249,19 +249,9 @@ func (s *Server) ping(f flow) {
 	if s.ctx.Err() != nil {
 		return
 	}
-	req := s.outbound(sip.OPTIONS, f)
 	from := &sip.FromHeader{Address: f.localURI, Params: sip.NewParams()}
 	from.Params.Add("tag", sip.GenerateTagN(16))
-	to := &sip.ToHeader{Address: f.remoteURI}
-	callID := sip.CallIDHeader(randomToken(16))
-	cs := &sip.CSeqHeader{SeqNo: 1, MethodName: sip.OPTIONS}
-	maxf := sip.MaxForwardsHeader(70)
-	req.AppendHeader(from)
-	req.AppendHeader(to)
-	req.AppendHeader(&callID)
-	req.AppendHeader(cs)
-	req.AppendHeader(&maxf)
-	req.AppendHeader(contactHeader(f.host, f.port, f.transport))
+	req := s.outboundWithHeaders(sip.OPTIONS, f, from, &sip.ToHeader{Address: f.remoteURI}, randomToken(16), 1)
 	req.SetBody(nil)
 	ctx, cancel := context.WithTimeout(s.ctx, min(s.cfg.RequestTimeout, s.cfg.OptionsInterval))
 	defer cancel()
@@ -284,6 +274,21 @@ func (s *Server) outbound(method sip.RequestMethod, f flow) *sip.Request {
 	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: f.transport, Host: f.host, Port: f.port, Params: sip.NewParams()}
 	via.Params.Add("branch", sip.GenerateBranchN(16))
 	req.AppendHeader(via)
+	return req
+}
+
+// outboundWithHeaders is outbound with From, To, Call-ID, CSeq, Max-Forwards and
+// our Contact: what NOTIFY and OPTIONS both carry.
+func (s *Server) outboundWithHeaders(method sip.RequestMethod, f flow, from *sip.FromHeader, to *sip.ToHeader, callID string, cseq uint32) *sip.Request {
+	req := s.outbound(method, f)
+	cid := sip.CallIDHeader(callID)
+	maxf := sip.MaxForwardsHeader(70)
+	req.AppendHeader(from)
+	req.AppendHeader(to)
+	req.AppendHeader(&cid)
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: cseq, MethodName: method})
+	req.AppendHeader(&maxf)
+	req.AppendHeader(contactHeader(f.host, f.port, f.transport))
 	return req
 }
 
