@@ -1,0 +1,18 @@
+package journal
+
+import "errors"
+
+// The kinds of failure callers must tell apart, one per line; match them with
+// errors.Is (the returned errors add which agent, desk or association).
+var (
+	ErrInvalid           = errors.New("journal: invalid input")                                    // empty or oversized IDs, zero or out-of-range times, unknown EndReason, end before start
+	ErrClosed            = errors.New("journal: closed")                                           // the Journal was closed
+	ErrLocked            = errors.New("journal: file in use by another journal")                   // Open could not lock the file within Options.LockTimeout
+	ErrNoOpenAssociation = errors.New("journal: no open association for agent")                    // End for an agent without an open association
+	ErrAgentAssociated   = errors.New("journal: agent already has an open association")            // Begin for an agent whose previous association was not ended
+	ErrDeskOccupied      = errors.New("journal: desk already has an open association")             // Begin at a desk whose previous association was not ended
+	ErrOverlap           = errors.New("journal: start before the end of the previous association") // Begin starting before the agent's or desk's previous association ended
+	ErrCorrupt           = errors.New("journal: corrupt record")                                   // an index points at a missing or undecodable record
+)
+
+var sentinels = []error{ErrInvalid, ErrClosed, ErrLocked, ErrNoOpenAssociation, ErrAgentAssociated, ErrDeskOccupied, ErrOverlap, ErrCorrupt}
