@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"testing"
@@ -19,40 +20,56 @@ import (
 // CSTA and SIP addresses.
 func phoneConnector(t *testing.T) (cstaAddr, sipAddr string) {
 	t.Helper()
+	return phoneConnectorWith(t, "", "", "")
+}
+
+// phoneConnectorWith is phoneConnector with more simulator.* and sip.* keys
+// (YAML indented under their section) and more top-level YAML.
+func phoneConnectorWith(t *testing.T, moreSimulator, moreSIP, moreTop string) (cstaAddr, sipAddr string) {
+	t.Helper()
 	dir := t.TempDir()
-	cstaAddr = freePort(t)
+	// Port 0 everywhere: the addresses come from the log, so no other
+	// process can take them between asking and binding.
 	content := fmt.Sprintf(`csta:
-  listen: %s
+  listen: 127.0.0.1:0
 admin:
-  listen: %s
+  listen: 127.0.0.1:0
 simulator:
   listen: 127.0.0.1:0
-gateway:
+%sgateway:
   conflict_window: 0s
 sip:
   listen: 127.0.0.1:0
   liveness:
     options_interval: 300ms
     timeout: 1500ms
-`, cstaAddr, freePort(t))
+%s%s`, moreSimulator, moreSIP, moreTop)
 	path := filepath.Join(dir, "connector.yaml")
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, stderr, _ := startProcess(t, "run", "--config", path)
+	_, stderr, exited := startProcess(t, "run", "--config", path)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("connector log:\n%s", stderr.String())
 		}
 	})
-	listening := regexp.MustCompile(`msg="SIP listening".* addr=(127\.0\.0\.1:\d+)`)
-	waitFor(t, "the SIP listener", func() bool { return listening.MatchString(stderr.String()) })
-	sipAddr = listening.FindStringSubmatch(stderr.String())[1]
-	waitFor(t, "the CSTA listener", func() bool { return accepts(cstaAddr) })
-	waitFor(t, "the XSI link", func() bool {
-		return regexp.MustCompile(`msg="hoteling: recovery done" when=start-up`).MatchString(stderr.String())
-	})
-	return cstaAddr, sipAddr
+	sipListening := regexp.MustCompile(`msg="SIP listening".* addr=(127\.0\.0\.1:\d+)`)
+	cstaListening := regexp.MustCompile(`msg="connector running" csta=(127\.0\.0\.1:\d+)`)
+	started := regexp.MustCompile(`msg="hoteling: recovery done" when=start-up`)
+	deadline := time.Now().Add(30 * time.Second)
+	for !started.MatchString(stderr.String()) || !sipListening.MatchString(stderr.String()) {
+		select {
+		case <-exited:
+			t.Fatalf("the connector exited during start-up:\n%s", stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the connector did not start within 30 s")
+		}
+	}
+	log := stderr.String()
+	return cstaListening.FindStringSubmatch(log)[1], sipListening.FindStringSubmatch(log)[1]
 }
 
 // awaitCTI returns the next event named name on the monitored device,
@@ -221,4 +238,75 @@ func TestSilentPhoneOutOfService(t *testing.T) {
 	t.Logf("OutOfServiceEvent %v after the phone went silent (timeout 1.5 s, pings every 300 ms)", time.Since(gone).Round(10*time.Millisecond))
 	subscribeAndLeave()
 	awaitCTI(t, cti, "BackInServiceEvent", func(ev cticlient.Event) bool { return ev.Device == "4002" })
+}
+
+// TestPBXPresenceDrivesAgentState: sipp plays a PBX (CUCM-style presence
+// notifier, testdata/sipp/pbx-presence.xml); the connector subscribes to
+// DN 4003's presence and turns open / open on the phone / closed into
+// agent3 logged on and Ready, Not Ready "busy", logged off — which a CTI
+// monitor of 4003 sees.
+func TestPBXPresenceDrivesAgentState(t *testing.T) {
+	sipp := sipptest.Path(t)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	pbxPort := sipptest.FreeUDPPort(t)
+	dir := t.TempDir()
+	scenario, err := filepath.Abs(filepath.Join("..", "..", "testdata", "sipp", "pbx-presence.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pbx := exec.CommandContext(ctx, sipp, "-sf", scenario, "-s", "4003", "-i", "127.0.0.1", "-p", fmt.Sprint(pbxPort),
+		"-m", "1", "-nostdin", "-timeout", "50s", "-timeout_error",
+		"-trace_msg", "-message_file", filepath.Join(dir, "pbx-messages.log"))
+	pbx.Dir = dir
+	var pbxOut syncBuffer
+	pbx.Stdout, pbx.Stderr = &pbxOut, &pbxOut
+	if err := pbx.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pbxDone := make(chan error, 1)
+	go func() { pbxDone <- pbx.Wait() }()
+	t.Cleanup(func() {
+		if t.Failed() {
+			msgs, _ := os.ReadFile(filepath.Join(dir, "pbx-messages.log"))
+			t.Logf("the PBX's SIP messages:\n%s", msgs)
+		}
+	})
+
+	// The watcher subscribes as the connector starts, so the monitor may
+	// come after the first NOTIFY (open: logged on and Ready); the later
+	// ones come 1.5 s apart and are what the test checks.
+	// "busy" (on the phone) must be a reason BroadWorks knows: mapped to an
+	// unavailable code of the group, as an operator would configure it.
+	cstaAddr, _ := phoneConnectorWith(t,
+		"  unavailable_codes: [\"LUNCH:Lunch\", \"BUSY:On another phone\"]\n",
+		fmt.Sprintf("  presence:\n    pbx: 127.0.0.1:%d\n    dns: [\"4003\"]\n", pbxPort),
+		"directory:\n  reason_codes: [\"1=LUNCH\", \"busy=BUSY\"]\n")
+	cti, err := cticlient.Dial(ctx, cstaAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cti.Close()
+	if _, err := cti.MonitorStart(ctx, "4003"); err != nil {
+		t.Fatal(err)
+	}
+	on4003 := func(ev cticlient.Event) bool { return ev.Device == "4003" }
+	awaitPBX := func(name string, match func(cticlient.Event) bool) {
+		t.Helper()
+		awaitCTIWhile(t, cti, nil, name, match)
+	}
+	awaitPBX("AgentNotReadyEvent", func(ev cticlient.Event) bool { return on4003(ev) && ev.ReasonCode == "busy" })
+	awaitPBX("AgentLoggedOffEvent", on4003)
+	select {
+	case err := <-pbxDone:
+		if err != nil {
+			t.Fatalf("sipp PBX: %v\n%s", err, pbxOut.String())
+		}
+	case <-ctx.Done():
+		t.Fatal("sipp PBX did not finish")
+	}
+	st, err := cti.GetAgentState(ctx, "4003")
+	if err != nil || len(st.AgentStateList) != 1 || st.AgentStateList[0].LoggedOnState {
+		t.Errorf("agent3 at the end: %+v %v, want logged off", st, err)
+	}
 }
