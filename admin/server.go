@@ -1,6 +1,35 @@
-// Package admin is the connector's admin HTTP server on admin.listen. For now
-// it only carries what other packages mount on it (the CSTA WebSocket at
-// /csta); the admin API, health and metrics come later.
+// Package admin is the connector's admin HTTP server on admin.listen: health,
+// readiness, Prometheus metrics, the JSON REST API under /api/v1/, the live
+// event stream, and whatever other packages mount on it with Handle (the CSTA
+// WebSocket at /csta).
+//
+// Access: everything admin itself serves except /healthz needs
+// "Authorization: Bearer <token>" with the token given by WithToken (the
+// stream also takes ?token=, since browsers cannot set headers on a
+// WebSocket). Without a token configured those routes answer 401 to
+// everyone: there is no open mode. Handlers added with Handle are served as
+// they are and bring their own authentication (CSTA has its own).
+//
+// Routes (JSON unless said otherwise; errors are {"error", "parameter"}):
+//
+//	GET  /healthz                      "ok", no token, always
+//	GET  /readyz                       "ok" or 503 with the reason (WithReadiness), text
+//	GET  /metrics                      Prometheus text (WithMetrics)
+//	GET  /api/v1/agents                []Agent
+//	GET  /api/v1/agents/{id}           Agent, 404
+//	POST /api/v1/agents/{id}/logout    LogoutResult; 404 unknown agent, 409 not logged on,
+//	                                   502 BroadWorks refused, 504 timed out; body ≤ 1 KiB
+//	GET  /api/v1/devices               []Device
+//	GET  /api/v1/devices/{id}          Device, 404
+//	GET  /api/v1/phones                []Phone
+//	GET  /api/v1/sessions              []Session
+//	GET  /api/v1/links                 []Link
+//	GET  /api/v1/desks/free            []Device, the hot-desk picker (FreeDesks)
+//	GET  /api/v1/journal/desk/{desk}?at=RFC3339          Journal.AtDesk; 404 when free, 501 without a journal
+//	GET  /api/v1/journal/agent/{id}?from=RFC3339&to=RFC3339  Journal.AgentBetween; 501 without a journal
+//	GET  /api/v1/stream                WebSocket: a Snapshot, then every Event given to Publish
+//
+// The /api/v1/ routes answer 503 until a Source is given (WithSource).
 package admin
 
 import (
@@ -12,14 +41,17 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Limits bound what one HTTP client may hold. There is no write timeout: it
-// would cut long-lived responses (event streams); a hijacked WebSocket
-// connection is free of all of these, net/http clears its deadlines.
+// Limits bound what one HTTP client may hold. A hijacked WebSocket connection
+// (the stream, /csta) is free of the timeouts: net/http clears its deadlines
+// on Hijack, and the WebSocket handlers set their own.
 type Limits struct {
 	ReadHeaderTimeout time.Duration // request line and headers
 	ReadTimeout       time.Duration // the whole request, body included
+	WriteTimeout      time.Duration // from the end of the request headers to the end of the response
 	IdleTimeout       time.Duration // keep-alive connection between requests
 	MaxHeaderBytes    int
 }
@@ -29,6 +61,7 @@ func DefaultLimits() Limits {
 	return Limits{
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 	}
@@ -50,10 +83,20 @@ func WithLimits(limits Limits) Option {
 // Server is the admin HTTP server. Handlers may be added before or after
 // Start.
 type Server struct {
-	listen string
-	logger *slog.Logger
-	limits Limits
-	mux    *http.ServeMux
+	listen       string
+	logger       *slog.Logger
+	limits       Limits
+	mux          *http.ServeMux
+	api          *http.ServeMux // the authenticated routes under /api/v1/
+	source       Source
+	journal      Journal
+	token        []byte // "" refuses everyone
+	ready        func() (bool, string)
+	metrics      *metrics
+	stream       *stream
+	origins      []string // extra Origins the stream accepts besides the same host
+	registry     *prometheus.Registry
+	streamLimits StreamLimits
 
 	mu       sync.Mutex
 	http     *http.Server
@@ -64,14 +107,19 @@ type Server struct {
 // New returns a server that will listen on listen (host:port) once started.
 func New(listen string, opts ...Option) *Server {
 	s := &Server{
-		listen: listen,
-		logger: slog.Default(),
-		limits: DefaultLimits(),
-		mux:    http.NewServeMux(),
+		listen:       listen,
+		logger:       slog.Default(),
+		limits:       DefaultLimits(),
+		mux:          http.NewServeMux(),
+		api:          http.NewServeMux(),
+		streamLimits: DefaultStreamLimits(),
 	}
 	for _, opt := range opts {
 		opt(s)
 	}
+	s.metrics = newMetrics(s.registry, s.logger)
+	s.stream = newStream(s)
+	s.routes()
 	return s
 }
 
@@ -98,6 +146,7 @@ func (s *Server) Start() error {
 		Handler:           s.mux,
 		ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
 		ReadTimeout:       s.limits.ReadTimeout,
+		WriteTimeout:      s.limits.WriteTimeout,
 		IdleTimeout:       s.limits.IdleTimeout,
 		MaxHeaderBytes:    s.limits.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
@@ -131,6 +180,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	server, served := s.http, s.served
 	s.mu.Unlock()
+	s.stream.close() // hijacked, so server.Shutdown does not see them
 	if server == nil {
 		return nil
 	}
@@ -139,6 +189,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = errors.Join(err, server.Close())
 	}
 	<-served
+	s.stream.wait()
 	if err != nil {
 		return fmt.Errorf("admin: shutdown: %w", err)
 	}
