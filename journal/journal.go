@@ -7,7 +7,8 @@
 // Durability: Begin and End return only after their bbolt transaction has
 // committed, and a bbolt commit writes and fsyncs before it returns, so an
 // association whose Begin (or End) returned nil survives a crash of the
-// process or the machine. That is what lets the gateway write the journal
+// process or the machine. Concurrent Begins and Ends share transactions
+// (group commit, commit.go). That is what lets the gateway write the journal
 // before it acknowledges a login or logout.
 //
 // Invariants the journal keeps (Begin and End refuse what would break them,
@@ -126,6 +127,10 @@ type Journal struct {
 	opts Options
 	log  *slog.Logger
 
+	wmu     sync.Mutex // guards queue and leading (commit.go)
+	queue   []*write
+	leading bool
+
 	closeOnce sync.Once
 	closeErr  error
 	stop      context.CancelFunc // stops the pruner; nil without one
@@ -211,8 +216,7 @@ func (j *Journal) Begin(ctx context.Context, a Association) (ID, error) {
 	}
 	a.Start = a.Start.UTC()
 	var id ID
-	err := j.db.Update(func(tx *bolt.Tx) error {
-		b := buckets(tx)
+	err := j.write(func(b txBuckets) error {
 		if v := b.openAgent.Get([]byte(a.AgentUserID)); v != nil {
 			return fmt.Errorf("%w: agent %s in association %d", ErrAgentAssociated, a.AgentUserID, decodeID(v))
 		}
@@ -269,8 +273,7 @@ func (j *Journal) End(ctx context.Context, agentUserID string, at time.Time, by 
 		return Association{}, err
 	}
 	var a Association
-	err := j.db.Update(func(tx *bolt.Tx) error {
-		b := buckets(tx)
+	err := j.write(func(b txBuckets) error {
 		v := b.openAgent.Get([]byte(agentUserID))
 		if v == nil {
 			return fmt.Errorf("%w: agent %s", ErrNoOpenAssociation, agentUserID)
