@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,15 +25,18 @@ import (
 // clean shutdown, no deferred Close) after a number of lines, reopens the
 // file, and finds every acknowledged association and end there and the
 // file consistent. Several rounds with different kill points share one
-// file, so later rounds also write after a crash.
+// file, so later rounds also write after a crash; the later ones have
+// several writers at once, so the kill also hits group commits.
 func TestCrashKeepsAcknowledged(t *testing.T) {
 	if os.Getenv("JOURNAL_CHILD") == "1" {
 		crashChild()
 		os.Exit(0)
 	}
 	path := filepath.Join(t.TempDir(), "journal.db")
-	for round, killAfter := range []int{1, 2, 37, 150, 401} {
-		acked := runAndKill(t, path, round, killAfter)
+	for round, kill := range []struct{ afterLines, writers int }{
+		{1, 1}, {2, 1}, {37, 1}, {401, 1}, {3, 4}, {150, 4}, {801, 8},
+	} {
+		acked := runAndKill(t, path, round, kill.afterLines, kill.writers)
 		j, err := Open(path, Options{LockTimeout: 5 * time.Second})
 		if err != nil {
 			t.Fatalf("round %d: reopen after SIGKILL: %v", round, err)
@@ -65,9 +69,9 @@ func TestCrashKeepsAcknowledged(t *testing.T) {
 				case !ack.ended && a.Open():
 					stillOpen++
 				case !ack.ended:
-					// The End in flight when the child died may have been
-					// written but not acknowledged; only that one.
-					if unackedEnds++; unackedEnds > 1 {
+					// The End in flight in each writer when the child died
+					// may have been written but not acknowledged; only those.
+					if unackedEnds++; unackedEnds > kill.writers {
 						return fmt.Errorf("round %d: association %d also ended without an acknowledged End: %+v", round, ack.id, a)
 					}
 				}
@@ -78,11 +82,11 @@ func TestCrashKeepsAcknowledged(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Every open association the journal holds is acknowledged, but for
-		// at most one Begin that committed while the child died printing.
-		if thisRound < stillOpen || thisRound > stillOpen+1 {
+		// at most one Begin per writer that committed while the child died.
+		if thisRound < stillOpen || thisRound > stillOpen+kill.writers {
 			t.Fatalf("round %d: %d open associations, %d acknowledged open", round, thisRound, stillOpen)
 		}
-		t.Logf("round %d: killed after %d lines; all %d acknowledged associations found, %d open", round, killAfter, len(acked), thisRound)
+		t.Logf("round %d: %d writers killed after %d lines; all %d acknowledged associations found, %d open", round, kill.writers, kill.afterLines, len(acked), thisRound)
 		if err := j.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -98,10 +102,10 @@ type acknowledged struct {
 // runAndKill runs one child on path, kills it after killAfter lines, and
 // returns what it acknowledged (all complete lines it printed, including
 // any written between the parent's read and the kill).
-func runAndKill(t *testing.T, path string, round, killAfter int) []*acknowledged {
+func runAndKill(t *testing.T, path string, round, killAfter, writers int) []*acknowledged {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashKeepsAcknowledged$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "JOURNAL_CHILD=1", "JOURNAL_PATH="+path, "JOURNAL_ROUND="+strconv.Itoa(round))
+	cmd.Env = append(os.Environ(), "JOURNAL_CHILD=1", "JOURNAL_PATH="+path, "JOURNAL_ROUND="+strconv.Itoa(round), "JOURNAL_WRITERS="+strconv.Itoa(writers))
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -172,43 +176,51 @@ func crashChild() {
 	ctx := context.Background()
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	stop := time.Now().Add(20 * time.Second) // in case nobody kills us
-	for i := 0; time.Now().Before(stop); i++ {
-		agent := fmt.Sprintf("r%s-a%d", round, i)
-		start := base.Add(time.Duration(i) * time.Second)
-		id, err := j.Begin(ctx, Association{
-			AgentID: agent, AgentUserID: agent,
-			DeviceID: fmt.Sprintf("r%s-d%d", round, i%50), DeskUserID: fmt.Sprintf("r%s-desk%d", round, i%50),
-			Start: start,
+	writers, _ := strconv.Atoi(os.Getenv("JOURNAL_WRITERS"))
+	var wg sync.WaitGroup
+	for w := range max(writers, 1) {
+		prefix := fmt.Sprintf("r%s-w%d-", round, w)
+		wg.Go(func() {
+			for i := 0; time.Now().Before(stop); i++ {
+				agent := fmt.Sprintf("%sa%d", prefix, i)
+				start := base.Add(time.Duration(i) * time.Second)
+				id, err := j.Begin(ctx, Association{
+					AgentID: agent, AgentUserID: agent,
+					DeviceID: fmt.Sprintf("%sd%d", prefix, i%50), DeskUserID: fmt.Sprintf("%sdesk%d", prefix, i%50),
+					Start: start,
+				})
+				if errors.Is(err, ErrDeskOccupied) {
+					// Every 50th agent finds the desk still held by the one it
+					// left open 50 logins ago: end that one first.
+					prev := fmt.Sprintf("%sa%d", prefix, i-50)
+					ended, err2 := j.End(ctx, prev, start, EndLogout, "")
+					if err2 != nil {
+						fmt.Fprintln(os.Stderr, "child:", err2)
+						os.Exit(2)
+					}
+					fmt.Printf("E %d\n", ended.ID)
+					id, err = j.Begin(ctx, Association{
+						AgentID: agent, AgentUserID: agent,
+						DeviceID: fmt.Sprintf("%sd%d", prefix, i%50), DeskUserID: fmt.Sprintf("%sdesk%d", prefix, i%50),
+						Start: start,
+					})
+				}
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "child:", err)
+					os.Exit(2)
+				}
+				fmt.Printf("B %d %s\n", id, agent)
+				if i%3 != 0 { // two of three log out at once, one stays until its desk is needed
+					a, err := j.End(ctx, agent, start.Add(time.Second/2), EndLogout, "")
+					if err != nil {
+						fmt.Fprintln(os.Stderr, "child:", err)
+						os.Exit(2)
+					}
+					fmt.Printf("E %d\n", a.ID)
+				}
+			}
 		})
-		if errors.Is(err, ErrDeskOccupied) {
-			// Every 50th agent finds the desk still held by the one it
-			// left open 50 logins ago: end that one first.
-			prev := fmt.Sprintf("r%s-a%d", round, i-50)
-			ended, err2 := j.End(ctx, prev, start, EndLogout, "")
-			if err2 != nil {
-				fmt.Fprintln(os.Stderr, "child:", err2)
-				os.Exit(2)
-			}
-			fmt.Printf("E %d\n", ended.ID)
-			id, err = j.Begin(ctx, Association{
-				AgentID: agent, AgentUserID: agent,
-				DeviceID: fmt.Sprintf("r%s-d%d", round, i%50), DeskUserID: fmt.Sprintf("r%s-desk%d", round, i%50),
-				Start: start,
-			})
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "child:", err)
-			os.Exit(2)
-		}
-		fmt.Printf("B %d %s\n", id, agent)
-		if i%3 != 0 { // two of three log out at once, one stays until its desk is needed
-			a, err := j.End(ctx, agent, start.Add(time.Second/2), EndLogout, "")
-			if err != nil {
-				fmt.Fprintln(os.Stderr, "child:", err)
-				os.Exit(2)
-			}
-			fmt.Printf("E %d\n", a.ID)
-		}
 	}
+	wg.Wait()
 	os.Exit(3)
 }

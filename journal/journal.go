@@ -119,8 +119,13 @@ const (
 // A variable for the tests.
 var pruneBatch = 1000
 
-// Journal is an open journal file. It is safe for concurrent use; writes are
-// serialised by bbolt's single writer, reads run concurrently with them.
+// Journal is an open journal file. It is safe for concurrent use: writes
+// (Begin, End) are grouped into shared transactions (commit.go), reads run
+// concurrently with them on bbolt snapshots.
+//
+// Lock order: wmu is never held while a bbolt transaction runs, nor while
+// waiting on a channel; bbolt's own locks are taken inside transactions
+// only.
 type Journal struct {
 	db   *bolt.DB
 	path string
@@ -207,6 +212,10 @@ func (j *Journal) Path() string { return j.path }
 // ErrDeskOccupied if the desk has one, and with ErrOverlap if a.Start is
 // before the end of the agent's or the desk's previous association (the
 // caller ends the old one first, with one clock).
+//
+// ctx is checked before the write is queued (bbolt takes no context); once
+// queued, Begin waits for the commit, a few milliseconds, so that the
+// caller always knows whether the association was recorded. End likewise.
 func (j *Journal) Begin(ctx context.Context, a Association) (ID, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("journal: begin: %w", err)
