@@ -162,11 +162,25 @@ func (s *evSubs) run(ctx context.Context) {
 				s.adopted = true
 				s.mu.Unlock()
 			}
-			for _, op := range s.due(time.Now()) {
+			ops := s.due(time.Now())
+			for _, op := range ops {
 				if ctx.Err() != nil || e.stopping.Load() {
 					return
 				}
 				s.apply(ctx, c, op)
+			}
+			if len(ops) > 0 {
+				// One line a round; each subscription's own is at debug
+				// (thousands of targets × packages at start-up).
+				active := 0
+				s.mu.Lock()
+				for _, sub := range s.list {
+					if sub.id != "" {
+						active++
+					}
+				}
+				s.mu.Unlock()
+				e.log.Info("xsi: subscriptions", "active", active, "wanted", len(s.list), "added_or_refreshed", len(ops))
 			}
 			next = s.nextDue(time.Now())
 		}
@@ -279,7 +293,7 @@ func (s *evSubs) apply(ctx context.Context, c *evClient, op evSubOp) {
 	sub.id, sub.expires, sub.failures, sub.refreshReq, sub.retryAt = id, exp, 0, false, time.Time{}
 	sub.refreshAt = now.Add(evHalf(exp, cfg.SubscriptionExpires))
 	s.byID[id] = sub
-	e.log.Info("xsi: subscription active", "subscription", id, "target", sub.key.Target.ID, "event", sub.key.Package, "expires", exp, "refresh", op.refresh)
+	e.log.Debug("xsi: subscription active", "subscription", id, "target", sub.key.Target.ID, "event", sub.key.Package, "expires", exp, "refresh", op.refresh)
 }
 
 // adopt lists the subscriptions this credential and application already
