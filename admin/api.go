@@ -90,15 +90,31 @@ type Source interface {
 	ForceLogout(ctx context.Context, agentID string) error
 }
 
-// Journal answers questions about past hoteling associations. The result
-// values are encoded as JSON as they are; admin does not look inside them.
-// Without one, the journal routes answer 501.
+// Association is one hoteling association from the journal: an agent (the
+// hoteling guest) at a desk (the hoteling host), as the journal API shows it.
+type Association struct {
+	ID          string    `json:"id,omitempty"`
+	AgentID     string    `json:"agentId"`
+	AgentUserID string    `json:"agentUserId"`
+	DeviceID    string    `json:"deviceId"` // the desk
+	DeskUserID  string    `json:"deskUserId"`
+	Start       time.Time `json:"start"`
+	End         time.Time `json:"end,omitzero"`      // zero while open
+	EndedBy     string    `json:"endedBy,omitempty"` // logout | forced | stale | associationLimit | ...
+	Detail      string    `json:"detail,omitempty"`
+}
+
+// Journal answers questions about past hoteling associations; the wiring
+// adapts package journal to it (copying its Association, and mapping an
+// agent ID to the user ID journal keys agents by). ctx carries the request's
+// deadline. Without a Journal, the journal routes answer 501.
 type Journal interface {
-	// AtDesk is the association at desk at time at; found is false when the
-	// desk was free then.
-	AtDesk(desk string, at time.Time) (association any, found bool, err error)
-	// AgentBetween is every association of agent overlapping [from, to].
-	AgentBetween(agent string, from, to time.Time) (associations any, err error)
+	// AtDesk is the association at desk (a device ID) at time at; found is
+	// false when the desk was free then.
+	AtDesk(ctx context.Context, desk string, at time.Time) (association Association, found bool, err error)
+	// AgentBetween is every association of agent overlapping [from, to],
+	// oldest first.
+	AgentBetween(ctx context.Context, agent string, from, to time.Time) ([]Association, error)
 }
 
 // Event kinds used by the wiring; Kind is free text to admin, these are the

@@ -2,17 +2,20 @@ package admin_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/broadworks-connector/connector/admin"
@@ -102,24 +105,25 @@ func demoSource() *fakeSource {
 	}
 }
 
-// fakeJournal returns its inputs back so the test sees what admin passed.
+// fakeJournal echoes its inputs so the test sees what admin passed.
 type fakeJournal struct{ err error }
 
-func (j fakeJournal) AtDesk(desk string, at time.Time) (any, bool, error) {
-	if j.err != nil {
-		return nil, false, j.err
+func (j fakeJournal) AtDesk(ctx context.Context, desk string, at time.Time) (admin.Association, bool, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		return admin.Association{}, false, errors.New("no deadline")
 	}
-	if desk == "empty" {
-		return nil, false, nil
+	if j.err != nil || desk == "empty" {
+		return admin.Association{}, false, j.err
 	}
-	return map[string]any{"desk": desk, "at": at.UTC().Format(time.RFC3339)}, true, nil
+	return admin.Association{ID: "1", AgentID: "7001", AgentUserID: "agent7001@example.com", DeviceID: desk,
+		DeskUserID: "desk" + desk + "@example.com", Start: at.Add(-time.Hour)}, true, nil
 }
 
-func (j fakeJournal) AgentBetween(agent string, from, to time.Time) (any, error) {
-	if j.err != nil {
+func (j fakeJournal) AgentBetween(ctx context.Context, agent string, from, to time.Time) ([]admin.Association, error) {
+	if j.err != nil || agent == "nobody" {
 		return nil, j.err
 	}
-	return []map[string]any{{"agent": agent, "from": from.UTC().Format(time.RFC3339), "to": to.UTC().Format(time.RFC3339)}}, nil
+	return []admin.Association{{AgentID: agent, DeviceID: "2001", Start: from, End: to, EndedBy: "forced", Detail: "supervisor"}}, nil
 }
 
 type client struct {
@@ -377,14 +381,18 @@ func TestJournalRoutes(t *testing.T) {
 		status int
 		want   string
 	}{
-		{c, "/api/v1/journal/desk/2001?at=2026-11-21T10:00:00Z", 200, `{"desk":"2001","at":"2026-11-21T10:00:00Z"}`},
-		{c, "/api/v1/journal/desk/2001?at=2026-11-21T11:00:00%2B01:00", 200, `{"desk":"2001","at":"2026-11-21T10:00:00Z"}`},
+		{c, "/api/v1/journal/desk/2001?at=2026-11-21T10:00:00Z", 200, `{"id":"1","agentId":"7001","agentUserId":"agent7001@example.com",
+			"deviceId":"2001","deskUserId":"desk2001@example.com","start":"2026-11-21T09:00:00Z"}`},
+		{c, "/api/v1/journal/desk/2001?at=2026-11-21T11:00:00%2B01:00", 200, `{"id":"1","agentId":"7001","agentUserId":"agent7001@example.com",
+			"deviceId":"2001","deskUserId":"desk2001@example.com","start":"2026-11-21T10:00:00+01:00"}`},
 		{c, "/api/v1/journal/desk/empty?at=2026-11-21T10:00:00Z", 404, `{"error":"no association at that desk at that time"}`},
 		{c, "/api/v1/journal/desk/2001", 400, `{"error":"at is required once, as an RFC 3339 time","parameter":"at"}`},
 		{c, "/api/v1/journal/desk/2001?at=yesterday", 400, `{"error":"at is not an RFC 3339 time","parameter":"at"}`},
 		{c, "/api/v1/journal/desk/2001?at=2026-11-21T10:00:00Z&at=2026-11-21T11:00:00Z", 400, `{"error":"at is required once, as an RFC 3339 time","parameter":"at"}`},
 		{c, "/api/v1/journal/agent/7001?from=2026-11-21T00:00:00Z&to=2026-11-22T00:00:00Z", 200,
-			`[{"agent":"7001","from":"2026-11-21T00:00:00Z","to":"2026-11-22T00:00:00Z"}]`},
+			`[{"agentId":"7001","agentUserId":"","deviceId":"2001","deskUserId":"","start":"2026-11-21T00:00:00Z",
+			  "end":"2026-11-22T00:00:00Z","endedBy":"forced","detail":"supervisor"}]`},
+		{c, "/api/v1/journal/agent/nobody?from=2026-11-21T00:00:00Z&to=2026-11-22T00:00:00Z", 200, `[]`},
 		{c, "/api/v1/journal/agent/7001?to=2026-11-22T00:00:00Z", 400, `{"error":"from is required once, as an RFC 3339 time","parameter":"from"}`},
 		{c, "/api/v1/journal/agent/7001?from=2026-11-21T00:00:00Z&to=tomorrow", 400, `{"error":"to is not an RFC 3339 time","parameter":"to"}`},
 		{c, "/api/v1/journal/agent/7001?from=2026-11-22T00:00:00Z&to=2026-11-21T00:00:00Z", 400, `{"error":"to is before from","parameter":"to"}`},
@@ -474,5 +482,35 @@ func TestRequestLimits(t *testing.T) {
 	stream := admin.DefaultStreamLimits()
 	if stream.MaxClients <= 0 || stream.Queue <= 0 || stream.PongWait <= stream.PingInterval || stream.WriteWait <= 0 {
 		t.Errorf("DefaultStreamLimits: %+v", stream)
+	}
+}
+
+func TestTLS(t *testing.T) {
+	// httptest's server brings a certificate for 127.0.0.1 and a client that trusts it.
+	ts := httptest.NewTLSServer(http.NotFoundHandler())
+	certificates, httpsClient := ts.TLS.Certificates, ts.Client()
+	ts.Close()
+	defer httpsClient.CloseIdleConnections()
+
+	s, plain := startAPI(t, admin.WithTLS(&tls.Config{Certificates: certificates}), admin.WithSource(demoSource()))
+	c := &client{t: t, http: httpsClient, base: "https://" + s.Addr().String()}
+	if resp, body := c.do("GET", "/healthz", "", ""); resp.StatusCode != 200 || body != "ok\n" {
+		t.Errorf("GET /healthz over TLS = %d %q", resp.StatusCode, body)
+	}
+	if resp, _ := c.do("GET", "/api/v1/links", testToken, ""); resp.StatusCode != 200 {
+		t.Errorf("GET /api/v1/links over TLS = %d", resp.StatusCode)
+	}
+	if resp, _ := plain.do("GET", "/healthz", "", ""); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("plain HTTP to the TLS port = %d, want 400", resp.StatusCode)
+	}
+
+	dialer := websocket.Dialer{TLSClientConfig: httpsClient.Transport.(*http.Transport).TLSClientConfig, HandshakeTimeout: 5 * time.Second}
+	conn, _, err := dialer.Dial("wss://"+s.Addr().String()+"/api/v1/stream?token="+testToken, nil)
+	if err != nil {
+		t.Fatalf("wss dial: %v", err)
+	}
+	defer conn.Close()
+	if m := read(t, conn); m.Kind != "snapshot" {
+		t.Errorf("first message %+v", m)
 	}
 }

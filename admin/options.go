@@ -1,6 +1,8 @@
 package admin
 
 import (
+	"crypto/tls"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -46,4 +48,11 @@ func WithStreamLimits(limits StreamLimits) Option {
 // stream. Without it only pages served from the same host may.
 func WithAllowedOrigins(origins ...string) Option {
 	return func(s *Server) { s.origins = append(s.origins, origins...) }
+}
+
+// WithTLS serves HTTPS (and wss:// for the stream and /csta) with config,
+// which must hold a certificate or a GetCertificate. Without it the server
+// speaks plain HTTP.
+func WithTLS(config *tls.Config) Option {
+	return func(s *Server) { s.tls = config }
 }

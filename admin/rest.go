@@ -16,6 +16,8 @@ const (
 	maxRequestBody = 1 << 10 // a POST carries at most a small JSON object
 	// forceLogoutTimeout bounds the gateway path of a supervisor logout.
 	forceLogoutTimeout = 15 * time.Second
+	// journalTimeout bounds one journal query.
+	journalTimeout = 10 * time.Second
 )
 
 // routes registers what admin itself serves. Everything but /healthz goes
@@ -297,7 +299,9 @@ func (s *Server) journalDesk(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	association, found, err := s.journal.AtDesk(r.PathValue("desk"), at)
+	ctx, cancel := context.WithTimeout(r.Context(), journalTimeout)
+	defer cancel()
+	association, found, err := s.journal.AtDesk(ctx, r.PathValue("desk"), at)
 	if err != nil {
 		s.logger.Error("admin: journal query failed", "desk", r.PathValue("desk"), "error", err)
 		writeError(w, http.StatusInternalServerError, "journal query failed", "")
@@ -327,13 +331,15 @@ func (s *Server) journalAgent(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "to is before from", "to")
 		return
 	}
-	associations, err := s.journal.AgentBetween(r.PathValue("id"), from, to)
+	ctx, cancel := context.WithTimeout(r.Context(), journalTimeout)
+	defer cancel()
+	associations, err := s.journal.AgentBetween(ctx, r.PathValue("id"), from, to)
 	if err != nil {
 		s.logger.Error("admin: journal query failed", "agent", r.PathValue("id"), "error", err)
 		writeError(w, http.StatusInternalServerError, "journal query failed", "")
 		return
 	}
-	writeJSON(w, http.StatusOK, associations)
+	writeJSON(w, http.StatusOK, nonNil(associations))
 }
 
 // timeParam is the required RFC 3339 query parameter name; on failure it has

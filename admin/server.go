@@ -25,15 +25,18 @@
 //	GET  /api/v1/sessions              []Session
 //	GET  /api/v1/links                 []Link
 //	GET  /api/v1/desks/free            []Device, the hot-desk picker (FreeDesks)
-//	GET  /api/v1/journal/desk/{desk}?at=RFC3339          Journal.AtDesk; 404 when free, 501 without a journal
-//	GET  /api/v1/journal/agent/{id}?from=RFC3339&to=RFC3339  Journal.AgentBetween; 501 without a journal
+//	GET  /api/v1/journal/desk/{desk}?at=RFC3339              Association; 404 when the desk was free
+//	GET  /api/v1/journal/agent/{id}?from=RFC3339&to=RFC3339  []Association
+//	                                   (both 501 without WithJournal, 400 naming a bad parameter)
 //	GET  /api/v1/stream                WebSocket: a Snapshot, then every Event given to Publish
 //
-// The /api/v1/ routes answer 503 until a Source is given (WithSource).
+// The /api/v1/ routes answer 503 until a Source is given (WithSource). With
+// WithTLS everything, Handle's routes included, is served over TLS.
 package admin
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -95,6 +98,7 @@ type Server struct {
 	metrics      *metrics
 	stream       *stream
 	origins      []string // extra Origins the stream accepts besides the same host
+	tls          *tls.Config
 	registry     *prometheus.Registry
 	streamLimits StreamLimits
 
@@ -140,6 +144,14 @@ func (s *Server) Start() error {
 	listener, err := net.Listen("tcp", s.listen)
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)
+	}
+	if s.tls != nil {
+		config := s.tls.Clone()
+		if len(config.NextProtos) == 0 {
+			// HTTP/1.1 only: WebSockets (RFC 6455) need it, and the API needs no more.
+			config.NextProtos = []string{"http/1.1"}
+		}
+		listener = tls.NewListener(listener, config)
 	}
 	s.listener = listener
 	s.http = &http.Server{
