@@ -8,6 +8,13 @@ import (
 	"time"
 )
 
+// Measured 2026-11-21 on the 2-vCPU build machine (shared, load ~2), go test
+// -bench . -count 3: Begin 0.41-0.46 ms (two fsyncs per commit); BeginEnd
+// 0.80-0.88 ms, so 10,000 logins and logouts one after another take ~8.8 s;
+// BeginEndParallel (32 goroutines, group commit) 0.11-0.18 ms, 10,000 in
+// ~1.1 s; AtDesk 11 us and AgentBetween (24 results) 114 us in a journal of
+// 100,000 associations (JSON decoding dominates).
+
 // BenchmarkBegin: one login recorded (one fsynced bbolt transaction), each
 // by a new agent at a new desk.
 func BenchmarkBegin(b *testing.B) {
