@@ -178,6 +178,7 @@ func (st *stream) run(conn *websocket.Conn, client *streamClient) {
 	s := st.server
 	limits := s.streamLimits
 	readerDone := make(chan struct{})
+	pings := make(chan string, 1)
 	go func() {
 		defer close(readerDone)
 		conn.SetReadLimit(streamReadLimit)
@@ -185,7 +186,14 @@ func (st *stream) run(conn *websocket.Conn, client *streamClient) {
 		conn.SetPongHandler(func(string) error {
 			return conn.SetReadDeadline(time.Now().Add(limits.PongWait))
 		})
-		// The writer answers a close; this goroutine never writes.
+		// The writer answers pings and closes; this goroutine never writes.
+		conn.SetPingHandler(func(data string) error {
+			select {
+			case pings <- data:
+			default: // one pending pong is enough
+			}
+			return nil
+		})
 		conn.SetCloseHandler(func(int, string) error { return nil })
 		for {
 			if _, _, err := conn.NextReader(); err != nil {
@@ -240,6 +248,10 @@ func (st *stream) run(conn *websocket.Conn, client *streamClient) {
 			closeWith(websocket.CloseNormalClosure, "")
 			s.logger.Debug("admin: stream client left", "remote", client.remote)
 			return
+		case data := <-pings:
+			if err := conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(limits.WriteWait)); err != nil {
+				return
+			}
 		case <-ping.C:
 			if err := conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(limits.WriteWait)); err != nil {
 				return

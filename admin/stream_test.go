@@ -250,11 +250,19 @@ func TestStreamDropsSlowClientWithoutBlockingPublish(t *testing.T) {
 func TestStreamPingPong(t *testing.T) {
 	limits := fastStream()
 	limits.PingInterval = 50 * time.Millisecond
-	limits.PongWait = 250 * time.Millisecond
+	limits.PongWait = 500 * time.Millisecond
 	s, c := startAPI(t, admin.WithSource(demoSource()), admin.WithStreamLimits(limits))
 
 	// A client reading (and so answering pings) outlives several PongWaits.
 	alive := mustDial(t, s, wsOptions{token: testToken})
+	pongs := make(chan string, 1)
+	alive.SetPongHandler(func(data string) error {
+		select {
+		case pongs <- data:
+		default:
+		}
+		return nil
+	})
 	messages := make(chan message, 10)
 	readErr := make(chan error, 1)
 	go func() {
@@ -272,10 +280,21 @@ func TestStreamPingPong(t *testing.T) {
 	if m := <-messages; m.Kind != "snapshot" {
 		t.Fatalf("first message %+v", m)
 	}
+	// The server answers the client's pings too.
+	if err := alive.WriteControl(websocket.PingMessage, []byte("hello"), time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case data := <-pongs:
+		if data != "hello" {
+			t.Errorf("pong %q", data)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no pong")
+	}
 	// A client that never reads never pongs and is dropped.
 	silent := mustDial(t, s, wsOptions{token: testToken})
 	waitMetric(t, c, "connector_admin_stream_clients 2")
-	time.Sleep(4 * limits.PongWait)
 	waitMetric(t, c, "connector_admin_stream_clients 1")
 	silent.SetReadDeadline(time.Now().Add(5 * time.Second))
 	for {
@@ -284,6 +303,7 @@ func TestStreamPingPong(t *testing.T) {
 		}
 	}
 
+	time.Sleep(2 * limits.PongWait) // the reading client outlives several
 	s.Publish(admin.Event{Kind: admin.EventLink, Link: &admin.Link{Server: "x", State: "up"}})
 	select {
 	case m := <-messages:
