@@ -349,7 +349,8 @@ func (j *Journal) AtDesk(ctx context.Context, deviceID string, at time.Time) (As
 // the agent's associations overlapping [from, to) (Start < to and End >
 // from, or open), oldest first. A zero-length association (ended at its
 // start: a login undone at once) is listed when it lies inside the range,
-// though AtDesk never returns it.
+// though AtDesk never returns it. from == to asks about that instant: the
+// association covering it, as AtDesk does for a desk.
 func (j *Journal) AgentBetween(ctx context.Context, agentUserID string, from, to time.Time) ([]Association, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("journal: agent between: %w", err)
@@ -360,8 +361,11 @@ func (j *Journal) AgentBetween(ctx context.Context, agentUserID string, from, to
 	if err := validTime("to", to); err != nil {
 		return nil, err
 	}
-	if !from.Before(to) {
-		return nil, fmt.Errorf("%w: empty range %v to %v", ErrInvalid, from.UTC(), to.UTC())
+	switch {
+	case to.Before(from):
+		return nil, fmt.Errorf("%w: range %v to %v ends before it starts", ErrInvalid, from.UTC(), to.UTC())
+	case to.Equal(from):
+		to = from.Add(1) // the instant: what covers from
 	}
 	var out []Association
 	err := j.db.View(func(tx *bolt.Tx) error {

@@ -149,6 +149,9 @@ func TestAgentBetween(t *testing.T) {
 		{"zero-length association inside the range is listed", "a3", "12:00", "13:00", []string{"d1/12:45"}},
 		{"zero-length association at the range's start is not", "a3", "12:45", "13:00", nil},
 		{"unknown agent", "a9", "00:00", "23:00", nil},
+		{"an instant: the association starting then", "a2", "11:00", "11:00", []string{"d1/11:00"}},
+		{"an instant: the one ending then is over", "a1", "11:00", "11:00", nil},
+		{"an instant inside an open one", "a1", "18:00", "18:00", []string{"d1/13:00"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -254,7 +257,6 @@ func TestRefusals(t *testing.T) {
 		{"end: empty reason", end("a1@example.com", at("14:00"), ""), ErrInvalid},
 		{"at desk: empty desk", func() error { _, _, err := j.AtDesk(ctx, "", at("10:00")); return err }, ErrInvalid},
 		{"at desk: zero time", func() error { _, _, err := j.AtDesk(ctx, "d1", time.Time{}); return err }, ErrInvalid},
-		{"agent between: empty range", func() error { _, err := j.AgentBetween(ctx, "a1", at("10:00"), at("10:00")); return err }, ErrInvalid},
 		{"agent between: reversed range", func() error { _, err := j.AgentBetween(ctx, "a1", at("11:00"), at("10:00")); return err }, ErrInvalid},
 		{"agent between: empty agent", func() error { _, err := j.AgentBetween(ctx, "", at("10:00"), at("11:00")); return err }, ErrInvalid},
 	}
