@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -553,4 +554,20 @@ func checkConsistent(t testing.TB, j *Journal) {
 func keyExists(b *bolt.Bucket, k []byte) bool {
 	got, _ := b.Cursor().Seek(k)
 	return string(got) == string(k)
+}
+
+func TestOpenNotAJournal(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "journal.db")
+	if err := os.WriteFile(path, []byte(strings.Repeat("not a bbolt file\n", 512)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	j, err := Open(path, Options{})
+	if err == nil {
+		j.Close()
+		t.Fatal("opened a file that is not a journal")
+	}
+	if !strings.HasPrefix(err.Error(), "journal: open "+path) {
+		t.Fatalf("error %q does not say what failed", err)
+	}
+	t.Log(err)
 }
