@@ -93,6 +93,11 @@ type WebSocket struct {
 // Admin configures the admin HTTP server.
 type Admin struct {
 	Listen string `mapstructure:"listen"`
+	// Token is the bearer token of the admin API (every route but
+	// /healthz); empty: the API answers 401 to everything. Token holds the
+	// secret whether it came inline or from TokenFile.
+	Token     string `mapstructure:"token"`
+	TokenFile string `mapstructure:"token_file"`
 }
 
 // Default returns the configuration used for every key that neither the file
@@ -201,6 +206,7 @@ func (c *Config) Masked() *Config {
 	maskAuth(&masked.CSTAFrontEnd.Auth)
 	maskAuth(&masked.CSTAFrontEnd.WebSocket.Auth)
 	maskSecret(&masked.XSILink.Password, masked.XSILink.PasswordFile)
+	maskSecret(&masked.Admin.Token, masked.Admin.TokenFile)
 	masked.SIP.Auth.Phones = maskPairs(c.SIP.Auth.Phones)
 	masked.SIP.Auth.AgentPasswords = maskPairs(c.SIP.Auth.AgentPasswords)
 	return &masked

@@ -626,6 +626,7 @@ func TestPlanReload(t *testing.T) {
 	for _, key := range config.Keys() {
 		want := slices.Contains([]string{
 			"log.format", "csta.listen", "csta.tls.cert_file", "csta.tls.key_file", "csta.websocket.enabled", "admin.listen",
+			"admin.token", "admin.token_file",
 		}, key) || strings.HasPrefix(key, "xsi.") || strings.HasPrefix(key, "simulator.") ||
 			strings.HasPrefix(key, "directory.") || strings.HasPrefix(key, "gateway.") || strings.HasPrefix(key, "hoteling.") ||
 			strings.HasPrefix(key, "sip.")

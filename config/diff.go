@@ -21,6 +21,8 @@ var restartKeys = []string{
 	"csta.tls.key_file",
 	"csta.websocket.enabled",
 	"admin.listen",
+	"admin.token",
+	"admin.token_file",
 }
 
 var restartSections = []string{"xsi.", "simulator.", "directory.", "gateway.", "hoteling.", "sip."}

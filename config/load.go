@@ -104,28 +104,33 @@ func readPasswordFiles(c *Config, ps *problems) {
 	a = &c.CSTAFrontEnd.WebSocket.Auth
 	readPasswordFile("csta.websocket.auth", &a.Password, a.PasswordFile, ps)
 	readPasswordFile("xsi", &c.XSILink.Password, c.XSILink.PasswordFile, ps)
+	readSecretFile("admin.token_file", "admin.token", &c.Admin.Token, c.Admin.TokenFile, ps)
 }
 
 // readPasswordFile moves the secret from <section>.password_file into
 // <section>.password, without the trailing newline an editor or echo leaves.
 func readPasswordFile(section string, password *string, file string, ps *problems) {
-	key := section + ".password_file"
+	readSecretFile(section+".password_file", section+".password", password, file, ps)
+}
+
+// readSecretFile moves the secret of fileKey's file into secret (secretKey).
+func readSecretFile(fileKey, secretKey string, secret *string, file string, ps *problems) {
 	if file == "" {
 		return
 	}
-	if *password != "" {
-		ps.add(key, "cannot be set together with %s.password; set only one of them", section)
+	if *secret != "" {
+		ps.add(fileKey, "cannot be set together with %s; set only one of them", secretKey)
 		return
 	}
 	content, err := os.ReadFile(file)
 	if err != nil {
-		ps.add(key, "cannot read: %v", err)
+		ps.add(fileKey, "cannot read: %v", err)
 		return
 	}
-	secret := strings.TrimRight(string(content), "\r\n")
-	if secret == "" {
-		ps.add(key, "%s is empty", file)
+	value := strings.TrimRight(string(content), "\r\n")
+	if value == "" {
+		ps.add(fileKey, "%s is empty", file)
 		return
 	}
-	*password = secret
+	*secret = value
 }

@@ -32,6 +32,13 @@ func validate(c *Config, ps *problems) {
 	validateLimits(ps, f.Limits)
 
 	listenAddress(ps, "admin.listen", c.Admin.Listen)
+	if t := c.Admin.Token; t != "" && len(t) < 16 && !ps.has("admin.token_file") {
+		key := "admin.token"
+		if c.Admin.TokenFile != "" {
+			key = "admin.token_file"
+		}
+		ps.add(key, "must be at least 16 characters (a bearer token guessable in a few tries protects nothing), got %d", len(t))
+	}
 	if !ps.has("csta.listen") && !ps.has("admin.listen") && sameFixedAddress(f.Listen, c.Admin.Listen) {
 		ps.add("admin.listen", "must differ from csta.listen, both are %q", f.Listen)
 	}

@@ -21,6 +21,7 @@ type conn struct {
 	t             transport
 	transportKind string
 	remote        string
+	connected     time.Time
 	log           *slog.Logger
 
 	out       chan []byte   // framed messages; bounded
@@ -64,6 +65,7 @@ func newConn(s *Server, t transport, kind string) *conn {
 		t:             t,
 		transportKind: kind,
 		remote:        t.remoteAddr(),
+		connected:     time.Now(),
 		out:           make(chan []byte, cfg.WriteQueueLength),
 		done:          make(chan struct{}),
 		edition:       cfg.DefaultEdition,

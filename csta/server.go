@@ -1,12 +1,14 @@
 package csta
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -301,6 +303,38 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		return fmt.Errorf("csta: shutdown: %w", ctx.Err())
 	}
+}
+
+// ConnInfo describes one CTI connection for the admin API.
+type ConnInfo struct {
+	ConnID        uint64
+	Remote        string
+	Transport     string // tcp, tls or websocket
+	Connected     time.Time
+	SessionID     string // "" without an application session
+	ApplicationID string
+	User          string
+	Monitors      int
+}
+
+// Connections lists the CTI connections, oldest first.
+func (s *Server) Connections() []ConnInfo {
+	s.mu.Lock()
+	conns := s.snapshotConns()
+	s.mu.Unlock()
+	out := make([]ConnInfo, 0, len(conns))
+	for _, c := range conns {
+		ci := ConnInfo{ConnID: c.id, Remote: c.remote, Transport: c.transportKind, Connected: c.connected}
+		c.mu.Lock()
+		if c.session != nil {
+			ci.SessionID, ci.ApplicationID, ci.User = c.session.id, c.session.applicationID, c.session.userName
+		}
+		ci.Monitors = len(c.monitors)
+		c.mu.Unlock()
+		out = append(out, ci)
+	}
+	slices.SortFunc(out, func(a, b ConnInfo) int { return cmp.Compare(a.ConnID, b.ConnID) })
+	return out
 }
 
 // Stats is a point-in-time view for tests and the admin API.

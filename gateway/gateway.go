@@ -30,6 +30,7 @@ type Gateway struct {
 	linkEpoch uint64
 	wakes     map[string]chan struct{} // per user: closed (and dropped) when an XSI event may change its view
 	claims    map[string]agentClaim    // per agent user: the last agent-state request (ConflictWindow)
+	observer  Observer                 // the operators' view, may be nil
 
 	pubMu   sync.Mutex
 	settles sync.WaitGroup // release timers that have fired and are running
@@ -114,6 +115,9 @@ func (g *Gateway) SetLinkUp(up bool) {
 		return
 	}
 	g.log.Info("gateway: XSI link changed", "up", up)
+	if obs := g.observe(); obs != nil {
+		obs.LinkChanged(up)
+	}
 	if g.deps.Publisher != nil {
 		if up {
 			g.deps.Publisher.SetSystemStatus(csta.SystemNormal)
@@ -230,8 +234,13 @@ func (g *Gateway) HandleXSIEvent(ev *xsi.SubscriptionEvent) {
 	}
 	u.outbox = append(u.outbox, out...)
 	g.wakeLocked(subject, hostBefore, u.hostUserID)
+	hostAfter, obs := u.hostUserID, g.observer
 	g.mu.Unlock()
 	g.flush(subject)
+	if obs != nil {
+		// A guest's change shows on its desk too (hosts before and after).
+		obs.UsersChanged(subject, hostBefore, hostAfter)
+	}
 }
 
 // report says whether a value is published: when it is the first one seen

@@ -211,6 +211,9 @@ func (p phoneService) PhoneService(dn string, inService bool) {
 		kind = csta.EventBackInService
 	}
 	g.log.Info("gateway: phone liveness changed", "dn", dn, "in_service", inService)
+	if obs := g.observe(); obs != nil {
+		obs.PhoneChanged(dn, inService)
+	}
 	g.mu.Lock()
 	evs := g.forUser(user, csta.Event{Kind: kind})
 	g.mu.Unlock()

@@ -1,0 +1,210 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/broadworks-connector/connector/csta"
+	"github.com/broadworks-connector/connector/xsi"
+)
+
+// The operators' view of the state (the admin API's agents and devices),
+// built from the same XSI-fed view as everything else.
+
+// AgentStatus is one configured agent as BroadWorks last reported it.
+type AgentStatus struct {
+	AgentID, UserID string
+	// State: loggedOff, ready, notReady, workingAfterCall, or unknown (no
+	// snapshot yet).
+	State  string
+	Reason string    // the CSTA not-ready reason of the unavailable code
+	Desk   string    // the hot desk (device ID) it is a guest at, "" if none
+	Since  time.Time // when the hot-desk association began
+}
+
+// DeviceStatus is one configured device.
+type DeviceStatus struct {
+	DeviceID, UserID string
+	HotDesk          bool
+	DoNotDisturb     bool
+	Forwarding       []ForwardStatus // always, busy, no answer, once known
+	GuestAgentID     string          // a hot desk's guest, "" if none
+	GuestSince       time.Time
+}
+
+// ForwardStatus is one forwarding service of a device.
+type ForwardStatus struct {
+	Type      csta.ForwardingType
+	Active    bool
+	Number    string
+	RingCount int
+}
+
+// Observer hears, after the fact, that something the operators' view shows
+// may have changed; it must not block (the admin stream's Publish).
+type Observer interface {
+	// UsersChanged: the view of these BroadWorks users changed.
+	UsersChanged(userIDs ...string)
+	// LinkChanged: the XSI link went up or down.
+	LinkChanged(up bool)
+	// PhoneChanged: a phone went silent or came back.
+	PhoneChanged(dn string, inService bool)
+}
+
+// SetObserver connects the operators' view (the admin stream).
+func (g *Gateway) SetObserver(o Observer) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.observer = o
+}
+
+func (g *Gateway) observe() Observer {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.observer
+}
+
+// Sentinels of ForceLogout.
+var (
+	ErrUnknownAgent = errors.New("gateway: unknown agent")
+	ErrNotLoggedOn  = errors.New("gateway: agent not logged on")
+)
+
+// Agents lists the configured agents (directory.agents), in config order.
+func (g *Gateway) Agents() []AgentStatus {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]AgentStatus, 0, len(g.dir.agents))
+	seen := make(map[string]bool, len(g.dir.agents))
+	for _, e := range g.dir.agents {
+		if !seen[e.AgentID] { // the first entry of an ID counts
+			seen[e.AgentID] = true
+			out = append(out, g.agentStatusLocked(e))
+		}
+	}
+	return out
+}
+
+// AgentOf is the configured agent of a BroadWorks user, if any.
+func (g *Gateway) AgentOf(userID string) (AgentStatus, bool) {
+	id, ok := g.dir.agentOfUser[userID]
+	if !ok {
+		return AgentStatus{}, false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.agentStatusLocked(g.dir.agentByID[id]), true
+}
+
+func (g *Gateway) agentStatusLocked(e AgentEntry) AgentStatus {
+	a := AgentStatus{AgentID: e.AgentID, UserID: e.UserID, State: "unknown"}
+	u := g.users[e.UserID]
+	if u == nil {
+		return a
+	}
+	if u.agentSeen {
+		a.State = agentStateName(u.acdState)
+		if u.acdState == xsi.ACDUnavailable && u.unavailableCode != "" {
+			a.Reason = g.dir.Reason(u.unavailableCode)
+		}
+	}
+	if u.hostUserID != "" {
+		if devs := g.dir.Devices(u.hostUserID); len(devs) > 0 {
+			a.Desk = string(devs[0])
+		}
+		a.Since = u.hostSince
+	}
+	return a
+}
+
+func agentStateName(s xsi.ACDState) string {
+	switch s {
+	case xsi.ACDSignOut:
+		return "loggedOff"
+	case xsi.ACDAvailable:
+		return "ready"
+	case xsi.ACDUnavailable, xsi.ACDSignIn:
+		return "notReady"
+	case xsi.ACDWrapUp:
+		return "workingAfterCall"
+	}
+	return "unknown"
+}
+
+// Devices lists the configured devices (directory.devices), in config order.
+func (g *Gateway) Devices() []DeviceStatus {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]DeviceStatus, 0, len(g.dir.devices))
+	for _, e := range g.dir.devices {
+		if g.dir.deviceByID[e.DeviceID].UserID == e.UserID {
+			out = append(out, g.deviceStatusLocked(e.DeviceID, e.UserID))
+		}
+	}
+	return out
+}
+
+// DevicesOf lists the configured devices of a BroadWorks user.
+func (g *Gateway) DevicesOf(userID string) []DeviceStatus {
+	ids := g.dir.devicesOfUser[userID]
+	if len(ids) == 0 {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]DeviceStatus, 0, len(ids))
+	for _, id := range ids {
+		if g.dir.deviceByID[id].UserID == userID {
+			out = append(out, g.deviceStatusLocked(id, userID))
+		}
+	}
+	return out
+}
+
+func (g *Gateway) deviceStatusLocked(deviceID, userID string) DeviceStatus {
+	d := DeviceStatus{DeviceID: deviceID, UserID: userID, HotDesk: g.dir.deviceByID[deviceID].HotDesk || g.dir.hotDeskUsers[userID]}
+	u := g.users[userID]
+	if u == nil {
+		return d
+	}
+	d.DoNotDisturb = u.dnd.Active
+	for i, t := range []csta.ForwardingType{csta.ForwardImmediate, csta.ForwardBusy, csta.ForwardNoAns} {
+		if f := u.fwd[i]; f.seen {
+			d.Forwarding = append(d.Forwarding, ForwardStatus{Type: t, Active: f.f.Active,
+				Number: string(forwardTo(f.f.ForwardToPhoneNumber)), RingCount: f.f.NumberOfRings})
+		}
+	}
+	if u.guestUserID != "" {
+		d.GuestAgentID, d.GuestSince = g.dir.AgentID(u.guestUserID), u.guestSince
+	}
+	return d
+}
+
+// ForceLogout logs an agent off wherever it is (a supervisor's action),
+// through the same path as a CTI logout: a hot-desked agent's sequence
+// restores the desk. ErrUnknownAgent, ErrNotLoggedOn, or the CSTA error
+// the request got.
+func (g *Gateway) ForceLogout(ctx context.Context, agentID string) error {
+	user, _, ok := g.dir.Agent(agentID)
+	if !ok {
+		return ErrUnknownAgent
+	}
+	if _, known := g.dir.agentByID[agentID]; !known {
+		return ErrUnknownAgent // only configured agents are supervised
+	}
+	v := g.User(user)
+	if v.HostUserID == "" && (v.ACDState == "" || v.ACDState == xsi.ACDSignOut) {
+		return ErrNotLoggedOn
+	}
+	device := user
+	if v.HostUserID != "" {
+		device = v.HostUserID
+	}
+	if devs := g.dir.Devices(device); len(devs) > 0 {
+		device = string(devs[0])
+	}
+	g.log.Info("gateway: forced logout", "agent", agentID, "device", device)
+	_, err := g.setAgentState(ctx, originCTI, &csta.SetAgentState{Device: csta.DeviceID(device), RequestedState: csta.ReqLoggedOff, AgentID: agentID})
+	return err
+}
