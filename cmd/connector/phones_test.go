@@ -27,13 +27,26 @@ func phoneConnector(t *testing.T) (cstaAddr, sipAddr string) {
 // (YAML indented under their section) and more top-level YAML.
 func phoneConnectorWith(t *testing.T, moreSimulator, moreSIP, moreTop string) (cstaAddr, sipAddr string) {
 	t.Helper()
+	a := startRun(t, moreSimulator, moreSIP, moreTop)
+	return a.csta, a.sip
+}
+
+// runAddrs are the listeners of a `connector run` started by startRun.
+type runAddrs struct{ csta, sip, admin string }
+
+// startRun starts `connector run` on the embedded simulator with every
+// listener on port 0 (the addresses come from the log, so no other process
+// can take them between asking and binding), phone sync with short
+// liveness timers, and the extra YAML given; it returns once the XSI link
+// is up and start-up recovery has run.
+func startRun(t *testing.T, moreSimulator, moreSIP, moreTop string) runAddrs {
+	t.Helper()
 	dir := t.TempDir()
-	// Port 0 everywhere: the addresses come from the log, so no other
-	// process can take them between asking and binding.
 	content := fmt.Sprintf(`csta:
   listen: 127.0.0.1:0
 admin:
   listen: 127.0.0.1:0
+  token: test-admin-token-0123456789
 simulator:
   listen: 127.0.0.1:0
 %sgateway:
@@ -55,7 +68,7 @@ sip:
 		}
 	})
 	sipListening := regexp.MustCompile(`msg="SIP listening".* addr=(127\.0\.0\.1:\d+)`)
-	cstaListening := regexp.MustCompile(`msg="connector running" csta=(127\.0\.0\.1:\d+)`)
+	running := regexp.MustCompile(`msg="connector running" csta=(127\.0\.0\.1:\d+) admin=(127\.0\.0\.1:\d+)`)
 	started := regexp.MustCompile(`msg="hoteling: recovery done" when=start-up`)
 	deadline := time.Now().Add(30 * time.Second)
 	for !started.MatchString(stderr.String()) || !sipListening.MatchString(stderr.String()) {
@@ -69,7 +82,8 @@ sip:
 		}
 	}
 	log := stderr.String()
-	return cstaListening.FindStringSubmatch(log)[1], sipListening.FindStringSubmatch(log)[1]
+	r := running.FindStringSubmatch(log)
+	return runAddrs{csta: r[1], admin: r[2], sip: sipListening.FindStringSubmatch(log)[1]}
 }
 
 // awaitCTI returns the next event named name on the monitored device,

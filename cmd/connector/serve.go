@@ -143,17 +143,24 @@ func (p *process) startFront() error {
 		return err
 	}
 	listening := []any{"csta", p.front.Addr().String()}
+	view := adminView{p}
+	p.admin = admin.New(p.cfg.Admin.Listen, admin.WithLogger(p.logger), admin.WithSource(view),
+		admin.WithToken(p.cfg.Admin.Token), admin.WithReadiness(view.ready), admin.WithMetrics(view.metrics()))
 	if p.cfg.CSTAFrontEnd.WebSocket.Enabled {
-		p.admin = admin.New(p.cfg.Admin.Listen, admin.WithLogger(p.logger))
 		p.admin.Handle("/csta", p.front.WebSocketHandler())
-		if err := p.admin.Start(); err != nil {
-			p.stopFront()
-			return err
-		}
-		addr := p.admin.Addr().String()
-		listening = append(listening, "admin", addr, "csta_websocket", "ws://"+addr+"/csta")
-	} else {
-		listening = append(listening, "admin", "not started (csta.websocket.enabled is false)")
+	}
+	if err := p.admin.Start(); err != nil {
+		p.stopFront()
+		return err
+	}
+	p.xsi.gateway.SetObserver(view)
+	addr := p.admin.Addr().String()
+	listening = append(listening, "admin", addr)
+	if p.cfg.CSTAFrontEnd.WebSocket.Enabled {
+		listening = append(listening, "csta_websocket", "ws://"+addr+"/csta")
+	}
+	if p.cfg.Admin.Token == "" {
+		p.logger.Warn("admin API locked: admin.token is empty, so every route but /healthz answers 401")
 	}
 	p.logger.Info("connector running", listening...)
 	return nil
@@ -187,6 +194,7 @@ func (p *process) shutdown() int {
 		err = p.phones.Close()
 	}
 	err = errors.Join(err, p.front.Shutdown(ctx))
+	p.xsi.gateway.SetObserver(nil)
 	if p.admin != nil {
 		err = errors.Join(err, p.admin.Shutdown(ctx))
 	}

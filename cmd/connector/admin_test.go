@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/broadworks-connector/connector/admin"
+	"github.com/broadworks-connector/connector/csta"
+	"github.com/broadworks-connector/connector/csta/cticlient"
+)
+
+const testAdminToken = "test-admin-token-0123456789" // startRun's admin.token
+
+func adminGet(t *testing.T, addr, path, token string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	return res.StatusCode, body
+}
+
+// TestAdminAPI: the admin surface of `connector run` on the demo
+// directory: nothing but /healthz without the token; agents, devices and
+// the free-desk picker from the live view; a forced logout; and the live
+// stream showing an agent log in at a hot desk from a CTI client.
+func TestAdminAPI(t *testing.T) {
+	addrs := startRun(t, "", "", "")
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+
+	for _, path := range []string{"/readyz", "/metrics", "/api/v1/agents", "/api/v1/devices", "/api/v1/desks/free", "/api/v1/links"} {
+		if code, _ := adminGet(t, addrs.admin, path, ""); code != http.StatusUnauthorized {
+			t.Errorf("%s without a token: %d, want 401", path, code)
+		}
+		if code, _ := adminGet(t, addrs.admin, path, "wrong-token-0123456789"); code != http.StatusUnauthorized {
+			t.Errorf("%s with a wrong token: %d, want 401", path, code)
+		}
+	}
+	if code, _ := adminGet(t, addrs.admin, "/healthz", ""); code != http.StatusOK {
+		t.Errorf("/healthz: %d", code)
+	}
+	if code, body := adminGet(t, addrs.admin, "/readyz", testAdminToken); code != http.StatusOK {
+		t.Errorf("/readyz: %d %s", code, body)
+	}
+	if code, body := adminGet(t, addrs.admin, "/metrics", testAdminToken); code != http.StatusOK || !strings.Contains(string(body), "connector_xsi_links_up 1") {
+		t.Errorf("/metrics: %d, connector_xsi_links_up 1 missing", code)
+	}
+
+	var agents []admin.Agent
+	code, body := adminGet(t, addrs.admin, "/api/v1/agents", testAdminToken)
+	if err := json.Unmarshal(body, &agents); code != http.StatusOK || err != nil || len(agents) != 4 {
+		t.Fatalf("agents: %d %v %s", code, err, body)
+	}
+	for _, a := range agents {
+		if a.State != "loggedOff" || a.Desk != "" {
+			t.Errorf("demo agent at the start: %+v", a)
+		}
+	}
+	var free []admin.Device
+	if _, body := adminGet(t, addrs.admin, "/api/v1/desks/free", testAdminToken); json.Unmarshal(body, &free) != nil || len(free) != 2 {
+		t.Errorf("free desks at the start (no phone registered: every desk without a guest): %s", body)
+	}
+
+	// The live stream, then a hot-desk login from a CTI client.
+	dialer := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
+	ws, _, err := dialer.DialContext(ctx, "ws://"+addrs.admin+"/api/v1/stream?token="+testAdminToken, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	var snap struct {
+		Kind   string
+		Agents []admin.Agent
+	}
+	ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if err := ws.ReadJSON(&snap); err != nil || snap.Kind != "snapshot" || len(snap.Agents) != 4 {
+		t.Fatalf("first stream message: %+v %v", snap, err)
+	}
+	cti, err := cticlient.Dial(ctx, addrs.csta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cti.Close()
+	if _, err := cti.SetAgentState(ctx, "desk1", csta.ReqLoggedOn, "agent1", ""); err != nil {
+		t.Fatal(err)
+	}
+	sawAgent, sawDesk := false, false
+	for !sawAgent || !sawDesk {
+		var ev admin.Event
+		ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if err := ws.ReadJSON(&ev); err != nil {
+			t.Fatalf("stream: %v (agent seen %v, desk seen %v)", err, sawAgent, sawDesk)
+		}
+		switch {
+		case ev.Kind == admin.EventAgent && ev.Agent.AgentID == "agent1" && ev.Agent.Desk == "desk1":
+			sawAgent = true
+		case ev.Kind == admin.EventDevice && ev.Device.DeviceID == "desk1" && ev.Device.GuestAgentID == "agent1":
+			sawDesk = true
+		}
+	}
+	if _, body := adminGet(t, addrs.admin, "/api/v1/desks/free", testAdminToken); json.Unmarshal(body, &free) != nil || len(free) != 1 || free[0].DeviceID != "desk2" {
+		t.Errorf("free desks with agent1 at desk1: %s", body)
+	}
+
+	// A supervisor logs agent1 out; logging out again is a conflict.
+	post := func() int {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+addrs.admin+"/api/v1/agents/agent1/logout", nil)
+		req.Header.Set("Authorization", "Bearer "+testAdminToken)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if code := post(); code != http.StatusOK {
+		t.Fatalf("forced logout: %d", code)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, body := adminGet(t, addrs.admin, "/api/v1/agents/agent1", testAdminToken)
+		var a admin.Agent
+		if json.Unmarshal(body, &a) == nil && a.State == "loggedOff" && a.Desk == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent1 after the forced logout: %s", body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code := post(); code != http.StatusConflict {
+		t.Errorf("second forced logout: %d, want 409", code)
+	}
+}
