@@ -26,6 +26,7 @@ type Config struct {
 	GatewayCore  GatewaySettings  `mapstructure:"gateway"`
 	HotDesks     HotelingSettings `mapstructure:"hoteling"`
 	SIP          SIP              `mapstructure:"sip"`
+	Journal      JournalSettings  `mapstructure:"journal"`
 }
 
 // Log configures the process logger (slog, to stderr).
@@ -139,6 +140,7 @@ func Default() *Config {
 		Directory:    defaultDirectory(),
 		GatewayCore:  defaultGateway(),
 		HotDesks:     defaultHoteling(),
+		Journal:      defaultJournal(),
 		SIP:          defaultSIP(),
 	}
 }

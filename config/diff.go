@@ -25,7 +25,7 @@ var restartKeys = []string{
 	"admin.token_file",
 }
 
-var restartSections = []string{"xsi.", "simulator.", "directory.", "gateway.", "hoteling.", "sip."}
+var restartSections = []string{"xsi.", "simulator.", "directory.", "gateway.", "hoteling.", "sip.", "journal."}
 
 // NeedsRestart reports whether a change of key takes a restart.
 func NeedsRestart(key string) bool {

@@ -48,6 +48,7 @@ func validate(c *Config, ps *problems) {
 	validateDirectory(ps, c.Directory, c.XSPSimulator, c.XSILink.Simulate)
 	validateGatewayAndHoteling(ps, c.GatewayCore, c.HotDesks)
 	validateSIP(ps, c)
+	validateJournal(ps, c.Journal)
 }
 
 func oneOf(ps *problems, key, value string, allowed ...string) {

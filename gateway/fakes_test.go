@@ -84,25 +84,35 @@ func (f *fakeActions) GetHotelingGuest(_ context.Context, u string) (xsi.Hotelin
 	return f.guest, f.rec("GetHotelingGuest", "%s", u)
 }
 
-// fakeHoteling records Login/Logout.
+// fakeHoteling records Login/Logout; onLogin/onLogout run before they
+// return (e.g. to deliver the confirming XSI event).
 type fakeHoteling struct {
-	mu    sync.Mutex
-	calls []string
-	err   error
+	mu                sync.Mutex
+	calls             []string
+	err               error
+	onLogin, onLogout func()
 }
 
 func (h *fakeHoteling) Login(_ context.Context, guest, host, fwd string) error {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	h.calls = append(h.calls, fmt.Sprintf("Login %s %s %s", guest, host, fwd))
-	return h.err
+	err, hook := h.err, h.onLogin
+	h.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	return err
 }
 
 func (h *fakeHoteling) Logout(_ context.Context, guest string) error {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	h.calls = append(h.calls, "Logout "+guest)
-	return h.err
+	err, hook := h.err, h.onLogout
+	h.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	return err
 }
 
 func (h *fakeHoteling) Calls() []string {

@@ -31,6 +31,10 @@ type Gateway struct {
 	wakes     map[string]chan struct{} // per user: closed (and dropped) when an XSI event may change its view
 	claims    map[string]agentClaim    // per agent user: the last agent-state request (ConflictWindow)
 	observer  Observer                 // the operators' view, may be nil
+	journal   *journalWriter           // association journal, may be nil
+	// endReasons: why an agent's association is about to end (our logout
+	// or a forced one), for the journal; absent = ended outside (portal).
+	endReasons map[string]string
 
 	pubMu   sync.Mutex
 	settles sync.WaitGroup // release timers that have fired and are running
@@ -53,14 +57,15 @@ func New(cfg Config, deps Deps, logger *slog.Logger) *Gateway {
 		cfg.AnswerSettle = defaultAnswerSettle
 	}
 	return &Gateway{
-		cfg:    cfg,
-		dir:    newDirectory(cfg),
-		deps:   deps,
-		log:    logger,
-		users:  make(map[string]*userState),
-		linkUp: true,
-		wakes:  make(map[string]chan struct{}),
-		claims: make(map[string]agentClaim),
+		cfg:        cfg,
+		dir:        newDirectory(cfg),
+		deps:       deps,
+		log:        logger,
+		users:      make(map[string]*userState),
+		linkUp:     true,
+		wakes:      make(map[string]chan struct{}),
+		claims:     make(map[string]agentClaim),
+		endReasons: make(map[string]string),
 	}
 }
 
@@ -233,9 +238,16 @@ func (g *Gateway) HandleXSIEvent(ev *xsi.SubscriptionEvent) {
 		u.stale()
 	}
 	u.outbox = append(u.outbox, out...)
+	// Reserved before the wake: a sequence woken by this event answers only
+	// once these records are written (journalSync).
+	ops := g.journalLocked(u, hostBefore, u.hostUserID, u.hostSince)
+	jw := g.journal
 	g.wakeLocked(subject, hostBefore, u.hostUserID)
 	hostAfter, obs := u.hostUserID, g.observer
 	g.mu.Unlock()
+	for _, op := range ops {
+		jw.send(op)
+	}
 	g.flush(subject)
 	if obs != nil {
 		// A guest's change shows on its desk too (hosts before and after).

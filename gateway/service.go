@@ -128,7 +128,9 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, req *csta.SetA
 				return nil, csta.ErrServiceNotSupported
 			}
 			defer g.hold(agent, deviceUser)()
-			return ok(g.cstaError(hot.Login(ctx, agent, deviceUser, number), notFound))
+			err := g.cstaError(hot.Login(ctx, agent, deviceUser, number), notFound)
+			g.journalSync(ctx, agent) // the association is on record before the answer
+			return ok(err)
 		}
 		defer g.hold(agent)()
 		if err := set(xsi.ACDSignIn, ""); err != nil {
@@ -146,7 +148,17 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, req *csta.SetA
 				return nil, csta.ErrServiceNotSupported
 			}
 			defer g.hold(agent, host)()
-			return ok(g.cstaError(hot.Logout(ctx, agent), notFound))
+			if _, forced := ctx.Value(forcedLogoutKey{}).(bool); forced {
+				g.endingBy(agent, EndForced)
+			} else {
+				g.endingBy(agent, EndLogout)
+			}
+			err := g.cstaError(hot.Logout(ctx, agent), notFound)
+			g.journalSync(ctx, agent) // the end is on record before the answer
+			if err != nil {
+				g.endingBy(agent, "") // not ours to explain if it ends later
+			}
+			return ok(err)
 		}
 		defer g.hold(agent)()
 		return ok(set(xsi.ACDSignOut, ""))

@@ -65,6 +65,9 @@ func (g *Gateway) observe() Observer {
 	return g.observer
 }
 
+// forcedLogoutKey marks a logout's context as a supervisor's forced one.
+type forcedLogoutKey struct{}
+
 // Sentinels of ForceLogout.
 var (
 	ErrUnknownAgent = errors.New("gateway: unknown agent")
@@ -205,6 +208,7 @@ func (g *Gateway) ForceLogout(ctx context.Context, agentID string) error {
 		device = string(devs[0])
 	}
 	g.log.Info("gateway: forced logout", "agent", agentID, "device", device)
+	ctx = context.WithValue(ctx, forcedLogoutKey{}, true) // the journal's "forced"
 	_, err := g.setAgentState(ctx, originCTI, &csta.SetAgentState{Device: csta.DeviceID(device), RequestedState: csta.ReqLoggedOff, AgentID: agentID})
 	return err
 }

@@ -149,3 +149,44 @@ func TestAdminAPI(t *testing.T) {
 		t.Errorf("second forced logout: %d, want 409", code)
 	}
 }
+
+// TestJournalAcrossACrash: an agent logs in at a desk, the connector is
+// killed (SIGKILL, no clean shutdown), and the restarted connector's
+// journal still answers who was at the desk then; the association, which
+// BroadWorks (the embedded simulator, restarted with it) no longer shows,
+// is closed as ended while the connector was not watching.
+func TestJournalAcrossACrash(t *testing.T) {
+	dir := t.TempDir()
+	first := startRunIn(t, dir, "", "", "")
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cti, err := cticlient.Dial(ctx, first.csta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cti.SetAgentState(ctx, "desk1", csta.ReqLoggedOn, "agent1", ""); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now() // the login is answered: its association is on record
+	cti.Close()
+	if err := first.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-first.exited
+
+	second := startRunIn(t, dir, "", "", "")
+	code, body := adminGet(t, second.admin, "/api/v1/journal/desk/desk1?at="+at.UTC().Format(time.RFC3339Nano), testAdminToken)
+	var a admin.Association
+	if err := json.Unmarshal(body, &a); code != http.StatusOK || err != nil || a.AgentID != "agent1" || a.DeviceID != "desk1" {
+		t.Fatalf("who was at desk1 at %s: %d %s", at.Format(time.RFC3339Nano), code, body)
+	}
+	if a.End.IsZero() || a.EndedBy != "unknown" {
+		t.Errorf("the association after the crash: %+v, want ended as unknown (BroadWorks no longer shows it)", a)
+	}
+	from, to := at.Add(-time.Hour).UTC().Format(time.RFC3339), time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	code, body = adminGet(t, second.admin, "/api/v1/journal/agent/agent1?from="+from+"&to="+to, testAdminToken)
+	var list []admin.Association
+	if err := json.Unmarshal(body, &list); code != http.StatusOK || err != nil || len(list) != 1 || list[0].DeviceID != "desk1" {
+		t.Errorf("where was agent1: %d %s", code, body)
+	}
+}

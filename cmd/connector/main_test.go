@@ -291,8 +291,8 @@ func freePort(t *testing.T) string {
 // hoteling state file is next to the configuration.
 func writeConfig(t *testing.T, path, cstaListen, adminListen, extra string) {
 	t.Helper()
-	content := fmt.Sprintf("csta:\n  listen: %s\n%sadmin:\n  listen: %s\nsimulator:\n  listen: 127.0.0.1:0\nsip:\n  listen: 127.0.0.1:0\nhoteling:\n  state_file: %s\n",
-		cstaListen, extra, adminListen, filepath.Join(filepath.Dir(path), "hoteling.json"))
+	content := fmt.Sprintf("csta:\n  listen: %s\n%sadmin:\n  listen: %s\nsimulator:\n  listen: 127.0.0.1:0\nsip:\n  listen: 127.0.0.1:0\nhoteling:\n  state_file: %s\njournal:\n  path: %s\n",
+		cstaListen, extra, adminListen, filepath.Join(filepath.Dir(path), "hoteling.json"), filepath.Join(filepath.Dir(path), "journal.db"))
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}

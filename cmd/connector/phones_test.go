@@ -31,8 +31,13 @@ func phoneConnectorWith(t *testing.T, moreSimulator, moreSIP, moreTop string) (c
 	return a.csta, a.sip
 }
 
-// runAddrs are the listeners of a `connector run` started by startRun.
-type runAddrs struct{ csta, sip, admin string }
+// runAddrs are the listeners of a `connector run` started by startRun, and
+// its process.
+type runAddrs struct {
+	csta, sip, admin string
+	cmd              *exec.Cmd
+	exited           <-chan struct{}
+}
 
 // startRun starts `connector run` on the embedded simulator with every
 // listener on port 0 (the addresses come from the log, so no other process
@@ -41,7 +46,13 @@ type runAddrs struct{ csta, sip, admin string }
 // is up and start-up recovery has run.
 func startRun(t *testing.T, moreSimulator, moreSIP, moreTop string) runAddrs {
 	t.Helper()
-	dir := t.TempDir()
+	return startRunIn(t, t.TempDir(), moreSimulator, moreSIP, moreTop)
+}
+
+// startRunIn is startRun with its files (config, journal, hoteling state)
+// in dir, so a second run can pick up where a killed one stopped.
+func startRunIn(t *testing.T, dir, moreSimulator, moreSIP, moreTop string) runAddrs {
+	t.Helper()
 	content := fmt.Sprintf(`csta:
   listen: 127.0.0.1:0
 admin:
@@ -56,12 +67,16 @@ sip:
   liveness:
     options_interval: 300ms
     timeout: 1500ms
-%s%s`, moreSimulator, moreSIP, moreTop)
+%shoteling:
+  state_file: %s
+journal:
+  path: %s
+%s`, moreSimulator, moreSIP, filepath.Join(dir, "hoteling.json"), filepath.Join(dir, "journal.db"), moreTop)
 	path := filepath.Join(dir, "connector.yaml")
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, stderr, exited := startProcess(t, "run", "--config", path)
+	cmd, stderr, exited := startProcess(t, "run", "--config", path)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("connector log:\n%s", stderr.String())
@@ -83,7 +98,7 @@ sip:
 	}
 	log := stderr.String()
 	r := running.FindStringSubmatch(log)
-	return runAddrs{csta: r[1], admin: r[2], sip: sipListening.FindStringSubmatch(log)[1]}
+	return runAddrs{csta: r[1], admin: r[2], sip: sipListening.FindStringSubmatch(log)[1], cmd: cmd, exited: exited}
 }
 
 // awaitCTI returns the next event named name on the monitored device,

@@ -67,7 +67,9 @@ xsi:
   reconnect_min: 50ms
 hoteling:
   state_file: %s
-`, freePort(t), freePort(t), sim.URL(), filepath.Join(dir, "hoteling.json"))
+journal:
+  path: %s
+`, freePort(t), freePort(t), sim.URL(), filepath.Join(dir, "hoteling.json"), filepath.Join(dir, "journal.db"))
 	if err := os.WriteFile(configPath, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/broadworks-connector/connector/admin"
 	"github.com/broadworks-connector/connector/config"
 	"github.com/broadworks-connector/connector/csta"
+	"github.com/broadworks-connector/connector/journal"
 	"github.com/broadworks-connector/connector/phonesync"
 )
 
@@ -31,6 +32,7 @@ type process struct {
 	admin      *admin.Server     // nil when csta.websocket.enabled is false
 	xsi        *xsiLink          // the gateway, the XSI link and, with xsi.simulate, the XSP simulator
 	phones     *phonesync.Server // nil when sip.listen is empty
+	journal    *journal.Journal  // nil when journal.path is empty
 }
 
 func runCommand(args []string, stderr io.Writer) int {
@@ -86,6 +88,10 @@ func (p *process) start() error {
 		return err
 	}
 	p.xsi = link
+	if err := p.openJournal(); err != nil {
+		p.stopXSI()
+		return err
+	}
 	if err := p.startFront(); err != nil {
 		p.stopXSI()
 		return err
@@ -109,6 +115,35 @@ func (p *process) start() error {
 		return err
 	}
 	return nil
+}
+
+// openJournal opens the association journal (journal.path) and has the
+// gateway record every association in it from the first XSI event on.
+func (p *process) openJournal() error {
+	jc := p.cfg.Journal
+	if jc.Path == "" {
+		p.logger.Info("association journal off (journal.path is empty)")
+		return nil
+	}
+	j, err := journal.Open(jc.Path, journal.Options{Retention: jc.Retention, Logger: p.logger.With("component", "journal")})
+	if err != nil {
+		return err
+	}
+	p.journal = j
+	a := &journalAdapter{j: j, dir: p.xsi.gateway.Directory(), log: p.logger.With("component", "journal")}
+	p.xsi.journal = a
+	p.xsi.gateway.SetJournal(a)
+	p.logger.Info("association journal open", "path", jc.Path, "retention", jc.Retention)
+	return nil
+}
+
+// closeJournal stops recording (the gateway has stopped) and closes the file.
+func (p *process) closeJournal() error {
+	if p.journal == nil {
+		return nil
+	}
+	p.xsi.gateway.CloseJournal()
+	return p.journal.Close()
 }
 
 // startPhones starts phone sync when sip.listen is set: phonesync served by
@@ -144,8 +179,12 @@ func (p *process) startFront() error {
 	}
 	listening := []any{"csta", p.front.Addr().String()}
 	view := adminView{p}
-	p.admin = admin.New(p.cfg.Admin.Listen, admin.WithLogger(p.logger), admin.WithSource(view),
-		admin.WithToken(p.cfg.Admin.Token), admin.WithReadiness(view.ready), admin.WithMetrics(view.metrics()))
+	opts := []admin.Option{admin.WithLogger(p.logger), admin.WithSource(view),
+		admin.WithToken(p.cfg.Admin.Token), admin.WithReadiness(view.ready), admin.WithMetrics(view.metrics())}
+	if p.xsi.journal != nil {
+		opts = append(opts, admin.WithJournal(p.xsi.journal))
+	}
+	p.admin = admin.New(p.cfg.Admin.Listen, opts...)
 	if p.cfg.CSTAFrontEnd.WebSocket.Enabled {
 		p.admin.Handle("/csta", p.front.WebSocketHandler())
 	}
@@ -199,6 +238,7 @@ func (p *process) shutdown() int {
 		err = errors.Join(err, p.admin.Shutdown(ctx))
 	}
 	err = errors.Join(err, p.xsi.stop(ctx))
+	err = errors.Join(err, p.closeJournal())
 	if err != nil {
 		p.logger.Error("connector: shutdown", "error", err)
 		return exitFailure
@@ -210,7 +250,7 @@ func (p *process) shutdown() int {
 func (p *process) stopXSI() {
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	if err := p.xsi.stop(ctx); err != nil {
+	if err := errors.Join(p.xsi.stop(ctx), p.closeJournal()); err != nil {
 		p.logger.Error("connector: shutdown", "error", err)
 	}
 }

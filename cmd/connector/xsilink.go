@@ -21,6 +21,7 @@ import (
 // simulator (with xsi.simulate), the Xsi-Actions client, the Xsi-Events
 // channel set and the gateway (with its hot-desk sequencer) they feed.
 type xsiLink struct {
+	journal   *journalAdapter // nil without journal.path
 	logger    *slog.Logger
 	simulator *xspsim.Server // nil unless xsi.simulate
 	client    *xsi.Client
@@ -170,6 +171,9 @@ func (l *xsiLink) recover(ctx context.Context, users []string) {
 			when := "link-recovery"
 			if startup {
 				when, startup = "start-up", false
+				if l.journal != nil {
+					l.journal.reconcile(ctx, l.gateway)
+				}
 			}
 			l.logger.Info("hoteling: recovery done", "when", when, "users", len(users), "repairs", len(repairs), "failed", failed)
 		})

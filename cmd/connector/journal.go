@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/broadworks-connector/connector/admin"
+	"github.com/broadworks-connector/connector/gateway"
+	"github.com/broadworks-connector/connector/journal"
+)
+
+// journalAdapter puts package journal behind the gateway (which records)
+// and the admin API (which asks), and reconciles what the journal has with
+// what BroadWorks shows after a restart.
+type journalAdapter struct {
+	j   *journal.Journal
+	dir *gateway.Directory
+	log *slog.Logger
+}
+
+var (
+	_ gateway.Journal = journalAdapter{}
+	_ admin.Journal   = journalAdapter{}
+)
+
+// ended describes records closed because BroadWorks no longer shows them.
+const endedUnseen = "ended while the connector was not watching"
+
+// Begin records an association. The view reports every association it
+// sees, also ones the journal already has (the snapshot after a restart);
+// those are kept as they are. One the journal has at another desk, or
+// another agent at this desk, ended while the connector was not watching:
+// it is closed as "unknown" first.
+func (a journalAdapter) Begin(ctx context.Context, as gateway.Association) error {
+	rec := journal.Association{AgentID: as.AgentID, AgentUserID: as.AgentUserID, DeviceID: as.DeskDeviceID,
+		DeskUserID: as.DeskUserID, Start: as.Start}
+	movedStart := false
+	for range 3 {
+		_, err := a.j.Begin(ctx, rec)
+		switch {
+		case errors.Is(err, journal.ErrAgentAssociated):
+			open, err := a.j.AgentBetween(ctx, as.AgentUserID, time.Now(), time.Now())
+			if err != nil {
+				return err
+			}
+			for _, o := range open {
+				if o.Open() && o.DeviceID == rec.DeviceID {
+					return nil // already on record
+				}
+				if o.Open() {
+					if _, err := a.j.End(ctx, o.AgentUserID, endAt(o.Start, rec.Start), journal.EndUnknown, endedUnseen); err != nil {
+						return err
+					}
+				}
+			}
+		case errors.Is(err, journal.ErrDeskOccupied):
+			o, found, err := a.j.AtDesk(ctx, rec.DeviceID, time.Now())
+			if err != nil {
+				return err
+			}
+			if found && o.Open() {
+				if _, err := a.j.End(ctx, o.AgentUserID, endAt(o.Start, rec.Start), journal.EndUnknown, endedUnseen); err != nil {
+					return err
+				}
+			}
+		case errors.Is(err, journal.ErrOverlap):
+			// The clock went back since the previous association ended:
+			// start this one now rather than lose it.
+			if movedStart {
+				return err
+			}
+			rec.Start, movedStart = time.Now(), true
+		default:
+			return err
+		}
+	}
+	return fmt.Errorf("journal: cannot record %s at %s", as.AgentID, as.DeskDeviceID)
+}
+
+// endAt is when to close a record found stale: at the new start, or just
+// after the old start when the clocks disagree.
+func endAt(oldStart, newStart time.Time) time.Time {
+	if newStart.After(oldStart) {
+		return newStart
+	}
+	return oldStart.Add(time.Millisecond)
+}
+
+// End records the end of an agent's open association; none on record (the
+// journal is younger than the association) is not an error.
+func (a journalAdapter) End(ctx context.Context, agentUserID string, at time.Time, reason, detail string) error {
+	_, err := a.j.End(ctx, agentUserID, at, journal.EndReason(reason), detail)
+	if errors.Is(err, journal.ErrNoOpenAssociation) {
+		return nil
+	}
+	return err
+}
+
+// reconcile closes associations the journal has open but BroadWorks no
+// longer shows (ended while the connector was down); call it once the
+// snapshots are in.
+func (a journalAdapter) reconcile(ctx context.Context, g *gateway.Gateway) {
+	open, err := a.j.OpenAssociations(ctx)
+	if err != nil {
+		a.log.Error("journal: reconciliation failed", "err", err)
+		return
+	}
+	closed := 0
+	for _, o := range open {
+		v := g.User(o.AgentUserID)
+		if !v.Known || v.HostUserID == o.DeskUserID {
+			continue
+		}
+		if _, err := a.j.End(ctx, o.AgentUserID, time.Now(), journal.EndUnknown, endedUnseen); err != nil && !errors.Is(err, journal.ErrNoOpenAssociation) {
+			a.log.Error("journal: closing a stale association failed", "agent", o.AgentID, "desk", o.DeviceID, "err", err)
+			continue
+		}
+		closed++
+	}
+	a.log.Info("journal: reconciled with BroadWorks", "open", len(open), "closed_as_ended_unseen", closed)
+}
+
+// ---- admin.Journal ----
+
+func adminAssociation(o journal.Association) admin.Association {
+	return admin.Association{ID: o.ID.String(), AgentID: o.AgentID, AgentUserID: o.AgentUserID, DeviceID: o.DeviceID,
+		DeskUserID: o.DeskUserID, Start: o.Start, End: o.End, EndedBy: string(o.EndedBy), Detail: o.Detail}
+}
+
+func (a journalAdapter) AtDesk(ctx context.Context, desk string, at time.Time) (admin.Association, bool, error) {
+	o, found, err := a.j.AtDesk(ctx, desk, at)
+	if err != nil || !found {
+		return admin.Association{}, false, err
+	}
+	return adminAssociation(o), true, nil
+}
+
+// AgentBetween takes the CSTA agent ID (the journal keys agents by their
+// BroadWorks user).
+func (a journalAdapter) AgentBetween(ctx context.Context, agent string, from, to time.Time) ([]admin.Association, error) {
+	user, _, ok := a.dir.Agent(agent)
+	if !ok {
+		return nil, nil
+	}
+	list, err := a.j.AgentBetween(ctx, user, from, to)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]admin.Association, 0, len(list))
+	for _, o := range list {
+		out = append(out, adminAssociation(o))
+	}
+	return out, nil
+}
