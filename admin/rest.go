@@ -22,7 +22,9 @@ const (
 
 // routes registers what admin itself serves. Everything but /healthz goes
 // through requireToken first, so without the token not even a 404 or 405
-// tells what exists under /api/v1/.
+// tells what exists under /api/v1/. The stream and the dashboard page (/ and
+// /dashboard, dashboard.go) check the token themselves, taking it from the
+// header or from ?token= since a browser cannot set a header there.
 func (s *Server) routes() {
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -32,6 +34,8 @@ func (s *Server) routes() {
 	s.mux.Handle("/metrics", s.requireToken(s.counted("/metrics", getOnly(s.metrics.handler()))))
 	s.mux.Handle("/api/v1/", s.requireToken(s.api))
 	s.mux.Handle("/api/v1/stream", http.HandlerFunc(s.stream.serve)) // token from header or query
+	s.mux.Handle("/{$}", s.dashboardHandler())                       // the dashboard page; token from header or query
+	s.mux.Handle("/dashboard", s.dashboardHandler())
 
 	api := map[string]http.HandlerFunc{
 		"GET /api/v1/agents":              s.listAgents,

@@ -1,0 +1,379 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/broadworks-connector/connector/csta"
+	"github.com/broadworks-connector/connector/csta/cticlient"
+)
+
+// TestDashboardInChromium: the dashboard of `connector run` on the demo
+// directory, opened in headless Chromium with the token in its URL, shows
+// every agent and desk, and when agent1 logs in at desk1 from a CTI client
+// the page shows it without being reloaded. Chromium is driven over the
+// DevTools protocol (its WebSocket, with gorilla/websocket).
+func TestDashboardInChromium(t *testing.T) {
+	chromium := chromiumPath(t)
+	addrs := startRun(t, "", "", "")
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+
+	page := startChromium(t, ctx, chromium)
+	page.call("Runtime.enable", nil, nil)
+	page.call("Log.enable", nil, nil)
+	page.call("Page.enable", nil, nil)
+	var nav struct {
+		ErrorText string `json:"errorText"`
+	}
+	page.call("Page.navigate", map[string]any{"url": "http://" + addrs.admin + "/?token=" + testAdminToken}, &nav)
+	if nav.ErrorText != "" {
+		t.Fatalf("navigating to the dashboard: %s", nav.ErrorText)
+	}
+
+	view := page.waitView(t, "the demo directory, live", func(v dashboardView) bool {
+		return v.Conn == "live" && len(v.Agents) == 4 && v.Desks["desk1"] != nil && v.Desks["desk2"] != nil
+	})
+	for _, id := range []string{"agent1", "agent2", "agent3", "agent4"} {
+		if row := view.Agents[id]; len(row) != 5 || row[0] != id || row[1] != "logged off" || row[3] != "—" {
+			t.Errorf("agent row %s at the start: %q", id, row)
+		}
+	}
+	for _, id := range []string{"desk1", "desk2"} {
+		if row := view.Desks[id]; len(row) != 5 || row[1] != "free" {
+			t.Errorf("desk row %s at the start: %q", id, row)
+		}
+	}
+	if len(view.Links) == 0 {
+		t.Error("no XSI link row")
+	}
+	for server, row := range view.Links {
+		if len(row) < 2 || row[1] != "up" {
+			t.Errorf("link %s: %q", server, row)
+		}
+	}
+	if strings.Contains(view.Href, "token") {
+		t.Errorf("the token stayed in the address bar: %s", view.Href)
+	}
+
+	// Mark this page load: the marker is gone if the page reloads.
+	page.eval(`window.dashboardTestMarker = "same-page"`, nil)
+	cti, err := cticlient.Dial(ctx, addrs.csta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cti.Close()
+	if _, err := cti.SetAgentState(ctx, "desk1", csta.ReqLoggedOn, "agent1", ""); err != nil {
+		t.Fatal(err)
+	}
+	// The hot-desk association and the ACD login are two BroadWorks events:
+	// wait for both.
+	view = page.waitView(t, "agent1 logged on at desk1", func(v dashboardView) bool {
+		agent, desk := v.Agents["agent1"], v.Desks["desk1"]
+		return len(agent) == 5 && agent[1] != "logged off" && agent[3] == "desk1" && len(desk) == 5 && desk[1] == "agent1"
+	})
+	if view.Marker != "same-page" {
+		t.Error("the page was reloaded to show the login")
+	}
+	t.Logf("agent1 on the dashboard: %q; desk1: %q", view.Agents["agent1"], view.Desks["desk1"])
+	if row := view.Desks["desk2"]; row[1] != "free" {
+		t.Errorf("desk2 after agent1's login: %q", row)
+	}
+	for _, p := range page.problems {
+		t.Errorf("browser: %s", p)
+	}
+
+	// The connector gone, the page says so and keeps trying.
+	page.problems = nil
+	addrs.cmd.Process.Kill()
+	<-addrs.exited
+	page.waitView(t, "the connection lost", func(v dashboardView) bool { return strings.HasPrefix(v.Conn, "reconnecting") })
+	for _, p := range page.problems {
+		if !strings.Contains(p, "WebSocket") { // refused reconnections are logged
+			t.Errorf("browser after the connector left: %s", p)
+		}
+	}
+}
+
+// chromiumPath is Debian's chromium: a missing one fails the test when
+// CI=true (scripts/test installs it) and skips it elsewhere, like sipptest.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("chromium")
+	if err != nil {
+		msg := "chromium not found; install Debian's chromium (scripts/test does)"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return p
+}
+
+// devtoolsPage is one Chromium page target spoken to over the DevTools
+// protocol: one call at a time, events in between read and noted.
+type devtoolsPage struct {
+	t    *testing.T
+	ctx  context.Context
+	conn *websocket.Conn
+	next int
+
+	problems []string // uncaught exceptions, console errors, CSP violations
+}
+
+// startChromium starts headless Chromium with a fresh profile, killed (with
+// its children) at the end of the test, and attaches to its page.
+func startChromium(t *testing.T, ctx context.Context, chromium string) *devtoolsPage {
+	t.Helper()
+	profile := t.TempDir()
+	var stderr syncBuffer
+	cmd := exec.Command(chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+		"--no-first-run", "--no-default-browser-check", "--disable-extensions", "--disable-sync",
+		"--disable-background-networking", "--disable-component-update", "--mute-audio",
+		"--remote-debugging-port=0", "--user-data-dir="+profile, "about:blank")
+	cmd.Stdout, cmd.Stderr = &stderr, &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its helpers go with it
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { // before the profile's removal, registered earlier
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			t.Error("chromium did not exit within 10 s of SIGKILL")
+		}
+		if t.Failed() {
+			var out []string
+			for line := range strings.Lines(stderr.String()) {
+				if !strings.Contains(line, "dbus/") { // no D-Bus in a container: noise
+					out = append(out, line)
+				}
+			}
+			t.Logf("chromium output:\n%s", strings.Join(out, ""))
+		}
+	})
+
+	// Chromium writes its DevTools port, then the browser target's path.
+	var port string
+	for port == "" {
+		if b, err := os.ReadFile(filepath.Join(profile, "DevToolsActivePort")); err == nil {
+			if p, _, ok := strings.Cut(string(b), "\n"); ok {
+				port = p
+			}
+		}
+		if port != "" {
+			break
+		}
+		select {
+		case <-exited:
+			t.Fatalf("chromium exited at start-up:\n%s", stderr.String())
+		case <-ctx.Done():
+			t.Fatalf("chromium gave no DevTools port:\n%s", stderr.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+
+	var wsURL string
+	for wsURL == "" {
+		wsURL = pageTarget(ctx, port)
+		if wsURL != "" {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("chromium has no page target:\n%s", stderr.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	dialer := websocket.Dialer{HandshakeTimeout: 10 * time.Second}
+	conn, _, err := dialer.DialContext(ctx, wsURL, nil)
+	if err != nil {
+		t.Fatalf("DevTools: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &devtoolsPage{t: t, ctx: ctx, conn: conn}
+}
+
+// pageTarget is the DevTools WebSocket URL of Chromium's first page, "" when
+// there is none yet.
+func pageTarget(ctx context.Context, port string) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+port+"/json/list", nil)
+	req.Close = true // no idle connection left to Chromium
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return ""
+	}
+	defer res.Body.Close()
+	var targets []struct {
+		Type                 string `json:"type"`
+		WebSocketDebuggerURL string `json:"webSocketDebuggerUrl"`
+	}
+	if json.NewDecoder(res.Body).Decode(&targets) != nil {
+		return ""
+	}
+	for _, target := range targets {
+		if target.Type == "page" && target.WebSocketDebuggerURL != "" {
+			return target.WebSocketDebuggerURL
+		}
+	}
+	return ""
+}
+
+// call sends method and decodes its result into result (unless nil); a
+// failure fails the test.
+func (p *devtoolsPage) call(method string, params, result any) {
+	p.t.Helper()
+	p.next++
+	id := p.next
+	if params == nil {
+		params = struct{}{}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	if d, ok := p.ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	p.conn.SetWriteDeadline(deadline)
+	if err := p.conn.WriteJSON(map[string]any{"id": id, "method": method, "params": params}); err != nil {
+		p.t.Fatalf("DevTools %s: %v", method, err)
+	}
+	for {
+		var msg struct {
+			ID     int             `json:"id"`
+			Method string          `json:"method"`
+			Params json.RawMessage `json:"params"`
+			Result json.RawMessage `json:"result"`
+			Error  *struct {
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		p.conn.SetReadDeadline(deadline)
+		if err := p.conn.ReadJSON(&msg); err != nil {
+			p.t.Fatalf("DevTools %s: %v", method, err)
+		}
+		switch {
+		case msg.ID == 0:
+			p.noteEvent(msg.Method, msg.Params)
+		case msg.ID != id:
+		case msg.Error != nil:
+			p.t.Fatalf("DevTools %s: %s", method, msg.Error.Message)
+		default:
+			if result != nil {
+				if err := json.Unmarshal(msg.Result, result); err != nil {
+					p.t.Fatalf("DevTools %s result: %v", method, err)
+				}
+			}
+			return
+		}
+	}
+}
+
+// noteEvent keeps what says the page is broken: an uncaught exception, a
+// console error, anything the Content-Security-Policy blocked.
+func (p *devtoolsPage) noteEvent(method string, params json.RawMessage) {
+	var ev struct {
+		ExceptionDetails struct {
+			Text      string `json:"text"`
+			Exception struct {
+				Description string `json:"description"`
+			} `json:"exception"`
+		} `json:"exceptionDetails"`
+		Type  string                `json:"type"`
+		Args  []struct{ Value any } `json:"args"`
+		Entry struct {
+			Level  string `json:"level"`
+			Source string `json:"source"`
+			Text   string `json:"text"`
+		} `json:"entry"`
+	}
+	json.Unmarshal(params, &ev)
+	var problem string
+	switch {
+	case method == "Runtime.exceptionThrown":
+		problem = "exception: " + ev.ExceptionDetails.Text + " " + ev.ExceptionDetails.Exception.Description
+	case method == "Runtime.consoleAPICalled" && ev.Type == "error":
+		problem = fmt.Sprintf("console.error %v", ev.Args)
+	case method == "Log.entryAdded" && (ev.Entry.Level == "error" || strings.Contains(ev.Entry.Text, "Content Security Policy")):
+		problem = ev.Entry.Source + ": " + ev.Entry.Text
+	default:
+		return
+	}
+	p.problems = append(p.problems, problem)
+}
+
+// eval evaluates expression in the page and decodes its value into into
+// (unless nil).
+func (p *devtoolsPage) eval(expression string, into any) {
+	p.t.Helper()
+	var res struct {
+		Result struct {
+			Value json.RawMessage `json:"value"`
+		} `json:"result"`
+		ExceptionDetails *struct {
+			Text string `json:"text"`
+		} `json:"exceptionDetails"`
+	}
+	p.call("Runtime.evaluate", map[string]any{"expression": expression, "returnByValue": true}, &res)
+	if res.ExceptionDetails != nil {
+		p.t.Fatalf("evaluating %q: %s", expression, res.ExceptionDetails.Text)
+	}
+	if into != nil && len(res.Result.Value) > 0 {
+		if err := json.Unmarshal(res.Result.Value, into); err != nil {
+			p.t.Fatalf("evaluating %q: %v (%s)", expression, err, res.Result.Value)
+		}
+	}
+}
+
+// dashboardView is what the page shows: each table's rows by their key,
+// each row as its cells' text.
+type dashboardView struct {
+	Agents map[string][]string `json:"agents"`
+	Desks  map[string][]string `json:"desks"`
+	Links  map[string][]string `json:"links"`
+	Conn   string              `json:"conn"`
+	Href   string              `json:"href"`
+	Marker string              `json:"marker"`
+}
+
+const readView = `(() => {
+  const rows = (id) => Object.fromEntries(Array.from(document.querySelectorAll('#' + id + ' tbody tr'))
+    .map((tr) => [tr.dataset.key, Array.from(tr.cells).map((td) => td.innerText.trim())]));
+  return { agents: rows('agents'), desks: rows('desks'), links: rows('links'),
+    conn: (document.getElementById('conn') || {}).innerText || '', href: location.href,
+    marker: String(window.dashboardTestMarker || '') };
+})()`
+
+// waitView polls the page until ok holds, failing the test at the context's
+// deadline with the last view.
+func (p *devtoolsPage) waitView(t *testing.T, what string, ok func(dashboardView) bool) dashboardView {
+	t.Helper()
+	for {
+		var v dashboardView
+		p.eval(readView, &v)
+		if ok(v) {
+			return v
+		}
+		select {
+		case <-p.ctx.Done():
+			last, _ := json.MarshalIndent(v, "", "  ")
+			t.Fatalf("the dashboard never showed %s; last view:\n%s\nproblems: %q", what, bytes.TrimSpace(last), p.problems)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
