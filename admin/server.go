@@ -29,6 +29,7 @@
 //	GET  /api/v1/journal/agent/{id}?from=RFC3339&to=RFC3339  []Association
 //	                                   (both 501 without WithJournal, 400 naming a bad parameter)
 //	GET  /api/v1/stream                WebSocket: a Snapshot, then every Event given to Publish
+//	GET  /, /dashboard                 the live dashboard page (HTML; token also as ?token=)
 //
 // The /api/v1/ routes answer 503 until a Source is given (WithSource). With
 // WithTLS everything, Handle's routes included, is served over TLS.
