@@ -137,13 +137,13 @@ func TestOutOfServiceCoalesces(t *testing.T) {
 	if attempts >= changes/2 {
 		t.Fatalf("%d NOTIFYs tried on a silent phone for %d changes", attempts, changes)
 	}
-	// Back in service: the full state, ending on the last value (false).
+	// Back in service: a full state with the last value (false) comes. A
+	// NOTIFY tried while the phone was silent (its body built mid-burst)
+	// may still arrive first by retransmission, so look past those.
 	for {
 		n := p.nextNotify()
-		if strings.HasPrefix(hdr(n, "Content-Type"), "multipart/mixed") {
-			if !strings.Contains(string(n.Body()), "<doNotDisturbOn>false</doNotDisturbOn>") {
-				t.Fatalf("resync: %s", n.Body())
-			}
+		if strings.HasPrefix(hdr(n, "Content-Type"), "multipart/mixed") &&
+			strings.Contains(string(n.Body()), "<doNotDisturbOn>false</doNotDisturbOn>") {
 			break
 		}
 	}
