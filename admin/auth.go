@@ -45,6 +45,23 @@ func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request) {
 }
 
 // requireToken lets through requests with the right bearer token.
+// requireTokenOrQuery is requireToken that also takes the token as
+// ?token= (browsers cannot set headers on a WebSocket or a page they are
+// sent to); the header, when present, decides.
+func (s *Server) requireTokenOrQuery(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token := bearer(r)
+		if token == "" {
+			token = r.URL.Query().Get("token")
+		}
+		if !s.authorized(token) {
+			s.unauthorized(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 func (s *Server) requireToken(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !s.authorized(bearer(r)) {

@@ -64,18 +64,7 @@ var plainHost = regexp.MustCompile(`^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-
 // dashboardHandler checks the token (header or query) before anything else,
 // so without it not even the method is told apart.
 func (s *Server) dashboardHandler() http.Handler {
-	page := s.counted("/dashboard", getOnly(http.HandlerFunc(serveDashboard)))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token := bearer(r)
-		if token == "" {
-			token = r.URL.Query().Get("token")
-		}
-		if !s.authorized(token) {
-			s.unauthorized(w, r)
-			return
-		}
-		page.ServeHTTP(w, r)
-	})
+	return s.requireTokenOrQuery(s.counted("/dashboard", getOnly(http.HandlerFunc(serveDashboard))))
 }
 
 func serveDashboard(w http.ResponseWriter, r *http.Request) {

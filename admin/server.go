@@ -129,9 +129,15 @@ func New(listen string, opts ...Option) *Server {
 }
 
 // Handle registers h for pattern (http.ServeMux patterns, e.g. "/csta" or
-// "GET /agents/{id}").
+// "GET /agents/{id}"), served as it is: h brings its own authentication.
 func (s *Server) Handle(pattern string, h http.Handler) {
 	s.mux.Handle(pattern, h)
+}
+
+// HandleWithToken registers h behind the admin token, taken from the
+// Authorization header or, for WebSocket clients in browsers, ?token=.
+func (s *Server) HandleWithToken(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, s.requireTokenOrQuery(h))
 }
 
 // Start binds the listen address and serves in the background. A bind error

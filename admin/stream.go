@@ -108,14 +108,6 @@ func (st *stream) checkOrigin(r *http.Request) bool {
 // for browsers (which cannot set headers on a WebSocket), as ?token=.
 func (st *stream) serve(w http.ResponseWriter, r *http.Request) {
 	s := st.server
-	token := bearer(r)
-	if token == "" {
-		token = r.URL.Query().Get("token")
-	}
-	if !s.authorized(token) {
-		s.unauthorized(w, r)
-		return
-	}
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET")
 		http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -291,7 +292,7 @@ func freePort(t *testing.T) string {
 // hoteling state file is next to the configuration.
 func writeConfig(t *testing.T, path, cstaListen, adminListen, extra string) {
 	t.Helper()
-	content := fmt.Sprintf("csta:\n  listen: %s\n%sadmin:\n  listen: %s\nsimulator:\n  listen: 127.0.0.1:0\nsip:\n  listen: 127.0.0.1:0\nhoteling:\n  state_file: %s\njournal:\n  path: %s\n",
+	content := fmt.Sprintf("csta:\n  listen: %s\n%sadmin:\n  listen: %s\n  token: "+testAdminToken+"\nsimulator:\n  listen: 127.0.0.1:0\nsip:\n  listen: 127.0.0.1:0\nhoteling:\n  state_file: %s\njournal:\n  path: %s\n",
 		cstaListen, extra, adminListen, filepath.Join(filepath.Dir(path), "hoteling.json"), filepath.Join(filepath.Dir(path), "journal.db"))
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
@@ -399,9 +400,13 @@ func TestRunReloadAndShutdown(t *testing.T) {
 		return strings.Contains(stderr.String(), `msg="hoteling: recovery done" when=start-up users=6 repairs=0 failed=0`)
 	})
 
-	// The CSTA WebSocket is mounted on the admin server; it stays open
-	// until the shutdown.
-	ws, resp, err := websocket.DefaultDialer.Dial("ws://"+adminAddr+"/csta", nil)
+	// The CSTA WebSocket is mounted on the admin server, behind the admin
+	// token while csta.websocket.auth is none; it stays open until the
+	// shutdown.
+	if _, resp, err := websocket.DefaultDialer.Dial("ws://"+adminAddr+"/csta", nil); err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("CSTA WebSocket without the admin token: %v (%v), want 401", err, resp)
+	}
+	ws, resp, err := websocket.DefaultDialer.Dial("ws://"+adminAddr+"/csta?token="+testAdminToken, nil)
 	if err != nil {
 		t.Fatalf("CSTA WebSocket: %v (%v)", err, resp)
 	}

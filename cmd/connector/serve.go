@@ -186,7 +186,14 @@ func (p *process) startFront() error {
 	}
 	p.admin = admin.New(p.cfg.Admin.Listen, opts...)
 	if p.cfg.CSTAFrontEnd.WebSocket.Enabled {
-		p.admin.Handle("/csta", p.front.WebSocketHandler())
+		// Nothing on the admin port answers without credentials: with
+		// CSTA password auth the session asks for them; without, the admin
+		// token guards the upgrade (header or ?token=).
+		if p.cfg.CSTAFrontEnd.WebSocket.Auth.Mode == "password" {
+			p.admin.Handle("/csta", p.front.WebSocketHandler())
+		} else {
+			p.admin.HandleWithToken("/csta", p.front.WebSocketHandler())
+		}
 	}
 	if err := p.admin.Start(); err != nil {
 		p.stopFront()
