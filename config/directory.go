@@ -38,6 +38,9 @@ type GatewaySettings struct {
 	// ConflictWindow: desktop and phone asking for contradicting agent
 	// states within it resolve to Not Ready / Logout; 0: off.
 	ConflictWindow time.Duration `mapstructure:"conflict_window"`
+	// StaleLoginGrace: agents a vanished CTI connection left logged on are
+	// logged off this long after; 0 off.
+	StaleLoginGrace time.Duration `mapstructure:"stale_login_grace"`
 }
 
 // HotelingSettings configures the hot-desk login and logout sequences.
@@ -225,6 +228,9 @@ func validateGatewayAndHoteling(ps *problems, g GatewaySettings, h HotelingSetti
 		ps.add("gateway.request_timeout", "must be 0 (no bound of its own) or positive, got %s", formatDuration(g.RequestTimeout))
 	}
 	validateConflictWindow(ps, g.ConflictWindow)
+	if g.StaleLoginGrace < 0 {
+		ps.add("gateway.stale_login_grace", "must be 0 (off) or positive, got %s", formatDuration(g.StaleLoginGrace))
+	}
 	positive(ps, "hoteling.step_timeout", h.StepTimeout)
 	between(ps, "hoteling.queue_length", h.QueueLength, 0, 1000)
 	oneOf(ps, "hoteling.recover_mode", h.RecoverMode, hoteling.RecoverUndo, hoteling.RecoverComplete)
@@ -241,6 +247,7 @@ func (c *Config) Gateway() gateway.Config {
 		RequestTimeout:         c.GatewayCore.RequestTimeout,
 		EventPackages:          slices.Clone(c.XSILink.EventPackages),
 		ConflictWindow:         c.GatewayCore.ConflictWindow,
+		StaleLoginGrace:        c.GatewayCore.StaleLoginGrace,
 		AgentPasswords:         c.agentPasswords(),
 	}
 	out.Devices = parseItems(d.Devices, parseDevice)

@@ -102,6 +102,18 @@ func (c *conn) end(reason string, hard bool) {
 		if hard {
 			c.t.close()
 		}
+		if obs, ok := c.srv.svc.(ConnectionObserver); ok {
+			// Off this goroutine: end may run with c.mu held (a slow
+			// consumer found while sending), and requester takes it.
+			c.srv.wg.Add(1)
+			go func() {
+				defer c.srv.wg.Done()
+				c.srv.mu.Lock()
+				shutdown := c.srv.shutdown
+				c.srv.mu.Unlock()
+				obs.ConnectionClosed(c.requester(), shutdown)
+			}()
+		}
 	})
 }
 

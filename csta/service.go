@@ -30,3 +30,10 @@ type Service interface {
 	SetDoNotDisturb(ctx context.Context, who Requester, req *SetDoNotDisturb) error
 	GetDoNotDisturb(ctx context.Context, who Requester, req *GetDoNotDisturb) (*GetDoNotDisturbResponse, error)
 }
+
+// ConnectionObserver is implemented by a Service that wants to know when a
+// CTI connection ends (e.g. to log out agents a vanished client left logged
+// on). serverShutdown is true when the connector itself is stopping.
+type ConnectionObserver interface {
+	ConnectionClosed(who Requester, serverShutdown bool)
+}

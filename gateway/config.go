@@ -33,6 +33,10 @@ type Config struct {
 	// wins over Ready / Login and the later, losing request is refused.
 	// 0: off.
 	ConflictWindow time.Duration
+	// StaleLoginGrace: agents a CTI connection logged on and left logged on
+	// when it went away are logged off this long after (unless logged on
+	// again meanwhile); 0: off.
+	StaleLoginGrace time.Duration
 	// AgentPasswords are what a phone's hoteling login must prove
 	// (x-broadworks-hoteling nonce challenge).
 	AgentPasswords []AgentPassword

@@ -35,14 +35,20 @@ type Gateway struct {
 	// endReasons: why an agent's association is about to end (our logout
 	// or a forced one), for the journal; absent = ended outside (portal).
 	endReasons map[string]string
+	// loginOwner: the CTI connection that logged each agent on, and the
+	// cleanups scheduled for connections that went away (StaleLoginGrace).
+	loginOwner  map[string]uint64
+	staleTimers map[uint64]*time.Timer
+	closed      bool
 
 	pubMu   sync.Mutex
 	settles sync.WaitGroup // release timers that have fired and are running
 }
 
 var (
-	_ csta.Service  = (*Gateway)(nil)
-	_ hoteling.View = (*Gateway)(nil)
+	_ csta.Service            = (*Gateway)(nil)
+	_ csta.ConnectionObserver = (*Gateway)(nil)
+	_ hoteling.View           = (*Gateway)(nil)
 )
 
 const defaultAnswerSettle = 20 * time.Millisecond
@@ -57,15 +63,17 @@ func New(cfg Config, deps Deps, logger *slog.Logger) *Gateway {
 		cfg.AnswerSettle = defaultAnswerSettle
 	}
 	return &Gateway{
-		cfg:        cfg,
-		dir:        newDirectory(cfg),
-		deps:       deps,
-		log:        logger,
-		users:      make(map[string]*userState),
-		linkUp:     true,
-		wakes:      make(map[string]chan struct{}),
-		claims:     make(map[string]agentClaim),
-		endReasons: make(map[string]string),
+		cfg:         cfg,
+		dir:         newDirectory(cfg),
+		deps:        deps,
+		log:         logger,
+		users:       make(map[string]*userState),
+		linkUp:      true,
+		wakes:       make(map[string]chan struct{}),
+		claims:      make(map[string]agentClaim),
+		endReasons:  make(map[string]string),
+		loginOwner:  make(map[string]uint64),
+		staleTimers: make(map[uint64]*time.Timer),
 	}
 }
 

@@ -145,7 +145,7 @@ func (p phoneService) SetForwarding(ctx context.Context, dn string, f phonesync.
 }
 
 func (p phoneService) SetAgentState(ctx context.Context, dn, agentID string, state phonesync.AgentStateName, reason string, _ phonesync.Origin) error {
-	_, err := p.g.setAgentState(ctx, originPhone, &csta.SetAgentState{Device: csta.DeviceID(dn),
+	_, err := p.g.setAgentState(ctx, originPhone, csta.Requester{}, &csta.SetAgentState{Device: csta.DeviceID(dn),
 		RequestedState: csta.ReqAgentState(state), AgentID: agentID, ReasonCode: reason})
 	return phoneErr(err)
 }
@@ -178,7 +178,7 @@ func (p phoneService) SetHoteling(ctx context.Context, hostDN, guestAddress stri
 		}
 		req.RequestedState, req.AgentID = csta.ReqLoggedOff, g.dir.AgentID(guest)
 	}
-	_, err := g.setAgentState(ctx, originPhone, req)
+	_, err := g.setAgentState(ctx, originPhone, csta.Requester{}, req)
 	return phoneErr(err)
 }
 

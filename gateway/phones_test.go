@@ -256,7 +256,7 @@ func TestDesktopPhoneConflict(t *testing.T) {
 			h := newHarnessConfig(t, cfg)
 			for i, s := range tt.steps {
 				time.Sleep(s.wait)
-				_, err := h.g.setAgentState(ctx, s.from, &csta.SetAgentState{Device: "carol", RequestedState: s.state})
+				_, err := h.g.setAgentState(ctx, s.from, csta.Requester{}, &csta.SetAgentState{Device: "carol", RequestedState: s.state})
 				if !errors.Is(err, s.err) || (s.err == nil && err != nil) {
 					t.Fatalf("step %d (%v from %d): err %v, want %v", i, s.state, s.from, err, s.err)
 				}

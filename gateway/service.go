@@ -82,11 +82,11 @@ func (g *Gateway) agentAt(agentID, deviceUser string) (userID, number string, er
 // Within ConflictWindow of a Not Ready / Logout from the phone, a Ready /
 // Login from the desktop is refused with invalidObjectState (and the
 // other way round): the stronger state wins.
-func (g *Gateway) SetAgentState(ctx context.Context, _ csta.Requester, req *csta.SetAgentState) (*csta.SetAgentStateResponse, error) {
-	return g.setAgentState(ctx, originCTI, req)
+func (g *Gateway) SetAgentState(ctx context.Context, who csta.Requester, req *csta.SetAgentState) (*csta.SetAgentStateResponse, error) {
+	return g.setAgentState(ctx, originCTI, who, req)
 }
 
-func (g *Gateway) setAgentState(ctx context.Context, from origin, req *csta.SetAgentState) (_ *csta.SetAgentStateResponse, err error) {
+func (g *Gateway) setAgentState(ctx context.Context, from origin, who csta.Requester, req *csta.SetAgentState) (_ *csta.SetAgentStateResponse, err error) {
 	ctx, cancel, t, err := g.begin(ctx, req.Device)
 	defer cancel()
 	if err != nil {
@@ -106,6 +106,7 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, req *csta.SetA
 	defer func() {
 		if err == nil {
 			g.claim(agent, from, req.RequestedState)
+			g.noteLogin(agent, who.ConnID, req.RequestedState)
 		}
 	}()
 	code := g.dir.UnavailableCode(req.ReasonCode, g.cfg.DefaultUnavailableCode)
@@ -148,8 +149,8 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, req *csta.SetA
 				return nil, csta.ErrServiceNotSupported
 			}
 			defer g.hold(agent, host)()
-			if _, forced := ctx.Value(forcedLogoutKey{}).(bool); forced {
-				g.endingBy(agent, EndForced)
+			if reason, ok := ctx.Value(logoutReasonKey{}).(string); ok {
+				g.endingBy(agent, reason) // forced, stale
 			} else {
 				g.endingBy(agent, EndLogout)
 			}

@@ -65,9 +65,6 @@ func (g *Gateway) observe() Observer {
 	return g.observer
 }
 
-// forcedLogoutKey marks a logout's context as a supervisor's forced one.
-type forcedLogoutKey struct{}
-
 // Sentinels of ForceLogout.
 var (
 	ErrUnknownAgent = errors.New("gateway: unknown agent")
@@ -189,12 +186,18 @@ func (g *Gateway) deviceStatusLocked(deviceID, userID string) DeviceStatus {
 // restores the desk. ErrUnknownAgent, ErrNotLoggedOn, or the CSTA error
 // the request got.
 func (g *Gateway) ForceLogout(ctx context.Context, agentID string) error {
+	if _, known := g.dir.agentByID[agentID]; !known {
+		return ErrUnknownAgent // only configured agents are supervised
+	}
+	return g.logoutAgent(ctx, agentID, EndForced)
+}
+
+// logoutAgent logs an agent off wherever it is, the journal recording
+// reason (forced, stale).
+func (g *Gateway) logoutAgent(ctx context.Context, agentID, reason string) error {
 	user, _, ok := g.dir.Agent(agentID)
 	if !ok {
 		return ErrUnknownAgent
-	}
-	if _, known := g.dir.agentByID[agentID]; !known {
-		return ErrUnknownAgent // only configured agents are supervised
 	}
 	v := g.User(user)
 	if v.HostUserID == "" && (v.ACDState == "" || v.ACDState == xsi.ACDSignOut) {
@@ -207,8 +210,8 @@ func (g *Gateway) ForceLogout(ctx context.Context, agentID string) error {
 	if devs := g.dir.Devices(device); len(devs) > 0 {
 		device = string(devs[0])
 	}
-	g.log.Info("gateway: forced logout", "agent", agentID, "device", device)
-	ctx = context.WithValue(ctx, forcedLogoutKey{}, true) // the journal's "forced"
-	_, err := g.setAgentState(ctx, originCTI, &csta.SetAgentState{Device: csta.DeviceID(device), RequestedState: csta.ReqLoggedOff, AgentID: agentID})
+	g.log.Info("gateway: logging an agent off", "agent", agentID, "device", device, "reason", reason)
+	ctx = context.WithValue(ctx, logoutReasonKey{}, reason)
+	_, err := g.setAgentState(ctx, originCTI, csta.Requester{}, &csta.SetAgentState{Device: csta.DeviceID(device), RequestedState: csta.ReqLoggedOff, AgentID: agentID})
 	return err
 }

@@ -240,6 +240,7 @@ func (p *process) shutdown() int {
 		err = p.phones.Close()
 	}
 	err = errors.Join(err, p.front.Shutdown(ctx))
+	p.xsi.gateway.Close() // no stale-login cleanups from here on
 	p.xsi.gateway.SetObserver(nil)
 	if p.admin != nil {
 		err = errors.Join(err, p.admin.Shutdown(ctx))
