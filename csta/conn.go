@@ -382,6 +382,8 @@ type pendingRequest struct {
 	c        *conn
 	invokeID int
 	ed       Edition
+	request  string    // the request's root element, for the metrics
+	received time.Time // when it was dispatched
 	answered atomic.Bool
 }
 
@@ -389,6 +391,7 @@ func (p *pendingRequest) answer(msg Message) bool {
 	if !p.answered.CompareAndSwap(false, true) {
 		return false
 	}
+	p.c.srv.metrics.observe(p.request, msg, p.received)
 	p.c.outstanding.Add(-1)
 	p.c.send(p.invokeID, msg, p.ed)
 	return true
@@ -402,7 +405,7 @@ func (c *conn) dispatch(invokeID int, msg Message, ed Edition) {
 		c.send(invokeID, ErrOutstandingReqLimitExceeded, ed)
 		return
 	}
-	p := &pendingRequest{c: c, invokeID: invokeID, ed: ed}
+	p := &pendingRequest{c: c, invokeID: invokeID, ed: ed, request: msg.Name(), received: time.Now()}
 	if c.srv.svc == nil {
 		p.answer(ErrResourceOutOfService)
 		return

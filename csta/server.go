@@ -21,9 +21,10 @@ import (
 // Server is the CSTA front end: the TCP listener, the WebSocket handler, the
 // connections, their sessions and monitors.
 type Server struct {
-	cfg atomic.Pointer[Config]
-	svc Service
-	log *slog.Logger
+	cfg     atomic.Pointer[Config]
+	svc     Service
+	log     *slog.Logger
+	metrics *metrics
 
 	nextConnID atomic.Uint64
 
@@ -53,6 +54,7 @@ func NewServer(cfg Config, svc Service, logger *slog.Logger) *Server {
 		perKind:  make(map[string]int),
 		status:   SystemNormal,
 		monitors: make(map[DeviceID]map[*monitor]struct{}),
+		metrics:  newMetrics(),
 	}
 	c := cfg
 	s.cfg.Store(&c)

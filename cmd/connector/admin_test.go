@@ -118,6 +118,11 @@ func TestAdminAPI(t *testing.T) {
 	if _, body := adminGet(t, addrs.admin, "/api/v1/desks/free", testAdminToken); json.Unmarshal(body, &free) != nil || len(free) != 1 || free[0].DeviceID != "desk2" {
 		t.Errorf("free desks with agent1 at desk1: %s", body)
 	}
+	// The CTI request is counted, with its result.
+	if _, body := adminGet(t, addrs.admin, "/metrics", testAdminToken); !strings.Contains(string(body), `connector_cti_requests_total{request="SetAgentState",result="ok"} 1`) ||
+		!strings.Contains(string(body), `connector_cti_request_seconds_count{request="SetAgentState"} 1`) {
+		t.Errorf("/metrics lacks the login request:\n%s", grepLines(string(body), "connector_cti_"))
+	}
 
 	// A supervisor logs agent1 out; logging out again is a conflict.
 	post := func() int {
@@ -189,4 +194,14 @@ func TestJournalAcrossACrash(t *testing.T) {
 	if err := json.Unmarshal(body, &list); code != http.StatusOK || err != nil || len(list) != 1 || list[0].DeviceID != "desk1" {
 		t.Errorf("where was agent1: %d %s", code, body)
 	}
+}
+
+func grepLines(text, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
