@@ -56,7 +56,7 @@ func TestDigestAuth(t *testing.T) {
 			}
 		})
 	}
-	if calls := svc.takeCalls(); len(calls) != 1 || calls[0] != "dnd 1001 true 1" {
+	if calls := svc.awaitCalls(t, 1); len(calls) != 1 || calls[0] != "dnd 1001 true 1" {
 		t.Fatalf("service calls %q", calls)
 	}
 }
@@ -87,7 +87,7 @@ func TestChangeNeedsAuthEvenWhenNotRequired(t *testing.T) {
 	}
 	s.Publish("1001", Change{Kind: ChangeDoNotDisturb, DoNotDisturb: true}) // as the gateway does once confirmed
 	p.nextNotify()
-	if calls := svc.takeCalls(); len(calls) != 1 {
+	if calls := svc.awaitCalls(t, 1); len(calls) != 1 {
 		t.Fatalf("service calls %q", calls)
 	}
 }

@@ -217,7 +217,7 @@ func TestSubscribeChangeFromPhone(t *testing.T) {
 					t.Errorf("NOTIFY body lacks %q:\n%s", want, n.Body())
 				}
 			}
-			if calls := svc.takeCalls(); len(calls) != 1 || calls[0] != tc.wantCall {
+			if calls := svc.awaitCalls(t, 1); len(calls) != 1 || calls[0] != tc.wantCall {
 				t.Errorf("service calls %q, want [%q]", calls, tc.wantCall)
 			}
 			p.noNotify(100 * time.Millisecond) // just the one feature, no full state

@@ -63,6 +63,22 @@ func (f *fakeSvc) takeCalls() []string {
 	return c
 }
 
+// awaitCalls waits until n service calls have been made (a phone's change
+// is applied after its SUBSCRIBE is answered) and takes them.
+func (f *fakeSvc) awaitCalls(t testing.TB, n int) []string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		f.mu.Lock()
+		got := len(f.calls)
+		f.mu.Unlock()
+		if got >= n || time.Now().After(deadline) {
+			return f.takeCalls()
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func (f *fakeSvc) setRefuse(err error) {
 	f.mu.Lock()
 	f.refuse = err
