@@ -468,6 +468,14 @@ func TestPresenceWatcherOverUDP(t *testing.T) {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, code, "", nil))
 	})
 	myAddr := listenSIP(t, ctx, srv)
+	// ServeUDP registers the listener in its goroutine; the watcher takes
+	// its Contact port from it (Server.Start waits the same way).
+	for deadline := time.Now().Add(5 * time.Second); len(ua.TransportLayer().ListenPorts("udp")) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the UDP listener never registered")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 
 	// The PBX.
 	pbxUA, err := sipgo.NewUA(sipgo.WithUserAgent("Cisco-CUCM7.0"))
