@@ -403,12 +403,30 @@ func TestProblemsInKeyOrder(t *testing.T) {
 	}
 }
 
+// envCase is one environment override and what it must change.
+type envCase struct {
+	name  string
+	env   map[string]string
+	check func(*config.Config) bool
+}
+
+// runEnvCases loads the minimal fixture under each case's environment.
+func runEnvCases(t *testing.T, tests []envCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for name, value := range tt.env {
+				t.Setenv(name, value)
+			}
+			if cfg := mustLoad(t, fixture("minimal.yaml")); !tt.check(cfg) {
+				t.Errorf("override not applied: %+v", cfg)
+			}
+		})
+	}
+}
+
 func TestEnvOverride(t *testing.T) {
-	tests := []struct {
-		name  string
-		env   map[string]string
-		check func(*config.Config) bool
-	}{{
+	tests := []envCase{{
 		name:  "key present in the file",
 		env:   map[string]string{"CONNECTOR_CSTA_LISTEN": "127.0.0.1:28800"},
 		check: func(c *config.Config) bool { return c.CSTAFrontEnd.Listen == "127.0.0.1:28800" },
@@ -463,16 +481,7 @@ func TestEnvOverride(t *testing.T) {
 				slices.Equal(c.XSILink.EventPackages, []string{"Do Not Disturb", "Hoteling Guest"})
 		},
 	}}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			for name, value := range tt.env {
-				t.Setenv(name, value)
-			}
-			if cfg := mustLoad(t, fixture("minimal.yaml")); !tt.check(cfg) {
-				t.Errorf("override not applied: %+v", cfg)
-			}
-		})
-	}
+	runEnvCases(t, tests)
 }
 
 // The configuration section of the README names every key and its variable.

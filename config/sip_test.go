@@ -69,11 +69,7 @@ func TestSIPDefaults(t *testing.T) {
 }
 
 func TestSIPEnvOverride(t *testing.T) {
-	tests := []struct {
-		name  string
-		env   map[string]string
-		check func(*config.Config) bool
-	}{{
+	tests := []envCase{{
 		name:  "listen",
 		env:   map[string]string{"CONNECTOR_SIP_LISTEN": "0.0.0.0:15060"},
 		check: func(c *config.Config) bool { return c.PhoneSync().Listen == "0.0.0.0:15060" },
@@ -122,16 +118,7 @@ func TestSIPEnvOverride(t *testing.T) {
 			})
 		},
 	}}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			for name, value := range tt.env {
-				t.Setenv(name, value)
-			}
-			if cfg := mustLoad(t, fixture("minimal.yaml")); !tt.check(cfg) {
-				t.Errorf("override not applied: %+v", cfg.SIP)
-			}
-		})
-	}
+	runEnvCases(t, tests)
 }
 
 // Phone sync is switched off in the file with an empty sip.listen; the
