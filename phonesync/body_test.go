@@ -42,12 +42,44 @@ func fixtures(t testing.TB, prefix string) map[string][]byte {
 	return out
 }
 
+// fixtureCase is one body fixture of testdata/xml/sip and what parsing it
+// must give: want, or an ErrBadBody whose text contains wantErr.
+type fixtureCase[T any] struct {
+	file    string
+	want    T
+	wantErr string // substring of the error; ErrBadBody is always checked
+}
+
+// runFixtures parses each fixture, checks the error or, with check, the
+// result, and that every fixture named prefix* has a table entry.
+func runFixtures[T any](t *testing.T, prefix string, tests []fixtureCase[T], parse func([]byte) (T, error), check func(t *testing.T, got, want T)) {
+	t.Helper()
+	seen := map[string]bool{}
+	for _, tc := range tests {
+		seen[tc.file] = true
+		t.Run(tc.file, func(t *testing.T) {
+			got, err := parse(readFixture(t, tc.file))
+			if tc.wantErr != "" {
+				if !errors.Is(err, ErrBadBody) || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want ErrBadBody containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(t, got, tc.want)
+		})
+	}
+	for name := range fixtures(t, prefix) {
+		if !seen[name] {
+			t.Errorf("fixture %s has no table entry", name)
+		}
+	}
+}
+
 func TestParseFeatureRequestFixtures(t *testing.T) {
-	tests := []struct {
-		file    string
-		want    FeatureRequest
-		wantErr string // substring of the error; ErrBadBody is always checked
-	}{
+	tests := []fixtureCase[FeatureRequest]{
 		{file: "feature_set_dnd_bd5196.xml", want: FeatureRequest{Kind: ChangeDoNotDisturb, Device: "7659366", DoNotDisturb: true}},
 		{file: "feature_set_forwarding_bd5196.xml", want: FeatureRequest{Kind: ChangeForwarding, Device: "7659366",
 			Forwarding: Forwarding{Type: ForwardImmediate, Active: true, Number: "2424"}}},
@@ -72,30 +104,12 @@ func TestParseFeatureRequestFixtures(t *testing.T) {
 		{file: "feature_bad_two_roots.xml", wantErr: "second root"},
 		{file: "feature_bad_encoding.xml", wantErr: "EBCDIC-US"},
 	}
-	seen := map[string]bool{}
-	for _, tc := range tests {
-		seen[tc.file] = true
-		t.Run(tc.file, func(t *testing.T) {
-			got, err := ParseFeatureRequest(readFixture(t, tc.file))
-			if tc.wantErr != "" {
-				if !errors.Is(err, ErrBadBody) || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want ErrBadBody containing %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != tc.want {
-				t.Fatalf("got %+v\nwant %+v", got, tc.want)
-			}
-		})
-	}
-	for name := range fixtures(t, "feature_") {
-		if !seen[name] {
-			t.Errorf("fixture %s has no table entry", name)
+	runFixtures(t, "feature_", tests, ParseFeatureRequest, func(t *testing.T, got, want FeatureRequest) {
+		t.Helper()
+		if got != want {
+			t.Fatalf("got %+v\nwant %+v", got, want)
 		}
-	}
+	})
 }
 
 func TestParseFeatureRequestLimits(t *testing.T) {

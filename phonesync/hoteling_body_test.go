@@ -10,11 +10,7 @@ import (
 )
 
 func TestParseSetHotelingFixtures(t *testing.T) {
-	tests := []struct {
-		file    string
-		want    HotelingRequest
-		wantErr string
-	}{
+	tests := []fixtureCase[HotelingRequest]{
 		{file: "hoteling_set_cisco_mpp.xml", want: HotelingRequest{GuestAddress: "Guest Extension"}},
 		{file: "hoteling_set_logout.xml", want: HotelingRequest{}},
 		{file: "hoteling_set_auth_audiocodes.xml", want: HotelingRequest{GuestAddress: "agent1001@example.com",
@@ -23,31 +19,13 @@ func TestParseSetHotelingFixtures(t *testing.T) {
 		{file: "hoteling_bad_root.xml", wantErr: `"HotelingEvent" is not SetHoteling`},
 		{file: "hoteling_event_broadworks_empty.xml", wantErr: "is not SetHoteling"},
 	}
-	seen := map[string]bool{}
-	for _, tc := range tests {
-		seen[tc.file] = true
-		t.Run(tc.file, func(t *testing.T) {
-			got, err := ParseSetHoteling(readFixture(t, tc.file))
-			if tc.wantErr != "" {
-				if !errors.Is(err, ErrBadBody) || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want ErrBadBody containing %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got.GuestAddress != tc.want.GuestAddress || (got.Auth == nil) != (tc.want.Auth == nil) ||
-				(got.Auth != nil && *got.Auth != *tc.want.Auth) {
-				t.Fatalf("got %+v (auth %+v), want %+v (auth %+v)", got, got.Auth, tc.want, tc.want.Auth)
-			}
-		})
-	}
-	for name := range fixtures(t, "hoteling_") {
-		if !seen[name] {
-			t.Errorf("fixture %s has no table entry", name)
+	runFixtures(t, "hoteling_", tests, ParseSetHoteling, func(t *testing.T, got, want HotelingRequest) {
+		t.Helper()
+		if got.GuestAddress != want.GuestAddress || (got.Auth == nil) != (want.Auth == nil) ||
+			(got.Auth != nil && *got.Auth != *want.Auth) {
+			t.Fatalf("got %+v (auth %+v), want %+v (auth %+v)", got, got.Auth, want, want.Auth)
 		}
-	}
+	})
 }
 
 func TestHotelingEventDoc(t *testing.T) {

@@ -8,11 +8,7 @@ import (
 )
 
 func TestParsePIDFFixtures(t *testing.T) {
-	tests := []struct {
-		file    string
-		want    Presence
-		wantErr string
-	}{
+	tests := []fixtureCase[Presence]{
 		{file: "pidf_cucm7_on_the_phone.xml", want: Presence{Entity: "sip:8001@192.168.13.198", Open: true, Activities: []string{"on-the-phone"}}},
 		{file: "pidf_cucm7_idle.xml", want: Presence{Entity: "sip:8001@192.168.13.198", Open: true}},
 		{file: "pidf_imp_busy_closed.xml", want: Presence{Entity: "sip:1001@cucm.example.com", Activities: []string{"busy"}}},
@@ -26,30 +22,12 @@ func TestParsePIDFFixtures(t *testing.T) {
 		{file: "pidf_bad_truncated.xml", wantErr: "unexpected EOF"},
 		{file: "pidf_bad_root.xml", wantErr: `"dialog-info" is not presence`},
 	}
-	seen := map[string]bool{}
-	for _, tc := range tests {
-		seen[tc.file] = true
-		t.Run(tc.file, func(t *testing.T) {
-			got, err := ParsePIDF(readFixture(t, tc.file))
-			if tc.wantErr != "" {
-				if !errors.Is(err, ErrBadBody) || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want ErrBadBody containing %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got.Entity != tc.want.Entity || got.Open != tc.want.Open || got.Note != tc.want.Note || !slices.Equal(got.Activities, tc.want.Activities) {
-				t.Fatalf("got %+v\nwant %+v", got, tc.want)
-			}
-		})
-	}
-	for name := range fixtures(t, "pidf_") {
-		if !seen[name] {
-			t.Errorf("fixture %s has no table entry", name)
+	runFixtures(t, "pidf_", tests, ParsePIDF, func(t *testing.T, got, want Presence) {
+		t.Helper()
+		if got.Entity != want.Entity || got.Open != want.Open || got.Note != want.Note || !slices.Equal(got.Activities, want.Activities) {
+			t.Fatalf("got %+v\nwant %+v", got, want)
 		}
-	}
+	})
 }
 
 func TestParsePIDFLimits(t *testing.T) {
