@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"hash/fnv"
+	"log/slog"
 	"sync"
 	"time"
 )
@@ -53,7 +54,7 @@ type journalOp struct {
 
 type journalWriter struct {
 	j      Journal
-	log    interface{ Error(string, ...any) }
+	log    *slog.Logger
 	queues [journalShards]chan journalOp
 	wg     sync.WaitGroup
 
@@ -62,7 +63,7 @@ type journalWriter struct {
 	idle    map[string]chan struct{} // closed when that agent's pending reaches 0
 }
 
-func newJournalWriter(j Journal, log interface{ Error(string, ...any) }) *journalWriter {
+func newJournalWriter(j Journal, log *slog.Logger) *journalWriter {
 	w := &journalWriter{j: j, log: log, pending: map[string]int{}, idle: map[string]chan struct{}{}}
 	for i := range w.queues {
 		w.queues[i] = make(chan journalOp, journalQueue)
