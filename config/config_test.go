@@ -632,12 +632,20 @@ func TestPlanReload(t *testing.T) {
 	if next.CSTAFrontEnd.Listen != "127.0.0.1:9800" {
 		t.Error("PlanReload changed next")
 	}
+	// The directory and the gateway settings apply live.
+	live := config.Default()
+	live.Directory.ReasonCodes = []string{"break=TRAINING"}
+	live.GatewayCore.ConflictWindow = 0
+	if plan := config.PlanReload(running, live); len(plan.Refused) != 0 ||
+		!slices.Equal(plan.Changed, []string{"directory.reason_codes", "gateway.conflict_window"}) {
+		t.Errorf("a directory and gateway reload: changed %v, refused %v", plan.Changed, plan.Refused)
+	}
 	for _, key := range config.Keys() {
 		want := slices.Contains([]string{
 			"log.format", "csta.listen", "csta.tls.cert_file", "csta.tls.key_file", "csta.websocket.enabled", "admin.listen",
 			"admin.token", "admin.token_file",
 		}, key) || strings.HasPrefix(key, "xsi.") || strings.HasPrefix(key, "simulator.") ||
-			strings.HasPrefix(key, "directory.") || strings.HasPrefix(key, "gateway.") || strings.HasPrefix(key, "hoteling.") ||
+			strings.HasPrefix(key, "hoteling.") ||
 			strings.HasPrefix(key, "sip.") || strings.HasPrefix(key, "journal.")
 		if config.NeedsRestart(key) != want {
 			t.Errorf("NeedsRestart(%s) = %v", key, config.NeedsRestart(key))

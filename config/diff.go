@@ -9,11 +9,13 @@ import (
 // restartKeys cannot change in a running process: the listeners are bound
 // (and the WebSocket mounted) once at startup. log.format is here because the
 // log handler is built once; log.level changes live. Every key under
-// restartSections needs a restart too: the XSI link, the simulator, the
-// gateway and the hot-desk sequencer are built once, and so is the
-// phonesync server, which has no way yet to take new sip.* settings while it
-// runs (its listeners, TLS, state file and PBX presence subscriptions could
-// not change live anyway; credentials and limits could, once it has one).
+// restartSections needs a restart too: the XSI link (its channels and
+// subscriptions), the simulator, the hot-desk sequencer and the journal are
+// built once, and so is the phonesync server, which has no way yet to take
+// new sip.* settings while it runs (its listeners, TLS, state file and PBX
+// presence subscriptions could not change live anyway; credentials and
+// limits could, once it has one). directory.* and gateway.* apply live
+// (gateway.Reload).
 var restartKeys = []string{
 	"log.format",
 	"csta.listen",
@@ -25,7 +27,7 @@ var restartKeys = []string{
 	"admin.token_file",
 }
 
-var restartSections = []string{"xsi.", "simulator.", "directory.", "gateway.", "hoteling.", "sip.", "journal."}
+var restartSections = []string{"xsi.", "simulator.", "hoteling.", "sip.", "journal."}
 
 // NeedsRestart reports whether a change of key takes a restart.
 func NeedsRestart(key string) bool {

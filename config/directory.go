@@ -286,24 +286,7 @@ func (c *Config) Hoteling() hoteling.Config {
 	if h.StateFile != "" {
 		out.Store = &hoteling.FileStore{Path: h.StateFile}
 	}
-	agents := c.Gateway().Agents
-	domain := c.Directory.Domain
-	out.NumberOf = func(userID string) string {
-		for _, a := range agents {
-			if a.UserID == userID {
-				if a.Number != "" {
-					return a.Number
-				}
-				return a.AgentID
-			}
-		}
-		if domain != "" {
-			if user, ok := strings.CutSuffix(userID, "@"+domain); ok {
-				return user
-			}
-		}
-		return ""
-	}
+	out.NumberOf = gateway.NewDirectory(c.Gateway()).NumberOf
 	return out
 }
 

@@ -550,7 +550,6 @@ func TestSIPReload(t *testing.T) {
 			c.SIP.Limits.SubscribeRate = 1
 			c.SIP.Liveness.Timeout = time.Minute
 		}, []string{"sip.limits.subscribe_rate", "sip.liveness.timeout"}},
-		{"conflict window", func(c *config.Config) { c.GatewayCore.ConflictWindow = 0 }, []string{"gateway.conflict_window"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"strings"
 
 	"github.com/broadworks-connector/connector/csta"
@@ -8,7 +9,8 @@ import (
 
 // Directory maps CSTA device and agent IDs to BroadWorks user IDs: explicit
 // entries first, then "<id>@<domain>" for IDs without "@"; an ID with "@"
-// is taken as a user ID. It is immutable after newDirectory.
+// is taken as a user ID. It is immutable: a reload builds a new one
+// (Gateway.Reload).
 type Directory struct {
 	domain  string
 	devices []DeviceEntry
@@ -22,9 +24,12 @@ type Directory struct {
 	devicesOfUser map[string][]string    // explicit device IDs, in config order
 	agentByID     map[string]AgentEntry  // first entry of each agent ID
 	agentOfUser   map[string]string      // first agent ID of each user
+	numberOfUser  map[string]string      // the first agent entry's number of each user
 }
 
-func newDirectory(cfg Config) *Directory {
+// NewDirectory indexes the directory entries of cfg (Domain, Devices,
+// Agents, ReasonCodes).
+func NewDirectory(cfg Config) *Directory {
 	d := &Directory{
 		domain:        cfg.Domain,
 		devices:       append([]DeviceEntry(nil), cfg.Devices...),
@@ -35,6 +40,7 @@ func newDirectory(cfg Config) *Directory {
 		devicesOfUser: make(map[string][]string),
 		agentByID:     make(map[string]AgentEntry, len(cfg.Agents)),
 		agentOfUser:   make(map[string]string, len(cfg.Agents)),
+		numberOfUser:  make(map[string]string, len(cfg.Agents)),
 	}
 	for _, e := range d.devices {
 		if _, dup := d.deviceByID[e.DeviceID]; !dup {
@@ -51,6 +57,7 @@ func newDirectory(cfg Config) *Directory {
 		}
 		if _, dup := d.agentOfUser[e.UserID]; !dup {
 			d.agentOfUser[e.UserID] = e.AgentID
+			d.numberOfUser[e.UserID] = cmp.Or(e.Number, e.AgentID)
 		}
 	}
 	return d
@@ -107,6 +114,19 @@ func (d *Directory) AgentID(userID string) string {
 		return id
 	}
 	return d.shortID(userID)
+}
+
+// NumberOf is the number a hot desk forwards to when userID logs on there
+// as a guest: the first agent entry's Number, else its agent ID; for a user
+// of the domain without an entry, the user part; else "" (unknown).
+func (d *Directory) NumberOf(userID string) string {
+	if n, ok := d.numberOfUser[userID]; ok {
+		return n
+	}
+	if s := d.shortID(userID); s != userID {
+		return s
+	}
+	return ""
 }
 
 func (d *Directory) shortID(userID string) string {

@@ -8,7 +8,7 @@ import (
 )
 
 func TestDirectoryDevice(t *testing.T) {
-	d := newDirectory(testConfig)
+	d := NewDirectory(testConfig)
 	tests := []struct {
 		id      csta.DeviceID
 		user    string
@@ -30,14 +30,14 @@ func TestDirectoryDevice(t *testing.T) {
 			t.Errorf("Device(%q) = %q, %v, %v; want %q, %v, %v", tt.id, u, hd, ok, tt.user, tt.hotDesk, tt.ok)
 		}
 	}
-	noDomain := newDirectory(Config{})
+	noDomain := NewDirectory(Config{})
 	if _, _, ok := noDomain.Device("1001"); ok {
 		t.Error("without a domain, an ID without @ must be unknown")
 	}
 }
 
 func TestDirectoryAgent(t *testing.T) {
-	d := newDirectory(testConfig)
+	d := NewDirectory(testConfig)
 	tests := []struct {
 		id, user, number string
 		ok               bool
@@ -57,7 +57,7 @@ func TestDirectoryAgent(t *testing.T) {
 }
 
 func TestDirectoryReverse(t *testing.T) {
-	d := newDirectory(testConfig)
+	d := NewDirectory(testConfig)
 	tests := []struct {
 		user    string
 		agentID string
@@ -79,7 +79,7 @@ func TestDirectoryReverse(t *testing.T) {
 }
 
 func TestDirectoryReasons(t *testing.T) {
-	d := newDirectory(testConfig)
+	d := NewDirectory(testConfig)
 	tests := []struct{ reason, code string }{
 		{"lunch", "100"},
 		{"meeting", "200"},

@@ -303,7 +303,7 @@ func TestAwait(t *testing.T) {
 // of our own request is held until the request has returned.
 func TestAnswerBeforeEvents(t *testing.T) {
 	h := newHarness(t)
-	h.g.cfg.AnswerSettle = 300 * time.Millisecond
+	h.g.cfg().AnswerSettle = 300 * time.Millisecond
 	h.g.HandleXSIEvent(xev("carol@example.com", dnd(false))) // snapshot
 	h.act.onCall = func(method string) {
 		if method == "SetDND" {

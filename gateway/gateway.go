@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/broadworks-connector/connector/csta"
@@ -18,8 +19,7 @@ import (
 // Lock order: pubMu → mu. Publisher calls are made with pubMu held and mu
 // released (csta.Server.Publish never blocks).
 type Gateway struct {
-	cfg  Config
-	dir  *Directory
+	live atomic.Pointer[liveConfig] // what Reload may replace
 	deps Deps
 	log  *slog.Logger
 
@@ -62,9 +62,7 @@ func New(cfg Config, deps Deps, logger *slog.Logger) *Gateway {
 	if cfg.AnswerSettle <= 0 {
 		cfg.AnswerSettle = defaultAnswerSettle
 	}
-	return &Gateway{
-		cfg:         cfg,
-		dir:         newDirectory(cfg),
+	g := &Gateway{
 		deps:        deps,
 		log:         logger,
 		users:       make(map[string]*userState),
@@ -75,6 +73,8 @@ func New(cfg Config, deps Deps, logger *slog.Logger) *Gateway {
 		loginOwner:  make(map[string]uint64),
 		staleTimers: make(map[uint64]*time.Timer),
 	}
+	g.live.Store(&liveConfig{cfg: cfg, dir: NewDirectory(cfg)})
+	return g
 }
 
 // SetHoteling sets the hot-desk sequencer after New, for the wiring cycle:
@@ -93,8 +93,8 @@ func (g *Gateway) hoteling() Hoteling {
 	return g.deps.Hoteling
 }
 
-// Directory returns the gateway's directory.
-func (g *Gateway) Directory() *Directory { return g.dir }
+// Directory returns the gateway's directory in force (Reload replaces it).
+func (g *Gateway) Directory() *Directory { return g.dir() }
 
 // user returns the state of id, creating it; mu held.
 func (g *Gateway) user(id string) *userState {
@@ -285,11 +285,12 @@ func (g *Gateway) applyAgent(u *userState, info xsi.AgentStateInfo) []csta.Event
 	if !report(seen, same) {
 		return nil
 	}
-	agentID := g.dir.AgentID(u.id)
-	own := g.dir.Devices(u.id)
+	dir := g.dir()
+	agentID := dir.AgentID(u.id)
+	own := dir.Devices(u.id)
 	all := own
 	if u.hostUserID != "" {
-		all = append(append([]csta.DeviceID(nil), own...), g.dir.Devices(u.hostUserID)...)
+		all = append(append([]csta.DeviceID(nil), own...), dir.Devices(u.hostUserID)...)
 	}
 	var out []csta.Event
 	add := func(devs []csta.DeviceID, ev csta.Event) {
@@ -313,7 +314,7 @@ func (g *Gateway) applyAgent(u *userState, info xsi.AgentStateInfo) []csta.Event
 		case xsi.ACDAvailable:
 			add(all, csta.Event{Kind: csta.EventAgentReady})
 		case xsi.ACDUnavailable:
-			add(all, csta.Event{Kind: csta.EventAgentNotReady, ReasonCode: g.dir.Reason(code)})
+			add(all, csta.Event{Kind: csta.EventAgentNotReady, ReasonCode: dir.Reason(code)})
 		default:
 			add(all, csta.Event{Kind: csta.EventAgentWorkingAfterCall})
 		}
@@ -393,15 +394,16 @@ func (g *Gateway) applyHoteling(u *userState, d *xsi.HotelingGuestEvent) []csta.
 	if prev == host {
 		return nil
 	}
-	agentID := g.dir.AgentID(u.id)
+	dir := g.dir()
+	agentID := dir.AgentID(u.id)
 	var out []csta.Event
 	if prev != "" {
-		for _, dev := range g.dir.Devices(prev) {
+		for _, dev := range dir.Devices(prev) {
 			out = append(out, csta.Event{Kind: csta.EventAgentLoggedOff, Device: dev, AgentID: agentID})
 		}
 	}
 	if host != "" {
-		for _, dev := range g.dir.Devices(host) {
+		for _, dev := range dir.Devices(host) {
 			out = append(out, csta.Event{Kind: csta.EventAgentLoggedOn, Device: dev, AgentID: agentID})
 		}
 	}
@@ -411,7 +413,7 @@ func (g *Gateway) applyHoteling(u *userState, d *xsi.HotelingGuestEvent) []csta.
 // forUser copies ev to every device of the user.
 func (g *Gateway) forUser(userID string, ev csta.Event) []csta.Event {
 	var out []csta.Event
-	for _, d := range g.dir.Devices(userID) {
+	for _, d := range g.dir().Devices(userID) {
 		e := ev
 		e.Device = d
 		out = append(out, e)
@@ -468,7 +470,7 @@ func (g *Gateway) hold(userIDs ...string) (release func()) {
 	g.mu.Unlock()
 	return func() {
 		g.settles.Add(1)
-		time.AfterFunc(g.cfg.AnswerSettle, func() {
+		time.AfterFunc(g.cfg().AnswerSettle, func() {
 			defer g.settles.Done()
 			g.mu.Lock()
 			for _, id := range userIDs {

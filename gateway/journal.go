@@ -181,10 +181,10 @@ func (g *Gateway) journalLocked(guest *userState, prevHost, host string, since t
 	}
 	if host != "" {
 		desk := host
-		if devs := g.dir.Devices(host); len(devs) > 0 {
+		if devs := g.dir().Devices(host); len(devs) > 0 {
 			desk = string(devs[0])
 		}
-		ops = append(ops, journalOp{agent: guest.id, begin: &Association{AgentID: g.dir.AgentID(guest.id), AgentUserID: guest.id,
+		ops = append(ops, journalOp{agent: guest.id, begin: &Association{AgentID: g.dir().AgentID(guest.id), AgentUserID: guest.id,
 			DeskDeviceID: desk, DeskUserID: host, Start: since}})
 	}
 	for _, op := range ops {

@@ -49,8 +49,8 @@ func (g *Gateway) publishToPhones(p Phones, ev csta.Event) {
 		}
 		p.Publish(dn, phonesync.Change{Kind: phonesync.ChangeAgent, Agent: a})
 		if ev.Kind == csta.EventAgentLoggedOn || ev.Kind == csta.EventAgentLoggedOff {
-			user, hotDesk, ok := g.dir.Device(ev.Device)
-			agentUser, _, known := g.dir.Agent(ev.AgentID)
+			user, hotDesk, ok := g.dir().Device(ev.Device)
+			agentUser, _, known := g.dir().Agent(ev.AgentID)
 			if ok && hotDesk && known && agentUser != user {
 				h := phonesync.Hoteling{}
 				if ev.Kind == csta.EventAgentLoggedOn {
@@ -152,12 +152,12 @@ func (p phoneService) SetAgentState(ctx context.Context, dn, agentID string, sta
 
 func (p phoneService) Hoteling(_ context.Context, hostDN string) (phonesync.Hoteling, error) {
 	g := p.g
-	user, hotDesk, ok := g.dir.Device(csta.DeviceID(hostDN))
+	user, hotDesk, ok := g.dir().Device(csta.DeviceID(hostDN))
 	if !ok || !hotDesk {
 		return phonesync.Hoteling{}, phonesync.ErrUnknownDevice
 	}
 	if guest := g.User(user).GuestUserID; guest != "" {
-		return phonesync.Hoteling{GuestAddress: g.dir.AgentID(guest)}, nil
+		return phonesync.Hoteling{GuestAddress: g.dir().AgentID(guest)}, nil
 	}
 	return phonesync.Hoteling{}, nil
 }
@@ -168,7 +168,7 @@ func (p phoneService) SetHoteling(ctx context.Context, hostDN, guestAddress stri
 	g := p.g
 	req := &csta.SetAgentState{Device: csta.DeviceID(hostDN), RequestedState: csta.ReqLoggedOn, AgentID: guestAddress}
 	if guestAddress == "" {
-		user, _, ok := g.dir.Device(csta.DeviceID(hostDN))
+		user, _, ok := g.dir().Device(csta.DeviceID(hostDN))
 		if !ok {
 			return phonesync.ErrUnknownDevice
 		}
@@ -176,7 +176,7 @@ func (p phoneService) SetHoteling(ctx context.Context, hostDN, guestAddress stri
 		if guest == "" {
 			return nil // nobody to log out
 		}
-		req.RequestedState, req.AgentID = csta.ReqLoggedOff, g.dir.AgentID(guest)
+		req.RequestedState, req.AgentID = csta.ReqLoggedOff, g.dir().AgentID(guest)
 	}
 	_, err := g.setAgentState(ctx, originPhone, csta.Requester{}, req)
 	return phoneErr(err)
@@ -186,12 +186,12 @@ func (p phoneService) SetHoteling(ctx context.Context, hostDN, guestAddress stri
 // (its agent ID, or its BroadWorks user ID).
 func (p phoneService) GuestPassword(guestAddress string) (string, bool) {
 	g := p.g
-	user, _, ok := g.dir.Agent(guestAddress)
+	user, _, ok := g.dir().Agent(guestAddress)
 	if !ok {
 		return "", false
 	}
-	for _, ap := range g.cfg.AgentPasswords {
-		if u, _, ok := g.dir.Agent(ap.AgentID); ok && u == user {
+	for _, ap := range g.cfg().AgentPasswords {
+		if u, _, ok := g.dir().Agent(ap.AgentID); ok && u == user {
 			return ap.Password, true
 		}
 	}
@@ -202,7 +202,7 @@ func (p phoneService) GuestPassword(guestAddress string) (string, bool) {
 // back (BackInServiceEvent) on the CSTA monitors of its device's user.
 func (p phoneService) PhoneService(dn string, inService bool) {
 	g := p.g
-	user, _, ok := g.dir.Device(csta.DeviceID(dn))
+	user, _, ok := g.dir().Device(csta.DeviceID(dn))
 	if !ok {
 		return
 	}
@@ -245,18 +245,18 @@ const maxClaims = 100000
 // Not Ready / Logout beats Ready / Login (the rule SIP Server applies
 // between CUCM phones and desktops; research/sip.md §2.4).
 func (g *Gateway) conflicting(agent string, o origin, state csta.ReqAgentState) bool {
-	if g.cfg.ConflictWindow <= 0 || (state != csta.ReqReady && state != csta.ReqLoggedOn) {
+	if g.cfg().ConflictWindow <= 0 || (state != csta.ReqReady && state != csta.ReqLoggedOn) {
 		return false
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	c, ok := g.claims[agent]
-	return ok && c.strong && c.origin != o && time.Since(c.at) < g.cfg.ConflictWindow
+	return ok && c.strong && c.origin != o && time.Since(c.at) < g.cfg().ConflictWindow
 }
 
 // claim records a successful agent-state request.
 func (g *Gateway) claim(agent string, o origin, state csta.ReqAgentState) {
-	if g.cfg.ConflictWindow <= 0 {
+	if g.cfg().ConflictWindow <= 0 {
 		return
 	}
 	now := time.Now()
@@ -264,7 +264,7 @@ func (g *Gateway) claim(agent string, o origin, state csta.ReqAgentState) {
 	defer g.mu.Unlock()
 	if len(g.claims) >= maxClaims {
 		for id, c := range g.claims {
-			if now.Sub(c.at) >= g.cfg.ConflictWindow {
+			if now.Sub(c.at) >= g.cfg().ConflictWindow {
 				delete(g.claims, id)
 			}
 		}

@@ -21,8 +21,8 @@ func (g *Gateway) begin(ctx context.Context, device csta.DeviceID) (context.Cont
 		return ctx, noop, target{}, err
 	}
 	t := target{user: user, hotDesk: hotDesk}
-	if g.cfg.RequestTimeout > 0 {
-		ctx, cancel := context.WithTimeout(ctx, g.cfg.RequestTimeout)
+	if g.cfg().RequestTimeout > 0 {
+		ctx, cancel := context.WithTimeout(ctx, g.cfg().RequestTimeout)
 		return ctx, cancel, t, nil
 	}
 	return ctx, noop, t, nil
@@ -35,7 +35,7 @@ type target struct {
 }
 
 func (g *Gateway) device(id csta.DeviceID) (userID string, hotDesk bool, err error) {
-	u, hd, ok := g.dir.Device(id)
+	u, hd, ok := g.dir().Device(id)
 	if !ok {
 		return "", false, csta.ErrInvalidDeviceID
 	}
@@ -53,7 +53,7 @@ func (g *Gateway) MonitorStart(_ context.Context, _ csta.Requester, req *csta.Mo
 // hot-desked at the device, else the device's user.
 func (g *Gateway) agentAt(agentID, deviceUser string) (userID, number string, err error) {
 	if agentID != "" {
-		u, n, ok := g.dir.Agent(agentID)
+		u, n, ok := g.dir().Agent(agentID)
 		if !ok {
 			return "", "", csta.ErrInvalidAgentIdentifier
 		}
@@ -62,8 +62,8 @@ func (g *Gateway) agentAt(agentID, deviceUser string) (userID, number string, er
 	if guest := g.User(deviceUser).GuestUserID; guest != "" {
 		deviceUser = guest
 	}
-	id := g.dir.AgentID(deviceUser)
-	_, n, _ := g.dir.Agent(id)
+	id := g.dir().AgentID(deviceUser)
+	_, n, _ := g.dir().Agent(id)
 	if n == "" {
 		n = id
 	}
@@ -100,7 +100,7 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, who csta.Reque
 	}
 	if g.conflicting(agent, from, req.RequestedState) {
 		g.log.Info("gateway: agent state refused: the other interface asked for not ready / logged off just before",
-			"agent", agent, "requested", req.RequestedState, "window", g.cfg.ConflictWindow)
+			"agent", agent, "requested", req.RequestedState, "window", g.cfg().ConflictWindow)
 		return nil, ErrInvalidObjectState
 	}
 	defer func() {
@@ -109,7 +109,7 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, who csta.Reque
 			g.noteLogin(agent, who.ConnID, req.RequestedState)
 		}
 	}()
-	code := g.dir.UnavailableCode(req.ReasonCode, g.cfg.DefaultUnavailableCode)
+	code := g.dir().UnavailableCode(req.ReasonCode, g.cfg().DefaultUnavailableCode)
 	notFound := csta.ErrInvalidAgentIdentifier
 	set := func(state xsi.ACDState, code string) error {
 		return g.cstaError(g.deps.Actions.SetAgentState(ctx, agent, state, code), notFound)
@@ -248,12 +248,12 @@ func (g *Gateway) GetAgentState(ctx context.Context, _ csta.Requester, req *csta
 	}
 	loggedOn, cs := cstaAgentState(state)
 	resp := &csta.GetAgentStateResponse{AgentStateList: []csta.AgentStateEntry{{
-		AgentID:       g.dir.AgentID(agent),
+		AgentID:       g.dir().AgentID(agent),
 		LoggedOnState: loggedOn,
 		AgentInfo:     []csta.AgentInfoItem{{ACDGroup: req.ACDGroup, AgentState: cs}},
 	}}}
 	if state == xsi.ACDUnavailable && code != "" {
-		resp.ReasonCode = g.dir.Reason(code)
+		resp.ReasonCode = g.dir().Reason(code)
 	}
 	return resp, nil
 }
@@ -324,7 +324,7 @@ var forwardingPackage = map[csta.ForwardingType]string{
 
 // subscribed says whether events of an Xsi-Events package reach the view.
 func (g *Gateway) subscribed(pkg string) bool {
-	return len(g.cfg.EventPackages) == 0 || slices.Contains(g.cfg.EventPackages, pkg)
+	return len(g.cfg().EventPackages) == 0 || slices.Contains(g.cfg().EventPackages, pkg)
 }
 
 // forwardingView is the view's value of one forwarding service and whether

@@ -21,7 +21,7 @@ type logoutReasonKey struct{}
 // noteLogin records which CTI connection logged an agent on (a logoff
 // from anywhere forgets it).
 func (g *Gateway) noteLogin(agent string, conn uint64, state csta.ReqAgentState) {
-	if g.cfg.StaleLoginGrace <= 0 {
+	if g.cfg().StaleLoginGrace <= 0 {
 		return
 	}
 	g.mu.Lock()
@@ -37,7 +37,7 @@ func (g *Gateway) noteLogin(agent string, conn uint64, state csta.ReqAgentState)
 // ConnectionClosed is csta.ConnectionObserver: a connection that goes away
 // (not at the connector's own shutdown) leaves its agents to the cleanup.
 func (g *Gateway) ConnectionClosed(who csta.Requester, serverShutdown bool) {
-	if g.cfg.StaleLoginGrace <= 0 {
+	if g.cfg().StaleLoginGrace <= 0 {
 		return
 	}
 	g.mu.Lock()
@@ -54,11 +54,11 @@ func (g *Gateway) ConnectionClosed(who csta.Requester, serverShutdown bool) {
 		g.mu.Unlock()
 		return
 	}
-	t := time.AfterFunc(g.cfg.StaleLoginGrace, func() { g.cleanStale(who.ConnID, agents) })
+	t := time.AfterFunc(g.cfg().StaleLoginGrace, func() { g.cleanStale(who.ConnID, agents) })
 	g.staleTimers[who.ConnID] = t
 	g.mu.Unlock()
 	g.log.Info("gateway: CTI connection gone with agents logged on; logging them off after the grace period",
-		"conn", who.ConnID, "remote", who.RemoteAddr, "agents", len(agents), "grace", g.cfg.StaleLoginGrace)
+		"conn", who.ConnID, "remote", who.RemoteAddr, "agents", len(agents), "grace", g.cfg().StaleLoginGrace)
 }
 
 func (g *Gateway) cleanStale(conn uint64, agents []string) {
@@ -78,7 +78,7 @@ func (g *Gateway) cleanStale(conn uint64, agents []string) {
 			continue // logged off meanwhile, some other way
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), g.staleLogoutTimeout())
-		err := g.logoutAgent(ctx, g.dir.AgentID(user), EndStale)
+		err := g.logoutAgent(ctx, g.dir().AgentID(user), EndStale)
 		cancel()
 		if err != nil {
 			g.log.Warn("gateway: stale login not cleaned", "agent", user, "err", err)
@@ -89,8 +89,8 @@ func (g *Gateway) cleanStale(conn uint64, agents []string) {
 }
 
 func (g *Gateway) staleLogoutTimeout() time.Duration {
-	if g.cfg.RequestTimeout > 0 {
-		return g.cfg.RequestTimeout
+	if g.cfg().RequestTimeout > 0 {
+		return g.cfg().RequestTimeout
 	}
 	return 30 * time.Second
 }

@@ -75,12 +75,13 @@ var (
 func (g *Gateway) Agents() []AgentStatus {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	out := make([]AgentStatus, 0, len(g.dir.agents))
-	seen := make(map[string]bool, len(g.dir.agents))
-	for _, e := range g.dir.agents {
+	d := g.dir()
+	out := make([]AgentStatus, 0, len(d.agents))
+	seen := make(map[string]bool, len(d.agents))
+	for _, e := range d.agents {
 		if !seen[e.AgentID] { // the first entry of an ID counts
 			seen[e.AgentID] = true
-			out = append(out, g.agentStatusLocked(e))
+			out = append(out, g.agentStatusLocked(d, e))
 		}
 	}
 	return out
@@ -88,16 +89,17 @@ func (g *Gateway) Agents() []AgentStatus {
 
 // AgentOf is the configured agent of a BroadWorks user, if any.
 func (g *Gateway) AgentOf(userID string) (AgentStatus, bool) {
-	id, ok := g.dir.agentOfUser[userID]
+	d := g.dir()
+	id, ok := d.agentOfUser[userID]
 	if !ok {
 		return AgentStatus{}, false
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.agentStatusLocked(g.dir.agentByID[id]), true
+	return g.agentStatusLocked(d, d.agentByID[id]), true
 }
 
-func (g *Gateway) agentStatusLocked(e AgentEntry) AgentStatus {
+func (g *Gateway) agentStatusLocked(d *Directory, e AgentEntry) AgentStatus {
 	a := AgentStatus{AgentID: e.AgentID, UserID: e.UserID, State: "unknown"}
 	u := g.users[e.UserID]
 	if u == nil {
@@ -106,11 +108,11 @@ func (g *Gateway) agentStatusLocked(e AgentEntry) AgentStatus {
 	if u.agentSeen {
 		a.State = agentStateName(u.acdState)
 		if u.acdState == xsi.ACDUnavailable && u.unavailableCode != "" {
-			a.Reason = g.dir.Reason(u.unavailableCode)
+			a.Reason = d.Reason(u.unavailableCode)
 		}
 	}
 	if u.hostUserID != "" {
-		if devs := g.dir.Devices(u.hostUserID); len(devs) > 0 {
+		if devs := d.Devices(u.hostUserID); len(devs) > 0 {
 			a.Desk = string(devs[0])
 		}
 		a.Since = u.hostSince
@@ -136,10 +138,11 @@ func agentStateName(s xsi.ACDState) string {
 func (g *Gateway) Devices() []DeviceStatus {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	out := make([]DeviceStatus, 0, len(g.dir.devices))
-	for _, e := range g.dir.devices {
-		if g.dir.deviceByID[e.DeviceID].UserID == e.UserID {
-			out = append(out, g.deviceStatusLocked(e.DeviceID, e.UserID))
+	d := g.dir()
+	out := make([]DeviceStatus, 0, len(d.devices))
+	for _, e := range d.devices {
+		if d.deviceByID[e.DeviceID].UserID == e.UserID {
+			out = append(out, g.deviceStatusLocked(d, e.DeviceID, e.UserID))
 		}
 	}
 	return out
@@ -147,7 +150,8 @@ func (g *Gateway) Devices() []DeviceStatus {
 
 // DevicesOf lists the configured devices of a BroadWorks user.
 func (g *Gateway) DevicesOf(userID string) []DeviceStatus {
-	ids := g.dir.devicesOfUser[userID]
+	d := g.dir()
+	ids := d.devicesOfUser[userID]
 	if len(ids) == 0 {
 		return nil
 	}
@@ -155,15 +159,15 @@ func (g *Gateway) DevicesOf(userID string) []DeviceStatus {
 	defer g.mu.Unlock()
 	out := make([]DeviceStatus, 0, len(ids))
 	for _, id := range ids {
-		if g.dir.deviceByID[id].UserID == userID {
-			out = append(out, g.deviceStatusLocked(id, userID))
+		if d.deviceByID[id].UserID == userID {
+			out = append(out, g.deviceStatusLocked(d, id, userID))
 		}
 	}
 	return out
 }
 
-func (g *Gateway) deviceStatusLocked(deviceID, userID string) DeviceStatus {
-	d := DeviceStatus{DeviceID: deviceID, UserID: userID, HotDesk: g.dir.deviceByID[deviceID].HotDesk || g.dir.hotDeskUsers[userID]}
+func (g *Gateway) deviceStatusLocked(dir *Directory, deviceID, userID string) DeviceStatus {
+	d := DeviceStatus{DeviceID: deviceID, UserID: userID, HotDesk: dir.deviceByID[deviceID].HotDesk || dir.hotDeskUsers[userID]}
 	u := g.users[userID]
 	if u == nil {
 		return d
@@ -176,7 +180,7 @@ func (g *Gateway) deviceStatusLocked(deviceID, userID string) DeviceStatus {
 		}
 	}
 	if u.guestUserID != "" {
-		d.GuestAgentID, d.GuestSince = g.dir.AgentID(u.guestUserID), u.guestSince
+		d.GuestAgentID, d.GuestSince = dir.AgentID(u.guestUserID), u.guestSince
 	}
 	return d
 }
@@ -186,7 +190,7 @@ func (g *Gateway) deviceStatusLocked(deviceID, userID string) DeviceStatus {
 // restores the desk. ErrUnknownAgent, ErrNotLoggedOn, or the CSTA error
 // the request got.
 func (g *Gateway) ForceLogout(ctx context.Context, agentID string) error {
-	if _, known := g.dir.agentByID[agentID]; !known {
+	if _, known := g.dir().agentByID[agentID]; !known {
 		return ErrUnknownAgent // only configured agents are supervised
 	}
 	return g.logoutAgent(ctx, agentID, EndForced)
@@ -195,7 +199,7 @@ func (g *Gateway) ForceLogout(ctx context.Context, agentID string) error {
 // logoutAgent logs an agent off wherever it is, the journal recording
 // reason (forced, stale).
 func (g *Gateway) logoutAgent(ctx context.Context, agentID, reason string) error {
-	user, _, ok := g.dir.Agent(agentID)
+	user, _, ok := g.dir().Agent(agentID)
 	if !ok {
 		return ErrUnknownAgent
 	}
@@ -207,7 +211,7 @@ func (g *Gateway) logoutAgent(ctx context.Context, agentID, reason string) error
 	if v.HostUserID != "" {
 		device = v.HostUserID
 	}
-	if devs := g.dir.Devices(device); len(devs) > 0 {
+	if devs := g.dir().Devices(device); len(devs) > 0 {
 		device = string(devs[0])
 	}
 	g.log.Info("gateway: logging an agent off", "agent", agentID, "device", device, "reason", reason)

@@ -17,7 +17,7 @@ import (
 // what BroadWorks shows after a restart.
 type journalAdapter struct {
 	j   *journal.Journal
-	dir *gateway.Directory
+	dir func() *gateway.Directory // the one in force
 	log *slog.Logger
 }
 
@@ -141,7 +141,7 @@ func (a journalAdapter) AtDesk(ctx context.Context, desk string, at time.Time) (
 // AgentBetween takes the CSTA agent ID (the journal keys agents by their
 // BroadWorks user).
 func (a journalAdapter) AgentBetween(ctx context.Context, agent string, from, to time.Time) ([]admin.Association, error) {
-	user, _, ok := a.dir.Agent(agent)
+	user, _, ok := a.dir().Agent(agent)
 	if !ok {
 		return nil, nil
 	}

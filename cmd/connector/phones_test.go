@@ -36,6 +36,7 @@ func phoneConnectorWith(t *testing.T, moreSimulator, moreSIP, moreTop string) (c
 type runAddrs struct {
 	csta, sip, admin string
 	cmd              *exec.Cmd
+	stderr           *syncBuffer // its log
 	exited           <-chan struct{}
 }
 
@@ -98,7 +99,7 @@ journal:
 	}
 	log := stderr.String()
 	r := running.FindStringSubmatch(log)
-	return runAddrs{csta: r[1], admin: r[2], sip: sipListening.FindStringSubmatch(log)[1], cmd: cmd, exited: exited}
+	return runAddrs{csta: r[1], admin: r[2], sip: sipListening.FindStringSubmatch(log)[1], cmd: cmd, stderr: stderr, exited: exited}
 }
 
 // awaitCTI returns the next event named name on the monitored device,

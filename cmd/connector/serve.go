@@ -130,7 +130,7 @@ func (p *process) openJournal() error {
 		return err
 	}
 	p.journal = j
-	a := &journalAdapter{j: j, dir: p.xsi.gateway.Directory(), log: p.logger.With("component", "journal")}
+	a := &journalAdapter{j: j, dir: p.xsi.gateway.Directory, log: p.logger.With("component", "journal")}
 	p.xsi.journal = a
 	p.xsi.gateway.SetJournal(a)
 	p.logger.Info("association journal open", "path", jc.Path, "retention", jc.Retention)
@@ -298,6 +298,7 @@ func (p *process) reload() {
 		p.logger.Error("reload: csta refused the configuration, keeping the running one", "error", err)
 		return
 	}
+	p.xsi.gateway.Reload(plan.Apply.Gateway())
 	p.logLevel.Set(plan.Apply.Log.SlogLevel())
 	p.cfg = plan.Apply
 	p.logger.Info("reload: applied", "changed", applied)

@@ -109,7 +109,11 @@ func newXSILink(cfg *config.Config, logger *slog.Logger) (*xsiLink, error) {
 
 	glog := logger.With("component", "gateway")
 	l.gateway = gateway.New(cfg.Gateway(), gateway.Deps{Actions: client, Publisher: l.publisher}, glog)
-	l.sequencer = hoteling.New(cfg.Hoteling(), client, l.gateway, logger.With("component", "hoteling"))
+	hcfg := cfg.Hoteling()
+	// The number a desk forwards to comes from the directory in force
+	// (SIGHUP may reload it).
+	hcfg.NumberOf = func(userID string) string { return l.gateway.Directory().NumberOf(userID) }
+	l.sequencer = hoteling.New(hcfg, client, l.gateway, logger.With("component", "hoteling"))
 	l.gateway.SetHoteling(l.sequencer)
 	logger.Info("xsi link built", "servers", xcfg.Servers, "channel_set_id", xcfg.ChannelSetID,
 		"targets", len(xcfg.Targets), "event_packages", xcfg.EventPackages)
