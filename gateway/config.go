@@ -93,6 +93,9 @@ type Actions interface {
 type Hoteling interface {
 	Login(ctx context.Context, guestID, hostID, forwardTo string) error
 	Logout(ctx context.Context, guestID string) error
+	// Release frees a host BroadWorks took the guest away from on its own
+	// (association limit, portal): host CFA back, guest signed out.
+	Release(ctx context.Context, guestID, hostID string) error
 }
 
 // Publisher fans events out to CSTA monitors and tells clients the system

@@ -115,6 +115,13 @@ func (h *fakeHoteling) Logout(_ context.Context, guest string) error {
 	return err
 }
 
+func (h *fakeHoteling) Release(_ context.Context, guest, host string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.calls = append(h.calls, "Release "+guest+" "+host)
+	return h.err
+}
+
 func (h *fakeHoteling) Calls() []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()

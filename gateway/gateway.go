@@ -34,7 +34,7 @@ type Gateway struct {
 	journal   *journalWriter           // association journal, may be nil
 	// endReasons: why an agent's association is about to end (our logout
 	// or a forced one), for the journal; absent = ended outside (portal).
-	endReasons map[string]string
+	endReasons map[string]endNote
 	// loginOwner: the CTI connection that logged each agent on, and the
 	// cleanups scheduled for connections that went away (StaleLoginGrace).
 	loginOwner  map[string]uint64
@@ -46,9 +46,10 @@ type Gateway struct {
 }
 
 var (
-	_ csta.Service            = (*Gateway)(nil)
-	_ csta.ConnectionObserver = (*Gateway)(nil)
-	_ hoteling.View           = (*Gateway)(nil)
+	_ csta.Service              = (*Gateway)(nil)
+	_ csta.ConnectionObserver   = (*Gateway)(nil)
+	_ hoteling.View             = (*Gateway)(nil)
+	_ hoteling.AssociationNoter = (*Gateway)(nil)
 )
 
 const defaultAnswerSettle = 20 * time.Millisecond
@@ -69,7 +70,7 @@ func New(cfg Config, deps Deps, logger *slog.Logger) *Gateway {
 		linkUp:      true,
 		wakes:       make(map[string]chan struct{}),
 		claims:      make(map[string]agentClaim),
-		endReasons:  make(map[string]string),
+		endReasons:  make(map[string]endNote),
 		loginOwner:  make(map[string]uint64),
 		staleTimers: make(map[uint64]*time.Timer),
 	}
@@ -213,7 +214,9 @@ func (g *Gateway) HandleXSIEvent(ev *xsi.SubscriptionEvent) {
 	g.mu.Lock()
 	u := g.user(subject)
 	u.known = true
-	hostBefore := u.hostUserID // a guest's event also changes its hosts' views
+	// A guest's event also changes its hosts' views; an association's end
+	// is explained by how long it lasted under which limit.
+	hostBefore, sinceBefore, limitBefore := u.hostUserID, u.hostSince, u.hostLimit
 	var out []csta.Event
 	switch d := ev.Data.(type) {
 	case *xsi.AgentSubscriptionEvent:
@@ -248,7 +251,12 @@ func (g *Gateway) HandleXSIEvent(ev *xsi.SubscriptionEvent) {
 	u.outbox = append(u.outbox, out...)
 	// Reserved before the wake: a sequence woken by this event answers only
 	// once these records are written (journalSync).
-	ops := g.journalLocked(u, hostBefore, u.hostUserID, u.hostSince)
+	var endReason string
+	var outsideEnd bool
+	if hostBefore != u.hostUserID {
+		endReason, outsideEnd = g.endReasonLocked(u.id, sinceBefore, limitBefore)
+	}
+	ops := g.journalLocked(u, hostBefore, u.hostUserID, u.hostSince, endReason)
 	jw := g.journal
 	g.wakeLocked(subject, hostBefore, u.hostUserID)
 	hostAfter, obs := u.hostUserID, g.observer
@@ -257,6 +265,9 @@ func (g *Gateway) HandleXSIEvent(ev *xsi.SubscriptionEvent) {
 		jw.send(op)
 	}
 	g.flush(subject)
+	if hostBefore != "" && outsideEnd {
+		g.releaseDesk(subject, hostBefore, endReason)
+	}
 	if obs != nil {
 		// A guest's change shows on its desk too (hosts before and after).
 		obs.UsersChanged(subject, hostBefore, hostAfter)
@@ -381,6 +392,7 @@ func (g *Gateway) applyHoteling(u *userState, d *xsi.HotelingGuestEvent) []csta.
 		since = time.Time{}
 	}
 	u.hostUserID, u.hostSince = host, since
+	u.hostLimit = associationLimit(d.EnableAssociationLimit, d.AssociationLimitHours, d.HostEnforcesAssociationLimit, d.HostAssociationLimitHours)
 	u.hotelSeen, u.hotelFresh = true, true
 	if prev != "" && prev != host {
 		if h := g.users[prev]; h != nil && h.guestUserID == u.id {

@@ -578,3 +578,37 @@ func TestHotDeskConcurrentLogins(t *testing.T) {
 		}
 	}
 }
+
+// TestHotDeskReleasedByBroadWorks: BroadWorks ends a hot-desk association
+// on its own (here an operator on the portal; the association limit takes
+// the same path): the connector frees the desk (its own forwarding back)
+// and signs the agent out, and the desk's monitor hears the logoff.
+func TestHotDeskReleasedByBroadWorks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration")
+	}
+	t.Parallel()
+	st := newStack(t, stack.Config{Agents: 1, Desks: 1, DeskCFA: func(int) string { return "+15550999" }})
+	c := dial(t, st)
+	ctx := t.Context()
+	before, err := st.State(1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.MonitorStart(ctx, stack.DeskID(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := login(ctx, c, 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CheckLoggedIn(1, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Sim.PortalEndGuestAssociation(stack.AgentUser(1)); err != nil {
+		t.Fatal(err)
+	}
+	if ev := nextEvent(t, c, "AgentLoggedOffEvent", func(e cticlient.Event) bool { return e.Device == stack.DeskID(1) }); ev.AgentID != stack.AgentID(1) {
+		t.Fatalf("logged-off event %+v", ev)
+	}
+	waitFor(t, 10*time.Second, "the desk released", func() bool { return st.CheckSame(1, 1, before) == nil })
+}

@@ -28,7 +28,7 @@ type Association struct {
 const (
 	EndLogout = "logout" // the agent logged out (CTI or phone)
 	EndForced = "forced" // a supervisor's forced logout
-	EndPortal = "portal" // ended outside the connector
+	EndPortal = "portal" // ended outside the connector (an operator, another system)
 )
 
 // The journal is written from the state view: every association BroadWorks
@@ -163,20 +163,15 @@ func (g *Gateway) CloseJournal() {
 }
 
 // journalLocked reserves the records of a guest's association change (mu
-// held): the end of the old one and the start of the new one. The caller
-// sends them once mu is released.
-func (g *Gateway) journalLocked(guest *userState, prevHost, host string, since time.Time) []journalOp {
+// held): the end of the old one (for reason) and the start of the new one.
+// The caller sends them once mu is released.
+func (g *Gateway) journalLocked(guest *userState, prevHost, host string, since time.Time, reason string) []journalOp {
 	w := g.journal
 	if w == nil || prevHost == host {
 		return nil
 	}
 	var ops []journalOp
 	if prevHost != "" {
-		reason := g.endReasons[guest.id]
-		delete(g.endReasons, guest.id)
-		if reason == "" {
-			reason = EndPortal
-		}
 		ops = append(ops, journalOp{end: true, agent: guest.id, at: time.Now(), reason: reason})
 	}
 	if host != "" {
@@ -193,18 +188,17 @@ func (g *Gateway) journalLocked(guest *userState, prevHost, host string, since t
 	return ops
 }
 
-// endingBy tells the journal why the agent's association is about to end
-// (our logout or a forced one); without it an end is "portal".
+// endingBy tells why the agent's association is about to end (our logout,
+// a forced or a stale one); without it an end is BroadWorks' own
+// (endReasonLocked), and the desk is released.
 func (g *Gateway) endingBy(agent, reason string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	switch {
-	case g.journal == nil:
-	case reason == "":
+	if reason == "" {
 		delete(g.endReasons, agent)
-	default:
-		g.endReasons[agent] = reason
+		return
 	}
+	g.endReasons[agent] = endNote{reason: reason, at: time.Now()}
 }
 
 // journalSync waits until the agent's association records are durable;

@@ -27,9 +27,10 @@ type userState struct {
 	dnd               xsi.DoNotDisturb
 
 	hotelSeen, hotelFresh bool
-	hostUserID            string    // as a guest
-	hostSince             time.Time // when the guest association began
-	guestUserID           string    // as a host, from the guest's events
+	hostUserID            string        // as a guest
+	hostSince             time.Time     // when the guest association began
+	hostLimit             time.Duration // the association limit in force, 0 none
+	guestUserID           string        // as a host, from the guest's events
 	guestSince            time.Time
 
 	// Requests in flight for this user (until their answer has settled) and

@@ -31,6 +31,15 @@ type Actions interface {
 }
 
 // View is the gateway's state view as the sequences need it.
+// AssociationNoter is an optional part of a View: told just before the
+// sequencer changes a guest's hoteling association itself, and for which
+// run (op: "login", "logout", "recover", "release"), so that the view can
+// tell those changes from the ones BroadWorks makes on its own (an
+// association limit, an operator on the portal).
+type AssociationNoter interface {
+	AssociationChanging(guest, op string)
+}
+
 type View interface {
 	// User returns the current view of one user.
 	User(id string) User

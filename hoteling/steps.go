@@ -17,6 +17,9 @@ type step struct {
 	want func(User) bool                 // the change is confirmed
 	do   func(ctx context.Context) error // the Actions call
 	undo func(before User) step          // puts proj back to before
+	// assoc marks a change of the user's hoteling association (the View
+	// may want to know it is ours: AssociationNoter).
+	assoc bool
 }
 
 // done is a step that ran (or may have run), with the view before it.
@@ -58,7 +61,7 @@ func (r *run) step(st step) {
 	if st.want(before) {
 		return
 	}
-	err := r.s.exec(r.ctx, st, before)
+	err := r.s.exec(r.ctx, r.op, st, before)
 	if err == nil {
 		r.done = append(r.done, done{st, before})
 		return
@@ -88,7 +91,7 @@ func (r *run) finish() error {
 	for i := len(r.done) - 1; i >= 0; i-- {
 		d := r.done[i]
 		u := d.st.undo(d.before)
-		if err := r.s.exec(ctx, u, r.s.view.User(u.user)); err != nil {
+		if err := r.s.exec(ctx, r.op, u, r.s.view.User(u.user)); err != nil {
 			r.s.logger.Error("hoteling: compensation failed", "op", r.op, "guest", r.guest, "host", r.host, "step", u.name, "err", err)
 			errs = append(errs, fmt.Errorf("%s: %w", u.name, err))
 		}
@@ -100,13 +103,16 @@ func (r *run) finish() error {
 	return r.err
 }
 
-// exec sends st's Action and waits for the view to confirm it, all within
-// StepTimeout. A view change of st's part to anything but the wanted
-// result is a contradiction.
-func (s *Sequencer) exec(ctx context.Context, st step, before User) error {
+// exec sends st's Action (for the run op) and waits for the view to
+// confirm it, all within StepTimeout. A view change of st's part to
+// anything but the wanted result is a contradiction.
+func (s *Sequencer) exec(ctx context.Context, op string, st step, before User) error {
 	sctx, cancel := context.WithTimeout(ctx, s.cfg.StepTimeout)
 	defer cancel()
 	s.logger.Debug("hoteling: step", "step", st.name, "user", st.user)
+	if n, ok := s.view.(AssociationNoter); ok && st.assoc {
+		n.AssociationChanging(st.user, op)
+	}
 	if err := st.do(sctx); err != nil {
 		return err
 	}
@@ -197,6 +203,7 @@ func (s *Sequencer) assocStep(guest, name, host string) step {
 			}
 			return s.act.AssociateGuest(ctx, guest, host)
 		},
-		undo: func(before User) step { return s.assocStep(guest, "undo-"+name, before.HostUserID) },
+		undo:  func(before User) step { return s.assocStep(guest, "undo-"+name, before.HostUserID) },
+		assoc: true,
 	}
 }
