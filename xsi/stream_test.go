@@ -8,6 +8,7 @@ import (
 	"net/http/httputil"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -252,6 +253,40 @@ func FuzzSplitter(f *testing.F) {
 			if !bytes.Equal(docs[i], again[i]) {
 				t.Fatalf("re-split doc %d differs", i)
 			}
+		}
+	})
+}
+
+// FuzzParseEvent: the event parser never panics on any document the
+// splitter can hand it (the fixtures and their mutations), gives the same
+// answer twice, and what it accepts is one of the event kinds it knows.
+func FuzzParseEvent(f *testing.F) {
+	m, _ := filepath.Glob(filepath.Join(evFixtureDir, "*.xml"))
+	for _, p := range m {
+		if b, err := os.ReadFile(p); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		ev, err := ParseEvent(doc)
+		again, err2 := ParseEvent(doc)
+		if (err == nil) != (err2 == nil) || !reflect.DeepEqual(ev, again) {
+			t.Fatalf("two parses differ: %#v %v / %#v %v", ev, err, again, err2)
+		}
+		if err != nil {
+			if ev != nil {
+				t.Fatalf("an error with an event: %#v", ev)
+			}
+			return
+		}
+		switch e := ev.(type) {
+		case *Channel, *ChannelHeartBeat, *ChannelTerminatedEvent, *ErrorEvent:
+		case *SubscriptionEvent:
+			if e.Data == nil {
+				t.Fatalf("subscription event without data: %#v", e)
+			}
+		default:
+			t.Fatalf("unknown event kind %T", ev)
 		}
 	})
 }
