@@ -51,6 +51,5 @@ func (s *Sequencer) Release(ctx context.Context, guest, host string) error {
 	if remembered {
 		s.forget(host)
 	}
-	s.logger.Info("hoteling: released", "guest", guest, "host", host, "host_cfa_restored", restore, "signed_out", g.HostUserID == "" && signedIn(g))
 	return nil
 }

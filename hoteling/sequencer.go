@@ -319,7 +319,6 @@ func (s *Sequencer) loginHost(ctx context.Context, guest, host, forwardTo string
 	if prev := g.HostUserID; prev != "" && prev != host {
 		s.forget(prev)
 	}
-	s.logger.Info("hoteling: logged on", "guest", guest, "host", host)
 	return nil
 }
 
@@ -413,7 +412,6 @@ func (s *Sequencer) logout(ctx context.Context, op, guest string) error {
 	}
 	if host != "" {
 		s.forget(host)
-		s.logger.Info("hoteling: logged off", "guest", guest, "host", host)
 	}
 	return nil
 }

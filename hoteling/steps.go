@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/broadworks-connector/connector/xsi"
 )
@@ -34,12 +35,16 @@ type run struct {
 	ctx         context.Context
 	op          string
 	guest, host string
+	start       time.Time
 	done        []done
 	err         *StepError
 }
 
+// newRun starts a sequence (a saga): one log line here, one when it ends
+// (finish, or a failed step and its compensation).
 func (s *Sequencer) newRun(ctx context.Context, op, guest, host string) *run {
-	return &run{s: s, ctx: ctx, op: op, guest: guest, host: host}
+	s.logger.Info("hoteling: sequence started", "op", op, "guest", guest, "host", host)
+	return &run{s: s, ctx: ctx, op: op, guest: guest, host: host, start: time.Now()}
 }
 
 func (r *run) ok() bool { return r.err == nil }
@@ -84,6 +89,8 @@ func (r *run) step(st step) {
 // confirmed like a step, under a context the caller cannot cancel.
 func (r *run) finish() error {
 	if r.err == nil {
+		r.s.logger.Info("hoteling: sequence done", "op", r.op, "guest", r.guest, "host", r.host,
+			"steps", len(r.done), "elapsed", time.Since(r.start).Round(time.Millisecond))
 		return nil
 	}
 	ctx := context.WithoutCancel(r.ctx)
@@ -98,7 +105,8 @@ func (r *run) finish() error {
 	}
 	r.err.Undo = errors.Join(errs...)
 	if r.err.Undo == nil {
-		r.s.logger.Info("hoteling: sequence undone", "op", r.op, "guest", r.guest, "host", r.host, "failed", r.err.Step)
+		r.s.logger.Info("hoteling: sequence undone", "op", r.op, "guest", r.guest, "host", r.host, "failed", r.err.Step,
+			"elapsed", time.Since(r.start).Round(time.Millisecond))
 	}
 	return r.err
 }
