@@ -36,6 +36,7 @@ const failoverCooldown = 30 * time.Second
 type Client struct {
 	servers []*xspState
 	logger  *slog.Logger
+	metrics *actionsMetrics
 }
 
 // xspState is one XSP and its health as the Client sees it.
@@ -66,6 +67,7 @@ func NewClient(cfg Config, logger *slog.Logger) (*Client, error) {
 		}
 		c.servers = append(c.servers, &xspState{xsp: x})
 	}
+	c.metrics = newActionsMetrics(c.servers)
 	return c, nil
 }
 
@@ -91,9 +93,16 @@ func (c *Client) order() []*xspState {
 	return append(out, down...)
 }
 
-// call sends one Actions request, failing over between XSPs. path is
-// relative to actionsRoot.
+// call sends one Actions request, failing over between XSPs, and counts it.
+// path is relative to actionsRoot.
 func (c *Client) call(ctx context.Context, method, path string, body []byte) ([]byte, error) {
+	start := time.Now()
+	data, err := c.failover(ctx, method, path, body)
+	c.metrics.observe(method, path, start, err)
+	return data, err
+}
+
+func (c *Client) failover(ctx context.Context, method, path string, body []byte) ([]byte, error) {
 	var lastErr error
 	for i, s := range c.order() {
 		data, err := s.do(ctx, method, actionsRoot+path, body)
@@ -106,6 +115,7 @@ func (c *Client) call(ctx context.Context, method, path string, body []byte) ([]
 			return nil, err
 		}
 		s.downUntil.Store(time.Now().Add(failoverCooldown).UnixNano())
+		c.metrics.failovers.WithLabelValues(s.baseURL()).Inc()
 		c.logger.Warn("xsi: XSP failed, trying the next", "xsp", s.baseURL(), "method", method, "path", path, "err", err, "tried", i+1, "of", len(c.servers))
 	}
 	if len(c.servers) > 1 && isConnError(lastErr) {

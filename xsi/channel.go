@@ -116,9 +116,10 @@ type Events struct {
 	// tlsConfig for https servers; nil means defaults.
 	tlsConfig *tls.Config
 
-	dedup *evLRU
-	subs  *evSubs
-	links []*evLink
+	dedup   *evLRU
+	subs    *evSubs
+	links   []*evLink
+	metrics *eventsMetrics
 
 	mu       sync.Mutex
 	started  bool
@@ -167,12 +168,13 @@ func NewEvents(cfg Config, logger *slog.Logger) (*Events, error) {
 		out:     make(chan Event, EventBuffer),
 		changes: make(chan struct{}, 1),
 		dedup:   newEvLRU(evDedupSize),
+		metrics: newEventsMetrics(),
 	}
 	d := &net.Dialer{Timeout: evDialTimeout, KeepAlive: 30 * time.Second}
 	e.dial = d.DialContext
 	for _, s := range cfg.Servers {
 		s = strings.TrimRight(s, "/")
-		e.links = append(e.links, &evLink{e: e, server: s, status: LinkStatus{Server: s, State: LinkDown, Since: time.Now()}})
+		e.links = append(e.links, &evLink{e: e, server: s, status: LinkStatus{Server: s, State: LinkDown, Since: time.Now()}, count: e.metrics.forLink(s)})
 	}
 	e.subs = newEvSubs(e)
 	return e, nil
@@ -315,6 +317,7 @@ func evBackoff(lo, hi time.Duration, attempt int) time.Duration {
 type evLink struct {
 	e      *Events
 	server string
+	count  linkCounters
 
 	mu     sync.Mutex
 	status LinkStatus
@@ -718,14 +721,19 @@ func (ch *evChannel) read(ctx context.Context, body io.Reader) error {
 func (ch *evChannel) handle(ctx context.Context, ev *SubscriptionEvent) error {
 	e := ch.link.e
 	ev.Server = ch.link.server
+	ch.link.count.received.Inc()
 	switch e.dedup.claim(ev.EventID) {
 	case evPending:
 		// The original is still being handed over on another channel: do
 		// not acknowledge this copy (if that handover fails, the XSP must
 		// still redeliver).
+		ch.link.count.duplicates.Inc()
 		return nil
+	case evDelivered:
+		ch.link.count.duplicates.Inc()
 	case evNew:
 		if ev.SequenceNumber > 0 && e.subs.observe(ev.SubscriptionID, ev.SequenceNumber) {
+			ch.link.count.gaps.Inc()
 			e.log.Warn("xsi: sequence gap, refreshing subscription", "subscription", ev.SubscriptionID, "seq", ev.SequenceNumber)
 			e.subs.refreshNow(ev.SubscriptionID)
 		}
@@ -767,15 +775,18 @@ func (ch *evChannel) ackLoop(ctx context.Context, cancel context.CancelCauseFunc
 			_, err := ch.ctl.call(ctx, http.MethodPost, evPath+"/channel/eventresponse", evEventResponseBody(id, 200, "OK"), e.callTimeout())
 			switch {
 			case err == nil:
+				ch.link.count.acked.Inc()
 			case ctx.Err() != nil:
 				return
 			case errors.Is(err, ErrUnauthorized), errors.Is(err, ErrNotFound):
+				ch.link.count.ackFailed.Inc()
 				cancel(fmt.Errorf("xsi: event response: channel gone: %w", err))
 				return
 			default:
 				// The XSP redelivers an unacknowledged event on another
 				// channel; duplicates are dropped there.
 				e.log.Warn("xsi: event response failed", "server", ch.link.server, "event", id, "err", err)
+				ch.link.count.ackFailed.Inc()
 				ch.link.setState(LinkDegraded, err)
 			}
 		}

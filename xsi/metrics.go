@@ -1,0 +1,234 @@
+package xsi
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The XSI link's own Prometheus collectors (CoreDNS keeps each plugin's
+// metrics beside it): Client.Collectors for Xsi-Actions, Events.Collectors
+// for the event channel set. Counters on the event path are resolved per
+// XSP once, when the channel set is built; queue depths and link states are
+// read when scraped, so they cost nothing in between.
+
+// latencyBuckets suit a round trip to an XSP: milliseconds on a LAN, up to
+// RequestTimeout (10 s by default) with retries.
+var latencyBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// actionsMetrics count Xsi-Actions calls as the caller sees them: one per
+// Client method call, failover to another XSP included.
+type actionsMetrics struct {
+	requests  *prometheus.CounterVec   // by method, operation and status
+	latency   *prometheus.HistogramVec // by method and operation
+	failovers *prometheus.CounterVec   // by xsp
+	inFlight  *prometheus.Desc         // read from each XSP's semaphore
+	servers   []*xspState
+}
+
+func newActionsMetrics(servers []*xspState) *actionsMetrics {
+	return &actionsMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "connector_xsi_actions_requests_total",
+			Help: "Xsi-Actions requests by method, operation (the service path, no user) and status: the HTTP status, 2xx, timeout (no answer in time, or our own rate limit or in-flight bound full until the deadline), canceled, or error (connection failure).",
+		}, []string{"method", "operation", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "connector_xsi_actions_request_seconds",
+			Help:    "Time of an Xsi-Actions request, from the call to its answer, waits for our own limits, retries and failover included.",
+			Buckets: latencyBuckets,
+		}, []string{"method", "operation"}),
+		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "connector_xsi_actions_failovers_total",
+			Help: "Times an XSP failed an Xsi-Actions request (connection error, 5xx, no answer) and was passed over for the next one.",
+		}, []string{"xsp"}),
+		inFlight: prometheus.NewDesc("connector_xsi_actions_in_flight",
+			"Xsi-Actions requests on the wire to each XSP (at most xsi.max_in_flight).", []string{"xsp"}, nil),
+		servers: servers,
+	}
+}
+
+// Collectors are the Actions client's metrics, for a Prometheus registry.
+func (c *Client) Collectors() []prometheus.Collector {
+	m := c.metrics
+	return []prometheus.Collector{m.requests, m.latency, m.failovers, actionsGauges{m}}
+}
+
+// actionsGauges reads the in-flight bound of every XSP when scraped.
+type actionsGauges struct{ m *actionsMetrics }
+
+func (g actionsGauges) Describe(ch chan<- *prometheus.Desc) { ch <- g.m.inFlight }
+
+func (g actionsGauges) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range g.m.servers {
+		ch <- prometheus.MustNewConstMetric(g.m.inFlight, prometheus.GaugeValue, float64(len(s.inflight)), s.baseURL())
+	}
+}
+
+// observe counts one call to path (relative to actionsRoot).
+func (m *actionsMetrics) observe(method, path string, since time.Time, err error) {
+	op := operationOf(path)
+	m.requests.WithLabelValues(method, op, statusOf(err)).Inc()
+	m.latency.WithLabelValues(method, op).Observe(time.Since(since).Seconds())
+}
+
+// operationOf is the part of an Actions path that names the service, e.g.
+// "services/CallForwardingAlways" for /user/{id}/services/CallForwardingAlways:
+// user and group IDs stay out of the label (bounded cardinality). It is a
+// substring of path: nothing is allocated.
+func operationOf(path string) string {
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	if i := strings.Index(path, "/services/"); i >= 0 {
+		return path[i+1:]
+	}
+	if i := strings.Index(path, "/directories/"); i >= 0 {
+		return path[i+1:]
+	}
+	return "other"
+}
+
+// statusOf is the status label of a call's outcome.
+func statusOf(err error) string {
+	if err == nil {
+		return "2xx"
+	}
+	var xe *Error
+	switch {
+	case errors.As(err, &xe):
+		return httpStatusLabel(xe.Status)
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	}
+	return "error"
+}
+
+// httpStatusLabel spells the statuses Xsi answers with without allocating.
+func httpStatusLabel(status int) string {
+	switch status {
+	case 400:
+		return "400"
+	case 401:
+		return "401"
+	case 403:
+		return "403"
+	case 404:
+		return "404"
+	case 409:
+		return "409"
+	case 429:
+		return "429"
+	case 500:
+		return "500"
+	case 502:
+		return "502"
+	case 503:
+		return "503"
+	case 504:
+		return "504"
+	}
+	return strconv.Itoa(status)
+}
+
+// eventsMetrics are the channel set's. Counters are by XSP; each evLink
+// holds its own children (linkCounters) so the event path does no label
+// lookup.
+type eventsMetrics struct {
+	received   *prometheus.CounterVec
+	duplicates *prometheus.CounterVec
+	acked      *prometheus.CounterVec
+	ackFailed  *prometheus.CounterVec
+	gaps       *prometheus.CounterVec
+
+	state    *prometheus.Desc // by xsp and state
+	ackQueue *prometheus.Desc // by xsp
+	buffer   *prometheus.Desc
+}
+
+// linkCounters are one XSP's children of the eventsMetrics counters.
+type linkCounters struct {
+	received, duplicates, acked, ackFailed, gaps prometheus.Counter
+}
+
+func newEventsMetrics() *eventsMetrics {
+	counter := func(name, help string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"xsp"})
+	}
+	return &eventsMetrics{
+		received: counter("connector_xsi_events_received_total",
+			"Xsi-Events SubscriptionEvents read from each XSP's channel, duplicates included."),
+		duplicates: counter("connector_xsi_events_duplicates_total",
+			"SubscriptionEvents dropped as duplicates (an eventID already delivered or being delivered: redeliveries after a failover or a late acknowledgement)."),
+		acked: counter("connector_xsi_events_acked_total",
+			"Event responses (acknowledgements) the XSP accepted."),
+		ackFailed: counter("connector_xsi_events_ack_failures_total",
+			"Event responses that failed; the XSP redelivers those events, on another channel if need be."),
+		gaps: counter("connector_xsi_events_sequence_gaps_total",
+			"Sequence-number gaps seen on a subscription: events were lost and the subscription was refreshed for a fresh snapshot."),
+		state: prometheus.NewDesc("connector_xsi_channel_state",
+			"State of each XSP's event channel: 1 for the current state (up, degraded: a heartbeat, acknowledgement or refresh failed, down), 0 for the others.",
+			[]string{"xsp", "state"}, nil),
+		ackQueue: prometheus.NewDesc("connector_xsi_events_ack_queue",
+			"Acknowledgements waiting to be sent on each XSP's channel (at most "+strconv.Itoa(evAckQueue)+"; when full, reading the channel waits).",
+			[]string{"xsp"}, nil),
+		buffer: prometheus.NewDesc("connector_xsi_events_buffer",
+			"Events read but not yet taken by the gateway (at most "+strconv.Itoa(EventBuffer)+"; when full, reading the channels waits).",
+			nil, nil),
+	}
+}
+
+func (m *eventsMetrics) forLink(server string) linkCounters {
+	return linkCounters{
+		received:   m.received.WithLabelValues(server),
+		duplicates: m.duplicates.WithLabelValues(server),
+		acked:      m.acked.WithLabelValues(server),
+		ackFailed:  m.ackFailed.WithLabelValues(server),
+		gaps:       m.gaps.WithLabelValues(server),
+	}
+}
+
+// Collectors are the channel set's metrics, for a Prometheus registry.
+func (e *Events) Collectors() []prometheus.Collector {
+	m := e.metrics
+	return []prometheus.Collector{m.received, m.duplicates, m.acked, m.ackFailed, m.gaps, eventsGauges{e}}
+}
+
+// eventsGauges reads link states and queue depths when scraped.
+type eventsGauges struct{ e *Events }
+
+func (g eventsGauges) Describe(ch chan<- *prometheus.Desc) {
+	m := g.e.metrics
+	ch <- m.state
+	ch <- m.ackQueue
+	ch <- m.buffer
+}
+
+var linkStates = [...]LinkState{LinkDown, LinkDegraded, LinkUp}
+
+func (g eventsGauges) Collect(ch chan<- prometheus.Metric) {
+	m := g.e.metrics
+	for _, l := range g.e.links {
+		l.mu.Lock()
+		state, cur := l.status.State, l.cur
+		l.mu.Unlock()
+		for _, s := range linkStates {
+			v := 0.0
+			if s == state {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(m.state, prometheus.GaugeValue, v, l.server, s.String())
+		}
+		queued := 0
+		if cur != nil {
+			queued = len(cur.acks)
+		}
+		ch <- prometheus.MustNewConstMetric(m.ackQueue, prometheus.GaugeValue, float64(queued), l.server)
+	}
+	ch <- prometheus.MustNewConstMetric(m.buffer, prometheus.GaugeValue, float64(len(g.e.out)))
+}
