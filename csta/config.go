@@ -5,11 +5,29 @@ import "time"
 // Auth is the authentication of one listener.
 type Auth struct {
 	// Mode is "none" or "password". With "password", StartApplicationSession
-	// must carry UserName and Password (either applicationSpecificInfo form)
-	// and a session is required before any other request.
-	Mode     string
+	// must carry the name and password of one of the listener's users
+	// (either applicationSpecificInfo form) and a session is required before
+	// any other request.
+	Mode string
+	// UserName and Password are one user (csta.auth.username/password);
+	// an empty UserName is no user.
 	UserName string
 	Password string
+	// Users are the listener's further users, name → password
+	// (csta.auth.users).
+	Users map[string]string
+}
+
+// hasUser reports whether name is one of the listener's users.
+func (a *Auth) hasUser(name string) bool {
+	if name == "" {
+		return false
+	}
+	if name == a.UserName {
+		return true
+	}
+	_, ok := a.Users[name]
+	return ok
 }
 
 // Config is everything the front end needs; cmd/connector builds it from the
@@ -23,6 +41,17 @@ type Config struct {
 
 	TCPAuth       Auth // csta.auth
 	WebSocketAuth Auth // csta.websocket.auth
+
+	// DeviceLimits confines a user authenticated on either listener to the
+	// devices listed for it (csta.authorization.devices): a request naming
+	// any other device is answered operation/privilegeViolationSpecifiedDevice
+	// before the Service sees it. IDs are compared exactly as the client
+	// writes them. A user without an entry, and every client of a listener
+	// whose Mode is "none", may name any device.
+	DeviceLimits map[string][]DeviceID
+
+	// deviceSets is DeviceLimits as sets, built by Server.store.
+	deviceSets map[string]map[DeviceID]struct{}
 
 	// RequireSession refuses every request but session and system messages
 	// until StartApplicationSession succeeded (ErrSessionRequired).
@@ -47,6 +76,33 @@ type Config struct {
 	RequestTimeout         time.Duration // deadline given to the Service
 	HandshakeTimeout       time.Duration // TLS handshake / WebSocket upgrade
 	IdleTimeout            time.Duration // no frame at all for this long closes a session-less connection
+}
+
+// auth is the authentication of the listener a transport kind belongs to.
+func (c *Config) auth(transportKind string) *Auth {
+	if transportKind == "websocket" {
+		return &c.WebSocketAuth
+	}
+	return &c.TCPAuth
+}
+
+// deviceAllowed reports whether user, authenticated on a listener with
+// auth, may name device. It fails closed: with mode password, a session
+// without a user the listener still has may name nothing (Reload ends such
+// sessions; this covers the moment in between).
+func (c *Config) deviceAllowed(auth *Auth, user string, device DeviceID) bool {
+	if auth.Mode != "password" {
+		return true
+	}
+	if !auth.hasUser(user) {
+		return false
+	}
+	set, limited := c.deviceSets[user]
+	if !limited {
+		return true
+	}
+	_, ok := set[device]
+	return ok
 }
 
 // DefaultConfig is what config.example.yaml documents.

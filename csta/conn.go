@@ -45,9 +45,13 @@ type conn struct {
 type session struct {
 	id            string
 	applicationID string
-	userName      string
+	userName      string // as the client sent it, authenticated or not
 	duration      time.Duration
 	timer         *time.Timer
+
+	// authUser is the listener's user the credentials matched; "" when the
+	// listener's mode was none at StartApplicationSession.
+	authUser string
 }
 
 type monitor struct {
@@ -76,12 +80,7 @@ func newConn(s *Server, t transport, kind string) *conn {
 	return c
 }
 
-func (c *conn) auth() Auth {
-	if c.transportKind == "websocket" {
-		return c.srv.config().WebSocketAuth
-	}
-	return c.srv.config().TCPAuth
-}
+func (c *conn) auth() Auth { return *c.srv.config().auth(c.transportKind) }
 
 // ---- closing ----
 
@@ -406,6 +405,13 @@ func (c *conn) dispatch(invokeID int, msg Message, ed Edition) {
 		return
 	}
 	p := &pendingRequest{c: c, invokeID: invokeID, ed: ed, request: msg.Name(), received: time.Now()}
+	if dr, ok := msg.(deviceRequest); ok && !c.deviceAllowed(cfg, dr.subjectDevice()) {
+		// Debug, not warn: a CTI application probing its devices would
+		// flood the log; the refusals are counted in the request metrics.
+		c.log.Debug("CSTA request refused: device not allowed for the user", "invoke", invokeID, "root", msg.Name(), "device", dr.subjectDevice(), "user", c.authUser())
+		p.answer(ErrPrivilegeViolationSpecifiedDevice)
+		return
+	}
 	if c.srv.svc == nil {
 		p.answer(ErrResourceOutOfService)
 		return
@@ -426,6 +432,55 @@ func (c *conn) dispatch(invokeID int, msg Message, ed Edition) {
 		cancel()
 		p.answer(reply)
 	}()
+}
+
+// authUser is the session's authenticated user, "" without one.
+func (c *conn) authUser() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.session == nil {
+		return ""
+	}
+	return c.session.authUser
+}
+
+// deviceAllowed checks a device a request names against the configuration
+// in force, so a reload applies from the session's next request on.
+func (c *conn) deviceAllowed(cfg *Config, device DeviceID) bool {
+	return cfg.deviceAllowed(cfg.auth(c.transportKind), c.authUser(), device)
+}
+
+// reauthorize applies a reloaded configuration to the open session: a user
+// the listener no longer has loses the session, and monitors on devices the
+// user may no longer name are stopped (the client is not told: ECMA-269's
+// MonitorEnded is not among the events this front end sends).
+func (c *conn) reauthorize(cfg *Config) {
+	auth := cfg.auth(c.transportKind)
+	c.mu.Lock()
+	s := c.session
+	if s == nil {
+		c.mu.Unlock()
+		return
+	}
+	user := s.authUser
+	if auth.Mode == "password" && !auth.hasUser(user) {
+		c.mu.Unlock()
+		c.log.Info("CSTA session ended: its user is no longer accepted by the listener", "session", s.id, "user", s.userName)
+		c.terminateSession(ApplicationSessionTerminated{ServerTermReason: sessionServerTermReasonUserRevoked}, "user no longer accepted")
+		return
+	}
+	var stopped []*monitor
+	for id, m := range c.monitors {
+		if !cfg.deviceAllowed(auth, user, m.device) {
+			delete(c.monitors, id)
+			stopped = append(stopped, m)
+		}
+	}
+	c.mu.Unlock()
+	for _, m := range stopped {
+		c.srv.removeMonitor(m)
+		c.log.Info("CSTA monitor stopped: device no longer allowed for the user", "device", m.device, "crossRefID", m.crossRefID, "user", user)
+	}
 }
 
 func (c *conn) requester() Requester {

@@ -49,31 +49,32 @@ func opErr(v string) *Error { return &Error{Class: ErrOperation, Value: v} }
 // The CSTA errors this front end answers with, one per line. Values are
 // ECMA-269 enumerations (research/csta.md §1.9).
 var (
-	ErrGeneric                      = opErr("generic")                      // unparseable XML, no better value
-	ErrServiceNotSupported          = opErr("serviceNotSupported")          // unknown request
-	ErrInvalidDeviceID              = opErr("invalidDeviceID")              // device missing or empty
-	ErrInvalidAgentState            = opErr("invalidAgentState")            // requestedAgentState missing or unknown
-	ErrInvalidAgentIdentifier       = opErr("invalidAgentIdentifier")       // agentID unusable
-	ErrInvalidAgentPassword         = opErr("invalidAgentPassword")         // password wrong
-	ErrInvalidAgentGroup            = opErr("invalidAgentGroup")            // group unknown
-	ErrInvalidForwardingType        = opErr("invalidForwardingType")        // forwardingType missing or unknown
-	ErrInvalidForwardingFlag        = opErr("invalidForwardingFlag")        // activateForward missing or not boolean
-	ErrInvalidForwardingDestination = opErr("invalidForwardingDestination") // forwardDN unusable
-	ErrInvalidRingCount             = opErr("invalidRingCount")             // ringCount not an integer
-	ErrRingCountOutOfRange          = opErr("ringCountOutOfRange")          // ringCount outside 1..100
-	ErrInvalidDoNotDisturb          = opErr("invalidDoNotDisturb")          // doNotDisturbOn missing or not boolean
-	ErrInvalidMonitorObject         = opErr("invalidMonitorObject")         // no deviceObject, or a callObject
-	ErrInvalidMonitorType           = opErr("invalidMonitorType")           // monitorType other than device
-	ErrInvalidMonitorFilter         = opErr("invalidMonitorFilter")         // filter flag not boolean
-	ErrInvalidMonitorCrossRefID     = opErr("invalidMonitorCrossRefID")     // MonitorStop of an unknown monitor
-	ErrInvalidParameterValue        = opErr("invalidParameterValue")        // any other malformed parameter
-	ErrSystemStatusOutOfRange       = opErr("systemStatusOutOfRange")       // SystemStatus value unknown
-	ErrSessionRequired              = &Error{Class: ErrSecurity, Value: "securityInfoViolated"}
-	ErrOutstandingReqLimitExceeded  = &Error{Class: ErrSubscribedResourceAvailability, Value: "outstandingReqLimitExceeded"}
-	ErrObjectMonitorLimitExceeded   = &Error{Class: ErrSubscribedResourceAvailability, Value: "objectMonitorLimitExceeded"}
-	ErrResourceBusy                 = &Error{Class: ErrSystemResourceAvailability, Value: "resourceBusy"}
-	ErrResourceOutOfService         = &Error{Class: ErrSystemResourceAvailability, Value: "resourceOutOfService"}
-	ErrResourceLimitExceeded        = &Error{Class: ErrSystemResourceAvailability, Value: "resourceLimitExceeded"}
+	ErrGeneric                           = opErr("generic")                           // unparseable XML, no better value
+	ErrServiceNotSupported               = opErr("serviceNotSupported")               // unknown request
+	ErrInvalidDeviceID                   = opErr("invalidDeviceID")                   // device missing or empty
+	ErrInvalidAgentState                 = opErr("invalidAgentState")                 // requestedAgentState missing or unknown
+	ErrInvalidAgentIdentifier            = opErr("invalidAgentIdentifier")            // agentID unusable
+	ErrInvalidAgentPassword              = opErr("invalidAgentPassword")              // password wrong
+	ErrInvalidAgentGroup                 = opErr("invalidAgentGroup")                 // group unknown
+	ErrInvalidForwardingType             = opErr("invalidForwardingType")             // forwardingType missing or unknown
+	ErrInvalidForwardingFlag             = opErr("invalidForwardingFlag")             // activateForward missing or not boolean
+	ErrInvalidForwardingDestination      = opErr("invalidForwardingDestination")      // forwardDN unusable
+	ErrInvalidRingCount                  = opErr("invalidRingCount")                  // ringCount not an integer
+	ErrRingCountOutOfRange               = opErr("ringCountOutOfRange")               // ringCount outside 1..100
+	ErrInvalidDoNotDisturb               = opErr("invalidDoNotDisturb")               // doNotDisturbOn missing or not boolean
+	ErrInvalidMonitorObject              = opErr("invalidMonitorObject")              // no deviceObject, or a callObject
+	ErrInvalidMonitorType                = opErr("invalidMonitorType")                // monitorType other than device
+	ErrInvalidMonitorFilter              = opErr("invalidMonitorFilter")              // filter flag not boolean
+	ErrInvalidMonitorCrossRefID          = opErr("invalidMonitorCrossRefID")          // MonitorStop of an unknown monitor
+	ErrInvalidParameterValue             = opErr("invalidParameterValue")             // any other malformed parameter
+	ErrSystemStatusOutOfRange            = opErr("systemStatusOutOfRange")            // SystemStatus value unknown
+	ErrPrivilegeViolationSpecifiedDevice = opErr("privilegeViolationSpecifiedDevice") // device outside the CTI user's csta.authorization.devices
+	ErrSessionRequired                   = &Error{Class: ErrSecurity, Value: "securityInfoViolated"}
+	ErrOutstandingReqLimitExceeded       = &Error{Class: ErrSubscribedResourceAvailability, Value: "outstandingReqLimitExceeded"}
+	ErrObjectMonitorLimitExceeded        = &Error{Class: ErrSubscribedResourceAvailability, Value: "objectMonitorLimitExceeded"}
+	ErrResourceBusy                      = &Error{Class: ErrSystemResourceAvailability, Value: "resourceBusy"}
+	ErrResourceOutOfService              = &Error{Class: ErrSystemResourceAvailability, Value: "resourceOutOfService"}
+	ErrResourceLimitExceeded             = &Error{Class: ErrSystemResourceAvailability, Value: "resourceLimitExceeded"}
 )
 
 // asCSTAError turns any error from a Service into the answer the client gets.

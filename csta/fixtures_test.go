@@ -60,6 +60,12 @@ type fixtureCase struct {
 var (
 	fixturePasswordAuth = func(c *Config) { c.TCPAuth = Auth{Mode: "password", UserName: "cti", Password: "geheim"} }
 	fixtureNeedSession  = func(c *Config) { c.RequireSession = true }
+	// The session's user cti may name 4711 only (csta.authorization.devices).
+	fixtureDeviceLimits = func(c *Config) {
+		fixturePasswordAuth(c)
+		c.RequireSession = true
+		c.DeviceLimits = map[string][]DeviceID{"cti": {"4711"}}
+	}
 )
 
 // fixtureCases lists every fixture; a file missing from disk fails its case,
@@ -107,6 +113,7 @@ var fixtureCases = []fixtureCase{
 	{name: "monitor_stop_sipe_unknown"},
 	{name: "monitor_stop", prior: []string{"monitor_start_ed3_no_filter"}},
 	{name: "monitor_stop_twice", prior: []string{"monitor_start_ed3_no_filter", "monitor_stop"}},
+	{name: "monitor_start_device_not_allowed", cfg: fixtureDeviceLimits, prior: []string{"start_session_osbiz_credentials"}},
 
 	// Agent state.
 	{name: "set_agent_state_broadworks_latin1"},
@@ -115,6 +122,7 @@ var fixtureCases = []fixtureCase{
 	{name: "set_agent_state_no_namespace"},
 	{name: "set_agent_state_unknown_state"},
 	{name: "set_agent_state_hex_password"},
+	{name: "set_agent_state_device_allowed", cfg: fixtureDeviceLimits, prior: []string{"start_session_osbiz_credentials"}},
 	{name: "get_agent_state_ed6"},
 	{name: "get_agent_state_after_not_ready", prior: []string{"set_agent_state_broadworks_latin1"}},
 	{name: "get_agent_state_unknown_device"},

@@ -8,6 +8,24 @@ package csta
 // number, an extension, or a user ID); the gateway maps it to BroadWorks.
 type DeviceID string
 
+// deviceRequest is a request that acts on one device: the front end checks
+// that device against the user's device limits (Config.DeviceLimits) before
+// the Service sees the request. Other devices a request carries (an ACD
+// group, a forwarding destination) are not the device acted on and are not
+// checked.
+type deviceRequest interface {
+	Message
+	subjectDevice() DeviceID
+}
+
+func (m MonitorStart) subjectDevice() DeviceID    { return m.Device }
+func (m SetAgentState) subjectDevice() DeviceID   { return m.Device }
+func (m GetAgentState) subjectDevice() DeviceID   { return m.Device }
+func (m SetForwarding) subjectDevice() DeviceID   { return m.Device }
+func (m GetForwarding) subjectDevice() DeviceID   { return m.Device }
+func (m SetDoNotDisturb) subjectDevice() DeviceID { return m.Device }
+func (m GetDoNotDisturb) subjectDevice() DeviceID { return m.Device }
+
 // Message is any message the codec can encode or decode.
 type Message interface {
 	// Name is the root element's local name.
@@ -47,6 +65,7 @@ const (
 	SessionTermReasonResourceLimitation     = "resourceLimitation"
 	SessionTermReasonSessionTimerExpired    = "sessionTimerExpired"
 	sessionServerTermReasonShutdown         = "serverShutdown"
+	sessionServerTermReasonUserRevoked      = "userNotAuthorized"
 )
 
 // SessionError is the errorCode of the ECMA-354 negative responses: either a

@@ -56,12 +56,25 @@ func NewServer(cfg Config, svc Service, logger *slog.Logger) *Server {
 		monitors: make(map[DeviceID]map[*monitor]struct{}),
 		metrics:  newMetrics(),
 	}
-	c := cfg
-	s.cfg.Store(&c)
+	s.store(cfg)
 	return s
 }
 
 func (s *Server) config() *Config { return s.cfg.Load() }
+
+// store makes cfg the configuration in force, with its device limits as sets.
+func (s *Server) store(cfg Config) {
+	c := cfg
+	c.deviceSets = make(map[string]map[DeviceID]struct{}, len(cfg.DeviceLimits))
+	for user, devices := range cfg.DeviceLimits {
+		set := make(map[DeviceID]struct{}, len(devices))
+		for _, d := range devices {
+			set[d] = struct{}{}
+		}
+		c.deviceSets[user] = set
+	}
+	s.cfg.Store(&c)
+}
 
 // Start binds the TCP listener (with TLS when a certificate is configured)
 // and serves it in the background.
@@ -181,9 +194,13 @@ func (s *Server) forget(c *conn) {
 	s.mu.Unlock()
 }
 
-// Reload applies a new configuration. Limits, authentication and session
-// bounds change live (new values apply to new sessions and requests); the
-// listen address and TLS files cannot, and are refused by key name.
+// Reload applies a new configuration. Limits, authentication, device limits
+// and session bounds change live: new values apply to new sessions and to
+// the next request of every session. A session whose user the listener no
+// longer has (removed, or the listener switched to mode password) is ended
+// with ApplicationSessionTerminated; a user whose password changed keeps its
+// sessions. Monitors on devices a user may no longer name are stopped. The
+// listen address and TLS files cannot change, and are refused by key name.
 func (s *Server) Reload(cfg Config) error {
 	old := s.config()
 	var refused []string
@@ -199,8 +216,14 @@ func (s *Server) Reload(cfg Config) error {
 	if len(refused) > 0 {
 		return fmt.Errorf("csta: cannot change while running: %v (restart to apply)", refused)
 	}
-	c := cfg
-	s.cfg.Store(&c)
+	s.store(cfg)
+	s.mu.Lock()
+	conns := s.snapshotConns()
+	s.mu.Unlock()
+	next := s.config()
+	for _, c := range conns {
+		c.reauthorize(next)
+	}
 	return nil
 }
 

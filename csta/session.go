@@ -19,7 +19,11 @@ func (c *conn) startSession(invokeID int, m StartApplicationSession) {
 		c.send(invokeID, StartApplicationSessionNegResponse{ErrorCode: e}, EditionNone)
 	}
 	auth := c.auth()
-	if auth.Mode == "password" && !credentialsMatch(auth, m) {
+	var authUser string
+	if auth.Mode == "password" {
+		authUser = matchingUser(&auth, m)
+	}
+	if auth.Mode == "password" && authUser == "" {
 		c.log.Warn("CSTA session refused: authentication failed", "application", m.ApplicationID, "user", m.UserName, "sent_credentials", m.HasCredentials)
 		neg(SessionError{DefinedError: SessionErrInvalidApplicationInfo})
 		c.closeGraceful("authentication failed")
@@ -40,7 +44,7 @@ func (c *conn) startSession(invokeID int, m StartApplicationSession) {
 		neg(SessionError{ApplError: "a session is already open on this connection"})
 		return
 	}
-	s := &session{id: id, applicationID: m.ApplicationID, userName: m.UserName, duration: d}
+	s := &session{id: id, applicationID: m.ApplicationID, userName: m.UserName, authUser: authUser, duration: d}
 	s.timer = time.AfterFunc(d, func() { c.sessionExpired(id) })
 	c.session = s
 	// Only a requested version binds the edition; a client that asked for
@@ -58,17 +62,31 @@ func (c *conn) startSession(invokeID int, m StartApplicationSession) {
 	}, EditionNone)
 }
 
-// credentialsMatch compares in constant time; hashing first hides the
-// length of the configured secret too.
-func credentialsMatch(a Auth, m StartApplicationSession) bool {
+// matchingUser returns the listener's user whose name and password the
+// session request carries, "" for none. Every user is compared, in constant
+// time, whichever matches; hashing first hides the length of the
+// configured secrets too.
+func matchingUser(a *Auth, m StartApplicationSession) string {
 	if !m.HasCredentials {
-		return false
+		return ""
 	}
-	eq := func(x, y string) int {
-		hx, hy := sha256.Sum256([]byte(x)), sha256.Sum256([]byte(y))
-		return subtle.ConstantTimeCompare(hx[:], hy[:])
+	hu, hp := sha256.Sum256([]byte(m.UserName)), sha256.Sum256([]byte(m.Password))
+	eq := func(x string, h [sha256.Size]byte) int {
+		hx := sha256.Sum256([]byte(x))
+		return subtle.ConstantTimeCompare(hx[:], h[:])
 	}
-	return eq(a.UserName, m.UserName)&eq(a.Password, m.Password) == 1
+	var match string
+	try := func(name, password string) {
+		// An empty name is no user, not one anybody can be.
+		if name != "" && eq(name, hu)&eq(password, hp) == 1 {
+			match = name
+		}
+	}
+	try(a.UserName, a.Password)
+	for name, password := range a.Users {
+		try(name, password)
+	}
+	return match
 }
 
 // negotiateEdition picks the first requested protocol version the codec

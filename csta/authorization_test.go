@@ -1,0 +1,296 @@
+package csta
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Per-device authorization (issue 6, security pass): a CTI user may be
+// limited to a set of devices; any other device is answered
+// operation/privilegeViolationSpecifiedDevice before the Service sees it.
+
+// deviceRequests are the requests that name a device, as templates taking
+// the device ID.
+var deviceRequests = []struct{ root, xml string }{
+	{"MonitorStart", `<MonitorStart ` + ns6 + `><monitorObject><deviceObject>%s</deviceObject></monitorObject></MonitorStart>`},
+	{"SetAgentState", `<SetAgentState ` + ns6 + `><device>%s</device><requestedAgentState>ready</requestedAgentState></SetAgentState>`},
+	{"GetAgentState", `<GetAgentState ` + ns6 + `><device>%s</device></GetAgentState>`},
+	{"SetForwarding", `<SetForwarding ` + ns6 + `><device>%s</device><forwardingType>forwardImmediate</forwardingType><activateForward>true</activateForward><forwardDN>4999</forwardDN></SetForwarding>`},
+	{"GetForwarding", `<GetForwarding ` + ns6 + `><device>%s</device></GetForwarding>`},
+	{"SetDoNotDisturb", `<SetDoNotDisturb ` + ns6 + `><device>%s</device><doNotDisturbOn>true</doNotDisturbOn></SetDoNotDisturb>`},
+	{"GetDoNotDisturb", `<GetDoNotDisturb ` + ns6 + `><device>%s</device></GetDoNotDisturb>`},
+}
+
+const privilegeViolation = "operation/privilegeViolationSpecifiedDevice"
+
+// twoUsersConfig is one TCP listener with two users: alice limited to
+// {4001, desk1}, bob unlimited.
+func twoUsersConfig() Config {
+	cfg := testConfig()
+	cfg.RequireSession = true
+	cfg.TCPAuth = Auth{Mode: "password", UserName: "alice", Password: "alice-pw", Users: map[string]string{"bob": "bob-pw"}}
+	cfg.DeviceLimits = map[string][]DeviceID{"alice": {"4001", "desk1"}}
+	return cfg
+}
+
+func login(user, password string) string { return fmt.Sprintf(loginPlain, user, password) }
+
+// requestCount reads connector_cti_requests_total{request,result}.
+func requestCount(t *testing.T, s *Server, request, result string) float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(s.Collectors()...)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range families {
+		if mf.GetName() != "connector_cti_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["request"] == request && labels["result"] == result {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+func (f *fakeService) requestCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.requests)
+}
+
+func TestDeviceLimits(t *testing.T) {
+	svc := newFakeService("4001", "4002", "desk1")
+	s := startServer(t, twoUsersConfig(), svc)
+	tests := []struct {
+		user, password string
+		device         string
+		allowed        bool
+	}{
+		{"alice", "alice-pw", "4001", true},
+		{"alice", "alice-pw", "desk1", true},
+		{"alice", "alice-pw", "4002", false},
+		{"alice", "alice-pw", "4001@example.com", false}, // compared as written
+		{"alice", "alice-pw", "unknown", false},          // refused before the Service could say invalidDeviceID
+		{"bob", "bob-pw", "4001", true},
+		{"bob", "bob-pw", "4002", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.user+" on "+tt.device, func(t *testing.T) {
+			c := dial(t, s)
+			c.openSession(1, login(tt.user, tt.password))
+			for i, r := range deviceRequests {
+				before, refusedBefore := svc.requestCount(), requestCount(t, s, r.root, "privilegeViolationSpecifiedDevice")
+				name, root := c.request(10+i, fmt.Sprintf(r.xml, tt.device))
+				got := errorOf(root)
+				switch {
+				case !tt.allowed && got != privilegeViolation:
+					t.Errorf("%s answered %s %q, want %s", r.root, name, got, privilegeViolation)
+				case !tt.allowed && svc.requestCount() != before:
+					t.Errorf("%s on a refused device reached the Service", r.root)
+				case !tt.allowed && requestCount(t, s, r.root, "privilegeViolationSpecifiedDevice") != refusedBefore+1:
+					t.Errorf("%s refusal not counted as result=privilegeViolationSpecifiedDevice", r.root)
+				case tt.allowed && (got != "" || name != r.root+"Response"):
+					t.Errorf("%s answered %s %q, want %sResponse", r.root, name, got, r.root)
+				case tt.allowed && svc.requestCount() != before+1:
+					t.Errorf("%s on an allowed device did not reach the Service", r.root)
+				}
+			}
+		})
+	}
+}
+
+func TestDeviceLimitsNeedAnAuthenticatedUser(t *testing.T) {
+	// With mode none the user name a client sends proves nothing: limits
+	// configured for it do not apply, with or without a session.
+	cfg := testConfig()
+	cfg.DeviceLimits = map[string][]DeviceID{"alice": {"4001"}}
+	s := startServer(t, cfg, newFakeService("4001", "4002"))
+	c := dial(t, s)
+	get := `<GetDoNotDisturb ` + ns6 + `><device>4002</device></GetDoNotDisturb>`
+	if name, root := c.request(1, get); name != "GetDoNotDisturbResponse" {
+		t.Fatalf("without a session answered %s %s", name, errorOf(root))
+	}
+	c.openSession(2, login("alice", "anything"))
+	if name, root := c.request(3, get); name != "GetDoNotDisturbResponse" {
+		t.Fatalf("mode none, session as alice, answered %s %s", name, errorOf(root))
+	}
+}
+
+func TestSeveralUsersAuthentication(t *testing.T) {
+	cfg := twoUsersConfig()
+	s := startServer(t, cfg, newFakeService("4001"))
+	tests := []struct {
+		name, xml string
+		accept    bool
+	}{
+		{"first user", login("alice", "alice-pw"), true},
+		{"listed user", login("bob", "bob-pw"), true},
+		{"listed user, Avaya form", fmt.Sprintf(loginAvaya, "bob", "bob-pw"), true},
+		{"wrong password", login("bob", "guess"), false},
+		{"another user's password", login("alice", "bob-pw"), false},
+		{"unknown user", login("carol", "bob-pw"), false},
+		{"no credentials", startEd6, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := dial(t, s)
+			name, root := c.request(1, tt.xml)
+			if tt.accept {
+				if name != "StartApplicationSessionPosResponse" {
+					t.Fatalf("login answered %s", name)
+				}
+				return
+			}
+			if name != "StartApplicationSessionNegResponse" || root.FindElement("errorCode/definedError").Text() != "invalidApplicationInfo" {
+				t.Fatalf("bad login answered %s", name)
+			}
+			c.expectClosed()
+		})
+	}
+}
+
+func TestEmptyUserNameIsNoUser(t *testing.T) {
+	// Only csta.auth.users configured: the empty username/password pair
+	// must not let a client in with empty credentials.
+	cfg := testConfig()
+	cfg.RequireSession = true
+	cfg.TCPAuth = Auth{Mode: "password", Users: map[string]string{"bob": "bob-pw"}}
+	s := startServer(t, cfg, newFakeService("4001"))
+	c := dial(t, s)
+	if name, _ := c.request(1, login("", "")); name != "StartApplicationSessionNegResponse" {
+		t.Fatalf("empty credentials answered %s", name)
+	}
+	c.expectClosed()
+	if name, _ := dial(t, s).request(1, login("bob", "bob-pw")); name != "StartApplicationSessionPosResponse" {
+		t.Fatalf("bob answered %s", name)
+	}
+}
+
+func TestReloadAppliesUsersAndDeviceLimits(t *testing.T) {
+	cfg := twoUsersConfig()
+	s := startServer(t, cfg, newFakeService("4001", "4002", "desk1"))
+	alice := dial(t, s)
+	alice.openSession(1, login("alice", "alice-pw"))
+	bob := dial(t, s)
+	bob.openSession(1, login("bob", "bob-pw"))
+	get := func(c *client, invokeID int, device string) string {
+		t.Helper()
+		name, root := c.request(invokeID, `<GetDoNotDisturb `+ns6+`><device>`+device+`</device></GetDoNotDisturb>`)
+		if e := errorOf(root); e != "" {
+			return e
+		}
+		return name
+	}
+	if got := get(alice, 2, "4002"); got != privilegeViolation {
+		t.Fatalf("before the reload alice on 4002 got %s", got)
+	}
+	if name, _ := alice.request(3, fmt.Sprintf(deviceRequests[0].xml, "desk1")); name != "MonitorStartResponse" {
+		t.Fatalf("alice's MonitorStart on desk1 answered %s", name)
+	}
+
+	// 4002 added for alice, desk1 taken away: the open session follows.
+	next := twoUsersConfig()
+	next.DeviceLimits = map[string][]DeviceID{"alice": {"4001", "4002"}}
+	if err := s.Reload(next); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(alice, 4, "4002"); got != "GetDoNotDisturbResponse" {
+		t.Fatalf("after adding 4002 alice on it got %s", got)
+	}
+	if got := get(alice, 5, "desk1"); got != privilegeViolation {
+		t.Fatalf("after taking desk1 away alice on it got %s", got)
+	}
+	if n := s.Stats().Monitors; n != 0 {
+		t.Fatalf("alice's monitor on desk1 survived the reload (%d monitors)", n)
+	}
+
+	// bob removed: his session ends; alice's stays.
+	next.TCPAuth.Users = nil
+	if err := s.Reload(next); err != nil {
+		t.Fatal(err)
+	}
+	f := bob.read()
+	if root := parseRoot(t, f.XML); f.InvokeID != EventInvokeID || root.Tag != "ApplicationSessionTerminated" ||
+		root.FindElement("sessionTermReason/serverTermReason").Text() != "userNotAuthorized" {
+		t.Fatalf("bob's session after his removal got %04d %s", f.InvokeID, f.XML)
+	}
+	bob.expectClosed()
+	if got := get(alice, 6, "4001"); got != "GetDoNotDisturbResponse" {
+		t.Fatalf("alice after bob's removal got %s", got)
+	}
+	if name, _ := dial(t, s).request(1, login("bob", "bob-pw")); name != "StartApplicationSessionNegResponse" {
+		t.Fatalf("removed bob logged in again: %s", name)
+	}
+}
+
+func TestDeviceLimitsOverWebSocket(t *testing.T) {
+	cfg := testConfig()
+	cfg.RequireSession = true
+	cfg.WebSocketAuth = Auth{Mode: "password", UserName: "web", Password: "pw"}
+	cfg.DeviceLimits = map[string][]DeviceID{"web": {"4001"}}
+	s := NewServer(cfg, newFakeService("4001", "4002"), testLogger(t))
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	url := wsServer(t, s)
+	t.Cleanup(func() { s.Shutdown(t.Context()) })
+	ws := wsDial(t, url)
+	if f := wsRequest(t, ws, 1, login("web", "pw")); parseRoot(t, f.XML).Tag != "StartApplicationSessionPosResponse" {
+		t.Fatalf("login answered %s", f.XML)
+	}
+	for i, device := range []string{"4001", "4002"} {
+		f := wsRequest(t, ws, 2+i, fmt.Sprintf(deviceRequests[1].xml, device))
+		got := errorOf(parseRoot(t, f.XML))
+		if want := map[string]string{"4001": "", "4002": privilegeViolation}[device]; got != want {
+			t.Errorf("SetAgentState on %s answered %q, want %q", device, got, want)
+		}
+	}
+}
+
+// Every request the decoder knows is either checked against the device
+// limits or listed here as naming no device: a new request type cannot slip
+// past the check unnoticed.
+func TestEveryDeviceRequestIsChecked(t *testing.T) {
+	namesNoDevice := []string{
+		"StartApplicationSession", "StopApplicationSession", "ResetApplicationSessionTimer",
+		"SystemStatus", "SystemRegister", "RequestSystemStatus",
+		"MonitorStop", // names a monitor of the connection's own, started under the check
+	}
+	samples := map[string]Message{
+		"MonitorStart": MonitorStart{}, "SetAgentState": SetAgentState{}, "GetAgentState": GetAgentState{},
+		"SetForwarding": SetForwarding{}, "GetForwarding": GetForwarding{},
+		"SetDoNotDisturb": SetDoNotDisturb{}, "GetDoNotDisturb": GetDoNotDisturb{},
+	}
+	for _, root := range slices.Sorted(maps.Keys(decoders)) {
+		if slices.Contains(namesNoDevice, root) {
+			continue
+		}
+		m, ok := samples[root]
+		if !ok {
+			t.Errorf("request %s: add it to the samples (and give it subjectDevice) or to namesNoDevice", root)
+			continue
+		}
+		if _, ok := m.(deviceRequest); !ok {
+			t.Errorf("request %s names a device but is not a deviceRequest", root)
+		}
+	}
+	for _, r := range deviceRequests {
+		if _, ok := samples[r.root]; !ok || !strings.HasPrefix(r.xml, "<"+r.root+" ") {
+			t.Errorf("deviceRequests entry %s does not match the samples", r.root)
+		}
+	}
+}
