@@ -57,7 +57,19 @@ func (s *Sequencer) lockKeys(ctx context.Context, keys []string) (func(), error)
 		}
 		s.mu.Unlock()
 	}
+	waiting := false
 	for _, l := range ls {
+		select {
+		case l.sem <- struct{}{}:
+			held++
+			continue
+		default:
+		}
+		if !waiting { // counted as waiting until every lock is held
+			waiting = true
+			s.metrics.waiting.Inc()
+			defer s.metrics.waiting.Dec()
+		}
 		select {
 		case l.sem <- struct{}{}:
 			held++
@@ -66,7 +78,8 @@ func (s *Sequencer) lockKeys(ctx context.Context, keys []string) (func(), error)
 			return nil, ctx.Err()
 		}
 	}
-	return unregister, nil
+	s.metrics.running.Inc()
+	return func() { unregister(); s.metrics.running.Dec() }, nil
 }
 
 // lockFor takes the locks a sequence needs, as computed by need from the

@@ -3,6 +3,7 @@ package hoteling
 import (
 	"context"
 	"slices"
+	"time"
 
 	"github.com/broadworks-connector/connector/xsi"
 )
@@ -37,11 +38,13 @@ type Repair struct {
 func (s *Sequencer) Recover(ctx context.Context, users []string) []Repair {
 	var out []Repair
 	for _, f := range s.halfDone(users) {
+		start := time.Now()
 		rp, acted := s.repair(ctx, f, users)
 		if !acted {
 			s.logger.Debug("hoteling: half-done sequence settled meanwhile", "guest", f.GuestUserID, "host", f.HostUserID, "found", f.Found)
 			continue
 		}
+		s.metrics.done(opRecover, start, rp.Err)
 		out = append(out, rp)
 		if rp.Err != nil {
 			s.logger.Error("hoteling: recovery failed", "guest", rp.GuestUserID, "host", rp.HostUserID,

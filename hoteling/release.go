@@ -3,6 +3,7 @@ package hoteling
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/broadworks-connector/connector/xsi"
 )
@@ -15,7 +16,9 @@ import (
 // done when the guest is back at host (a new login came first). Like
 // Logout it runs under the guest's and the host's locks, and a failed step
 // is undone.
-func (s *Sequencer) Release(ctx context.Context, guest, host string) error {
+func (s *Sequencer) Release(ctx context.Context, guest, host string) (err error) {
+	start := time.Now()
+	defer func() { s.metrics.done(opRelease, start, err) }()
 	if guest == "" || host == "" {
 		return &StepError{Op: "release", Step: "check", Err: errors.New("empty guest or host user ID"), Guest: guest, Host: host}
 	}

@@ -74,6 +74,8 @@ type Sequencer struct {
 	act    Actions
 	view   View
 	logger *slog.Logger
+	// metrics are the sequencer's Prometheus collectors (metrics.go).
+	metrics *metrics
 
 	mu         sync.Mutex
 	locks      map[string]*keyLock
@@ -98,7 +100,7 @@ func New(cfg Config, act Actions, view View, logger *slog.Logger) *Sequencer {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Sequencer{cfg: cfg, act: act, view: view, logger: logger,
+	return &Sequencer{cfg: cfg, act: act, view: view, logger: logger, metrics: newMetrics(),
 		locks: map[string]*keyLock{}, remembered: map[string]Remembered{}}
 }
 
@@ -192,7 +194,9 @@ func forwardsTo(f xsi.Forwarding, number string) bool {
 // any association ends, then (Sign-In and) Unavailable. Each step waits for
 // its confirming event; a failure undoes the completed steps and returns a
 // *StepError.
-func (s *Sequencer) Login(ctx context.Context, guestID, hostID, forwardTo string) error {
+func (s *Sequencer) Login(ctx context.Context, guestID, hostID, forwardTo string) (err error) {
+	start := time.Now()
+	defer func() { s.metrics.done(opLogin, start, err) }()
 	if guestID == "" {
 		return &StepError{Op: "login", Step: "check", Err: errors.New("empty guest user ID"), Guest: guestID, Host: hostID}
 	}
@@ -376,7 +380,9 @@ func (s *Sequencer) hostCFA(ctx context.Context, host string) (xsi.Forwarding, e
 // Logout signs the agent out, puts its host's CFA back and ends the
 // association. It is idempotent: an agent signed out and not associated
 // gets success with no XSI traffic.
-func (s *Sequencer) Logout(ctx context.Context, guestID string) error {
+func (s *Sequencer) Logout(ctx context.Context, guestID string) (err error) {
+	start := time.Now()
+	defer func() { s.metrics.done(opLogout, start, err) }()
 	if guestID == "" {
 		return &StepError{Op: "logout", Step: "check", Err: errors.New("empty guest user ID")}
 	}

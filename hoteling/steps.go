@@ -104,6 +104,7 @@ func (r *run) finish() error {
 		}
 	}
 	r.err.Undo = errors.Join(errs...)
+	r.s.metrics.compensated(r.op, len(r.done), r.err.Undo)
 	if r.err.Undo == nil {
 		r.s.logger.Info("hoteling: sequence undone", "op", r.op, "guest", r.guest, "host", r.host, "failed", r.err.Step,
 			"elapsed", time.Since(r.start).Round(time.Millisecond))
@@ -114,7 +115,9 @@ func (r *run) finish() error {
 // exec sends st's Action (for the run op) and waits for the view to
 // confirm it, all within StepTimeout. A view change of st's part to
 // anything but the wanted result is a contradiction.
-func (s *Sequencer) exec(ctx context.Context, op string, st step, before User) error {
+func (s *Sequencer) exec(ctx context.Context, op string, st step, before User) (err error) {
+	start := time.Now()
+	defer func() { s.metrics.step(st.name, start, err) }()
 	sctx, cancel := context.WithTimeout(ctx, s.cfg.StepTimeout)
 	defer cancel()
 	s.logger.Debug("hoteling: step", "step", st.name, "user", st.user)
@@ -127,7 +130,7 @@ func (s *Sequencer) exec(ctx context.Context, op string, st step, before User) e
 	was := st.proj(before)
 	var mu sync.Mutex
 	var got User
-	err := s.view.Await(sctx, st.user, func(u User) bool {
+	err = s.view.Await(sctx, st.user, func(u User) bool {
 		if st.want(u) || st.proj(u) != was && u.ACDState != xsi.ACDSignIn {
 			mu.Lock()
 			got = u

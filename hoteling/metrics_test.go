@@ -1,0 +1,146 @@
+package hoteling
+
+import (
+	"bufio"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/broadworks-connector/connector/xsi"
+)
+
+// scrape registers cs in a pedantic registry, serves /metrics and returns
+// every sample by its `name{labels}` as the exposition spells it.
+func scrape(t *testing.T, cs ...prometheus.Collector) map[string]float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(cs...)
+	rec := httptest.NewRecorder()
+	promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.PanicOnError}).
+		ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	out := map[string]float64{}
+	sc := bufio.NewScanner(rec.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("bad sample %q", line)
+		}
+		out[line[:i]] = v
+	}
+	return out
+}
+
+func wantSamples(t *testing.T, got map[string]float64, want map[string]float64) {
+	t.Helper()
+	for name, w := range want {
+		if v, ok := got[name]; !ok || v != w {
+			t.Errorf("%s = %v (present %t), want %v", name, v, ok, w)
+		}
+	}
+}
+
+// A login counts itself and each of its steps, with the time each step
+// waited for its confirming event; a failed one counts its undo.
+func TestSequencerMetrics(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, s := plain.start(t, Config{}, 200*time.Millisecond)
+		if err := s.Login(t.Context(), "g1", "desk1", num1); err != nil {
+			t.Fatal(err)
+		}
+		got := scrape(t, s.Collectors()...)
+		wantSamples(t, got, map[string]float64{
+			`connector_hotdesk_sequences_total{op="login",result="ok"}`:           1,
+			`connector_hotdesk_sequences_total{op="logout",result="ok"}`:          0,
+			`connector_hotdesk_steps_total{result="ok",step="host-cfa"}`:          1,
+			`connector_hotdesk_steps_total{result="ok",step="associate"}`:         1,
+			`connector_hotdesk_steps_total{result="ok",step="agent-unavailable"}`: 1,
+			`connector_hotdesk_step_seconds_count{step="associate"}`:              1,
+			// the event comes 200 ms (fake time) after the Action
+			`connector_hotdesk_step_seconds_bucket{step="associate",le="0.1"}`:  0,
+			`connector_hotdesk_step_seconds_bucket{step="associate",le="0.25"}`: 1,
+			`connector_hotdesk_sequence_seconds_count{op="login"}`:              1,
+			`connector_hotdesk_sequences_waiting`:                               0,
+			`connector_hotdesk_sequences_running`:                               0,
+		})
+
+		// Logout: the second Action (restore-host-cfa) fails with a 400;
+		// the sign-out before it is undone.
+		f.mu.Lock()
+		f.fault = &fault{call: f.calls + 1, mode: "error", err: &xsi.Error{Status: 400}}
+		f.mu.Unlock()
+		if err := s.Logout(t.Context(), "g1"); err == nil {
+			t.Fatal("logout succeeded despite the fault")
+		}
+		got = scrape(t, s.Collectors()...)
+		wantSamples(t, got, map[string]float64{
+			`connector_hotdesk_sequences_total{op="logout",result="refused"}`:         1,
+			`connector_hotdesk_steps_total{result="refused",step="restore-host-cfa"}`: 1,
+			`connector_hotdesk_steps_total{result="ok",step="undo-agent-sign-out"}`:   1,
+			`connector_hotdesk_compensations_total{op="logout",result="ok"}`:          1,
+		})
+	})
+}
+
+// Sequences queued behind a running one show as waiting; a full queue
+// counts busy.
+func TestSequencerQueueMetrics(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sc := scenario{users: []User{
+			{ID: "g1", ACDState: xsi.ACDSignOut}, {ID: "g2", ACDState: xsi.ACDSignOut}, {ID: "g3", ACDState: xsi.ACDSignOut},
+			{ID: "desk1"},
+		}}
+		_, s := sc.start(t, Config{QueueLength: 1}, time.Second)
+		var wg sync.WaitGroup
+		wg.Go(func() { s.Login(t.Context(), "g1", "desk1", num1) })
+		synctest.Wait()
+		wg.Go(func() { s.Login(t.Context(), "g2", "desk1", num2) })
+		synctest.Wait()
+		if err := s.Login(t.Context(), "g3", "desk1", "+15550003"); !errors.Is(err, ErrBusy) {
+			t.Fatalf("third login: %v, want ErrBusy", err)
+		}
+		wantSamples(t, scrape(t, s.Collectors()...), map[string]float64{
+			`connector_hotdesk_sequences_running`:                         1,
+			`connector_hotdesk_sequences_waiting`:                         1,
+			`connector_hotdesk_sequences_total{op="login",result="busy"}`: 1,
+		})
+		wg.Wait()
+		wantSamples(t, scrape(t, s.Collectors()...), map[string]float64{
+			`connector_hotdesk_sequences_running`:                       0,
+			`connector_hotdesk_sequences_waiting`:                       0,
+			`connector_hotdesk_sequences_total{op="login",result="ok"}`: 2,
+		})
+	})
+}
+
+func TestResultOf(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{nil, "ok"},
+		{&StepError{Kind: ErrBusy, Err: ErrBusy}, "busy"},
+		{&StepError{Kind: ErrTimeout, Err: errors.New("x")}, "timeout"},
+		{&StepError{Err: &xsi.Error{Status: 404}}, "unknown_user"},
+		{&StepError{Err: &xsi.Error{Status: 409}}, "refused"},
+		{&xsi.Error{Status: 503}, "link_down"},
+		{&StepError{Err: errors.New("empty guest user ID")}, "failed"},
+	} {
+		if got := resultNames[resultOf(c.err)]; got != c.want {
+			t.Errorf("resultOf(%v) = %s, want %s", c.err, got, c.want)
+		}
+	}
+}
