@@ -146,11 +146,14 @@ func (s *Server) authorize(req *sip.Request, tx sip.ServerTransaction, dn string
 		// Right credentials, but for another phone: a phone may only
 		// subscribe to (and change) its own line.
 		s.log.Info("SUBSCRIBE for another phone's DN", "user", user, "dn", dn, "source", req.Source())
+		s.metrics.forbidden.Inc()
 		respond(tx, sip.NewResponseFromRequest(req, 403, "Forbidden", nil))
 	case authForbidden:
 		s.log.Info("SUBSCRIBE with wrong credentials", "user", user, "source", req.Source())
+		s.metrics.forbidden.Inc()
 		respond(tx, sip.NewResponseFromRequest(req, 403, "Forbidden", nil))
 	default:
+		s.metrics.challenged.Inc()
 		res := sip.NewResponseFromRequest(req, 401, "Unauthorized", nil)
 		res.AppendHeader(sip.NewHeader("WWW-Authenticate", s.auth.challenge(v == authStale)))
 		respond(tx, res)

@@ -106,6 +106,7 @@ func (sub *subscription) kill() {
 func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	source := req.Source()
 	if ok, retry := s.limiter.allow(sourceHost(source), time.Now()); !ok {
+		s.metrics.rateLimited.Inc()
 		res := sip.NewResponseFromRequest(req, 503, "Service Unavailable", nil)
 		res.AppendHeader(sip.NewHeader("Retry-After", strconv.Itoa(retry)))
 		respond(tx, res)
@@ -214,6 +215,7 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	if isNew {
 		if code := s.insert(sub); code != 0 {
+			s.metrics.full.Inc()
 			res := sip.NewResponseFromRequest(req, code, "Service Unavailable", nil)
 			res.AppendHeader(sip.NewHeader("Retry-After", "30"))
 			respond(tx, res)
@@ -813,16 +815,21 @@ func (s *Server) sendNotify(sub *subscription, state, ctype string, body []byte,
 	res, err := s.client.Do(ctx, req, sipgo.ClientRequestBuild)
 	if err != nil {
 		s.log.Debug("NOTIFY not answered", "dn", sub.dn, "event", sub.event, "cseq", cseq, "err", err)
+		s.metrics.notified(sub.event, notifyNoAnswer)
 		return true
 	}
 	s.touch(sub.dn, false)
 	switch {
 	case res.StatusCode == 481:
 		s.log.Info("phone dropped the subscription", "dn", sub.dn, "event", sub.event)
+		s.metrics.notified(sub.event, notifyGone)
 		s.dropSub(sub)
 		return false
 	case !res.IsSuccess():
 		s.log.Info("NOTIFY refused", "dn", sub.dn, "event", sub.event, "status", res.StatusCode)
+		s.metrics.notified(sub.event, notifyRefused)
+	default:
+		s.metrics.notified(sub.event, notifyOK)
 	}
 	return true
 }

@@ -73,6 +73,7 @@ type Server struct {
 	limiter  *sourceLimiter
 	presence *presenceWatcher
 	tlsConf  *tls.Config
+	metrics  *metrics // Prometheus collectors (metrics.go)
 
 	// Test knobs; set before Start.
 	sweepEvery  time.Duration
@@ -157,6 +158,7 @@ func NewServer(cfg Config, svc Service, log *slog.Logger) (*Server, error) {
 		subs:        make(map[dialogID]*subscription),
 		byKey:       make(map[subKey]*subscription),
 		phones:      make(map[string]*phoneState),
+		metrics:     newMetrics(),
 	}
 	if cfg.TLSListen != "" && cfg.TLSCertFile != "" && cfg.TLSKeyFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
