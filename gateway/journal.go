@@ -5,6 +5,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -57,6 +58,7 @@ type journalWriter struct {
 	log    *slog.Logger
 	queues [journalShards]chan journalOp
 	wg     sync.WaitGroup
+	failed atomic.Uint64 // records not written (metrics.go)
 
 	mu      sync.Mutex
 	pending map[string]int           // agent user ID → ops queued, not yet written
@@ -105,6 +107,7 @@ func (w *journalWriter) run(q chan journalOp) {
 		}
 		cancel()
 		if err != nil {
+			w.failed.Add(1)
 			w.log.Error("gateway: association journal write failed", "agent", op.agent, "begin", op.begin != nil, "err", err)
 		}
 		w.mu.Lock()

@@ -1,0 +1,81 @@
+package gateway
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/broadworks-connector/connector/xsi"
+)
+
+// The gateway's own Prometheus collectors (CoreDNS keeps each plugin's
+// metrics beside it). Everything here is read from the state view and the
+// journal writer when scraped: the event path pays nothing for it. A scrape
+// walks the users under Gateway.mu once (well under a millisecond for tens
+// of thousands).
+var (
+	descAgents = prometheus.NewDesc("connector_gateway_agents",
+		"Call-center agents in the XSI view, by ACD state as BroadWorks names it (Sign-Out, Available, Unavailable, Wrap-Up, …).",
+		[]string{"state"}, nil)
+	descGuests = prometheus.NewDesc("connector_gateway_hotdesk_guests",
+		"Agents associated with a hot desk (a hoteling host) in the XSI view.", nil, nil)
+	descHeld = prometheus.NewDesc("connector_gateway_events_held",
+		"CSTA events held while a request's answer settles (gateway.answer_settle), summed over users.", nil, nil)
+	descAwaited = prometheus.NewDesc("connector_gateway_users_awaited",
+		"Users a hot-desk step is waiting on for its confirming XSI event.", nil, nil)
+	descJournalQueue = prometheus.NewDesc("connector_gateway_journal_queue",
+		"Association journal records queued for writing (at most "+strconv.Itoa(journalQueue)+" per writer, "+strconv.Itoa(journalShards)+" writers; when one is full, event handling waits).",
+		nil, nil)
+	descJournalFailed = prometheus.NewDesc("connector_gateway_journal_write_failures_total",
+		"Association journal records that could not be written (each is logged).", nil, nil)
+)
+
+// Collectors are the gateway's metrics, for a Prometheus registry.
+func (g *Gateway) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{gatewayGauges{g}}
+}
+
+type gatewayGauges struct{ g *Gateway }
+
+func (c gatewayGauges) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descAgents, descGuests, descHeld, descAwaited, descJournalQueue, descJournalFailed} {
+		ch <- d
+	}
+}
+
+func (c gatewayGauges) Collect(ch chan<- prometheus.Metric) {
+	g := c.g
+	agents := map[xsi.ACDState]int{xsi.ACDSignOut: 0, xsi.ACDAvailable: 0, xsi.ACDUnavailable: 0, xsi.ACDWrapUp: 0}
+	guests, held := 0, 0
+	g.mu.Lock()
+	for _, u := range g.users {
+		switch {
+		case u.acdState == "":
+		case u.acdState.Valid():
+			agents[u.acdState]++
+		default: // keeps the label set bounded whatever an XSP sends
+			agents["other"]++
+		}
+		if u.hostUserID != "" {
+			guests++
+		}
+		held += len(u.outbox)
+	}
+	awaited, w := len(g.wakes), g.journal
+	g.mu.Unlock()
+
+	for state, n := range agents {
+		ch <- prometheus.MustNewConstMetric(descAgents, prometheus.GaugeValue, float64(n), string(state))
+	}
+	ch <- prometheus.MustNewConstMetric(descGuests, prometheus.GaugeValue, float64(guests))
+	ch <- prometheus.MustNewConstMetric(descHeld, prometheus.GaugeValue, float64(held))
+	ch <- prometheus.MustNewConstMetric(descAwaited, prometheus.GaugeValue, float64(awaited))
+	if w != nil {
+		queued := 0
+		for _, q := range w.queues {
+			queued += len(q)
+		}
+		ch <- prometheus.MustNewConstMetric(descJournalQueue, prometheus.GaugeValue, float64(queued))
+		ch <- prometheus.MustNewConstMetric(descJournalFailed, prometheus.CounterValue, float64(w.failed.Load()))
+	}
+}
