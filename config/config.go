@@ -46,6 +46,9 @@ type CSTA struct {
 	Session        Session   `mapstructure:"session"`
 	Limits         Limits    `mapstructure:"limits"`
 	WebSocket      WebSocket `mapstructure:"websocket"`
+	// Authorization limits the users of both listeners (csta.auth,
+	// csta.websocket.auth) to devices.
+	Authorization Authorization `mapstructure:"authorization"`
 }
 
 // TLS names the certificate and key of the CSTA TCP listener; both empty
@@ -62,6 +65,17 @@ type Auth struct {
 	Username     string `mapstructure:"username"`
 	Password     string `mapstructure:"password"`
 	PasswordFile string `mapstructure:"password_file"`
+	// Users are further users of the listener, "name=password" like
+	// sip.auth.phones (names are case-sensitive, so a list, not a mapping).
+	Users []string `mapstructure:"users"`
+}
+
+// Authorization confines CTI users to devices.
+type Authorization struct {
+	// Devices are "user=dev1 dev2 …": a user with an entry may name only
+	// those devices in its requests (blank-separated, since a list from the
+	// environment splits on commas); a user without one may name any.
+	Devices []string `mapstructure:"devices"`
 }
 
 // Session bounds the ECMA-354 application session duration.
@@ -132,7 +146,8 @@ func Default() *Config {
 				HandshakeTimeout:         front.HandshakeTimeout,
 				IdleTimeout:              front.IdleTimeout,
 			},
-			WebSocket: WebSocket{Enabled: true, Auth: authFromFrontEnd(front.WebSocketAuth)},
+			WebSocket:     WebSocket{Enabled: true, Auth: authFromFrontEnd(front.WebSocketAuth)},
+			Authorization: Authorization{Devices: deviceLimitsFromFrontEnd(front.DeviceLimits)},
 		},
 		Admin:        Admin{Listen: "127.0.0.1:8080"},
 		XSILink:      defaultXSI(),
@@ -146,11 +161,11 @@ func Default() *Config {
 }
 
 func authFromFrontEnd(a csta.Auth) Auth {
-	return Auth{Mode: a.Mode, Username: a.UserName, Password: a.Password}
+	return Auth{Mode: a.Mode, Username: a.UserName, Password: a.Password, Users: usersFromFrontEnd(a.Users)}
 }
 
 func (a Auth) frontEnd() csta.Auth {
-	return csta.Auth{Mode: a.Mode, UserName: a.Username, Password: a.Password}
+	return csta.Auth{Mode: a.Mode, UserName: a.Username, Password: a.Password, Users: usersToFrontEnd(a.Users)}
 }
 
 // CSTA converts the configuration to the CSTA front end's. It expects a
@@ -164,6 +179,7 @@ func (c *Config) CSTA() csta.Config {
 		TLSKeyFile:             f.TLS.KeyFile,
 		TCPAuth:                f.Auth.frontEnd(),
 		WebSocketAuth:          f.WebSocket.Auth.frontEnd(),
+		DeviceLimits:           deviceLimitsToFrontEnd(f.Authorization.Devices),
 		RequireSession:         f.RequireSession,
 		DefaultEdition:         edition,
 		DefaultSessionDuration: f.Session.DefaultDuration,
@@ -201,8 +217,8 @@ const MaskedSecret = "***"
 // Masked returns a copy fit for printing: an inline password becomes "***";
 // a password read from password_file is dropped (the file name stays), so the
 // printed configuration loads again without naming both. In the
-// "name=password" lists of sip.auth the names stay and each password becomes
-// "***".
+// "name=password" lists of csta.auth.users, csta.websocket.auth.users and
+// sip.auth the names stay and each password becomes "***".
 func (c *Config) Masked() *Config {
 	masked := *c
 	maskAuth(&masked.CSTAFrontEnd.Auth)
@@ -214,7 +230,10 @@ func (c *Config) Masked() *Config {
 	return &masked
 }
 
-func maskAuth(a *Auth) { maskSecret(&a.Password, a.PasswordFile) }
+func maskAuth(a *Auth) {
+	maskSecret(&a.Password, a.PasswordFile)
+	a.Users = maskPairs(a.Users)
+}
 
 func maskSecret(password *string, passwordFile string) {
 	switch {

@@ -66,7 +66,7 @@ func TestLoadGood(t *testing.T) {
 	want.Log = config.Log{Level: "debug", Format: "json"}
 	f := &want.CSTAFrontEnd
 	f.Listen = "127.0.0.1:18800"
-	f.Auth = config.Auth{Mode: "password", Username: "cti-app", Password: "s3cret", PasswordFile: "testdata/config/password.txt"}
+	f.Auth = config.Auth{Mode: "password", Username: "cti-app", Password: "s3cret", PasswordFile: "testdata/config/password.txt", Users: []string{}}
 	f.RequireSession = true
 	f.DefaultEdition = "ed6"
 	f.Session = config.Session{DefaultDuration: 5 * time.Minute, MinDuration: 30 * time.Second, MaxDuration: 2 * time.Hour}
@@ -76,7 +76,7 @@ func TestLoadGood(t *testing.T) {
 		WriteTimeout: 2 * time.Second, RequestTimeout: 3 * time.Second,
 		HandshakeTimeout: 4 * time.Second, IdleTimeout: time.Minute,
 	}
-	f.WebSocket = config.WebSocket{Enabled: false, Auth: config.Auth{Mode: "password", Username: "web-app", Password: "inline-secret"}}
+	f.WebSocket = config.WebSocket{Enabled: false, Auth: config.Auth{Mode: "password", Username: "web-app", Password: "inline-secret", Users: []string{}}}
 	want.Admin.Listen = "127.0.0.1:18080"
 	want.XSILink = config.XSI{
 		Simulate:        false,
@@ -458,9 +458,10 @@ func TestEnvOverride(t *testing.T) {
 			"CONNECTOR_CSTA_WEBSOCKET_AUTH_PASSWORD_FILE": "testdata/config/password.txt",
 		},
 		check: func(c *config.Config) bool {
-			return c.CSTAFrontEnd.WebSocket.Auth == config.Auth{
+			return reflect.DeepEqual(c.CSTAFrontEnd.WebSocket.Auth, config.Auth{
 				Mode: "password", Username: "web-app", Password: "s3cret", PasswordFile: "testdata/config/password.txt",
-			}
+				Users: []string{},
+			})
 		},
 	}, {
 		name: "xsi.servers as a comma-separated list",

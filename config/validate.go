@@ -22,9 +22,12 @@ func validate(c *Config, ps *problems) {
 	f := &c.CSTAFrontEnd
 	listenAddress(ps, "csta.listen", f.Listen)
 	validateTLS(ps, f.TLS)
-	validateAuth(ps, "csta.auth", f.Auth)
-	validateAuth(ps, "csta.websocket.auth", f.WebSocket.Auth)
+	listenerUsers := map[string][]string{
+		"csta.auth":           validateAuth(ps, "csta.auth", f.Auth),
+		"csta.websocket.auth": validateAuth(ps, "csta.websocket.auth", f.WebSocket.Auth),
+	}
 	validateRequireSession(ps, f)
+	validateAuthorization(ps, f, listenerUsers)
 	if _, ok := csta.ParseEdition(f.DefaultEdition); !ok {
 		ps.add("csta.default_edition", "must be one of none, ed2, ed3, ed4, ed5, ed6, got %q", f.DefaultEdition)
 	}
@@ -98,19 +101,28 @@ func readable(ps *problems, key, path string) {
 	file.Close()
 }
 
-func validateAuth(ps *problems, section string, a Auth) {
+// validateAuth checks one listener's authentication and returns its user
+// names (see validateUsers). With mode password it needs at least one user:
+// username with a password, or users, or both.
+func validateAuth(ps *problems, section string, a Auth) []string {
+	users := validateUsers(ps, section, a)
 	switch a.Mode {
 	case "none":
 	case "password":
-		if a.Username == "" {
-			ps.add(section+".username", "required when %s.mode is password", section)
+		hasPassword := a.Password != "" || ps.has(section+".password_file")
+		if len(a.Users) > 0 && a.Username == "" && !hasPassword {
+			break // the users list alone
 		}
-		if a.Password == "" && !ps.has(section+".password_file") {
+		if a.Username == "" {
+			ps.add(section+".username", "required when %s.mode is password (or list users in %s.users)", section, section)
+		}
+		if !hasPassword {
 			ps.add(section+".password", "required when %s.mode is password (or set %s.password_file)", section, section)
 		}
 	default:
 		ps.add(section+".mode", "must be one of none, password, got %q", a.Mode)
 	}
+	return users
 }
 
 // validateRequireSession: with a password configured but no session
