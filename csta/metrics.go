@@ -30,7 +30,36 @@ func newMetrics() *metrics {
 
 // Collectors are the front end's metrics, for a Prometheus registry.
 func (s *Server) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{s.metrics.requests, s.metrics.latency}
+	return []prometheus.Collector{s.metrics.requests, s.metrics.latency, writeQueues{s}}
+}
+
+var (
+	descQueued = prometheus.NewDesc("connector_cti_write_queue_frames",
+		"CSTA frames queued for writing, summed over all CTI connections.", nil, nil)
+	descQueuedMax = prometheus.NewDesc("connector_cti_write_queue_max_frames",
+		"Frames queued on the fullest CTI connection; one that reaches csta.limits.write_queue_length is disconnected as not reading.", nil, nil)
+)
+
+// writeQueues reads the connections' write queues when scraped.
+type writeQueues struct{ s *Server }
+
+func (w writeQueues) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descQueued
+	ch <- descQueuedMax
+}
+
+func (w writeQueues) Collect(ch chan<- prometheus.Metric) {
+	w.s.mu.Lock()
+	conns := w.s.snapshotConns()
+	w.s.mu.Unlock()
+	total, most := 0, 0
+	for _, c := range conns {
+		n := len(c.out)
+		total += n
+		most = max(most, n)
+	}
+	ch <- prometheus.MustNewConstMetric(descQueued, prometheus.GaugeValue, float64(total))
+	ch <- prometheus.MustNewConstMetric(descQueuedMax, prometheus.GaugeValue, float64(most))
 }
 
 // observe counts one answered request.
