@@ -1,0 +1,71 @@
+// Command connector-bench is the connector's end-to-end benchmark (issue 7):
+// it builds the connector, runs it as a child process against an XSP
+// simulator with two XSPs and injected latency, drives it with CTI
+// sessions and phones, and prints a table (or -json). The work is in
+// internal/bench; BENCHMARKS.md has the method and results.
+//
+//	go run ./cmd/connector-bench                     # the default run, under 5 minutes on 2 cores
+//	go run ./cmd/connector-bench -agents 10000 -phones 1000
+//	go run ./cmd/connector-bench -configured 100000 -phones 10000 -agents 1000
+//	go run ./cmd/connector-bench -soak 30m
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/broadworks-connector/connector/internal/bench"
+)
+
+func main() {
+	d := bench.Defaults()
+	cfg := d
+	fs := flag.NewFlagSet("connector-bench", flag.ContinueOnError)
+	fs.IntVar(&cfg.Agents, "agents", d.Agents, "agents logged in by the storm, each from its own CTI session at its own hot desk")
+	fs.IntVar(&cfg.Desks, "desks", 0, "hot desks in the directory (default max(-agents, -phones))")
+	fs.IntVar(&cfg.Configured, "configured", 0, "agents in the directory, the ones beyond -agents idle (default -agents)")
+	fs.IntVar(&cfg.Phones, "phones", d.Phones, "phones subscribed to as-feature-event, one per desk")
+	fs.IntVar(&cfg.GoPhones, "go-phones", d.GoPhones, "of the phones, Go phones (exact NOTIFY times); the rest are sipp")
+	fs.IntVar(&cfg.Monitors, "monitors", d.Monitors, "K: extra CTI sessions monitoring desk 1 (fan-out)")
+	fs.Float64Var(&cfg.ChurnRate, "churn-rate", d.ChurnRate, "agent state changes per second")
+	fs.DurationVar(&cfg.ChurnDuration, "churn-duration", d.ChurnDuration, "how long the churn runs")
+	fs.DurationVar(&cfg.Latency, "latency", d.Latency, "latency the simulator adds to every Xsi-Actions request (L)")
+	fs.IntVar(&cfg.MaxInFlight, "max-in-flight", d.MaxInFlight, "xsi.max_in_flight (C)")
+	fs.IntVar(&cfg.FanoutChanges, "fanout-changes", d.FanoutChanges, "single changes of agent 1 for the fan-out row")
+	fs.DurationVar(&cfg.Soak, "soak", 0, "soak: keep churning this long after the churn, sampling RSS (e.g. 30m); 0 none")
+	fs.DurationVar(&cfg.SoakInterval, "soak-interval", 0, "RSS sample interval during the soak (default 10s)")
+	fs.Float64Var(&cfg.SoakRate, "soak-rate", 0, "changes per second during the soak (default -churn-rate)")
+	fs.StringVar(&cfg.Connector, "connector", "", "a connector binary to run instead of building ./cmd/connector")
+	fs.StringVar(&cfg.WorkDir, "workdir", "", "directory for the generated config, journal and sipp files (default a temporary one, removed)")
+	asJSON := fs.Bool("json", false, "print the result as JSON instead of the table")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if err == flag.ErrHelp {
+			os.Exit(0)
+		}
+		os.Exit(2)
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "connector-bench: unexpected argument %q\n", fs.Arg(0))
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	res, err := bench.Run(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "connector-bench:", err)
+		os.Exit(1)
+	}
+	if *asJSON {
+		err = res.JSON(os.Stdout)
+	} else {
+		err = res.Table(os.Stdout)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "connector-bench:", err)
+		os.Exit(1)
+	}
+}

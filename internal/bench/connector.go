@@ -1,0 +1,312 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// BuildConnector builds the connector command into dir and returns the
+// binary's path (the go tool must be on PATH).
+func BuildConnector(ctx context.Context, dir string) (string, error) {
+	bin := filepath.Join(dir, "connector")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/broadworks-connector/connector/cmd/connector")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("bench: building the connector: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// logBuffer keeps the connector's log: its whole text up to a cap (the
+// start-up lines the bench looks for come first) and always its tail.
+type logBuffer struct {
+	mu   sync.Mutex
+	head bytes.Buffer
+	tail []byte
+}
+
+const (
+	logHeadCap = 1 << 20
+	logTailCap = 16 << 10
+)
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if room := logHeadCap - b.head.Len(); room > 0 {
+		b.head.Write(p[:min(room, len(p))])
+	}
+	b.tail = append(b.tail, p...)
+	if len(b.tail) > 2*logTailCap {
+		b.tail = append(b.tail[:0], b.tail[len(b.tail)-logTailCap:]...)
+	}
+	return len(p), nil
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.head.String()
+}
+
+// Tail is the last n bytes written.
+func (b *logBuffer) Tail(n int) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t := b.tail
+	if len(t) > n {
+		t = t[len(t)-n:]
+	}
+	return string(t)
+}
+
+// connector is a `connector run` child process.
+type connector struct {
+	cmd      *exec.Cmd
+	log      *logBuffer
+	exited   chan struct{}
+	waitErr  error
+	token    string
+	csta     string // CSTA TCP listen address
+	admin    string // admin HTTP listen address
+	sip      string // SIP listen address
+	started  time.Duration
+	pid      int
+	http     *http.Client
+	stopOnce sync.Once
+}
+
+var (
+	reRunning  = regexp.MustCompile(`msg="connector running" csta=(127\.0\.0\.1:\d+) admin=(127\.0\.0\.1:\d+)`)
+	reSIP      = regexp.MustCompile(`msg="SIP listening".* addr=(127\.0\.0\.1:\d+)`)
+	reRecovery = regexp.MustCompile(`msg="hoteling: recovery done" when=start-up`)
+)
+
+// startConnector runs `bin run --config path` and waits until it listens
+// and its start-up recovery is done (the XSI link is up and the users'
+// snapshots are in), or timeout.
+func startConnector(bin, path, token string, timeout time.Duration) (*connector, error) {
+	c := &connector{log: &logBuffer{}, exited: make(chan struct{}), token: token,
+		http: &http.Client{Timeout: 30 * time.Second}}
+	c.cmd = exec.Command(bin, "run", "--config", path)
+	c.cmd.Stdout = c.log
+	c.cmd.Stderr = c.log
+	// The environment without CONNECTOR_* variables: the generated file
+	// alone configures the connector.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CONNECTOR_") {
+			c.cmd.Env = append(c.cmd.Env, kv)
+		}
+	}
+	t0 := time.Now()
+	if err := c.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("bench: starting the connector: %w", err)
+	}
+	c.pid = c.cmd.Process.Pid
+	go func() {
+		c.waitErr = c.cmd.Wait()
+		close(c.exited)
+	}()
+	deadline := time.After(timeout)
+	for {
+		log := c.log.String()
+		if reRecovery.MatchString(log) && reRunning.MatchString(log) && reSIP.MatchString(log) {
+			r := reRunning.FindStringSubmatch(log)
+			c.csta, c.admin = r[1], r[2]
+			c.sip = reSIP.FindStringSubmatch(log)[1]
+			c.started = time.Since(t0)
+			return c, nil
+		}
+		select {
+		case <-c.exited:
+			return nil, fmt.Errorf("bench: the connector exited during start-up (%v); its log ends:\n%s", c.waitErr, c.log.Tail(4000))
+		case <-deadline:
+			c.kill()
+			return nil, fmt.Errorf("bench: the connector was not ready within %v (no \"connector running\", \"SIP listening\" and start-up \"recovery done\" lines); its log ends:\n%s", timeout, c.log.Tail(4000))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// alive reports an error with the log's tail when the connector has exited.
+func (c *connector) alive() error {
+	select {
+	case <-c.exited:
+		return fmt.Errorf("bench: the connector exited early (%v); its log ends:\n%s", c.waitErr, c.log.Tail(4000))
+	default:
+		return nil
+	}
+}
+
+// stop sends SIGTERM and waits for a clean exit (then SIGKILL).
+func (c *connector) stop(timeout time.Duration) error {
+	var err error
+	c.stopOnce.Do(func() {
+		select {
+		case <-c.exited:
+			err = fmt.Errorf("bench: the connector had already exited (%v); its log ends:\n%s", c.waitErr, c.log.Tail(4000))
+			return
+		default:
+		}
+		_ = c.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-c.exited:
+			if c.waitErr != nil {
+				err = fmt.Errorf("bench: the connector's shutdown: %v; its log ends:\n%s", c.waitErr, c.log.Tail(4000))
+			}
+		case <-time.After(timeout):
+			c.kill()
+			err = fmt.Errorf("bench: the connector did not stop within %v of SIGTERM; its log ends:\n%s", timeout, c.log.Tail(4000))
+		}
+	})
+	return err
+}
+
+func (c *connector) kill() {
+	_ = c.cmd.Process.Kill()
+	<-c.exited
+}
+
+// procSample is what /proc says about the connector process.
+type procSample struct {
+	CPU        time.Duration // utime + stime, all threads
+	RSS, HWM   uint64        // VmRSS, VmHWM in bytes
+	Threads    int
+	Goroutines int // go_goroutines from /metrics (0 when not scraped)
+	At         time.Time
+}
+
+// clockTick is USER_HZ, the unit of /proc/<pid>/stat times; 100 on every
+// Linux the bench runs on.
+const clockTick = 10 * time.Millisecond
+
+// proc reads the connector's CPU time and memory from /proc.
+func (c *connector) proc() (procSample, error) {
+	s := procSample{At: time.Now()}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.pid))
+	if err != nil {
+		return s, fmt.Errorf("bench: reading the connector's /proc/%d/stat: %w", c.pid, err)
+	}
+	// Fields after the command name in parentheses (which may hold spaces).
+	i := bytes.LastIndexByte(stat, ')')
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 18 {
+		return s, fmt.Errorf("bench: /proc/%d/stat has %d fields", c.pid, len(f))
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64) // field 14
+	stime, _ := strconv.ParseInt(f[12], 10, 64) // field 15
+	threads, _ := strconv.Atoi(f[17])           // field 20
+	s.CPU = time.Duration(utime+stime) * clockTick
+	s.Threads = threads
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.pid))
+	if err != nil {
+		return s, err
+	}
+	sc := bufio.NewScanner(bytes.NewReader(status))
+	for sc.Scan() {
+		line := sc.Text()
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			s.RSS = parseKB(v)
+		} else if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			s.HWM = parseKB(v)
+		}
+	}
+	return s, nil
+}
+
+func parseKB(v string) uint64 {
+	n, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+	return n << 10
+}
+
+// metrics scrapes the admin /metrics endpoint and returns the value of
+// every sample without labels.
+func (c *connector) metrics(ctx context.Context) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.admin+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("bench: scraping /metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		io.Copy(io.Discard, resp.Body)
+		return nil, fmt.Errorf("bench: /metrics answered %s", resp.Status)
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' || strings.ContainsRune(line, '{') {
+			continue
+		}
+		name, val, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		if v, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
+			out[name] = v
+		}
+	}
+	return out, sc.Err()
+}
+
+// sample is proc plus the goroutine count from /metrics.
+func (c *connector) sample(ctx context.Context) (procSample, error) {
+	if err := c.alive(); err != nil {
+		return procSample{}, err
+	}
+	m, err := c.metrics(ctx)
+	if err != nil {
+		return procSample{}, errors.Join(err, c.alive())
+	}
+	s, err := c.proc()
+	s.Goroutines = int(m["go_goroutines"])
+	return s, err
+}
+
+// awaitGauge polls /metrics until name reaches want.
+func (c *connector) awaitGauge(ctx context.Context, name string, want float64, timeout time.Duration, abort <-chan error) error {
+	deadline := time.Now().Add(timeout)
+	var last float64
+	for {
+		if err := c.alive(); err != nil {
+			return err
+		}
+		m, err := c.metrics(ctx)
+		if err == nil {
+			last = m[name]
+			if last >= want {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bench: %s reached %v, not %v, within %v", name, last, want, timeout)
+		}
+		select {
+		case err := <-abort:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
