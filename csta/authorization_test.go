@@ -237,6 +237,51 @@ func TestReloadAppliesUsersAndDeviceLimits(t *testing.T) {
 	}
 }
 
+func TestReloadKeepsOrEndsSessions(t *testing.T) {
+	tests := []struct {
+		name   string
+		before func(*Config)
+		after  func(*Config)
+		ends   bool
+	}{
+		{"password changed", nil, func(c *Config) { c.TCPAuth.Users["bob"] = "new-pw" }, false},
+		{"bob moved to username", nil, func(c *Config) { c.TCPAuth = Auth{Mode: "password", UserName: "bob", Password: "bob-pw"} }, false},
+		{"switched to mode none", nil, func(c *Config) { c.TCPAuth.Mode = "none" }, false},
+		{"bob removed", nil, func(c *Config) { delete(c.TCPAuth.Users, "bob") }, true},
+		{"switched from none to password", func(c *Config) { c.TCPAuth.Mode = "none" }, nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := twoUsersConfig()
+			if tt.before != nil {
+				tt.before(&cfg)
+			}
+			s := startServer(t, cfg, newFakeService("4001"))
+			c := dial(t, s)
+			c.openSession(1, login("bob", "bob-pw"))
+			next := twoUsersConfig()
+			if tt.after != nil {
+				tt.after(&next)
+			}
+			if err := s.Reload(next); err != nil {
+				t.Fatal(err)
+			}
+			if tt.ends {
+				f := c.read()
+				if root := parseRoot(t, f.XML); f.InvokeID != EventInvokeID || root.Tag != "ApplicationSessionTerminated" {
+					t.Fatalf("got %04d %s, want ApplicationSessionTerminated", f.InvokeID, f.XML)
+				}
+				c.expectClosed()
+				return
+			}
+			// The next answer is the request's: nothing ended the session.
+			if name, root := c.request(2, fmt.Sprintf(deviceRequests[6].xml, "4001")); name != "GetDoNotDisturbResponse" {
+				t.Fatalf("after the reload the session got %s %s", name, errorOf(root))
+			}
+		})
+	}
+}
+
 func TestDeviceLimitsOverWebSocket(t *testing.T) {
 	cfg := testConfig()
 	cfg.RequireSession = true
@@ -292,5 +337,32 @@ func TestEveryDeviceRequestIsChecked(t *testing.T) {
 		if _, ok := samples[r.root]; !ok || !strings.HasPrefix(r.xml, "<"+r.root+" ") {
 			t.Errorf("deviceRequests entry %s does not match the samples", r.root)
 		}
+	}
+}
+
+// BenchmarkDeviceAllowed is the check every device request of a limited
+// user pays before dispatch: the session's user under conn.mu, then map
+// lookups in the configuration in force.
+func BenchmarkDeviceAllowed(b *testing.B) {
+	cfg := twoUsersConfig()
+	devices := make([]DeviceID, 1000)
+	for i := range devices {
+		devices[i] = DeviceID(fmt.Sprintf("%d", 4000+i))
+	}
+	cfg.DeviceLimits = map[string][]DeviceID{"alice": devices}
+	s := NewServer(cfg, nil, nil)
+	c := &conn{srv: s, transportKind: "tcp", session: &session{id: "s", authUser: "alice"}}
+	for _, tt := range []struct {
+		name   string
+		device DeviceID
+		want   bool
+	}{{"allowed", "4999", true}, {"refused", "5999", false}} {
+		b.Run(tt.name, func(b *testing.B) {
+			for b.Loop() {
+				if c.deviceAllowed(s.config(), tt.device) != tt.want {
+					b.Fatal("wrong answer")
+				}
+			}
+		})
 	}
 }
