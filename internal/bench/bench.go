@@ -149,18 +149,20 @@ func pct(sorted []time.Duration, q float64) time.Duration {
 type Footprint struct {
 	RSS        uint64 `json:"rss_bytes"`
 	HWM        uint64 `json:"hwm_bytes"`
+	HeapInuse  uint64 `json:"heap_inuse_bytes"`
 	Goroutines int    `json:"goroutines"`
 	Threads    int    `json:"threads"`
 }
 
 func footprint(s procSample) Footprint {
-	return Footprint{RSS: s.RSS, HWM: s.HWM, Goroutines: s.Goroutines, Threads: s.Threads}
+	return Footprint{RSS: s.RSS, HWM: s.HWM, HeapInuse: s.HeapInuse, Goroutines: s.Goroutines, Threads: s.Threads}
 }
 
 // PerThousand is a footprint's growth per 1,000 of something.
 type PerThousand struct {
 	Count      int     `json:"count"`
 	RSS        float64 `json:"rss_bytes"`
+	HeapInuse  float64 `json:"heap_inuse_bytes"`
 	Goroutines float64 `json:"goroutines"`
 }
 
@@ -169,6 +171,7 @@ func perThousand(after, before Footprint, n int) PerThousand {
 		return PerThousand{}
 	}
 	return PerThousand{Count: n, RSS: (float64(after.RSS) - float64(before.RSS)) / float64(n) * 1000,
+		HeapInuse:  (float64(after.HeapInuse) - float64(before.HeapInuse)) / float64(n) * 1000,
 		Goroutines: float64(after.Goroutines-before.Goroutines) / float64(n) * 1000}
 }
 
@@ -193,26 +196,28 @@ type Result struct {
 	} `json:"startup"`
 
 	Storm struct {
-		N            int     `json:"n"`
-		WallMS       float64 `json:"wall_ms"`
-		IdealMS      float64 `json:"ideal_ms"`
-		XIdeal       float64 `json:"x_ideal"`
-		Latency      Stats   `json:"latency"`
-		Failed       int     `json:"failed"`
-		FirstFailure string  `json:"first_failure,omitempty"`
-		CPUPerLogin  float64 `json:"connector_cpu_ms_per_login"`
+		N            int      `json:"n"`
+		WallMS       float64  `json:"wall_ms"`
+		IdealMS      float64  `json:"ideal_ms"`
+		XIdeal       float64  `json:"x_ideal"`
+		Latency      Stats    `json:"latency"`
+		Failed       int      `json:"failed"`
+		FirstFailure string   `json:"first_failure,omitempty"`
+		CPUPerLogin  float64  `json:"connector_cpu_ms_per_login"`
+		CPU          PhaseCPU `json:"cpu"`
 	} `json:"storm"`
 
 	Churn struct {
-		Changes     int     `json:"changes"`
-		Rate        float64 `json:"achieved_per_s"`
-		LagMaxMS    float64 `json:"driver_lag_max_ms"`
-		PortalErrs  int     `json:"portal_errors"`
-		CTI         Stats   `json:"cti"`
-		CTILost     int     `json:"cti_lost"`
-		Notify      Stats   `json:"notify"`
-		NotifyLost  int     `json:"notify_lost"`
-		CPUPerEvent float64 `json:"connector_cpu_us_per_change"`
+		Changes     int      `json:"changes"`
+		Rate        float64  `json:"achieved_per_s"`
+		LagMaxMS    float64  `json:"driver_lag_max_ms"`
+		PortalErrs  int      `json:"portal_errors"`
+		CTI         Stats    `json:"cti"`
+		CTILost     int      `json:"cti_lost"`
+		Notify      Stats    `json:"notify"`
+		NotifyLost  int      `json:"notify_lost"`
+		CPUPerEvent float64  `json:"connector_cpu_us_per_change"`
+		CPU         PhaseCPU `json:"cpu"`
 	} `json:"churn"`
 
 	Fanout struct {
@@ -407,15 +412,13 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	// Login storm.
 	sim.SetActionsLatency(xspsim.Latency{Min: cfg.Latency, Max: cfg.Latency})
 	logf("login storm: %d agents at %d desks, L = %v, C = %d", cfg.Agents, cfg.Agents, cfg.Latency, cfg.MaxInFlight)
-	cpu0, err := conn.proc()
-	if err != nil {
-		return nil, err
+	sippPid := 0
+	if sipp != nil {
+		sippPid = sipp.cmd.Process.Pid
 	}
+	meter := startMeter(conn.pid, sippPid)
 	storm := cti.storm(ctx, false)
-	cpu1, err := conn.proc()
-	if err != nil {
-		return nil, err
-	}
+	res.Storm.CPU = meter.stop()
 	ideal := time.Duration(cfg.Agents) * 3 * cfg.Latency / time.Duration(cfg.MaxInFlight)
 	st := &res.Storm
 	st.N = cfg.Agents
@@ -425,7 +428,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		st.XIdeal = float64(storm.Wall) / float64(ideal)
 	}
 	st.Latency = stats(storm.Took)
-	st.CPUPerLogin = float64(cpu1.CPU-cpu0.CPU) / 1e6 / float64(cfg.Agents)
+	st.CPUPerLogin = st.CPU.Connector * 1e3 / float64(cfg.Agents)
 	for i, e := range storm.Errs {
 		if e == "" {
 			e = errString(checkLoggedIn(sim, i+1))
@@ -498,18 +501,12 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	// State churn.
 	logf("state churn: %.0f changes/s for %v over %d agents", cfg.ChurnRate, cfg.ChurnDuration, cfg.Agents)
 	track.reset()
-	cpu0, err = conn.proc()
-	if err != nil {
-		return nil, err
-	}
+	meter = startMeter(conn.pid, sippPid)
 	ch := churn(ctx, sim, track, next, cfg.ChurnRate, cfg.ChurnDuration, true)
-	track.waitSeen(seenCTI, cfg.Agents, 10*time.Second)
+	track.waitSeen(seenCTI, cfg.Agents, 30*time.Second)
 	track.waitSeen(seenNotify, cfg.GoPhones, 5*time.Second)
-	cpu1, err = conn.proc()
-	if err != nil {
-		return nil, err
-	}
 	cr := &res.Churn
+	cr.CPU = meter.stop()
 	cr.Changes = ch.Changes
 	cr.Rate = float64(ch.Changes) / ch.Elapsed.Seconds()
 	cr.LagMaxMS = float64(ch.LagMax) / 1e6
@@ -520,7 +517,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	cr.Notify, cr.NotifyLost = stats(lat), lost
 	// The connector's CPU from the churn's start until its events were
 	// delivered, per change.
-	cr.CPUPerEvent = float64(cpu1.CPU-cpu0.CPU) / 1e3 / float64(max(1, ch.Changes))
+	cr.CPUPerEvent = cr.CPU.Connector * 1e6 / float64(max(1, ch.Changes))
 	logf("churn: %.0f/s, CTI p99 %.2f ms (%d lost), NOTIFY p99 %.2f ms (%d lost)", cr.Rate, cr.CTI.P99, cr.CTILost, cr.Notify.P99, cr.NotifyLost)
 	if err := conn.alive(); err != nil {
 		return nil, err

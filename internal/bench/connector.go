@@ -186,7 +186,8 @@ type procSample struct {
 	CPU        time.Duration // utime + stime, all threads
 	RSS, HWM   uint64        // VmRSS, VmHWM in bytes
 	Threads    int
-	Goroutines int // go_goroutines from /metrics (0 when not scraped)
+	Goroutines int    // go_goroutines from /metrics (0 when not scraped)
+	HeapInuse  uint64 // go_memstats_heap_inuse_bytes from /metrics
 	At         time.Time
 }
 
@@ -195,24 +196,27 @@ type procSample struct {
 const clockTick = 10 * time.Millisecond
 
 // proc reads the connector's CPU time and memory from /proc.
-func (c *connector) proc() (procSample, error) {
+func (c *connector) proc() (procSample, error) { return procOf(c.pid) }
+
+// procOf reads a process's CPU time and memory from /proc.
+func procOf(pid int) (procSample, error) {
 	s := procSample{At: time.Now()}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.pid))
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return s, fmt.Errorf("bench: reading the connector's /proc/%d/stat: %w", c.pid, err)
+		return s, fmt.Errorf("bench: reading /proc/%d/stat: %w", pid, err)
 	}
 	// Fields after the command name in parentheses (which may hold spaces).
 	i := bytes.LastIndexByte(stat, ')')
 	f := strings.Fields(string(stat[i+1:]))
 	if len(f) < 18 {
-		return s, fmt.Errorf("bench: /proc/%d/stat has %d fields", c.pid, len(f))
+		return s, fmt.Errorf("bench: /proc/%d/stat has %d fields", pid, len(f))
 	}
 	utime, _ := strconv.ParseInt(f[11], 10, 64) // field 14
 	stime, _ := strconv.ParseInt(f[12], 10, 64) // field 15
 	threads, _ := strconv.Atoi(f[17])           // field 20
 	s.CPU = time.Duration(utime+stime) * clockTick
 	s.Threads = threads
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.pid))
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return s, err
 	}
@@ -280,6 +284,7 @@ func (c *connector) sample(ctx context.Context) (procSample, error) {
 	}
 	s, err := c.proc()
 	s.Goroutines = int(m["go_goroutines"])
+	s.HeapInuse = uint64(m["go_memstats_heap_inuse_bytes"])
 	return s, err
 }
 
@@ -309,4 +314,87 @@ func (c *connector) awaitGauge(ctx context.Context, name string, want float64, t
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// machineCPU is the whole machine's busy and total CPU time so far
+// (/proc/stat, all CPUs), to tell whether a phase had the CPUs to itself.
+func machineCPU() (busy, total time.Duration) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0, 0
+	}
+	var sum, idle int64
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		if i >= 8 { // guest and guest_nice are already in user and nice
+			break
+		}
+		sum += n
+		if i == 3 || i == 4 { // idle, iowait
+			idle += n
+		}
+	}
+	return time.Duration(sum-idle) * clockTick, time.Duration(sum) * clockTick
+}
+
+// cpuMeter measures a phase's CPU: the connector's, this process's (the
+// simulator, the CTI clients and the Go phones), sipp's, and the
+// machine's.
+type cpuMeter struct {
+	conn, sipp           int // pids; sipp 0 when none
+	c0, s0, self0, busy0 time.Duration
+	total0               time.Duration
+	t0                   time.Time
+}
+
+// PhaseCPU is what one phase cost, in CPU seconds, and the machine's use.
+type PhaseCPU struct {
+	Seconds   float64 `json:"seconds"`
+	Connector float64 `json:"connector_cpu_s"`
+	Bench     float64 `json:"bench_cpu_s"` // simulator, CTI clients, Go phones
+	Sipp      float64 `json:"sipp_cpu_s"`
+	// MachineBusy is the share of the machine's CPUs busy during the
+	// phase, everything included (other users of the machine too).
+	MachineBusy float64 `json:"machine_busy"`
+}
+
+func startMeter(conn, sipp int) *cpuMeter {
+	m := &cpuMeter{conn: conn, sipp: sipp, t0: time.Now()}
+	m.c0, m.s0, m.self0 = pidCPU(conn), pidCPU(sipp), selfCPU()
+	m.busy0, m.total0 = machineCPU()
+	return m
+}
+
+func (m *cpuMeter) stop() PhaseCPU {
+	busy, total := machineCPU()
+	p := PhaseCPU{Seconds: time.Since(m.t0).Seconds(), Connector: (pidCPU(m.conn) - m.c0).Seconds(),
+		Bench: (selfCPU() - m.self0).Seconds(), Sipp: (pidCPU(m.sipp) - m.s0).Seconds()}
+	if total > m.total0 {
+		p.MachineBusy = float64(busy-m.busy0) / float64(total-m.total0)
+	}
+	return p
+}
+
+func pidCPU(pid int) time.Duration {
+	if pid <= 0 {
+		return 0
+	}
+	s, err := procOf(pid)
+	if err != nil {
+		return 0
+	}
+	return s.CPU
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

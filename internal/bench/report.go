@@ -65,10 +65,10 @@ func (r *Result) Rows() []Row {
 			"", "")
 	}
 	fp := r.Footprint
-	add("footprint: per 1,000 directory users (agents + desks, idle)", fmt.Sprintf("%s RSS, %.1f goroutines (%d users; baseline %s, %d goroutines)", mib(fp.PerUsers.RSS), fp.PerUsers.Goroutines, fp.PerUsers.Count, mib(float64(fp.Baseline.RSS)), fp.Baseline.Goroutines), "", "")
-	add("footprint: per 1,000 CTI sessions (session + monitor)", fmt.Sprintf("%s RSS, %.0f goroutines (%d sessions)", mib(fp.PerCTI.RSS), fp.PerCTI.Goroutines, fp.PerCTI.Count), "", "")
+	add("footprint: per 1,000 directory users (agents + desks, idle)", fmt.Sprintf("%s RSS (heap in use %s), %.1f goroutines (%d users; baseline %s, %d goroutines)", mib(fp.PerUsers.RSS), mib(fp.PerUsers.HeapInuse), fp.PerUsers.Goroutines, fp.PerUsers.Count, mib(float64(fp.Baseline.RSS)), fp.Baseline.Goroutines), "", "")
+	add("footprint: per 1,000 CTI sessions (session + monitor)", fmt.Sprintf("%s RSS (heap in use %s), %.0f goroutines (%d sessions)", mib(fp.PerCTI.RSS), mib(fp.PerCTI.HeapInuse), fp.PerCTI.Goroutines, fp.PerCTI.Count), "", "")
 	if fp.PerPhones.Count > 0 {
-		add("footprint: per 1,000 phones (subscribed)", fmt.Sprintf("%s RSS, %.1f goroutines (%d phones)", mib(fp.PerPhones.RSS), fp.PerPhones.Goroutines, fp.PerPhones.Count), "", "")
+		add("footprint: per 1,000 phones (subscribed)", fmt.Sprintf("%s RSS (heap in use %s), %.1f goroutines (%d phones)", mib(fp.PerPhones.RSS), mib(fp.PerPhones.HeapInuse), fp.PerPhones.Goroutines, fp.PerPhones.Count), "", "")
 	}
 	add("footprint: at the end", fmt.Sprintf("RSS %s, peak (VmHWM) %s, %d goroutines, %d threads", mib(float64(fp.End.RSS)), mib(float64(fp.End.HWM)), fp.End.Goroutines, fp.End.Threads), "", "")
 	how := "projected from the rows above"
@@ -76,8 +76,8 @@ func (r *Result) Rows() []Row {
 		how = "measured peak"
 	}
 	add("footprint: 100,000 agents + 10,000 phones", fmt.Sprintf("%s (%s)", mib(fp.Target), how), "< 1 GiB RSS", yesNo(fp.Target > 0 && fp.Target < targetRSSBytes))
-	add("CPU per login (connector)", fmt.Sprintf("%.2f ms", st.CPUPerLogin), "", "")
-	add("CPU per state change (connector)", fmt.Sprintf("%.0f µs (XSI event in, CSTA events and NOTIFY out)", c.CPUPerEvent), "", "")
+	add("CPU per login (connector)", fmt.Sprintf("%.2f ms (storm: %s)", st.CPUPerLogin, st.CPU), "", "")
+	add("CPU per state change (connector)", fmt.Sprintf("%.0f µs (churn: %s)", c.CPUPerEvent, c.CPU), "", "")
 	if r.Config.Soak != "0s" {
 		add("soak: RSS slope", fmt.Sprintf("%.1f MiB/h = %.1f %% over %s (%d samples)", r.Soak.SlopeMBPerH, r.Soak.GrowthPct, r.Config.Soak, len(r.Soak.Samples)),
 			fmt.Sprintf("flat (< %d %%)", targetSoakGrowth), yesNo(len(r.Soak.Samples) >= 2 && r.Soak.GrowthPct < targetSoakGrowth))
@@ -86,6 +86,12 @@ func (r *Result) Rows() []Row {
 		add("sipp phones", r.Sipp, "", "")
 	}
 	return rows
+}
+
+// String is a phase's CPU in one line.
+func (p PhaseCPU) String() string {
+	return fmt.Sprintf("%.1f s; connector %.2f cores, bench %.2f, sipp %.2f, machine %.0f %% busy",
+		p.Seconds, p.Connector/p.Seconds, p.Bench/p.Seconds, p.Sipp/p.Seconds, p.MachineBusy*100)
 }
 
 // Table writes the plain-text table with a header naming the run.
