@@ -21,8 +21,6 @@ var (
 		"Agents associated with a hot desk (a hoteling host) in the XSI view.", nil, nil)
 	descHeld = prometheus.NewDesc("connector_gateway_events_held",
 		"CSTA events held while a request's answer settles (gateway.answer_settle), summed over users.", nil, nil)
-	descAwaited = prometheus.NewDesc("connector_gateway_users_awaited",
-		"Users a hot-desk step is waiting on for its confirming XSI event.", nil, nil)
 	descJournalQueue = prometheus.NewDesc("connector_gateway_journal_queue",
 		"Association journal records queued for writing (at most "+strconv.Itoa(journalQueue)+" per writer, "+strconv.Itoa(journalShards)+" writers; when one is full, event handling waits).",
 		nil, nil)
@@ -38,7 +36,7 @@ func (g *Gateway) Collectors() []prometheus.Collector {
 type gatewayGauges struct{ g *Gateway }
 
 func (c gatewayGauges) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descAgents, descGuests, descHeld, descAwaited, descJournalQueue, descJournalFailed} {
+	for _, d := range []*prometheus.Desc{descAgents, descGuests, descHeld, descJournalQueue, descJournalFailed} {
 		ch <- d
 	}
 }
@@ -61,7 +59,7 @@ func (c gatewayGauges) Collect(ch chan<- prometheus.Metric) {
 		}
 		held += len(u.outbox)
 	}
-	awaited, w := len(g.wakes), g.journal
+	w := g.journal
 	g.mu.Unlock()
 
 	for state, n := range agents {
@@ -69,7 +67,6 @@ func (c gatewayGauges) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descGuests, prometheus.GaugeValue, float64(guests))
 	ch <- prometheus.MustNewConstMetric(descHeld, prometheus.GaugeValue, float64(held))
-	ch <- prometheus.MustNewConstMetric(descAwaited, prometheus.GaugeValue, float64(awaited))
 	if w != nil {
 		queued := 0
 		for _, q := range w.queues {

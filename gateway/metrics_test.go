@@ -92,7 +92,6 @@ func TestGatewayMetrics(t *testing.T) {
 		`connector_gateway_hotdesk_guests`:               0,
 		`connector_gateway_journal_queue`:                1,
 		`connector_gateway_journal_write_failures_total`: 0,
-		`connector_gateway_users_awaited`:                0,
 		`connector_gateway_events_held`:                  0,
 	})
 	h.g.HandleXSIEvent(xev(alice, guestOf("host2@example.com", time.Now())))

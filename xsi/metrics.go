@@ -31,7 +31,7 @@ type actionsMetrics struct {
 }
 
 func newActionsMetrics(servers []*xspState) *actionsMetrics {
-	return &actionsMetrics{
+	m := &actionsMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "connector_xsi_actions_requests_total",
 			Help: "Xsi-Actions requests by method, operation (the service path, no user) and status: the HTTP status, 2xx, timeout (no answer in time, or our own rate limit or in-flight bound full until the deadline), canceled, or error (connection failure).",
@@ -49,6 +49,10 @@ func newActionsMetrics(servers []*xspState) *actionsMetrics {
 			"Xsi-Actions requests on the wire to each XSP (at most xsi.max_in_flight).", []string{"xsp"}, nil),
 		servers: servers,
 	}
+	for _, s := range servers { // shown at 0 from the start
+		m.failovers.WithLabelValues(s.baseURL())
+	}
+	return m
 }
 
 // Collectors are the Actions client's metrics, for a Prometheus registry.

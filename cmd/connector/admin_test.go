@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -123,6 +124,37 @@ func TestAdminAPI(t *testing.T) {
 		!strings.Contains(string(body), `connector_cti_request_seconds_count{request="SetAgentState"} 1`) {
 		t.Errorf("/metrics lacks the login request:\n%s", grepLines(string(body), "connector_cti_"))
 	}
+	// Every part's families, after that hot-desk login.
+	if _, body := adminGet(t, addrs.admin, "/metrics", testAdminToken); !checkMetrics(t, string(body), []string{
+		`connector_hotdesk_sequences_total\{op="login",result="ok"\} 1`,
+		`connector_hotdesk_steps_total\{result="ok",step="associate"\} 1`,
+		`connector_hotdesk_step_seconds_count\{step="associate"\} 1`,
+		`connector_hotdesk_sequence_seconds_count\{op="login"\} 1`,
+		`connector_hotdesk_sequences_waiting 0`,
+		`connector_hotdesk_sequences_running 0`,
+		`connector_xsi_actions_requests_total\{method="PUT",operation="services/HotelingGuest",status="2xx"\} [1-9]`,
+		`connector_xsi_actions_request_seconds_count\{method="PUT",operation="services/CallCenter"\} [1-9]`,
+		`connector_xsi_actions_in_flight\{xsp="http://[^"]+"\} 0`,
+		`connector_xsi_actions_failovers_total\{xsp="http://[^"]+"\} 0`,
+		`connector_xsi_events_received_total\{xsp="http://[^"]+"\} [1-9]`,
+		`connector_xsi_events_acked_total\{xsp="http://[^"]+"\} [1-9]`,
+		`connector_xsi_events_duplicates_total\{xsp="http://[^"]+"\} \d`,
+		`connector_xsi_events_ack_queue\{xsp="http://[^"]+"\} \d`,
+		`connector_xsi_events_buffer \d`,
+		`connector_xsi_channel_state\{state="up",xsp="http://[^"]+"\} 1`,
+		`connector_gateway_hotdesk_guests 1`,
+		`connector_gateway_agents\{state="Unavailable"\} 1`,
+		`connector_gateway_journal_queue \d`,
+		`connector_gateway_journal_write_failures_total 0`,
+		`connector_sip_subscriptions\{event="as-feature-event"\} 0`,
+		`connector_sip_notify_queue 0`,
+		`connector_sip_notifies_total`,
+		`connector_sip_subscribes_refused_total`,
+		`connector_cti_write_queue_frames \d`,
+		`connector_cti_write_queue_max_frames \d`,
+	}) {
+		t.Logf("/metrics:\n%s", grepLines(string(body), "connector_"))
+	}
 
 	// A supervisor logs agent1 out; logging out again is a conflict.
 	post := func() int {
@@ -196,6 +228,20 @@ func TestJournalAcrossACrash(t *testing.T) {
 	}
 }
 
+// checkMetrics reports each of patterns (a regexp anchored at a line's
+// start) that matches no line of a /metrics body.
+func checkMetrics(t *testing.T, body string, patterns []string) bool {
+	t.Helper()
+	ok := true
+	for _, p := range patterns {
+		if !regexp.MustCompile(`(?m)^` + p).MatchString(body) {
+			t.Errorf("/metrics: no line matches %s", p)
+			ok = false
+		}
+	}
+	return ok
+}
+
 func grepLines(text, prefix string) string {
 	var out []string
 	for _, l := range strings.Split(text, "\n") {
@@ -204,4 +250,52 @@ func grepLines(text, prefix string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestAdminOverTLS: with admin.tls the admin server speaks HTTPS only, and
+// the token is still required.
+func TestAdminOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, pool := testcert.Write(t)
+	content := strings.Replace(runConfig(dir, "", "", ""), "admin:\n",
+		"admin:\n  tls:\n    cert_file: "+certFile+"\n    key_file: "+keyFile+"\n", 1)
+	addrs := startRunConfig(t, dir, content)
+	if !strings.Contains(addrs.stderr.String(), "admin_url=https://"+addrs.admin+"/") ||
+		!strings.Contains(addrs.stderr.String(), "csta_websocket=wss://"+addrs.admin+"/csta") {
+		t.Errorf("the running line should give the https and wss URLs:\n%s", grepLines(addrs.stderr.String(), "time"))
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	get := func(url, token string) (int, error) {
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		if err != nil {
+			return 0, err
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		res, err := client.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		res.Body.Close()
+		return res.StatusCode, nil
+	}
+	base := "https://" + addrs.admin
+	for _, tt := range []struct {
+		path, token string
+		want        int
+	}{
+		{"/healthz", "", http.StatusOK},
+		{"/api/v1/agents", "", http.StatusUnauthorized},
+		{"/api/v1/agents", testAdminToken, http.StatusOK},
+		{"/metrics", testAdminToken, http.StatusOK},
+	} {
+		if code, err := get(base+tt.path, tt.token); err != nil || code != tt.want {
+			t.Errorf("GET %s (token %v): %d %v, want %d", tt.path, tt.token != "", code, err, tt.want)
+		}
+	}
+	// Plain HTTP on the HTTPS port gets no API.
+	if code, err := get("http://"+addrs.admin+"/api/v1/agents", testAdminToken); err == nil && code == http.StatusOK {
+		t.Error("plain HTTP answered the API on the TLS port")
+	}
 }

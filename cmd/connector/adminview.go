@@ -177,11 +177,24 @@ func (v adminView) ready() (bool, string) {
 }
 
 // metrics is the connector's own Prometheus registry: the Go runtime and
-// process, and gauges read from the running parts when scraped.
+// process, each part's own collectors (kept beside it, in its metrics.go),
+// and gauges read from the running parts when scraped.
 func (v adminView) metrics() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(v.p.front.Collectors()...)
+	reg.MustRegister(v.p.xsi.client.Collectors()...)
+	reg.MustRegister(v.p.xsi.events.Collectors()...)
+	reg.MustRegister(v.p.xsi.gateway.Collectors()...)
+	reg.MustRegister(v.p.xsi.sequencer.Collectors()...)
+	// Phone sync starts after the admin server (its registry is built
+	// here): its collectors are looked up at each scrape.
+	reg.MustRegister(lateCollectors(func() []prometheus.Collector {
+		if v.p.phones == nil {
+			return nil
+		}
+		return v.p.phones.Collectors()
+	}))
 	gauge := func(name, help string, f func() float64) {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
 	}
@@ -209,4 +222,17 @@ func (v adminView) metrics() *prometheus.Registry {
 		return float64(n)
 	})
 	return reg
+}
+
+// lateCollectors collects what get returns at scrape time, for a part that
+// starts after the registry is built. It describes nothing, which makes it
+// an unchecked collector for the registry.
+type lateCollectors func() []prometheus.Collector
+
+func (lateCollectors) Describe(chan<- *prometheus.Desc) {}
+
+func (l lateCollectors) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range l() {
+		c.Collect(ch)
+	}
 }
