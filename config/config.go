@@ -51,8 +51,8 @@ type CSTA struct {
 	Authorization Authorization `mapstructure:"authorization"`
 }
 
-// TLS names the certificate and key of the CSTA TCP listener; both empty
-// means plain TCP.
+// TLS names the certificate and key of a listener (csta.tls, admin.tls);
+// both empty means plain TCP.
 type TLS struct {
 	CertFile string `mapstructure:"cert_file"`
 	KeyFile  string `mapstructure:"key_file"`
@@ -108,6 +108,8 @@ type WebSocket struct {
 // Admin configures the admin HTTP server.
 type Admin struct {
 	Listen string `mapstructure:"listen"`
+	// TLS: HTTPS (and wss:// for /csta and the stream) when both are set.
+	TLS TLS `mapstructure:"tls"`
 	// Token is the bearer token of the admin API (every route but
 	// /healthz); empty: the API answers 401 to everything. Token holds the
 	// secret whether it came inline or from TokenFile.

@@ -330,8 +330,10 @@ func TestLoadProblems(t *testing.T) {
 		name:    "tls half configured and unreadable",
 		fixture: "tls_half.yaml",
 		want: map[string]string{
-			"csta.tls.key_file":  "required when csta.tls.cert_file is set",
-			"csta.tls.cert_file": "cannot read",
+			"csta.tls.key_file":   "required when csta.tls.cert_file is set",
+			"csta.tls.cert_file":  "cannot read",
+			"admin.tls.cert_file": "required when admin.tls.key_file is set",
+			"admin.tls.key_file":  "cannot read",
 		},
 	}, {
 		name:    "admin and csta on the same address",
@@ -643,7 +645,7 @@ func TestPlanReload(t *testing.T) {
 	}
 	for _, key := range config.Keys() {
 		want := slices.Contains([]string{
-			"log.format", "csta.listen", "csta.tls.cert_file", "csta.tls.key_file", "csta.websocket.enabled", "admin.listen",
+			"log.format", "csta.listen", "csta.tls.cert_file", "csta.tls.key_file", "csta.websocket.enabled", "admin.listen", "admin.tls.cert_file", "admin.tls.key_file",
 			"admin.token", "admin.token_file",
 		}, key) || strings.HasPrefix(key, "xsi.") || strings.HasPrefix(key, "simulator.") ||
 			strings.HasPrefix(key, "hoteling.") ||

@@ -23,6 +23,8 @@ var restartKeys = []string{
 	"csta.tls.key_file",
 	"csta.websocket.enabled",
 	"admin.listen",
+	"admin.tls.cert_file",
+	"admin.tls.key_file",
 	"admin.token",
 	"admin.token_file",
 }

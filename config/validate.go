@@ -21,7 +21,7 @@ func validate(c *Config, ps *problems) {
 
 	f := &c.CSTAFrontEnd
 	listenAddress(ps, "csta.listen", f.Listen)
-	validateTLS(ps, f.TLS)
+	validateTLS(ps, "csta.tls", f.TLS)
 	listenerUsers := map[string][]string{
 		"csta.auth":           validateAuth(ps, "csta.auth", f.Auth),
 		"csta.websocket.auth": validateAuth(ps, "csta.websocket.auth", f.WebSocket.Auth),
@@ -35,6 +35,7 @@ func validate(c *Config, ps *problems) {
 	validateLimits(ps, f.Limits)
 
 	listenAddress(ps, "admin.listen", c.Admin.Listen)
+	validateTLS(ps, "admin.tls", c.Admin.TLS)
 	if t := c.Admin.Token; t != "" && len(t) < 16 && !ps.has("admin.token_file") {
 		key := "admin.token"
 		if c.Admin.TokenFile != "" {
@@ -78,15 +79,17 @@ func sameFixedAddress(a, b string) bool {
 	return a == b && port != "0"
 }
 
-func validateTLS(ps *problems, t TLS) {
+// validateTLS checks the TLS section at key (csta.tls, admin.tls).
+func validateTLS(ps *problems, key string, t TLS) {
+	cert, k := key+".cert_file", key+".key_file"
 	switch {
 	case t.CertFile != "" && t.KeyFile == "":
-		ps.add("csta.tls.key_file", "required when csta.tls.cert_file is set")
+		ps.add(k, "required when %s is set", cert)
 	case t.CertFile == "" && t.KeyFile != "":
-		ps.add("csta.tls.cert_file", "required when csta.tls.key_file is set")
+		ps.add(cert, "required when %s is set", k)
 	}
-	readable(ps, "csta.tls.cert_file", t.CertFile)
-	readable(ps, "csta.tls.key_file", t.KeyFile)
+	readable(ps, cert, t.CertFile)
+	readable(ps, k, t.KeyFile)
 }
 
 func readable(ps *problems, key, path string) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"github.com/broadworks-connector/connector/admin"
 	"github.com/broadworks-connector/connector/csta"
 	"github.com/broadworks-connector/connector/csta/cticlient"
+	"github.com/broadworks-connector/connector/internal/testcert"
 )
 
 const testAdminToken = "test-admin-token-0123456789" // startRun's admin.token

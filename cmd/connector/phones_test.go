@@ -54,7 +54,12 @@ func startRun(t *testing.T, moreSimulator, moreSIP, moreTop string) runAddrs {
 // in dir, so a second run can pick up where a killed one stopped.
 func startRunIn(t *testing.T, dir, moreSimulator, moreSIP, moreTop string) runAddrs {
 	t.Helper()
-	content := fmt.Sprintf(`csta:
+	return startRunConfig(t, dir, runConfig(dir, moreSimulator, moreSIP, moreTop))
+}
+
+// runConfig is startRunIn's configuration.
+func runConfig(dir, moreSimulator, moreSIP, moreTop string) string {
+	return fmt.Sprintf(`csta:
   listen: 127.0.0.1:0
 admin:
   listen: 127.0.0.1:0
@@ -73,6 +78,12 @@ sip:
 journal:
   path: %s
 %s`, moreSimulator, moreSIP, filepath.Join(dir, "hoteling.json"), filepath.Join(dir, "journal.db"), moreTop)
+}
+
+// startRunConfig starts `connector run` with content as dir/connector.yaml
+// and waits until it runs (see startRun).
+func startRunConfig(t *testing.T, dir, content string) runAddrs {
+	t.Helper()
 	path := filepath.Join(dir, "connector.yaml")
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -184,6 +186,16 @@ func (p *process) startFront() error {
 	if p.xsi.journal != nil {
 		opts = append(opts, admin.WithJournal(p.xsi.journal))
 	}
+	scheme := "http"
+	if t := p.cfg.Admin.TLS; t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			p.stopFront()
+			return fmt.Errorf("admin.tls: %w", err)
+		}
+		opts = append(opts, admin.WithTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
+		scheme = "https"
+	}
 	p.admin = admin.New(p.cfg.Admin.Listen, opts...)
 	if p.cfg.CSTAFrontEnd.WebSocket.Enabled {
 		// Nothing on the admin port answers without credentials: with
@@ -201,9 +213,10 @@ func (p *process) startFront() error {
 	}
 	p.xsi.gateway.SetObserver(view)
 	addr := p.admin.Addr().String()
-	listening = append(listening, "admin", addr)
+	listening = append(listening, "admin", addr, "admin_url", scheme+"://"+addr+"/")
 	if p.cfg.CSTAFrontEnd.WebSocket.Enabled {
-		listening = append(listening, "csta_websocket", "ws://"+addr+"/csta")
+		ws := map[string]string{"http": "ws", "https": "wss"}[scheme]
+		listening = append(listening, "csta_websocket", ws+"://"+addr+"/csta")
 	}
 	if p.cfg.Admin.Token == "" {
 		p.logger.Warn("admin API locked: admin.token is empty, so every route but /healthz answers 401")
