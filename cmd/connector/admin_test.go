@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"github.com/broadworks-connector/connector/admin"
 	"github.com/broadworks-connector/connector/csta"
 	"github.com/broadworks-connector/connector/csta/cticlient"
+	"github.com/broadworks-connector/connector/internal/testcert"
 )
 
 const testAdminToken = "test-admin-token-0123456789" // startRun's admin.token
@@ -250,4 +252,52 @@ func grepLines(text, prefix string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestAdminOverTLS: with admin.tls the admin server speaks HTTPS only, and
+// the token is still required.
+func TestAdminOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, pool := testcert.Write(t)
+	content := strings.Replace(runConfig(dir, "", "", ""), "admin:\n",
+		"admin:\n  tls:\n    cert_file: "+certFile+"\n    key_file: "+keyFile+"\n", 1)
+	addrs := startRunConfig(t, dir, content)
+	if !strings.Contains(addrs.stderr.String(), "admin_url=https://"+addrs.admin+"/") ||
+		!strings.Contains(addrs.stderr.String(), "csta_websocket=wss://"+addrs.admin+"/csta") {
+		t.Errorf("the running line should give the https and wss URLs:\n%s", grepLines(addrs.stderr.String(), "time"))
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	get := func(url, token string) (int, error) {
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		if err != nil {
+			return 0, err
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		res, err := client.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		res.Body.Close()
+		return res.StatusCode, nil
+	}
+	base := "https://" + addrs.admin
+	for _, tt := range []struct {
+		path, token string
+		want        int
+	}{
+		{"/healthz", "", http.StatusOK},
+		{"/api/v1/agents", "", http.StatusUnauthorized},
+		{"/api/v1/agents", testAdminToken, http.StatusOK},
+		{"/metrics", testAdminToken, http.StatusOK},
+	} {
+		if code, err := get(base+tt.path, tt.token); err != nil || code != tt.want {
+			t.Errorf("GET %s (token %v): %d %v, want %d", tt.path, tt.token != "", code, err, tt.want)
+		}
+	}
+	// Plain HTTP on the HTTPS port gets no API.
+	if code, err := get("http://"+addrs.admin+"/api/v1/agents", testAdminToken); err == nil && code == http.StatusOK {
+		t.Error("plain HTTP answered the API on the TLS port")
+	}
 }
