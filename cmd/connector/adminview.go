@@ -67,10 +67,11 @@ func adminDevice(d gateway.DeviceStatus) admin.Device {
 }
 
 func (v adminView) Phones() []admin.Phone {
-	if v.p.phones == nil {
+	phones := v.p.phones.Load()
+	if phones == nil {
 		return nil
 	}
-	infos := v.p.phones.Phones()
+	infos := phones.Phones()
 	out := make([]admin.Phone, 0, len(infos))
 	for _, ph := range infos {
 		out = append(out, admin.Phone{DN: ph.DN, Address: ph.Address, Port: ph.Port, Transport: ph.Transport,
@@ -190,10 +191,10 @@ func (v adminView) metrics() *prometheus.Registry {
 	// Phone sync starts after the admin server (its registry is built
 	// here): its collectors are looked up at each scrape.
 	reg.MustRegister(lateCollectors(func() []prometheus.Collector {
-		if v.p.phones == nil {
-			return nil
+		if phones := v.p.phones.Load(); phones != nil {
+			return phones.Collectors()
 		}
-		return v.p.phones.Collectors()
+		return nil
 	}))
 	gauge := func(name, help string, f func() float64) {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -31,10 +32,12 @@ type process struct {
 	logLevel   *slog.LevelVar
 	logger     *slog.Logger
 	front      *csta.Server
-	admin      *admin.Server     // nil when csta.websocket.enabled is false
-	xsi        *xsiLink          // the gateway, the XSI link and, with xsi.simulate, the XSP simulator
-	phones     *phonesync.Server // nil when sip.listen is empty
-	journal    *journal.Journal  // nil when journal.path is empty
+	admin      *admin.Server // nil when csta.websocket.enabled is false
+	xsi        *xsiLink      // the gateway, the XSI link and, with xsi.simulate, the XSP simulator
+	// phones is the phone sync server, nil when sip.listen is empty; set
+	// after the admin server has started, so its readers load it.
+	phones  atomic.Pointer[phonesync.Server]
+	journal *journal.Journal // nil when journal.path is empty
 }
 
 func runCommand(args []string, stderr io.Writer) int {
@@ -168,7 +171,7 @@ func (p *process) startPhones() error {
 		return err
 	}
 	p.xsi.gateway.SetPhones(srv)
-	p.phones = srv
+	p.phones.Store(srv)
 	return nil
 }
 
@@ -246,11 +249,11 @@ func (p *process) shutdown() int {
 	// link deletes its channels, the Actions client closes, and only then
 	// does the simulator go.
 	var err error
-	if p.phones != nil {
+	if phones := p.phones.Load(); phones != nil {
 		// Phones first: each subscription gets its terminating NOTIFY
 		// while the gateway can still answer.
 		p.xsi.gateway.SetPhones(nil)
-		err = p.phones.Close()
+		err = phones.Close()
 	}
 	err = errors.Join(err, p.front.Shutdown(ctx))
 	p.xsi.gateway.Close() // no stale-login cleanups from here on
