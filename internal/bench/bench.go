@@ -192,7 +192,8 @@ type Result struct {
 	} `json:"machine"`
 	StartUp struct {
 		Baseline float64 `json:"baseline_s"`
-		Full     float64 `json:"full_s"`
+		Full     float64 `json:"full_s"`    // until start-up recovery is done
+		Settled  float64 `json:"settled_s"` // until every subscription is active and every initial event acknowledged
 	} `json:"startup"`
 
 	Storm struct {
@@ -249,6 +250,16 @@ type Result struct {
 
 	CTIDropped int    `json:"cti_events_dropped_by_clients"`
 	Sipp       string `json:"sipp"`
+
+	// Diagnostics: the simulator's event counters, the connector's
+	// warnings and errors, changes not seen.
+	Diag struct {
+		Sim          xspsim.Stats `json:"simulator"`
+		Warnings     int          `json:"connector_warnings"`
+		WarningLines []string     `json:"connector_warning_examples,omitempty"`
+		Unmatched    [2]int       `json:"unmatched_cti_notify"`
+		Lost         []string     `json:"lost_examples,omitempty"`
+	} `json:"diagnostics"`
 }
 
 // Run runs the benchmark.
@@ -304,6 +315,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 			ChannelSet: "bench-" + name, Timeout: 120 * time.Second, LogLevel: "info"})
 	}
 	settle := func() { time.Sleep(time.Second) }
+	simStats := func() (int, int) { st := sim.Stats(); return st.EventsSent, st.EventsAcked }
 
 	// Baseline: the same binary with a one-agent, one-desk directory.
 	path, err := mkConfig("baseline", 1, 1)
@@ -316,7 +328,10 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		return nil, err
 	}
 	res.StartUp.Baseline = base.started.Seconds()
-	settle()
+	if err := base.awaitSettled(ctx, simStats, cfg.StartTimeout); err != nil {
+		base.kill()
+		return nil, err
+	}
 	s, err := base.sample(ctx)
 	if err != nil {
 		base.kill()
@@ -345,7 +360,12 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	}()
 	res.StartUp.Full = conn.started.Seconds()
 	logf("connector ready in %.1f s", conn.started.Seconds())
-	settle()
+	t0 := time.Now()
+	if err = conn.awaitSettled(ctx, simStats, cfg.StartTimeout); err != nil {
+		return nil, err
+	}
+	res.StartUp.Settled = conn.started.Seconds() + time.Since(t0).Seconds()
+	logf("connector settled (subscriptions active, events acknowledged) after %.1f s", res.StartUp.Settled)
 	if s, err = conn.sample(ctx); err != nil {
 		return nil, err
 	}
@@ -518,6 +538,10 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	// The connector's CPU from the churn's start until its events were
 	// delivered, per change.
 	cr.CPUPerEvent = cr.CPU.Connector * 1e6 / float64(max(1, ch.Changes))
+	res.Diag.Lost = append(track.lostExamples(seenCTI, cfg.Agents, 5), track.lostExamples(seenNotify, cfg.GoPhones, 5)...)
+	track.mu.Lock()
+	res.Diag.Unmatched = track.unmatched
+	track.mu.Unlock()
 	logf("churn: %.0f/s, CTI p99 %.2f ms (%d lost), NOTIFY p99 %.2f ms (%d lost)", cr.Rate, cr.CTI.P99, cr.CTILost, cr.Notify.P99, cr.NotifyLost)
 	if err := conn.alive(); err != nil {
 		return nil, err
@@ -597,7 +621,28 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		}
 	}
 	res.Machine.LoadAfter = loadAvg()
+	res.Diag.Sim = sim.Stats()
+	res.Diag.Warnings, res.Diag.WarningLines = warnings(conn.log.String(), 5)
 	return res, nil
+}
+
+// warnings counts the WARN and ERROR lines of a log and returns the
+// first n distinct messages.
+func warnings(log string, n int) (count int, first []string) {
+	seen := map[string]bool{}
+	for line := range strings.SplitSeq(log, "\n") {
+		if !strings.Contains(line, "level=WARN") && !strings.Contains(line, "level=ERROR") {
+			continue
+		}
+		count++
+		_, msg, _ := strings.Cut(line, "msg=")
+		key, _, _ := strings.Cut(msg, "=")
+		if !seen[key] && len(first) < n {
+			seen[key] = true
+			first = append(first, line)
+		}
+	}
+	return count, first
 }
 
 func errString(err error) string {

@@ -91,6 +91,7 @@ type connector struct {
 }
 
 var (
+	reSubs     = regexp.MustCompile(`msg="xsi: subscriptions" active=(\d+) wanted=(\d+)`)
 	reRunning  = regexp.MustCompile(`msg="connector running" csta=(127\.0\.0\.1:\d+) admin=(127\.0\.0\.1:\d+)`)
 	reSIP      = regexp.MustCompile(`msg="SIP listening".* addr=(127\.0\.0\.1:\d+)`)
 	reRecovery = regexp.MustCompile(`msg="hoteling: recovery done" when=start-up`)
@@ -138,6 +139,45 @@ func startConnector(bin, path, token string, timeout time.Duration) (*connector,
 			c.kill()
 			return nil, fmt.Errorf("bench: the connector was not ready within %v (no \"connector running\", \"SIP listening\" and start-up \"recovery done\" lines); its log ends:\n%s", timeout, c.log.Tail(4000))
 		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// awaitSettled waits until the connector has every XSI subscription it
+// wants (its "xsi: subscriptions" log line) and has acknowledged every
+// event the simulator sent (its initial events included), steadily for a
+// second: only then does an idle connector stay idle.
+func (c *connector) awaitSettled(ctx context.Context, stats func() (sent, acked int), timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var steadySince time.Time
+	lastSent := -1
+	for {
+		if err := c.alive(); err != nil {
+			return err
+		}
+		subsDone := false
+		if m := reSubs.FindAllStringSubmatch(c.log.String(), -1); len(m) > 0 {
+			last := m[len(m)-1]
+			subsDone = last[1] == last[2]
+		}
+		sent, acked := stats()
+		switch {
+		case !subsDone || sent != acked || sent != lastSent:
+			steadySince = time.Time{}
+		case steadySince.IsZero():
+			steadySince = time.Now()
+		case time.Since(steadySince) >= time.Second:
+			return nil
+		}
+		lastSent = sent
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bench: the connector did not settle within %v (subscriptions all active: %v; simulator events sent %d, acknowledged %d); its log ends:\n%s",
+				timeout, subsDone, sent, acked, c.log.Tail(3000))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }

@@ -82,13 +82,32 @@ func (t *tracker) latencies(where, agents int) (lat []time.Duration, lost int) {
 	return lat, lost
 }
 
-// waitSeen waits until every change of agents 1..agents was seen where, or
-// timeout.
+// lostExamples describes up to n changes not seen where.
+func (t *tracker) lostExamples(where, agents, n int) []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []string
+	for k, c := range t.changes {
+		if c.agent <= agents && c.seen[where] == 0 && len(out) < n {
+			out = append(out, fmt.Sprintf("change %d: agent %d %s at +%v", k, c.agent, c.event, time.Duration(c.at-t.changes[0].at).Round(time.Millisecond)))
+		}
+	}
+	return out
+}
+
+// waitSeen waits until every change of agents 1..agents was seen where,
+// or nothing more was seen for 3 s, or timeout.
 func (t *tracker) waitSeen(where, agents int, timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
+	last, since := -1, time.Now()
 	for time.Now().Before(deadline) {
 		_, lost := t.latencies(where, agents)
 		if lost == 0 {
+			return
+		}
+		if lost != last {
+			last, since = lost, time.Now()
+		} else if time.Since(since) > 3*time.Second {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)

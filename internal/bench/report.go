@@ -99,8 +99,8 @@ func (r *Result) Table(w io.Writer) error {
 	c := r.Config
 	fmt.Fprintf(w, "connector-bench: %d agents logged in at %d of %d desks (%d agents configured), %d CTI sessions + %d monitors of desk 1, %d phones (%d Go, %d sipp), churn %.0f/s for %s, L = %s, C = %d\n",
 		c.Agents, c.Agents, c.Desks, c.Configured, c.Agents, c.Monitors, c.Phones, c.GoPhones, c.SippPhones, c.ChurnRate, c.ChurnDuration, c.Latency, c.MaxInFlight)
-	fmt.Fprintf(w, "machine: %d CPUs, %s, load average %s at start, %s at end; connector start-up %.1f s (baseline %.1f s)\n\n",
-		r.Machine.CPUs, r.Machine.GoVersion, r.Machine.LoadAvg, r.Machine.LoadAfter, r.StartUp.Full, r.StartUp.Baseline)
+	fmt.Fprintf(w, "machine: %d CPUs, %s, load average %s at start, %s at end; connector ready %.1f s, settled %.1f s after start (baseline %.1f s)\n\n",
+		r.Machine.CPUs, r.Machine.GoVersion, r.Machine.LoadAvg, r.Machine.LoadAfter, r.StartUp.Full, r.StartUp.Settled, r.StartUp.Baseline)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "row\tvalue\ttarget\tmet?")
 	fmt.Fprintln(tw, "---\t-----\t------\t----")
@@ -109,6 +109,15 @@ func (r *Result) Table(w io.Writer) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	d := r.Diag
+	fmt.Fprintf(w, "\nsimulator: %d events sent, %d acknowledged, %d dropped; connector: %d warning/error log lines; events matching no change: %d CTI, %d NOTIFY\n",
+		d.Sim.EventsSent, d.Sim.EventsAcked, d.Sim.EventsDropped, d.Warnings, d.Unmatched[seenCTI], d.Unmatched[seenNotify])
+	for _, l := range d.WarningLines {
+		fmt.Fprintf(w, "  %s\n", l)
+	}
+	for _, l := range d.Lost {
+		fmt.Fprintf(w, "  not seen: %s\n", l)
 	}
 	if r.CTIDropped > 0 {
 		fmt.Fprintf(w, "\nwarning: the bench's CTI clients dropped %d events (their buffers were full): latencies may be missing some\n", r.CTIDropped)

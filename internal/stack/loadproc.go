@@ -438,11 +438,19 @@ func (s *Stack) startSimulator(users []xspsim.User, cfa map[string]string) error
 		s.peer = p
 		return nil
 	}
-	s.Sim = xspsim.New(xspsim.Config{Users: users, Username: simUser, Password: simPass,
-		QueueSize: queue, BacklogSize: queue}, s.cfg.Logger.With("component", "xspsim"))
+	scfg := xspsim.Config{Users: users, Username: simUser, Password: simPass, QueueSize: queue, BacklogSize: queue}
+	if s.cfg.SimConfig != nil {
+		s.cfg.SimConfig(&scfg)
+	}
+	s.Sim = xspsim.New(scfg, s.cfg.Logger.With("component", "xspsim"))
 	s.peer = inProcess{s.Sim}
 	if err := s.Sim.Start(); err != nil {
 		return err
+	}
+	for range s.cfg.XSPs - 1 {
+		if _, err := s.Sim.AddXSP(); err != nil {
+			return err
+		}
 	}
 	for id, n := range cfa {
 		if err := s.Sim.PortalSetCFA(id, true, n); err != nil {

@@ -67,6 +67,20 @@ type Config struct {
 	// ReadyTimeout bounds waiting for the link and the snapshots; default
 	// 30s.
 	ReadyTimeout time.Duration
+	// XSPs is how many XSP front ends the simulator serves (xspsim AddXSP;
+	// XSP 0 is the primary), all given to the XSI link in that order;
+	// default 1. More than one needs the simulator in this process.
+	XSPs int
+	// SimConfig, when set, adjusts the simulator's configuration before it
+	// starts (e.g. expiries, heartbeat timeout, unavailable codes); the
+	// simulator in this process only.
+	SimConfig func(*xspsim.Config)
+	// XSIConfig, when set, adjusts the XSI link's configuration of every
+	// connector life (e.g. channel and subscription expiries).
+	XSIConfig func(*xsi.Config)
+	// GatewayConfig, when set, adjusts the gateway's configuration of every
+	// connector life (e.g. reason codes).
+	GatewayConfig func(*gateway.Config)
 }
 
 // DeskOwnNumber is the default own forwarding number of desk i.
@@ -160,6 +174,12 @@ func New(cfg Config) (*Stack, error) {
 	if cfg.ReadyTimeout <= 0 {
 		cfg.ReadyTimeout = 30 * time.Second
 	}
+	if cfg.XSPs <= 0 {
+		cfg.XSPs = 1
+	}
+	if cfg.LoadProcess != "" && (cfg.XSPs > 1 || cfg.SimConfig != nil) {
+		return nil, errors.New("stack: XSPs > 1 and SimConfig need the simulator in this process")
+	}
 	s := &Stack{cfg: cfg}
 	if cfg.StateFile == "" {
 		dir, err := os.MkdirTemp("", "stack-hoteling-")
@@ -211,6 +231,18 @@ func (s *Stack) Conn() *Connector {
 // CSTAAddr is the running connector's CSTA listen address.
 func (s *Stack) CSTAAddr() string { return s.Conn().CSTA.Addr().String() }
 
+// serverURLs are the base URLs of every XSP, the primary first.
+func (s *Stack) serverURLs() []string {
+	if s.Sim == nil {
+		return []string{s.peer.URL()}
+	}
+	urls := make([]string, s.cfg.XSPs)
+	for i := range urls {
+		urls[i] = s.Sim.URLOf(i)
+	}
+	return urls
+}
+
 // Dial connects a CTI client to the running connector.
 func (s *Stack) Dial(ctx context.Context, opts ...cticlient.Option) (*cticlient.Client, error) {
 	return cticlient.Dial(ctx, s.CSTAAddr(), opts...)
@@ -242,7 +274,7 @@ func (s *Stack) Start() error {
 	c := &Connector{runEnd: make(chan struct{})}
 
 	xcfg := xsi.DefaultConfig()
-	xcfg.Servers = []string{s.peer.URL()}
+	xcfg.Servers = s.serverURLs()
 	xcfg.Username, xcfg.Password = simUser, simPass
 	xcfg.RequestTimeout = s.cfg.XSITimeout
 	xcfg.MaxInFlight = s.cfg.MaxInFlight
@@ -251,6 +283,9 @@ func (s *Stack) Start() error {
 	xcfg.ReconnectMin, xcfg.ReconnectMax = 20*time.Millisecond, 200*time.Millisecond
 	for _, u := range s.users {
 		xcfg.Targets = append(xcfg.Targets, xsi.Target{Kind: "user", ID: u})
+	}
+	if s.cfg.XSIConfig != nil {
+		s.cfg.XSIConfig(&xcfg)
 	}
 	client, err := xsi.NewClient(xcfg, logger.With("component", "xsi"))
 	if err != nil {
@@ -269,6 +304,9 @@ func (s *Stack) Start() error {
 	gcfg := gateway.Config{Domain: Domain, RequestTimeout: s.cfg.RequestTimeout}
 	for i := 1; i <= s.cfg.Desks; i++ {
 		gcfg.Devices = append(gcfg.Devices, gateway.DeviceEntry{DeviceID: DeskID(i), UserID: DeskUser(i), HotDesk: true})
+	}
+	if s.cfg.GatewayConfig != nil {
+		s.cfg.GatewayConfig(&gcfg)
 	}
 	pub := &publisher{}
 	gw := gateway.New(gcfg, gateway.Deps{Actions: c.acts, Publisher: pub}, logger.With("component", "gateway"))
