@@ -18,12 +18,13 @@ import (
 
 	"github.com/broadworks-connector/connector/csta"
 	"github.com/broadworks-connector/connector/csta/cticlient"
+	"github.com/broadworks-connector/connector/internal/sipptest"
 )
 
 // TestDashboardInChromium: the dashboard of `connector run` on the demo
 // directory, opened in headless Chromium with the token in its URL, shows
 // every agent and desk, and when agent1 logs in at desk1 from a CTI client
-// the page shows it without being reloaded. Chromium is driven over the
+// and agent2 from its sipp phone the page shows it without being reloaded. Chromium is driven over the
 // DevTools protocol (its WebSocket, with gorilla/websocket).
 func TestDashboardInChromium(t *testing.T) {
 	chromium := chromiumPath(t)
@@ -90,6 +91,27 @@ func TestDashboardInChromium(t *testing.T) {
 	t.Logf("agent1 on the dashboard: %q; desk1: %q", view.Agents["agent1"], view.Desks["desk1"])
 	if row := view.Desks["desk2"]; row[1] != "free" {
 		t.Errorf("desk2 after agent1's login: %q", row)
+	}
+
+	// agent2 logs in from its desk phone (a sipp phone, DN 4002, through
+	// as-feature-event): the dashboard shows that too.
+	phone := sipptest.NewPhone("4002", "4002", "phone4002").
+		Subscribe().
+		AwaitNotify("AgentLoggedOffEvent").
+		Request(`<SetAgentState ` + ed3 + `><device>4002</device><requestedAgentState>loggedOn</requestedAgentState><agentID>agent2</agentID></SetAgentState>`).
+		AwaitNotify("AgentNotReadyEvent").
+		Unsubscribe().
+		Pause(200)
+	phoneDir := t.TempDir()
+	phoneDone := make(chan error, 1)
+	go func() { phoneDone <- phone.Run(ctx, t, phoneDir, addrs.sip, sipptest.FreeUDPPort(t)) }()
+	page.waitView(t, "agent2 logged on from its phone", func(v dashboardView) bool {
+		agent := v.Agents["agent2"]
+		return len(agent) == 5 && agent[1] != "logged off" && agent[1] != "unknown"
+	})
+	if err := <-phoneDone; err != nil {
+		msgs, _ := os.ReadFile(filepath.Join(phoneDir, "phone-4002-messages.log"))
+		t.Errorf("the phone: %v\n%s", err, msgs)
 	}
 	for _, p := range page.problems {
 		t.Errorf("browser: %s", p)
