@@ -19,6 +19,12 @@ const DefaultMaxDocument = 1 << 20
 // gap before it) exceeds the configured bound.
 var ErrDocumentTooLarge = errors.New("xsi: event channel document too large")
 
+// ErrDocumentTooDeep is returned by the splitter for a document nested
+// deeper than maxEventDepth (BroadWorks' events are under ten levels deep).
+var ErrDocumentTooDeep = fmt.Errorf("xsi: event channel document nested deeper than %d elements", maxEventDepth)
+
+const maxEventDepth = 64
+
 // splitter cuts the de-chunked byte stream of an event channel into complete
 // XML documents (research/xsi.md §0.2). Chunk boundaries mean nothing: one
 // document may span many reads, many documents may arrive in one read, each
@@ -143,6 +149,9 @@ func (s *splitter) Next() ([]byte, error) {
 				start = before
 			}
 			depth++
+			if depth > maxEventDepth {
+				return nil, ErrDocumentTooDeep
+			}
 		case xml.EndElement:
 			if depth == 0 {
 				return nil, fmt.Errorf("xsi: event channel: unexpected end tag </%s>", t.Name.Local)

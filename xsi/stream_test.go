@@ -171,6 +171,7 @@ func TestSplitterErrors(t *testing.T) {
 		{"whitespace flood", bytes.Repeat([]byte(" "), 5000), 1000, ErrDocumentTooLarge, 0},
 		{"text between documents", append(append(bytes.Clone(doc), "garbage"...), doc...), 0, nil, 1},
 		{"stray end tag", []byte("</Channel>"), 0, nil, 0},
+		{"nested too deep", append(bytes.Clone(doc), strings.Repeat("<a>", maxEventDepth+1)...), 0, ErrDocumentTooDeep, 1},
 		{"non-utf8 charset", []byte(`<?xml version="1.0" encoding="ISO-8859-1"?><Channel/>`), 0, nil, 0},
 	}
 	for _, tt := range tests {
