@@ -57,7 +57,7 @@ type Config struct {
 	Connector     string        // prebuilt connector binary; "" builds one
 	Sipp          string        // sipp's path; "" looks it up (needed when Phones > GoPhones)
 	WorkDir       string        // files; "" a temporary directory, removed after
-	StartTimeout  time.Duration // connector start-up; 60s + 1 ms per directory user
+	StartTimeout  time.Duration // connector start-up and settling; 60s + 5 ms per directory user
 	Log           io.Writer     // progress; os.Stderr
 }
 
@@ -102,7 +102,7 @@ func (c *Config) defaults() error {
 		c.SoakRate = c.ChurnRate
 	}
 	if c.StartTimeout <= 0 {
-		c.StartTimeout = 60*time.Second + time.Duration(c.Configured+c.Desks)*time.Millisecond
+		c.StartTimeout = 60*time.Second + time.Duration(c.Configured+c.Desks)*5*time.Millisecond
 	}
 	if c.Log == nil {
 		c.Log = os.Stderr

@@ -91,7 +91,7 @@ type connector struct {
 }
 
 var (
-	reSubs     = regexp.MustCompile(`msg="xsi: subscriptions" active=(\d+) wanted=(\d+)`)
+	reSubs     = regexp.MustCompile(`msg="xsi: subscriptions".* active=(\d+) wanted=(\d+)`)
 	reRunning  = regexp.MustCompile(`msg="connector running" csta=(127\.0\.0\.1:\d+) admin=(127\.0\.0\.1:\d+)`)
 	reSIP      = regexp.MustCompile(`msg="SIP listening".* addr=(127\.0\.0\.1:\d+)`)
 	reRecovery = regexp.MustCompile(`msg="hoteling: recovery done" when=start-up`)
