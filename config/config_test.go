@@ -649,7 +649,7 @@ func TestPlanReload(t *testing.T) {
 			"admin.token", "admin.token_file",
 		}, key) || strings.HasPrefix(key, "xsi.") || strings.HasPrefix(key, "simulator.") ||
 			strings.HasPrefix(key, "hoteling.") ||
-			strings.HasPrefix(key, "sip.") || strings.HasPrefix(key, "journal.")
+			strings.HasPrefix(key, "sip.") && !strings.HasPrefix(key, "sip.limits.") || strings.HasPrefix(key, "journal.")
 		if config.NeedsRestart(key) != want {
 			t.Errorf("NeedsRestart(%s) = %v", key, config.NeedsRestart(key))
 		}

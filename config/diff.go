@@ -11,10 +11,10 @@ import (
 // log handler is built once; log.level changes live. Every key under
 // restartSections needs a restart too: the XSI link (its channels and
 // subscriptions), the simulator, the hot-desk sequencer and the journal are
-// built once, and so is the phonesync server, which has no way yet to take
-// new sip.* settings while it runs (its listeners, TLS, state file and PBX
-// presence subscriptions could not change live anyway; credentials and
-// limits could, once it has one). directory.* and gateway.* apply live
+// built once, and so is the phonesync server, which takes only new limits
+// while it runs (liveKeys; its listeners, TLS, state file and PBX presence
+// subscriptions could not change live anyway, credentials and lifetimes
+// could, once it can). directory.* and gateway.* apply live
 // (gateway.Reload).
 var restartKeys = []string{
 	"log.format",
@@ -31,8 +31,20 @@ var restartKeys = []string{
 
 var restartSections = []string{"xsi.", "simulator.", "hoteling.", "sip.", "journal."}
 
+// liveKeys apply live although their section takes a restart: the phone
+// sync server's limits (phonesync.Server.Reload).
+var liveKeys = []string{
+	"sip.limits.max_subscriptions",
+	"sip.limits.subscribe_rate",
+	"sip.limits.subscribe_burst",
+	"sip.limits.max_body_bytes",
+}
+
 // NeedsRestart reports whether a change of key takes a restart.
 func NeedsRestart(key string) bool {
+	if slices.Contains(liveKeys, key) {
+		return false
+	}
 	return slices.Contains(restartKeys, key) ||
 		slices.ContainsFunc(restartSections, func(section string) bool { return strings.HasPrefix(key, section) })
 }

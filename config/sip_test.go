@@ -546,10 +546,7 @@ func TestSIPReload(t *testing.T) {
 			c.SIP.Auth.Phones = []string{"4001=new"}
 			c.SIP.Auth.AgentPasswords = nil
 		}, []string{"sip.auth.phones", "sip.auth.agent_passwords"}},
-		{"limits and liveness", func(c *config.Config) {
-			c.SIP.Limits.SubscribeRate = 1
-			c.SIP.Liveness.Timeout = time.Minute
-		}, []string{"sip.limits.subscribe_rate", "sip.liveness.timeout"}},
+		{"liveness", func(c *config.Config) { c.SIP.Liveness.Timeout = time.Minute }, []string{"sip.liveness.timeout"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -574,8 +571,17 @@ func TestSIPReload(t *testing.T) {
 		})
 	}
 	for _, key := range config.Keys() {
-		if strings.HasPrefix(key, "sip.") && !config.NeedsRestart(key) {
-			t.Errorf("NeedsRestart(%s) = false", key)
+		live := strings.HasPrefix(key, "sip.limits.")
+		if strings.HasPrefix(key, "sip.") && config.NeedsRestart(key) == live {
+			t.Errorf("NeedsRestart(%s) = %v", key, !live)
 		}
+	}
+	// The limits apply live.
+	next := config.Default()
+	next.SIP.Limits.SubscribeRate = 1
+	next.SIP.Limits.MaxSubscriptions = 10
+	plan := config.PlanReload(config.Default(), next)
+	if len(plan.Refused) != 0 || plan.Apply.PhoneSync().SubscribeRate != 1 || plan.Apply.PhoneSync().MaxSubscriptions != 10 {
+		t.Errorf("a limits reload: refused %v, applied %+v", plan.Refused, plan.Apply.PhoneSync())
 	}
 }

@@ -120,7 +120,7 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	body := req.Body()
-	if len(body) > s.cfg.MaxBodyBytes {
+	if len(body) > s.limits().maxBodyBytes {
 		respond(tx, sip.NewResponseFromRequest(req, 413, "Request Entity Too Large", nil))
 		return
 	}
@@ -331,7 +331,7 @@ func (s *Server) insert(sub *subscription) int {
 		return 503
 	}
 	old := s.byKey[sub.key]
-	if old == nil && len(s.subs) >= s.cfg.MaxSubscriptions {
+	if old == nil && len(s.subs) >= s.limits().maxSubscriptions {
 		s.mu.Unlock()
 		return 503
 	}

@@ -192,7 +192,7 @@ func (s *Server) loadState() []*subscription {
 			delete(s.subs, old.id)
 			restored = withoutSub(restored, old)
 		}
-		if len(s.subs) >= s.cfg.MaxSubscriptions {
+		if len(s.subs) >= s.limits().maxSubscriptions {
 			break
 		}
 		s.subs[sub.id] = sub

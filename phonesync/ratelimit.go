@@ -97,3 +97,14 @@ func (l *sourceLimiter) size() int {
 	defer l.mu.Unlock()
 	return len(l.buckets)
 }
+
+// setRate changes the rate and burst; every source starts again with a
+// full bucket at the new values.
+func (l *sourceLimiter) setRate(perSecond float64, burst int) {
+	burst = max1(burst)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.limit, l.burst = rate.Limit(perSecond), burst
+	l.refill = time.Duration(float64(burst) / perSecond * float64(time.Second))
+	clear(l.buckets)
+}

@@ -71,6 +71,7 @@ type Server struct {
 	client   *sipgo.Client
 	auth     *digestAuth
 	limiter  *sourceLimiter
+	live     atomic.Pointer[limits] // what Reload changes (reload.go)
 	presence *presenceWatcher
 	tlsConf  *tls.Config
 	metrics  *metrics // Prometheus collectors (metrics.go)
@@ -160,6 +161,7 @@ func NewServer(cfg Config, svc Service, log *slog.Logger) (*Server, error) {
 		phones:      make(map[string]*phoneState),
 		metrics:     newMetrics(),
 	}
+	s.live.Store(&limits{maxSubscriptions: cfg.MaxSubscriptions, maxBodyBytes: cfg.MaxBodyBytes})
 	if cfg.TLSListen != "" && cfg.TLSCertFile != "" && cfg.TLSKeyFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,8 +16,8 @@ import (
 	"github.com/broadworks-connector/connector/csta/cticlient"
 )
 
-// TestReloadDirectory: SIGHUP applies a new directory and reason table to
-// a running connector: agent1's phone renumbered 4001 → 5001 and a new
+// TestReloadDirectory: SIGHUP applies a new directory, reason table and
+// SIP rate limit to a running connector: agent1's phone renumbered 4001 → 5001 and a new
 // not-ready reason "break" (BroadWorks code TRAINING) are used by the next
 // request, and the next event goes to the new device.
 func TestReloadDirectory(t *testing.T) {
@@ -41,6 +42,7 @@ func TestReloadDirectory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	content = []byte(strings.Replace(string(content), "sip:\n", "sip:\n  limits:\n    subscribe_rate: 5\n", 1))
 	content = append(content, []byte(`directory:
   devices: ["5001=agent1@example.com", "4002=agent2@example.com", "desk1=desk1@example.com,hotdesk", "desk2=desk2@example.com,hotdesk"]
   reason_codes: ["break=TRAINING", "2=MEETING"]
@@ -50,9 +52,9 @@ func TestReloadDirectory(t *testing.T) {
 	}
 	addrs.cmd.Process.Signal(syscall.SIGHUP)
 	waitFor(t, "the reload", func() bool { return strings.Contains(addrs.stderr.String(), "reload: applied") })
-	if log := addrs.stderr.String(); !strings.Contains(log, `changed="[directory.devices directory.reason_codes]"`) ||
-		strings.Contains(log, "change needs a restart") {
-		t.Errorf("the reload should apply directory.devices and directory.reason_codes, refusing nothing:\n%s", grepLines(log, "reload"))
+	if log := addrs.stderr.String(); !strings.Contains(log, `changed="[directory.devices directory.reason_codes sip.limits.subscribe_rate]"`) ||
+		strings.Contains(log, "change needs a restart") || !regexp.MustCompile(`msg="SIP limits reloaded".* subscribe_rate=5 `).MatchString(log) {
+		t.Errorf("the reload should apply directory.devices, directory.reason_codes and sip.limits.subscribe_rate, refusing nothing:\n%s", grepLines(log, "time"))
 	}
 
 	if _, err := cti.MonitorStart(ctx, "5001"); err != nil {

@@ -216,11 +216,12 @@ func (p *process) startFront() error {
 	}
 	p.xsi.gateway.SetObserver(view)
 	addr := p.admin.Addr().String()
-	listening = append(listening, "admin", addr, "admin_url", scheme+"://"+addr+"/")
+	listening = append(listening, "admin", addr)
 	if p.cfg.CSTAFrontEnd.WebSocket.Enabled {
 		ws := map[string]string{"http": "ws", "https": "wss"}[scheme]
 		listening = append(listening, "csta_websocket", ws+"://"+addr+"/csta")
 	}
+	listening = append(listening, "admin_url", scheme+"://"+addr+"/")
 	if p.cfg.Admin.Token == "" {
 		p.logger.Warn("admin API locked: admin.token is empty, so every route but /healthz answers 401")
 	}
@@ -313,6 +314,11 @@ func (p *process) reload() {
 	if err := p.front.Reload(plan.Apply.CSTA()); err != nil {
 		p.logger.Error("reload: csta refused the configuration, keeping the running one", "error", err)
 		return
+	}
+	if phones := p.phones.Load(); phones != nil {
+		if err := phones.Reload(plan.Apply.PhoneSync()); err != nil {
+			p.logger.Error("reload: phone sync kept its limits", "error", err)
+		}
 	}
 	p.xsi.gateway.Reload(plan.Apply.Gateway())
 	p.logLevel.Set(plan.Apply.Log.SlogLevel())

@@ -1,0 +1,37 @@
+package phonesync
+
+import "errors"
+
+// limits are the sip.limits a reload changes while the server runs.
+type limits struct {
+	maxSubscriptions int
+	maxBodyBytes     int
+}
+
+func (s *Server) limits() limits { return *s.live.Load() }
+
+// Reload applies the limits of cfg (MaxSubscriptions, SubscribeRate,
+// SubscribeBurst, MaxBodyBytes) to the running server (SIGHUP). Phones
+// already subscribed stay, even above a lowered MaxSubscriptions; the cap
+// applies to new dialogs; every source's SUBSCRIBE bucket starts full at
+// the new rate. Every other field of cfg is ignored: listeners,
+// TLS, credentials, lifetimes and the state file are fixed at NewServer.
+func (s *Server) Reload(cfg Config) error {
+	def := DefaultConfig()
+	if cfg.MaxSubscriptions <= 0 {
+		cfg.MaxSubscriptions = def.MaxSubscriptions
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = def.MaxBodyBytes
+	}
+	if (cfg.SubscribeRate > 0) != (s.limiter != nil) {
+		return errors.New("phonesync: turning the SUBSCRIBE rate limit on or off needs a restart")
+	}
+	if s.limiter != nil {
+		s.limiter.setRate(cfg.SubscribeRate, cfg.SubscribeBurst)
+	}
+	s.live.Store(&limits{maxSubscriptions: cfg.MaxSubscriptions, maxBodyBytes: cfg.MaxBodyBytes})
+	s.log.Info("SIP limits reloaded", "max_subscriptions", cfg.MaxSubscriptions, "subscribe_rate", cfg.SubscribeRate,
+		"subscribe_burst", cfg.SubscribeBurst, "max_body_bytes", cfg.MaxBodyBytes)
+	return nil
+}
