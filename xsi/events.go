@@ -216,7 +216,11 @@ func ParseEvent(doc []byte) (Event, error) {
 		}
 		switch typ {
 		case "SubscriptionEvent":
-			return evParseSubscriptionEvent(root)
+			ev, err := evParseSubscriptionEvent(root)
+			if err != nil {
+				return nil, err // not a typed nil in a non-nil Event
+			}
+			return ev, nil
 		case "ChannelTerminatedEvent":
 			return &ChannelTerminatedEvent{ChannelID: evText(root, "channelId"), Reason: evText(root, "reason")}, nil
 		case "ErrorEvent":
