@@ -1,0 +1,187 @@
+package faults
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/broadworks-connector/connector/internal/stack"
+	"github.com/broadworks-connector/connector/xsi"
+	"github.com/broadworks-connector/connector/xsi/xspsim"
+)
+
+// faults is the campaign: each entry runs through runFault.
+var faults = []fault{
+	{
+		// The primary XSP crashes mid-storm (connections dropped, its
+		// channel forgotten) and comes back: Actions fail over to the
+		// second XSP, whose channel keeps the events coming.
+		name: "xsp-primary-killed",
+		at:   100 * time.Millisecond,
+		run: func(h *harness, hold time.Duration) {
+			must(h, h.st.Sim.KillXSP(0))
+			time.Sleep(hold)
+			must(h, h.st.Sim.RestartXSP(0))
+		},
+	},
+	{
+		// Every event channel is cut in the middle of a document, again
+		// and again for the hold: the client sees a truncated document
+		// and an unexpected EOF, and opens a new channel.
+		name: "channel-cut-mid-document",
+		at:   200 * time.Millisecond,
+		run: func(h *harness, hold time.Duration) {
+			repeat(hold, 600*time.Millisecond, func() {
+				for _, ch := range h.st.Sim.Channels() {
+					h.st.Sim.CutChannel(ch.ID) // it may be gone already
+				}
+			})
+		},
+	},
+	{
+		// The XSPs stop hearing heartbeats (they still answer 200):
+		// they end the channels as non-responsive.
+		name: "heartbeats-ignored",
+		at:   200 * time.Millisecond,
+		hold: func(sz sizes) time.Duration { return max(sz.hold, 4*time.Second) },
+		config: func(c *stack.Config) {
+			withSim(c, func(s *xspsim.Config) { s.HeartbeatTimeout = 2500 * time.Millisecond })
+		},
+		run: func(h *harness, hold time.Duration) {
+			h.st.Sim.IgnoreHeartbeats(true)
+			time.Sleep(hold)
+			h.st.Sim.IgnoreHeartbeats(false)
+		},
+	},
+	{
+		// Bursts of 503 with Retry-After on every request, Actions and
+		// Events alike.
+		name: "overload-503-retry-after",
+		at:   100 * time.Millisecond,
+		run: func(h *harness, hold time.Duration) {
+			end := time.Now().Add(hold)
+			for time.Now().Before(end) {
+				h.st.Sim.SetOverload(-1, time.Second)
+				time.Sleep(700 * time.Millisecond)
+				h.st.Sim.ClearFaults()
+				time.Sleep(500 * time.Millisecond)
+			}
+		},
+	},
+	{
+		// 5 % of every XSI request fails with a 500, for the whole storm
+		// and churn.
+		name: "xsi-errors-5pct",
+		hold: func(sz sizes) time.Duration { return sz.churn },
+		run: func(h *harness, hold time.Duration) {
+			h.st.Sim.SetErrorRate("", 0.05, http.StatusInternalServerError)
+			time.Sleep(hold)
+			h.st.Sim.ClearFaults()
+		},
+	},
+	{
+		// Xsi-Actions latency spikes to 10 s (5 % of the requests), for
+		// the whole storm and churn.
+		name: "latency-spikes-10s",
+		skip: "bug: an Xsi-Actions request held past the connector's deadline (a 10 s spike; hoteling step timeout 2 s) " +
+			"is still applied by the XSP once its delay is over, as a real XSP would apply a request it has received; " +
+			"the hot-desk sequence has failed and compensated meanwhile, and as the XSI link never went down nothing " +
+			"repairs the result (gateway.RepairLoop runs at start-up and after link recoveries only): orphan desk CFA, " +
+			"agents signed in without association, an association left after a logout answered success " +
+			"(run it with -faults.bugs)",
+		hold: func(sz sizes) time.Duration { return sz.churn },
+		run: func(h *harness, hold time.Duration) {
+			h.st.Sim.SetActionsLatency(xspsim.Latency{Max: 5 * time.Millisecond, SpikeProb: 0.05, Spike: 10 * time.Second})
+			time.Sleep(hold)
+			h.st.Sim.ClearFaults()
+		},
+	},
+	{
+		// The connector dies mid-storm (nothing more leaves it, its state
+		// file stays as it was) and a new one starts against the same
+		// BroadWorks and state file.
+		name: "connector-killed-mid-storm",
+		at:   150 * time.Millisecond,
+		hold: func(sizes) time.Duration { return 300 * time.Millisecond },
+		run: func(h *harness, hold time.Duration) {
+			if err := h.st.CrashConnector(); err != nil {
+				h.t.Logf("crash: %v", err)
+			}
+			time.Sleep(hold)
+			must(h, h.st.Start())
+		},
+	},
+	{
+		// CTI clients vanish with requests in flight (their TCP connection
+		// cut), one after the other, a monitor too; each reconnects.
+		name: "cti-clients-drop-mid-sequence",
+		at:   100 * time.Millisecond,
+		run: func(h *harness, hold time.Duration) {
+			n := 0
+			repeat(hold, 400*time.Millisecond, func() {
+				h.conns[n%len(h.conns)].drop()
+				if n == 1 {
+					h.monitors[0].cc.drop()
+				}
+				n++
+			})
+		},
+	},
+	{
+		// Channels and subscriptions granted for 2 s: they run out and
+		// are renewed all through the storm and churn.
+		name: "expiry-under-load",
+		hold: func(sz sizes) time.Duration { return sz.churn },
+		config: func(c *stack.Config) {
+			withSim(c, func(s *xspsim.Config) { s.MinExpires = 1 })
+			c.XSIConfig = func(x *xsi.Config) {
+				x.ChannelExpires, x.SubscriptionExpires = 2*time.Second, 2*time.Second
+			}
+		},
+		run: func(h *harness, hold time.Duration) { time.Sleep(hold) },
+	},
+	{
+		name: "phones-vanishing",
+		skip: "not covered: internal/stack starts no phonesync server yet, so no phone takes part",
+	},
+}
+
+// TestFaultCampaign runs every fault of the campaign in turn.
+func TestFaultCampaign(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault campaign")
+	}
+	for _, f := range faults {
+		t.Run(f.name, func(t *testing.T) { runFault(t, f) })
+	}
+}
+
+func must(h *harness, err error) {
+	if err != nil {
+		h.violation("injecting the fault: %v", err)
+	}
+}
+
+// repeat calls f at once and every interval until d has passed.
+func repeat(d, interval time.Duration, f func()) {
+	end := time.Now().Add(d)
+	for {
+		f()
+		if time.Until(end) < interval {
+			time.Sleep(time.Until(end))
+			return
+		}
+		time.Sleep(interval)
+	}
+}
+
+// withSim adds adjust to the stack's simulator configuration.
+func withSim(c *stack.Config, adjust func(*xspsim.Config)) {
+	prev := c.SimConfig
+	c.SimConfig = func(s *xspsim.Config) {
+		if prev != nil {
+			prev(s)
+		}
+		adjust(s)
+	}
+}

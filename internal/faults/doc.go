@@ -1,0 +1,43 @@
+// Package faults is the connector's fault campaign (issue 7): one table of
+// faults, each run through the same harness against a whole connector in
+// process (internal/stack: the XSP simulator with two XSPs, the XSI link,
+// the gateway with its hot-desk sequencer, the CSTA front end), on
+// loopback only.
+//
+// For each fault, CTI clients (csta/cticlient) drive A agents at A hot
+// desks: a login storm, then churn (Ready, Not Ready with a reason, After
+// Call Work, logouts and logins again, state queries), then some logouts,
+// while K monitor clients watch every agent's device and every desk. The
+// fault is injected at a chosen moment (mid-storm for the kills) and
+// cleared after a while. Once the link is back and the connector's view
+// has settled, the harness checks:
+//
+//   - every CTI request got exactly one answer (a success or a CSTA error),
+//     counted by invoke ID on the wire (Tap); a request without an answer
+//     is allowed only when its connection dropped, and then its outcome is
+//     checked through the state instead;
+//   - BroadWorks (the simulator) ends consistent for every agent: fully
+//     logged in at its desk (association both ways, the desk forwarding to
+//     the agent, the agent signed in) or fully logged out (no association,
+//     the desk's own forwarding back, the agent signed out), and in the
+//     state the last unambiguous answer promised;
+//   - the last state each monitor saw for each device equals BroadWorks'
+//     final state (a monitor whose connection the fault cut reconnects and
+//     takes a fresh snapshot through CSTA queries);
+//   - once the stack is closed, goroutines are back to their baseline and
+//     the heap has not grown beyond a tolerance.
+//
+// Sizes and durations are small by default, so that the campaign fits CI
+// (go test -race on two cores, a few minutes). The long mode, for manual
+// runs, takes more agents, clients and monitors and holds every fault
+// longer:
+//
+//	go test -race -run TestFaultCampaign -timeout 60m ./internal/faults/ -faults.long
+//	FAULTS_LONG=1 go test -race -timeout 60m ./internal/faults/
+//
+// -run TestFaultCampaign/<fault> runs one fault; FAULTS_LOG=1 logs the
+// connector's warnings and errors.
+//
+// Deadlines only bound waiting (so that a broken connector fails instead of
+// hanging); no test condition is a timing: latencies are benchmarks.
+package faults
