@@ -35,8 +35,13 @@
 //	go test -race -run TestFaultCampaign -timeout 60m ./internal/faults/ -faults.long
 //	FAULTS_LONG=1 go test -race -timeout 60m ./internal/faults/
 //
-// -run TestFaultCampaign/<fault> runs one fault; FAULTS_LOG=1 logs the
-// connector's warnings and errors.
+// -run TestFaultCampaign/<fault> runs one fault; FAULTS_LOG=warn (or info,
+// debug) logs the connector at that level.
+//
+// Known bugs the campaign found (see the fault table and knownBugACD):
+// the 10 s latency spikes are skipped (run them with -faults.bugs), and a
+// failed login or logout that does not put the agent's ACD state back is
+// logged rather than failed (fail on it with -faults.strict).
 //
 // Deadlines only bound waiting (so that a broken connector fails instead of
 // hanging); no test condition is a timing: latencies are benchmarks.
