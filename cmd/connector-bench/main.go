@@ -12,6 +12,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -42,6 +43,7 @@ func main() {
 	fs.StringVar(&cfg.Connector, "connector", "", "a connector binary to run instead of building ./cmd/connector")
 	fs.StringVar(&cfg.WorkDir, "workdir", "", "directory for the generated config, journal and sipp files (default a temporary one, removed)")
 	asJSON := fs.Bool("json", false, "print the result as JSON instead of the table")
+	jsonFile := fs.String("json-file", "", "also write the result as JSON to this `file`")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if err == flag.ErrHelp {
 			os.Exit(0)
@@ -58,6 +60,16 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "connector-bench:", err)
 		os.Exit(1)
+	}
+	if *jsonFile != "" {
+		f, ferr := os.Create(*jsonFile)
+		if ferr == nil {
+			ferr = res.JSON(f)
+			ferr = errors.Join(ferr, f.Close())
+		}
+		if ferr != nil {
+			fmt.Fprintln(os.Stderr, "connector-bench:", ferr)
+		}
 	}
 	if *asJSON {
 		err = res.JSON(os.Stdout)

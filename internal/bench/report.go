@@ -70,6 +70,10 @@ func (r *Result) Rows() []Row {
 	if fp.PerPhones.Count > 0 {
 		add("footprint: per 1,000 phones (subscribed)", fmt.Sprintf("%s RSS (heap in use %s), %.1f goroutines (%d phones)", mib(fp.PerPhones.RSS), mib(fp.PerPhones.HeapInuse), fp.PerPhones.Goroutines, fp.PerPhones.Count), "", "")
 	}
+	stage := func(f Footprint) string {
+		return fmt.Sprintf("%s/%s/%d", mib(float64(f.RSS)), mib(float64(f.HeapInuse)), f.Goroutines)
+	}
+	add("footprint: RSS/heap in use/goroutines by stage", fmt.Sprintf("idle %s → +CTI %s → +phones %s → end %s", stage(fp.Idle), stage(fp.WithCTI), stage(fp.WithPhones), stage(fp.End)), "", "")
 	add("footprint: at the end", fmt.Sprintf("RSS %s, peak (VmHWM) %s, %d goroutines, %d threads", mib(float64(fp.End.RSS)), mib(float64(fp.End.HWM)), fp.End.Goroutines, fp.End.Threads), "", "")
 	how := "projected from the rows above"
 	if fp.TargetMeasured {
