@@ -259,6 +259,7 @@ type Result struct {
 		WarningLines []string     `json:"connector_warning_examples,omitempty"`
 		Unmatched    [2]int       `json:"unmatched_cti_notify"`
 		Lost         []string     `json:"lost_examples,omitempty"`
+		CTIEnded     int          `json:"cti_connections_ended_by_connector"`
 	} `json:"diagnostics"`
 }
 
@@ -523,8 +524,8 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	track.reset()
 	meter = startMeter(conn.pid, sippPid)
 	ch := churn(ctx, sim, track, next, cfg.ChurnRate, cfg.ChurnDuration, true)
-	track.waitSeen(seenCTI, cfg.Agents, 30*time.Second)
-	track.waitSeen(seenNotify, cfg.GoPhones, 5*time.Second)
+	track.waitSeen(seenCTI, cfg.Agents, 60*time.Second)
+	track.waitSeen(seenNotify, cfg.GoPhones, 20*time.Second)
 	cr := &res.Churn
 	cr.CPU = meter.stop()
 	cr.Changes = ch.Changes
@@ -538,6 +539,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	// The connector's CPU from the churn's start until its events were
 	// delivered, per change.
 	cr.CPUPerEvent = cr.CPU.Connector * 1e6 / float64(max(1, ch.Changes))
+	res.Diag.CTIEnded = int(cti.ended.Load())
 	res.Diag.Lost = append(track.lostExamples(seenCTI, cfg.Agents, 5), track.lostExamples(seenNotify, cfg.GoPhones, 5)...)
 	track.mu.Lock()
 	res.Diag.Unmatched = track.unmatched

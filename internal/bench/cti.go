@@ -96,7 +96,7 @@ func (t *tracker) lostExamples(where, agents, n int) []string {
 }
 
 // waitSeen waits until every change of agents 1..agents was seen where,
-// or nothing more was seen for 3 s, or timeout.
+// or nothing more was seen for 10 s, or timeout.
 func (t *tracker) waitSeen(where, agents int, timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	last, since := -1, time.Now()
@@ -107,7 +107,7 @@ func (t *tracker) waitSeen(where, agents int, timeout time.Duration) {
 		}
 		if lost != last {
 			last, since = lost, time.Now()
-		} else if time.Since(since) > 3*time.Second {
+		} else if time.Since(since) > 10*time.Second {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -153,6 +153,8 @@ type ctiSide struct {
 	track   *tracker
 	fo      *fanout
 	dropped atomic.Int64
+	closing atomic.Bool  // close was called
+	ended   atomic.Int64 // connections the connector ended before that
 	wg      sync.WaitGroup
 }
 
@@ -216,6 +218,7 @@ func dialCTI(ctx context.Context, addr string, n, k int, track *tracker, fo *fan
 }
 
 func (s *ctiSide) readDesk(c *cticlient.Client) {
+	defer s.noteEnd()
 	for ev := range c.Events() {
 		rx := time.Now().UnixNano()
 		if d := deskIndex(ev.Device); d > 0 && strings.HasPrefix(ev.Name, "Agent") {
@@ -224,7 +227,14 @@ func (s *ctiSide) readDesk(c *cticlient.Client) {
 	}
 }
 
+func (s *ctiSide) noteEnd() {
+	if !s.closing.Load() {
+		s.ended.Add(1)
+	}
+}
+
 func (s *ctiSide) readFan(c *cticlient.Client, m int) {
+	defer s.noteEnd()
 	fo := s.fo
 	for ev := range c.Events() {
 		rx := time.Now().UnixNano()
@@ -239,6 +249,7 @@ func (s *ctiSide) readFan(c *cticlient.Client, m int) {
 }
 
 func (s *ctiSide) close() {
+	s.closing.Store(true)
 	for _, c := range append(append([]*cticlient.Client(nil), s.clients...), s.fan...) {
 		if c != nil {
 			c.Close()

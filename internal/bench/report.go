@@ -115,8 +115,8 @@ func (r *Result) Table(w io.Writer) error {
 		return err
 	}
 	d := r.Diag
-	fmt.Fprintf(w, "\nsimulator: %d events sent, %d acknowledged, %d dropped; connector: %d warning/error log lines; events matching no change: %d CTI, %d NOTIFY\n",
-		d.Sim.EventsSent, d.Sim.EventsAcked, d.Sim.EventsDropped, d.Warnings, d.Unmatched[seenCTI], d.Unmatched[seenNotify])
+	fmt.Fprintf(w, "\nsimulator: %d events sent, %d acknowledged, %d dropped; connector: %d warning/error log lines, %d CTI connections ended by it during the churn; events matching no change: %d CTI, %d NOTIFY\n",
+		d.Sim.EventsSent, d.Sim.EventsAcked, d.Sim.EventsDropped, d.Warnings, d.CTIEnded, d.Unmatched[seenCTI], d.Unmatched[seenNotify])
 	for _, l := range d.WarningLines {
 		fmt.Fprintf(w, "  %s\n", l)
 	}
