@@ -286,3 +286,41 @@ func TestGetAgentState(t *testing.T) {
 		})
 	}
 }
+
+// TestAcceptedStateInView: a state the XSP accepted for our request stands
+// in the hot-desk view until its event comes (or the window passes), so a
+// sequence started right after the answer does not start from the state
+// before.
+func TestAcceptedStateInView(t *testing.T) {
+	const alice = "alice@example.com"
+	h := newHarness(t)
+	h.g.HandleXSIEvent(xev(alice, agentState("Unavailable", "200")))
+	ready := csta.SetAgentState{Device: "+15550001", RequestedState: csta.ReqReady, AgentID: "A1"}
+	if _, err := h.g.SetAgentState(context.Background(), csta.Requester{}, &ready); err != nil {
+		t.Fatal(err)
+	}
+	if v := h.g.User(alice); v.ACDState != xsi.ACDAvailable || v.UnavailableCode != "" {
+		t.Fatalf("view after the 200, before the event: %s/%s, want Available", v.ACDState, v.UnavailableCode)
+	}
+	// An event of an earlier change does not end it; ours does.
+	h.g.HandleXSIEvent(xev(alice, agentState("Unavailable", "100")))
+	if v := h.g.User(alice); v.ACDState != xsi.ACDAvailable {
+		t.Fatalf("view after an older event: %s, want Available still", v.ACDState)
+	}
+	h.g.HandleXSIEvent(xev(alice, agentState("Available", "")))
+	h.g.HandleXSIEvent(xev(alice, agentState("Unavailable", "200"))) // someone else, after ours
+	if v := h.g.User(alice); v.ACDState != xsi.ACDUnavailable || v.UnavailableCode != "200" {
+		t.Fatalf("view after the confirming event and a later change: %s/%s, want Unavailable/200", v.ACDState, v.UnavailableCode)
+	}
+	// Never confirmed: the view goes back to the events once the window has passed.
+	if _, err := h.g.SetAgentState(context.Background(), csta.Requester{}, &ready); err != nil {
+		t.Fatal(err)
+	}
+	h.g.mu.Lock()
+	h.g.users[alice].pendingUntil = time.Now().Add(-time.Millisecond)
+	h.g.mu.Unlock()
+	if v := h.g.User(alice); v.ACDState != xsi.ACDUnavailable {
+		t.Fatalf("view after the window: %s, want the events' Unavailable", v.ACDState)
+	}
+	h.settle(t)
+}

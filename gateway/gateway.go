@@ -293,6 +293,9 @@ func (g *Gateway) applyAgent(u *userState, info xsi.AgentStateInfo) []csta.Event
 	same := prev == state && u.unavailableCode == code
 	u.acdState, u.unavailableCode = state, code
 	u.agentSeen, u.agentFresh = true, true
+	if u.pendingACD == state && (u.pendingCode == "" || u.pendingCode == code) {
+		u.pendingACD = "" // our request's change, confirmed
+	}
 	if !report(seen, same) {
 		return nil
 	}

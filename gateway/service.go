@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"time"
 
 	"github.com/broadworks-connector/connector/csta"
 	"github.com/broadworks-connector/connector/xsi"
@@ -112,7 +113,11 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, who csta.Reque
 	code := g.dir().UnavailableCode(req.ReasonCode, g.cfg().DefaultUnavailableCode)
 	notFound := csta.ErrInvalidAgentIdentifier
 	set := func(state xsi.ACDState, code string) error {
-		return g.cstaError(g.deps.Actions.SetAgentState(ctx, agent, state, code), notFound)
+		if err := g.deps.Actions.SetAgentState(ctx, agent, state, code); err != nil {
+			return g.cstaError(err, notFound)
+		}
+		g.expectAgentState(agent, state, code)
+		return nil
 	}
 
 	switch req.RequestedState {
@@ -414,4 +419,25 @@ func (g *Gateway) GetDoNotDisturb(ctx context.Context, _ csta.Requester, req *cs
 		}
 	}
 	return &csta.GetDoNotDisturbResponse{DoNotDisturbOn: d.Active}, nil
+}
+
+// pendingWindow bounds how long an agent state the XSP accepted stands in
+// for its confirming event.
+const pendingWindow = 10 * time.Second
+
+// expectAgentState notes that the XSP accepted state (and code) for user:
+// until the event confirms it, the view hot-desk sequences read shows it
+// already. The request is answered on the 200, before the event; without
+// this a hot-desk login or logout following at once would start from the
+// state before, take the late event for a contradiction, and put that older
+// state back when it undoes itself (found by the fault campaign).
+func (g *Gateway) expectAgentState(user string, state xsi.ACDState, code string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	u := g.user(user)
+	if u.agentSeen && u.acdState == state && (code == "" || u.unavailableCode == code) {
+		u.pendingACD = "" // the event came first
+		return
+	}
+	u.pendingACD, u.pendingCode, u.pendingUntil = state, code, time.Now().Add(pendingWindow)
 }

@@ -19,6 +19,12 @@ type userState struct {
 	agentSeen, agentFresh bool
 	acdState              xsi.ACDState
 	unavailableCode       string
+	// An agent state the XSP accepted (200) from our request, standing in
+	// the view given to hot-desk sequences until its event confirms it or
+	// pendingUntil passes (read your own writes: see expectAgentState).
+	pendingACD   xsi.ACDState
+	pendingCode  string
+	pendingUntil time.Time
 
 	// Call Forwarding Always, Busy and No Answer, indexed by fwdIndex.
 	fwd [3]forwardingView
@@ -71,11 +77,23 @@ func (u *userState) view() hoteling.User {
 	if u.hostUserID == "" {
 		since = u.guestSince
 	}
+	acd, code := u.acdState, u.unavailableCode
+	if u.pendingACD != "" && time.Now().Before(u.pendingUntil) {
+		switch {
+		case u.pendingACD != xsi.ACDUnavailable:
+			code = ""
+		case u.pendingCode != "":
+			code = u.pendingCode
+		case acd != xsi.ACDUnavailable:
+			code = "" // the XSP picks the default code; its event will say
+		}
+		acd = u.pendingACD
+	}
 	return hoteling.User{
 		ID:              u.id,
 		Known:           u.known,
-		ACDState:        u.acdState,
-		UnavailableCode: u.unavailableCode,
+		ACDState:        acd,
+		UnavailableCode: code,
 		CFA:             u.fwd[0].f,
 		HostUserID:      u.hostUserID,
 		GuestUserID:     u.guestUserID,
