@@ -22,6 +22,7 @@ import (
 	"github.com/broadworks-connector/connector/csta/cticlient"
 	"github.com/broadworks-connector/connector/gateway"
 	"github.com/broadworks-connector/connector/internal/stack"
+	"github.com/broadworks-connector/connector/phonesync"
 	"github.com/broadworks-connector/connector/xsi/xspsim"
 )
 
@@ -47,6 +48,7 @@ type sizes struct {
 	agents   int           // agents, and as many hot desks (agent i sits at desk i)
 	clients  int           // CTI clients driving the agents, each its share
 	monitors int           // monitor clients watching every device
+	phones   int           // desk phones (desks 1..phones) subscribed to as-feature-event
 	churn    time.Duration // how long agents churn after their storm login
 	hold     time.Duration // how long a fault lasts, unless the fault says otherwise
 	settle   time.Duration // deadline for recovery and each invariant to hold
@@ -54,9 +56,9 @@ type sizes struct {
 
 func campaignSizes() sizes {
 	if *longMode || os.Getenv("FAULTS_LONG") != "" {
-		return sizes{agents: 200, clients: 10, monitors: 4, churn: 60 * time.Second, hold: 20 * time.Second, settle: 3 * time.Minute}
+		return sizes{agents: 200, clients: 10, monitors: 4, phones: 50, churn: 60 * time.Second, hold: 20 * time.Second, settle: 3 * time.Minute}
 	}
-	return sizes{agents: 24, clients: 4, monitors: 2, churn: 4 * time.Second, hold: 2 * time.Second, settle: 60 * time.Second}
+	return sizes{agents: 24, clients: 4, monitors: 2, phones: 8, churn: 4 * time.Second, hold: 2 * time.Second, settle: 60 * time.Second}
 }
 
 // Reason codes: a CSTA not-ready reason and its BroadWorks unavailable code.
@@ -92,7 +94,8 @@ func testLogger(t testing.TB) *slog.Logger {
 }
 
 // baseConfig is the stack every fault starts from: two XSPs, the reason
-// codes in BroadWorks and in the gateway.
+// codes in BroadWorks and in the gateway, phone sync pinging phones every
+// second.
 func baseConfig(t testing.TB, sz sizes) stack.Config {
 	return stack.Config{
 		Agents: sz.agents,
@@ -103,6 +106,10 @@ func baseConfig(t testing.TB, sz sizes) stack.Config {
 			for i, r := range reasons {
 				c.UnavailableCodes = append(c.UnavailableCodes, xspsim.UnavailableCode{Code: r.code, Description: r.code, Active: true, Default: i == 0})
 			}
+		},
+		Phones: true,
+		PhonesConfig: func(c *phonesync.Config) {
+			c.OptionsInterval, c.LivenessTimeout = time.Second, 3*time.Second
 		},
 		GatewayConfig: func(c *gateway.Config) {
 			for _, r := range reasons {
@@ -343,7 +350,12 @@ func (h *harness) drive(a *agentRun, churnEnd time.Time) {
 	h.setState(a, csta.ReqLoggedOn, "")
 	for time.Now().Before(churnEnd) && !h.stopped() {
 		time.Sleep(time.Duration(20+rng.IntN(60)) * time.Millisecond)
-		if a.hotel == out {
+		if a.hotel != in {
+			// Logged out, or not known after a lost answer: log in (a
+			// login where the agent is already changes nothing). State
+			// changes go to logged-in agents only: the connector does
+			// not refuse Ready for an agent who is not at the desk (it
+			// signs the agent in to the ACD without a hot desk).
 			h.setState(a, csta.ReqLoggedOn, "")
 			continue
 		}
@@ -619,6 +631,8 @@ type harness struct {
 
 	conns    []*ctiConn // the agents' CTI clients
 	monitors []*monitor
+	pmu      sync.Mutex
+	phones   map[int]*phone // by desk
 
 	vmu        sync.Mutex
 	violations []string
@@ -651,6 +665,56 @@ func (h *harness) snapshots() (map[string]xspsim.UserSnapshot, error) {
 		out[u] = s
 	}
 	return out, nil
+}
+
+// resubscribe gives a new subscription to every phone whose connector
+// life ended.
+func (h *harness) resubscribe() {
+	h.pmu.Lock()
+	defer h.pmu.Unlock()
+	for _, p := range h.phones {
+		p.mu.Lock()
+		stale := p.life != h.st.Conn() || p.ended
+		p.mu.Unlock()
+		if stale {
+			if err := p.subscribe(h.st, p.pc.LocalAddr().String()); err != nil {
+				h.violation("e: %v", err)
+			}
+		}
+	}
+}
+
+// replacePhone makes desk d's phone vanish (no answer, socket gone) and,
+// if again, a new phone take its place.
+func (h *harness) replacePhone(d int, again bool) {
+	h.pmu.Lock()
+	p := h.phones[d]
+	delete(h.phones, d)
+	h.pmu.Unlock()
+	if p != nil {
+		p.close()
+	}
+	if !again {
+		return
+	}
+	np, err := h.newPhone(stack.DeskID(d))
+	if err != nil {
+		h.violation("phone %s back: %v", stack.DeskID(d), err)
+		return
+	}
+	h.pmu.Lock()
+	h.phones[d] = np
+	h.pmu.Unlock()
+}
+
+func (h *harness) closePhones() {
+	h.pmu.Lock()
+	ps := h.phones
+	h.phones = map[int]*phone{}
+	h.pmu.Unlock()
+	for _, p := range ps {
+		p.close()
+	}
 }
 
 // viewDiff lists where the running connector's view differs from
@@ -809,7 +873,8 @@ func runScenario(t *testing.T, f fault, sz sizes) []string {
 	if err := st.Start(); err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, sz: sz, st: st, stop: make(chan struct{})}
+	h := &harness{t: t, sz: sz, st: st, stop: make(chan struct{}), phones: map[int]*phone{}}
+	defer h.closePhones()
 	ownCFA := map[int]string{}
 	for i := 1; i <= sz.agents; i++ {
 		s, err := st.Sim.Snapshot(stack.DeskUser(i))
@@ -829,6 +894,13 @@ func runScenario(t *testing.T, f fault, sz sizes) []string {
 		}
 		monitors = append(monitors, m)
 	}
+	for d := 1; d <= sz.phones; d++ {
+		p, err := h.newPhone(stack.DeskID(d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.phones[d] = p
+	}
 	var conns []*ctiConn
 	for k := range sz.clients {
 		cc, err := h.newConn(fmt.Sprintf("client%d", k+1), 256)
@@ -841,7 +913,7 @@ func runScenario(t *testing.T, f fault, sz sizes) []string {
 	h.monitors = monitors
 	agents := make([]*agentRun, sz.agents)
 	for i := range agents {
-		agents[i] = &agentRun{i: i + 1, cc: conns[i%len(conns)]}
+		agents[i] = &agentRun{i: i + 1, cc: conns[i%len(conns)], hotel: out, acd: xspsim.StateSignOut} // as seeded
 	}
 
 	// The storm, the churn, the fault.
@@ -931,6 +1003,20 @@ func runScenario(t *testing.T, f fault, sz sizes) []string {
 		}
 	}
 
+	// (e) every phone shows BroadWorks' final state. A phone whose
+	// subscription a connector restart ended subscribes again, as it
+	// would on its next refresh (and gets the full state).
+	h.resubscribe()
+	if bad := await(sz.settle/4, func() []string {
+		snaps, err := h.snapshots()
+		if err != nil {
+			return []string{err.Error()}
+		}
+		return h.phoneDiff(snaps)
+	}); len(bad) > 0 {
+		h.violation("e: phones missed changes:\n\t%s", firstN(bad, 20))
+	}
+
 	// (a) every request sent got exactly one answer.
 	close(h.stop)
 	for _, cc := range append(slices.Clone(conns), monitorConns(monitors)...) {
@@ -963,6 +1049,7 @@ func runScenario(t *testing.T, f fault, sz sizes) []string {
 		<-m.done
 	}
 	summarize(t, agents)
+	h.closePhones()
 	if err := st.Close(); err != nil {
 		t.Logf("stack close: %v", err)
 	}

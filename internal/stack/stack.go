@@ -28,6 +28,7 @@ import (
 	"github.com/broadworks-connector/connector/csta/cticlient"
 	"github.com/broadworks-connector/connector/gateway"
 	"github.com/broadworks-connector/connector/hoteling"
+	"github.com/broadworks-connector/connector/phonesync"
 	"github.com/broadworks-connector/connector/xsi"
 	"github.com/broadworks-connector/connector/xsi/xspsim"
 )
@@ -81,6 +82,15 @@ type Config struct {
 	// GatewayConfig, when set, adjusts the gateway's configuration of every
 	// connector life (e.g. reason codes).
 	GatewayConfig func(*gateway.Config)
+	// Phones starts phone sync (a phonesync.Server served by the gateway's
+	// PhoneService, the gateway publishing to it, as run wires it) on
+	// 127.0.0.1:0 (UDP and TCP), on the same address again in later
+	// connector lives. Digest authentication is off; subscriptions are
+	// kept in memory only.
+	Phones bool
+	// PhonesConfig, when set, adjusts phone sync's configuration of every
+	// connector life (e.g. liveness intervals).
+	PhonesConfig func(*phonesync.Config)
 }
 
 // DeskOwnNumber is the default own forwarding number of desk i.
@@ -104,6 +114,7 @@ func DeskUser(i int) string { return DeskID(i) + "@" + Domain }
 // Stack is a running simulator and, between Start and Stop, a connector.
 type Stack struct {
 	cfg     Config
+	sipAddr string // phone sync's address, kept across connector lives
 	tmpDir  string
 	users   []string
 	Sim     *xspsim.Server // nil with Config.LoadProcess
@@ -120,6 +131,7 @@ type Connector struct {
 	Gateway   *gateway.Gateway
 	Sequencer *hoteling.Sequencer
 	CSTA      *csta.Server
+	Phones    *phonesync.Server // nil without Config.Phones
 	Repairs   []hoteling.Repair // what start-up recovery did
 
 	acts      *gatedActions
@@ -342,6 +354,12 @@ func (s *Stack) Start() error {
 		s.teardown(c, true)
 		return err
 	}
+	if s.cfg.Phones {
+		if err := s.startPhones(c); err != nil {
+			s.teardown(c, true)
+			return err
+		}
+	}
 	if err := s.awaitReady(c, s.cfg.ReadyTimeout); err != nil {
 		s.teardown(c, true)
 		return err
@@ -465,8 +483,66 @@ func (s *Stack) RestartConnector(crash bool) error {
 	return errors.Join(err, s.Start())
 }
 
+// startPhones starts phone sync for c, on the address of the previous
+// life if there was one (phones know the connector by its address).
+func (s *Stack) startPhones(c *Connector) error {
+	pcfg := phonesync.DefaultConfig()
+	s.mu.Lock()
+	pcfg.Listen = s.sipAddr
+	s.mu.Unlock()
+	if pcfg.Listen == "" {
+		pcfg.Listen = "127.0.0.1:0"
+	}
+	pcfg.RequireAuth = false
+	pcfg.Credentials = map[string]string{}
+	pcfg.MinExpires = time.Second
+	pcfg.SubscribeRate = 0 // no per-address limit: every phone is on 127.0.0.1
+	pcfg.RequestTimeout = 5 * time.Second
+	if s.cfg.PhonesConfig != nil {
+		s.cfg.PhonesConfig(&pcfg)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var srv *phonesync.Server
+	for try := 0; ; try++ {
+		var err error
+		srv, err = phonesync.NewServer(pcfg, c.Gateway.PhoneService(), s.cfg.Logger.With("component", "phonesync"))
+		if err != nil {
+			return err
+		}
+		if err = srv.Start(ctx); err == nil {
+			break
+		}
+		srv.Close()
+		if try == 50 { // the port may linger briefly after the last life closed it
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.Gateway.SetPhones(srv)
+	c.Phones = srv
+	s.mu.Lock()
+	s.sipAddr = srv.Addr()
+	s.mu.Unlock()
+	return nil
+}
+
+// SIPAddr is phone sync's address (UDP and TCP), "" without Config.Phones
+// or before the first Start.
+func (s *Stack) SIPAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sipAddr
+}
+
 func (s *Stack) teardown(c *Connector, hard bool) error {
 	var errs []error
+	if c.Phones != nil {
+		c.Gateway.SetPhones(nil)
+		if err := c.Phones.Close(); err != nil && !hard {
+			errs = append(errs, err)
+		}
+	}
 	c.cancel()
 	<-c.runEnd
 	if c.repairEnd != nil { // nil: failed before the loop started
