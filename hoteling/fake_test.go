@@ -13,8 +13,10 @@ import (
 // fault makes the fake fail the call-th mutating Action (0-based).
 type fault struct {
 	call int
-	mode string // "error": return err, nothing changes; "drop": change applied, no event; "contradict": another change and its event
-	err  error
+	mode string // "error": return err, nothing changes; "drop": change applied, no event; "contradict": another change and its event;
+	// "late": return err, and apply the change (and its event) lateBy later, as an XSP does with a request it got but answered too late
+	err    error
+	lateBy time.Duration
 }
 
 // fakeBW is BroadWorks (truth, changed when the Action returns) plus the
@@ -63,6 +65,13 @@ func (f *fakeBW) change(entry string, apply, contradict func(m map[string]User))
 	n := f.calls
 	f.calls++
 	drop := false
+	event := func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		apply(f.view)
+		close(f.changed)
+		f.changed = make(chan struct{})
+	}
 	if f.fault != nil && f.fault.call == n {
 		f.fired = true
 		switch f.fault.mode {
@@ -72,6 +81,14 @@ func (f *fakeBW) change(entry string, apply, contradict func(m map[string]User))
 			drop = true
 		case "contradict":
 			apply = contradict
+		case "late":
+			time.AfterFunc(f.fault.lateBy, func() {
+				f.mu.Lock()
+				apply(f.truth)
+				f.mu.Unlock()
+				time.AfterFunc(f.delay, event)
+			})
+			return f.fault.err
 		}
 	}
 	// The XSP has applied the change when it answers; the event follows.
@@ -79,13 +96,7 @@ func (f *fakeBW) change(entry string, apply, contradict func(m map[string]User))
 	if drop {
 		return nil
 	}
-	time.AfterFunc(f.delay, func() {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		apply(f.view)
-		close(f.changed)
-		f.changed = make(chan struct{})
-	})
+	time.AfterFunc(f.delay, event)
 	return nil
 }
 

@@ -36,10 +36,16 @@ type Repair struct {
 // host are locked, and left alone when the sequence that held them has
 // since finished it one way or the other.
 func (s *Sequencer) Recover(ctx context.Context, users []string) []Repair {
+	return s.recover(ctx, users, s.cfg.RecoverMode)
+}
+
+// recover is Recover in the given mode (a re-check always undoes: its
+// sequence has failed, and its client was told so).
+func (s *Sequencer) recover(ctx context.Context, users []string, mode string) []Repair {
 	var out []Repair
 	for _, f := range s.halfDone(users) {
 		start := time.Now()
-		rp, acted := s.repair(ctx, f, users)
+		rp, acted := s.repair(ctx, f, users, mode)
 		if !acted {
 			s.logger.Debug("hoteling: half-done sequence settled meanwhile", "guest", f.GuestUserID, "host", f.HostUserID, "found", f.Found)
 			continue
@@ -119,12 +125,12 @@ func (s *Sequencer) guestForwardedTo(host string, h User, users []string) string
 
 // repair completes or undoes finding f once its locks are held, if it is
 // still half done then; acted is false when it was not.
-func (s *Sequencer) repair(ctx context.Context, f Repair, users []string) (rp Repair, acted bool) {
+func (s *Sequencer) repair(ctx context.Context, f Repair, users []string, mode string) (rp Repair, acted bool) {
 	rp = f
 	guest, host := f.GuestUserID, f.HostUserID
 	release, err := s.lockFor(ctx, func() []string { return s.loginKeys(guest, host, false) })
 	if err != nil {
-		rp.Action = s.recoverAction()
+		rp.Action = recoverAction(mode)
 		rp.Err = &StepError{Op: "recover", Step: "queue", Kind: kindOrSelf(ctx, err), Err: err, Guest: guest, Host: host}
 		return rp, true
 	}
@@ -132,8 +138,8 @@ func (s *Sequencer) repair(ctx context.Context, f Repair, users []string) (rp Re
 	if !s.stillHalfDone(f, users) {
 		return rp, false
 	}
-	rp.Action = s.recoverAction()
-	if s.cfg.RecoverMode == RecoverComplete {
+	rp.Action = recoverAction(mode)
+	if mode == RecoverComplete {
 		forwardTo := ""
 		if r, ok := s.Remembered(host); ok && r.GuestUserID == guest {
 			forwardTo = r.ForwardTo
@@ -169,8 +175,8 @@ func (s *Sequencer) repair(ctx context.Context, f Repair, users []string) (rp Re
 	return rp, true
 }
 
-func (s *Sequencer) recoverAction() string {
-	if s.cfg.RecoverMode == RecoverComplete {
+func recoverAction(mode string) string {
+	if mode == RecoverComplete {
 		return "completed"
 	}
 	return "undone"

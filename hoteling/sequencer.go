@@ -42,6 +42,11 @@ type Config struct {
 	// Store keeps the remembered host forwarding across restarts. Optional
 	// (memory only when nil); see FileStore.
 	Store Store
+	// RecheckAfter: a sequence that failed on a step the XSP may still
+	// apply (a timeout, a 5xx) is checked again this long after it ended,
+	// and what a late change left half done is undone (recheck.go). 0: no
+	// re-check.
+	RecheckAfter time.Duration
 }
 
 // Recover modes.
@@ -79,8 +84,10 @@ type Sequencer struct {
 
 	mu         sync.Mutex
 	locks      map[string]*keyLock
-	remembered map[string]Remembered // by host user ID
-	loaded     bool                  // Store loaded into remembered
+	remembered map[string]Remembered  // by host user ID
+	loaded     bool                   // Store loaded into remembered
+	rechecks   map[string]*recheckSet // pending re-checks by user set (recheck.go)
+	closed     bool                   // Close was called
 }
 
 // New builds a Sequencer; it starts no goroutine.
@@ -101,7 +108,7 @@ func New(cfg Config, act Actions, view View, logger *slog.Logger) *Sequencer {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Sequencer{cfg: cfg, act: act, view: view, logger: logger, metrics: newMetrics(),
-		locks: map[string]*keyLock{}, remembered: map[string]Remembered{}}
+		locks: map[string]*keyLock{}, remembered: map[string]Remembered{}, rechecks: map[string]*recheckSet{}}
 }
 
 // Remembered returns the remembered previous CFA of hostUserID.

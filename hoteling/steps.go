@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -38,6 +39,11 @@ type run struct {
 	start       time.Time
 	done        []done
 	err         *StepError
+	// uncertain: a step (or an undo) failed in a way the XSP may still
+	// apply it (a timeout, a 5xx, a contradiction): the run is re-checked
+	// later (recheck.go); doubt is that step, when it was a forward one.
+	uncertain bool
+	doubt     *done
 }
 
 // newRun starts a sequence (a saga): one log line here, one when it ends
@@ -75,6 +81,8 @@ func (r *run) step(st step) {
 		// The change may have been applied (timeout, 5xx, contradicting
 		// event): undo it as well.
 		r.done = append(r.done, done{st, before})
+		r.uncertain = true
+		r.doubt = &r.done[len(r.done)-1]
 	}
 	kind := kindOf(r.ctx, err)
 	if errors.Is(err, ErrContradicted) {
@@ -99,11 +107,23 @@ func (r *run) finish() error {
 		d := r.done[i]
 		u := d.st.undo(d.before)
 		if err := r.s.exec(ctx, r.op, u, r.s.view.User(u.user)); err != nil {
+			r.uncertain = r.uncertain || !refused(err)
 			r.s.logger.Error("hoteling: compensation failed", "op", r.op, "guest", r.guest, "host", r.host, "step", u.name, "err", err)
 			errs = append(errs, fmt.Errorf("%s: %w", u.name, err))
 		}
 	}
 	r.err.Undo = errors.Join(errs...)
+	if r.uncertain {
+		users := []string{r.guest, r.host}
+		for _, d := range r.done {
+			users = append(users, d.st.user)
+		}
+		var doubt *inDoubt
+		if d := r.doubt; d != nil {
+			doubt = &inDoubt{st: d.st, undo: d.st.undo(d.before)}
+		}
+		r.s.scheduleRecheck(slices.DeleteFunc(users, func(u string) bool { return u == "" }), doubt)
+	}
 	r.s.metrics.compensated(r.op, len(r.done), r.err.Undo)
 	if r.err.Undo == nil {
 		r.s.logger.Info("hoteling: sequence undone", "op", r.op, "guest", r.guest, "host", r.host, "failed", r.err.Step,

@@ -113,6 +113,9 @@ func newXSILink(cfg *config.Config, logger *slog.Logger) (*xsiLink, error) {
 	// The number a desk forwards to comes from the directory in force
 	// (SIGHUP may reload it).
 	hcfg.NumberOf = func(userID string) string { return l.gateway.Directory().NumberOf(userID) }
+	// A step given up on (timeout, 5xx) may still be applied by the XSP:
+	// look again once any request sent then has surely ended.
+	hcfg.RecheckAfter = max(2*xcfg.RequestTimeout, 10*time.Second)
 	l.sequencer = hoteling.New(hcfg, client, l.gateway, logger.With("component", "hoteling"))
 	l.gateway.SetHoteling(l.sequencer)
 	logger.Info("xsi link built", "servers", xcfg.Servers, "channel_set_id", xcfg.ChannelSetID,
@@ -226,6 +229,7 @@ func (l *xsiLink) logLinkChanges(forward chan<- struct{}) {
 // the simulator, in that order.
 func (l *xsiLink) stop(ctx context.Context) error {
 	var err error
+	l.sequencer.Close() // no re-checks of failed sequences from here on
 	if l.cancel != nil {
 		l.cancel()
 		select {

@@ -1,0 +1,122 @@
+package hoteling
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+)
+
+// A step that failed on a timeout, a 5xx or a contradicting event may
+// still be applied by the XSP after the sequence gave up and undid itself:
+// the XSP received the request and works on it (research/xsi.md). Such a
+// sequence is looked at again Config.RecheckAfter after it ended, under its
+// users' locks:
+//   - the step in doubt: when the view shows what it asked for and not what
+//     its undo restored, the late change has landed, and the undo is sent
+//     again (so BroadWorks ends as the client was told: as before);
+//   - then Recover, in undo mode, on the users the sequence touched, for
+//     any half-done shape left.
+//
+// Only the one step whose outcome was unknown is re-checked: the other
+// steps were confirmed and so were their undos, and a later change by
+// someone else to other parts of the view is left alone.
+
+// inDoubt is a failed step that may still be applied, and its undo.
+type inDoubt struct {
+	st, undo step
+}
+
+// recheckSet is one scheduled re-check.
+type recheckSet struct {
+	timer  *time.Timer
+	users  []string
+	doubts []inDoubt
+}
+
+// scheduleRecheck arranges the re-check of a failed sequence over users,
+// with its step in doubt (if any). One timer per set of users: a later
+// failure on the same users adds its step and moves the time on.
+func (s *Sequencer) scheduleRecheck(users []string, doubt *inDoubt) {
+	if s.cfg.RecheckAfter <= 0 || len(users) == 0 {
+		return
+	}
+	users = slices.Compact(slices.Sorted(slices.Values(users)))
+	key := strings.Join(users, "|")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	rs := s.rechecks[key]
+	if rs == nil {
+		rs = &recheckSet{users: users}
+		s.rechecks[key] = rs
+		rs.timer = time.AfterFunc(s.cfg.RecheckAfter, func() { s.recheck(key) })
+	} else {
+		rs.timer.Reset(s.cfg.RecheckAfter)
+	}
+	if doubt != nil {
+		rs.doubts = append(rs.doubts, *doubt)
+	}
+}
+
+func (s *Sequencer) recheck(key string) {
+	s.mu.Lock()
+	rs := s.rechecks[key]
+	delete(s.rechecks, key)
+	closed := s.closed
+	s.mu.Unlock()
+	if closed || rs == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*s.cfg.StepTimeout*time.Duration(len(rs.users)+len(rs.doubts)))
+	defer cancel()
+	s.logger.Info("hoteling: re-checking a failed sequence the XSP may have applied late", "users", rs.users)
+	s.redoUndos(ctx, rs.doubts)
+	s.recover(ctx, rs.users, RecoverUndo)
+}
+
+// redoUndos sends again the undo of each step in doubt whose late change
+// the view shows.
+func (s *Sequencer) redoUndos(ctx context.Context, doubts []inDoubt) {
+	if len(doubts) == 0 {
+		return
+	}
+	release, err := s.lockFor(ctx, func() []string {
+		var keys []string
+		for _, d := range doubts {
+			keys = append(keys, agentKey(d.st.user), hostKey(d.st.user))
+		}
+		return slices.Compact(slices.Sorted(slices.Values(keys)))
+	})
+	if err != nil {
+		s.logger.Error("hoteling: re-check could not lock its users", "err", err)
+		return
+	}
+	defer release()
+	for i := len(doubts) - 1; i >= 0; i-- {
+		d := doubts[i]
+		v := s.view.User(d.st.user)
+		if !d.st.want(v) || d.undo.want(v) {
+			continue
+		}
+		s.logger.Warn("hoteling: a request given up on was applied late; undoing it again",
+			"step", d.st.name, "user", d.st.user, "view", d.st.proj(v))
+		if err := s.exec(ctx, "recheck", d.undo, v); err != nil {
+			s.logger.Error("hoteling: undoing a late change failed", "step", d.undo.name, "user", d.undo.user, "err", err)
+		}
+	}
+}
+
+// Close stops the re-checks still to come (the connector is stopping); a
+// sequence running still finishes.
+func (s *Sequencer) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for key, rs := range s.rechecks {
+		rs.timer.Stop()
+		delete(s.rechecks, key)
+	}
+}
