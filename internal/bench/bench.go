@@ -74,9 +74,10 @@ func (c *Config) defaults() error {
 	if c.Configured < c.Agents {
 		c.Configured = c.Agents
 	}
-	if c.GoPhones < 0 || c.GoPhones > c.Phones {
+	if c.GoPhones < 0 {
 		c.GoPhones = min(c.Phones, 200)
 	}
+	c.GoPhones = min(c.GoPhones, c.Phones)
 	if c.Monitors < 0 {
 		c.Monitors = 0
 	}

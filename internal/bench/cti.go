@@ -172,7 +172,7 @@ func dialCTI(ctx context.Context, addr string, n, k int, track *tracker, fo *fan
 	for range 64 {
 		wg.Go(func() {
 			for j := range jobs {
-				c, err := cticlient.Dial(ctx, addr, cticlient.WithTimeout(120*time.Second), cticlient.WithEventBuffer(4096))
+				c, err := cticlient.Dial(ctx, addr, cticlient.WithTimeout(120*time.Second), cticlient.WithEventBuffer(256))
 				if err != nil {
 					errs <- err
 					continue
