@@ -44,7 +44,7 @@ type Config struct {
 	Desks         int           // hot desks (≥ Agents and ≥ Phones); max(Agents, Phones)
 	Configured    int           // agents in the directory (≥ Agents; the rest idle); Agents
 	Phones        int           // phones subscribed, desks 1..Phones; 1000
-	GoPhones      int           // of them, Go phones (exact NOTIFY times), desks 1..GoPhones; min(Phones, 200)
+	GoPhones      int           // of them, Go phones (exact NOTIFY times), desks 1..GoPhones; negative: min(Phones, 200)
 	Monitors      int           // K: extra CTI sessions monitoring desk 1 (fan-out); 100
 	ChurnRate     float64       // state changes per second; 2000
 	ChurnDuration time.Duration // 30s
