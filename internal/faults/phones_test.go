@@ -279,16 +279,16 @@ func expectedPhone(d int, snaps map[string]xspsim.UserSnapshot) phoneView {
 }
 
 // phoneDiff lists the phones whose last view differs from BroadWorks.
-func (h *harness) phoneDiff(snaps map[string]xspsim.UserSnapshot) []string {
+func (h *harness) phoneDiff(snaps map[string]xspsim.UserSnapshot) map[int][]string {
 	h.pmu.Lock()
 	defer h.pmu.Unlock()
-	var bad []string
+	bad := map[int][]string{}
 	for d, p := range h.phones {
 		p.mu.Lock()
 		got, n := p.view, p.notifies
 		p.mu.Unlock()
 		if want := expectedPhone(d, snaps); got != want {
-			bad = append(bad, fmt.Sprintf("phone %s: shows %+v after %d NOTIFYs, BroadWorks %+v", p.dn, got, n, want))
+			bad[d] = append(bad[d], fmt.Sprintf("phone %s: shows %+v after %d NOTIFYs, BroadWorks %+v", p.dn, got, n, want))
 		}
 	}
 	return bad

@@ -91,6 +91,9 @@ type Config struct {
 	// PhonesConfig, when set, adjusts phone sync's configuration of every
 	// connector life (e.g. liveness intervals).
 	PhonesConfig func(*phonesync.Config)
+	// OnEvent, when set, sees every XSI event the channel set hands to the
+	// gateway, in that order, just before the gateway does (diagnostics).
+	OnEvent func(xsi.Event)
 }
 
 // DeskOwnNumber is the default own forwarding number of desk i.
@@ -342,9 +345,37 @@ func (s *Stack) Start() error {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
+	evs := events.Events()
+	if s.cfg.OnEvent != nil {
+		// Passed on one by one, unbuffered: the gateway still takes each
+		// event when the channel set hands it over.
+		tapped := make(chan xsi.Event)
+		evs = tapped
+		go func() {
+			defer close(tapped)
+			for {
+				var ev xsi.Event
+				var open bool
+				select {
+				case ev, open = <-events.Events():
+					if !open {
+						return
+					}
+				case <-ctx.Done():
+					return
+				}
+				s.cfg.OnEvent(ev)
+				select {
+				case tapped <- ev:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
 	go func() {
 		defer close(c.runEnd)
-		gw.Run(ctx, events.Events(), events.LinkChanges(), events.LinkState)
+		gw.Run(ctx, evs, events.LinkChanges(), events.LinkState)
 	}()
 	if err := events.Start(context.Background()); err != nil {
 		s.teardown(c, true)
