@@ -732,10 +732,28 @@ func (ch *evChannel) handle(ctx context.Context, ev *SubscriptionEvent) error {
 	case evDelivered:
 		ch.link.count.duplicates.Inc()
 	case evNew:
-		if ev.SequenceNumber > 0 && e.subs.observe(ev.SubscriptionID, ev.SequenceNumber) {
+		verdict := seqInOrder
+		if ev.SequenceNumber > 0 {
+			verdict = e.subs.observe(ev.SubscriptionID, ev.SequenceNumber)
+		}
+		switch verdict {
+		case seqGap:
 			ch.link.count.gaps.Inc()
 			e.log.Warn("xsi: sequence gap, refreshing subscription", "subscription", ev.SubscriptionID, "seq", ev.SequenceNumber)
 			e.subs.refreshNow(ev.SubscriptionID)
+		case seqStale:
+			// A newer event of this subscription came first (the channels
+			// of a set are not ordered with each other): applying this one
+			// would take the view back. It is dropped (and acknowledged);
+			// a refresh brings any part of it the newer one did not carry.
+			ch.link.count.stale.Inc()
+			e.log.Debug("xsi: event older than one already delivered, dropped; refreshing subscription",
+				"subscription", ev.SubscriptionID, "seq", ev.SequenceNumber)
+			e.dedup.delivered(ev.EventID) // a redelivery of it is a duplicate
+			e.subs.refreshNow(ev.SubscriptionID)
+		}
+		if verdict == seqStale {
+			break // to the acknowledgement
 		}
 		if _, ok := ev.Data.(*SubscriptionTerminatedEvent); ok {
 			e.subs.terminated(ev.SubscriptionID)

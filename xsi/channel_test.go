@@ -302,6 +302,25 @@ func TestEventsSequenceGap(t *testing.T) {
 	})
 }
 
+// An event older than one already delivered for its subscription (the
+// newer came first, on another channel of the set) is acknowledged but not
+// delivered: it would take the view back. The subscription is refreshed.
+func TestEventsOutOfOrderDropped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		ch := h.channelN(0)
+		sub := h.subID()
+		h.xsp.send(ch, eventDoc("e1", 1, sub, ch.id, ""))
+		h.xsp.send(ch, eventDoc("e3", 3, sub, ch.id, "")) // overtook e2: a gap, refreshed
+		h.xsp.send(ch, eventDoc("e2", 2, sub, ch.id, "")) // stale
+		h.xsp.send(ch, eventDoc("e2", 2, sub, ch.id, "")) // and its redelivery
+		h.waitFor("acks", time.Minute, func() bool { return h.xsp.ackCount("e2") == 2 && h.xsp.ackCount("e3") == 1 })
+		h.col.exactlyOnce(t, "e1", "e3")
+		h.waitFor("refreshes", time.Minute, func() bool { defer h.xsp.lock()(); return len(h.xsp.subPuts) >= 1 })
+		h.stop()
+	})
+}
+
 // Channel and subscription are refreshed at half of the *granted* expiry.
 func TestEventsHalfLifeRefresh(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

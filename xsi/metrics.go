@@ -149,6 +149,7 @@ type eventsMetrics struct {
 	acked      *prometheus.CounterVec
 	ackFailed  *prometheus.CounterVec
 	gaps       *prometheus.CounterVec
+	stale      *prometheus.CounterVec
 
 	state    *prometheus.Desc // by xsp and state
 	ackQueue *prometheus.Desc // by xsp
@@ -157,7 +158,7 @@ type eventsMetrics struct {
 
 // linkCounters are one XSP's children of the eventsMetrics counters.
 type linkCounters struct {
-	received, duplicates, acked, ackFailed, gaps prometheus.Counter
+	received, duplicates, acked, ackFailed, gaps, stale prometheus.Counter
 }
 
 func newEventsMetrics() *eventsMetrics {
@@ -175,6 +176,8 @@ func newEventsMetrics() *eventsMetrics {
 			"Event responses that failed; the XSP redelivers those events, on another channel if need be."),
 		gaps: counter("connector_xsi_events_sequence_gaps_total",
 			"Sequence-number gaps seen on a subscription: events were lost and the subscription was refreshed for a fresh snapshot."),
+		stale: counter("connector_xsi_events_out_of_order_total",
+			"SubscriptionEvents dropped because a newer event of their subscription had come first on another channel of the set (the subscription is refreshed)."),
 		state: prometheus.NewDesc("connector_xsi_channel_state",
 			"State of each XSP's event channel: 1 for the current state (up, degraded: a heartbeat, acknowledgement or refresh failed, down), 0 for the others.",
 			[]string{"xsp", "state"}, nil),
@@ -194,13 +197,14 @@ func (m *eventsMetrics) forLink(server string) linkCounters {
 		acked:      m.acked.WithLabelValues(server),
 		ackFailed:  m.ackFailed.WithLabelValues(server),
 		gaps:       m.gaps.WithLabelValues(server),
+		stale:      m.stale.WithLabelValues(server),
 	}
 }
 
 // Collectors are the channel set's metrics, for a Prometheus registry.
 func (e *Events) Collectors() []prometheus.Collector {
 	m := e.metrics
-	return []prometheus.Collector{m.received, m.duplicates, m.acked, m.ackFailed, m.gaps, eventsGauges{e}}
+	return []prometheus.Collector{m.received, m.duplicates, m.acked, m.ackFailed, m.gaps, m.stale, eventsGauges{e}}
 }
 
 // eventsGauges reads link states and queue depths when scraped.

@@ -64,27 +64,37 @@ func (s *evSubs) kickNow() {
 	}
 }
 
-// observe records a sequence number and reports a gap (some events of the
-// subscription were missed). Out-of-order or repeated numbers are no gap.
-func (s *evSubs) observe(subID string, seq int64) bool {
+// seqVerdict is how an event's sequence number fits its subscription's.
+type seqVerdict int
+
+const (
+	seqInOrder seqVerdict = iota
+	seqGap                // some events of the subscription were missed
+	seqStale              // older than one already delivered (another channel of the set overtook it)
+)
+
+// observe records a sequence number and says how it fits: in order, after
+// a gap, or stale (at or below the last one; its eventID is new, else it
+// would have been dropped as a duplicate).
+func (s *evSubs) observe(subID string, seq int64) seqVerdict {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	last, ok := s.lastSeq[subID]
 	switch {
 	case !ok:
 		s.lastSeq[subID] = seq
-		return false
+		return seqInOrder
 	case seq == last+1 || (last == evNeverExpire && seq == 1):
 		s.lastSeq[subID] = seq
-		return false
+		return seqInOrder
 	case seq > last+1:
 		s.lastSeq[subID] = seq
-		return true
+		return seqGap
 	case last > evNeverExpire-1000 && seq < 1000: // wrapped, with a gap
 		s.lastSeq[subID] = seq
-		return true
+		return seqGap
 	}
-	return false
+	return seqStale
 }
 
 // refreshNow asks for an immediate refresh of a subscription of ours.
