@@ -38,10 +38,10 @@
 // -run TestFaultCampaign/<fault> runs one fault; FAULTS_LOG=warn (or info,
 // debug) logs the connector at that level.
 //
-// Known bugs the campaign found (see the fault table and knownBugACD):
-// the 10 s latency spikes are skipped (run them with -faults.bugs), and a
-// failed login or logout that does not put the agent's ACD state back is
-// logged rather than failed (fail on it with -faults.strict).
+// Known bugs the campaign found: the 10 s latency spikes are skipped (run
+// them with -faults.bugs), and a user whose view got an XSI event older
+// than one already applied is excused from the checks and logged (see
+// knownBugStale; fail on it with -faults.strict).
 //
 // Deadlines only bound waiting (so that a broken connector fails instead of
 // hanging); no test condition is a timing: latencies are benchmarks.

@@ -331,6 +331,9 @@ func (s *Stack) Start() error {
 		RecoverMode: s.cfg.RecoverMode,
 		NumberOf:    numberOf,
 		Store:       c.store,
+		// As run has it: a sequence that failed on a request the XSP may
+		// still apply is looked at again.
+		RecheckAfter: max(2*xcfg.RequestTimeout, 10*time.Second),
 	}, c.acts, gw, logger.With("component", "hoteling"))
 	gw.SetHoteling(seq)
 	c.Gateway, c.Sequencer = gw, seq
@@ -574,6 +577,7 @@ func (s *Stack) teardown(c *Connector, hard bool) error {
 			errs = append(errs, err)
 		}
 	}
+	c.Sequencer.Close() // no re-check after this life
 	c.cancel()
 	<-c.runEnd
 	if c.repairEnd != nil { // nil: failed before the loop started
