@@ -50,6 +50,7 @@ var (
 	_ csta.ConnectionObserver   = (*Gateway)(nil)
 	_ hoteling.View             = (*Gateway)(nil)
 	_ hoteling.AssociationNoter = (*Gateway)(nil)
+	_ hoteling.RequestClock     = (*Gateway)(nil)
 )
 
 const defaultAnswerSettle = 20 * time.Millisecond

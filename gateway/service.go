@@ -113,6 +113,7 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, who csta.Reque
 	code := g.dir().UnavailableCode(req.ReasonCode, g.cfg().DefaultUnavailableCode)
 	notFound := csta.ErrInvalidAgentIdentifier
 	set := func(state xsi.ACDState, code string) error {
+		g.noteRequest(agent)
 		if err := g.deps.Actions.SetAgentState(ctx, agent, state, code); err != nil {
 			return g.cstaError(err, notFound)
 		}
@@ -306,6 +307,7 @@ func (g *Gateway) SetForwarding(ctx context.Context, _ csta.Requester, req *csta
 		return csta.ErrInvalidForwardingType
 	}
 	defer g.hold(user)()
+	g.noteRequest(user)
 	if err := set(ctx, user, f); err != nil {
 		return g.cstaError(err, csta.ErrInvalidDeviceID)
 	}
@@ -440,4 +442,24 @@ func (g *Gateway) expectAgentState(user string, state xsi.ACDState, code string)
 		return
 	}
 	u.pendingACD, u.pendingCode, u.pendingUntil = state, code, time.Now().Add(pendingWindow)
+}
+
+// noteRequest records that a CTI or phone request is about to change
+// user (hoteling.RequestClock: a re-check of an older failed hot-desk
+// sequence must not undo it).
+func (g *Gateway) noteRequest(user string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.user(user).lastRequest = time.Now()
+}
+
+// LastRequest is when a CTI or phone request last changed user's agent
+// state or forwarding (zero: never).
+func (g *Gateway) LastRequest(user string) time.Time {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if u := g.users[user]; u != nil {
+		return u.lastRequest
+	}
+	return time.Time{}
 }

@@ -25,6 +25,9 @@ type userState struct {
 	pendingACD   xsi.ACDState
 	pendingCode  string
 	pendingUntil time.Time
+	// lastRequest: when a CTI or phone request last changed the agent
+	// state or the forwarding (hoteling.RequestClock).
+	lastRequest time.Time
 
 	// Call Forwarding Always, Busy and No Answer, indexed by fwdIndex.
 	fwd [3]forwardingView

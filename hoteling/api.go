@@ -40,6 +40,14 @@ type AssociationNoter interface {
 	AssociationChanging(guest, op string)
 }
 
+// RequestClock is an optional part of a View: when a request from outside
+// the sequencer (a CTI client, a phone) last changed a user's agent state
+// or forwarding. A re-check of an older failed sequence leaves such a user
+// alone (recheck.go).
+type RequestClock interface {
+	LastRequest(userID string) time.Time
+}
+
 type View interface {
 	// User returns the current view of one user.
 	User(id string) User

@@ -22,9 +22,13 @@ import (
 // steps were confirmed and so were their undos, and a later change by
 // someone else to other parts of the view is left alone.
 
-// inDoubt is a failed step that may still be applied, and its undo.
+// inDoubt is a failed step that may still be applied, and its undo; gen
+// and at are the step user's generation and the time when its sequence
+// ended: a later sequence or request on that user wins over the re-check.
 type inDoubt struct {
 	st, undo step
+	gen      uint64
+	at       time.Time
 }
 
 // recheckSet is one scheduled re-check.
@@ -97,6 +101,14 @@ func (s *Sequencer) redoUndos(ctx context.Context, doubts []inDoubt) {
 	defer release()
 	for i := len(doubts) - 1; i >= 0; i-- {
 		d := doubts[i]
+		if s.generation(d.st.user) != d.gen {
+			s.logger.Debug("hoteling: re-check skips a step: a later sequence acted on its user", "step", d.st.name, "user", d.st.user)
+			continue
+		}
+		if c, ok := s.view.(RequestClock); ok && c.LastRequest(d.st.user).After(d.at) {
+			s.logger.Debug("hoteling: re-check skips a step: a later request changed its user", "step", d.st.name, "user", d.st.user)
+			continue
+		}
 		v := s.view.User(d.st.user)
 		if !d.st.want(v) || d.undo.want(v) {
 			continue
@@ -119,4 +131,18 @@ func (s *Sequencer) Close() {
 		rs.timer.Stop()
 		delete(s.rechecks, key)
 	}
+}
+
+// touch counts a sequence step on user (exec), for the re-check's
+// generation test.
+func (s *Sequencer) touch(user string) {
+	s.mu.Lock()
+	s.gens[user]++
+	s.mu.Unlock()
+}
+
+func (s *Sequencer) generation(user string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gens[user]
 }

@@ -54,3 +54,27 @@ func TestRecheckUndoesLateChanges(t *testing.T) {
 		}
 	}
 }
+
+// TestRecheckLeavesLaterSequences: a failed login's step lands late, and
+// the agent logs in again (successfully) before the re-check; the re-check
+// must not undo that login.
+func TestRecheckLeavesLaterSequences(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, s := plain.start(t, Config{RecheckAfter: time.Minute, StepTimeout: 2 * time.Second}, 10*time.Millisecond)
+		defer s.Close()
+		f.fault = &fault{call: 2, mode: "late", err: errors.New("xsi: PUT: context deadline exceeded"), lateBy: 10 * time.Second}
+		if err := s.Login(t.Context(), "g1", "desk1", num1); err == nil {
+			t.Fatal("the login succeeded despite the timeout")
+		}
+		time.Sleep(15 * time.Second) // the late Unavailable has landed
+		f.mu.Lock()
+		f.fault = nil
+		f.mu.Unlock()
+		if err := s.Login(t.Context(), "g1", "desk1", num1); err != nil {
+			t.Fatalf("the second login: %v", err)
+		}
+		time.Sleep(2 * time.Minute) // the re-check of the first
+		synctest.Wait()
+		loggedOnAt(t, f.snapshot(), "g1", "desk1", num1)
+	})
+}

@@ -88,6 +88,7 @@ type Sequencer struct {
 	loaded     bool                   // Store loaded into remembered
 	rechecks   map[string]*recheckSet // pending re-checks by user set (recheck.go)
 	closed     bool                   // Close was called
+	gens       map[string]uint64      // steps run per user (recheck.go)
 }
 
 // New builds a Sequencer; it starts no goroutine.
@@ -108,7 +109,7 @@ func New(cfg Config, act Actions, view View, logger *slog.Logger) *Sequencer {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Sequencer{cfg: cfg, act: act, view: view, logger: logger, metrics: newMetrics(),
-		locks: map[string]*keyLock{}, remembered: map[string]Remembered{}, rechecks: map[string]*recheckSet{}}
+		locks: map[string]*keyLock{}, remembered: map[string]Remembered{}, rechecks: map[string]*recheckSet{}, gens: map[string]uint64{}}
 }
 
 // Remembered returns the remembered previous CFA of hostUserID.

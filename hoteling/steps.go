@@ -120,7 +120,7 @@ func (r *run) finish() error {
 		}
 		var doubt *inDoubt
 		if d := r.doubt; d != nil {
-			doubt = &inDoubt{st: d.st, undo: d.st.undo(d.before)}
+			doubt = &inDoubt{st: d.st, undo: d.st.undo(d.before), gen: r.s.generation(d.st.user), at: time.Now()}
 		}
 		r.s.scheduleRecheck(slices.DeleteFunc(users, func(u string) bool { return u == "" }), doubt)
 	}
@@ -141,6 +141,9 @@ func (s *Sequencer) exec(ctx context.Context, op string, st step, before User) (
 	sctx, cancel := context.WithTimeout(ctx, s.cfg.StepTimeout)
 	defer cancel()
 	s.logger.Debug("hoteling: step", "step", st.name, "user", st.user)
+	if op != "recheck" {
+		s.touch(st.user)
+	}
 	if n, ok := s.view.(AssociationNoter); ok && st.assoc {
 		n.AssociationChanging(st.user, op)
 	}
