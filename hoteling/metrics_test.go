@@ -1,57 +1,15 @@
 package hoteling
 
 import (
-	"bufio"
 	"errors"
-	"net/http"
-	"net/http/httptest"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
+	"github.com/broadworks-connector/connector/internal/promtest"
 	"github.com/broadworks-connector/connector/xsi"
 )
-
-// scrape registers cs in a pedantic registry, serves /metrics and returns
-// every sample by its `name{labels}` as the exposition spells it.
-func scrape(t *testing.T, cs ...prometheus.Collector) map[string]float64 {
-	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(cs...)
-	rec := httptest.NewRecorder()
-	promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.PanicOnError}).
-		ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-	out := map[string]float64{}
-	sc := bufio.NewScanner(rec.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			t.Fatalf("bad sample %q", line)
-		}
-		out[line[:i]] = v
-	}
-	return out
-}
-
-func wantSamples(t *testing.T, got map[string]float64, want map[string]float64) {
-	t.Helper()
-	for name, w := range want {
-		if v, ok := got[name]; !ok || v != w {
-			t.Errorf("%s = %v (present %t), want %v", name, v, ok, w)
-		}
-	}
-}
 
 // A login counts itself and each of its steps, with the time each step
 // waited for its confirming event; a failed one counts its undo.
@@ -61,8 +19,8 @@ func TestSequencerMetrics(t *testing.T) {
 		if err := s.Login(t.Context(), "g1", "desk1", num1); err != nil {
 			t.Fatal(err)
 		}
-		got := scrape(t, s.Collectors()...)
-		wantSamples(t, got, map[string]float64{
+		got := promtest.Scrape(t, s.Collectors()...)
+		promtest.WantSamples(t, got, map[string]float64{
 			`connector_hotdesk_sequences_total{op="login",result="ok"}`:           1,
 			`connector_hotdesk_sequences_total{op="logout",result="ok"}`:          0,
 			`connector_hotdesk_steps_total{result="ok",step="host-cfa"}`:          1,
@@ -85,8 +43,8 @@ func TestSequencerMetrics(t *testing.T) {
 		if err := s.Logout(t.Context(), "g1"); err == nil {
 			t.Fatal("logout succeeded despite the fault")
 		}
-		got = scrape(t, s.Collectors()...)
-		wantSamples(t, got, map[string]float64{
+		got = promtest.Scrape(t, s.Collectors()...)
+		promtest.WantSamples(t, got, map[string]float64{
 			`connector_hotdesk_sequences_total{op="logout",result="refused"}`:         1,
 			`connector_hotdesk_steps_total{result="refused",step="restore-host-cfa"}`: 1,
 			`connector_hotdesk_steps_total{result="ok",step="undo-agent-sign-out"}`:   1,
@@ -112,13 +70,13 @@ func TestSequencerQueueMetrics(t *testing.T) {
 		if err := s.Login(t.Context(), "g3", "desk1", "+15550003"); !errors.Is(err, ErrBusy) {
 			t.Fatalf("third login: %v, want ErrBusy", err)
 		}
-		wantSamples(t, scrape(t, s.Collectors()...), map[string]float64{
+		promtest.WantSamples(t, promtest.Scrape(t, s.Collectors()...), map[string]float64{
 			`connector_hotdesk_sequences_running`:                         1,
 			`connector_hotdesk_sequences_waiting`:                         1,
 			`connector_hotdesk_sequences_total{op="login",result="busy"}`: 1,
 		})
 		wg.Wait()
-		wantSamples(t, scrape(t, s.Collectors()...), map[string]float64{
+		promtest.WantSamples(t, promtest.Scrape(t, s.Collectors()...), map[string]float64{
 			`connector_hotdesk_sequences_running`:                       0,
 			`connector_hotdesk_sequences_waiting`:                       0,
 			`connector_hotdesk_sequences_total{op="login",result="ok"}`: 2,

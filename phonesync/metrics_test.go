@@ -1,43 +1,11 @@
 package phonesync
 
 import (
-	"bufio"
-	"net/http"
-	"net/http/httptest"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/broadworks-connector/connector/internal/promtest"
 )
-
-// scrape registers cs in a pedantic registry, serves /metrics and returns
-// every sample by its `name{labels}` as the exposition spells it.
-func scrape(t *testing.T, cs ...prometheus.Collector) map[string]float64 {
-	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(cs...)
-	rec := httptest.NewRecorder()
-	promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.PanicOnError}).
-		ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-	out := map[string]float64{}
-	sc := bufio.NewScanner(rec.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			t.Fatalf("bad sample %q", line)
-		}
-		out[line[:i]] = v
-	}
-	return out
-}
 
 // waitSample polls the server's metrics until name has the value want (the
 // server counts a NOTIFY when its answer arrives, after the phone saw it).
@@ -45,7 +13,7 @@ func waitSample(t *testing.T, s *Server, name string, want float64) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		v, ok := scrape(t, s.Collectors()...)[name]
+		v, ok := promtest.Scrape(t, s.Collectors()...)[name]
 		if ok && v == want {
 			return
 		}
@@ -91,7 +59,7 @@ func TestServerMetrics(t *testing.T) {
 	for i := range 4 {
 		s.Publish("1001", Change{Kind: ChangeDoNotDisturb, DoNotDisturb: i%2 == 0})
 	}
-	got := scrape(t, s.Collectors()...)
+	got := promtest.Scrape(t, s.Collectors()...)
 	if q := got[`connector_sip_notify_queue`]; q < 3 || q > 4 {
 		t.Errorf("notify queue %v, want 3 or 4 behind the unanswered NOTIFY", q)
 	}
