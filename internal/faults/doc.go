@@ -39,9 +39,11 @@
 // debug) logs the connector at that level.
 //
 // Known bugs the campaign found: the 10 s latency spikes are skipped (run
-// them with -faults.bugs), and a user whose view got an XSI event older
-// than one already applied is excused from the checks and logged (see
-// knownBugStale; fail on it with -faults.strict).
+// them with -faults.bugs); an agent or desk whose view got an XSI event
+// older than one already applied (knownBugStale), or whose step the
+// sequencer's re-check undid (knownBugRecheck), is excused from the checks
+// and logged (fail on them with -faults.strict). Before its checks the
+// harness waits until the re-checks of failed logins and logouts have run.
 //
 // Deadlines only bound waiting (so that a broken connector fails instead of
 // hanging); no test condition is a timing: latencies are benchmarks.

