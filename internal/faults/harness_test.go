@@ -696,14 +696,16 @@ func (w *seqWatch) report() (int, []string) {
 // (e.g. a login failed at agent-unavailable, the next login succeeded,
 // 10 s later the re-check signs the agent out and recovery ends the
 // association: told logged in, ends logged out). recheckWatch sees the
-// re-check's log line; without -faults.strict, an agent or desk it undid
-// something of is excused from the checks, and logged.
+// re-check's log lines; without -faults.strict, an agent or desk whose
+// step it undid, or that a recovery repaired after a re-check looked at
+// it, is excused from the checks, and logged.
 const knownBugRecheck = "known bug: the sequencer's re-check undoes a later successful sequence"
 
 // recheckWatch notes the agents and desks whose step a re-check undid.
 type recheckWatch struct {
-	mu     sync.Mutex
-	undone map[int]bool
+	mu        sync.Mutex
+	undone    map[int]bool
+	rechecked map[int]bool // in a re-check's users
 }
 
 func (w *recheckWatch) note(i int) {
@@ -733,10 +735,42 @@ func (h *recheckHandler) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 func (h *recheckHandler) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == "hoteling: a request given up on was applied late; undoing it again" {
+	switch r.Message {
+	case "hoteling: a request given up on was applied late; undoing it again":
 		r.Attrs(func(a slog.Attr) bool {
 			if a.Key == "user" {
 				h.w.note(indexOf(a.Value.String()))
+			}
+			return true
+		})
+	case "hoteling: re-checking a failed sequence the XSP may have applied late":
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "users" {
+				if users, ok := a.Value.Any().([]string); ok {
+					h.w.mu.Lock()
+					if h.w.rechecked == nil {
+						h.w.rechecked = map[int]bool{}
+					}
+					for _, u := range users {
+						h.w.rechecked[indexOf(u)] = true
+					}
+					h.w.mu.Unlock()
+				}
+			}
+			return true
+		})
+	case "hoteling: recovered half-done sequence":
+		// The re-check's recovery (also: start-up and link recoveries,
+		// which excusing a re-checked agent's may hide).
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "guest" {
+				i := indexOf(a.Value.String())
+				h.w.mu.Lock()
+				re := h.w.rechecked[i]
+				h.w.mu.Unlock()
+				if re {
+					h.w.note(i)
+				}
 			}
 			return true
 		})
