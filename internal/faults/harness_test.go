@@ -37,15 +37,15 @@ var (
 // knownBugStale: the XSI channel set hands the gateway an event of a
 // subscription after a later one of the same subscription (events of one
 // subscription travel on different channels of the set, here the two
-// XSPs'): xsi evSubs.observe treats a sequence number at or below the
-// last one as neither a gap nor a duplicate, and evChannel.handle
-// delivers it. The gateway applies it as the current state: its view goes
+// XSPs'), and the gateway applies it as the current state: its view goes
 // back to an older state and, when no later event follows for that user,
 // stays there (link up, so no resync): monitors and phones are never told
 // the last change, and a hot-desk step may be confirmed or contradicted
-// by the stale event. seqWatch sees these events; without -faults.strict,
-// a user that got one is excused from the view, monitor, phone and
-// BroadWorks checks, and logged.
+// by the stale event. 9c66df1 drops such events in xsi; seqWatch still
+// saw one since (expiry-under-load: a desk's CFA event seq 5 after 6,
+// perhaps let through once a subscription refresh reset the last sequence
+// number). Without -faults.strict, a user that got one is excused from
+// the view, monitor, phone and BroadWorks checks, and logged.
 const knownBugStale = "known bug: an XSI event older than one already applied goes back into the view"
 
 // sizes scale a campaign run.
