@@ -296,8 +296,10 @@ func (c *Config) Hoteling() hoteling.Config {
 func (c *Config) RecoverUsers() []string {
 	g := c.Gateway()
 	var out []string
+	seen := make(map[string]bool, len(g.Devices)+len(g.Agents))
 	add := func(id string) {
-		if !slices.Contains(out, id) {
+		if !seen[id] {
+			seen[id] = true
 			out = append(out, id)
 		}
 	}

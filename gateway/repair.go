@@ -93,16 +93,79 @@ func (g *Gateway) RepairLoop(ctx context.Context, users []string, opts RepairOpt
 		if !g.LinkUp() || g.LinkEpoch() != epoch {
 			continue // lost again meanwhile: wait for the next recovery
 		}
+		var late []string
 		if stale > 0 {
-			g.log.Warn("gateway: hot-desk repair runs without every snapshot", "stale", stale, "users", len(users))
+			late = g.staleList(users)
+			g.log.Warn("gateway: hot-desk repair runs without every snapshot; those users are looked at again once theirs are in",
+				"stale", stale, "users", len(users))
 		}
 		g.log.Info("gateway: looking for half-done hot-desk sequences", "users", len(users), "link_epoch", epoch)
-		repair(ctx, users)
+		pass := PassLinkRecovery
+		if !any {
+			pass = PassStartup
+		}
+		repair(context.WithValue(ctx, repairPassKey{}, pass), users)
 		handled, any = epoch, true
 		if ctx.Err() != nil {
 			return
 		}
+		if len(late) > 0 && !g.repairLate(ctx, late, epoch, repair) {
+			return
+		}
 	}
+}
+
+// Repair passes, as RepairPass tells the repair function.
+const (
+	PassStartup      = "start-up"
+	PassLinkRecovery = "link-recovery"
+	PassLateSnapshot = "late-snapshots" // users whose snapshot came after SnapshotWait
+)
+
+type repairPassKey struct{}
+
+// RepairPass is which pass of RepairLoop called repair with ctx.
+func RepairPass(ctx context.Context) string {
+	p, _ := ctx.Value(repairPassKey{}).(string)
+	return p
+}
+
+// lateSnapshotPoll is how often repairLate looks at the users still
+// without a snapshot (a big directory takes minutes to subscribe).
+const lateSnapshotPoll = time.Second
+
+// repairLate waits, as long as the link stays up in epoch, until the users
+// repaired without a snapshot have one, and repairs them again. It returns
+// false when ctx has ended.
+func (g *Gateway) repairLate(ctx context.Context, late []string, epoch uint64, repair func(context.Context, []string)) bool {
+	tick := time.NewTicker(lateSnapshotPoll)
+	defer tick.Stop()
+	pending := late
+	for len(pending) > 0 {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+		if !g.LinkUp() || g.LinkEpoch() != epoch {
+			return true // the next recovery repairs everyone
+		}
+		pending = g.staleList(pending)
+	}
+	g.log.Info("gateway: every snapshot is in; looking again at the users repaired without one", "users", len(late), "link_epoch", epoch)
+	repair(context.WithValue(ctx, repairPassKey{}, PassLateSnapshot), late)
+	return ctx.Err() == nil
+}
+
+// staleList is the users whose view is not fresh, in order.
+func (g *Gateway) staleList(users []string) []string {
+	var out []string
+	for _, id := range users {
+		if !g.Fresh(id) {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 func (g *Gateway) staleUsers(users []string) int {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -58,6 +59,21 @@ func TestRepairLoop(t *testing.T) {
 			time.Sleep(2 * time.Second)
 			expectCall(t, calls)
 		}},
+		{"snapshots after the wait: a second pass for those users", true, time.Second, func(t *testing.T, h *harness, calls <-chan []string) {
+			h.g.HandleXSIEvent(xev(host, &xsi.CallForwardingAlwaysEvent{})) // alice's snapshot is late
+			time.Sleep(2 * time.Second)
+			if got := <-calls; !slices.Equal(got, []string{PassStartup, alice, host}) {
+				t.Fatalf("first pass %q", got)
+			}
+			expectNone(t, calls)
+			h.g.HandleXSIEvent(xev(alice, agentState("Available", "")))
+			h.g.HandleXSIEvent(xev(alice, &xsi.HotelingGuestEvent{Active: true}))
+			time.Sleep(2 * lateSnapshotPoll)
+			if got := <-calls; !slices.Equal(got, []string{PassLateSnapshot, alice}) {
+				t.Fatalf("second pass %q", got)
+			}
+			expectNone(t, calls)
+		}},
 		{"lost again while waiting: no repair for that recovery", false, time.Hour, func(t *testing.T, h *harness, calls <-chan []string) {
 			snapshot(h)
 			h.g.SetLinkUp(false)
@@ -81,7 +97,7 @@ func TestRepairLoop(t *testing.T) {
 				go func() {
 					defer close(done)
 					h.g.RepairLoop(ctx, []string{alice, host}, RepairOptions{Startup: tt.startup, Since: since, SnapshotWait: tt.wait},
-						func(_ context.Context, users []string) { calls <- users })
+						func(ctx context.Context, users []string) { calls <- append([]string{RepairPass(ctx)}, users...) })
 				}()
 				tt.steps(t, h, calls)
 				cancel()

@@ -164,7 +164,6 @@ const recoverSnapshotWait = 15 * time.Second
 // the link is first up and the users' snapshots are in, and again after
 // every link recovery once the resync has refreshed them.
 func (l *xsiLink) recover(ctx context.Context, users []string) {
-	startup := true
 	l.gateway.RepairLoop(ctx, users, gateway.RepairOptions{Startup: true, SnapshotWait: recoverSnapshotWait},
 		func(ctx context.Context, users []string) {
 			repairs := l.sequencer.Recover(ctx, users)
@@ -175,12 +174,9 @@ func (l *xsiLink) recover(ctx context.Context, users []string) {
 					failed++
 				}
 			}
-			when := "link-recovery"
-			if startup {
-				when, startup = "start-up", false
-				if l.journal != nil {
-					l.journal.reconcile(ctx, l.gateway)
-				}
+			when := gateway.RepairPass(ctx)
+			if when == gateway.PassStartup && l.journal != nil {
+				l.journal.reconcile(ctx, l.gateway)
 			}
 			l.logger.Info("hoteling: recovery done", "when", when, "users", len(users), "repairs", len(repairs), "failed", failed)
 		})
