@@ -173,11 +173,8 @@ func (s *evSubs) run(ctx context.Context) {
 				s.mu.Unlock()
 			}
 			ops := s.due(time.Now())
-			for _, op := range ops {
-				if ctx.Err() != nil || e.stopping.Load() {
-					return
-				}
-				s.apply(ctx, c, op)
+			if !s.applyAll(ctx, c, ops) {
+				return
 			}
 			if len(ops) > 0 {
 				// One line a round; each subscription's own is at debug
@@ -242,6 +239,32 @@ func (s *evSubs) nextDue(now time.Time) time.Duration {
 		next = 0
 	}
 	return next
+}
+
+// evSubWorkers is how many subscription requests are in flight at once:
+// one at a time, 660,000 subscriptions (110,000 users × 6 packages) took
+// six minutes to set up.
+const evSubWorkers = 8
+
+// applyAll sends ops, evSubWorkers at a time; false when the channel set is
+// stopping.
+func (s *evSubs) applyAll(ctx context.Context, c *evClient, ops []evSubOp) bool {
+	e := s.e
+	slots := make(chan struct{}, evSubWorkers)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, op := range ops {
+		if ctx.Err() != nil || e.stopping.Load() {
+			return false
+		}
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			s.apply(ctx, c, op)
+		}()
+	}
+	return true
 }
 
 func (s *evSubs) apply(ctx context.Context, c *evClient, op evSubOp) {
