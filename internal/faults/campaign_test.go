@@ -112,7 +112,18 @@ var faults = []fault{
 				h.t.Logf("crash: %v", err)
 			}
 			time.Sleep(hold)
-			must(h, h.st.Start())
+			// Restarted as a supervisor would: again if a start fails.
+			for try := 1; ; try++ {
+				err := h.st.Start()
+				if err == nil {
+					break
+				}
+				h.t.Logf("connector start %d: %v", try, err)
+				if try == 3 {
+					must(h, err)
+					break
+				}
+			}
 		},
 	},
 	{

@@ -143,6 +143,7 @@ type ctiConn struct {
 	// continuously; a drop voids their check and is reported).
 	eventBuffer int
 	mu          sync.Mutex
+	gaveUp      *life // the life a reconnect gave up replacing: later callers fail at once
 	cur         *life
 	all         []*life
 }
@@ -171,6 +172,9 @@ func (cc *ctiConn) reconnect(old *life) (*life, error) {
 	if cc.cur != old {
 		return cc.cur, nil
 	}
+	if old != nil && cc.gaveUp == old {
+		return nil, fmt.Errorf("%s: reconnect: gave up already", cc.name)
+	}
 	deadline := time.Now().Add(cc.h.sz.settle)
 	for {
 		l, err := cc.dial()
@@ -180,6 +184,7 @@ func (cc *ctiConn) reconnect(old *life) (*life, error) {
 			return l, nil
 		}
 		if time.Now().After(deadline) || cc.h.stopped() {
+			cc.gaveUp = old
 			return nil, fmt.Errorf("%s: reconnect: %w", cc.name, err)
 		}
 		time.Sleep(50 * time.Millisecond)
