@@ -40,6 +40,10 @@ type Config struct {
 	// AgentPasswords are what a phone's hoteling login must prove
 	// (x-broadworks-hoteling nonce challenge).
 	AgentPasswords []AgentPassword
+	// RecheckAfter: an agent-state request given up on (timeout, 5xx) is
+	// looked at again this long after, in case the XSP applied it late over
+	// a later request (recheck.go); 0: never. Not reloaded.
+	RecheckAfter time.Duration
 	// AnswerSettle is how long events caused by a request are held after the
 	// Service method returns, so the answer goes out first; 0: 20ms.
 	AnswerSettle time.Duration

@@ -39,7 +39,11 @@ type Gateway struct {
 	// cleanups scheduled for connections that went away (StaleLoginGrace).
 	loginOwner  map[string]uint64
 	staleTimers map[uint64]*time.Timer
-	closed      bool
+	// rechecks: per agent, the re-check of agent-state requests given up
+	// on (recheck.go); lateUndone counts the late changes it undid.
+	rechecks   map[string]*time.Timer
+	lateUndone atomic.Uint64
+	closed     bool
 
 	pubMu   sync.Mutex
 	settles sync.WaitGroup // release timers that have fired and are running
@@ -74,6 +78,7 @@ func New(cfg Config, deps Deps, logger *slog.Logger) *Gateway {
 		endReasons:  make(map[string]endNote),
 		loginOwner:  make(map[string]uint64),
 		staleTimers: make(map[uint64]*time.Timer),
+		rechecks:    make(map[string]*time.Timer),
 	}
 	g.live.Store(&liveConfig{cfg: cfg, dir: NewDirectory(cfg)})
 	return g

@@ -26,6 +26,8 @@ var (
 		nil, nil)
 	descJournalFailed = prometheus.NewDesc("connector_gateway_journal_write_failures_total",
 		"Association journal records that could not be written (each is logged).", nil, nil)
+	descLateUndone = prometheus.NewDesc("connector_gateway_late_agent_states_undone_total",
+		"Agent-state requests given up on (timeout, 5xx) that the XSP applied late over a later request, and that the gateway set back (each is logged).", nil, nil)
 )
 
 // Collectors are the gateway's metrics, for a Prometheus registry.
@@ -36,7 +38,7 @@ func (g *Gateway) Collectors() []prometheus.Collector {
 type gatewayGauges struct{ g *Gateway }
 
 func (c gatewayGauges) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descAgents, descGuests, descHeld, descJournalQueue, descJournalFailed} {
+	for _, d := range []*prometheus.Desc{descAgents, descGuests, descHeld, descJournalQueue, descJournalFailed, descLateUndone} {
 		ch <- d
 	}
 }
@@ -67,6 +69,7 @@ func (c gatewayGauges) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descGuests, prometheus.GaugeValue, float64(guests))
 	ch <- prometheus.MustNewConstMetric(descHeld, prometheus.GaugeValue, float64(held))
+	ch <- prometheus.MustNewConstMetric(descLateUndone, prometheus.CounterValue, float64(g.lateUndone.Load()))
 	if w != nil {
 		queued := 0
 		for _, q := range w.queues {

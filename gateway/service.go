@@ -108,6 +108,7 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, who csta.Reque
 		if err == nil {
 			g.claim(agent, from, req.RequestedState)
 			g.noteLogin(agent, who.ConnID, req.RequestedState)
+			g.noteIntent(agent)
 		}
 	}()
 	code := g.dir().UnavailableCode(req.ReasonCode, g.cfg().DefaultUnavailableCode)
@@ -115,6 +116,9 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, who csta.Reque
 	set := func(state xsi.ACDState, code string) error {
 		g.noteRequest(agent)
 		if err := g.deps.Actions.SetAgentState(ctx, agent, state, code); err != nil {
+			if mayApplyLate(err) {
+				g.doubtAgentState(agent, state, code)
+			}
 			return g.cstaError(err, notFound)
 		}
 		g.expectAgentState(agent, state, code)

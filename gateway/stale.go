@@ -104,4 +104,5 @@ func (g *Gateway) Close() {
 		t.Stop()
 		delete(g.staleTimers, conn)
 	}
+	g.stopRechecksLocked()
 }

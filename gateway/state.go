@@ -28,6 +28,10 @@ type userState struct {
 	// lastRequest: when a CTI or phone request last changed the agent
 	// state or the forwarding (hoteling.RequestClock).
 	lastRequest time.Time
+	// Agent-state requests given up on that the XSP may still apply, and
+	// the state the last successful one left (recheck.go).
+	doubts []agentDoubt
+	intent agentIntent
 
 	// Call Forwarding Always, Busy and No Answer, indexed by fwdIndex.
 	fwd [3]forwardingView

@@ -108,7 +108,11 @@ func newXSILink(cfg *config.Config, logger *slog.Logger) (*xsiLink, error) {
 	l.events = events
 
 	glog := logger.With("component", "gateway")
-	l.gateway = gateway.New(cfg.Gateway(), gateway.Deps{Actions: client, Publisher: l.publisher}, glog)
+	gcfg := cfg.Gateway()
+	// An agent-state request given up on may still be applied by the XSP:
+	// look again once any request sent then has surely ended.
+	gcfg.RecheckAfter = max(2*xcfg.RequestTimeout, 10*time.Second)
+	l.gateway = gateway.New(gcfg, gateway.Deps{Actions: client, Publisher: l.publisher}, glog)
 	hcfg := cfg.Hoteling()
 	// The number a desk forwards to comes from the directory in force
 	// (SIGHUP may reload it).

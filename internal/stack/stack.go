@@ -316,7 +316,8 @@ func (s *Stack) Start() error {
 	c.acts.ctx, c.acts.kill = context.WithCancel(context.Background())
 	c.store = &gatedStore{fs: &hoteling.FileStore{Path: s.cfg.StateFile}}
 
-	gcfg := gateway.Config{Domain: Domain, RequestTimeout: s.cfg.RequestTimeout}
+	gcfg := gateway.Config{Domain: Domain, RequestTimeout: s.cfg.RequestTimeout,
+		RecheckAfter: max(2*xcfg.RequestTimeout, 10*time.Second)} // as run has it
 	for i := 1; i <= s.cfg.Desks; i++ {
 		gcfg.Devices = append(gcfg.Devices, gateway.DeviceEntry{DeviceID: DeskID(i), UserID: DeskUser(i), HotDesk: true})
 	}
