@@ -301,6 +301,26 @@ func (s *Server) removeMonitor(m *monitor) {
 	s.monMu.Unlock()
 }
 
+// Close stops at once, the way a crash looks to clients: the listener and
+// every connection are closed without a word (no ApplicationSessionTerminated;
+// answers still being worked on go nowhere). It does not wait for the
+// requests in progress; Shutdown after it does.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.shutdown = true
+	ln := s.ln
+	conns := s.snapshotConns()
+	s.mu.Unlock()
+	var err error
+	if ln != nil {
+		err = ln.Close()
+	}
+	for _, c := range conns {
+		c.closeHard("server closed")
+	}
+	return err
+}
+
 // Shutdown stops accepting, tells every session it is terminated
 // (ApplicationSessionTerminated, serverTermReason "serverShutdown"), lets the
 // writers flush, and closes everything. When ctx ends first, connections are

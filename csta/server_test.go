@@ -3,6 +3,7 @@ package csta
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -507,6 +508,38 @@ func TestShutdownTerminatesSessions(t *testing.T) {
 	c.expectClosed()
 	if _, err := net.Dial("tcp", s.Addr().String()); err == nil {
 		t.Fatal("listener still accepts after shutdown")
+	}
+}
+
+// Close is a crash as clients see it: the connection drops with no
+// ApplicationSessionTerminated and no answer to the request in progress.
+func TestCloseDropsWithoutAWord(t *testing.T) {
+	svc := newFakeService()
+	svc.stall = make(chan struct{}) // never released
+	s := NewServer(testConfig(), svc, testLogger(t))
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, s)
+	c.openSession(1, startEd6)
+	c.send(2, `<GetDoNotDisturb `+ns6+`><device>stall</device></GetDoNotDisturb>`)
+	waitFor(t, func() bool { svc.mu.Lock(); defer svc.mu.Unlock(); return len(svc.requests) > 0 })
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if f, err := c.fr.ReadFrame(); err == nil {
+		t.Fatalf("Close sent %s", f.XML)
+	} else if err != io.EOF && !isConnReset(err) {
+		t.Fatalf("expected the connection to drop, got %v", err)
+	}
+	if _, err := net.Dial("tcp", s.Addr().String()); err == nil {
+		t.Fatal("listener still accepts after Close")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown after Close: %v", err)
 	}
 }
 

@@ -501,6 +501,10 @@ func (s *Stack) CrashConnector() error {
 	if c == nil {
 		return nil
 	}
+	// Nothing leaves it any more: no CSTA answer (its clients see their
+	// connections drop, requests unanswered), no XSI request, no write to
+	// its state file.
+	c.CSTA.Close()
 	c.store.dead.Store(true)
 	c.acts.kill()
 	return s.teardown(c, true)
