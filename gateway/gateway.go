@@ -55,6 +55,7 @@ var (
 	_ hoteling.View             = (*Gateway)(nil)
 	_ hoteling.AssociationNoter = (*Gateway)(nil)
 	_ hoteling.RequestClock     = (*Gateway)(nil)
+	_ hoteling.AgentIntents     = (*Gateway)(nil)
 )
 
 const defaultAnswerSettle = 20 * time.Millisecond

@@ -90,6 +90,17 @@ func (g *Gateway) noteIntent(user string) {
 	u.intent = agentIntent{state: v.ACDState, code: v.UnavailableCode, at: time.Now()}
 }
 
+// AgentIntent is the agent state the last successful CTI or phone request
+// left, and when (hoteling.AgentIntents); "" when none.
+func (g *Gateway) AgentIntent(user string) (xsi.ACDState, string, time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if u := g.users[user]; u != nil {
+		return u.intent.state, u.intent.code, u.intent.at
+	}
+	return "", "", time.Time{}
+}
+
 // recheckAgent looks at user's failed requests again; while a request of
 // the agent is in flight it waits for it (a few times at most).
 func (g *Gateway) recheckAgent(user string, tries int) {

@@ -2,7 +2,10 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"time"
+
+	"github.com/broadworks-connector/connector/hoteling"
 )
 
 // Why associations end, besides EndLogout, EndForced and EndStale.
@@ -93,6 +96,11 @@ func (g *Gateway) releaseDesk(guest, host, reason string) {
 		ctx, cancel := context.WithTimeout(context.Background(), g.staleLogoutTimeout())
 		defer cancel()
 		if err := hot.Release(ctx, guest, host); err != nil {
+			if errors.Is(err, hoteling.ErrOwnEndInDoubt) {
+				g.log.Warn("gateway: the association end may be a logout step given up on, landing late; left to the hot-desk re-check",
+					"guest", guest, "host", host)
+				return
+			}
 			g.log.Error("gateway: releasing the desk failed", "guest", guest, "host", host, "error", err)
 			return
 		}

@@ -1,10 +1,14 @@
 package gateway
 
 import (
+	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/broadworks-connector/connector/csta"
+	"github.com/broadworks-connector/connector/hoteling"
 	"github.com/broadworks-connector/connector/xsi"
 )
 
@@ -38,6 +42,15 @@ func TestAssociationEnds(t *testing.T) {
 			g.endReasons[alice] = endNote{reason: EndLogout, at: time.Now().Add(-endNoteTTL)}
 			g.mu.Unlock()
 		}, EndPortal, true},
+		// A logout that gave up on its end-association: that end may land
+		// late, and is ours then (the sequencer's re-check puts the
+		// association back), not BroadWorks'.
+		{"our logout's end, given up on, landing late", guestOf(host, now),
+			failedLogout(hoteling.StepEndAssociation, context.DeadlineExceeded), EndLogout, false},
+		{"our logout failed elsewhere: a later end is BroadWorks'", guestOf(host, now),
+			failedLogout("agent-sign-out", context.DeadlineExceeded), EndPortal, true},
+		{"our logout's end refused: a later end is BroadWorks'", guestOf(host, now),
+			failedLogout(hoteling.StepEndAssociation, &xsi.Error{Status: 400}), EndPortal, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -61,9 +74,28 @@ func TestAssociationEnds(t *testing.T) {
 				time.Sleep(5 * time.Millisecond)
 			}
 			h.settle(t)
-			if got := h.hot.Calls(); !slices.Equal(got, want) {
+			got := slices.DeleteFunc(h.hot.Calls(), func(c string) bool { return strings.HasPrefix(c, "Logout ") })
+			if !slices.Equal(got, want) {
 				t.Errorf("hoteling calls %q, want %q", got, want)
 			}
 		})
+	}
+}
+
+// failedLogout logs alice off through the gateway, the sequencer failing at
+// step with err.
+func failedLogout(step string, err error) func(g *Gateway) {
+	return func(g *Gateway) {
+		hot := g.hoteling().(*fakeHoteling)
+		hot.mu.Lock()
+		hot.err = &hoteling.StepError{Op: "logout", Step: step, Kind: hoteling.ErrTimeout, Err: err}
+		hot.mu.Unlock()
+		req := csta.SetAgentState{Device: "desk1", RequestedState: csta.ReqLoggedOff, AgentID: "A1"}
+		if _, e := g.SetAgentState(context.Background(), csta.Requester{}, &req); e == nil {
+			panic("the logout succeeded")
+		}
+		hot.mu.Lock()
+		hot.err = nil
+		hot.mu.Unlock()
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/broadworks-connector/connector/csta"
+	"github.com/broadworks-connector/connector/hoteling"
 	"github.com/broadworks-connector/connector/xsi"
 )
 
@@ -164,10 +165,16 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, who csta.Reque
 			} else {
 				g.endingBy(agent, EndLogout)
 			}
-			err := g.cstaError(hot.Logout(ctx, agent), notFound)
+			herr := hot.Logout(ctx, agent)
+			err := g.cstaError(herr, notFound)
 			g.journalSync(ctx, agent) // the end is on record before the answer
-			if err != nil {
-				g.endingBy(agent, "") // not ours to explain if it ends later
+			var se *hoteling.StepError
+			if herr != nil && !(errors.As(herr, &se) && se.Step == hoteling.StepEndAssociation && mayApplyLate(herr)) {
+				// Not ours to explain if it ends later. Unless the end
+				// itself was given up on: the XSP may still apply it, and
+				// that end is then ours (the sequencer's re-check puts the
+				// association back), not one to free the desk for.
+				g.endingBy(agent, "")
 			}
 			return ok(err)
 		}

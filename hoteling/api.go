@@ -48,6 +48,14 @@ type RequestClock interface {
 	LastRequest(userID string) time.Time
 }
 
+// AgentIntents is an optional part of a View: the agent state the last
+// successful request from outside the sequencer (a CTI client, a phone)
+// left, and when. A re-check that finds a failed sequence's late change
+// over it puts it back (recheck.go).
+type AgentIntents interface {
+	AgentIntent(userID string) (state xsi.ACDState, code string, at time.Time)
+}
+
 type View interface {
 	// User returns the current view of one user.
 	User(id string) User

@@ -19,6 +19,10 @@ var (
 	ErrTimeout      = errors.New("hoteling: no confirming event")                      // the step's Action or its confirming event did not come within StepTimeout
 	ErrContradicted = errors.New("hoteling: contradicting event")                      // the view changed to something other than what the step asked for
 	ErrBusy         = errors.New("hoteling: too many sequences queued for agent/host") // the per-agent/per-host queue (Config.QueueLength) is full
+	// ErrOwnEndInDoubt: Release found an end of the guest's association
+	// that the sequencer gave up on and will re-check: the end seen may be
+	// that request landing late, and the re-check decides, not Release.
+	ErrOwnEndInDoubt = errors.New("hoteling: the association end may be a late one of ours")
 )
 
 // StepError is a failed Login, Logout or repair: the step that failed and its

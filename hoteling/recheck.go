@@ -21,6 +21,14 @@ import (
 // Only the one step whose outcome was unknown is re-checked: the other
 // steps were confirmed and so were their undos, and a later change by
 // someone else to other parts of the view is left alone.
+//
+// When a later sequence (or a later CTI or phone request, AgentIntents)
+// set the same part of the same user after the failure, the undo is not
+// what BroadWorks must end as: that later word is. A late change over it
+// is then answered by setting the later word again (the latency-spike
+// fault: a sign-out given up on landed 10 s later, over the next login).
+// Without a later word but with a later request on the user (RequestClock,
+// e.g. a forwarding change) the step is left alone.
 
 // inDoubt is a failed step that may still be applied, and its undo; gen
 // and at are the step user's generation and the time when its sequence
@@ -101,6 +109,18 @@ func (s *Sequencer) redoUndos(ctx context.Context, doubts []inDoubt) {
 	defer release()
 	for i := len(doubts) - 1; i >= 0; i-- {
 		d := doubts[i]
+		v := s.view.User(d.st.user)
+		if last, ok := s.laterWord(d); ok {
+			if !d.st.want(v) || last.want(v) {
+				continue // the late change has not landed, or the later word stands
+			}
+			s.logger.Warn("hoteling: a request given up on was applied late, over a later change; setting that again",
+				"step", d.st.name, "user", d.st.user, "view", d.st.proj(v), "again", last.name)
+			if err := s.exec(ctx, "recheck", last, v); err != nil {
+				s.logger.Error("hoteling: setting a later change again failed", "step", last.name, "user", last.user, "err", err)
+			}
+			continue
+		}
 		if s.generation(d.st.user) != d.gen {
 			s.logger.Debug("hoteling: re-check skips a step: a later sequence acted on its user", "step", d.st.name, "user", d.st.user)
 			continue
@@ -109,7 +129,6 @@ func (s *Sequencer) redoUndos(ctx context.Context, doubts []inDoubt) {
 			s.logger.Debug("hoteling: re-check skips a step: a later request changed its user", "step", d.st.name, "user", d.st.user)
 			continue
 		}
-		v := s.view.User(d.st.user)
 		if !d.st.want(v) || d.undo.want(v) {
 			continue
 		}
@@ -145,4 +164,71 @@ func (s *Sequencer) generation(user string) uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.gens[user]
+}
+
+// The parts of a user a step sets (step.facet).
+const (
+	facetACD   = "acd"
+	facetCFA   = "cfa"
+	facetAssoc = "assoc"
+)
+
+// word is the last change the sequencer made (or found made and relied
+// on) to one part of one user.
+type word struct {
+	st step
+	at time.Time
+}
+
+// noteWord records st as the last word on its user's part.
+func (s *Sequencer) noteWord(st step) {
+	if st.facet == "" || s.cfg.RecheckAfter <= 0 {
+		return
+	}
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.words[st.user+"|"+st.facet] = word{st: st, at: now}
+	// Only words newer than a failure still to be re-checked matter: now
+	// and then, drop the ones older than any such failure can be.
+	if s.wordsNoted++; s.wordsNoted%1024 == 0 {
+		for k, w := range s.words {
+			if now.Sub(w.at) > 2*s.cfg.RecheckAfter {
+				delete(s.words, k)
+			}
+		}
+	}
+}
+
+// laterWord is the change set on d's part of d's user after d's sequence
+// ended: the sequencer's own, or for the agent state a CTI or phone
+// request's (AgentIntents), whichever came last.
+func (s *Sequencer) laterWord(d inDoubt) (step, bool) {
+	s.mu.Lock()
+	w, ok := s.words[d.st.user+"|"+d.st.facet]
+	s.mu.Unlock()
+	ok = ok && w.at.After(d.at)
+	if d.st.facet == facetACD {
+		if ai, is := s.view.(AgentIntents); is {
+			if state, code, at := ai.AgentIntent(d.st.user); state != "" && at.After(d.at) && (!ok || at.After(w.at)) {
+				return s.acdStep(d.st.user, "agent-state-again", state, code), true
+			}
+		}
+	}
+	return w.st, ok
+}
+
+// endInDoubt reports whether a re-check still to come holds an end of
+// guest's association that a failed sequence gave up on.
+func (s *Sequencer) endInDoubt(guest string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, rs := range s.rechecks {
+		for _, d := range rs.doubts {
+			if d.st.user == guest && d.st.facet == facetAssoc && d.st.want(User{ID: guest}) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -3,9 +3,12 @@ package hoteling
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/broadworks-connector/connector/xsi"
 )
 
 // TestRecheckUndoesLateChanges: a step times out, the sequence undoes
@@ -76,5 +79,141 @@ func TestRecheckLeavesLaterSequences(t *testing.T) {
 		time.Sleep(2 * time.Minute) // the re-check of the first
 		synctest.Wait()
 		loggedOnAt(t, f.snapshot(), "g1", "desk1", num1)
+	})
+}
+
+// intentView is fakeBW as a gateway that also takes agent-state requests
+// of its own (RequestClock, AgentIntents).
+type intentView struct {
+	*fakeBW
+	mu     sync.Mutex
+	intent map[string]intent
+}
+
+type intent struct {
+	state xsi.ACDState
+	at    time.Time
+}
+
+// request sets user's agent state as a CTI request would: through
+// Actions, noted as the user's latest request.
+func (v *intentView) request(t *testing.T, user string, state xsi.ACDState) {
+	if err := v.fakeBW.SetAgentState(t.Context(), user, state, ""); err != nil {
+		t.Fatal(err)
+	}
+	v.mu.Lock()
+	v.intent[user] = intent{state, time.Now()}
+	v.mu.Unlock()
+}
+
+func (v *intentView) LastRequest(user string) time.Time {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.intent[user].at
+}
+
+func (v *intentView) AgentIntent(user string) (xsi.ACDState, string, time.Time) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.intent[user].state, "", v.intent[user].at
+}
+
+// TestRecheckSetsLaterWordAgain: a failed sequence's step lands late over
+// what a later sequence or request set on the same part of the same user;
+// the re-check sets that later word again (not the failed sequence's
+// undo, and not nothing).
+func TestRecheckSetsLaterWordAgain(t *testing.T) {
+	timeout := errors.New("xsi: PUT: context deadline exceeded")
+	tests := []struct {
+		name  string
+		sc    scenario
+		fail  func(ctx context.Context, s *Sequencer) error // fails on its first Action, which lands 10 s late
+		later func(t *testing.T, v *intentView, s *Sequencer)
+		check func(t *testing.T, st map[string]User)
+	}{
+		{
+			name: "logout's sign-out lands after the agent went Available: Available again",
+			sc:   loggedOn,
+			fail: func(ctx context.Context, s *Sequencer) error { return s.Logout(ctx, "g1") },
+			later: func(t *testing.T, v *intentView, _ *Sequencer) {
+				v.request(t, "g1", xsi.ACDWrapUp)
+				v.request(t, "g1", xsi.ACDAvailable)
+			},
+			check: func(t *testing.T, st map[string]User) {
+				loggedOnAt(t, st, "g1", "desk1", num1)
+				if st["g1"].ACDState != xsi.ACDAvailable {
+					t.Fatalf("g1 is %s, want Available (the later request)", st["g1"].ACDState)
+				}
+			},
+		},
+		{
+			name: "login's host CFA lands after a later logout: the desk's own forwarding again",
+			sc:   plain,
+			fail: func(ctx context.Context, s *Sequencer) error { return s.Login(ctx, "g1", "desk1", num1) },
+			later: func(t *testing.T, _ *intentView, s *Sequencer) {
+				if err := s.Login(t.Context(), "g1", "desk1", num1); err != nil {
+					t.Fatalf("second login: %v", err)
+				}
+				if err := s.Logout(t.Context(), "g1"); err != nil {
+					t.Fatalf("logout: %v", err)
+				}
+			},
+			check: func(t *testing.T, st map[string]User) {
+				if g, h := st["g1"], st["desk1"]; g.HostUserID != "" || h.GuestUserID != "" || forwardsTo(h.CFA, num1) || g.ACDState != xsi.ACDSignOut {
+					t.Fatalf("not logged out: guest %+v host %+v", g, h)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newFakeBW(tt.sc.users, 10*time.Millisecond)
+				v := &intentView{fakeBW: f, intent: map[string]intent{}}
+				s := New(Config{RecheckAfter: time.Minute, StepTimeout: 2 * time.Second,
+					NumberOf: func(g string) string { return numbers[g] }}, f, v, testLogger())
+				defer s.Close()
+				for _, r := range tt.sc.memory {
+					s.remember(r)
+				}
+				f.fault = &fault{call: 0, mode: "late", err: timeout, lateBy: 10 * time.Second}
+				if err := tt.fail(t.Context(), s); err == nil {
+					t.Fatal("the sequence succeeded despite the timeout")
+				}
+				time.Sleep(3 * time.Second)
+				tt.later(t, v, s)
+				time.Sleep(2 * time.Minute) // the late change lands, then the re-check runs
+				synctest.Wait()
+				tt.check(t, f.snapshot())
+			})
+		})
+	}
+}
+
+// TestReleaseLeavesOwnLateEnd: a logout gives up on ending the association,
+// and the end lands late. To the gateway it looks like BroadWorks ending
+// the association on its own; Release must leave it to the re-check
+// (which puts the association back: the client was told the logout
+// failed), not sign the agent out and free the desk.
+func TestReleaseLeavesOwnLateEnd(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, s := loggedOn.start(t, Config{RecheckAfter: time.Minute, StepTimeout: 2 * time.Second}, 10*time.Millisecond)
+		defer s.Close()
+		f.fault = &fault{call: 2, mode: "late", err: errors.New("xsi: PUT: context deadline exceeded"), lateBy: 10 * time.Second}
+		if err := s.Logout(t.Context(), "g1"); err == nil {
+			t.Fatal("the logout succeeded despite the timeout")
+		}
+		time.Sleep(15 * time.Second) // the late end has landed
+		synctest.Wait()
+		if err := s.Release(t.Context(), "g1", "desk1"); !errors.Is(err, ErrOwnEndInDoubt) {
+			t.Fatalf("Release = %v, want ErrOwnEndInDoubt", err)
+		}
+		time.Sleep(2 * time.Minute) // the re-check
+		synctest.Wait()
+		loggedOnAt(t, f.snapshot(), "g1", "desk1", num1)
+		// With nothing in doubt any more, Release acts again.
+		if s.endInDoubt("g1") {
+			t.Fatal("the end is still in doubt after the re-check")
+		}
 	})
 }

@@ -31,6 +31,9 @@ func (s *Sequencer) Release(ctx context.Context, guest, host string) (err error)
 	if g.HostUserID == host {
 		return nil
 	}
+	if s.endInDoubt(guest) {
+		return ErrOwnEndInDoubt
+	}
 	r := s.newRun(ctx, "release", guest, host)
 	if g.HostUserID == "" && signedIn(g) {
 		r.step(s.acdStep(guest, "agent-sign-out", xsi.ACDSignOut, ""))

@@ -89,6 +89,8 @@ type Sequencer struct {
 	rechecks   map[string]*recheckSet // pending re-checks by user set (recheck.go)
 	closed     bool                   // Close was called
 	gens       map[string]uint64      // steps run per user (recheck.go)
+	words      map[string]word        // per user and part, the last change made (recheck.go)
+	wordsNoted uint64
 }
 
 // New builds a Sequencer; it starts no goroutine.
@@ -109,7 +111,7 @@ func New(cfg Config, act Actions, view View, logger *slog.Logger) *Sequencer {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Sequencer{cfg: cfg, act: act, view: view, logger: logger, metrics: newMetrics(),
-		locks: map[string]*keyLock{}, remembered: map[string]Remembered{}, rechecks: map[string]*recheckSet{}, gens: map[string]uint64{}}
+		locks: map[string]*keyLock{}, remembered: map[string]Remembered{}, rechecks: map[string]*recheckSet{}, gens: map[string]uint64{}, words: map[string]word{}}
 }
 
 // Remembered returns the remembered previous CFA of hostUserID.
@@ -346,12 +348,16 @@ func (s *Sequencer) startUnavailable(r *run, g User) {
 // leaveHost adds the steps that end guest's association with host and put
 // the host's CFA back; it returns how to put the memory back if the
 // sequence is compensated.
+// StepEndAssociation is the name of the step that ends a guest's
+// association (StepError.Step).
+const StepEndAssociation = "end-association"
+
 func (s *Sequencer) leaveHost(r *run, guest, host string) func() {
 	old, hadOld := s.Remembered(host)
 	if target, ok := s.restoreTarget(guest, host); ok {
 		r.step(s.cfaStep(host, "restore-host-cfa", target))
 	}
-	r.step(s.assocStep(guest, "end-association", ""))
+	r.step(s.assocStep(guest, StepEndAssociation, ""))
 	return func() { s.setRemembered(host, old, hadOld) }
 }
 

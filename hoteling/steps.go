@@ -22,6 +22,9 @@ type step struct {
 	// assoc marks a change of the user's hoteling association (the View
 	// may want to know it is ours: AssociationNoter).
 	assoc bool
+	// facet is the part of the user the step sets: facetACD, facetCFA or
+	// facetAssoc (the re-check's last word, recheck.go).
+	facet string
 }
 
 // done is a step that ran (or may have run), with the view before it.
@@ -70,6 +73,7 @@ func (r *run) step(st step) {
 	}
 	before := r.s.view.User(st.user)
 	if st.want(before) {
+		r.s.noteWord(st) // this run relies on it as it is
 		return
 	}
 	err := r.s.exec(r.ctx, r.op, st, before)
@@ -150,6 +154,11 @@ func (s *Sequencer) exec(ctx context.Context, op string, st step, before User) (
 	if err := st.do(sctx); err != nil {
 		return err
 	}
+	defer func() {
+		if err == nil {
+			s.noteWord(st)
+		}
+	}()
 	was := st.proj(before)
 	var mu sync.Mutex
 	var got User
@@ -175,9 +184,10 @@ func (s *Sequencer) exec(ctx context.Context, op string, st step, before User) (
 
 func (s *Sequencer) acdStep(user, name string, state xsi.ACDState, code string) step {
 	return step{
-		name: name,
-		user: user,
-		proj: func(u User) string { return string(u.ACDState) },
+		name:  name,
+		user:  user,
+		facet: facetACD,
+		proj:  func(u User) string { return string(u.ACDState) },
 		want: func(u User) bool {
 			switch state {
 			case xsi.ACDSignIn: // transient: any signed-in state confirms it
@@ -206,9 +216,10 @@ func (s *Sequencer) acdStep(user, name string, state xsi.ACDState, code string) 
 
 func (s *Sequencer) cfaStep(host, name string, f xsi.Forwarding) step {
 	return step{
-		name: name,
-		user: host,
-		proj: func(u User) string { return fmt.Sprintf("%t|%s", u.CFA.Active, u.CFA.ForwardToPhoneNumber) },
+		name:  name,
+		user:  host,
+		facet: facetCFA,
+		proj:  func(u User) string { return fmt.Sprintf("%t|%s", u.CFA.Active, u.CFA.ForwardToPhoneNumber) },
 		want: func(u User) bool {
 			if f.Active {
 				return forwardsTo(u.CFA, f.ForwardToPhoneNumber)
@@ -227,10 +238,11 @@ func (s *Sequencer) cfaStep(host, name string, f xsi.Forwarding) step {
 // package for the host side, research/xsi.md §2.7).
 func (s *Sequencer) assocStep(guest, name, host string) step {
 	return step{
-		name: name,
-		user: guest,
-		proj: func(u User) string { return u.HostUserID },
-		want: func(u User) bool { return u.HostUserID == host },
+		name:  name,
+		user:  guest,
+		facet: facetAssoc,
+		proj:  func(u User) string { return u.HostUserID },
+		want:  func(u User) bool { return u.HostUserID == host },
 		do: func(ctx context.Context) error {
 			if host == "" {
 				return s.act.EndGuestAssociation(ctx, guest)

@@ -116,6 +116,16 @@ func (c *Client) failover(ctx context.Context, method, path string, body []byte)
 		}
 		s.downUntil.Store(time.Now().Add(failoverCooldown).UnixNano())
 		c.metrics.failovers.WithLabelValues(s.baseURL()).Inc()
+		if method == http.MethodPut && errors.Is(err, errSentNoAnswer) {
+			// The XSP has the change and may still apply it: sent again
+			// elsewhere, it would succeed there and then be overridden
+			// by this copy landing late, after whatever came next. The
+			// caller gets the timeout (the change is in doubt); the XSP
+			// is passed over for the next requests.
+			c.logger.Warn("xsi: XSP did not answer a change in time; not sent again elsewhere (it may still apply it)",
+				"xsp", s.baseURL(), "path", path, "err", err)
+			return nil, err
+		}
 		c.logger.Warn("xsi: XSP failed, trying the next", "xsp", s.baseURL(), "method", method, "path", path, "err", err, "tried", i+1, "of", len(c.servers))
 	}
 	if len(c.servers) > 1 && isConnError(lastErr) {

@@ -557,6 +557,66 @@ func TestActionsFailover(t *testing.T) {
 	}
 }
 
+// A change (PUT) the first XSP received but did not answer in time is not
+// sent again to the next XSP: the first may still apply it, after the
+// copy sent elsewhere and whatever came next. A read (GET) is. The silent
+// XSP is passed over afterwards either way.
+func TestActionsTimedOutChangeNotResent(t *testing.T) {
+	actLeakCheck(t)
+	dnd := actFixture(t, "DoNotDisturb.xml")
+	release := make(chan struct{})
+	var slowCalls atomic.Int32
+	slow := actServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		slowCalls.Add(1)
+		io.Copy(io.Discard, r.Body) // received in full
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer close(release)
+	second := &actionsXSP{answer: func(*http.Request) actAnswer { return actAnswer{status: 200, body: dnd} }}
+	secondSrv := actServer(t, second)
+	tests := []struct {
+		name     string
+		call     func(c *Client) error
+		wantErr  bool
+		toSecond int
+	}{
+		{"PUT: the timeout, not sent again", func(c *Client) error {
+			return c.SetDoNotDisturb(context.Background(), "u@example.com", DoNotDisturb{Active: true})
+		}, true, 0},
+		{"GET: sent again to the next XSP", func(c *Client) error {
+			_, err := c.GetDoNotDisturb(context.Background(), "u@example.com")
+			return err
+		}, false, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			second.reset()
+			slowCalls.Store(0)
+			cfg := actTestConfig(slow.URL, secondSrv.URL)
+			cfg.RequestTimeout = 200 * time.Millisecond
+			cfg.MaxRetries = 0
+			c := actTestClient(t, cfg)
+			err := tt.call(c)
+			if tt.wantErr && !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("err = %v, want the deadline", err)
+			}
+			if !tt.wantErr && err != nil {
+				t.Fatal(err)
+			}
+			if slowCalls.Load() != 1 || len(second.requests()) != tt.toSecond {
+				t.Fatalf("calls: first %d, second %d; want 1, %d", slowCalls.Load(), len(second.requests()), tt.toSecond)
+			}
+			// The silent XSP is passed over now.
+			if _, err := c.GetDoNotDisturb(context.Background(), "u@example.com"); err != nil || slowCalls.Load() != 1 {
+				t.Fatalf("next request: %v, first XSP called %d times", err, slowCalls.Load())
+			}
+		})
+	}
+}
+
 func TestActionsAllXSPsDown(t *testing.T) {
 	actLeakCheck(t)
 	var urls []string

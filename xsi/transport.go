@@ -10,10 +10,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
@@ -152,6 +154,14 @@ func (x *xsp) do(ctx context.Context, method, path string, body []byte) ([]byte,
 	ctx, cancel := context.WithTimeout(ctx, x.cfg.RequestTimeout)
 	defer cancel()
 	ctx = context.WithValue(ctx, retryKey{}, method == http.MethodGet || method == http.MethodPut)
+	// Whether the XSP got the request in full (any attempt): then a
+	// deadline passing means it may still be working on it.
+	var wrote atomic.Bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteRequest: func(i httptrace.WroteRequestInfo) {
+		if i.Err == nil {
+			wrote.Store(true)
+		}
+	}})
 
 	var raw any
 	if body != nil {
@@ -172,6 +182,9 @@ func (x *xsp) do(ctx context.Context, method, path string, body []byte) ([]byte,
 		}
 		if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
 			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+		}
+		if ctx.Err() != nil && wrote.Load() {
+			err = fmt.Errorf("%w: %w", errSentNoAnswer, err)
 		}
 		return nil, fmt.Errorf("xsi: %s %s%s: %w", method, x.base, path, err)
 	}
@@ -338,6 +351,10 @@ func (r *releaseBody) Close() error {
 // isConnError reports whether err is a failure to reach the XSP at all (as
 // opposed to an answer, or the caller's context ending): the case for
 // failing over to the next XSP.
+// errSentNoAnswer marks a request the XSP received in full but had not
+// answered when the deadline passed: it may still apply it, later.
+var errSentNoAnswer = errors.New("sent, no answer in time")
+
 func isConnError(err error) bool {
 	if err == nil {
 		return false
