@@ -272,6 +272,10 @@ func (s *Sequencer) loginHost(ctx context.Context, guest, host, forwardTo string
 	g, h := s.view.User(guest), s.view.User(host)
 	if g.HostUserID == host && signedIn(g) && forwardsTo(h.CFA, forwardTo) {
 		s.logger.Debug("hoteling: already logged on", "guest", guest, "host", host)
+		// What this login relies on counts as its word (recheck.go).
+		s.noteWord(s.assocStep(guest, "associate", host))
+		s.noteWord(s.cfaStep(host, "host-cfa", xsi.Forwarding{Active: true, ForwardToPhoneNumber: forwardTo}))
+		s.noteWord(s.acdStep(guest, "agent-state", g.ACDState, g.UnavailableCode))
 		return nil
 	}
 	r := s.newRun(ctx, "login", guest, host)
