@@ -110,6 +110,20 @@ func TestXSIEventsPublished(t *testing.T) {
 			},
 		},
 		{
+			name: "hot desk: a guest associated in a state it keeps: the host hears that state after the logon",
+			evs: []*xsi.SubscriptionEvent{
+				xev(alice, agentSnap("Unavailable", "200")),
+				xev(alice, &xsi.HotelingGuestEvent{Active: true}),
+				xev(alice, guestOf("host1@example.com", since)),
+			},
+			want: []csta.Event{
+				agentEv(csta.EventAgentNotReady, "+15550001", "A1", "meeting"), agentEv(csta.EventAgentNotReady, "alice", "A1", "meeting"), agentEv(csta.EventAgentNotReady, "alice@example.com", "A1", "meeting"),
+				agentEv(csta.EventAgentLoggedOn, "desk1", "A1", ""), agentEv(csta.EventAgentNotReady, "desk1", "A1", "meeting"),
+				agentEv(csta.EventAgentLoggedOn, "host1", "A1", ""), agentEv(csta.EventAgentNotReady, "host1", "A1", "meeting"),
+				agentEv(csta.EventAgentLoggedOn, "host1@example.com", "A1", ""), agentEv(csta.EventAgentNotReady, "host1@example.com", "A1", "meeting"),
+			},
+		},
+		{
 			name: "after link loss, a snapshot reports only differences",
 			evs: []*xsi.SubscriptionEvent{
 				xev("dave@x.org", dnd(false)),

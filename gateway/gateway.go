@@ -425,8 +425,26 @@ func (g *Gateway) applyHoteling(u *userState, d *xsi.HotelingGuestEvent) []csta.
 		}
 	}
 	if host != "" {
+		// The desk's monitors and phones learn the guest's state too: no
+		// agent-state event may follow (the guest kept its state, or it
+		// was associated again after a late end).
+		now, haveState := csta.Event{}, u.agentSeen
+		switch u.acdState {
+		case xsi.ACDAvailable:
+			now.Kind = csta.EventAgentReady
+		case xsi.ACDUnavailable:
+			now.Kind, now.ReasonCode = csta.EventAgentNotReady, dir.Reason(u.unavailableCode)
+		case xsi.ACDWrapUp:
+			now.Kind = csta.EventAgentWorkingAfterCall
+		default:
+			haveState = false
+		}
 		for _, dev := range dir.Devices(host) {
 			out = append(out, csta.Event{Kind: csta.EventAgentLoggedOn, Device: dev, AgentID: agentID})
+			if haveState {
+				now.Device, now.AgentID = dev, agentID
+				out = append(out, now)
+			}
 		}
 	}
 	return out

@@ -47,9 +47,9 @@ type recheckSet struct {
 }
 
 // scheduleRecheck arranges the re-check of a failed sequence over users,
-// with its step in doubt (if any). One timer per set of users: a later
+// with its steps in doubt (the failed one, and undos that failed). One timer per set of users: a later
 // failure on the same users adds its step and moves the time on.
-func (s *Sequencer) scheduleRecheck(users []string, doubt *inDoubt) {
+func (s *Sequencer) scheduleRecheck(users []string, doubts []inDoubt) {
 	if s.cfg.RecheckAfter <= 0 || len(users) == 0 {
 		return
 	}
@@ -68,9 +68,7 @@ func (s *Sequencer) scheduleRecheck(users []string, doubt *inDoubt) {
 	} else {
 		rs.timer.Reset(s.cfg.RecheckAfter)
 	}
-	if doubt != nil {
-		rs.doubts = append(rs.doubts, *doubt)
-	}
+	rs.doubts = append(rs.doubts, doubts...)
 }
 
 func (s *Sequencer) recheck(key string) {

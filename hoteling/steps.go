@@ -107,11 +107,16 @@ func (r *run) finish() error {
 	}
 	ctx := context.WithoutCancel(r.ctx)
 	var errs []error
+	var undosInDoubt []step
 	for i := len(r.done) - 1; i >= 0; i-- {
 		d := r.done[i]
 		u := d.st.undo(d.before)
 		if err := r.s.exec(ctx, r.op, u, r.s.view.User(u.user)); err != nil {
-			r.uncertain = r.uncertain || !refused(err)
+			if !refused(err) {
+				// The undo may land late as well.
+				r.uncertain = true
+				undosInDoubt = append(undosInDoubt, u)
+			}
 			r.s.logger.Error("hoteling: compensation failed", "op", r.op, "guest", r.guest, "host", r.host, "step", u.name, "err", err)
 			errs = append(errs, fmt.Errorf("%s: %w", u.name, err))
 		}
@@ -122,11 +127,16 @@ func (r *run) finish() error {
 		for _, d := range r.done {
 			users = append(users, d.st.user)
 		}
-		var doubt *inDoubt
+		var doubts []inDoubt
 		if d := r.doubt; d != nil {
-			doubt = &inDoubt{st: d.st, undo: d.st.undo(d.before), gen: r.s.generation(d.st.user), at: time.Now()}
+			doubts = append(doubts, inDoubt{st: d.st, undo: d.st.undo(d.before), gen: r.s.generation(d.st.user), at: time.Now()})
 		}
-		r.s.scheduleRecheck(slices.DeleteFunc(users, func(u string) bool { return u == "" }), doubt)
+		// An undo in doubt must end applied (the client is told the
+		// sequence failed): its own "undo" is to send it again.
+		for _, u := range undosInDoubt {
+			doubts = append(doubts, inDoubt{st: u, undo: u, gen: r.s.generation(u.user), at: time.Now()})
+		}
+		r.s.scheduleRecheck(slices.DeleteFunc(users, func(u string) bool { return u == "" }), doubts)
 	}
 	r.s.metrics.compensated(r.op, len(r.done), r.err.Undo)
 	if r.err.Undo == nil {
