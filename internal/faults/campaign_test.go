@@ -83,16 +83,11 @@ var faults = []fault{
 		// Xsi-Actions latency spikes to 10 s (5 % of the requests), for
 		// the whole storm and churn.
 		name: "latency-spikes-10s",
-		skip: "bug: hoteling's re-check of a failed sequence (recheck.go redoUndos, RecheckAfter later) undoes the " +
-			"step in doubt whenever the view shows that step's target state, also when a later sequence of the same " +
-			"agent and desk has succeeded meanwhile and set that state itself (e.g. a login failed at agent-unavailable, " +
-			"the next login succeeded, 10 s later the re-check signs the agent out and recovery ends the association: " +
-			"told logged in, logged out); besides, a single Ready / Not Ready / ACW request held past its deadline lands " +
-			"late and nothing looks at it again (the agent back in the ACD after its logout) (run it with -faults.bugs)",
 		hold: func(sz sizes) time.Duration { return sz.churn },
 		// A request held 10 s lands after the connector gave up on it;
-		// the sequencer's re-check (RecheckAfter, 10 s in the stack)
-		// undoes it then.
+		// the re-checks (hoteling's and the gateway's, RecheckAfter,
+		// 10 s in the stack) undo it then, or set again what a later
+		// request set.
 		quiet: 14 * time.Second,
 		run: func(h *harness, hold time.Duration) {
 			h.st.Sim.SetActionsLatency(xspsim.Latency{Max: 5 * time.Millisecond, SpikeProb: 0.05, Spike: 10 * time.Second})
