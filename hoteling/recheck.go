@@ -27,8 +27,9 @@ import (
 // what BroadWorks must end as: that later word is. A late change over it
 // is then answered by setting the later word again (the latency-spike
 // fault: a sign-out given up on landed 10 s later, over the next login).
-// Without a later word but with a later request on the user (RequestClock,
-// e.g. a forwarding change) the step is left alone.
+// Without a later word but with a later request on the same part of the
+// user (RequestClock: an agent state or a forwarding change) the step is
+// left alone.
 
 // inDoubt is a failed step that may still be applied, and its undo; gen
 // and at are the step user's generation and the time when its sequence
@@ -123,7 +124,9 @@ func (s *Sequencer) redoUndos(ctx context.Context, doubts []inDoubt) {
 			s.logger.Debug("hoteling: re-check skips a step: a later sequence acted on its user", "step", d.st.name, "user", d.st.user)
 			continue
 		}
-		if c, ok := s.view.(RequestClock); ok && c.LastRequest(d.st.user).After(d.at) {
+		// A CTI or phone request changes agent states and forwarding, never
+		// an association (that takes a sequence, a word above).
+		if c, ok := s.view.(RequestClock); ok && d.st.facet != facetAssoc && c.LastRequest(d.st.user).After(d.at) {
 			s.logger.Debug("hoteling: re-check skips a step: a later request changed its user", "step", d.st.name, "user", d.st.user)
 			continue
 		}

@@ -127,7 +127,8 @@ func TestRecheckSetsLaterWordAgain(t *testing.T) {
 	tests := []struct {
 		name  string
 		sc    scenario
-		fail  func(ctx context.Context, s *Sequencer) error // fails on its first Action, which lands 10 s late
+		call  int // the failing Action of fail, which lands 10 s late
+		fail  func(ctx context.Context, s *Sequencer) error
 		later func(t *testing.T, v *intentView, s *Sequencer)
 		check func(t *testing.T, st map[string]User)
 	}{
@@ -143,6 +144,21 @@ func TestRecheckSetsLaterWordAgain(t *testing.T) {
 				loggedOnAt(t, st, "g1", "desk1", num1)
 				if st["g1"].ACDState != xsi.ACDAvailable {
 					t.Fatalf("g1 is %s, want Available (the later request)", st["g1"].ACDState)
+				}
+			},
+		},
+		{
+			name: "logout's end lands after a later agent-state request: associated again (requests never change associations)",
+			sc:   loggedOn,
+			call: 2, // sign-out, restore-host-cfa, end-association
+			fail: func(ctx context.Context, s *Sequencer) error { return s.Logout(ctx, "g1") },
+			later: func(t *testing.T, v *intentView, _ *Sequencer) {
+				v.request(t, "g1", xsi.ACDWrapUp)
+			},
+			check: func(t *testing.T, st map[string]User) {
+				loggedOnAt(t, st, "g1", "desk1", num1)
+				if st["g1"].ACDState != xsi.ACDWrapUp {
+					t.Fatalf("g1 is %s, want Wrap-Up (the later request)", st["g1"].ACDState)
 				}
 			},
 		},
@@ -176,7 +192,7 @@ func TestRecheckSetsLaterWordAgain(t *testing.T) {
 				for _, r := range tt.sc.memory {
 					s.remember(r)
 				}
-				f.fault = &fault{call: 0, mode: "late", err: timeout, lateBy: 10 * time.Second}
+				f.fault = &fault{call: tt.call, mode: "late", err: timeout, lateBy: 10 * time.Second}
 				if err := tt.fail(t.Context(), s); err == nil {
 					t.Fatal("the sequence succeeded despite the timeout")
 				}
