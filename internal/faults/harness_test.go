@@ -693,107 +693,6 @@ func (w *seqWatch) report() (int, []string) {
 	return w.n, slices.Clone(w.first)
 }
 
-// knownBugRecheck: hoteling's re-check of a failed sequence (recheck.go,
-// RecheckAfter after the failure) undoes the step in doubt whenever the
-// view shows that step's target state, also when a later sequence of the
-// same agent and desk has succeeded meanwhile and set that state itself;
-// the recovery that follows then takes the good state for a half-done one
-// (e.g. a login failed at agent-unavailable, the next login succeeded,
-// 10 s later the re-check signs the agent out and recovery ends the
-// association: told logged in, ends logged out). recheckWatch sees the
-// re-check's log lines; without -faults.strict, an agent or desk whose
-// step it undid, or that a recovery repaired after a re-check looked at
-// it, is excused from the checks, and logged.
-const knownBugRecheck = "known bug: the sequencer's re-check undoes a later successful sequence"
-
-// recheckWatch notes the agents and desks whose step a re-check undid.
-type recheckWatch struct {
-	mu        sync.Mutex
-	undone    map[int]bool
-	rechecked map[int]bool // in a re-check's users
-}
-
-func (w *recheckWatch) note(i int) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.undone == nil {
-		w.undone = map[int]bool{}
-	}
-	w.undone[i] = true
-}
-
-func (w *recheckWatch) hit(i int) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.undone[i]
-}
-
-// recheckHandler passes every record on and tells recheckWatch about the
-// re-check's undos.
-type recheckHandler struct {
-	slog.Handler
-	w *recheckWatch
-}
-
-func (h *recheckHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= slog.LevelWarn || h.Handler.Enabled(ctx, l)
-}
-
-func (h *recheckHandler) Handle(ctx context.Context, r slog.Record) error {
-	switch r.Message {
-	case "hoteling: a request given up on was applied late; undoing it again":
-		r.Attrs(func(a slog.Attr) bool {
-			if a.Key == "user" {
-				h.w.note(indexOf(a.Value.String()))
-			}
-			return true
-		})
-	case "hoteling: re-checking a failed sequence the XSP may have applied late":
-		r.Attrs(func(a slog.Attr) bool {
-			if a.Key == "users" {
-				if users, ok := a.Value.Any().([]string); ok {
-					h.w.mu.Lock()
-					if h.w.rechecked == nil {
-						h.w.rechecked = map[int]bool{}
-					}
-					for _, u := range users {
-						h.w.rechecked[indexOf(u)] = true
-					}
-					h.w.mu.Unlock()
-				}
-			}
-			return true
-		})
-	case "hoteling: recovered half-done sequence":
-		// The re-check's recovery (also: start-up and link recoveries,
-		// which excusing a re-checked agent's may hide).
-		r.Attrs(func(a slog.Attr) bool {
-			if a.Key == "guest" {
-				i := indexOf(a.Value.String())
-				h.w.mu.Lock()
-				re := h.w.rechecked[i]
-				h.w.mu.Unlock()
-				if re {
-					h.w.note(i)
-				}
-			}
-			return true
-		})
-	}
-	if !h.Handler.Enabled(ctx, r.Level) {
-		return nil
-	}
-	return h.Handler.Handle(ctx, r)
-}
-
-func (h *recheckHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return &recheckHandler{Handler: h.Handler.WithAttrs(attrs), w: h.w}
-}
-
-func (h *recheckHandler) WithGroup(name string) slog.Handler {
-	return &recheckHandler{Handler: h.Handler.WithGroup(name), w: h.w}
-}
-
 // ---- the harness ----
 
 type harness struct {
@@ -811,7 +710,6 @@ type harness struct {
 	pmu      sync.Mutex
 	phones   map[int]*phone // by desk
 	sw       *seqWatch
-	rw       *recheckWatch
 
 	vmu        sync.Mutex
 	violations []string
@@ -869,7 +767,7 @@ func (h *harness) snapshots() (map[string]xspsim.UserSnapshot, error) {
 }
 
 // excused says whether agent i and desk i are excused from the checks by
-// knownBugStale or knownBugRecheck.
+// knownBugStale.
 func (h *harness) excused(i int) bool { return h.excuse(i) != "" }
 
 func (h *harness) excuse(i int) string {
@@ -878,8 +776,6 @@ func (h *harness) excuse(i int) string {
 		return ""
 	case h.sw.hit(i):
 		return knownBugStale
-	case h.rw.hit(i):
-		return knownBugRecheck
 	}
 	return ""
 }
@@ -1084,8 +980,6 @@ func runScenario(t *testing.T, f fault, sz sizes) []string {
 	cfg := baseConfig(t, sz)
 	sw := &seqWatch{last: map[string]int64{}}
 	cfg.OnEvent = sw.observe
-	rw := &recheckWatch{}
-	cfg.Logger = slog.New(&recheckHandler{Handler: cfg.Logger.Handler(), w: rw})
 	if f.config != nil {
 		f.config(&cfg)
 	}
@@ -1102,7 +996,7 @@ func runScenario(t *testing.T, f fault, sz sizes) []string {
 	if err := st.Start(); err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, sz: sz, st: st, stop: make(chan struct{}), cleared: make(chan struct{}), phones: map[int]*phone{}, sw: sw, rw: rw}
+	h := &harness{t: t, sz: sz, st: st, stop: make(chan struct{}), cleared: make(chan struct{}), phones: map[int]*phone{}, sw: sw}
 	defer h.closePhones()
 	ownCFA := map[int]string{}
 	for i := 1; i <= sz.agents; i++ {
