@@ -48,8 +48,9 @@ type recheckSet struct {
 }
 
 // scheduleRecheck arranges the re-check of a failed sequence over users,
-// with its steps in doubt (the failed one, and undos that failed). One timer per set of users: a later
-// failure on the same users adds its step and moves the time on.
+// with its steps in doubt (the failed one, and undos that failed). One
+// timer per set of users: a later failure on the same users adds its steps
+// and moves the time on.
 func (s *Sequencer) scheduleRecheck(users []string, doubts []inDoubt) {
 	if s.cfg.RecheckAfter <= 0 || len(users) == 0 {
 		return
