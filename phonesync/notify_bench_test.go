@@ -42,12 +42,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/broadworks-connector/connector/internal/udpphones"
 	"github.com/broadworks-connector/connector/phonesync"
 	"github.com/emiago/sipgo/sip"
 )
@@ -215,24 +215,10 @@ func cpuTime() (user, sys time.Duration) {
 // "7" and the change's sequence number (initial states have no number).
 const benchMarker = "<forwardTo>7"
 
-// benchPhones is N phones on a few UDP sockets: phone i lives on socket
-// i % len(conns) with Call-ID "nb-<i>". A phone parses only what it needs
-// (start line, Call-ID, Content-Type, the marker), answers every request
-// 200 and notes when each change arrived.
+// benchPhones is N phones (internal/udpphones, Call-ID "nb-<i>") that note
+// when each change arrived: a NOTIFY carrying the marker of change k.
 type benchPhones struct {
-	n      int
-	server *net.UDPAddr
-	conns  []*net.UDPConn
-	wg     sync.WaitGroup
-
-	initSeen []atomic.Bool  // phone i got its full-state NOTIFY
-	sentAt   []atomic.Int64 // when phone i's latest SUBSCRIBE left (unix ns)
-	attempt  []atomic.Int32
-	initDone chan int // phone indexes, as their full state arrives
-	initial  atomic.Int64
-	rejected atomic.Int64 // non-2xx answers to SUBSCRIBE
-	resends  int64
-
+	*udpphones.Phones
 	pubAt   []atomic.Int64 // change k handed to Publish (unix ns)
 	latency []atomic.Int64 // change k's NOTIFY arrival minus pubAt; 0 = not yet
 	got     atomic.Int64
@@ -240,213 +226,36 @@ type benchPhones struct {
 	lastRx  atomic.Int64
 }
 
-func newBenchPhones(b *testing.B, n, sockets, changes int, server string) *benchPhones {
+func newBenchPhones(b *testing.B, n, sockets, window, changes int, server string) *benchPhones {
 	b.Helper()
-	sa, err := net.ResolveUDPAddr("udp", server)
+	p := &benchPhones{pubAt: make([]atomic.Int64, changes), latency: make([]atomic.Int64, changes)}
+	var err error
+	p.Phones, err = udpphones.Start(udpphones.Config{N: n, Sockets: sockets, Window: window, Server: server,
+		Tag: "nb", DN: benchDN, Notify: p.notify})
 	if err != nil {
 		b.Fatal(err)
-	}
-	p := &benchPhones{
-		n: n, server: sa,
-		initSeen: make([]atomic.Bool, n),
-		sentAt:   make([]atomic.Int64, n),
-		attempt:  make([]atomic.Int32, n),
-		initDone: make(chan int, n),
-		pubAt:    make([]atomic.Int64, changes),
-		latency:  make([]atomic.Int64, changes),
-	}
-	for range sockets {
-		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			p.close()
-			b.Fatal(err)
-		}
-		_ = c.SetReadBuffer(4 << 20)
-		_ = c.SetWriteBuffer(4 << 20)
-		p.conns = append(p.conns, c)
-	}
-	for _, c := range p.conns {
-		p.wg.Go(func() { p.readLoop(c) })
 	}
 	return p
 }
 
-func (p *benchPhones) close() {
-	for _, c := range p.conns {
-		c.Close()
+// notify notes the arrival of the change whose marker the NOTIFY carries.
+func (p *benchPhones) notify(nt udpphones.Notify) {
+	k := bytes.Index(nt.Body, []byte(benchMarker))
+	if k < 0 {
+		return
 	}
-	p.wg.Wait()
-}
-
-// subscribe sends phone i's initial SUBSCRIBE (a new branch per attempt).
-func (p *benchPhones) subscribe(i int) {
-	c := p.conns[i%len(p.conns)]
-	port := c.LocalAddr().(*net.UDPAddr).Port
-	dn := benchDN(i)
-	a := p.attempt[i].Add(1)
-	msg := fmt.Sprintf("SUBSCRIBE sip:%s@%s SIP/2.0\r\n"+
-		"Via: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-nb-%d-%d;rport\r\n"+
-		"From: <sip:%s@127.0.0.1>;tag=nbt%d\r\n"+
-		"To: <sip:%s@127.0.0.1>\r\n"+
-		"Call-ID: nb-%d\r\n"+
-		"CSeq: %d SUBSCRIBE\r\n"+
-		"Contact: <sip:%s@127.0.0.1:%d>\r\n"+
-		"Max-Forwards: 70\r\n"+
-		"Event: as-feature-event\r\n"+
-		"Accept: application/x-as-feature-event+xml\r\n"+
-		"Expires: 3600\r\n"+
-		"Content-Length: 0\r\n\r\n",
-		dn, p.server, port, i, a, dn, i, dn, i, a, dn, port)
-	p.sentAt[i].Store(time.Now().UnixNano())
-	_, _ = c.WriteToUDP([]byte(msg), p.server)
-}
-
-// subscribeAll subscribes every phone with at most window of them waiting
-// for their full state, resending what got no full state within 2 s.
-func (p *benchPhones) subscribeAll(ctx context.Context, window int) error {
-	sem := make(chan struct{}, window)
-	stop := make(chan struct{})
-	var resends atomic.Int64
-	var sent atomic.Int64
-	var wg sync.WaitGroup
-	wg.Go(func() { // releases window slots as full states arrive
-		for range p.n {
-			select {
-			case <-p.initDone:
-				<-sem
-			case <-stop:
-				return
-			}
-		}
-	})
-	wg.Go(func() { // resends
-		t := time.NewTicker(500 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case now := <-t.C:
-				for i := range int(sent.Load()) {
-					if !p.initSeen[i].Load() && now.UnixNano()-p.sentAt[i].Load() > int64(2*time.Second) {
-						resends.Add(1)
-						p.subscribe(i)
-					}
-				}
-			}
-		}
-	})
-	defer func() {
-		close(stop)
-		wg.Wait()
-		p.resends = resends.Load()
-	}()
-	for i := range p.n {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			return fmt.Errorf("subscribing: %d of %d phones have their full state (%d resends, %d rejected): %w",
-				p.initial.Load(), p.n, resends.Load(), p.rejected.Load(), ctx.Err())
-		}
-		p.subscribe(i)
-		sent.Store(int64(i + 1))
+	digits := nt.Body[k+len(benchMarker):]
+	end := bytes.IndexByte(digits, '<')
+	seq, err := strconv.Atoi(string(digits[:max(end, 0)]))
+	if err != nil || seq < 0 || seq >= len(p.latency) {
+		return
 	}
-	for p.initial.Load() < int64(p.n) {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("subscribing: %d of %d phones have their full state (%d resends, %d rejected): %w",
-				p.initial.Load(), p.n, resends.Load(), p.rejected.Load(), ctx.Err())
-		case <-time.After(5 * time.Millisecond):
-		}
+	if p.latency[seq].CompareAndSwap(0, max(1, nt.At-p.pubAt[seq].Load())) {
+		p.got.Add(1)
+		p.lastRx.Store(nt.At)
+	} else {
+		p.dups.Add(1)
 	}
-	return nil
-}
-
-func (p *benchPhones) readLoop(c *net.UDPConn) {
-	buf := make([]byte, 64<<10)
-	out := make([]byte, 0, 1024)
-	for {
-		n, from, err := c.ReadFromUDP(buf)
-		if err != nil {
-			return
-		}
-		rx := time.Now().UnixNano()
-		out = p.handle(buf[:n], rx, out[:0])
-		if len(out) > 0 {
-			_, _ = c.WriteToUDP(out, from)
-		}
-	}
-}
-
-// handle takes one datagram and returns the answer to send ("" for none).
-func (p *benchPhones) handle(msg []byte, rx int64, out []byte) []byte {
-	head, body, _ := bytes.Cut(msg, []byte("\r\n\r\n"))
-	startLine, headers, _ := bytes.Cut(head, []byte("\r\n"))
-	var callID, ctype []byte
-	isResponse := bytes.HasPrefix(startLine, []byte("SIP/2.0 "))
-	if !isResponse {
-		out = append(out, "SIP/2.0 200 OK\r\n"...)
-	}
-	for len(headers) > 0 {
-		var line []byte
-		line, headers, _ = bytes.Cut(headers, []byte("\r\n"))
-		name, value, ok := bytes.Cut(line, []byte(":"))
-		if !ok {
-			continue
-		}
-		name = bytes.TrimSpace(name)
-		switch {
-		case eqFold(name, "Call-ID", "i"):
-			callID = bytes.TrimSpace(value)
-		case eqFold(name, "Content-Type", "c"):
-			ctype = value
-		}
-		if !isResponse && (eqFold(name, "Via", "v") || eqFold(name, "From", "f") || eqFold(name, "To", "t") ||
-			eqFold(name, "Call-ID", "i") || eqFold(name, "CSeq", "")) {
-			out = append(out, line...)
-			out = append(out, "\r\n"...)
-		}
-	}
-	i := -1
-	if rest, ok := bytes.CutPrefix(callID, []byte("nb-")); ok {
-		if v, err := strconv.Atoi(string(rest)); err == nil && v >= 0 && v < p.n {
-			i = v
-		}
-	}
-	if isResponse {
-		code := startLine[len("SIP/2.0 "):]
-		if !bytes.HasPrefix(code, []byte("2")) && !bytes.HasPrefix(code, []byte("1")) {
-			p.rejected.Add(1)
-		}
-		return out[:0]
-	}
-	out = append(out, "Content-Length: 0\r\n\r\n"...)
-	if !bytes.HasPrefix(startLine, []byte("NOTIFY ")) || i < 0 {
-		return out
-	}
-	if k := bytes.Index(body, []byte(benchMarker)); k >= 0 {
-		digits := body[k+len(benchMarker):]
-		end := bytes.IndexByte(digits, '<')
-		seq, err := strconv.Atoi(string(digits[:max(end, 0)]))
-		if err == nil && seq >= 0 && seq < len(p.latency) {
-			if p.latency[seq].CompareAndSwap(0, max(1, rx-p.pubAt[seq].Load())) {
-				p.got.Add(1)
-				p.lastRx.Store(rx)
-			} else {
-				p.dups.Add(1)
-			}
-		}
-		return out
-	}
-	if bytes.Contains(ctype, []byte("multipart/mixed")) && !p.initSeen[i].Swap(true) {
-		p.initial.Add(1)
-		p.initDone <- i
-	}
-	return out
-}
-
-func eqFold(name []byte, long, compact string) bool {
-	return bytes.EqualFold(name, []byte(long)) || (compact != "" && bytes.EqualFold(name, []byte(compact)))
 }
 
 // ---- the benchmarks ----
@@ -506,8 +315,8 @@ func runNotifyLatency(b *testing.B, n int) {
 	srv := startBenchServer(b, gw, n)
 	defer srv.Close()
 	defer markSIPDebris()
-	phones := newBenchPhones(b, n, sockets, changes, srv.Addr())
-	defer phones.close()
+	phones := newBenchPhones(b, n, sockets, window, changes, srv.Addr())
+	defer phones.Close()
 
 	// Memory of N held subscriptions: the live heap before and after, with
 	// the gateway's map and the phones' tables allocated beforehand. The
@@ -522,7 +331,7 @@ func runNotifyLatency(b *testing.B, n int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second+time.Duration(n)*10*time.Millisecond)
 	defer cancel()
 	t0 := time.Now()
-	if err := phones.subscribeAll(ctx, window); err != nil {
+	if err := phones.SubscribeAll(ctx); err != nil {
 		b.Fatal(err)
 	}
 	subscribeTook := time.Since(t0)
@@ -601,7 +410,7 @@ func runNotifyLatency(b *testing.B, n int) {
 	b.ReportMetric(float64(drops2-drops1), "server-udp-drops")
 	b.Logf("N=%d: subscribed in %v (window %d, %d SUBSCRIBEs resent, %d rejected, %d datagrams dropped by the server's UDP socket); %d changes at %.0f/s (publisher late by up to %v); p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms; %d lost, %d duplicate NOTIFYs; "+
 		"heap %.0f B/sub, RSS %.0f B/sub (phones in-process); process CPU %v (user %v, system %v) over the publish phase (phones included)",
-		n, subscribeTook.Round(time.Millisecond), window, phones.resends, phones.rejected.Load(), drops1-drops0, changes, rate, lagMax.Round(time.Microsecond),
+		n, subscribeTook.Round(time.Millisecond), window, phones.Resends(), phones.Rejected(), drops1-drops0, changes, rate, lagMax.Round(time.Microsecond),
 		ms(percentile(lat, 0.5)), ms(percentile(lat, 0.9)), ms(percentile(lat, 0.99)), ms(percentile(lat, 0.999)), ms(lat[len(lat)-1]),
 		lost, phones.dups.Load(), heapPer, perSub(rss1, rss0, n), cpu.Round(time.Millisecond), user.Round(time.Millisecond), sys.Round(time.Millisecond))
 }

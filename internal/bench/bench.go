@@ -391,15 +391,15 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	}
 	res.Footprint.WithCTI = footprint(s)
 
-	var phones *goPhones
 	if cfg.GoPhones > 0 {
 		logf("phones: %d Go phones", cfg.GoPhones)
-		if phones, err = newGoPhones(cfg.GoPhones, conn.sip, track); err != nil {
+		phones, err := startGoPhones(cfg.GoPhones, conn.sip, track)
+		if err != nil {
 			return nil, err
 		}
-		defer phones.close()
+		defer phones.Close()
 		pctx, cancel := context.WithTimeout(ctx, 60*time.Second+time.Duration(cfg.GoPhones)*10*time.Millisecond)
-		err = phones.subscribeAll(pctx)
+		err = phones.SubscribeAll(pctx)
 		cancel()
 		if err != nil {
 			return nil, errors.Join(err, conn.alive())

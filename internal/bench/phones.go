@@ -2,7 +2,6 @@ package bench
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -10,228 +9,37 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/broadworks-connector/connector/internal/udpphones"
 )
 
-// goPhones are light Go SIP phones on a few UDP sockets, for exact NOTIFY
-// arrival times: phone i (0-based) is desk i+1's phone, lives on socket
-// i % len(conns) with Call-ID "bp-<i>", subscribes to as-feature-event
-// without credentials (the bench's connector does not challenge), answers
-// every request 200 (NOTIFYs and liveness OPTIONS) and hands each agent
-// event NOTIFY to the tracker.
-type goPhones struct {
-	n      int
-	server *net.UDPAddr
-	conns  []*net.UDPConn
-	track  *tracker
-	wg     sync.WaitGroup
-
-	initSeen []atomic.Bool
-	sentAt   []atomic.Int64
-	attempt  []atomic.Int32
-	initDone chan int
-	initial  atomic.Int64
-	rejected atomic.Int64
-	resends  atomic.Int64
-}
-
-func newGoPhones(n int, server string, track *tracker) (*goPhones, error) {
-	sa, err := net.ResolveUDPAddr("udp", server)
-	if err != nil {
-		return nil, err
-	}
-	p := &goPhones{n: n, server: sa, track: track, initSeen: make([]atomic.Bool, n),
-		sentAt: make([]atomic.Int64, n), attempt: make([]atomic.Int32, n), initDone: make(chan int, n)}
-	for range min(n, 4) {
-		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			p.close()
-			return nil, fmt.Errorf("bench: Go phones' UDP socket: %w", err)
-		}
-		_ = c.SetReadBuffer(4 << 20)
-		_ = c.SetWriteBuffer(4 << 20)
-		p.conns = append(p.conns, c)
-	}
-	for _, c := range p.conns {
-		p.wg.Go(func() { p.readLoop(c) })
-	}
-	return p, nil
-}
-
-func (p *goPhones) close() {
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.wg.Wait()
-}
-
-func (p *goPhones) subscribe(i int) {
-	c := p.conns[i%len(p.conns)]
-	port := c.LocalAddr().(*net.UDPAddr).Port
-	dn := deskID(i + 1)
-	a := p.attempt[i].Add(1)
-	msg := fmt.Sprintf("SUBSCRIBE sip:%s@%s SIP/2.0\r\n"+
-		"Via: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-bp-%d-%d;rport\r\n"+
-		"From: <sip:%s@127.0.0.1>;tag=bpt%d\r\n"+
-		"To: <sip:%s@127.0.0.1>\r\n"+
-		"Call-ID: bp-%d\r\n"+
-		"CSeq: %d SUBSCRIBE\r\n"+
-		"Contact: <sip:%s@127.0.0.1:%d>\r\n"+
-		"Max-Forwards: 70\r\n"+
-		"Event: as-feature-event\r\n"+
-		"Accept: application/x-as-feature-event+xml\r\n"+
-		"Expires: 3600\r\n"+
-		"Content-Length: 0\r\n\r\n",
-		dn, p.server, port, i, a, dn, i, dn, i, a, dn, port)
-	p.sentAt[i].Store(time.Now().UnixNano())
-	_, _ = c.WriteToUDP([]byte(msg), p.server)
-}
-
-// subscribeAll subscribes every phone, at most 64 waiting for their full
-// state at a time, resending what got none within 2 s.
-func (p *goPhones) subscribeAll(ctx context.Context) error {
-	sem := make(chan struct{}, 64)
-	stop := make(chan struct{})
-	var sent atomic.Int64
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for range p.n {
-			select {
-			case <-p.initDone:
-				<-sem
-			case <-stop:
+// startGoPhones starts n light Go phones (internal/udpphones), for exact
+// NOTIFY arrival times: phone i (0-based) is desk i+1's phone, with Call-ID
+// "bp-<i>", subscribes to as-feature-event without credentials (the
+// bench's connector does not challenge), and hands each agent event NOTIFY
+// to the tracker.
+func startGoPhones(n int, server string, track *tracker) (*udpphones.Phones, error) {
+	p, err := udpphones.Start(udpphones.Config{
+		N: n, Server: server, Tag: "bp",
+		DN: func(i int) string { return deskID(i + 1) },
+		Notify: func(nt udpphones.Notify) {
+			if nt.FullState {
 				return
 			}
-		}
-	})
-	wg.Go(func() {
-		t := time.NewTicker(500 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case now := <-t.C:
-				for i := range int(sent.Load()) {
-					if !p.initSeen[i].Load() && now.UnixNano()-p.sentAt[i].Load() > int64(2*time.Second) {
-						p.resends.Add(1)
-						p.subscribe(i)
-					}
+			if k := bytes.Index(nt.Body, []byte("<Agent")); k >= 0 {
+				rest := nt.Body[k+1:]
+				if end := bytes.IndexAny(rest, " >/\r\n"); end > 0 {
+					track.seen(seenNotify, nt.Phone+1, string(rest[:end]), nt.At)
 				}
 			}
-		}
+		},
 	})
-	defer func() {
-		close(stop)
-		wg.Wait()
-	}()
-	fail := func(err error) error {
-		return fmt.Errorf("bench: Go phones: %d of %d have their full state (%d resends, %d rejected): %w",
-			p.initial.Load(), p.n, p.resends.Load(), p.rejected.Load(), err)
+	if err != nil {
+		return nil, fmt.Errorf("bench: Go phones: %w", err)
 	}
-	for i := range p.n {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			return fail(ctx.Err())
-		}
-		p.subscribe(i)
-		sent.Store(int64(i + 1))
-	}
-	for p.initial.Load() < int64(p.n) {
-		select {
-		case <-ctx.Done():
-			return fail(ctx.Err())
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-	return nil
-}
-
-func (p *goPhones) readLoop(c *net.UDPConn) {
-	buf := make([]byte, 64<<10)
-	out := make([]byte, 0, 1024)
-	for {
-		n, from, err := c.ReadFromUDP(buf)
-		if err != nil {
-			return
-		}
-		rx := time.Now().UnixNano()
-		out = p.handle(buf[:n], rx, out[:0])
-		if len(out) > 0 {
-			_, _ = c.WriteToUDP(out, from)
-		}
-	}
-}
-
-// handle takes one datagram and returns the answer to send (none for
-// responses).
-func (p *goPhones) handle(msg []byte, rx int64, out []byte) []byte {
-	head, body, _ := bytes.Cut(msg, []byte("\r\n\r\n"))
-	startLine, headers, _ := bytes.Cut(head, []byte("\r\n"))
-	var callID, ctype []byte
-	isResponse := bytes.HasPrefix(startLine, []byte("SIP/2.0 "))
-	if !isResponse {
-		out = append(out, "SIP/2.0 200 OK\r\n"...)
-	}
-	for len(headers) > 0 {
-		var line []byte
-		line, headers, _ = bytes.Cut(headers, []byte("\r\n"))
-		name, value, ok := bytes.Cut(line, []byte(":"))
-		if !ok {
-			continue
-		}
-		name = bytes.TrimSpace(name)
-		switch {
-		case headerIs(name, "Call-ID", "i"):
-			callID = bytes.TrimSpace(value)
-		case headerIs(name, "Content-Type", "c"):
-			ctype = value
-		}
-		if !isResponse && (headerIs(name, "Via", "v") || headerIs(name, "From", "f") || headerIs(name, "To", "t") ||
-			headerIs(name, "Call-ID", "i") || headerIs(name, "CSeq", "")) {
-			out = append(out, line...)
-			out = append(out, "\r\n"...)
-		}
-	}
-	i := -1
-	if rest, ok := bytes.CutPrefix(callID, []byte("bp-")); ok {
-		if v, err := strconv.Atoi(string(rest)); err == nil && v >= 0 && v < p.n {
-			i = v
-		}
-	}
-	if isResponse {
-		code := startLine[len("SIP/2.0 "):]
-		if !bytes.HasPrefix(code, []byte("2")) && !bytes.HasPrefix(code, []byte("1")) {
-			p.rejected.Add(1)
-		}
-		return out[:0]
-	}
-	out = append(out, "Content-Length: 0\r\n\r\n"...)
-	if !bytes.HasPrefix(startLine, []byte("NOTIFY ")) || i < 0 {
-		return out
-	}
-	if bytes.Contains(ctype, []byte("multipart/")) {
-		if !p.initSeen[i].Swap(true) {
-			p.initial.Add(1)
-			p.initDone <- i
-		}
-		return out
-	}
-	if k := bytes.Index(body, []byte("<Agent")); k >= 0 {
-		rest := body[k+1:]
-		end := bytes.IndexAny(rest, " >/\r\n")
-		if end > 0 {
-			p.track.seen(seenNotify, i+1, string(rest[:end]), rx)
-		}
-	}
-	return out
-}
-
-func headerIs(name []byte, long, compact string) bool {
-	return bytes.EqualFold(name, []byte(long)) || (compact != "" && bytes.EqualFold(name, []byte(compact)))
+	return p, nil
 }
 
 // sippScenario is one phone per call: subscribe to as-feature-event for
