@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/broadworks-connector/connector/xsi"
 )
 
 // A step that failed on a timeout, a 5xx or a contradicting event may
@@ -15,8 +17,10 @@ import (
 //   - the step in doubt: when the view shows what it asked for and not what
 //     its undo restored, the late change has landed, and the undo is sent
 //     again (so BroadWorks ends as the client was told: as before);
-//   - then Recover, in undo mode, on the users the sequence touched, for
-//     any half-done shape left.
+//   - then Recover on the users the sequence touched, for any half-done
+//     shape left: undone after a failed login, completed after a failed
+//     logout (with the agent state last told set again), as the client
+//     was told the sequence failed.
 //
 // Only the one step whose outcome was unknown is re-checked: the other
 // steps were confirmed and so were their undos, and a later change by
@@ -45,13 +49,14 @@ type recheckSet struct {
 	timer  *time.Timer
 	users  []string
 	doubts []inDoubt
+	op     string // the latest failed sequence's ("login", "logout", …)
 }
 
 // scheduleRecheck arranges the re-check of a failed sequence over users,
 // with its steps in doubt (the failed one, and undos that failed). One
 // timer per set of users: a later failure on the same users adds its steps
 // and moves the time on.
-func (s *Sequencer) scheduleRecheck(users []string, doubts []inDoubt) {
+func (s *Sequencer) scheduleRecheck(op string, users []string, doubts []inDoubt) {
 	if s.cfg.RecheckAfter <= 0 || len(users) == 0 {
 		return
 	}
@@ -71,6 +76,7 @@ func (s *Sequencer) scheduleRecheck(users []string, doubts []inDoubt) {
 		rs.timer.Reset(s.cfg.RecheckAfter)
 	}
 	rs.doubts = append(rs.doubts, doubts...)
+	rs.op = op
 }
 
 func (s *Sequencer) recheck(key string) {
@@ -86,7 +92,45 @@ func (s *Sequencer) recheck(key string) {
 	defer cancel()
 	s.logger.Info("hoteling: re-checking a failed sequence the XSP may have applied late", "users", rs.users)
 	s.redoUndos(ctx, rs.doubts)
+	// What the failed sequence's client was told is "as before": a failed
+	// login's half-done shapes are undone (logged out), a failed logout's
+	// completed (logged in, in the agent state it was last told).
+	if rs.op == "logout" {
+		s.recover(ctx, rs.users, RecoverComplete)
+		s.restoreIntents(ctx, rs.users)
+		return
+	}
 	s.recover(ctx, rs.users, RecoverUndo)
+}
+
+// restoreIntents sets again, for each guest among users still at a desk
+// and signed in, the agent state a CTI or phone request last left
+// (AgentIntents), when the view shows another: completing a login puts
+// the agent Unavailable.
+func (s *Sequencer) restoreIntents(ctx context.Context, users []string) {
+	ai, ok := s.view.(AgentIntents)
+	if !ok {
+		return
+	}
+	for _, id := range users {
+		state, code, _ := ai.AgentIntent(id)
+		if state == "" || state == xsi.ACDSignOut || state == xsi.ACDSignIn {
+			continue
+		}
+		release, err := s.lockFor(ctx, func() []string { return []string{agentKey(id)} })
+		if err != nil {
+			return
+		}
+		v := s.view.User(id)
+		st := s.acdStep(id, "agent-state-again", state, code)
+		if v.HostUserID != "" && signedIn(v) && !st.want(v) {
+			s.logger.Info("hoteling: re-check sets the agent state last told again", "user", id, "state", state, "code", code)
+			if err := s.exec(ctx, "recheck", st, v); err != nil {
+				s.logger.Error("hoteling: setting the agent state last told failed", "user", id, "err", err)
+			}
+		}
+		release()
+	}
 }
 
 // redoUndos sends again the undo of each step in doubt whose late change

@@ -39,8 +39,8 @@ func (s *Sequencer) Recover(ctx context.Context, users []string) []Repair {
 	return s.recover(ctx, users, s.cfg.RecoverMode)
 }
 
-// recover is Recover in the given mode (a re-check always undoes: its
-// sequence has failed, and its client was told so).
+// recover is Recover in the given mode (a re-check picks it from the
+// failed sequence: its client was told nothing changed).
 func (s *Sequencer) recover(ctx context.Context, users []string, mode string) []Repair {
 	var out []Repair
 	for _, f := range s.halfDone(users) {

@@ -136,7 +136,7 @@ func (r *run) finish() error {
 		for _, u := range undosInDoubt {
 			doubts = append(doubts, inDoubt{st: u, undo: u, gen: r.s.generation(u.user), at: time.Now()})
 		}
-		r.s.scheduleRecheck(slices.DeleteFunc(users, func(u string) bool { return u == "" }), doubts)
+		r.s.scheduleRecheck(r.op, slices.DeleteFunc(users, func(u string) bool { return u == "" }), doubts)
 	}
 	r.s.metrics.compensated(r.op, len(r.done), r.err.Undo)
 	if r.err.Undo == nil {
