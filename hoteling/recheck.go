@@ -96,11 +96,11 @@ func (s *Sequencer) recheck(key string) {
 	// login's half-done shapes are undone (logged out), a failed logout's
 	// completed (logged in, in the agent state it was last told).
 	if rs.op == "logout" {
-		s.recover(ctx, rs.users, RecoverComplete)
+		s.recover(ctx, rs.users, RecoverComplete, true)
 		s.restoreIntents(ctx, rs.users)
 		return
 	}
-	s.recover(ctx, rs.users, RecoverUndo)
+	s.recover(ctx, rs.users, RecoverUndo, true)
 }
 
 // restoreIntents sets again, for each guest among users still at a desk

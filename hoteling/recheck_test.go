@@ -240,34 +240,46 @@ func TestReleaseLeavesOwnLateEnd(t *testing.T) {
 // agent state it was last told. After a failed login the same shape is
 // undone.
 func TestRecheckAfterFailedLogout(t *testing.T) {
-	halfDone := []User{ // associated, signed out, the desk forwarding to g1
-		{ID: "g1", ACDState: xsi.ACDSignOut, HostUserID: "desk1"},
-		{ID: "desk1", CFA: fwd(num1), GuestUserID: "g1"},
+	shapes := map[string][]User{
+		"signed out": { // associated, signed out, the desk forwarding to g1
+			{ID: "g1", ACDState: xsi.ACDSignOut, HostUserID: "desk1"},
+			{ID: "desk1", CFA: fwd(num1), GuestUserID: "g1"},
+		},
+		"desk forwarding elsewhere": { // associated, signed in, the desk's own forwarding back
+			{ID: "g1", ACDState: xsi.ACDWrapUp, HostUserID: "desk1"},
+			{ID: "desk1", CFA: fwd("+15558888"), GuestUserID: "g1"},
+		},
 	}
-	for _, op := range []string{"logout", "login"} {
-		t.Run(op, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				f := newFakeBW(halfDone, 10*time.Millisecond)
-				v := &intentView{fakeBW: f, intent: map[string]intent{"g1": {xsi.ACDWrapUp, time.Now()}}}
-				s := New(Config{RecheckAfter: time.Second, StepTimeout: 2 * time.Second,
-					NumberOf: func(g string) string { return numbers[g] }}, f, v, testLogger())
-				defer s.Close()
-				s.remember(Remembered{HostUserID: "desk1", GuestUserID: "g1", ForwardTo: num1, PreviousCFA: fwd("+15558888")})
-				s.scheduleRecheck(op, []string{"g1", "desk1"}, nil)
-				time.Sleep(time.Minute)
-				synctest.Wait()
-				st := f.snapshot()
-				if op == "logout" {
-					loggedOnAt(t, st, "g1", "desk1", num1)
-					if st["g1"].ACDState != xsi.ACDWrapUp {
-						t.Fatalf("g1 is %s, want Wrap-Up (last told)", st["g1"].ACDState)
-					}
-					return
-				}
-				if g, h := st["g1"], st["desk1"]; g.HostUserID != "" || h.GuestUserID != "" || forwardsTo(h.CFA, num1) {
-					t.Fatalf("not logged out: guest %+v host %+v", g, h)
-				}
+	for name, halfDone := range shapes {
+		for _, op := range []string{"logout", "login"} {
+			t.Run(name+"/"+op, func(t *testing.T) {
+				testRecheckAfterFailure(t, halfDone, op)
 			})
-		})
+		}
 	}
+}
+
+func testRecheckAfterFailure(t *testing.T, halfDone []User, op string) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeBW(halfDone, 10*time.Millisecond)
+		v := &intentView{fakeBW: f, intent: map[string]intent{"g1": {xsi.ACDWrapUp, time.Now()}}}
+		s := New(Config{RecheckAfter: time.Second, StepTimeout: 2 * time.Second,
+			NumberOf: func(g string) string { return numbers[g] }}, f, v, testLogger())
+		defer s.Close()
+		s.remember(Remembered{HostUserID: "desk1", GuestUserID: "g1", ForwardTo: num1, PreviousCFA: fwd("+15558888")})
+		s.scheduleRecheck(op, []string{"g1", "desk1"}, nil)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		st := f.snapshot()
+		if op == "logout" {
+			loggedOnAt(t, st, "g1", "desk1", num1)
+			if st["g1"].ACDState != xsi.ACDWrapUp {
+				t.Fatalf("g1 is %s, want Wrap-Up (last told)", st["g1"].ACDState)
+			}
+			return
+		}
+		if g, h := st["g1"], st["desk1"]; g.HostUserID != "" || h.GuestUserID != "" || forwardsTo(h.CFA, num1) || g.ACDState != xsi.ACDSignOut {
+			t.Fatalf("not logged out: guest %+v host %+v", g, h)
+		}
+	})
 }

@@ -36,16 +36,21 @@ type Repair struct {
 // host are locked, and left alone when the sequence that held them has
 // since finished it one way or the other.
 func (s *Sequencer) Recover(ctx context.Context, users []string) []Repair {
-	return s.recover(ctx, users, s.cfg.RecoverMode)
+	return s.recover(ctx, users, s.cfg.RecoverMode, false)
 }
 
 // recover is Recover in the given mode (a re-check picks it from the
 // failed sequence: its client was told nothing changed).
-func (s *Sequencer) recover(ctx context.Context, users []string, mode string) []Repair {
+//
+// afterFailure (a re-check) also takes for half done a guest associated
+// and signed in whose host, which the sequencer forwarded to it, forwards
+// elsewhere: a failed sequence's step or undo on the host's forwarding
+// (outside a re-check that shape may be an operator's change, left alone).
+func (s *Sequencer) recover(ctx context.Context, users []string, mode string, afterFailure bool) []Repair {
 	var out []Repair
-	for _, f := range s.halfDone(users) {
+	for _, f := range s.halfDone(users, afterFailure) {
 		start := time.Now()
-		rp, acted := s.repair(ctx, f, users, mode)
+		rp, acted := s.repair(ctx, f, users, mode, afterFailure)
 		if !acted {
 			s.logger.Debug("hoteling: half-done sequence settled meanwhile", "guest", f.GuestUserID, "host", f.HostUserID, "found", f.Found)
 			continue
@@ -67,10 +72,11 @@ func (s *Sequencer) recover(ctx context.Context, users []string, mode string) []
 const (
 	foundSignedOutGuest = "guest associated but signed out"
 	foundOrphanCFA      = "host forwarding to guest without association"
+	foundHostElsewhere  = "guest associated but its host forwarding elsewhere"
 )
 
 // halfDone lists the half-done sequences the view shows among users.
-func (s *Sequencer) halfDone(users []string) []Repair {
+func (s *Sequencer) halfDone(users []string, afterFailure bool) []Repair {
 	var out []Repair
 	guestOf := map[string]string{} // host → associated guest, as the guests report it
 	for _, id := range users {
@@ -88,6 +94,16 @@ func (s *Sequencer) halfDone(users []string) []Repair {
 			out = append(out, Repair{GuestUserID: id, HostUserID: host, Found: foundSignedOutGuest})
 			continue
 		}
+		// A guest associated and signed in, its host no longer forwarding
+		// to the number the sequencer set.
+		if afterFailure && u.HostUserID != "" && u.Known {
+			host := u.HostUserID
+			if r, ok := s.Remembered(host); ok && r.GuestUserID == id && !forwardsTo(s.view.User(host).CFA, r.ForwardTo) {
+				seen[host] = true
+				out = append(out, Repair{GuestUserID: id, HostUserID: host, Found: foundHostElsewhere})
+				continue
+			}
+		}
 		// A host forwarding to a guest with no association.
 		if !u.CFA.Active || guestOf[id] != "" || u.GuestUserID != "" || seen[id] {
 			continue
@@ -103,8 +119,8 @@ func (s *Sequencer) halfDone(users []string) []Repair {
 }
 
 // stillHalfDone checks finding f again (under its locks).
-func (s *Sequencer) stillHalfDone(f Repair, users []string) bool {
-	return slices.Contains(s.halfDone(users), f)
+func (s *Sequencer) stillHalfDone(f Repair, users []string, afterFailure bool) bool {
+	return slices.Contains(s.halfDone(users, afterFailure), f)
 }
 
 // guestForwardedTo finds the guest whose number host's CFA points at.
@@ -125,7 +141,7 @@ func (s *Sequencer) guestForwardedTo(host string, h User, users []string) string
 
 // repair completes or undoes finding f once its locks are held, if it is
 // still half done then; acted is false when it was not.
-func (s *Sequencer) repair(ctx context.Context, f Repair, users []string, mode string) (rp Repair, acted bool) {
+func (s *Sequencer) repair(ctx context.Context, f Repair, users []string, mode string, afterFailure bool) (rp Repair, acted bool) {
 	rp = f
 	guest, host := f.GuestUserID, f.HostUserID
 	release, err := s.lockFor(ctx, func() []string { return s.loginKeys(guest, host, false) })
@@ -135,7 +151,7 @@ func (s *Sequencer) repair(ctx context.Context, f Repair, users []string, mode s
 		return rp, true
 	}
 	defer release()
-	if !s.stillHalfDone(f, users) {
+	if !s.stillHalfDone(f, users, afterFailure) {
 		return rp, false
 	}
 	rp.Action = recoverAction(mode)

@@ -105,7 +105,7 @@ func TestRecoverLeavesRunningSequences(t *testing.T) {
 				if err := f.Await(t.Context(), "desk1", func(u User) bool { return forwardsTo(u.CFA, num1) }); err != nil {
 					t.Fatal(err)
 				}
-				if got := s.halfDone([]string{"g1", "desk1"}); len(got) != 1 {
+				if got := s.halfDone([]string{"g1", "desk1"}, false); len(got) != 1 {
 					t.Fatalf("the running login should look half done, found %+v", got)
 				}
 				reps := s.Recover(t.Context(), []string{"g1", "desk1"})
