@@ -46,6 +46,17 @@
 // checks the harness waits until the re-checks of failed logins and
 // logouts have run.
 //
+// The long mode is not clean (runs of 2026-11-21 under -race on 2 cores):
+// with 200 agents, 10 clients, 4 monitors and 50 phones the machine is
+// saturated, confirming events often come after the 2 s step timeout, and
+// sequences fail and compensate by the hundred. channel-cut-mid-document,
+// overload-503-retry-after, xsi-errors-5pct and expiry-under-load passed;
+// xsp-primary-killed and heartbeats-ignored left 2 of 200 agents not as
+// their last answer promised, latency-spikes-10s 2, phones-vanishing 6,
+// connector-killed-mid-storm 8 and cti-clients-drop-mid-sequence 10 to 20
+// (varying run to run), nearly all after a failed login or logout whose
+// undo failed too. Not diagnosed further.
+//
 // Deadlines only bound waiting (so that a broken connector fails instead of
 // hanging); no test condition is a timing: latencies are benchmarks.
 package faults
