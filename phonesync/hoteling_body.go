@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // hotelingNamespace is the x-broadworks-hoteling body namespace (sip.md §1.4).
@@ -42,6 +43,10 @@ func ParseSetHoteling(body []byte) (HotelingRequest, error) {
 		return HotelingRequest{}, badBody("SetHoteling without guestAddress")
 	}
 	req := HotelingRequest{GuestAddress: guest.trimmedText()}
+	if strings.ContainsFunc(req.GuestAddress, unicode.IsControl) {
+		// No agent ID or SIP address has one; XML allows DEL and C1.
+		return HotelingRequest{}, badBody("guestAddress with a control character")
+	}
 	if ad := root.child("authenticationData"); ad != nil {
 		req.Auth = &HotelingAuth{
 			Nonce:     ad.childText("nonce"),

@@ -16,6 +16,7 @@ func TestParseSetHotelingFixtures(t *testing.T) {
 		{file: "hoteling_set_auth_audiocodes.xml", want: HotelingRequest{GuestAddress: "agent1001@example.com",
 			Auth: &HotelingAuth{Nonce: "BroadWorksXluvk76avT78ohryBW", Algorithm: "MD5", Response: "4F3C2A7E0B4E1C9D8A6F5E4D3C2B1A09"}}},
 		{file: "hoteling_bad_no_guest.xml", wantErr: "without guestAddress"},
+		{file: "hoteling_bad_control_char.xml", wantErr: "guestAddress with a control character"},
 		{file: "hoteling_bad_root.xml", wantErr: `"HotelingEvent" is not SetHoteling`},
 		{file: "hoteling_event_broadworks_empty.xml", wantErr: "is not SetHoteling"},
 	}
