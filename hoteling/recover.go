@@ -25,7 +25,10 @@ type Repair struct {
 //     Config.NumberOf) with no guest associated: a login that stopped after
 //     the host CFA, or a logout that stopped after ending the association;
 //   - a guest associated with a host but signed out: a login that stopped
-//     before Unavailable, or a logout that stopped after Sign-Out.
+//     before Unavailable, or a logout that stopped after Sign-Out;
+//   - only in the re-check of a failed sequence: a guest associated and
+//     signed in whose host no longer forwards to it (a logout's restored
+//     host CFA whose undo failed).
 //
 // Undo means: the guest signed out, the host's CFA restored (remembered
 // value, else off), the association ended. Complete means: the login's
@@ -98,7 +101,8 @@ func (s *Sequencer) halfDone(users []string, afterFailure bool) []Repair {
 		// to the number the sequencer set.
 		if afterFailure && u.HostUserID != "" && u.Known {
 			host := u.HostUserID
-			if r, ok := s.Remembered(host); ok && r.GuestUserID == id && !forwardsTo(s.view.User(host).CFA, r.ForwardTo) {
+			h := s.view.User(host)
+			if r, ok := s.Remembered(host); ok && r.GuestUserID == id && h.Known && !forwardsTo(h.CFA, r.ForwardTo) {
 				seen[host] = true
 				out = append(out, Repair{GuestUserID: id, HostUserID: host, Found: foundHostElsewhere})
 				continue
