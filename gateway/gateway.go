@@ -331,16 +331,25 @@ func (g *Gateway) applyAgent(u *userState, info xsi.AgentStateInfo) []csta.Event
 		if signedOut {
 			add(own, csta.Event{Kind: csta.EventAgentLoggedOn})
 		}
-		switch state {
-		case xsi.ACDAvailable:
-			add(all, csta.Event{Kind: csta.EventAgentReady})
-		case xsi.ACDUnavailable:
-			add(all, csta.Event{Kind: csta.EventAgentNotReady, ReasonCode: dir.Reason(code)})
-		default:
-			add(all, csta.Event{Kind: csta.EventAgentWorkingAfterCall})
-		}
+		ev, _ := signedInEvent(dir, state, code)
+		add(all, ev)
 	}
 	return out
+}
+
+// signedInEvent is the CSTA event of a signed-in ACD state (Ready, Not
+// Ready with the reason of code, Working After Call); false for Sign-In,
+// Sign-Out and anything else.
+func signedInEvent(dir *Directory, state xsi.ACDState, code string) (csta.Event, bool) {
+	switch state {
+	case xsi.ACDAvailable:
+		return csta.Event{Kind: csta.EventAgentReady}, true
+	case xsi.ACDUnavailable:
+		return csta.Event{Kind: csta.EventAgentNotReady, ReasonCode: dir.Reason(code)}, true
+	case xsi.ACDWrapUp:
+		return csta.Event{Kind: csta.EventAgentWorkingAfterCall}, true
+	}
+	return csta.Event{}, false
 }
 
 // forwardTo turns the XSP's forward-to (often a tel: URI) into a CSTA
@@ -428,17 +437,8 @@ func (g *Gateway) applyHoteling(u *userState, d *xsi.HotelingGuestEvent) []csta.
 		// The desk's monitors and phones learn the guest's state too: no
 		// agent-state event may follow (the guest kept its state, or it
 		// was associated again after a late end).
-		now, haveState := csta.Event{}, u.agentSeen
-		switch u.acdState {
-		case xsi.ACDAvailable:
-			now.Kind = csta.EventAgentReady
-		case xsi.ACDUnavailable:
-			now.Kind, now.ReasonCode = csta.EventAgentNotReady, dir.Reason(u.unavailableCode)
-		case xsi.ACDWrapUp:
-			now.Kind = csta.EventAgentWorkingAfterCall
-		default:
-			haveState = false
-		}
+		now, haveState := signedInEvent(dir, u.acdState, u.unavailableCode)
+		haveState = haveState && u.agentSeen
 		for _, dev := range dir.Devices(host) {
 			out = append(out, csta.Event{Kind: csta.EventAgentLoggedOn, Device: dev, AgentID: agentID})
 			if haveState {
