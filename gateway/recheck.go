@@ -2,8 +2,6 @@ package gateway
 
 import (
 	"context"
-	"errors"
-	"net/http"
 	"time"
 
 	"github.com/broadworks-connector/connector/xsi"
@@ -24,31 +22,13 @@ import (
 // failed request asked for instead of the one the later request set, the
 // later request's state is sent again.
 
-// agentDoubt is an agent-state request given up on that the XSP may still
-// apply.
-type agentDoubt struct {
-	state xsi.ACDState
-	code  string
-	at    time.Time // when it was given up on
-}
-
-// agentIntent is the agent state the last successful agent-state request
-// of a CTI client or phone left.
-type agentIntent struct {
+// agentStateAt is an agent state and when: a request's given up on that
+// the XSP may still apply (userState.doubts), or the one the last
+// successful request left (userState.intent).
+type agentStateAt struct {
 	state xsi.ACDState
 	code  string
 	at    time.Time
-}
-
-// mayApplyLate reports whether the XSP may still apply a request that
-// failed with err: not when it refused it (4xx), said it was overloaded
-// (503, 429: nothing is done), or was never reached.
-func mayApplyLate(err error) bool {
-	var xe *xsi.Error
-	if errors.As(err, &xe) {
-		return xe.Status >= 500 && xe.Status != http.StatusServiceUnavailable
-	}
-	return !errors.Is(err, xsi.ErrLinkDown)
 }
 
 // doubtAgentState records a failed agent-state request the XSP may still
@@ -64,7 +44,7 @@ func (g *Gateway) doubtAgentState(user string, state xsi.ACDState, code string) 
 		return
 	}
 	u := g.user(user)
-	u.doubts = append(u.doubts, agentDoubt{state: state, code: code, at: time.Now()})
+	u.doubts = append(u.doubts, agentStateAt{state: state, code: code, at: time.Now()})
 	if len(u.doubts) > maxDoubts {
 		u.doubts = u.doubts[len(u.doubts)-maxDoubts:]
 	}
@@ -87,7 +67,7 @@ func (g *Gateway) noteIntent(user string) {
 	defer g.mu.Unlock()
 	u := g.user(user)
 	v := u.view()
-	u.intent = agentIntent{state: v.ACDState, code: v.UnavailableCode, at: time.Now()}
+	u.intent = agentStateAt{state: v.ACDState, code: v.UnavailableCode, at: time.Now()}
 }
 
 // AgentIntent is the agent state the last successful CTI or phone request

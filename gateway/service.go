@@ -117,7 +117,7 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, who csta.Reque
 	set := func(state xsi.ACDState, code string) error {
 		g.noteRequest(agent)
 		if err := g.deps.Actions.SetAgentState(ctx, agent, state, code); err != nil {
-			if mayApplyLate(err) {
+			if xsi.MayApplyLate(err) {
 				g.doubtAgentState(agent, state, code)
 			}
 			return g.cstaError(err, notFound)
@@ -169,7 +169,7 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, who csta.Reque
 			err := g.cstaError(herr, notFound)
 			g.journalSync(ctx, agent) // the end is on record before the answer
 			var se *hoteling.StepError
-			if herr != nil && !(errors.As(herr, &se) && se.Step == hoteling.StepEndAssociation && mayApplyLate(herr)) {
+			if herr != nil && !(errors.As(herr, &se) && se.Step == hoteling.StepEndAssociation && xsi.MayApplyLate(herr)) {
 				// Not ours to explain if it ends later. Unless the end
 				// itself was given up on: the XSP may still apply it, and
 				// that end is then ours (the sequencer's re-check puts the

@@ -30,8 +30,8 @@ type userState struct {
 	lastRequest time.Time
 	// Agent-state requests given up on that the XSP may still apply, and
 	// the state the last successful one left (recheck.go).
-	doubts []agentDoubt
-	intent agentIntent
+	doubts []agentStateAt
+	intent agentStateAt
 
 	// Call Forwarding Always, Busy and No Answer, indexed by fwdIndex.
 	fwd [3]forwardingView

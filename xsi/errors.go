@@ -63,6 +63,19 @@ var (
 	ErrTooManyRequests error = statusKind{http.StatusTooManyRequests, "too many requests"} // 429
 )
 
+// MayApplyLate reports whether the XSP may still apply a request that
+// failed with err (so that what it asked for may show up later): not when
+// the XSP refused it (4xx), said it was overloaded (503; 429 is a 4xx:
+// nothing is done) or could not be reached at all (ErrLinkDown); yes for
+// other 5xx, a deadline passing and a connection lost on the way.
+func MayApplyLate(err error) bool {
+	var xe *Error
+	if errors.As(err, &xe) {
+		return xe.Status >= 500 && xe.Status != http.StatusServiceUnavailable
+	}
+	return !errors.Is(err, ErrLinkDown)
+}
+
 // errLinkDown is returned when no XSP could be reached at all.
 var ErrLinkDown = errors.New("xsi: no XSP reachable")
 
