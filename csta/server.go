@@ -306,19 +306,25 @@ func (s *Server) removeMonitor(m *monitor) {
 // answers still being worked on go nowhere). It does not wait for the
 // requests in progress; Shutdown after it does.
 func (s *Server) Close() error {
+	conns, err := s.stopAccepting()
+	for _, c := range conns {
+		c.closeHard("server closed")
+	}
+	return err
+}
+
+// stopAccepting marks the server shut down, closes the listener and
+// returns the connections open then.
+func (s *Server) stopAccepting() ([]*conn, error) {
 	s.mu.Lock()
 	s.shutdown = true
 	ln := s.ln
 	conns := s.snapshotConns()
 	s.mu.Unlock()
-	var err error
-	if ln != nil {
-		err = ln.Close()
+	if ln == nil {
+		return conns, nil
 	}
-	for _, c := range conns {
-		c.closeHard("server closed")
-	}
-	return err
+	return conns, ln.Close()
 }
 
 // Shutdown stops accepting, tells every session it is terminated
@@ -326,14 +332,7 @@ func (s *Server) Close() error {
 // writers flush, and closes everything. When ctx ends first, connections are
 // closed hard.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.shutdown = true
-	ln := s.ln
-	conns := s.snapshotConns()
-	s.mu.Unlock()
-	if ln != nil {
-		ln.Close()
-	}
+	conns, _ := s.stopAccepting()
 	for _, c := range conns {
 		c.terminateSession(ApplicationSessionTerminated{ServerTermReason: sessionServerTermReasonShutdown}, "server shutdown")
 	}

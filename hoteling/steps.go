@@ -131,8 +131,10 @@ func (r *run) finish() error {
 		if d := r.doubt; d != nil {
 			doubts = append(doubts, inDoubt{st: d.st, undo: d.st.undo(d.before), gen: r.s.generation(d.st.user), at: time.Now()})
 		}
-		// An undo in doubt must end applied (the client is told the
-		// sequence failed): its own "undo" is to send it again.
+		// An undo in doubt may land late too, over a later sequence or
+		// request: the re-check then sets that later word again. Without
+		// one there is nothing to redo (undo: the step itself); the
+		// recovery after it sees to what is left half done.
 		for _, u := range undosInDoubt {
 			doubts = append(doubts, inDoubt{st: u, undo: u, gen: r.s.generation(u.user), at: time.Now()})
 		}
