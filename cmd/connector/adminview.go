@@ -196,6 +196,9 @@ func (v adminView) metrics() *prometheus.Registry {
 		}
 		return nil
 	}))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "connector_log_lines_suppressed_total",
+		Help: "Log lines dropped by the rate limit of lines a peer can trigger (one kind per source and per message)."},
+		func() float64 { return logSuppressed(v.p.logger) }))
 	gauge := func(name, help string, f func() float64) {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/broadworks-connector/connector/admin"
 	"github.com/broadworks-connector/connector/config"
 	"github.com/broadworks-connector/connector/csta"
+	"github.com/broadworks-connector/connector/internal/logguard"
 	"github.com/broadworks-connector/connector/journal"
 	"github.com/broadworks-connector/connector/phonesync"
 )
@@ -74,12 +75,28 @@ func runCommand(args []string, stderr io.Writer) int {
 	return p.serveSignals(signals)
 }
 
+// newLogger is the process's logger: text or JSON behind logguard, which
+// bounds every value from the wire, redacts credentials and rate limits
+// lines a peer can trigger (issue 13). It is also slog's default, for
+// libraries that log through slog.Default.
 func newLogger(w io.Writer, format string, level slog.Leveler) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	guard := logguard.NewHandler(h, logguard.Options{})
+	l := slog.New(guard)
+	slog.SetDefault(l)
+	return l
+}
+
+// logSuppressed is the number of log lines the guard dropped, for metrics.
+func logSuppressed(l *slog.Logger) float64 {
+	if g, ok := l.Handler().(*logguard.Handler); ok {
+		return float64(g.Suppressed())
+	}
+	return 0
 }
 
 // start builds the BroadWorks side (the embedded XSP simulator with
