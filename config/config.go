@@ -88,8 +88,10 @@ type Session struct {
 // Limits bound what one CSTA listener and connection may consume.
 type Limits struct {
 	MaxConnections           int           `mapstructure:"max_connections"`
+	MaxConnectionsPerSource  int           `mapstructure:"max_connections_per_source"`
 	MaxOutstandingRequests   int           `mapstructure:"max_outstanding_requests"`
 	MaxMonitorsPerConnection int           `mapstructure:"max_monitors_per_connection"`
+	MaxMonitors              int           `mapstructure:"max_monitors"`
 	MaxFrameBytes            int           `mapstructure:"max_frame_bytes"`
 	MaxXMLDepth              int           `mapstructure:"max_xml_depth"`
 	WriteQueueLength         int           `mapstructure:"write_queue_length"`
@@ -97,6 +99,11 @@ type Limits struct {
 	RequestTimeout           time.Duration `mapstructure:"request_timeout"`
 	HandshakeTimeout         time.Duration `mapstructure:"handshake_timeout"`
 	IdleTimeout              time.Duration `mapstructure:"idle_timeout"`
+	SessionStartTimeout      time.Duration `mapstructure:"session_start_timeout"`
+	// Failed StartApplicationSession throttling, per source and per user.
+	LoginFailuresBeforeBackoff int           `mapstructure:"login_failures_before_backoff"`
+	LoginLockoutAfter          int           `mapstructure:"login_lockout_after"`
+	LoginLockout               time.Duration `mapstructure:"login_lockout"`
 }
 
 // WebSocket configures CSTA over WebSocket at ws://<admin.listen>/csta.
@@ -137,16 +144,22 @@ func Default() *Config {
 				MaxDuration:     front.MaxSessionDuration,
 			},
 			Limits: Limits{
-				MaxConnections:           front.MaxConnections,
-				MaxOutstandingRequests:   front.MaxOutstandingRequests,
-				MaxMonitorsPerConnection: front.MaxMonitorsPerConn,
-				MaxFrameBytes:            front.MaxFrameBytes,
-				MaxXMLDepth:              front.MaxXMLDepth,
-				WriteQueueLength:         front.WriteQueueLength,
-				WriteTimeout:             front.WriteTimeout,
-				RequestTimeout:           front.RequestTimeout,
-				HandshakeTimeout:         front.HandshakeTimeout,
-				IdleTimeout:              front.IdleTimeout,
+				MaxConnections:             front.MaxConnections,
+				MaxConnectionsPerSource:    front.MaxConnectionsPerSource,
+				MaxOutstandingRequests:     front.MaxOutstandingRequests,
+				MaxMonitorsPerConnection:   front.MaxMonitorsPerConn,
+				MaxMonitors:                front.MaxMonitors,
+				MaxFrameBytes:              front.MaxFrameBytes,
+				MaxXMLDepth:                front.MaxXMLDepth,
+				WriteQueueLength:           front.WriteQueueLength,
+				WriteTimeout:               front.WriteTimeout,
+				RequestTimeout:             front.RequestTimeout,
+				HandshakeTimeout:           front.HandshakeTimeout,
+				IdleTimeout:                front.IdleTimeout,
+				SessionStartTimeout:        front.SessionStartTimeout,
+				LoginFailuresBeforeBackoff: front.LoginFailuresBeforeBackoff,
+				LoginLockoutAfter:          front.LoginLockoutAfter,
+				LoginLockout:               front.LoginLockout,
 			},
 			WebSocket:     WebSocket{Enabled: true, Auth: authFromFrontEnd(front.WebSocketAuth)},
 			Authorization: Authorization{Devices: deviceLimitsFromFrontEnd(front.DeviceLimits)},
@@ -176,27 +189,33 @@ func (c *Config) CSTA() csta.Config {
 	f := c.CSTAFrontEnd
 	edition, _ := csta.ParseEdition(f.DefaultEdition)
 	return csta.Config{
-		Listen:                 f.Listen,
-		TLSCertFile:            f.TLS.CertFile,
-		TLSKeyFile:             f.TLS.KeyFile,
-		TCPAuth:                f.Auth.frontEnd(),
-		WebSocketAuth:          f.WebSocket.Auth.frontEnd(),
-		DeviceLimits:           deviceLimitsToFrontEnd(f.Authorization.Devices),
-		RequireSession:         f.RequireSession,
-		DefaultEdition:         edition,
-		DefaultSessionDuration: f.Session.DefaultDuration,
-		MinSessionDuration:     f.Session.MinDuration,
-		MaxSessionDuration:     f.Session.MaxDuration,
-		MaxConnections:         f.Limits.MaxConnections,
-		MaxOutstandingRequests: f.Limits.MaxOutstandingRequests,
-		MaxMonitorsPerConn:     f.Limits.MaxMonitorsPerConnection,
-		MaxFrameBytes:          f.Limits.MaxFrameBytes,
-		MaxXMLDepth:            f.Limits.MaxXMLDepth,
-		WriteQueueLength:       f.Limits.WriteQueueLength,
-		WriteTimeout:           f.Limits.WriteTimeout,
-		RequestTimeout:         f.Limits.RequestTimeout,
-		HandshakeTimeout:       f.Limits.HandshakeTimeout,
-		IdleTimeout:            f.Limits.IdleTimeout,
+		Listen:                     f.Listen,
+		TLSCertFile:                f.TLS.CertFile,
+		TLSKeyFile:                 f.TLS.KeyFile,
+		TCPAuth:                    f.Auth.frontEnd(),
+		WebSocketAuth:              f.WebSocket.Auth.frontEnd(),
+		DeviceLimits:               deviceLimitsToFrontEnd(f.Authorization.Devices),
+		RequireSession:             f.RequireSession,
+		DefaultEdition:             edition,
+		DefaultSessionDuration:     f.Session.DefaultDuration,
+		MinSessionDuration:         f.Session.MinDuration,
+		MaxSessionDuration:         f.Session.MaxDuration,
+		MaxConnections:             f.Limits.MaxConnections,
+		MaxConnectionsPerSource:    f.Limits.MaxConnectionsPerSource,
+		MaxOutstandingRequests:     f.Limits.MaxOutstandingRequests,
+		MaxMonitorsPerConn:         f.Limits.MaxMonitorsPerConnection,
+		MaxMonitors:                f.Limits.MaxMonitors,
+		MaxFrameBytes:              f.Limits.MaxFrameBytes,
+		MaxXMLDepth:                f.Limits.MaxXMLDepth,
+		WriteQueueLength:           f.Limits.WriteQueueLength,
+		WriteTimeout:               f.Limits.WriteTimeout,
+		RequestTimeout:             f.Limits.RequestTimeout,
+		HandshakeTimeout:           f.Limits.HandshakeTimeout,
+		IdleTimeout:                f.Limits.IdleTimeout,
+		SessionStartTimeout:        f.Limits.SessionStartTimeout,
+		LoginFailuresBeforeBackoff: f.Limits.LoginFailuresBeforeBackoff,
+		LoginLockoutAfter:          f.Limits.LoginLockoutAfter,
+		LoginLockout:               f.Limits.LoginLockout,
 	}
 }
 

@@ -70,12 +70,11 @@ func TestLoadGood(t *testing.T) {
 	f.RequireSession = true
 	f.DefaultEdition = "ed6"
 	f.Session = config.Session{DefaultDuration: 5 * time.Minute, MinDuration: 30 * time.Second, MaxDuration: 2 * time.Hour}
-	f.Limits = config.Limits{
-		MaxConnections: 10, MaxOutstandingRequests: 8, MaxMonitorsPerConnection: 50,
-		MaxFrameBytes: 4096, MaxXMLDepth: 16, WriteQueueLength: 64,
-		WriteTimeout: 2 * time.Second, RequestTimeout: 3 * time.Second,
-		HandshakeTimeout: 4 * time.Second, IdleTimeout: time.Minute,
-	}
+	// Keys good.yaml does not set keep their defaults.
+	f.Limits.MaxConnections, f.Limits.MaxOutstandingRequests, f.Limits.MaxMonitorsPerConnection = 10, 8, 50
+	f.Limits.MaxFrameBytes, f.Limits.MaxXMLDepth, f.Limits.WriteQueueLength = 4096, 16, 64
+	f.Limits.WriteTimeout, f.Limits.RequestTimeout = 2*time.Second, 3*time.Second
+	f.Limits.HandshakeTimeout, f.Limits.IdleTimeout = 4*time.Second, time.Minute
 	f.WebSocket = config.WebSocket{Enabled: false, Auth: config.Auth{Mode: "password", Username: "web-app", Password: "inline-secret", Users: []string{}}}
 	want.Admin.Listen = "127.0.0.1:18080"
 	want.XSILink = config.XSI{
@@ -182,6 +181,28 @@ func TestLoadProblems(t *testing.T) {
 			"csta.limits.request_timeout":   "must be positive, got 0s",
 			"admin.listen":                  `must be host:port, got "localhost"`,
 		},
+	}, {
+		name:    "csta flood limits out of range",
+		fixture: "minimal.yaml",
+		env: map[string]string{
+			"CONNECTOR_CSTA_LIMITS_MAX_CONNECTIONS_PER_SOURCE":    "0",
+			"CONNECTOR_CSTA_LIMITS_MAX_MONITORS":                  "-5",
+			"CONNECTOR_CSTA_LIMITS_SESSION_START_TIMEOUT":         "0s",
+			"CONNECTOR_CSTA_LIMITS_LOGIN_FAILURES_BEFORE_BACKOFF": "0",
+			"CONNECTOR_CSTA_LIMITS_LOGIN_LOCKOUT":                 "-1m",
+		},
+		want: map[string]string{
+			"csta.limits.max_connections_per_source":    "must be at least 1, got 0",
+			"csta.limits.max_monitors":                  "must be at least 1, got -5",
+			"csta.limits.session_start_timeout":         "must be positive, got 0s",
+			"csta.limits.login_failures_before_backoff": "must be at least 1, got 0",
+			"csta.limits.login_lockout":                 "must be positive, got -60s",
+		},
+	}, {
+		name:    "csta login lockout before the back-off",
+		fixture: "minimal.yaml",
+		env:     map[string]string{"CONNECTOR_CSTA_LIMITS_LOGIN_FAILURES_BEFORE_BACKOFF": "10", "CONNECTOR_CSTA_LIMITS_LOGIN_LOCKOUT_AFTER": "3"},
+		want:    map[string]string{"csta.limits.login_lockout_after": "must be at least csta.limits.login_failures_before_backoff (10), got 3"},
 	}, {
 		name:    "session bounds inverted",
 		fixture: "session_inverted.yaml",

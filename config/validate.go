@@ -180,8 +180,10 @@ const (
 
 func validateLimits(ps *problems, l Limits) {
 	between(ps, "csta.limits.max_connections", l.MaxConnections, 1, math.MaxInt)
+	between(ps, "csta.limits.max_connections_per_source", l.MaxConnectionsPerSource, 1, math.MaxInt)
 	between(ps, "csta.limits.max_outstanding_requests", l.MaxOutstandingRequests, 1, math.MaxInt)
 	between(ps, "csta.limits.max_monitors_per_connection", l.MaxMonitorsPerConnection, 1, math.MaxInt)
+	between(ps, "csta.limits.max_monitors", l.MaxMonitors, 1, math.MaxInt)
 	between(ps, "csta.limits.max_frame_bytes", l.MaxFrameBytes, minFrameBytes, maxFrameBytes)
 	between(ps, "csta.limits.max_xml_depth", l.MaxXMLDepth, 1, math.MaxInt)
 	between(ps, "csta.limits.write_queue_length", l.WriteQueueLength, 1, math.MaxInt)
@@ -189,6 +191,15 @@ func validateLimits(ps *problems, l Limits) {
 	positive(ps, "csta.limits.request_timeout", l.RequestTimeout)
 	positive(ps, "csta.limits.handshake_timeout", l.HandshakeTimeout)
 	positive(ps, "csta.limits.idle_timeout", l.IdleTimeout)
+	positive(ps, "csta.limits.session_start_timeout", l.SessionStartTimeout)
+	between(ps, "csta.limits.login_failures_before_backoff", l.LoginFailuresBeforeBackoff, 1, math.MaxInt)
+	between(ps, "csta.limits.login_lockout_after", l.LoginLockoutAfter, 1, math.MaxInt)
+	positive(ps, "csta.limits.login_lockout", l.LoginLockout)
+	if !ps.has("csta.limits.login_failures_before_backoff") && !ps.has("csta.limits.login_lockout_after") &&
+		l.LoginLockoutAfter < l.LoginFailuresBeforeBackoff {
+		ps.add("csta.limits.login_lockout_after", "must be at least csta.limits.login_failures_before_backoff (%d), got %d",
+			l.LoginFailuresBeforeBackoff, l.LoginLockoutAfter)
+	}
 }
 
 func between(ps *problems, key string, n, lo, hi int) {

@@ -66,16 +66,33 @@ type Config struct {
 	MinSessionDuration     time.Duration
 	MaxSessionDuration     time.Duration
 
-	MaxConnections         int           // per listener; excess connections are closed at once
-	MaxOutstandingRequests int           // per connection; excess answered outstandingReqLimitExceeded
-	MaxMonitorsPerConn     int           // excess answered objectMonitorLimitExceeded
-	MaxFrameBytes          int           // total frame size incl. header, at most 65535
-	MaxXMLDepth            int           // deeper documents are answered, not parsed further
-	WriteQueueLength       int           // frames queued per connection before it counts as stalled
-	WriteTimeout           time.Duration // one flush to the socket
-	RequestTimeout         time.Duration // deadline given to the Service
-	HandshakeTimeout       time.Duration // TLS handshake / WebSocket upgrade
-	IdleTimeout            time.Duration // no frame at all for this long closes a session-less connection
+	MaxConnections          int           // per listener; excess connections are closed at once
+	MaxConnectionsPerSource int           // per source address (sourceOf), both listeners together; excess closed at once
+	MaxOutstandingRequests  int           // per connection; excess answered outstandingReqLimitExceeded
+	MaxMonitorsPerConn      int           // excess answered objectMonitorLimitExceeded
+	MaxMonitors             int           // all connections together; excess answered objectMonitorLimitExceeded
+	MaxFrameBytes           int           // total frame size incl. header, at most 65535
+	MaxXMLDepth             int           // deeper documents are answered, not parsed further
+	WriteQueueLength        int           // frames queued per connection before it counts as stalled
+	WriteTimeout            time.Duration // one flush to the socket
+	RequestTimeout          time.Duration // deadline given to the Service
+	HandshakeTimeout        time.Duration // TLS handshake / WebSocket upgrade
+	IdleTimeout             time.Duration // no frame at all for this long closes a session-less connection
+	// SessionStartTimeout closes a connection that has not started a
+	// session this long after it was accepted (or after its session was
+	// stopped), when the listener requires sessions. A deadline, not an
+	// idle timer: bytes trickling in do not extend it.
+	SessionStartTimeout time.Duration
+
+	// Failed StartApplicationSession throttling, per source address and per
+	// user name (see loginThrottle): after LoginFailuresBeforeBackoff
+	// failures each further attempt waits a doubling back-off (1 s, 2 s, …,
+	// at most LoginLockout); after LoginLockoutAfter failures attempts are
+	// refused for LoginLockout. A record without a failure for LoginLockout
+	// is forgotten.
+	LoginFailuresBeforeBackoff int
+	LoginLockoutAfter          int
+	LoginLockout               time.Duration
 }
 
 // auth is the authentication of the listener a transport kind belongs to.
@@ -84,6 +101,12 @@ func (c *Config) auth(transportKind string) *Auth {
 		return &c.WebSocketAuth
 	}
 	return &c.TCPAuth
+}
+
+// sessionsRequired reports whether a client of the listener must start a
+// session before anything but session and system messages.
+func (c *Config) sessionsRequired(transportKind string) bool {
+	return c.RequireSession || c.auth(transportKind).Mode == "password"
 }
 
 // deviceAllowed reports whether user, authenticated on a listener with
@@ -116,14 +139,22 @@ func DefaultConfig() Config {
 		MinSessionDuration:     10 * time.Second,
 		MaxSessionDuration:     3600 * time.Second,
 		MaxConnections:         1000,
-		MaxOutstandingRequests: 256,
-		MaxMonitorsPerConn:     5000,
-		MaxFrameBytes:          65535,
-		MaxXMLDepth:            32,
-		WriteQueueLength:       1024,
-		WriteTimeout:           10 * time.Second,
-		RequestTimeout:         10 * time.Second,
-		HandshakeTimeout:       10 * time.Second,
-		IdleTimeout:            600 * time.Second,
+		// A CTI server farm behind one NAT address is a real deployment:
+		// a tenth of the listener's budget per source.
+		MaxConnectionsPerSource:    100,
+		MaxOutstandingRequests:     256,
+		MaxMonitorsPerConn:         5000,
+		MaxMonitors:                100000,
+		MaxFrameBytes:              65535,
+		MaxXMLDepth:                32,
+		WriteQueueLength:           1024,
+		WriteTimeout:               10 * time.Second,
+		RequestTimeout:             10 * time.Second,
+		HandshakeTimeout:           10 * time.Second,
+		IdleTimeout:                600 * time.Second,
+		SessionStartTimeout:        10 * time.Second,
+		LoginFailuresBeforeBackoff: 5,
+		LoginLockoutAfter:          20,
+		LoginLockout:               5 * time.Minute,
 	}
 }

@@ -21,6 +21,7 @@ type conn struct {
 	t             transport
 	transportKind string
 	remote        string
+	source        string // sourceOf(remote): what per-source limits count
 	connected     time.Time
 	log           *slog.Logger
 
@@ -40,6 +41,12 @@ type conn struct {
 	monitors     map[string]*monitor
 	nextCrossRef uint64
 	registerID   string // sysStatRegisterID after SystemRegister
+	// sessionless is when the connection last had no session: accepted,
+	// or its session stopped. csta.limits.session_start_timeout runs from it.
+	sessionless time.Time
+	// startingMonitors are MonitorStarts being checked by the Service, so
+	// a pipelined burst cannot overshoot max_monitors_per_connection.
+	startingMonitors int
 }
 
 type session struct {
@@ -61,22 +68,28 @@ type monitor struct {
 	filter     MonitorFilter
 }
 
-func newConn(s *Server, t transport, kind string) *conn {
+func newConn(s *Server, t transport, kind, source string) *conn {
 	cfg := s.config()
+	now := time.Now()
 	c := &conn{
 		srv:           s,
 		id:            s.nextConnID.Add(1),
 		t:             t,
 		transportKind: kind,
 		remote:        t.remoteAddr(),
-		connected:     time.Now(),
+		source:        source,
+		connected:     now,
+		sessionless:   now,
 		out:           make(chan []byte, cfg.WriteQueueLength),
 		done:          make(chan struct{}),
 		edition:       cfg.DefaultEdition,
 		monitors:      make(map[string]*monitor),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.log = s.log.With("conn", c.id, "remote", c.remote, "transport", kind)
+	// "source" first: logguard rate limits a line per (message, first
+	// source attribute), and the address without the port is what one peer
+	// keeps across its connections.
+	c.log = s.log.With("conn", c.id, "source", source, "remote", c.remote, "transport", kind)
 	return c
 }
 
@@ -256,14 +269,7 @@ func (c *conn) readLoop() {
 	c.log.Debug("CSTA connection open")
 	for {
 		cfg := c.srv.config()
-		// Without a session nothing else keeps a silent client in check.
-		c.mu.Lock()
-		idle := c.session == nil
-		c.mu.Unlock()
-		deadline := time.Time{}
-		if idle {
-			deadline = time.Now().Add(cfg.IdleTimeout)
-		}
+		deadline, preSession := c.readDeadline(cfg)
 		c.t.setReadDeadline(deadline)
 
 		f, err := c.t.readFrame(cfg.MaxFrameBytes)
@@ -276,11 +282,15 @@ func (c *conn) readLoop() {
 				c.send(tooLarge.InvokeID, ErrResourceLimitExceeded, c.replyEdition(Decoded{}))
 				continue
 			case errors.Is(err, ErrBadHeader):
-				c.log.Warn("CSTA framing error, closing", "err", err)
+				c.log.Warn("CSTA framing error, closing", "err", err) // FrameReader's errors quote no more than the 8-byte header
 				c.closeGraceful("framing error: " + err.Error())
 			case c.closed():
 			case errors.Is(err, io.EOF), errors.Is(err, errEOF):
 				c.closeGraceful("client closed the connection")
+			case errors.As(err, &ne) && ne.Timeout() && preSession:
+				c.srv.metrics.dropped.WithLabelValues(c.transportKind, dropSessionStartTimeout).Inc()
+				c.log.Info("CSTA connection closed: no session started in time", "timeout", cfg.SessionStartTimeout)
+				c.closeGraceful("session start timeout")
 			case errors.As(err, &ne) && ne.Timeout():
 				c.closeGraceful("idle timeout")
 			default:
@@ -290,6 +300,28 @@ func (c *conn) readLoop() {
 		}
 		c.handleFrame(f)
 	}
+}
+
+// readDeadline is the deadline of the next frame. With a session there is
+// none (the session timer keeps the client in check). Without one, a silent
+// client is closed after csta.limits.idle_timeout; and when the listener
+// requires sessions, csta.limits.session_start_timeout after the connection
+// was accepted or its session stopped (preSession) — a fixed point in time,
+// so neither whole frames nor a byte at a time push it back.
+func (c *conn) readDeadline(cfg *Config) (deadline time.Time, preSession bool) {
+	c.mu.Lock()
+	noSession, since := c.session == nil, c.sessionless
+	c.mu.Unlock()
+	if !noSession {
+		return time.Time{}, false
+	}
+	deadline = time.Now().Add(cfg.IdleTimeout)
+	if cfg.sessionsRequired(c.transportKind) {
+		if start := since.Add(cfg.SessionStartTimeout); start.Before(deadline) {
+			return start, true
+		}
+	}
+	return deadline, false
 }
 
 // replyEdition picks the edition to answer in: the negotiated one, else the
@@ -315,7 +347,7 @@ func (c *conn) handleFrame(f Frame) {
 		if !errors.As(err, &de) {
 			de = &DecodeError{Answer: ErrGeneric, Reason: err.Error()}
 		}
-		c.log.Info("CSTA request refused", "invoke", f.InvokeID, "root", de.Root, "reason", de.Reason)
+		c.log.Info("CSTA request refused", "invoke", f.InvokeID, "root", wire(de.Root), "reason", wire(de.Reason))
 		c.send(f.InvokeID, de.Answer, c.replyEdition(Decoded{Edition: de.Edition, EditionKnown: de.EditionKnown}))
 		return
 	}
@@ -331,7 +363,7 @@ func (c *conn) handleFrame(f Frame) {
 		c.resetSession(f.InvokeID, m)
 		return
 	case clientResponse:
-		c.log.Debug("CSTA client response ignored", "invoke", f.InvokeID, "root", m.root)
+		c.log.Debug("CSTA client response ignored", "invoke", f.InvokeID, "root", wire(m.root))
 		return
 	case SystemStatus:
 		c.send(f.InvokeID, SystemStatusResponse{}, ed)
@@ -355,7 +387,7 @@ func (c *conn) handleFrame(f Frame) {
 }
 
 func (c *conn) sessionRequired(cfg *Config) bool {
-	if !cfg.RequireSession && c.auth().Mode != "password" {
+	if !cfg.sessionsRequired(c.transportKind) {
 		return false
 	}
 	c.mu.Lock()
@@ -408,7 +440,7 @@ func (c *conn) dispatch(invokeID int, msg Message, ed Edition) {
 	if dr, ok := msg.(deviceRequest); ok && !c.deviceAllowed(cfg, dr.subjectDevice()) {
 		// Debug, not warn: a CTI application probing its devices would
 		// flood the log; the refusals are counted in the request metrics.
-		c.log.Debug("CSTA request refused: device not allowed for the user", "invoke", invokeID, "root", msg.Name(), "device", dr.subjectDevice(), "user", c.authUser())
+		c.log.Debug("CSTA request refused: device not allowed for the user", "invoke", invokeID, "root", msg.Name(), "device", wire(string(dr.subjectDevice())), "user", c.authUser())
 		p.answer(ErrPrivilegeViolationSpecifiedDevice)
 		return
 	}
@@ -479,7 +511,7 @@ func (c *conn) reauthorize(cfg *Config) {
 	c.mu.Unlock()
 	for _, m := range stopped {
 		c.srv.removeMonitor(m)
-		c.log.Info("CSTA monitor stopped: device no longer allowed for the user", "device", m.device, "crossRefID", m.crossRefID, "user", user)
+		c.log.Info("CSTA monitor stopped: device no longer allowed for the user", "device", wire(string(m.device)), "crossRefID", m.crossRefID, "user", user)
 	}
 }
 
@@ -544,35 +576,54 @@ func (c *conn) call(ctx context.Context, who Requester, msg Message) Message {
 
 // ---- monitors ----
 
+// startMonitor reserves a slot under both caps before asking the Service,
+// so concurrent MonitorStarts (pipelined on one connection, or from many)
+// can never hold more than max_monitors_per_connection on a connection nor
+// max_monitors in all. A connection is one session here (ECMA-354 allows
+// one per connection), so the per-connection cap is the per-session cap.
 func (c *conn) startMonitor(ctx context.Context, who Requester, m MonitorStart) Message {
-	limit := c.srv.config().MaxMonitorsPerConn
+	cfg := c.srv.config()
 	c.mu.Lock()
-	n := len(c.monitors)
+	if len(c.monitors)+c.startingMonitors >= cfg.MaxMonitorsPerConn {
+		c.mu.Unlock()
+		c.log.Info("CSTA MonitorStart refused: connection's monitor limit reached", "limit", cfg.MaxMonitorsPerConn)
+		return ErrObjectMonitorLimitExceeded
+	}
+	c.startingMonitors++
 	c.mu.Unlock()
-	if n >= limit {
+	created := false
+	defer func() {
+		if !created {
+			c.mu.Lock()
+			c.startingMonitors--
+			c.mu.Unlock()
+		}
+	}()
+	if !c.srv.reserveMonitor(cfg.MaxMonitors) {
+		c.log.Warn("CSTA MonitorStart refused: global monitor limit reached", "limit", cfg.MaxMonitors)
 		return ErrObjectMonitorLimitExceeded
 	}
 	if err := c.srv.svc.MonitorStart(ctx, who, &m); err != nil {
+		c.srv.unreserveMonitor()
 		ce := asCSTAError(err)
-		c.log.Info("CSTA MonitorStart refused", "device", m.Device, "err", err)
+		c.log.Info("CSTA MonitorStart refused", "device", wire(string(m.Device)), "err", err)
 		return ce
 	}
 	c.mu.Lock()
 	if c.closed() {
 		c.mu.Unlock()
+		c.srv.unreserveMonitor()
 		return ErrResourceOutOfService
 	}
-	if len(c.monitors) >= limit {
-		c.mu.Unlock()
-		return ErrObjectMonitorLimitExceeded
-	}
+	created = true
+	c.startingMonitors--
 	c.nextCrossRef++
 	mon := &monitor{conn: c, crossRefID: strconv.FormatUint(c.nextCrossRef, 10), device: m.Device, filter: m.Filter}
 	c.monitors[mon.crossRefID] = mon
 	// Indexed while c.mu is held, so cleanup cannot miss it (lock order conn.mu → monMu).
 	c.srv.addMonitor(mon)
 	c.mu.Unlock()
-	c.log.Debug("CSTA monitor started", "device", m.Device, "crossRefID", mon.crossRefID)
+	c.log.Debug("CSTA monitor started", "device", wire(string(m.Device)), "crossRefID", mon.crossRefID)
 	return MonitorStartResponse{MonitorCrossRefID: mon.crossRefID, ActualFilter: m.Filter, HasFilter: m.HasFilter, FilterInverted: m.FilterInverted}
 }
 

@@ -12,6 +12,14 @@ import (
 type metrics struct {
 	requests *prometheus.CounterVec   // by request and result
 	latency  *prometheus.HistogramVec // request received → answer queued
+	// dropped counts connections closed by a limit, by transport and
+	// reason (max_connections, max_connections_per_source,
+	// session_start_timeout).
+	dropped *prometheus.CounterVec
+	// loginFailures counts refused StartApplicationSession credentials, by
+	// transport and reason (bad_credentials, no_credentials, throttled,
+	// locked_out).
+	loginFailures *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -25,12 +33,20 @@ func newMetrics() *metrics {
 			Help:    "Time from a CTI request to its answer being queued.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"request"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "connector_cti_connections_dropped_total",
+			Help: "CTI connections closed by a limit: max_connections, max_connections_per_source (at accept), session_start_timeout.",
+		}, []string{"transport", "reason"}),
+		loginFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "connector_cti_login_failures_total",
+			Help: "StartApplicationSession attempts refused: bad_credentials, no_credentials, or throttled / locked_out without a password check.",
+		}, []string{"transport", "reason"}),
 	}
 }
 
 // Collectors are the front end's metrics, for a Prometheus registry.
 func (s *Server) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{s.metrics.requests, s.metrics.latency, writeQueues{s}}
+	return []prometheus.Collector{s.metrics.requests, s.metrics.latency, s.metrics.dropped, s.metrics.loginFailures, writeQueues{s}}
 }
 
 var (

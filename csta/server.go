@@ -28,15 +28,29 @@ type Server struct {
 
 	nextConnID atomic.Uint64
 
-	mu       sync.Mutex
-	ln       net.Listener
-	conns    map[*conn]struct{}
-	perKind  map[string]int // open connections per transport, for the per-listener limit
-	status   SystemStatusValue
-	shutdown bool
+	mu        sync.Mutex
+	ln        net.Listener
+	conns     map[*conn]struct{}
+	perKind   map[string]int // open connections per transport, for the per-listener limit
+	perSource map[string]int // open connections per sourceOf address, both listeners; no zero entries
+	status    SystemStatusValue
+	shutdown  bool
+	stopped   error     // why the accept loop returned without Close, nil while it serves
+	acceptErr error     // the last Accept error while failing, nil once one succeeds
+	failSince time.Time // start of the current run of Accept errors
 
 	monMu    sync.RWMutex
 	monitors map[DeviceID]map[*monitor]struct{}
+	// monitorCount is every monitor indexed plus every MonitorStart that
+	// reserved a slot and is still being checked, so a burst of concurrent
+	// MonitorStarts cannot overshoot csta.limits.max_monitors.
+	monitorCount atomic.Int64
+
+	logins loginThrottle
+
+	// now is the clock of the login throttle and the accept-failure
+	// health; tests replace it. Socket deadlines use the real clock.
+	now func() time.Time
 
 	wg sync.WaitGroup // every goroutine the server starts
 }
@@ -48,13 +62,15 @@ func NewServer(cfg Config, svc Service, logger *slog.Logger) *Server {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		svc:      svc,
-		log:      logger.With("component", "csta"),
-		conns:    make(map[*conn]struct{}),
-		perKind:  make(map[string]int),
-		status:   SystemNormal,
-		monitors: make(map[DeviceID]map[*monitor]struct{}),
-		metrics:  newMetrics(),
+		svc:       svc,
+		log:       logger.With("component", "csta"),
+		conns:     make(map[*conn]struct{}),
+		perKind:   make(map[string]int),
+		perSource: make(map[string]int),
+		status:    SystemNormal,
+		monitors:  make(map[DeviceID]map[*monitor]struct{}),
+		metrics:   newMetrics(),
+		now:       time.Now,
 	}
 	s.store(cfg)
 	return s
@@ -116,66 +132,162 @@ func (s *Server) Addr() net.Addr {
 	return s.ln.Addr()
 }
 
+// acceptFailingUnhealthy is how long Accept must keep failing (EMFILE and
+// friends) before Health reports it: one failure is a blip, a second of them
+// means clients are not being served.
+const acceptFailingUnhealthy = time.Second
+
+// acceptWarnEvery bounds the accept loop's own warnings during a run of
+// failures, whatever the log handler does: the first failure, then one line
+// per period with the count.
+const acceptWarnEvery = 10 * time.Second
+
 func (s *Server) acceptLoop(ln net.Listener) {
 	defer s.wg.Done()
 	var backoff int
+	var failures int
+	var warned time.Time
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
+				s.acceptStopped(err)
 				return
 			}
 			// Temporary failures (EMFILE and friends): back off, keep serving.
 			backoff = min(max(backoff*2, 5), 1000)
-			s.log.Warn("CSTA accept failed", "err", err, "retry_ms", backoff)
+			failures++
+			now := s.now()
+			s.mu.Lock()
+			if s.acceptErr == nil {
+				s.failSince = now
+			}
+			s.acceptErr = err
+			s.mu.Unlock()
+			if failures == 1 || now.Sub(warned) >= acceptWarnEvery {
+				s.log.Warn("CSTA accept failed", "err", err, "retry_ms", backoff, "failures", failures)
+				warned = now
+			}
 			sleepMillis(backoff)
 			continue
 		}
-		backoff = 0
+		if failures > 0 {
+			s.log.Info("CSTA accept recovered", "failures", failures)
+			s.mu.Lock()
+			s.acceptErr = nil
+			s.mu.Unlock()
+		}
+		backoff, failures = 0, 0
 		s.serveConn(newTCPTransport(nc), "tcp")
 	}
+}
+
+// acceptStopped records why the accept loop returned: by Close or Shutdown,
+// nothing to say; otherwise (the listener closed under it) the front end no
+// longer serves TCP, and Health says so.
+func (s *Server) acceptStopped(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shutdown {
+		return
+	}
+	s.stopped = fmt.Errorf("csta: TCP listener stopped: %w", err)
+	s.log.Error("CSTA listener stopped accepting connections", "err", err)
+}
+
+// Health is nil while the TCP listener serves; otherwise why not: not
+// started, shut down, stopped for another reason, or Accept failing for
+// more than a second (descriptors exhausted). /readyz reports it.
+func (s *Server) Health() error {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.stopped != nil:
+		return s.stopped
+	case s.shutdown:
+		return errors.New("csta: shut down")
+	case s.ln == nil:
+		return errors.New("csta: TCP listener not started")
+	case s.acceptErr != nil && now.Sub(s.failSince) >= acceptFailingUnhealthy:
+		return fmt.Errorf("csta: accepting TCP connections has failed since %s: %w", s.failSince.Format(time.RFC3339), s.acceptErr)
+	}
+	return nil
 }
 
 // ServeConn serves one already-accepted connection speaking the TCP framing
 // (tests, or a listener owned elsewhere). It returns at once.
 func (s *Server) ServeConn(nc net.Conn) { s.serveConn(newTCPTransport(nc), "tcp") }
 
-// admit registers a connection unless the server is shutting down or the
-// transport's limit is reached.
-func (s *Server) admit(kind string) (ok bool, reason string) {
+// Reasons a connection is closed by a limit, as in the
+// connector_cti_connections_dropped_total metric.
+const (
+	dropMaxConnections      = "max_connections"
+	dropMaxPerSource        = "max_connections_per_source"
+	dropSessionStartTimeout = "session_start_timeout"
+)
+
+// admit registers a connection from source unless the server is shutting
+// down or the transport's or the source's limit is reached. reason is a
+// dropped-metric reason, "" when shutting down.
+func (s *Server) admit(kind, source string) (ok bool, reason string, limit int) {
+	cfg := s.config()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.shutdown {
-		return false, "server shutting down"
-	}
-	if limit := s.config().MaxConnections; s.perKind[kind] >= limit {
-		return false, fmt.Sprintf("connection limit %d reached", limit)
+	switch {
+	case s.shutdown:
+		return false, "", 0
+	case s.perKind[kind] >= cfg.MaxConnections:
+		return false, dropMaxConnections, cfg.MaxConnections
+	case s.perSource[source] >= cfg.MaxConnectionsPerSource:
+		return false, dropMaxPerSource, cfg.MaxConnectionsPerSource
 	}
 	s.perKind[kind]++
-	return true, ""
+	s.perSource[source]++
+	return true, "", 0
+}
+
+// refused counts and logs a connection closed at once by admit. The line
+// names the source, so logguard keeps one flooding address to a few lines.
+func (s *Server) refused(kind, remote, source, reason string, limit int) {
+	if reason == "" {
+		return // shutting down
+	}
+	s.metrics.dropped.WithLabelValues(kind, reason).Inc()
+	s.log.Warn("CSTA connection refused", "source", source, "remote", remote, "transport", kind, "reason", reason, "limit", limit)
 }
 
 func (s *Server) serveConn(t transport, kind string) {
-	if ok, reason := s.admit(kind); !ok {
-		s.log.Warn("CSTA connection refused", "remote", t.remoteAddr(), "transport", kind, "reason", reason)
+	remote := t.remoteAddr()
+	source := sourceOf(remote)
+	if ok, reason, limit := s.admit(kind, source); !ok {
 		t.close()
+		s.refused(kind, remote, source, reason, limit)
 		return
 	}
-	s.startConn(t, kind)
+	s.startConn(t, kind, source)
 }
 
-func (s *Server) release(kind string) {
+// release undoes admit for a connection that never started.
+func (s *Server) release(kind, source string) {
 	s.mu.Lock()
-	s.perKind[kind]--
+	s.releaseLocked(kind, source)
 	s.mu.Unlock()
 }
 
-// startConn runs an admitted connection.
-func (s *Server) startConn(t transport, kind string) {
-	c := newConn(s, t, kind)
+func (s *Server) releaseLocked(kind, source string) {
+	s.perKind[kind]--
+	if s.perSource[source]--; s.perSource[source] <= 0 {
+		delete(s.perSource, source)
+	}
+}
+
+// startConn runs a connection admitted for source.
+func (s *Server) startConn(t transport, kind, source string) {
+	c := newConn(s, t, kind, source)
 	s.mu.Lock()
 	if s.shutdown {
-		s.perKind[kind]--
+		s.releaseLocked(kind, source)
 		s.mu.Unlock()
 		t.close()
 		return
@@ -190,7 +302,7 @@ func (s *Server) startConn(t transport, kind string) {
 func (s *Server) forget(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
-	s.perKind[c.transportKind]--
+	s.releaseLocked(c.transportKind, c.source)
 	s.mu.Unlock()
 }
 
@@ -279,6 +391,20 @@ func (s *Server) Publish(ev Event) {
 	}
 }
 
+// reserveMonitor takes one of the csta.limits.max_monitors slots for a
+// MonitorStart about to be checked; false when none is left. The slot is
+// given back by unreserveMonitor if the monitor is not created, else by
+// removeMonitor when it ends.
+func (s *Server) reserveMonitor(limit int) bool {
+	if s.monitorCount.Add(1) > int64(limit) {
+		s.monitorCount.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (s *Server) unreserveMonitor() { s.monitorCount.Add(-1) }
+
 func (s *Server) addMonitor(m *monitor) {
 	s.monMu.Lock()
 	set := s.monitors[m.device]
@@ -293,7 +419,10 @@ func (s *Server) addMonitor(m *monitor) {
 func (s *Server) removeMonitor(m *monitor) {
 	s.monMu.Lock()
 	if set := s.monitors[m.device]; set != nil {
-		delete(set, m)
+		if _, ok := set[m]; ok {
+			delete(set, m)
+			s.monitorCount.Add(-1) // its slot, taken by reserveMonitor
+		}
 		if len(set) == 0 {
 			delete(s.monitors, m.device)
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"strings"
 	"time"
 )
 
@@ -21,17 +22,22 @@ func (c *conn) startSession(invokeID int, m StartApplicationSession) {
 	auth := c.auth()
 	var authUser string
 	if auth.Mode == "password" {
-		authUser = matchingUser(&auth, m)
-	}
-	if auth.Mode == "password" && authUser == "" {
-		c.log.Warn("CSTA session refused: authentication failed", "application", m.ApplicationID, "user", m.UserName, "sent_credentials", m.HasCredentials)
-		neg(SessionError{DefinedError: SessionErrInvalidApplicationInfo})
-		c.closeGraceful("authentication failed")
-		return
+		var reason string
+		if authUser, reason = c.authenticate(cfg, &auth, m); authUser == "" {
+			// One answer for every failure — wrong password, unknown user,
+			// no credentials, throttled, locked out — so a client learns
+			// nothing from it but "no".
+			c.srv.metrics.loginFailures.WithLabelValues(c.transportKind, reason).Inc()
+			c.log.Warn("CSTA session refused: authentication failed", "reason", reason,
+				"application", wire(m.ApplicationID), "user", wire(m.UserName), "sent_credentials", m.HasCredentials)
+			neg(SessionError{DefinedError: SessionErrInvalidApplicationInfo})
+			c.closeGraceful("authentication failed")
+			return
+		}
 	}
 	ed, version, ok := negotiateEdition(m.ProtocolVersions, cfg.DefaultEdition)
 	if !ok {
-		c.log.Info("CSTA session refused: no supported protocol version", "requested", m.ProtocolVersions)
+		c.log.Info("CSTA session refused: no supported protocol version", "requested", wire(strings.Join(m.ProtocolVersions, " ")))
 		neg(SessionError{DefinedError: SessionErrProtocolVersionNotSupported})
 		return
 	}
@@ -54,12 +60,43 @@ func (c *conn) startSession(invokeID int, m StartApplicationSession) {
 	}
 	c.mu.Unlock()
 
-	c.log.Info("CSTA session started", "session", id, "application", m.ApplicationID, "user", m.UserName, "edition", ed.String(), "duration", d)
+	c.log.Info("CSTA session started", "session", id, "application", wire(m.ApplicationID), "user", wire(m.UserName), "edition", ed.String(), "duration", d)
 	c.send(invokeID, StartApplicationSessionPosResponse{
 		SessionID:             id,
 		ActualProtocolVersion: version,
 		ActualSessionDuration: int(d / time.Second),
 	}, EditionNone)
+}
+
+// Login failure reasons, as in connector_cti_login_failures_total.
+const (
+	loginBadCredentials = "bad_credentials" // wrong password or unknown user, deliberately not told apart
+	loginNoCredentials  = "no_credentials"
+)
+
+// authenticate checks a StartApplicationSession's credentials through the
+// login throttle: the listener's user they match, or "" and why not. A
+// throttled attempt is refused without its password being looked at; it
+// takes the same answer and the same way out as a wrong password. Nothing
+// here sleeps: a refusal is immediate, for known and unknown names alike.
+func (c *conn) authenticate(cfg *Config, auth *Auth, m StartApplicationSession) (user, reason string) {
+	var key string
+	if m.HasCredentials {
+		key = userKey(c.transportKind, m.UserName)
+	}
+	attempt, refused := c.srv.logins.begin(policyOf(cfg), c.source, key, c.srv.now())
+	if attempt == nil {
+		return "", refused
+	}
+	user = matchingUser(auth, m)
+	attempt.done(user != "", c.srv.now())
+	switch {
+	case user != "":
+		return user, ""
+	case !m.HasCredentials:
+		return "", loginNoCredentials
+	}
+	return "", loginBadCredentials
 }
 
 // matchingUser returns the listener's user whose name and password the
@@ -132,6 +169,7 @@ func (c *conn) stopSession(invokeID int, m StopApplicationSession) {
 	s.timer.Stop()
 	c.session = nil
 	c.negotiated = false
+	c.sessionless = time.Now() // session_start_timeout runs again
 	c.mu.Unlock()
 	c.dropMonitors()
 	reason := m.DefinedEndReason

@@ -2,7 +2,9 @@ package csta
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -62,9 +64,14 @@ func (t *wsTransport) close() {
 func (s *Server) WebSocketHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cfg := s.config()
-		if ok, reason := s.admit("websocket"); !ok {
-			s.log.Warn("CSTA WebSocket refused", "remote", r.RemoteAddr, "reason", reason)
-			http.Error(w, "csta: "+reason, http.StatusServiceUnavailable)
+		source := sourceOf(r.RemoteAddr)
+		if ok, reason, limit := s.admit("websocket", source); !ok {
+			s.refused("websocket", r.RemoteAddr, source, reason, limit)
+			msg := "csta: server shutting down"
+			if reason != "" {
+				msg = fmt.Sprintf("csta: %s %d reached", strings.ReplaceAll(reason, "_", " "), limit)
+			}
+			http.Error(w, msg, http.StatusServiceUnavailable)
 			return
 		}
 		up := websocket.Upgrader{
@@ -74,10 +81,10 @@ func (s *Server) WebSocketHandler() http.Handler {
 		}
 		ws, err := up.Upgrade(w, r, nil)
 		if err != nil {
-			s.release("websocket")
-			s.log.Info("CSTA WebSocket upgrade failed", "remote", r.RemoteAddr, "err", err)
+			s.release("websocket", source)
+			s.log.Info("CSTA WebSocket upgrade failed", "source", source, "remote", r.RemoteAddr, "err", err)
 			return // Upgrade already answered with an HTTP error
 		}
-		s.startConn(&wsTransport{ws: ws}, "websocket")
+		s.startConn(&wsTransport{ws: ws}, "websocket", source)
 	})
 }
