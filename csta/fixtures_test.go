@@ -114,6 +114,8 @@ var fixtureCases = []fixtureCase{
 	{name: "monitor_stop", prior: []string{"monitor_start_ed3_no_filter"}},
 	{name: "monitor_stop_twice", prior: []string{"monitor_start_ed3_no_filter", "monitor_stop"}},
 	{name: "monitor_start_device_not_allowed", cfg: fixtureDeviceLimits, prior: []string{"start_session_osbiz_credentials"}},
+	// csta.limits.max_monitors reached (here by the prior monitor on this connection).
+	{name: "monitor_start_global_limit", cfg: func(c *Config) { c.MaxMonitors = 1 }, prior: []string{"monitor_start_ed3_no_filter"}},
 
 	// Agent state.
 	{name: "set_agent_state_broadworks_latin1"},

@@ -108,6 +108,12 @@ func (s *Server) Start() error {
 		}
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	}
+	return s.serve(ln)
+}
+
+// serve makes ln the TCP listener and accepts on it in the background.
+func (s *Server) serve(ln net.Listener) error {
+	cfg := s.config()
 	s.mu.Lock()
 	if s.shutdown || s.ln != nil {
 		s.mu.Unlock()
@@ -253,8 +259,8 @@ func (s *Server) refused(kind, remote, source, reason string, limit int) {
 	if reason == "" {
 		return // shutting down
 	}
-	s.metrics.dropped.WithLabelValues(kind, reason).Inc()
 	s.log.Warn("CSTA connection refused", "source", source, "remote", remote, "transport", kind, "reason", reason, "limit", limit)
+	s.metrics.dropped.WithLabelValues(kind, reason).Inc()
 }
 
 func (s *Server) serveConn(t transport, kind string) {
