@@ -6,7 +6,7 @@ import "context"
 type Requester struct {
 	ConnID        uint64
 	RemoteAddr    string
-	Transport     string // "tcp" or "websocket"
+	Transport     string // "tcp" or "websocket" ("sip" when the gateway acts for a phone)
 	ApplicationID string // from StartApplicationSession, if any
 	UserName      string // authenticated user, if any
 	// Devices is what the requester may act on (csta.authorization.devices
