@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -222,4 +223,31 @@ func TestPhoneAgentAuthorization(t *testing.T) {
 		}
 		h.settle(t)
 	})
+}
+
+// BenchmarkRequestAgent is what a limited requester's SetAgentState naming
+// an agent pays before anything else: resolving the agent, its own device
+// IDs against the limit, then its seat from the view and the desk's IDs.
+func BenchmarkRequestAgent(b *testing.B) {
+	devices := make([]csta.DeviceID, 1000)
+	for i := range devices {
+		devices[i] = csta.DeviceID(fmt.Sprint(4000 + i))
+	}
+	who := csta.Requester{Devices: csta.LimitTo(append(devices, "desk1", "+15550001")...)}
+	g := New(testConfig, Deps{Actions: &fakeActions{}, Hoteling: &fakeHoteling{}, Publisher: &fakePublisher{}}, nil)
+	defer g.Wait()
+	g.HandleXSIEvent(xev("bob@example.com", guestOf("host1@example.com", time.Time{})))
+	for _, tt := range []struct {
+		name  string
+		agent string
+		want  error
+	}{{"seated at an allowed desk", "B2", nil}, {"own device allowed", "A1", nil}} {
+		b.Run(tt.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, _, err := g.requestAgent(context.Background(), who, originCTI, tt.agent, "host1@example.com", csta.ReqReady); err != tt.want {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
