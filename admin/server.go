@@ -168,7 +168,7 @@ func (s *Server) Start() error {
 		WriteTimeout:      s.limits.WriteTimeout,
 		IdleTimeout:       s.limits.IdleTimeout,
 		MaxHeaderBytes:    s.limits.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+		ErrorLog:          httpErrorLog(s.logger),
 	}
 	s.served = make(chan struct{})
 	go s.serve(s.http, listener, s.served)

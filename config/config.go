@@ -74,7 +74,8 @@ type Auth struct {
 type Authorization struct {
 	// Devices are "user=dev1 dev2 …": a user with an entry may name only
 	// those devices in its requests (blank-separated, since a list from the
-	// environment splits on commas); a user without one may name any.
+	// environment splits on commas), and only agents whose own device or
+	// hot desk is one of them; a user without one may name any.
 	Devices []string `mapstructure:"devices"`
 }
 

@@ -1,10 +1,13 @@
 package csta
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -364,5 +367,213 @@ func BenchmarkDeviceAllowed(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// Authorization by what a request touches (issue 13, attack 3): the front
+// end checks the device a request names; an agent it names is the
+// Service's to check, against the limit the Requester carries. The fake
+// service plays the gateway's part (seats).
+
+// limitRecorder is a fakeService that keeps the Requester.Devices of every
+// SetAgentState.
+type limitRecorder struct {
+	*fakeService
+	mu     sync.Mutex
+	limits []DeviceLimit
+}
+
+func (l *limitRecorder) SetAgentState(ctx context.Context, who Requester, r *SetAgentState) (*SetAgentStateResponse, error) {
+	l.mu.Lock()
+	l.limits = append(l.limits, who.Devices)
+	l.mu.Unlock()
+	return l.fakeService.SetAgentState(ctx, who, r)
+}
+
+func (l *limitRecorder) last(t *testing.T) DeviceLimit {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.limits) == 0 {
+		t.Fatal("no SetAgentState reached the Service")
+	}
+	return l.limits[len(l.limits)-1]
+}
+
+func seatedService() *limitRecorder {
+	f := newFakeService("4001", "4002", "desk1", "desk2")
+	// agent1 at its own line 4001, agent2 a guest at desk1, agent3 a guest
+	// at desk2.
+	f.seats = map[string]DeviceID{"agent1": "4001", "agent2": "desk1", "agent3": "desk2"}
+	return &limitRecorder{fakeService: f}
+}
+
+func setAgentXML(device, state, agent string) string {
+	return `<SetAgentState ` + ns6 + `><device>` + device + `</device><requestedAgentState>` + state +
+		`</requestedAgentState><agentID>` + agent + `</agentID></SetAgentState>`
+}
+
+func TestServiceSeesDeviceLimit(t *testing.T) {
+	svc := seatedService()
+	s := startServer(t, twoUsersConfig(), svc) // alice limited to {4001, desk1}, bob unlimited
+	tests := []struct {
+		user, password, device, agent string
+		want                          string // "" = SetAgentStateResponse
+		limited                       bool
+	}{
+		{"alice", "alice-pw", "4001", "agent3", privilegeViolation, true}, // the attack: logs agent3 off desk2
+		{"alice", "alice-pw", "desk1", "agent3", privilegeViolation, true},
+		{"alice", "alice-pw", "4001", "agent1", "", true},
+		{"alice", "alice-pw", "4001", "agent2", "", true},
+		{"bob", "bob-pw", "4001", "agent3", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.user+" "+tt.agent+" at "+tt.device, func(t *testing.T) {
+			c := dial(t, s)
+			c.openSession(1, login(tt.user, tt.password))
+			refusedBefore := requestCount(t, s, "SetAgentState", "privilegeViolationSpecifiedDevice")
+			okBefore := requestCount(t, s, "SetAgentState", "ok")
+			name, root := c.request(2, setAgentXML(tt.device, "loggedOff", tt.agent))
+			if got := errorOf(root); got != tt.want || (tt.want == "" && name != "SetAgentStateResponse") {
+				t.Fatalf("answered %s %q, want %q", name, got, tt.want)
+			}
+			lim := svc.last(t)
+			if lim.Limited != tt.limited {
+				t.Errorf("Requester.Devices.Limited = %v, want %v", lim.Limited, tt.limited)
+			}
+			for _, d := range []DeviceID{"4001", "desk1", "4002", "desk2"} {
+				if want := !tt.limited || d == "4001" || d == "desk1"; lim.Allows(d) != want {
+					t.Errorf("Requester.Devices.Allows(%s) = %v, want %v", d, lim.Allows(d), want)
+				}
+			}
+			// Counted by the request metrics like the front end's own refusals.
+			refused, ok := requestCount(t, s, "SetAgentState", "privilegeViolationSpecifiedDevice")-refusedBefore, requestCount(t, s, "SetAgentState", "ok")-okBefore
+			if wantRefused := tt.want != ""; refused != map[bool]float64{true: 1}[wantRefused] || ok != map[bool]float64{false: 1}[wantRefused] {
+				t.Errorf("counted refused %v ok %v", refused, ok)
+			}
+		})
+	}
+	svc.mu.Lock()
+	agents := maps.Clone(svc.agents)
+	svc.mu.Unlock()
+	if _, changed := agents["desk2"]; changed {
+		t.Error("a refused request changed agent state at desk2")
+	}
+}
+
+// The limit the Service sees is the one in force when the request arrives:
+// a reload that gives alice desk2 lets her act on agent3 from her next
+// request on; one that takes it away refuses again.
+func TestServiceSeesReloadedDeviceLimit(t *testing.T) {
+	svc := seatedService()
+	cfg := twoUsersConfig()
+	s := startServer(t, cfg, svc)
+	c := dial(t, s)
+	c.openSession(1, login("alice", "alice-pw"))
+	for i, step := range []struct {
+		devices []DeviceID
+		want    string
+	}{
+		{[]DeviceID{"4001", "desk1"}, privilegeViolation},
+		{[]DeviceID{"4001", "desk1", "desk2"}, ""},
+		{[]DeviceID{"4001"}, privilegeViolation},
+	} {
+		next := twoUsersConfig()
+		next.DeviceLimits = map[string][]DeviceID{"alice": step.devices}
+		if err := s.Reload(next); err != nil {
+			t.Fatal(err)
+		}
+		if _, root := c.request(10+i, setAgentXML("4001", "ready", "agent3")); errorOf(root) != step.want {
+			t.Errorf("with %v: answered %q, want %q", step.devices, errorOf(root), step.want)
+		}
+	}
+}
+
+// Over WebSocket the limit of the WebSocket listener's user arrives too.
+func TestServiceSeesDeviceLimitOverWebSocket(t *testing.T) {
+	cfg := testConfig()
+	cfg.RequireSession = true
+	cfg.WebSocketAuth = Auth{Mode: "password", UserName: "web", Password: "pw"}
+	cfg.DeviceLimits = map[string][]DeviceID{"web": {"4001"}}
+	svc := seatedService()
+	s := NewServer(cfg, svc, testLogger(t))
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	url := wsServer(t, s)
+	t.Cleanup(func() { s.Shutdown(t.Context()) })
+	ws := wsDial(t, url)
+	if f := wsRequest(t, ws, 1, login("web", "pw")); parseRoot(t, f.XML).Tag != "StartApplicationSessionPosResponse" {
+		t.Fatalf("login answered %s", f.XML)
+	}
+	for i, agent := range []string{"agent1", "agent2"} {
+		f := wsRequest(t, ws, 2+i, setAgentXML("4001", "ready", agent))
+		if got, want := errorOf(parseRoot(t, f.XML)), map[string]string{"agent1": "", "agent2": privilegeViolation}[agent]; got != want {
+			t.Errorf("%s answered %q, want %q", agent, got, want)
+		}
+	}
+	if lim := svc.last(t); !lim.Limited || !lim.Allows("4001") || lim.Allows("desk1") {
+		t.Errorf("Requester.Devices %+v", lim)
+	}
+}
+
+// levelCounter counts log records by level and message.
+type levelCounter struct {
+	mu     sync.Mutex
+	counts map[string]int // "LEVEL message"
+}
+
+func (h *levelCounter) Enabled(context.Context, slog.Level) bool { return true }
+func (h *levelCounter) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.counts[r.Level.String()+" "+r.Message]++
+	return nil
+}
+func (h *levelCounter) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *levelCounter) WithGroup(string) slog.Handler      { return h }
+
+func (h *levelCounter) above(level slog.Level) map[string]int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := map[string]int{}
+	for k, n := range h.counts {
+		var l slog.Level
+		if err := l.UnmarshalText([]byte(strings.Fields(k)[0])); err == nil && l >= level {
+			out[k] = n
+		}
+	}
+	return out
+}
+
+// A prober naming agent after agent fills no log: the Service's refusals
+// are logged at debug, like the front end's own, and counted.
+func TestAgentRefusalsLoggedAtDebug(t *testing.T) {
+	logs := &levelCounter{counts: map[string]int{}}
+	s := NewServer(twoUsersConfig(), seatedService(), slog.New(logs))
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Shutdown(t.Context()) })
+	c := dial(t, s)
+	c.openSession(1, login("alice", "alice-pw"))
+	before := logs.above(slog.LevelInfo)
+	const n = 50
+	for i := range n {
+		if _, root := c.request(2+i, setAgentXML("4001", "notReady", "agent3")); errorOf(root) != privilegeViolation {
+			t.Fatalf("request %d answered %q", i, errorOf(root))
+		}
+	}
+	if after := logs.above(slog.LevelInfo); !maps.Equal(before, after) {
+		t.Errorf("refusals logged at info or above: before %v, after %v", before, after)
+	}
+	logs.mu.Lock()
+	debug := logs.counts["DEBUG CSTA request failed"]
+	logs.mu.Unlock()
+	if debug != n {
+		t.Errorf("%d refusals logged at debug, want %d", debug, n)
+	}
+	if got := requestCount(t, s, "SetAgentState", "privilegeViolationSpecifiedDevice"); got != n {
+		t.Errorf("counted %v refusals, want %d", got, n)
 	}
 }

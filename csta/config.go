@@ -47,7 +47,9 @@ type Config struct {
 	// any other device is answered operation/privilegeViolationSpecifiedDevice
 	// before the Service sees it. IDs are compared exactly as the client
 	// writes them. A user without an entry, and every client of a listener
-	// whose Mode is "none", may name any device.
+	// whose Mode is "none", may name any device. Requests carry the limit
+	// to the Service (Requester.Devices), which refuses an agent sitting
+	// outside it.
 	DeviceLimits map[string][]DeviceID
 
 	// deviceSets is DeviceLimits as sets, built by Server.store.
@@ -110,21 +112,53 @@ func (c *Config) sessionsRequired(transportKind string) bool {
 }
 
 // deviceAllowed reports whether user, authenticated on a listener with
-// auth, may name device. It fails closed: with mode password, a session
-// without a user the listener still has may name nothing (Reload ends such
-// sessions; this covers the moment in between).
+// auth, may name device.
 func (c *Config) deviceAllowed(auth *Auth, user string, device DeviceID) bool {
+	return c.deviceLimit(auth, user).Allows(device)
+}
+
+// deviceLimit is what user, authenticated on a listener with auth, may
+// name. It fails closed: with mode password, a session without a user the
+// listener still has may name nothing (Reload ends such sessions; this
+// covers the moment in between).
+func (c *Config) deviceLimit(auth *Auth, user string) DeviceLimit {
 	if auth.Mode != "password" {
-		return true
+		return DeviceLimit{}
 	}
 	if !auth.hasUser(user) {
-		return false
+		return DeviceLimit{Limited: true}
 	}
 	set, limited := c.deviceSets[user]
-	if !limited {
+	return DeviceLimit{Limited: limited, set: set}
+}
+
+// DeviceLimit is the devices a requester may act on: for a CTI user, its
+// csta.authorization.devices. The front end checks the device a request
+// names; the Service checks what else the request touches (an agent it
+// names: where that agent sits). The zero value limits nothing.
+type DeviceLimit struct {
+	// Limited is false when every device is allowed.
+	Limited bool
+	set     map[DeviceID]struct{} // shared with the Config in force: never written
+}
+
+// LimitTo is a limit to the given devices only.
+func LimitTo(devices ...DeviceID) DeviceLimit {
+	set := make(map[DeviceID]struct{}, len(devices))
+	for _, d := range devices {
+		set[d] = struct{}{}
+	}
+	return DeviceLimit{Limited: true, set: set}
+}
+
+// Allows reports whether device is one the requester may act on. IDs are
+// compared exactly as written; a Service that knows which IDs name the same
+// device asks for each of them.
+func (l DeviceLimit) Allows(device DeviceID) bool {
+	if !l.Limited {
 		return true
 	}
-	_, ok := set[device]
+	_, ok := l.set[device]
 	return ok
 }
 

@@ -456,6 +456,7 @@ func (c *conn) dispatch(invokeID int, msg Message, ed Edition) {
 		}
 	})
 	who := c.requester()
+	who.Devices = cfg.deviceLimit(cfg.auth(c.transportKind), c.authUser())
 	c.srv.wg.Add(1)
 	go func() {
 		defer c.srv.wg.Done()
@@ -564,7 +565,13 @@ func (c *conn) call(ctx context.Context, who Requester, msg Message) Message {
 	}
 	if err != nil {
 		ce := asCSTAError(err)
-		c.log.Info("CSTA request failed", "root", msg.Name(), "err", err, "answer", ce.Error())
+		level := slog.LevelInfo
+		if ce.Is(ErrPrivilegeViolationSpecifiedDevice) {
+			// As for the front end's own device check: a prober must not
+			// flood the log; the refusals are counted in the request metrics.
+			level = slog.LevelDebug
+		}
+		c.log.Log(c.ctx, level, "CSTA request failed", "root", msg.Name(), "err", err, "answer", ce.Error())
 		return ce
 	}
 	if resp == nil {

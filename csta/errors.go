@@ -68,7 +68,7 @@ var (
 	ErrInvalidMonitorCrossRefID          = opErr("invalidMonitorCrossRefID")          // MonitorStop of an unknown monitor
 	ErrInvalidParameterValue             = opErr("invalidParameterValue")             // any other malformed parameter
 	ErrSystemStatusOutOfRange            = opErr("systemStatusOutOfRange")            // SystemStatus value unknown
-	ErrPrivilegeViolationSpecifiedDevice = opErr("privilegeViolationSpecifiedDevice") // device outside the CTI user's csta.authorization.devices
+	ErrPrivilegeViolationSpecifiedDevice = opErr("privilegeViolationSpecifiedDevice") // device, or agent sitting, outside the CTI user's csta.authorization.devices
 	ErrSessionRequired                   = &Error{Class: ErrSecurity, Value: "securityInfoViolated"}
 	ErrOutstandingReqLimitExceeded       = &Error{Class: ErrSubscribedResourceAvailability, Value: "outstandingReqLimitExceeded"}
 	ErrObjectMonitorLimitExceeded        = &Error{Class: ErrSubscribedResourceAvailability, Value: "objectMonitorLimitExceeded"}

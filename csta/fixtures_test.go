@@ -42,6 +42,10 @@ const fixtureDir = "../testdata/xml/csta"
 // device of the byte-exact psco-tech MonitorStart capture.
 var fixtureDevices = []DeviceID{"4711", "7659366", "212700"}
 
+// fixtureSeats is where the fake service's agents sit: agent-4711 at its
+// own device, agent-7659366 at one outside the limited user's.
+var fixtureSeats = map[string]DeviceID{"agent-4711": "4711", "agent-7659366": "7659366"}
+
 type fixtureCase struct {
 	name string
 	// prior lists cases run first on the same connection, each checked
@@ -125,6 +129,9 @@ var fixtureCases = []fixtureCase{
 	{name: "set_agent_state_unknown_state"},
 	{name: "set_agent_state_hex_password"},
 	{name: "set_agent_state_device_allowed", cfg: fixtureDeviceLimits, prior: []string{"start_session_osbiz_credentials"}},
+	// Issue 13, attack 3: the device is allowed, the agent named sits elsewhere.
+	{name: "set_agent_state_agent_elsewhere", cfg: fixtureDeviceLimits, prior: []string{"start_session_osbiz_credentials"}},
+	{name: "set_agent_state_agent_at_device", cfg: fixtureDeviceLimits, prior: []string{"start_session_osbiz_credentials"}},
 	{name: "get_agent_state_ed6"},
 	{name: "get_agent_state_after_not_ready", prior: []string{"set_agent_state_broadworks_latin1"}},
 	{name: "get_agent_state_unknown_device"},
@@ -193,7 +200,9 @@ func TestFixtures(t *testing.T) {
 				if fc.cfg != nil {
 					fc.cfg(&cfg)
 				}
-				s := startServer(t, cfg, newFakeService(fixtureDevices...))
+				svc := newFakeService(fixtureDevices...)
+				svc.seats = fixtureSeats
+				s := startServer(t, cfg, svc)
 				c := dial(t, s)
 				vars := map[string]string{}
 				for j, p := range fc.prior {

@@ -35,6 +35,10 @@ type fakeService struct {
 	stall    chan struct{} // when set, requests on device "stall" wait for it or ctx
 	requests []Message
 	publish  func(Event) // events emitted after a successful Set*
+	// seats is where agents sit (agent ID → device): like the gateway,
+	// SetAgentState refuses a named agent sitting at a device outside the
+	// requester's limit (Requester.Devices).
+	seats map[string]DeviceID
 }
 
 func newFakeService(devices ...DeviceID) *fakeService {
@@ -76,9 +80,12 @@ func (f *fakeService) MonitorStart(ctx context.Context, _ Requester, r *MonitorS
 	return f.check(ctx, r.Device, *r)
 }
 
-func (f *fakeService) SetAgentState(ctx context.Context, _ Requester, r *SetAgentState) (*SetAgentStateResponse, error) {
+func (f *fakeService) SetAgentState(ctx context.Context, who Requester, r *SetAgentState) (*SetAgentStateResponse, error) {
 	if err := f.check(ctx, r.Device, *r); err != nil {
 		return nil, err
+	}
+	if seat, ok := f.seats[r.AgentID]; ok && !who.Devices.Allows(seat) {
+		return nil, ErrPrivilegeViolationSpecifiedDevice
 	}
 	kinds := map[ReqAgentState]struct {
 		st AgentState

@@ -12,7 +12,8 @@ type DeviceID string
 // that device against the user's device limits (Config.DeviceLimits) before
 // the Service sees the request. Other devices a request carries (an ACD
 // group, a forwarding destination) are not the device acted on and are not
-// checked.
+// checked. An agent a request names is checked by the Service, which knows
+// where the agent sits (Requester.Devices).
 type deviceRequest interface {
 	Message
 	subjectDevice() DeviceID

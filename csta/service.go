@@ -6,9 +6,15 @@ import "context"
 type Requester struct {
 	ConnID        uint64
 	RemoteAddr    string
-	Transport     string // "tcp" or "websocket"
+	Transport     string // "tcp" or "websocket" ("sip" when the gateway acts for a phone)
 	ApplicationID string // from StartApplicationSession, if any
 	UserName      string // authenticated user, if any
+	// Devices is what the requester may act on (csta.authorization.devices
+	// of its authenticated user, from the configuration in force when the
+	// request arrived). The front end has checked the request's device
+	// against it; the Service must check any agent the request names
+	// against it (ErrPrivilegeViolationSpecifiedDevice).
+	Devices DeviceLimit
 }
 
 // Service is what the front end asks to carry out device requests. The

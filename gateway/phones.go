@@ -90,20 +90,30 @@ func phoneErr(err error) error {
 		return errors.Join(phonesync.ErrUnknownDevice, err)
 	case errors.Is(err, csta.ErrInvalidAgentIdentifier):
 		return errors.Join(phonesync.ErrUnknownAgent, err)
+	case errors.Is(err, csta.ErrPrivilegeViolationSpecifiedDevice):
+		return errors.Join(phonesync.ErrForbidden, err)
 	}
 	return err
+}
+
+// phoneRequester is who a phone's request comes from: the phone at dn,
+// which acts on its own line only, and through requestAgent on the agent
+// signed in at it (the guest at this desk, or the line's own agent).
+func phoneRequester(dn string) csta.Requester {
+	return csta.Requester{Transport: "sip", Devices: csta.LimitTo(csta.DeviceID(dn))}
 }
 
 func (p phoneService) FeatureState(ctx context.Context, dn string) (phonesync.FeatureState, error) {
 	g := p.g
 	dev := csta.DeviceID(dn)
 	var st phonesync.FeatureState
-	dnd, err := g.GetDoNotDisturb(ctx, csta.Requester{}, &csta.GetDoNotDisturb{Device: dev})
+	who := phoneRequester(dn)
+	dnd, err := g.GetDoNotDisturb(ctx, who, &csta.GetDoNotDisturb{Device: dev})
 	if err != nil {
 		return st, phoneErr(err)
 	}
 	st.DoNotDisturb = dnd.DoNotDisturbOn
-	fw, err := g.GetForwarding(ctx, csta.Requester{}, &csta.GetForwarding{Device: dev})
+	fw, err := g.GetForwarding(ctx, who, &csta.GetForwarding{Device: dev})
 	if err != nil {
 		return st, phoneErr(err)
 	}
@@ -111,7 +121,7 @@ func (p phoneService) FeatureState(ctx context.Context, dn string) (phonesync.Fe
 		st.Forwarding = append(st.Forwarding, phonesync.Forwarding{Type: phonesync.ForwardingType(it.ForwardingType),
 			Active: it.ForwardStatus, Number: string(it.ForwardDN), RingCount: it.RingCount})
 	}
-	as, err := g.GetAgentState(ctx, csta.Requester{}, &csta.GetAgentState{Device: dev})
+	as, err := g.GetAgentState(ctx, who, &csta.GetAgentState{Device: dev})
 	if err != nil {
 		// A device whose user has no call-center service has no agent to
 		// show; that is not an error for the phone.
@@ -136,17 +146,30 @@ func (p phoneService) FeatureState(ctx context.Context, dn string) (phonesync.Fe
 }
 
 func (p phoneService) SetDoNotDisturb(ctx context.Context, dn string, on bool, _ phonesync.Origin) error {
-	return phoneErr(p.g.SetDoNotDisturb(ctx, csta.Requester{}, &csta.SetDoNotDisturb{Device: csta.DeviceID(dn), DoNotDisturbOn: on}))
+	return phoneErr(p.g.SetDoNotDisturb(ctx, phoneRequester(dn), &csta.SetDoNotDisturb{Device: csta.DeviceID(dn), DoNotDisturbOn: on}))
 }
 
 func (p phoneService) SetForwarding(ctx context.Context, dn string, f phonesync.Forwarding, _ phonesync.Origin) error {
-	return phoneErr(p.g.SetForwarding(ctx, csta.Requester{}, &csta.SetForwarding{Device: csta.DeviceID(dn),
+	return phoneErr(p.g.SetForwarding(ctx, phoneRequester(dn), &csta.SetForwarding{Device: csta.DeviceID(dn),
 		ForwardingType: csta.ForwardingType(f.Type), ActivateForward: f.Active, ForwardDN: csta.DeviceID(f.Number), RingCount: f.RingCount}))
 }
 
 func (p phoneService) SetAgentState(ctx context.Context, dn, agentID string, state phonesync.AgentStateName, reason string, _ phonesync.Origin) error {
-	_, err := p.g.setAgentState(ctx, originPhone, csta.Requester{}, &csta.SetAgentState{Device: csta.DeviceID(dn),
+	_, err := p.g.setAgentState(ctx, originPhone, phoneRequester(dn), &csta.SetAgentState{Device: csta.DeviceID(dn),
 		RequestedState: csta.ReqAgentState(state), AgentID: agentID, ReasonCode: reason})
+	return phoneErr(err)
+}
+
+// AuthorizeAgent is SetAgentState's authorization alone (requestAgent),
+// changing nothing, so that phonesync can answer the SUBSCRIBE 403 before
+// it answers 200 and applies the change.
+func (p phoneService) AuthorizeAgent(ctx context.Context, dn, agentID string, state phonesync.AgentStateName) error {
+	g := p.g
+	user, _, err := g.device(csta.DeviceID(dn))
+	if err != nil {
+		return phoneErr(err)
+	}
+	_, _, err = g.requestAgent(ctx, phoneRequester(dn), originPhone, agentID, user, csta.ReqAgentState(state))
 	return phoneErr(err)
 }
 
@@ -167,7 +190,11 @@ func (p phoneService) Hoteling(_ context.Context, hostDN string) (phonesync.Hote
 func (p phoneService) SetHoteling(ctx context.Context, hostDN, guestAddress string, _ phonesync.Origin) error {
 	g := p.g
 	req := &csta.SetAgentState{Device: csta.DeviceID(hostDN), RequestedState: csta.ReqLoggedOn, AgentID: guestAddress}
+	// A sign-in: phonesync has checked the agent's password (the nonce
+	// challenge), which authorizes it for any agent, wherever it sits.
+	who := csta.Requester{Transport: "sip"}
 	if guestAddress == "" {
+		who = phoneRequester(hostDN)
 		user, _, ok := g.dir().Device(csta.DeviceID(hostDN))
 		if !ok {
 			return phonesync.ErrUnknownDevice
@@ -178,7 +205,7 @@ func (p phoneService) SetHoteling(ctx context.Context, hostDN, guestAddress stri
 		}
 		req.RequestedState, req.AgentID = csta.ReqLoggedOff, g.dir().AgentID(guest)
 	}
-	_, err := g.setAgentState(ctx, originPhone, csta.Requester{}, req)
+	_, err := g.setAgentState(ctx, originPhone, who, req)
 	return phoneErr(err)
 }
 

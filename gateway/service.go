@@ -96,7 +96,7 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, who csta.Reque
 	}
 	deviceUser := t.user
 	hotDesk := t.hotDesk
-	agent, number, err := g.agentAt(req.AgentID, deviceUser)
+	agent, number, err := g.requestAgent(ctx, who, from, req.AgentID, deviceUser, req.RequestedState)
 	if err != nil {
 		return nil, err
 	}
@@ -239,14 +239,19 @@ func cstaAgentState(s xsi.ACDState) (loggedOn bool, state csta.AgentState) {
 }
 
 // GetAgentState answers from the view when fresh, else from Xsi-Actions.
-func (g *Gateway) GetAgentState(ctx context.Context, _ csta.Requester, req *csta.GetAgentState) (*csta.GetAgentStateResponse, error) {
+func (g *Gateway) GetAgentState(ctx context.Context, who csta.Requester, req *csta.GetAgentState) (*csta.GetAgentStateResponse, error) {
 	ctx, cancel, t, err := g.begin(ctx, req.Device)
 	defer cancel()
 	if err != nil {
 		return nil, err
 	}
 	deviceUser := t.user
-	agent, _, _ := g.agentAt("", deviceUser)
+	// CSTA's GetAgentState names no agent: the one at the device, which
+	// the front end's device check covered.
+	agent, _, err := g.requestAgent(ctx, who, originCTI, "", deviceUser, "")
+	if err != nil {
+		return nil, err
+	}
 	var state xsi.ACDState
 	var code string
 	g.mu.Lock()

@@ -108,7 +108,15 @@ type Service interface {
 	SetDoNotDisturb(ctx context.Context, dn string, on bool, origin Origin) error
 	SetForwarding(ctx context.Context, dn string, f Forwarding, origin Origin) error
 	// SetAgentState with an empty agentID means the agent at the device.
+	// ErrForbidden when the phone may not act on that agent (AuthorizeAgent).
 	SetAgentState(ctx context.Context, dn, agentID string, state AgentStateName, reason string, origin Origin) error
+	// AuthorizeAgent checks, changing nothing, that the phone at dn may ask
+	// for state on agentID: only the agent signed in at it (the guest at its
+	// hot desk, or its line's own agent), and logging on only its line's own
+	// agent (others sign in through x-broadworks-hoteling with their
+	// password). ErrForbidden when not: the SUBSCRIBE is answered 403 and
+	// nothing changes. Other errors are left to SetAgentState.
+	AuthorizeAgent(ctx context.Context, dn, agentID string, state AgentStateName) error
 	// Hoteling reports the host device's guest association.
 	Hoteling(ctx context.Context, hostDN string) (Hoteling, error)
 	// SetHoteling logs guestAddress in at hostDN (the hoteling sequence);
@@ -126,4 +134,8 @@ type Service interface {
 var (
 	ErrUnknownDevice = errors.New("phonesync: unknown device")
 	ErrUnknownAgent  = errors.New("phonesync: unknown agent")
+	// ErrForbidden: the phone may not act on what its request names (an
+	// agent other than the one signed in at it). A SUBSCRIBE carrying such
+	// a request is answered 403 Forbidden.
+	ErrForbidden = errors.New("phonesync: forbidden")
 )

@@ -93,6 +93,10 @@ func TestParseFeatureRequestFixtures(t *testing.T) {
 		{file: "feature_set_agent_state_wrapup_prefixed.xml", want: FeatureRequest{Kind: ChangeAgent, Device: "1001", AgentState: AgentWorkingAfterCall}},
 		{file: "feature_set_agent_state_notready_undeclared_prefix.xml", want: FeatureRequest{Kind: ChangeAgent, Device: "2002",
 			AgentState: AgentNotReady, AgentID: "2002", Reason: "Lunch & break"}},
+		// Phone 4001 naming other agents (issue 13): well-formed, refused by
+		// authorization, not by the parser.
+		{file: "feature_set_agent_state_other_agent.xml", want: FeatureRequest{Kind: ChangeAgent, Device: "4001", AgentState: AgentNotReady, AgentID: "agent4"}},
+		{file: "feature_set_agent_state_logon_other_agent.xml", want: FeatureRequest{Kind: ChangeAgent, Device: "4001", AgentState: AgentLoggedOn, AgentID: "agent2"}},
 		{file: "feature_bad_unclosed.xml", wantErr: "unexpected EOF"},
 		{file: "feature_bad_unknown_root.xml", wantErr: `"SetMessageWaitingIndicator" is not`},
 		{file: "feature_bad_boolean.xml", wantErr: `doNotDisturbOn "yes" is not a boolean`},

@@ -202,6 +202,18 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		}
 	}
 
+	if feature != nil && feature.Kind == ChangeAgent && !s.agentAllowed(sub, *feature) {
+		// 403 and nothing changes. A refused refresh leaves the
+		// subscription as it was (RFC 6665 §4.1.2.2: only 481 ends it);
+		// the phone is told the unchanged state, as for any refused change
+		// (it shows what it asked for until told otherwise, sip.md §1.2).
+		s.metrics.agentForbidden.Inc()
+		respond(tx, sip.NewResponseFromRequest(req, 403, "Forbidden", nil))
+		if !isNew {
+			s.enqueue(sub, notifyJob{kind: jobFeature, feature: ChangeAgent})
+		}
+		return
+	}
 	if expires == 0 { // unsubscribe, or a fetch when new (RFC 6665 §4.4.3)
 		if !isNew {
 			s.remove(sub)
@@ -419,6 +431,24 @@ func sourceHost(source string) string {
 		return source
 	}
 	return host
+}
+
+// agentAllowed asks the gateway whether the phone may ask for an agent
+// state change (Service.AuthorizeAgent) before the SUBSCRIBE is answered.
+// Only ErrForbidden refuses here; any other failure is SetAgentState's to
+// meet, after the 200, like every refused change.
+func (s *Server) agentAllowed(sub *subscription, fr FeatureRequest) bool {
+	ctx, cancel := context.WithTimeout(s.reqCtx, s.cfg.RequestTimeout)
+	defer cancel()
+	err := s.svc.AuthorizeAgent(ctx, sub.dn, fr.AgentID, fr.AgentState)
+	if errors.Is(err, ErrForbidden) {
+		// Debug: a phone naming agent after agent must not flood the log;
+		// connector_sip_subscribes_refused_total{reason="agent_forbidden"}
+		// counts them.
+		s.log.Debug("phone change refused: not the agent signed in at the phone", "dn", sub.dn, "agent", fr.AgentID, "state", fr.AgentState)
+		return false
+	}
+	return true
 }
 
 // applyFeature takes a phone's SetDoNotDisturb / SetForwarding /

@@ -29,6 +29,7 @@ type metrics struct {
 	feature, hoteling, other [numNotifyResults]prometheus.Counter
 	rateLimited, challenged  prometheus.Counter
 	forbidden, full          prometheus.Counter
+	agentForbidden           prometheus.Counter
 
 	subscriptions *prometheus.Desc // by event
 	queued        *prometheus.Desc
@@ -45,7 +46,7 @@ func newMetrics() *metrics {
 		}, []string{"event", "result"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "connector_sip_subscribes_refused_total",
-			Help: "SUBSCRIBEs refused before any change, by reason: rate_limit (503, the source's token bucket), auth_challenge (401, a digest challenge: normal once per phone), auth_forbidden (403, wrong credentials or another phone's line), capacity (503, sip.max_subscriptions reached, or shutting down).",
+			Help: "SUBSCRIBEs refused before any change, by reason: rate_limit (503, the source's token bucket), auth_challenge (401, a digest challenge: normal once per phone), auth_forbidden (403, wrong credentials or another phone's line), capacity (503, sip.max_subscriptions reached, or shutting down), agent_forbidden (403, a SetAgentState naming an agent other than the one signed in at the phone).",
 		}, []string{"reason"}),
 		subscriptions: prometheus.NewDesc("connector_sip_subscriptions",
 			"Phones' SIP subscriptions held, by event package.", []string{"event"}, nil),
@@ -67,6 +68,7 @@ func newMetrics() *metrics {
 	m.challenged = m.refused.WithLabelValues("auth_challenge")
 	m.forbidden = m.refused.WithLabelValues("auth_forbidden")
 	m.full = m.refused.WithLabelValues("capacity")
+	m.agentForbidden = m.refused.WithLabelValues("agent_forbidden")
 	return m
 }
 

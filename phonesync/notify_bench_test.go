@@ -129,6 +129,10 @@ func (*benchGateway) SetAgentState(context.Context, string, string, phonesync.Ag
 	return nil
 }
 
+func (*benchGateway) AuthorizeAgent(context.Context, string, string, phonesync.AgentStateName) error {
+	return nil
+}
+
 func (*benchGateway) Hoteling(context.Context, string) (phonesync.Hoteling, error) {
 	return phonesync.Hoteling{}, nil
 }

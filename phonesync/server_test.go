@@ -26,13 +26,15 @@ import (
 // ---- fake gateway ----
 
 type fakeSvc struct {
-	mu        sync.Mutex
-	devices   map[string]*FeatureState
-	hoteling  map[string]Hoteling
-	passwords map[string]string
-	refuse    error // returned by every Set* when set
-	calls     []string
-	service   chan string // "dn:true" / "dn:false"
+	mu         sync.Mutex
+	devices    map[string]*FeatureState
+	hoteling   map[string]Hoteling
+	passwords  map[string]string
+	refuse     error // returned by every Set* when set
+	calls      []string
+	strangers  map[string]bool // agent IDs AuthorizeAgent refuses (ErrForbidden)
+	authorized []string        // AuthorizeAgent's questions, "dn agent state"
+	service    chan string     // "dn:true" / "dn:false"
 }
 
 func newFakeSvc(dns ...string) *fakeSvc {
@@ -138,6 +140,16 @@ func (f *fakeSvc) SetAgentState(ctx context.Context, dn, agentID string, state A
 	a.State, a.Reason = state, reason
 	if state == AgentLoggedOn {
 		a.State = AgentNotReady
+	}
+	return nil
+}
+
+func (f *fakeSvc) AuthorizeAgent(ctx context.Context, dn, agentID string, state AgentStateName) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.authorized = append(f.authorized, fmt.Sprintf("%s %s %s", dn, agentID, state))
+	if f.strangers[agentID] {
+		return ErrForbidden
 	}
 	return nil
 }

@@ -223,23 +223,45 @@ func printable(s string) bool {
 	return true
 }
 
-// Excerpt is at most max bytes of b as Go-escaped ASCII text (control and
-// invalid bytes as \x.. escapes, so a log line stays one line of text),
-// followed by "…(N bytes)" when b was cut.
+// Excerpt is b as Go-escaped ASCII text (control and invalid bytes as \x..
+// escapes, so a log line stays one line of text) of at most max bytes,
+// followed by "…(N bytes)" when b was cut. The bound is on the escaped text:
+// 30 KB of 0xff bytes give max bytes, not 4 × max.
 func Excerpt(b []byte, max int) string {
 	if max <= 0 {
 		max = WireExcerptBytes
 	}
-	cut := b
-	if len(cut) > max {
-		cut = cut[:max]
+	out := make([]byte, 0, min(max, 4*len(b)))
+	i := 0
+	for i < len(b) {
+		r, size := utf8.DecodeRune(b[i:])
+		var piece []byte
+		if r == utf8.RuneError && size == 1 {
+			piece = []byte(`\x` + hex2(b[i]))
+		} else {
+			q := strconv.QuoteRuneToASCII(r)
+			piece = []byte(q[1 : len(q)-1])
+			if r == '\'' {
+				piece = []byte("'")
+			} else if r == '"' {
+				piece = []byte(`\"`)
+			}
+		}
+		if len(out)+len(piece) > max {
+			break
+		}
+		out = append(out, piece...)
+		i += size
 	}
-	q := strconv.QuoteToASCII(string(cut))
-	q = q[1 : len(q)-1] // no surrounding quotes
-	if len(cut) < len(b) {
-		return q + "…(" + strconv.Itoa(len(b)) + " bytes)"
+	if i < len(b) {
+		return string(out) + "…(" + strconv.Itoa(len(b)) + " bytes)"
 	}
-	return q
+	return string(out)
+}
+
+func hex2(c byte) string {
+	const digits = "0123456789abcdef"
+	return string([]byte{digits[c>>4], digits[c&0xf]})
 }
 
 // Redact replaces the values of SIP Authorization and Proxy-Authorization

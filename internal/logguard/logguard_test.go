@@ -38,8 +38,9 @@ func TestExcerpt(t *testing.T) {
 	}{
 		{"short text", []byte("hello"), 10, "hello"},
 		{"cut", []byte("abcdefghij"), 4, "abcd…(10 bytes)"},
-		{"binary escaped", []byte{0xff, 0x00, 'a', '\n'}, 10, `\xff\x00a\n`},
-		{"cut binary", bytes.Repeat([]byte{0xff}, 30000), 3, `\xff\xff\xff…(30000 bytes)`},
+		{"binary escaped", []byte{0xff, 0x00, 'a', '\n'}, 20, `\xff\x00a\n`},
+		{"cut binary on the escaped length", bytes.Repeat([]byte{0xff}, 30000), 9, `\xff\xff…(30000 bytes)`},
+		{"quotes and unicode", []byte(`a"b'é`), 50, `a\"b'\u00e9`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

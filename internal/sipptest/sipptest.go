@@ -107,9 +107,9 @@ func (p *Phone) Subscribe() *Phone {
 	return p
 }
 
-// Request sends an in-dialog re-SUBSCRIBE carrying body (a CSTA request
-// such as SetDoNotDisturb) and expects 200. expires 0 unsubscribes.
-func (p *Phone) request(body string, expires int) *Phone {
+// request sends an in-dialog re-SUBSCRIBE carrying body (a CSTA request
+// such as SetDoNotDisturb) and expects status. expires 0 unsubscribes.
+func (p *Phone) request(body string, expires, status int) *Phone {
 	ctype := ""
 	if body != "" {
 		ctype = "\n      Content-Type: application/x-as-feature-event+xml"
@@ -131,18 +131,22 @@ func (p *Phone) request(body string, expires int) *Phone {
 
 %s
     ]]></send>
-  <recv response="200"/>
-`, p.nextCSeq(), p.User, p.Password, p.Event, expires, ctype, indent(body))
+  <recv response="%d"/>
+`, p.nextCSeq(), p.User, p.Password, p.Event, expires, ctype, indent(body), status)
 	return p
 }
 
-// Request sends a CSTA request body on the subscription.
-func (p *Phone) Request(body string) *Phone { return p.request(body, 3600) }
+// Request sends a CSTA request body on the subscription and expects 200.
+func (p *Phone) Request(body string) *Phone { return p.request(body, 3600, 200) }
+
+// RequestRefused sends a CSTA request body on the subscription and expects
+// it refused with status (e.g. 403: not the phone's to change).
+func (p *Phone) RequestRefused(body string, status int) *Phone { return p.request(body, 3600, status) }
 
 // Unsubscribe ends the subscription (Expires: 0) and waits for the
 // terminating NOTIFY.
 func (p *Phone) Unsubscribe() *Phone {
-	p.request("", 0)
+	p.request("", 0, 200)
 	return p.await("terminated", `search_in="hdr" header="Subscription-State:"`)
 }
 
