@@ -312,7 +312,7 @@ func (s *Server) authorize(req *sip.Request, tx sip.ServerTransaction, dn string
 		respond(tx, sip.NewResponseFromRequest(req, 403, "Forbidden", nil))
 		return false
 	case authReplay:
-		s.log.Info("SUBSCRIBE with a digest nonce count already used (replay?)", "user", logUser(user), "source", req.Source())
+		s.log.Info("SUBSCRIBE with a nonce count already used (replay?)", "user", logUser(user), "source", req.Source())
 		s.metrics.replayed.Inc()
 	case authStale:
 		s.metrics.stale.Inc()

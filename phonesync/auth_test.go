@@ -310,7 +310,7 @@ func TestDigestNonceTableNeverReopens(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	var nonces []string
 	highest := map[string]int{}
-	for i := range 5000 {
+	for i := range 2000 {
 		if len(nonces) == 0 || rng.IntN(4) == 0 {
 			nonces = append(nonces, a.nonce())
 		}
