@@ -188,7 +188,7 @@ func TestDigestSecretsNotLogged(t *testing.T) {
 		t.Fatalf("SUBSCRIBE 1002: %d", res.StatusCode)
 	}
 	other.nextNotify() // answered before the test ends, not while the phone closes
-	other.dn = "1001" // 1002's credentials for 1001's line
+	other.dn = "1001"  // 1002's credentials for 1001's line
 	foreign := other.authorization()
 	sent = append(sent, foreign)
 	if res := other.send(subOpts{newCall: true}, foreign); res.StatusCode != 403 {
