@@ -1,6 +1,7 @@
 package phonesync
 
 import (
+	"container/heap"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -8,7 +9,6 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"math"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,7 +36,7 @@ import (
 // when full, the entries of the oldest-issued nonces go and a floor rises
 // with them, every nonce issued at or before the floor being stale from
 // then on, so dropping an entry can never make a used nonce count usable
-// again.
+// again; the entries of expired nonces go by age.
 
 const (
 	digestNonceTTL = 5 * time.Minute
@@ -211,8 +211,8 @@ type nonceCounts struct {
 	mu    sync.Mutex
 	max   int
 	nc    map[int64]int
-	floor int64 // nonces issued at or before it are stale (their entries may be gone)
-	swept int64 // stamp clock of the last sweep of expired entries
+	byAge stampHeap // the stamps in nc, the oldest-issued on top
+	floor int64     // nonces issued at or before it are stale (their entries may be gone)
 }
 
 func (t *nonceCounts) belowFloor(stamp int64) bool {
@@ -250,45 +250,39 @@ func (t *nonceCounts) use(stamp int64, nc int, a *digestAuth) authVerdict {
 	if t.nc == nil {
 		t.nc = make(map[int64]int)
 	}
-	if now-t.swept > int64(a.ttl) || len(t.nc) >= t.max {
-		t.sweep(now, a)
+	// Expired entries go by age: they are the oldest, on top, and are
+	// refused by age anyway, so the table need not remember them.
+	for len(t.byAge) > 0 && !a.fresh(t.byAge[0], now) {
+		delete(t.nc, heap.Pop(&t.byAge).(int64))
 	}
 	if len(t.nc) >= t.max {
-		t.evictOldest()
+		// Full of live nonces: the oldest-issued goes and the floor
+		// rises to it, so that nonce (and any older) is stale from now
+		// on rather than usable again with a count already seen.
+		oldest := heap.Pop(&t.byAge).(int64)
+		delete(t.nc, oldest)
+		t.floor = max(t.floor, oldest)
 		if stamp <= t.floor {
-			return authStale // itself among the oldest: refused like them
+			return authStale // older than the one evicted: refused like it
 		}
 	}
 	t.nc[stamp] = nc
+	heap.Push(&t.byAge, stamp)
 	return authOK
 }
 
-// sweep drops the entries of expired nonces: those are refused by age, so
-// the table need not remember them.
-func (t *nonceCounts) sweep(now int64, a *digestAuth) {
-	t.swept = now
-	for stamp := range t.nc {
-		if !a.fresh(stamp, now) {
-			delete(t.nc, stamp)
-		}
-	}
-}
+// stampHeap is a min-heap of nonce stamps (container/heap).
+type stampHeap []int64
 
-// evictOldest makes room in a full table: the entries of the oldest eighth
-// of the nonces in it go (a batch, so that a full table sorts once per
-// max/8 new nonces, not once each), and the floor rises to the newest of
-// them.
-func (t *nonceCounts) evictOldest() {
-	stamps := make([]int64, 0, len(t.nc))
-	for stamp := range t.nc {
-		stamps = append(stamps, stamp)
-	}
-	slices.Sort(stamps)
-	n := max(1, len(stamps)/8)
-	for _, stamp := range stamps[:n] {
-		delete(t.nc, stamp)
-	}
-	t.floor = max(t.floor, stamps[n-1])
+func (h stampHeap) Len() int           { return len(h) }
+func (h stampHeap) Less(i, j int) bool { return h[i] < h[j] }
+func (h stampHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *stampHeap) Push(x any)        { *h = append(*h, x.(int64)) }
+func (h *stampHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 // authorize answers 401 or 403 itself and reports whether the request may
@@ -302,7 +296,7 @@ func (s *Server) authorize(req *sip.Request, tx sip.ServerTransaction, dn string
 		}
 		// Right credentials, but for another phone: a phone may only
 		// subscribe to (and change) its own line.
-		s.log.Info("SUBSCRIBE for another phone's DN", "user", logUser(user), "dn", dn, "source", req.Source())
+		s.log.Info("SUBSCRIBE for another phone's DN", "user", logUser(user), "dn", logUser(dn), "source", req.Source())
 		s.metrics.forbidden.Inc()
 		respond(tx, sip.NewResponseFromRequest(req, 403, "Forbidden", nil))
 		return false
@@ -325,8 +319,8 @@ func (s *Server) authorize(req *sip.Request, tx sip.ServerTransaction, dn string
 	return false
 }
 
-// logUser bounds a digest user name from the wire for a log line (a known
-// user's name is short; an unknown one is whatever the peer sent).
+// logUser bounds a user name from the wire (digest user, From user) for a
+// log line: a known one is short, an unknown one is whatever the peer sent.
 func logUser(user string) string {
 	const maxLen = 64
 	if len(user) <= maxLen {
