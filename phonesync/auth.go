@@ -30,19 +30,21 @@ import (
 // more an Authorization header seen once could be sent again with another
 // body (issue 13 #5). State is therefore kept for every nonce that has
 // passed full verification: the highest nonce count accepted with it (RFC
-// 7616 §3.4.5, RFC 2617 §3.2.2: with qop=auth nc must increase; without qop
-// a nonce is good for one request). That table only grows by requests with
-// a correct response for a known user, and is bounded (maxDigestNonces):
-// when full, the entries of the oldest-issued nonces go and a floor rises
-// with them, every nonce issued at or before the floor being stale from
-// then on, so dropping an entry can never make a used nonce count usable
-// again; the entries of expired nonces go by age.
+// 2617 §3.2.2 and RFC 7616 §3.4, "nc": a count seen twice is a replay; so
+// with qop=auth it must increase, and without qop a nonce is good for one
+// request, RFC 7616 §5.5 "Replay Attacks"). That table only grows by
+// requests with a correct response for a known user, and is bounded
+// (maxDigestNonces): when full, the entry of the oldest-issued nonce goes
+// and a floor rises to it, every nonce issued at or before the floor being
+// stale from then on, so dropping an entry can never make a used nonce
+// count usable again; the entries of expired nonces go by age.
 
 const (
 	digestNonceTTL = 5 * time.Minute
-	// maxDigestNonces bounds the nonce-count table: a few MB at most, and
-	// far above what honest phones use in digestNonceTTL (each re-uses its
-	// nonce, or takes a new one per dialog).
+	// maxDigestNonces bounds the nonce-count table: about 3 MB when full,
+	// and above what honest phones use in a nonce's lifetime even when
+	// sip.limits.max_subscriptions (default 50,000) phones all subscribe
+	// again at once, each taking one nonce and re-using it.
 	maxDigestNonces = 65536
 )
 

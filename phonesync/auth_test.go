@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/icholy/digest"
@@ -369,4 +370,18 @@ func BenchmarkDigestVerify(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestLogUserBounded: a user name from the wire reaches a log line cut to
+// 64 bytes of valid UTF-8.
+func TestLogUserBounded(t *testing.T) {
+	for _, in := range []string{"1001", strings.Repeat("9", 64), strings.Repeat("ä", 4096), strings.Repeat("x", 63) + "\xff\xfe"} {
+		out := logUser(in)
+		if len(in) <= 64 && out != in {
+			t.Errorf("logUser(%q) = %q", in, out)
+		}
+		if len(in) > 64 && (len(out) > 64+len("…") || !utf8.ValidString(out)) {
+			t.Errorf("logUser(%d bytes) = %q (%d bytes)", len(in), out, len(out))
+		}
+	}
 }
