@@ -30,6 +30,7 @@ type metrics struct {
 	rateLimited, challenged  prometheus.Counter
 	forbidden, full          prometheus.Counter
 	agentForbidden           prometheus.Counter
+	stale, replayed          prometheus.Counter
 
 	subscriptions *prometheus.Desc // by event
 	queued        *prometheus.Desc
@@ -46,7 +47,7 @@ func newMetrics() *metrics {
 		}, []string{"event", "result"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "connector_sip_subscribes_refused_total",
-			Help: "SUBSCRIBEs refused before any change, by reason: rate_limit (503, the source's token bucket), auth_challenge (401, a digest challenge: normal once per phone), auth_forbidden (403, wrong credentials or another phone's line), capacity (503, sip.max_subscriptions reached, or shutting down), agent_forbidden (403, a SetAgentState naming an agent other than the one signed in at the phone).",
+			Help: "SUBSCRIBEs refused before any change, by reason: rate_limit (503, the source's token bucket), auth_challenge (401, a digest challenge: normal once per phone), auth_stale (401 stale=true: an expired nonce, or one below the nonce table's floor), auth_replay (401 stale=true: a correct digest response with a nonce count already used), auth_forbidden (403, wrong credentials or another phone's line), capacity (503, sip.max_subscriptions reached, or shutting down), agent_forbidden (403, a SetAgentState naming an agent other than the one signed in at the phone).",
 		}, []string{"reason"}),
 		subscriptions: prometheus.NewDesc("connector_sip_subscriptions",
 			"Phones' SIP subscriptions held, by event package.", []string{"event"}, nil),
@@ -67,6 +68,8 @@ func newMetrics() *metrics {
 	m.rateLimited = m.refused.WithLabelValues("rate_limit")
 	m.challenged = m.refused.WithLabelValues("auth_challenge")
 	m.forbidden = m.refused.WithLabelValues("auth_forbidden")
+	m.stale = m.refused.WithLabelValues("auth_stale")
+	m.replayed = m.refused.WithLabelValues("auth_replay")
 	m.full = m.refused.WithLabelValues("capacity")
 	m.agentForbidden = m.refused.WithLabelValues("agent_forbidden")
 	return m
