@@ -2,12 +2,15 @@ package phonesync
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"unicode/utf8"
 
 	"github.com/emiago/sipgo/sip"
@@ -152,14 +155,58 @@ func (s *Server) screen(props sip.TransportReadProps, data []byte) error {
 }
 
 // wireExcerpt is the start of data for a log line: at most
-// logguard.WireExcerptBytes, escaped, and nothing from an Authorization or
-// Proxy-Authorization header on (a digest response could be replayed).
+// logguard.WireExcerptBytes, escaped, short enough that logguard does not
+// cut (and escape) it again, and nothing from an Authorization or
+// Proxy-Authorization header on: a digest response could be replayed.
 func wireExcerpt(data []byte) string {
 	cut := data[:min(len(data), logguard.WireExcerptBytes)]
+	redacted := ""
 	if i := bytes.Index(bytes.ToLower(cut), []byte("authorization")); i >= 0 {
-		return logguard.Excerpt(cut[:i], logguard.WireExcerptBytes) + "[redacted]"
+		cut, redacted = cut[:i], "[redacted]"
 	}
-	return logguard.Excerpt(cut, logguard.WireExcerptBytes)
+	out := logguard.Excerpt(cut, len(cut))
+	for len(out) > maxExcerptText && len(cut) > 0 {
+		cut = cut[:len(cut)/2] // escapes take up to 4 characters a byte
+		out = logguard.Excerpt(cut, len(cut))
+	}
+	out += redacted
+	if len(cut) < len(data) {
+		out += "…(" + strconv.Itoa(len(data)) + " bytes)"
+	}
+	return out
+}
+
+// maxExcerptText keeps an excerpt under logguard's bound of an attribute.
+const maxExcerptText = logguard.DefaultMaxValueBytes - 64
+
+// sipgoLogHandler is the handler of sipgo's loggers. sipgo logs a message
+// it cannot parse whole, as "data", at ERROR (the connector's filter
+// refuses most such input first; a bad value of a header sipgo parses
+// still gets here): that attribute becomes a wireExcerpt, the line a WARN.
+type sipgoLogHandler struct{ slog.Handler }
+
+func (h sipgoLogHandler) Handle(ctx context.Context, r slog.Record) error {
+	level := r.Level
+	if r.Message == "failed to parse" && level > slog.LevelWarn {
+		level = slog.LevelWarn // a peer's mistake, not the connector's error
+	}
+	out := slog.NewRecord(r.Time, level, r.Message, r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "data" {
+			a = slog.String("data", wireExcerpt([]byte(a.Value.String())))
+		}
+		out.AddAttrs(a)
+		return true
+	})
+	return h.Handler.Handle(ctx, out)
+}
+
+func (h sipgoLogHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return sipgoLogHandler{h.Handler.WithAttrs(as)}
+}
+
+func (h sipgoLogHandler) WithGroup(name string) slog.Handler {
+	return sipgoLogHandler{h.Handler.WithGroup(name)}
 }
 
 // datagramProblem says why a datagram cannot be a SIP message, "" when it
@@ -190,9 +237,33 @@ func datagramProblem(data []byte) string {
 		if n == 0 || len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
 			continue // the start line; a folded header's continuation
 		}
-		name, _, ok := bytes.Cut(line, []byte(":"))
-		if !ok || len(bytes.TrimRight(name, " \t")) == 0 || !isToken(bytes.TrimRight(name, " \t")) {
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		name = bytes.TrimRight(name, " \t")
+		if !ok || !isToken(name) {
 			return "a header line is not name: value"
+		}
+		if p := headerValueProblem(name, bytes.TrimSpace(value)); p != "" {
+			return p
+		}
+	}
+	return ""
+}
+
+// headerValueProblem checks the numeric headers sipgo's parser refuses a
+// message for (§20.14, §20.16, §20.22), so their mistakes are answered
+// here instead of being logged by sipgo. The others it parses (Via, From,
+// To, Contact) are left to it.
+func headerValueProblem(name, value []byte) string {
+	switch {
+	case bytes.EqualFold(name, []byte("CSeq")):
+		num, method, ok := bytes.Cut(value, []byte(" "))
+		if !ok || len(num) == 0 || len(num) > 10 || !isDigits(num) || !isToken(bytes.TrimSpace(method)) {
+			return "a bad CSeq"
+		}
+	case bytes.EqualFold(name, []byte("Content-Length")), bytes.EqualFold(name, []byte("l")),
+		bytes.EqualFold(name, []byte("Max-Forwards")):
+		if len(value) == 0 || len(value) > 9 || !isDigits(value) {
+			return "a bad " + string(name)
 		}
 	}
 	return ""
@@ -215,6 +286,10 @@ func startLineProblem(line []byte) string {
 	uri, ver, ok := bytes.Cut(rest, []byte(" "))
 	if !ok || len(uri) == 0 || !bytes.EqualFold(ver, []byte(version)) {
 		return "a bad request line"
+	}
+	var u sip.Uri
+	if sip.ParseUri(string(uri), &u) != nil {
+		return "a bad Request-URI"
 	}
 	return ""
 }

@@ -108,6 +108,7 @@ type Server struct {
 	tlsLn    net.Listener
 	tcpGate  *netguard.Gate     // TCP and TLS connections, their caps and idle timeout
 	tcpGuard *netguard.Listener // under tcpLn
+	tcpRaw   net.Listener       // under tcpGuard
 	tlsGuard *netguard.Listener // under tlsLn's TLS
 	stopMu   sync.Mutex         // a leaf: guards stopped
 	stopped  map[string]error   // listeners whose serve loop ended before Close, and why
@@ -182,17 +183,19 @@ func NewServer(cfg Config, svc Service, log *slog.Logger) (*Server, error) {
 		s.bindHost = host
 	}
 	// Every sipgo logger is ours, so its lines go through the connector's
-	// handler (logguard: bounded, redacted, rate limited). sipgo's
+	// handler (logguard: bounded, redacted, rate limited), wire data cut to
+	// an excerpt first (sipgoLogHandler). sipgo's
 	// remaining lines (connection reference counts, at Debug) use
 	// sip.DefaultLogger, which is slog.Default: cmd/connector sets that
 	// to the same handler.
+	sipgoLog := slog.New(sipgoLogHandler{s.log.Handler()})
 	uaOpts := []sipgo.UserAgentOption{
 		sipgo.WithUserAgent("broadworks-connector"),
 		sipgo.WithUserAgentTransportLayerOptions(
 			sip.WithTransportLayerReadFilter(s.readFilter),
-			sip.WithTransportLayerLogger(s.log),
+			sip.WithTransportLayerLogger(sipgoLog),
 		),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(s.log)),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipgoLog)),
 	}
 	if s.bindHost != "" {
 		uaOpts = append(uaOpts, sipgo.WithUserAgentHostname(s.bindHost))
@@ -204,12 +207,12 @@ func NewServer(cfg Config, svc Service, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("phonesync: %w", err)
 	}
-	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(s.log))
+	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(sipgoLog))
 	if err != nil {
 		ua.Close()
 		return nil, fmt.Errorf("phonesync: %w", err)
 	}
-	clientOpts := []sipgo.ClientOption{sipgo.WithClientLogger(s.log)}
+	clientOpts := []sipgo.ClientOption{sipgo.WithClientLogger(sipgoLog)}
 	if s.bindHost != "" {
 		clientOpts = append(clientOpts, sipgo.WithClientHostname(s.bindHost)) // presence's Via and Contact
 	}
@@ -351,7 +354,7 @@ func (s *Server) bind(ctx context.Context) error {
 			_ = uc.SetReadBuffer(udpReadBuffer)
 		}
 		la := pc.LocalAddr().(*net.UDPAddr)
-		s.tcpGuard = s.guard(ln, "sip/tcp")
+		s.tcpRaw, s.tcpGuard = ln, s.guard(ln, "sip/tcp")
 		s.udpConn = netguard.NewPacketConn(pc, "sip/udp", s.log)
 		s.tcpLn, s.port = s.tcpGuard, port
 		s.udpLaddr = sip.Addr{IP: la.IP, Port: la.Port}
