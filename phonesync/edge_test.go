@@ -502,3 +502,30 @@ func TestWireExcerpt(t *testing.T) {
 		}
 	}
 }
+
+// sip.limits.tcp_* apply live: connections already open stay, new ones
+// meet the new caps.
+func TestReloadTCPLimits(t *testing.T) {
+	leakCheck(t)
+	s := startServer(t, testConfig(), newFakeSvc("1001"))
+	addr := s.Addr()
+	first := dialSIP(t, "", addr)
+	second := dialSIP(t, "", addr)
+	if !first.served(addr) || !second.served(addr) {
+		t.Fatal("not served under the default caps")
+	}
+	cfg := testConfig()
+	cfg.TCPMaxConnectionsPerSource = 1
+	if err := s.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if dialSIP(t, "", addr).served(addr) {
+		t.Fatal("a connection over the reloaded per-source cap was served")
+	}
+	if !first.served(addr) || !second.served(addr) {
+		t.Fatal("connections open before the reload were dropped")
+	}
+	if !dialSIP(t, "127.0.0.2", addr).served(addr) {
+		t.Fatal("another source was refused")
+	}
+}
