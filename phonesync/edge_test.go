@@ -333,7 +333,11 @@ func TestMalformedDatagramsLogBounded(t *testing.T) {
 	if err := s.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() {
+		s.Close()
+		testServers.CompareAndDelete(t, s)
+	})
+	testServers.Store(t, s) // the phone's cleanup closes the server first, as startServer's do
 	addr := s.Addr()
 	before := len(sink.String())
 
