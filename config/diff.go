@@ -38,6 +38,9 @@ var liveKeys = []string{
 	"sip.limits.subscribe_rate",
 	"sip.limits.subscribe_burst",
 	"sip.limits.max_body_bytes",
+	"sip.limits.tcp_max_connections",
+	"sip.limits.tcp_max_connections_per_source",
+	"sip.limits.tcp_idle_timeout",
 }
 
 // NeedsRestart reports whether a change of key takes a restart.

@@ -73,6 +73,11 @@ type SIPLimits struct {
 	SubscribeRate    float64 `mapstructure:"subscribe_rate"` // per second per source address
 	SubscribeBurst   int     `mapstructure:"subscribe_burst"`
 	MaxBodyBytes     int     `mapstructure:"max_body_bytes"`
+	// SIP over TCP and TLS together: connections open at once, from one IP
+	// address, and the time without a byte read that closes one.
+	TCPMaxConnections          int           `mapstructure:"tcp_max_connections"`
+	TCPMaxConnectionsPerSource int           `mapstructure:"tcp_max_connections_per_source"`
+	TCPIdleTimeout             time.Duration `mapstructure:"tcp_idle_timeout"`
 }
 
 // SIPLiveness is how a silent phone is noticed.
@@ -118,6 +123,10 @@ func defaultSIP() SIP {
 			SubscribeRate:    d.SubscribeRate,
 			SubscribeBurst:   d.SubscribeBurst,
 			MaxBodyBytes:     d.MaxBodyBytes,
+
+			TCPMaxConnections:          d.TCPMaxConnections,
+			TCPMaxConnectionsPerSource: d.TCPMaxConnectionsPerSource,
+			TCPIdleTimeout:             d.TCPIdleTimeout,
 		},
 		NotifyPerFeature: d.NotifyPerFeature,
 		AgentState:       d.AgentState,
@@ -148,13 +157,17 @@ func (c *Config) PhoneSync() phonesync.Config {
 		SubscribeRate:    s.Limits.SubscribeRate,
 		SubscribeBurst:   s.Limits.SubscribeBurst,
 		MaxBodyBytes:     s.Limits.MaxBodyBytes,
-		NotifyPerFeature: s.NotifyPerFeature,
-		AgentState:       s.AgentState,
-		OptionsInterval:  s.Liveness.OptionsInterval,
-		LivenessTimeout:  s.Liveness.Timeout,
-		StateFile:        s.StateFile,
-		RequestTimeout:   s.RequestTimeout,
-		Presence:         phonesync.PresenceConfig{PBX: s.Presence.PBX, Expires: s.Presence.Expires},
+
+		TCPMaxConnections:          s.Limits.TCPMaxConnections,
+		TCPMaxConnectionsPerSource: s.Limits.TCPMaxConnectionsPerSource,
+		TCPIdleTimeout:             s.Limits.TCPIdleTimeout,
+		NotifyPerFeature:           s.NotifyPerFeature,
+		AgentState:                 s.AgentState,
+		OptionsInterval:            s.Liveness.OptionsInterval,
+		LivenessTimeout:            s.Liveness.Timeout,
+		StateFile:                  s.StateFile,
+		RequestTimeout:             s.RequestTimeout,
+		Presence:                   phonesync.PresenceConfig{PBX: s.Presence.PBX, Expires: s.Presence.Expires},
 	}
 	if len(s.Presence.DNs) > 0 {
 		out.Presence.DNs = slices.Clone(s.Presence.DNs)
@@ -239,6 +252,11 @@ func validateSIP(ps *problems, c *Config) {
 	}
 	between(ps, "sip.limits.subscribe_burst", l.SubscribeBurst, 1, math.MaxInt)
 	between(ps, "sip.limits.max_body_bytes", l.MaxBodyBytes, minSIPBodyBytes, maxSIPBodyBytes)
+	between(ps, "sip.limits.tcp_max_connections", l.TCPMaxConnections, 1, math.MaxInt)
+	between(ps, "sip.limits.tcp_max_connections_per_source", l.TCPMaxConnectionsPerSource, 1, math.MaxInt)
+	if l.TCPIdleTimeout < time.Second {
+		ps.add("sip.limits.tcp_idle_timeout", "must be at least 1s, got %s", formatDuration(l.TCPIdleTimeout))
+	}
 
 	lv := s.Liveness
 	if lv.OptionsInterval < 0 {

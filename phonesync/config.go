@@ -1,6 +1,10 @@
 package phonesync
 
-import "time"
+import (
+	"time"
+
+	"github.com/broadworks-connector/connector/internal/netguard"
+)
 
 // Config is the phonesync part of the connector's configuration (sip.* keys,
 // filled in by cmd/connector from the config package).
@@ -34,6 +38,26 @@ type Config struct {
 	SubscribeBurst int
 	// MaxBodyBytes caps a request body (sip.limits.max_body_bytes, 16 KiB).
 	MaxBodyBytes int
+	// TCPMaxConnections caps SIP connections open at once over TCP and TLS
+	// together (sip.limits.tcp_max_connections); it is further held to half
+	// of Budget. A connection over it is closed as soon as it is accepted.
+	TCPMaxConnections int
+	// TCPMaxConnectionsPerSource caps those from one IP address
+	// (sip.limits.tcp_max_connections_per_source). An SBC or proxy carries
+	// many phones over few connections, but every phone behind a NAT that
+	// uses TCP has one of its own: the default, 256, leaves room for both.
+	TCPMaxConnectionsPerSource int
+	// TCPIdleTimeout closes a TCP or TLS connection from which nothing was
+	// read for this long (sip.limits.tcp_idle_timeout). A subscribed phone
+	// sends at least a refreshing SUBSCRIBE before its subscription expires
+	// (at most MaxExpires), and more often answers NOTIFYs and OPTIONS
+	// pings or sends CRLF keep-alives (RFC 5626 §3.5.1), so the default,
+	// 65 minutes, is longer than the default MaxExpires: an honest phone is
+	// never cut, a vanished one or an idle attacker's is, in time.
+	TCPIdleTimeout time.Duration
+	// Budget is the process's descriptor budget shared with the other
+	// listeners (nil: none); not reloaded.
+	Budget *netguard.Budget
 
 	// NotifyPerFeature sends the full state as one NOTIFY per feature instead
 	// of one multipart/mixed NOTIFY (sip.notify_per_feature, default false).
@@ -83,5 +107,9 @@ func DefaultConfig() Config {
 		LivenessTimeout:  30 * time.Second,
 		RequestTimeout:   5 * time.Second,
 		Presence:         PresenceConfig{Expires: 3600 * time.Second},
+
+		TCPMaxConnections:          10000,
+		TCPMaxConnectionsPerSource: 256,
+		TCPIdleTimeout:             65 * time.Minute,
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/broadworks-connector/connector/internal/netguard"
 )
 
 // The SIP side's own Prometheus collectors (CoreDNS keeps each plugin's
@@ -23,8 +25,13 @@ const (
 var notifyResultNames = [numNotifyResults]string{"ok", "refused", "gone", "no_answer"}
 
 type metrics struct {
-	notifies *prometheus.CounterVec // by event and result
-	refused  *prometheus.CounterVec // by reason
+	notifies    *prometheus.CounterVec // by event and result
+	refused     *prometheus.CounterVec // by reason
+	connRefused *prometheus.CounterVec // TCP/TLS connections closed at once, by reason
+	notSIP      *prometheus.CounterVec // reads refused before parsing, by transport
+
+	connMaxConns, connPerSource, connBudget prometheus.Counter
+	notSIPUDP, notSIPTCP, notSIPTLS         prometheus.Counter
 
 	feature, hoteling, other [numNotifyResults]prometheus.Counter
 	rateLimited, challenged  prometheus.Counter
@@ -37,6 +44,7 @@ type metrics struct {
 	waiting       *prometheus.Desc
 	senders       *prometheus.Desc
 	presence      *prometheus.Desc
+	tcpConns      *prometheus.Desc
 }
 
 func newMetrics() *metrics {
@@ -49,6 +57,16 @@ func newMetrics() *metrics {
 			Name: "connector_sip_subscribes_refused_total",
 			Help: "SUBSCRIBEs refused before any change, by reason: rate_limit (503, the source's token bucket), auth_challenge (401, a digest challenge: normal once per phone), auth_stale (401 stale=true: an expired nonce, or one below the nonce table's floor), auth_replay (401 stale=true: a correct digest response with a nonce count already used), auth_forbidden (403, wrong credentials or another phone's line), capacity (503, sip.max_subscriptions reached, or shutting down), agent_forbidden (403, a SetAgentState naming an agent other than the one signed in at the phone).",
 		}, []string{"reason"}),
+		connRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "connector_sip_connections_refused_total",
+			Help: "SIP TCP and TLS connections closed as soon as accepted, by reason: max_connections (sip.limits.tcp_max_connections, or half the process's descriptor budget, open), per_source (sip.limits.tcp_max_connections_per_source open from the address), budget (the process's descriptor budget spent).",
+		}, []string{"reason"}),
+		notSIP: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "connector_sip_not_sip_total",
+			Help: "Reads refused before parsing because they cannot be SIP (binary bytes, no SIP start line or header section), by transport: a UDP datagram is dropped, a TCP or TLS connection closed.",
+		}, []string{"transport"}),
+		tcpConns: prometheus.NewDesc("connector_sip_tcp_connections",
+			"SIP connections open over TCP and TLS.", nil, nil),
 		subscriptions: prometheus.NewDesc("connector_sip_subscriptions",
 			"Phones' SIP subscriptions held, by event package.", []string{"event"}, nil),
 		queued: prometheus.NewDesc("connector_sip_notify_queue",
@@ -72,6 +90,12 @@ func newMetrics() *metrics {
 	m.replayed = m.refused.WithLabelValues("auth_replay")
 	m.full = m.refused.WithLabelValues("capacity")
 	m.agentForbidden = m.refused.WithLabelValues("agent_forbidden")
+	m.connMaxConns = m.connRefused.WithLabelValues(netguard.RefuseMaxConns)
+	m.connPerSource = m.connRefused.WithLabelValues(netguard.RefusePerSource)
+	m.connBudget = m.connRefused.WithLabelValues(netguard.RefuseBudget)
+	m.notSIPUDP = m.notSIP.WithLabelValues("udp")
+	m.notSIPTCP = m.notSIP.WithLabelValues("tcp")
+	m.notSIPTLS = m.notSIP.WithLabelValues("tls")
 	return m
 }
 
@@ -87,9 +111,33 @@ func (m *metrics) notified(event string, result int) {
 	}
 }
 
+// connectionRefused counts a connection netguard closed at once.
+func (m *metrics) connectionRefused(reason string) {
+	switch reason {
+	case netguard.RefuseMaxConns:
+		m.connMaxConns.Inc()
+	case netguard.RefusePerSource:
+		m.connPerSource.Inc()
+	default:
+		m.connBudget.Inc()
+	}
+}
+
+// malformed counts a read refused as not SIP on transport (sipgo's name).
+func (m *metrics) malformed(transport string) {
+	switch transport {
+	case "UDP":
+		m.notSIPUDP.Inc()
+	case "TLS":
+		m.notSIPTLS.Inc()
+	default:
+		m.notSIPTCP.Inc()
+	}
+}
+
 // Collectors are the SIP side's metrics, for a Prometheus registry.
 func (s *Server) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{s.metrics.notifies, s.metrics.refused, serverGauges{s}}
+	return []prometheus.Collector{s.metrics.notifies, s.metrics.refused, s.metrics.connRefused, s.metrics.notSIP, serverGauges{s}}
 }
 
 // serverGauges reads subscriptions and queues when scraped.
@@ -102,6 +150,7 @@ func (g serverGauges) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.waiting
 	ch <- m.senders
 	ch <- m.presence
+	ch <- m.tcpConns
 }
 
 func (g serverGauges) Collect(ch chan<- prometheus.Metric) {
@@ -132,6 +181,7 @@ func (g serverGauges) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.subscriptions, prometheus.GaugeValue, float64(feature), eventFeature)
 	ch <- prometheus.MustNewConstMetric(m.subscriptions, prometheus.GaugeValue, float64(hoteling), eventHoteling)
 	ch <- prometheus.MustNewConstMetric(m.queued, prometheus.GaugeValue, float64(queued))
+	ch <- prometheus.MustNewConstMetric(m.tcpConns, prometheus.GaugeValue, float64(s.tcpGate.Open()))
 
 	s.workMu.Lock()
 	waiting, senders := len(s.ready), s.activeSenders

@@ -11,10 +11,13 @@ type limits struct {
 func (s *Server) limits() limits { return *s.live.Load() }
 
 // Reload applies the limits of cfg (MaxSubscriptions, SubscribeRate,
-// SubscribeBurst, MaxBodyBytes) to the running server (SIGHUP). Phones
-// already subscribed stay, even above a lowered MaxSubscriptions; the cap
-// applies to new dialogs; every source's SUBSCRIBE bucket starts full at
-// the new rate. Every other field of cfg is ignored: listeners,
+// SubscribeBurst, MaxBodyBytes, TCPMaxConnections,
+// TCPMaxConnectionsPerSource, TCPIdleTimeout) to the running server
+// (SIGHUP). Phones already subscribed stay, even above a lowered
+// MaxSubscriptions; the cap applies to new dialogs; every source's
+// SUBSCRIBE bucket starts full at the new rate. TCP connections already
+// open stay, even above lowered caps; a new idle timeout applies from each
+// connection's next read. Every other field of cfg is ignored: listeners,
 // TLS, credentials, lifetimes and the state file are fixed at NewServer.
 func (s *Server) Reload(cfg Config) error {
 	def := DefaultConfig()
@@ -31,7 +34,11 @@ func (s *Server) Reload(cfg Config) error {
 		s.limiter.setRate(cfg.SubscribeRate, cfg.SubscribeBurst)
 	}
 	s.live.Store(&limits{maxSubscriptions: cfg.MaxSubscriptions, maxBodyBytes: cfg.MaxBodyBytes})
+	cfg = withTCPDefaults(cfg)
+	s.tcpGate.SetLimits(tcpLimits(cfg))
 	s.log.Info("SIP limits reloaded", "max_subscriptions", cfg.MaxSubscriptions, "subscribe_rate", cfg.SubscribeRate,
-		"subscribe_burst", cfg.SubscribeBurst, "max_body_bytes", cfg.MaxBodyBytes)
+		"subscribe_burst", cfg.SubscribeBurst, "max_body_bytes", cfg.MaxBodyBytes,
+		"tcp_max_connections", cfg.TCPMaxConnections, "tcp_max_connections_per_source", cfg.TCPMaxConnectionsPerSource,
+		"tcp_idle_timeout", cfg.TCPIdleTimeout)
 	return nil
 }

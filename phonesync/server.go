@@ -18,6 +18,8 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/broadworks-connector/connector/internal/netguard"
 )
 
 // Lock order (NATS-style locksordering, ../shared/DESIGN.md), outermost
@@ -104,7 +106,13 @@ type Server struct {
 	udpConn  net.PacketConn
 	tcpLn    net.Listener
 	tlsLn    net.Listener
-	udpLaddr sip.Addr // the UDP listener, so NOTIFYs leave from the port phones talk to
+	tcpGate  *netguard.Gate     // TCP and TLS connections, their caps and idle timeout
+	tcpGuard *netguard.Listener // under tcpLn
+	tcpRaw   net.Listener       // under tcpGuard
+	tlsGuard *netguard.Listener // under tlsLn's TLS
+	stopMu   sync.Mutex         // a leaf: guards stopped
+	stopped  map[string]error   // listeners whose serve loop ended before Close, and why
+	udpLaddr sip.Addr           // the UDP listener, so NOTIFYs leave from the port phones talk to
 	port     int
 	tlsPort  int
 	bindHost string // cfg.Listen's host when it names one address, else ""
@@ -162,6 +170,7 @@ func NewServer(cfg Config, svc Service, log *slog.Logger) (*Server, error) {
 		metrics:     newMetrics(),
 	}
 	s.live.Store(&limits{maxSubscriptions: cfg.MaxSubscriptions, maxBodyBytes: cfg.MaxBodyBytes})
+	s.tcpGate = netguard.NewGate(tcpLimits(cfg), cfg.Budget)
 	if cfg.TLSListen != "" && cfg.TLSCertFile != "" && cfg.TLSKeyFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
 		if err != nil {
@@ -173,9 +182,20 @@ func NewServer(cfg Config, svc Service, log *slog.Logger) (*Server, error) {
 	if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) {
 		s.bindHost = host
 	}
+	// Every sipgo logger is ours, so its lines go through the connector's
+	// handler (logguard: bounded, redacted, rate limited), wire data cut to
+	// an excerpt first (sipgoLogHandler). sipgo's
+	// remaining lines (connection reference counts, at Debug) use
+	// sip.DefaultLogger, which is slog.Default: cmd/connector sets that
+	// to the same handler.
+	sipgoLog := slog.New(sipgoLogHandler{s.log.Handler()})
 	uaOpts := []sipgo.UserAgentOption{
 		sipgo.WithUserAgent("broadworks-connector"),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerReadFilter(s.readFilter)),
+		sipgo.WithUserAgentTransportLayerOptions(
+			sip.WithTransportLayerReadFilter(s.readFilter),
+			sip.WithTransportLayerLogger(sipgoLog),
+		),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipgoLog)),
 	}
 	if s.bindHost != "" {
 		uaOpts = append(uaOpts, sipgo.WithUserAgentHostname(s.bindHost))
@@ -187,12 +207,12 @@ func NewServer(cfg Config, svc Service, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("phonesync: %w", err)
 	}
-	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(s.log))
+	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(sipgoLog))
 	if err != nil {
 		ua.Close()
 		return nil, fmt.Errorf("phonesync: %w", err)
 	}
-	clientOpts := []sipgo.ClientOption{sipgo.WithClientLogger(s.log)}
+	clientOpts := []sipgo.ClientOption{sipgo.WithClientLogger(sipgoLog)}
 	if s.bindHost != "" {
 		clientOpts = append(clientOpts, sipgo.WithClientHostname(s.bindHost)) // presence's Via and Contact
 	}
@@ -205,6 +225,10 @@ func NewServer(cfg Config, svc Service, log *slog.Logger) (*Server, error) {
 	srv.OnSubscribe(s.track(s.onSubscribe))
 	srv.OnNotify(s.track(s.onNotify))
 	srv.OnOptions(s.track(s.onOptions))
+	// An ACK is never answered (RFC 3261 §17.2.1): one to a non-2xx answer
+	// of an INVITE is the INVITE transaction's, which the connector never
+	// has, and a stray one gets nothing.
+	srv.OnAck(func(*sip.Request, sip.ServerTransaction) {})
 	srv.OnNoRoute(s.track(func(req *sip.Request, tx sip.ServerTransaction) {
 		res := sip.NewResponseFromRequest(req, 405, "Method Not Allowed", nil)
 		res.AppendHeader(sip.NewHeader("Allow", "SUBSCRIBE, NOTIFY, OPTIONS"))
@@ -236,6 +260,7 @@ func withDefaults(cfg Config) Config {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = def.MaxBodyBytes
 	}
+	cfg = withTCPDefaults(cfg)
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = def.RequestTimeout
 	}
@@ -267,10 +292,10 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := s.bind(ctx); err != nil {
 		return err
 	}
-	s.wg.Go(func() { _ = s.sipSrv.ServeUDP(s.udpConn) })
-	s.wg.Go(func() { _ = s.sipSrv.ServeTCP(s.tcpLn) })
+	s.wg.Go(func() { s.serveEnded("sip/udp", s.sipSrv.ServeUDP(s.udpConn)) })
+	s.wg.Go(func() { s.serveEnded("sip/tcp", s.sipSrv.ServeTCP(s.tcpLn)) })
 	if s.tlsLn != nil {
-		s.wg.Go(func() { _ = s.sipSrv.ServeTLS(s.tlsLn) })
+		s.wg.Go(func() { s.serveEnded("sip/tls", s.sipSrv.ServeTLS(s.tlsLn)) })
 	}
 	// NOTIFYs over UDP are sent from the listener socket, which the transport
 	// registers when ServeUDP starts; wait for that so none leaves from an
@@ -328,8 +353,10 @@ func (s *Server) bind(ctx context.Context) error {
 			// kernel caps it at net.core.rmem_max; an error only means less.
 			_ = uc.SetReadBuffer(udpReadBuffer)
 		}
-		s.udpConn, s.tcpLn, s.port = pc, ln, port
 		la := pc.LocalAddr().(*net.UDPAddr)
+		s.tcpRaw, s.tcpGuard = ln, s.guard(ln, "sip/tcp")
+		s.udpConn = netguard.NewPacketConn(pc, "sip/udp", s.log)
+		s.tcpLn, s.port = s.tcpGuard, port
 		s.udpLaddr = sip.Addr{IP: la.IP, Port: la.Port}
 		break
 	}
@@ -343,7 +370,8 @@ func (s *Server) bind(ctx context.Context) error {
 			s.tcpLn.Close()
 			return fmt.Errorf("phonesync: listen tls: %w", err)
 		}
-		s.tlsLn = tls.NewListener(ln, s.tlsConf)
+		s.tlsGuard = s.guard(ln, "sip/tls")
+		s.tlsLn = tls.NewListener(s.tlsGuard, s.tlsConf)
 		s.tlsPort = ln.Addr().(*net.TCPAddr).Port
 	}
 	return nil
@@ -460,11 +488,19 @@ func (s *Server) shutdown(graceful bool) error {
 	return errors.Join(errs...)
 }
 
-// readFilter drops requests once Close has sent its NOTIFYs. sipgo takes
-// a connection for a request's answer as soon as it is read, and one read
-// while the listeners close would open a fresh socket after the UA closed.
-// Responses still pass: presence's unSUBSCRIBEs are waiting for theirs.
-func (s *Server) readFilter(_ sip.TransportReadProps, data []byte) ([]byte, error) {
+// readFilter sees every read before sipgo parses it. It refuses what cannot
+// be SIP (edge.go) before sipgo would log it whole, and drops requests once
+// Close has sent its NOTIFYs: sipgo takes a connection for a request's
+// answer as soon as it is read, and one read while the listeners close
+// would open a fresh socket after the UA closed. Responses still pass:
+// presence's unSUBSCRIBEs are waiting for theirs.
+func (s *Server) readFilter(props sip.TransportReadProps, data []byte) ([]byte, error) {
+	if err := s.screen(props, data); err != nil {
+		if props.Transport == "UDP" {
+			return nil, nil // an error would end sipgo's UDP read loop
+		}
+		return nil, err // sipgo closes the connection: a stream has no boundary to resync on
+	}
 	if s.draining.Load() && !bytes.HasPrefix(data, []byte("SIP/2.0 ")) {
 		return nil, nil
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/broadworks-connector/connector/config"
 	"github.com/broadworks-connector/connector/csta"
 	"github.com/broadworks-connector/connector/internal/logguard"
+	"github.com/broadworks-connector/connector/internal/netguard"
 	"github.com/broadworks-connector/connector/journal"
 	"github.com/broadworks-connector/connector/phonesync"
 )
@@ -39,6 +40,9 @@ type process struct {
 	// after the admin server has started, so its readers load it.
 	phones  atomic.Pointer[phonesync.Server]
 	journal *journal.Journal // nil when journal.path is empty
+	// budget caps connections across the guarded listeners below the
+	// descriptor limit (netguard.ProcessBudget); nil when unknown.
+	budget *netguard.Budget
 }
 
 func runCommand(args []string, stderr io.Writer) int {
@@ -61,6 +65,12 @@ func runCommand(args []string, stderr io.Writer) int {
 	p.logLevel.Set(cfg.Log.SlogLevel())
 	p.logger = newLogger(stderr, cfg.Log.Format, p.logLevel)
 	p.logger.Info("connector starting", "version", currentVersion(), "config", path)
+	if b, limit, err := netguard.ProcessBudget(); err != nil {
+		p.logger.Warn("descriptor limit unknown; no connection budget", "err", err)
+	} else if b != nil {
+		p.budget = b
+		p.logger.Info("descriptor budget", "limit", limit, "connections", b.Cap())
+	}
 
 	// Subscribe before starting, so that a signal during startup is not
 	// taken by its default action.
@@ -173,6 +183,7 @@ func (p *process) closeJournal() error {
 // gateway publishing every change to it.
 func (p *process) startPhones() error {
 	pcfg := p.cfg.PhoneSync()
+	pcfg.Budget = p.budget
 	if pcfg.Listen == "" {
 		p.logger.Info("phone sync off (sip.listen is empty)")
 		return nil
