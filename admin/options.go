@@ -4,6 +4,8 @@ import (
 	"crypto/tls"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/broadworks-connector/connector/internal/netguard"
 )
 
 // WithSource gives the API and the stream what they show. Without one the
@@ -55,4 +57,11 @@ func WithAllowedOrigins(origins ...string) Option {
 // speaks plain HTTP.
 func WithTLS(config *tls.Config) Option {
 	return func(s *Server) { s.tls = config }
+}
+
+// WithBudget makes the admin listener's connections (the API, the stream
+// and CSTA over WebSocket) take parts of the process's descriptor budget;
+// the listener holds at most half of it (netguard).
+func WithBudget(b *netguard.Budget) Option {
+	return func(s *Server) { s.budget = b }
 }

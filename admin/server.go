@@ -47,6 +47,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/broadworks-connector/connector/internal/netguard"
 )
 
 // Limits bound what one HTTP client may hold. A hijacked WebSocket connection
@@ -102,6 +104,7 @@ type Server struct {
 	tls          *tls.Config
 	registry     *prometheus.Registry
 	streamLimits StreamLimits
+	budget       *netguard.Budget // the process's descriptor budget; nil none
 
 	mu       sync.Mutex
 	http     *http.Server
@@ -148,10 +151,15 @@ func (s *Server) Start() error {
 	if s.http != nil {
 		return errors.New("admin: already started")
 	}
-	listener, err := net.Listen("tcp", s.listen)
+	raw, err := net.Listen("tcp", s.listen)
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)
 	}
+	// Guarded below TLS, so a connection past the budget is closed before
+	// its handshake; at most half the process's descriptor budget, so a
+	// flood of the admin port (or of CSTA over WebSocket) leaves the other
+	// listeners theirs.
+	var listener net.Listener = netguard.NewListener(raw, netguard.Config{Name: "admin", Log: s.logger, Budget: s.budget})
 	if s.tls != nil {
 		config := s.tls.Clone()
 		if len(config.NextProtos) == 0 {

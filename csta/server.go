@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/broadworks-connector/connector/internal/netguard"
 )
 
 // Lock order (NATS' locksordering.txt habit): Server.mu → conn.mu →
@@ -27,6 +29,11 @@ type Server struct {
 	metrics *metrics
 
 	nextConnID atomic.Uint64
+
+	// budget is the process's descriptor budget (netguard.ProcessBudget),
+	// shared with the other listeners: a TCP connection takes a part of it,
+	// and the TCP listener holds at most half of it. nil is no budget.
+	budget *netguard.Budget
 
 	mu        sync.Mutex
 	ln        net.Listener
@@ -91,6 +98,10 @@ func (s *Server) store(cfg Config) {
 	}
 	s.cfg.Store(&c)
 }
+
+// SetBudget makes TCP connections take a part of the process's descriptor
+// budget; call it before Start.
+func (s *Server) SetBudget(b *netguard.Budget) { s.budget = b }
 
 // Start binds the TCP listener (with TLS when a certificate is configured)
 // and serves it in the background.
@@ -231,6 +242,7 @@ const (
 	dropMaxConnections      = "max_connections"
 	dropMaxPerSource        = "max_connections_per_source"
 	dropSessionStartTimeout = "session_start_timeout"
+	dropBudget              = "budget" // the process's descriptor budget spent (netguard.Budget)
 )
 
 // admit registers a connection from source unless the server is shutting
@@ -238,15 +250,24 @@ const (
 // dropped-metric reason, "" when shutting down.
 func (s *Server) admit(kind, source string) (ok bool, reason string, limit int) {
 	cfg := s.config()
+	maxConns := cfg.MaxConnections
+	budgeted := kind != "websocket" // WebSockets hold the admin listener's descriptors, counted there
+	if budgeted && s.budget != nil {
+		// One flooded listener holds at most half the process's descriptor
+		// budget, so the others keep theirs (netguard.Gate does the same).
+		maxConns = min(maxConns, max(s.budget.Cap()/2, 1))
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
 	case s.shutdown:
 		return false, "", 0
-	case s.perKind[kind] >= cfg.MaxConnections:
-		return false, dropMaxConnections, cfg.MaxConnections
+	case s.perKind[kind] >= maxConns:
+		return false, dropMaxConnections, maxConns
 	case s.perSource[source] >= cfg.MaxConnectionsPerSource:
 		return false, dropMaxPerSource, cfg.MaxConnectionsPerSource
+	case budgeted && !s.budget.Acquire():
+		return false, dropBudget, s.budget.Cap()
 	}
 	s.perKind[kind]++
 	s.perSource[source]++
@@ -282,6 +303,9 @@ func (s *Server) release(kind, source string) {
 }
 
 func (s *Server) releaseLocked(kind, source string) {
+	if kind != "websocket" {
+		s.budget.Release()
+	}
 	s.perKind[kind]--
 	if s.perSource[source]--; s.perSource[source] <= 0 {
 		delete(s.perSource, source)

@@ -166,9 +166,19 @@ func (v adminView) PhoneChanged(dn string, _ bool) {
 	}
 }
 
-// ready is /readyz: the XSI channel up on at least one XSP (the CTI and
-// SIP listeners are bound before the admin server starts).
+// ready is /readyz: every listener serving (a CSTA or SIP listener that
+// stopped, or whose accepts have been failing, names itself and why) and
+// the XSI channel up on at least one XSP. The listeners are bound before
+// the admin server starts.
 func (v adminView) ready() (bool, string) {
+	if err := v.p.front.Health(); err != nil {
+		return false, err.Error()
+	}
+	if phones := v.p.phones.Load(); phones != nil {
+		if err := phones.Health(); err != nil {
+			return false, err.Error()
+		}
+	}
 	for _, l := range v.p.xsi.events.LinkState() {
 		if l.State == xsi.LinkUp {
 			return true, ""

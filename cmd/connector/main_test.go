@@ -343,8 +343,13 @@ func accepts(addr string) bool {
 // at the end of the test if it is still running. exited closes when it ends.
 func startProcess(t *testing.T, args ...string) (cmd *exec.Cmd, stderr *syncBuffer, exited chan struct{}) {
 	t.Helper()
+	return startCommand(t, exec.Command(binary, args...))
+}
+
+// startCommand is startProcess for a ready-made command.
+func startCommand(t *testing.T, cmd *exec.Cmd) (_ *exec.Cmd, stderr *syncBuffer, exited chan struct{}) {
+	t.Helper()
 	stderr = new(syncBuffer)
-	cmd = exec.Command(binary, args...)
 	cmd.Env = cleanEnv()
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {

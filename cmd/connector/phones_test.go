@@ -88,7 +88,14 @@ func startRunConfig(t *testing.T, dir, content string) runAddrs {
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd, stderr, exited := startProcess(t, "run", "--config", path)
+	return startRunCommand(t, exec.Command(binary, "run", "--config", path))
+}
+
+// startRunCommand is startRunConfig for a ready-made command (e.g. one that
+// changes the process's limits first).
+func startRunCommand(t *testing.T, cmd *exec.Cmd) runAddrs {
+	t.Helper()
+	cmd, stderr, exited := startCommand(t, cmd)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("connector log:\n%s", stderr.String())

@@ -207,13 +207,15 @@ func (p *process) startPhones() error {
 // server.
 func (p *process) startFront() error {
 	p.front = csta.NewServer(p.cfg.CSTA(), p.xsi.gateway, p.logger)
+	p.front.SetBudget(p.budget)
 	if err := p.front.Start(); err != nil {
 		return err
 	}
 	listening := []any{"csta", p.front.Addr().String()}
 	view := adminView{p}
 	opts := []admin.Option{admin.WithLogger(p.logger), admin.WithSource(view),
-		admin.WithToken(p.cfg.Admin.Token), admin.WithReadiness(view.ready), admin.WithMetrics(view.metrics())}
+		admin.WithToken(p.cfg.Admin.Token), admin.WithReadiness(view.ready), admin.WithMetrics(view.metrics()),
+		admin.WithBudget(p.budget)}
 	if p.xsi.journal != nil {
 		opts = append(opts, admin.WithJournal(p.xsi.journal))
 	}
