@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/broadworks-connector/connector/internal/logguard"
+	"github.com/broadworks-connector/connector/internal/testlog"
 )
 
 // Limits a flood cannot exceed (issue 13). Test clients bind to distinct
@@ -714,25 +715,7 @@ func TestLoginThrottleTablesBounded(t *testing.T) {
 
 // ---- log bounds and health ----
 
-// syncBuffer is a log sink safe for the handler's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) count(msg string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Count(b.b.String(), `msg="`+msg+`"`)
-}
-
-func guardedLogger(buf *syncBuffer) *slog.Logger {
+func guardedLogger(buf *testlog.Buffer) *slog.Logger {
 	now := time.Unix(1_700_000_000, 0) // one rate-limit window for the whole test
 	return slog.New(logguard.NewHandler(slog.NewTextHandler(buf, nil), logguard.Options{Now: func() time.Time { return now }}))
 }
@@ -742,7 +725,7 @@ func guardedLogger(buf *syncBuffer) *slog.Logger {
 // bounded number of lines, because each line names its source.
 func TestRefusalFloodsLogBounded(t *testing.T) {
 	const flood = 300
-	var buf syncBuffer
+	var buf testlog.Buffer
 	cfg := testConfig()
 	cfg.MaxOutstandingRequests = 1
 	cfg.MaxConnectionsPerSource = 1
@@ -767,7 +750,7 @@ func TestRefusalFloodsLogBounded(t *testing.T) {
 			}
 		}
 	}
-	if n := buf.count("CSTA outstanding request limit reached"); n != 2*logguard.DefaultBurst {
+	if n := buf.Count("CSTA outstanding request limit reached"); n != 2*logguard.DefaultBurst {
 		t.Fatalf("%d lines for %d refused requests from 2 sources, want %d", n, 2*(flood-1), 2*logguard.DefaultBurst)
 	}
 
@@ -777,7 +760,7 @@ func TestRefusalFloodsLogBounded(t *testing.T) {
 	waitFor(t, func() bool {
 		return counterValue(t, s, "connector_cti_connections_dropped_total", map[string]string{"transport": "tcp", "reason": dropMaxPerSource}) == flood
 	})
-	if n := buf.count("CSTA connection refused"); n != logguard.DefaultBurst {
+	if n := buf.Count("CSTA connection refused"); n != logguard.DefaultBurst {
 		t.Fatalf("%d lines for %d refused connections, want %d", n, flood, logguard.DefaultBurst)
 	}
 }
@@ -813,7 +796,7 @@ func (l *fakeListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0
 // error, and turns Health red after a second; one accepted connection ends
 // it.
 func TestAcceptFailuresHealthAndLog(t *testing.T) {
-	var buf syncBuffer
+	var buf testlog.Buffer
 	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
 	s := NewServer(testConfig(), nil, guardedLogger(&buf))
 	s.now = clock.Now
@@ -839,7 +822,7 @@ func TestAcceptFailuresHealthAndLog(t *testing.T) {
 	if err := s.Health(); err == nil || !strings.Contains(err.Error(), "too many open files") {
 		t.Fatalf("failing for 2 s, Health = %v", err)
 	}
-	if n := buf.count("CSTA accept failed"); n != 1 {
+	if n := buf.Count("CSTA accept failed"); n != 1 {
 		t.Fatalf("%d lines for 4 failures within the period, want 1", n)
 	}
 	clock.Advance(acceptWarnEvery)
@@ -848,10 +831,10 @@ func TestAcceptFailuresHealthAndLog(t *testing.T) {
 	defer cli.Close()
 	ln.next <- srv // the loop is back in Accept once this is taken
 	waitFor(t, func() bool { return s.Health() == nil })
-	if n := buf.count("CSTA accept failed"); n != 2 {
+	if n := buf.Count("CSTA accept failed"); n != 2 {
 		t.Fatalf("%d lines after a further period, want 2", n)
 	}
-	if n := buf.count("CSTA accept recovered"); n != 1 {
+	if n := buf.Count("CSTA accept recovered"); n != 1 {
 		t.Fatalf("%d recovery lines, want 1", n)
 	}
 }

@@ -1,16 +1,16 @@
 package phonesync
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/icholy/digest"
+
+	"github.com/broadworks-connector/connector/internal/testlog"
 )
 
 // challengeOf is the digest challenge of a 401, failing the test on
@@ -127,31 +127,13 @@ func TestDigestStaleNonce(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a log sink for a server's handlers and sipgo's.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestDigestSecretsNotLogged: accepted, wrong, replayed and stale
 // Authorization headers leave no nonce, cnonce, response or header in the
 // log, even at debug level; the user name and the
 // source are there.
 func TestDigestSecretsNotLogged(t *testing.T) {
 	leakCheck(t)
-	var logs lockedBuffer
+	var logs testlog.Buffer
 	svc := newFakeSvc("1001", "1002")
 	cfg := testConfig()
 	cfg.RequireAuth = true

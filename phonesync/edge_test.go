@@ -13,13 +13,13 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/broadworks-connector/connector/internal/logguard"
 	"github.com/broadworks-connector/connector/internal/promtest"
+	"github.com/broadworks-connector/connector/internal/testlog"
 )
 
 // sample is one of the server's metrics, as scraped.
@@ -299,29 +299,11 @@ func TestTCPBinaryClosesConnection(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink written by the server's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // Attack 2 of issue 13: malformed datagrams must not grow the log by more
 // than a bounded amount, nor put digest responses in it.
 func TestMalformedDatagramsLogBounded(t *testing.T) {
 	leakCheck(t)
-	var sink syncBuffer
+	var sink testlog.Buffer
 	// As cmd/connector builds it, at the example config's level (info).
 	log := slog.New(logguard.NewHandler(slog.NewTextHandler(&sink, &slog.HandlerOptions{Level: slog.LevelInfo}), logguard.Options{}))
 	s, err := NewServer(testConfig(), newFakeSvc("1001"), log)

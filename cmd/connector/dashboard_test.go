@@ -19,6 +19,7 @@ import (
 	"github.com/broadworks-connector/connector/csta"
 	"github.com/broadworks-connector/connector/csta/cticlient"
 	"github.com/broadworks-connector/connector/internal/sipptest"
+	"github.com/broadworks-connector/connector/internal/testlog"
 )
 
 // TestDashboardInChromium: the dashboard of `connector run` on the demo
@@ -160,7 +161,7 @@ type devtoolsPage struct {
 func startChromium(t *testing.T, ctx context.Context, chromium string) *devtoolsPage {
 	t.Helper()
 	profile := t.TempDir()
-	var stderr syncBuffer
+	var stderr testlog.Buffer
 	cmd := exec.Command(chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
 		"--no-first-run", "--no-default-browser-check", "--disable-extensions", "--disable-sync",
 		"--disable-background-networking", "--disable-component-update", "--mute-audio",

@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/broadworks-connector/connector/csta"
 	"github.com/broadworks-connector/connector/hoteling"
+	"github.com/broadworks-connector/connector/internal/testlog"
 )
 
 // binary is the connector built once for all tests; they run it from the
@@ -299,25 +299,6 @@ func writeConfig(t *testing.T, path, cstaListen, adminListen, extra string) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer the child's output goroutine and the test
-// may use at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // waitFor polls until cond holds or 10 s passed.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -341,15 +322,15 @@ func accepts(addr string) bool {
 
 // startProcess runs the connector binary with args; the process is killed
 // at the end of the test if it is still running. exited closes when it ends.
-func startProcess(t *testing.T, args ...string) (cmd *exec.Cmd, stderr *syncBuffer, exited chan struct{}) {
+func startProcess(t *testing.T, args ...string) (cmd *exec.Cmd, stderr *testlog.Buffer, exited chan struct{}) {
 	t.Helper()
 	return startCommand(t, exec.Command(binary, args...))
 }
 
 // startCommand is startProcess for a ready-made command.
-func startCommand(t *testing.T, cmd *exec.Cmd) (_ *exec.Cmd, stderr *syncBuffer, exited chan struct{}) {
+func startCommand(t *testing.T, cmd *exec.Cmd) (_ *exec.Cmd, stderr *testlog.Buffer, exited chan struct{}) {
 	t.Helper()
-	stderr = new(syncBuffer)
+	stderr = new(testlog.Buffer)
 	cmd.Env = cleanEnv()
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/broadworks-connector/connector/csta"
 	"github.com/broadworks-connector/connector/csta/cticlient"
 	"github.com/broadworks-connector/connector/internal/sipptest"
+	"github.com/broadworks-connector/connector/internal/testlog"
 )
 
 // phoneConnector starts `connector run` on the embedded simulator with
@@ -36,7 +37,7 @@ func phoneConnectorWith(t *testing.T, moreSimulator, moreSIP, moreTop string) (c
 type runAddrs struct {
 	csta, sip, admin string
 	cmd              *exec.Cmd
-	stderr           *syncBuffer // its log
+	stderr           *testlog.Buffer // its log
 	exited           <-chan struct{}
 }
 
@@ -307,7 +308,7 @@ func TestPBXPresenceDrivesAgentState(t *testing.T) {
 		"-m", "1", "-nostdin", "-timeout", "50s", "-timeout_error",
 		"-trace_msg", "-message_file", filepath.Join(dir, "pbx-messages.log"))
 	pbx.Dir = dir
-	var pbxOut syncBuffer
+	var pbxOut testlog.Buffer
 	pbx.Stdout, pbx.Stderr = &pbxOut, &pbxOut
 	if err := pbx.Start(); err != nil {
 		t.Fatal(err)
