@@ -328,7 +328,11 @@ func (s *Server) bind(ctx context.Context) error {
 	}
 	var lc net.ListenConfig
 	var lastErr error
-	for range 8 {
+	// With port 0, UDP picks a port and TCP must get the same one; a port
+	// the TCP side holds (a client connection's, in TIME_WAIT after a
+	// burst of connections) makes that try fail, so try often enough for
+	// a busy ephemeral range.
+	for range 64 {
 		if err := ctx.Err(); err != nil {
 			return err
 		}

@@ -132,6 +132,10 @@ func TestSIPTCPFloodLeavesEveryListenerServing(t *testing.T) {
 		if err != nil {
 			continue // the listen queue is full: that is the flood's point
 		}
+		// Closed with a reset, not a FIN: a thousand client ports left in
+		// TIME_WAIT would be taken from the ephemeral range the next
+		// tests' listeners bind port 0 in.
+		c.(*net.TCPConn).SetLinger(0)
 		flood = append(flood, c)
 	}
 	t.Logf("flood: %d SIP/TCP connections opened against a limit of %d descriptors", len(flood), nofile)
@@ -183,6 +187,7 @@ func TestSIPTCPFloodLeavesEveryListenerServing(t *testing.T) {
 		if err != nil {
 			continue
 		}
+		c.(*net.TCPConn).SetLinger(0)
 		flood = append(flood, c)
 	}
 	waitFor(t, "the connector to run out of descriptors", func() bool {

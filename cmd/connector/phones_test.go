@@ -109,7 +109,7 @@ func startRunCommand(t *testing.T, cmd *exec.Cmd) runAddrs {
 	for !started.MatchString(stderr.String()) || !sipListening.MatchString(stderr.String()) {
 		select {
 		case <-exited:
-			t.Fatalf("the connector exited during start-up:\n%s", stderr.String())
+			t.Fatalf("the connector exited during start-up (%v):\n%s", cmd.ProcessState, stderr.String())
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
