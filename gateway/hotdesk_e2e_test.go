@@ -471,6 +471,22 @@ func TestHotDeskPortalChanges(t *testing.T) {
 	}
 	t.Parallel()
 	st := newStack(t, stack.Config{Agents: 1, Desks: 1})
+	// The stack is ready once the views agree with the simulator on ACD
+	// state, CFA and the association (an unseen CFA or association agrees
+	// when off); DND, CFB and CFNA are not looked at and may still be on
+	// their way. A first value is always published (gateway.report), so a
+	// monitor started now could hear the initial "DND off" before the
+	// portal's "DND on". Wait until every initial value is in and published.
+	gw := st.Conn().Gateway
+	for _, user := range []string{stack.AgentUser(1), stack.DeskUser(1)} {
+		deadline := time.Now().Add(10 * time.Second)
+		for missing := gw.InitialValuesMissing(user); missing != ""; missing = gw.InitialValuesMissing(user) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: initial values still missing: %s", user, missing)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
 	c := dial(t, st)
 	ctx := t.Context()
 	agent, desk := stack.AgentID(1), stack.DeskID(1)
@@ -484,7 +500,7 @@ func TestHotDeskPortalChanges(t *testing.T) {
 	if err := st.Sim.PortalSetDND(user, true); err != nil {
 		t.Fatal(err)
 	}
-	// The desk's own first values may still be arriving: look at the agent's.
+	// Both devices are monitored: look at the agent's.
 	onAgent := func(e cticlient.Event) bool { return e.Device == agent }
 	ev := nextEvent(t, c, "DoNotDisturbEvent", onAgent)
 	if ev.Device != agent || !ev.DoNotDisturbOn {

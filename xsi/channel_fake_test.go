@@ -44,6 +44,11 @@ type fakeXSP struct {
 	heartbeats  int
 	noCookie    int // control requests without the channel's JSESSIONID
 	requests    []string
+	// hold, when set, keeps the requests it matches (method, path) from
+	// being answered until holdGate is closed; held counts them.
+	hold     func(method, path string) bool
+	holdGate chan struct{}
+	held     int
 }
 
 type fakeChan struct {
@@ -101,7 +106,16 @@ func (f *fakeXSP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
 	f.mu.Lock()
 	f.requests = append(f.requests, r.Method+" "+path)
+	gate := f.holdGate
+	if f.hold != nil && f.hold(r.Method, path) {
+		f.held++
+	} else {
+		gate = nil
+	}
 	f.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
 	if r.Method == http.MethodPost && path == evAsyncPrefix+"/channel" {
 		f.stream(w, r, body)
 		return

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -549,6 +550,67 @@ func TestEventsRefreshUnknownResubscribes(t *testing.T) {
 		h.col.exactlyOnce(t, "e1", "e3")
 		h.stop()
 	})
+}
+
+// A subscribe or refresh still unanswered when the channel breaks: the
+// XSP may have written its snapshot (the initial events) on the lost
+// stream. The resync after the loss cannot mark a subscription that has
+// no ID yet, and a mark it sets on one being refreshed is cleared by that
+// refresh's answer: either way the snapshot would be gone until the
+// half-life refresh. The answer arriving after the loss must bring one
+// more refresh.
+func TestEventsRequestInFlightAtChannelLossIsRefreshed(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		method string
+		// wantPuts: refreshes expected once the held request is answered.
+		wantPuts int
+	}{
+		{"subscribe", http.MethodPost, 1},
+		{"refresh", http.MethodPut, 2}, // the held one and the one after
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				gate := make(chan struct{})
+				hold := func(method, path string) bool {
+					// POST .../user/{id} subscribes, PUT .../subscription/{id} refreshes.
+					return method == tc.method && (strings.Contains(path, "/user/") || strings.Contains(path, "/subscription/"))
+				}
+				h := newHarness(t, func(_ *Config, f *fakeXSP) {
+					f.holdGate = gate
+					if tc.method == http.MethodPost {
+						f.hold = hold
+					}
+				})
+				ch := h.channelN(0)
+				h.waitFor("link up", time.Minute, func() bool { return h.ev.LinkState()[0].State == LinkUp })
+				if tc.method == http.MethodPut {
+					sub := h.subID()
+					h.xsp.mu.Lock()
+					h.xsp.hold = hold
+					h.xsp.mu.Unlock()
+					h.xsp.send(ch, eventDoc("e1", 1, sub, ch.id, ""))
+					h.xsp.send(ch, eventDoc("e3", 3, sub, ch.id, "")) // gap → refresh
+				}
+				h.waitFor("the request held", time.Minute, func() bool { defer h.xsp.lock()(); return h.xsp.held == 1 })
+				ch.end()
+				h.channelN(1)
+				h.waitFor("link up again", time.Minute, func() bool { return h.ev.LinkState()[0].State == LinkUp })
+				close(gate)
+				sub := h.subID()
+				h.waitFor("the refresh after the loss", time.Minute, func() bool {
+					defer h.xsp.lock()()
+					return len(h.xsp.subPuts) >= tc.wantPuts
+				})
+				for _, id := range h.xsp.stats().subPuts {
+					if id != sub {
+						t.Errorf("refreshed %s, want %s", id, sub)
+					}
+				}
+				h.stop()
+			})
+		})
+	}
 }
 
 func TestSubscribePaths(t *testing.T) {

@@ -45,6 +45,10 @@ type evSubs struct {
 	byID    map[string]*evSub
 	lastSeq map[string]int64
 	adopted bool
+	// resyncs counts resync calls (channel losses). A request answered
+	// after one that began before it may have had its snapshot written
+	// on the lost stream: apply refreshes it again (see there).
+	resyncs uint64
 }
 
 func newEvSubs(e *Events) *evSubs {
@@ -111,6 +115,7 @@ func (s *evSubs) refreshNow(subID string) {
 // channel is up (after a channel loss).
 func (s *evSubs) resync() {
 	s.mu.Lock()
+	s.resyncs++
 	for _, sub := range s.list {
 		if sub.id != "" {
 			sub.refreshReq = true
@@ -148,6 +153,7 @@ type evSubOp struct {
 	sub     *evSub
 	id      string // "" = subscribe, else refresh this ID
 	refresh bool
+	resyncs uint64 // evSubs.resyncs when the op was taken
 }
 
 func (s *evSubs) run(ctx context.Context) {
@@ -214,9 +220,9 @@ func (s *evSubs) due(now time.Time) []evSubOp {
 	for _, sub := range s.list {
 		switch {
 		case sub.id == "" && !now.Before(sub.retryAt):
-			ops = append(ops, evSubOp{sub: sub})
+			ops = append(ops, evSubOp{sub: sub, resyncs: s.resyncs})
 		case sub.id != "" && (sub.refreshReq || !now.Before(sub.refreshAt)) && !now.Before(sub.retryAt):
-			ops = append(ops, evSubOp{sub: sub, id: sub.id, refresh: true})
+			ops = append(ops, evSubOp{sub: sub, id: sub.id, refresh: true, resyncs: s.resyncs})
 		}
 	}
 	return ops
@@ -323,10 +329,20 @@ func (s *evSubs) apply(ctx context.Context, c *evClient, op evSubOp) {
 	if sub.id != "" && sub.id != id {
 		delete(s.byID, sub.id)
 	}
-	sub.id, sub.expires, sub.failures, sub.refreshReq, sub.retryAt = id, exp, 0, false, time.Time{}
+	// A channel broke while this request was in flight: the XSP may have
+	// written the snapshot it answers with (initial events; research/xsi.md §3.2.6) on
+	// lost stream, and resync could not mark this subscription (no ID yet)
+	// or marked it before this answer, which would clear the mark. Without
+	// another refresh that snapshot is gone for good (nothing follows on
+	// the subscription to show a sequence gap).
+	again := op.resyncs != s.resyncs
+	sub.id, sub.expires, sub.failures, sub.refreshReq, sub.retryAt = id, exp, 0, again, time.Time{}
 	sub.refreshAt = now.Add(evHalf(exp, cfg.SubscriptionExpires))
 	s.byID[id] = sub
-	e.log.Debug("xsi: subscription active", "subscription", id, "target", sub.key.Target.ID, "event", sub.key.Package, "expires", exp, "refresh", op.refresh)
+	e.log.Debug("xsi: subscription active", "subscription", id, "target", sub.key.Target.ID, "event", sub.key.Package, "expires", exp, "refresh", op.refresh, "again", again)
+	if again {
+		s.kickNow()
+	}
 }
 
 // adopt lists the subscriptions this credential and application already
