@@ -55,18 +55,6 @@ type notifyJob struct {
 	keepFull bool
 }
 
-// fresh is a ready document's NOTIFY with its value read again when sent.
-// A document is rendered when its change is published; a full state is
-// read when it is sent, so it may already carry a later value, and a
-// document queued behind it would take the phone back to the older one
-// (issue 14: "forwardTo went back from 26 to 25").
-func (j notifyJob) fresh() notifyJob {
-	if j.ctype == HotelingContentType {
-		return notifyJob{kind: jobHoteling}
-	}
-	return notifyJob{kind: jobFeature, feature: j.feature, fwdType: j.fwdType}
-}
-
 // subscription is one SUBSCRIBE-created dialog.
 type subscription struct {
 	// Fixed at creation.
@@ -95,7 +83,6 @@ type subscription struct {
 	expires      time.Time
 	queue        []notifyJob
 	full         bool // a coalesced full-state NOTIFY is due before queue
-	afterFull    bool // a full state went out since the queue was last empty: documents are read again (notifyJob.fresh)
 	running      bool // a sender goroutine owns the queue
 	dead         bool // terminated or replaced: accepts nothing more
 	resync       bool // NOTIFYs were coalesced while the phone was out of service
@@ -569,7 +556,7 @@ func (s *Server) Publish(dn string, c Change) {
 	if sub == nil || closing {
 		return
 	}
-	job := notifyJob{kind: jobDoc, feature: c.Kind, fwdType: c.Forwarding.Type}
+	job := notifyJob{kind: jobDoc}
 	if c.Kind == ChangeHoteling {
 		job.ctype, job.body = HotelingContentType, HotelingEventDoc(c.Hoteling, "")
 	} else {
@@ -678,17 +665,12 @@ func (s *Server) drain(sub *subscription) {
 		case sub.full:
 			job = notifyJob{kind: jobFull}
 			sub.full = false
-			sub.afterFull = true
 		case len(sub.queue) > 0:
 			job = sub.queue[0]
 			sub.queue[0] = notifyJob{}
 			sub.queue = sub.queue[1:]
-			if sub.afterFull && job.kind == jobDoc {
-				job = job.fresh()
-			}
 		default:
 			sub.running = false
-			sub.afterFull = false
 			sub.queue = nil
 			sub.mu.Unlock()
 			return
