@@ -30,6 +30,7 @@ type fakeXSP struct {
 	acks        map[string]int
 	ackOrder    []string
 	hbStatus    int  // answer heartbeats with this status when non-zero
+	ackStatus   int  // answer event responses with this status when non-zero (after counting them)
 	addStatus   int  // answer channel adds with this status when non-zero
 	silent      bool // do not echo heartbeats on the stream
 	chanExpires int  // granted channel expiry (s)
@@ -143,6 +144,10 @@ func (f *fakeXSP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		id := evText(d.Root(), "eventID")
 		f.acks[id]++
 		f.ackOrder = append(f.ackOrder, id)
+		if f.ackStatus != 0 {
+			http.Error(w, "", f.ackStatus)
+			return
+		}
 	case strings.HasPrefix(rest, "channel/"):
 		parts := strings.Split(strings.TrimPrefix(rest, "channel/"), "/")
 		c := f.chans[parts[0]]
