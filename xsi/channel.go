@@ -463,8 +463,6 @@ func (l *evLink) session(ctx context.Context) (wasUp bool, _ error) {
 	hb := time.NewTicker(hbEvery)
 	defer hb.Stop()
 	hbC := hb.C
-	goneC := ch.goneC
-	var drainC <-chan time.Time
 	var refresh *time.Timer
 	var refreshC <-chan time.Time
 	defer func() {
@@ -472,6 +470,26 @@ func (l *evLink) session(ctx context.Context) (wasUp bool, _ error) {
 			refresh.Stop()
 		}
 	}()
+	goneC := ch.goneC
+	// While the stream is drained (see the goneC and watchdog cases),
+	// drainC bounds the wait for its end and drainCause says why.
+	var drain *time.Timer
+	var drainC <-chan time.Time
+	var drainCause error
+	defer func() {
+		if drain != nil {
+			drain.Stop()
+		}
+	}()
+	startDrain := func(why error, limit time.Duration) {
+		goneC, hbC, refreshC = nil, nil, nil
+		watchdog.Stop()
+		drain = time.NewTimer(limit)
+		drainC, drainCause = drain.C, why
+		if wasUp {
+			l.setState(LinkDegraded, why)
+		}
+	}
 	opened := ch.opened
 
 loop:
@@ -499,17 +517,10 @@ loop:
 			// more on the channel; a stream that does not end within the
 			// watchdog period (e.g. the 404 came from another XSP behind a
 			// load balancer) is abandoned with the cause.
-			goneC, hbC, refreshC = nil, nil, nil
 			ch.gone = true
-			watchdog.Stop()
-			drain := time.NewTimer(watchdogAfter)
-			defer drain.Stop()
-			drainC = drain.C
-			if wasUp {
-				l.setState(LinkDegraded, ch.goneErr)
-			}
+			startDrain(ch.goneErr, watchdogAfter)
 		case <-drainC:
-			cancel(ch.goneErr)
+			cancel(drainCause)
 		case <-ch.activity:
 			if drainC == nil {
 				watchdog.Reset(watchdogAfter)
@@ -519,7 +530,30 @@ loop:
 				watchdog.Reset(watchdogAfter)
 				continue
 			}
-			cancel(ErrWatchdog)
+			// No document read for 3 heartbeat intervals. That is either a
+			// dead stream or a stall on our side (GC, CPU starvation) with
+			// documents waiting unread in the socket; abandoning the stream
+			// then lost them, as the XSP forgets a channel's unacknowledged
+			// events with the channel. So the channel is deleted first: the
+			// XSP answers once it has queued ChannelTerminatedEvent behind
+			// everything it wrote, and a live stream is read to that end
+			// (research/xsi.md §3.2 step 6). A dead stream does not end
+			// within a heartbeat interval (the time an echo gets) and is
+			// abandoned.
+			if wasUp {
+				l.setState(LinkDegraded, ErrWatchdog)
+			}
+			drainCause = ErrWatchdog
+			if err := ch.deleteChannel(sctx); err != nil {
+				// Unless the stream already ended (the reader cancelled
+				// sctx, e.g. on the ChannelTerminatedEvent arriving
+				// before this answer), the XSP is unreachable.
+				e.log.Debug("xsi: delete silent channel", "server", l.server, "err", err)
+				cancel(ErrWatchdog)
+				break loop
+			}
+			ch.gone = true
+			startDrain(ErrWatchdog, hbEvery)
 		case <-hbC:
 			id := ch.channelID()
 			if id == "" {
@@ -561,10 +595,19 @@ loop:
 	wg.Wait()
 	if errors.Is(cause, ErrChannelTerminated) {
 		ch.gone = true
-	} else if ch.gone && ch.goneErr != nil {
-		// Drained to a broken or closed stream: the first sign was the
-		// control request's answer.
-		cause = ch.goneErr
+	}
+	switch {
+	case drainCause == nil:
+	case errors.Is(cause, ErrChannelTerminated):
+		// Read to its end: nothing was lost (no resync). A 401/404 was
+		// only the sign of this termination; a watchdog stays visible.
+		if errors.Is(drainCause, ErrWatchdog) {
+			cause = fmt.Errorf("%w (stream then read to its end: %w)", ErrWatchdog, cause)
+		}
+	default:
+		// Drained to a broken or closed stream, or not ended in time:
+		// the first sign was the drain's cause.
+		cause = drainCause
 	}
 	// A channel abandoned while the XSP may still hold it (watchdog, broken
 	// stream) is deleted so the XSP stops routing events to it.

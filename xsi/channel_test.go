@@ -292,6 +292,33 @@ func TestEventsWatchdog(t *testing.T) {
 	})
 }
 
+// The watchdog fires while the XSP still writes (our process stalled, or
+// the stream was quiet just before a burst): the channel is deleted before
+// the stream is given up, and what the XSP wrote ahead of its
+// ChannelTerminatedEvent is read and delivered. Nothing was lost, so no
+// resync refresh follows; LastError still names the watchdog.
+func TestEventsWatchdogDrainsStream(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, func(_ *Config, f *fakeXSP) { f.silent = true })
+		ch := h.channelN(0)
+		sub := h.subID()
+		h.xsp.mu.Lock()
+		h.xsp.onDelete = []string{eventDoc("e1", 1, sub, "CHANNEL", ""), eventDoc("e2", 2, sub, "CHANNEL", "")}
+		h.xsp.mu.Unlock()
+		h.waitFor("watchdog", 5*time.Minute, func() bool { return errors.Is(h.ev.LinkState()[0].LastError, ErrWatchdog) })
+		ch2 := h.channelN(1)
+		h.waitFor("link up again", time.Minute, func() bool { return h.ev.LinkState()[0].ChannelID == ch2.id })
+		h.col.exactlyOnce(t, "e1", "e2")
+		if p := h.xsp.stats().subPuts; len(p) != 0 {
+			t.Errorf("refreshed %v after a stream read to its ChannelTerminatedEvent", p)
+		}
+		if d := h.xsp.stats().chanDeletes; len(d) != 1 || d[0] != ch.id {
+			t.Errorf("channel deletes %v, want [%s]", d, ch.id)
+		}
+		h.stop()
+	})
+}
+
 // Duplicate eventIDs (redelivery, also across channels) are acknowledged
 // each time but delivered once.
 func TestEventsDuplicateEventID(t *testing.T) {
