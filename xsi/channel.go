@@ -452,7 +452,7 @@ func (l *evLink) session(ctx context.Context) (wasUp bool, _ error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ch.ackLoop(sctx, cancel)
+			ch.ackLoop(sctx)
 		}()
 	}
 
@@ -462,6 +462,7 @@ func (l *evLink) session(ctx context.Context) (wasUp bool, _ error) {
 	defer watchdog.Stop()
 	hb := time.NewTicker(hbEvery)
 	defer hb.Stop()
+	hbC := hb.C
 	var refresh *time.Timer
 	var refreshC <-chan time.Time
 	defer func() {
@@ -469,6 +470,26 @@ func (l *evLink) session(ctx context.Context) (wasUp bool, _ error) {
 			refresh.Stop()
 		}
 	}()
+	goneC := ch.goneC
+	// While the stream is drained (see the goneC and watchdog cases),
+	// drainC bounds the wait for its end and drainCause says why.
+	var drain *time.Timer
+	var drainC <-chan time.Time
+	var drainCause error
+	defer func() {
+		if drain != nil {
+			drain.Stop()
+		}
+	}()
+	startDrain := func(why error, limit time.Duration) {
+		goneC, hbC, refreshC = nil, nil, nil
+		watchdog.Stop()
+		drain = time.NewTimer(limit)
+		drainC, drainCause = drain.C, why
+		if wasUp {
+			l.setState(LinkDegraded, why)
+		}
+	}
 	opened := ch.opened
 
 loop:
@@ -482,16 +503,58 @@ loop:
 			l.setState(LinkUp, nil)
 			e.log.Info("xsi: event channel open", "server", l.server, "channel", ch.channelID(), "expires", ch.expires())
 			refresh = time.NewTimer(evHalf(ch.expires(), e.cfg.ChannelExpires))
-			refreshC = refresh.C
+			if drainC == nil {
+				refreshC = refresh.C
+			}
+		case <-goneC:
+			// The XSP has forgotten the channel (401/404 on a heartbeat,
+			// acknowledgement or refresh), but what it wrote on the stream
+			// before is still in flight: events queued ahead of a
+			// ChannelTerminatedEvent or of a dropped connection. Abandoning
+			// the stream now lost them for good (the XSP forgot them too),
+			// and a refresh brings only the current state, not the changes
+			// in between. So read on until the stream ends, sending nothing
+			// more on the channel; a stream that does not end within the
+			// watchdog period (e.g. the 404 came from another XSP behind a
+			// load balancer) is abandoned with the cause.
+			ch.gone = true
+			startDrain(ch.goneErr, watchdogAfter)
+		case <-drainC:
+			cancel(drainCause)
 		case <-ch.activity:
-			watchdog.Reset(watchdogAfter)
+			if drainC == nil {
+				watchdog.Reset(watchdogAfter)
+			}
 		case <-watchdog.C:
 			if ch.delivering.Load() {
 				watchdog.Reset(watchdogAfter)
 				continue
 			}
-			cancel(ErrWatchdog)
-		case <-hb.C:
+			// No document read for 3 heartbeat intervals. That is either a
+			// dead stream or a stall on our side (GC, CPU starvation) with
+			// documents waiting unread in the socket; abandoning the stream
+			// then lost them, as the XSP forgets a channel's unacknowledged
+			// events with the channel. So the channel is deleted first: the
+			// XSP answers once it has queued ChannelTerminatedEvent behind
+			// everything it wrote, and a live stream is read to that end
+			// (research/xsi.md §3.2 step 6). A dead stream does not end
+			// within a heartbeat interval (the time an echo gets) and is
+			// abandoned.
+			if wasUp {
+				l.setState(LinkDegraded, ErrWatchdog)
+			}
+			drainCause = ErrWatchdog
+			if err := ch.deleteChannel(sctx); err != nil {
+				// Unless the stream already ended (the reader cancelled
+				// sctx, e.g. on the ChannelTerminatedEvent arriving
+				// before this answer), the XSP is unreachable.
+				e.log.Debug("xsi: delete silent channel", "server", l.server, "err", err)
+				cancel(ErrWatchdog)
+				break loop
+			}
+			ch.gone = true
+			startDrain(ErrWatchdog, hbEvery)
+		case <-hbC:
 			id := ch.channelID()
 			if id == "" {
 				continue
@@ -503,8 +566,7 @@ loop:
 					l.setState(LinkUp, nil)
 				}
 			case errors.Is(err, ErrUnauthorized), errors.Is(err, ErrNotFound):
-				ch.gone = true
-				cancel(fmt.Errorf("xsi: heartbeat: channel gone: %w", err))
+				ch.markGone(fmt.Errorf("xsi: heartbeat: channel gone: %w", err))
 			case sctx.Err() == nil:
 				l.setState(LinkDegraded, err)
 			}
@@ -521,8 +583,7 @@ loop:
 				}
 				next = evHalf(ch.expires(), e.cfg.ChannelExpires)
 			case errors.Is(err, ErrUnauthorized), errors.Is(err, ErrNotFound):
-				ch.gone = true
-				cancel(fmt.Errorf("xsi: channel refresh: channel gone: %w", err))
+				ch.markGone(fmt.Errorf("xsi: channel refresh: channel gone: %w", err))
 			case sctx.Err() == nil:
 				l.setState(LinkDegraded, err)
 			}
@@ -534,6 +595,19 @@ loop:
 	wg.Wait()
 	if errors.Is(cause, ErrChannelTerminated) {
 		ch.gone = true
+	}
+	switch {
+	case drainCause == nil:
+	case errors.Is(cause, ErrChannelTerminated):
+		// Read to its end: nothing was lost (no resync). A 401/404 was
+		// only the sign of this termination; a watchdog stays visible.
+		if errors.Is(drainCause, ErrWatchdog) {
+			cause = fmt.Errorf("%w (stream then read to its end: %w)", ErrWatchdog, cause)
+		}
+	default:
+		// Drained to a broken or closed stream, or not ended in time:
+		// the first sign was the drain's cause.
+		cause = drainCause
 	}
 	// A channel abandoned while the XSP may still hold it (watchdog, broken
 	// stream) is deleted so the XSP stops routing events to it.
@@ -575,6 +649,12 @@ type evChannel struct {
 	delivering atomic.Bool   // reader blocked handing an event to the consumer
 	acks       chan string   // eventIDs to acknowledge
 	gone       bool          // the XSP no longer knows the channel (owned by session)
+
+	// goneC is closed (once, goneErr set) when a control request says the
+	// XSP no longer knows the channel; see session.
+	goneOnce sync.Once
+	goneC    chan struct{}
+	goneErr  error
 
 	mu  sync.Mutex
 	id  string
@@ -624,6 +704,26 @@ func newEvChannel(l *evLink) *evChannel {
 		opened:   make(chan struct{}),
 		activity: make(chan struct{}, 1),
 		acks:     make(chan string, evAckQueue),
+		goneC:    make(chan struct{}),
+	}
+}
+
+// markGone records that the XSP answered a control request of this channel
+// with 401/404: it has forgotten the channel (and its unacknowledged
+// events). The first cause wins.
+func (ch *evChannel) markGone(err error) {
+	ch.goneOnce.Do(func() {
+		ch.goneErr = err
+		close(ch.goneC)
+	})
+}
+
+func (ch *evChannel) isGone() bool {
+	select {
+	case <-ch.goneC:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -783,13 +883,19 @@ func (ch *evChannel) handle(ctx context.Context, ev *SubscriptionEvent) error {
 
 // ackLoop sends EventResponse 200 for every queued eventID to the XSP that
 // holds the channel; evAckWorkers of them run per channel.
-func (ch *evChannel) ackLoop(ctx context.Context, cancel context.CancelCauseFunc) {
+func (ch *evChannel) ackLoop(ctx context.Context) {
 	e := ch.link.e
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case id := <-ch.acks:
+			if ch.isGone() {
+				// The XSP forgot the channel and its events: nothing to
+				// acknowledge, but the queue is still drained so that the
+				// reader never blocks on it while it reads the rest.
+				continue
+			}
 			_, err := ch.ctl.call(ctx, http.MethodPost, evPath+"/channel/eventresponse", evEventResponseBody(id, 200, "OK"), e.callTimeout())
 			switch {
 			case err == nil:
@@ -798,8 +904,7 @@ func (ch *evChannel) ackLoop(ctx context.Context, cancel context.CancelCauseFunc
 				return
 			case errors.Is(err, ErrUnauthorized), errors.Is(err, ErrNotFound):
 				ch.link.count.ackFailed.Inc()
-				cancel(fmt.Errorf("xsi: event response: channel gone: %w", err))
-				return
+				ch.markGone(fmt.Errorf("xsi: event response: channel gone: %w", err))
 			default:
 				// The XSP redelivers an unacknowledged event on another
 				// channel; duplicates are dropped there.

@@ -22,14 +22,19 @@ import (
 type fakeXSP struct {
 	name string // backend name, recorded with each request
 
-	mu          sync.Mutex
-	nextID      int
-	chans       map[string]*fakeChan
-	order       []*fakeChan
-	subs        map[string]*fakeSub
-	acks        map[string]int
-	ackOrder    []string
-	hbStatus    int  // answer heartbeats with this status when non-zero
+	mu        sync.Mutex
+	nextID    int
+	chans     map[string]*fakeChan
+	order     []*fakeChan
+	subs      map[string]*fakeSub
+	acks      map[string]int
+	ackOrder  []string
+	hbStatus  int // answer heartbeats with this status when non-zero
+	ackStatus int // answer event responses with this status when non-zero (after counting them)
+	// onDelete, when set, are documents written on a channel's stream when
+	// it is deleted, ahead of its ChannelTerminatedEvent (events that were
+	// in flight).
+	onDelete    []string
 	addStatus   int  // answer channel adds with this status when non-zero
 	silent      bool // do not echo heartbeats on the stream
 	chanExpires int  // granted channel expiry (s)
@@ -143,6 +148,10 @@ func (f *fakeXSP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		id := evText(d.Root(), "eventID")
 		f.acks[id]++
 		f.ackOrder = append(f.ackOrder, id)
+		if f.ackStatus != 0 {
+			http.Error(w, "", f.ackStatus)
+			return
+		}
 	case strings.HasPrefix(rest, "channel/"):
 		parts := strings.Split(strings.TrimPrefix(rest, "channel/"), "/")
 		c := f.chans[parts[0]]
@@ -167,9 +176,14 @@ func (f *fakeXSP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case len(parts) == 1 && r.Method == http.MethodDelete:
 			f.chanDeletes = append(f.chanDeletes, c.id)
 			delete(f.chans, c.id)
+			inFlight := f.onDelete
+			f.onDelete = nil
 			go func() {
+				for _, d := range inFlight {
+					f.send(c, strings.ReplaceAll(d, "CHANNEL", c.id))
+				}
 				f.send(c, channelTerminatedDoc(c.id, "ExplicitDelete"))
-				c.end()
+				f.send(c, "") // then close the stream, after what was queued
 			}()
 		default:
 			http.Error(w, "", 400)
@@ -235,6 +249,9 @@ func (f *fakeXSP) stream(w http.ResponseWriter, r *http.Request, body []byte) {
 	for {
 		select {
 		case d := <-c.docs:
+			if len(d) == 0 {
+				return // a clean end (c.end drops the connection with whatever is still queued)
+			}
 			if _, err := w.Write(d); err != nil {
 				return
 			}

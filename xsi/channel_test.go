@@ -205,6 +205,42 @@ func TestEventsChannelTerminated(t *testing.T) {
 	})
 }
 
+// The XSP forgets the channel (an administrator ends it) while events it
+// wrote are still on their way: the acknowledgement of the first is
+// answered 404, the rest follow on the stream ahead of the
+// ChannelTerminatedEvent. They are read and delivered (the XSP forgot them:
+// abandoning the stream on the 404 lost them, and a refresh would bring the
+// current state only), and since the stream ended with the
+// ChannelTerminatedEvent nothing was lost: no resync.
+func TestEventsChannelGoneStreamDrained(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		ch := h.channelN(0)
+		sub := h.subID()
+		h.xsp.mu.Lock()
+		h.xsp.ackStatus = 404
+		h.xsp.mu.Unlock()
+		h.xsp.send(ch, eventDoc("e1", 1, sub, ch.id, ""))
+		h.waitFor("ack e1 answered 404", time.Minute, func() bool { return h.xsp.ackCount("e1") == 1 })
+		h.xsp.send(ch, eventDoc("e2", 2, sub, ch.id, ""))
+		h.xsp.send(ch, eventDoc("e3", 3, sub, ch.id, ""))
+		h.xsp.send(ch, channelTerminatedDoc(ch.id, "UserDeleted"))
+		h.xsp.mu.Lock()
+		h.xsp.ackStatus = 0
+		h.xsp.mu.Unlock()
+		ch2 := h.channelN(1)
+		h.waitFor("link up again", time.Minute, func() bool { return h.ev.LinkState()[0].ChannelID == ch2.id })
+		h.col.exactlyOnce(t, "e1", "e2", "e3")
+		if p := h.xsp.stats().subPuts; len(p) != 0 {
+			t.Errorf("refreshed %v after a stream read to its ChannelTerminatedEvent", p)
+		}
+		if d := h.xsp.stats().chanDeletes; len(d) != 0 {
+			t.Errorf("deleted a channel the XSP forgot: %v", d)
+		}
+		h.stop()
+	})
+}
+
 // The stream breaks in the middle of a document: the partial event is not
 // delivered, the XSP redelivers it on the next channel, it arrives once.
 func TestEventsStreamCutMidDocument(t *testing.T) {
@@ -251,6 +287,33 @@ func TestEventsWatchdog(t *testing.T) {
 		h.xsp.mu.Unlock()
 		if len(deletes) != 1 || deletes[0] != ch.id {
 			t.Errorf("abandoned channel not deleted: %v", deletes)
+		}
+		h.stop()
+	})
+}
+
+// The watchdog fires while the XSP still writes (our process stalled, or
+// the stream was quiet just before a burst): the channel is deleted before
+// the stream is given up, and what the XSP wrote ahead of its
+// ChannelTerminatedEvent is read and delivered. Nothing was lost, so no
+// resync refresh follows; LastError still names the watchdog.
+func TestEventsWatchdogDrainsStream(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, func(_ *Config, f *fakeXSP) { f.silent = true })
+		ch := h.channelN(0)
+		sub := h.subID()
+		h.xsp.mu.Lock()
+		h.xsp.onDelete = []string{eventDoc("e1", 1, sub, "CHANNEL", ""), eventDoc("e2", 2, sub, "CHANNEL", "")}
+		h.xsp.mu.Unlock()
+		h.waitFor("watchdog", 5*time.Minute, func() bool { return errors.Is(h.ev.LinkState()[0].LastError, ErrWatchdog) })
+		ch2 := h.channelN(1)
+		h.waitFor("link up again", time.Minute, func() bool { return h.ev.LinkState()[0].ChannelID == ch2.id })
+		h.col.exactlyOnce(t, "e1", "e2")
+		if p := h.xsp.stats().subPuts; len(p) != 0 {
+			t.Errorf("refreshed %v after a stream read to its ChannelTerminatedEvent", p)
+		}
+		if d := h.xsp.stats().chanDeletes; len(d) != 1 || d[0] != ch.id {
+			t.Errorf("channel deletes %v, want [%s]", d, ch.id)
 		}
 		h.stop()
 	})
