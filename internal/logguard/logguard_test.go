@@ -3,6 +3,7 @@ package logguard
 import (
 	"bytes"
 	"errors"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -154,5 +155,31 @@ func TestValuesBounded(t *testing.T) {
 	}
 	if strings.Count(out, "\n") != 2 {
 		t.Fatalf("want 2 lines, got %q", out)
+	}
+}
+
+// BenchmarkHandler: one Info line with a source through the guard, against
+// the same line through the text handler alone; and a suppressed line.
+func BenchmarkHandler(b *testing.B) {
+	text := slog.NewTextHandler(io.Discard, nil)
+	cases := []struct {
+		name string
+		h    slog.Handler
+		srcs int
+	}{
+		{"text alone", text, 1000},
+		{"guarded, passing", NewHandler(text, Options{Burst: 1 << 30, MessageBurst: 1 << 30}), 1000},
+		{"guarded, suppressed", NewHandler(text, Options{Burst: 1, MessageBurst: 1, Window: time.Hour}), 1},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			log := slog.New(c.h)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				i++
+				log.Info("CSTA request refused", "source", i%c.srcs, "invoke", 1234, "root", "SetAgentState", "reason", "unknown agent")
+			}
+		})
 	}
 }
