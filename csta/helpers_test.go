@@ -173,7 +173,13 @@ func testConfig() Config {
 // startServer runs a server for one test and shuts it down afterwards.
 func startServer(t testing.TB, cfg Config, svc Service) *Server {
 	t.Helper()
-	s := NewServer(cfg, svc, testLogger(t))
+	return startServerWith(t, NewServer(cfg, svc, testLogger(t)))
+}
+
+// startServerWith starts s (built and adjusted by the test) and shuts it
+// down after the test.
+func startServerWith(t testing.TB, s *Server) *Server {
+	t.Helper()
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}

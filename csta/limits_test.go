@@ -454,17 +454,7 @@ func startServerClock(t *testing.T, cfg Config, svc Service, clock *fakeClock) *
 	t.Helper()
 	s := NewServer(cfg, svc, testLogger(t))
 	s.now = clock.Now
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	return s
+	return startServerWith(t, s)
 }
 
 func throttleConfig() Config {
