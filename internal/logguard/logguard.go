@@ -7,8 +7,8 @@
 // cmd/connector, so every package's lines — sipgo's included, once routed
 // through the connector's logger — share the same bounds:
 //
-//   - every string, []byte, error and fmt.Stringer attribute is cut to an
-//     escaped excerpt of at most Options.MaxValueBytes (see Excerpt), and the
+//   - every string (named string types too), []byte, list, error and
+//     fmt.Stringer attribute is cut to an escaped excerpt of at most Options.MaxValueBytes (see Excerpt), and the
 //     message itself too;
 //   - SIP Authorization / Proxy-Authorization header values and digest
 //     credentials ("Digest username=…") are replaced by "[redacted]";
@@ -30,6 +30,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -199,6 +200,13 @@ func (h *Handler) boundAttr(a slog.Attr) slog.Attr {
 			return slog.String(a.Key, h.bound(x.String()))
 		case string:
 			return slog.String(a.Key, h.bound(x))
+		}
+		// Named string types (csta.DeviceID) and lists carry wire text too.
+		switch reflect.ValueOf(v.Any()).Kind() {
+		case reflect.String:
+			return slog.String(a.Key, h.bound(reflect.ValueOf(v.Any()).String()))
+		case reflect.Slice, reflect.Array:
+			return slog.String(a.Key, h.bound(fmt.Sprint(v.Any())))
 		}
 	}
 	return slog.Attr{Key: a.Key, Value: v}
