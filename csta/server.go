@@ -42,9 +42,8 @@ type Server struct {
 	perSource map[string]int // open connections per sourceOf address, both listeners; no zero entries
 	status    SystemStatusValue
 	shutdown  bool
-	stopped   error     // why the accept loop returned without Close, nil while it serves
-	acceptErr error     // the last Accept error while failing, nil once one succeeds
-	failSince time.Time // start of the current run of Accept errors
+	stopped   error              // why the accept loop returned without Close, nil while it serves
+	guard     *netguard.Listener // under ln (and its TLS): Failing, for Health
 
 	monMu    sync.RWMutex
 	monitors map[DeviceID]map[*monitor]struct{}
@@ -107,33 +106,40 @@ func (s *Server) SetBudget(b *netguard.Budget) { s.budget = b }
 // and serves it in the background.
 func (s *Server) Start() error {
 	cfg := s.config()
+	var tlsConf *tls.Config
+	if cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return fmt.Errorf("csta: tls: %w", err)
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("csta: listen %s: %w", cfg.Listen, err)
 	}
-	if cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("csta: tls: %w", err)
-		}
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
-	}
-	return s.serve(ln)
+	return s.serve(ln, tlsConf)
 }
 
-// serve makes ln the TCP listener and accepts on it in the background.
-func (s *Server) serve(ln net.Listener) error {
-	cfg := s.config()
+// serve makes raw the TCP listener and accepts on it in the background.
+// Its accepts go through netguard, which rides out EMFILE and friends (and
+// says how long they have been failing, for Health); the connection limits
+// are admit's, shared with the WebSocket listener.
+func (s *Server) serve(raw net.Listener, tlsConf *tls.Config) error {
+	guard := netguard.NewListener(raw, netguard.Config{Name: "csta/tcp", Log: s.log, Now: s.now})
+	var ln net.Listener = guard
+	if tlsConf != nil {
+		ln = tls.NewListener(guard, tlsConf)
+	}
 	s.mu.Lock()
 	if s.shutdown || s.ln != nil {
 		s.mu.Unlock()
 		ln.Close()
 		return errors.New("csta: server already started or shut down")
 	}
-	s.ln = ln
+	s.ln, s.guard = ln, guard
 	s.mu.Unlock()
-	s.log.Info("CSTA listener started", "addr", ln.Addr().String(), "tls", cfg.TLSCertFile != "")
+	s.log.Info("CSTA listener started", "addr", ln.Addr().String(), "tls", tlsConf != nil)
 	s.wg.Add(1)
 	go s.acceptLoop(ln)
 	return nil
@@ -154,47 +160,17 @@ func (s *Server) Addr() net.Addr {
 // means clients are not being served.
 const acceptFailingUnhealthy = time.Second
 
-// acceptWarnEvery bounds the accept loop's own warnings during a run of
-// failures, whatever the log handler does: the first failure, then one line
-// per period with the count.
-const acceptWarnEvery = 10 * time.Second
-
+// acceptLoop serves the connections ln accepts. The guarded listener under
+// it retries temporary errors itself, so an error here means ln is closed
+// or broken for good.
 func (s *Server) acceptLoop(ln net.Listener) {
 	defer s.wg.Done()
-	var backoff int
-	var failures int
-	var warned time.Time
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				s.acceptStopped(err)
-				return
-			}
-			// Temporary failures (EMFILE and friends): back off, keep serving.
-			backoff = min(max(backoff*2, 5), 1000)
-			failures++
-			now := s.now()
-			s.mu.Lock()
-			if s.acceptErr == nil {
-				s.failSince = now
-			}
-			s.acceptErr = err
-			s.mu.Unlock()
-			if failures == 1 || now.Sub(warned) >= acceptWarnEvery {
-				s.log.Warn("CSTA accept failed", "err", err, "retry_ms", backoff, "failures", failures)
-				warned = now
-			}
-			sleepMillis(backoff)
-			continue
+			s.acceptStopped(err)
+			return
 		}
-		if failures > 0 {
-			s.log.Info("CSTA accept recovered", "failures", failures)
-			s.mu.Lock()
-			s.acceptErr = nil
-			s.mu.Unlock()
-		}
-		backoff, failures = 0, 0
 		s.serveConn(newTCPTransport(nc), "tcp")
 	}
 }
@@ -226,8 +202,9 @@ func (s *Server) Health() error {
 		return errors.New("csta: shut down")
 	case s.ln == nil:
 		return errors.New("csta: TCP listener not started")
-	case s.acceptErr != nil && now.Sub(s.failSince) >= acceptFailingUnhealthy:
-		return fmt.Errorf("csta: accepting TCP connections has failed since %s: %w", s.failSince.Format(time.RFC3339), s.acceptErr)
+	}
+	if since, err := s.guard.Failing(); err != nil && now.Sub(since) >= acceptFailingUnhealthy {
+		return fmt.Errorf("csta: accepting TCP connections has failed since %s: %w", since.Format(time.RFC3339), err)
 	}
 	return nil
 }
@@ -559,4 +536,3 @@ func (s *Server) Stats() Stats {
 	return Stats{Connections: n, Monitors: m}
 }
 
-func sleepMillis(ms int) { time.Sleep(time.Duration(ms) * time.Millisecond) }

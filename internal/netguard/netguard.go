@@ -171,6 +171,8 @@ type Config struct {
 	// OnRefuse, when set, is called with a Refuse* reason for each
 	// connection closed at once (for metrics). It must not block.
 	OnRefuse func(reason string)
+	// Now is the clock Failing reports in; nil is time.Now.
+	Now func() time.Time
 }
 
 // Listener is a guarded net.Listener; see the package doc.
@@ -185,8 +187,12 @@ type Listener struct {
 	closeOnce sync.Once
 	closed    atomic.Bool
 
-	errMu sync.Mutex
-	err   error
+	now func() time.Time
+
+	errMu        sync.Mutex
+	err          error
+	failingSince time.Time // start of the current run of temporary Accept errors
+	failing      error     // the last of them; nil once an Accept succeeds
 }
 
 // NewListener guards ln.
@@ -197,9 +203,38 @@ func NewListener(ln net.Listener, c Config) *Listener {
 	if c.Gate == nil {
 		c.Gate = NewGate(c.Limits, c.Budget)
 	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
 	return &Listener{
 		inner: ln, name: c.Name, log: c.Log, gate: c.Gate, onRefuse: c.OnRefuse,
-		done: make(chan struct{}),
+		now: c.Now, done: make(chan struct{}),
+	}
+}
+
+// Failing reports a run of temporary Accept errors still going on (the
+// descriptors exhausted, say): since when, and the last error; err is nil
+// while accepting works. A server's readiness may turn red when it lasts.
+func (l *Listener) Failing() (since time.Time, err error) {
+	l.errMu.Lock()
+	defer l.errMu.Unlock()
+	return l.failingSince, l.failing
+}
+
+// noteAccept records the outcome of one Accept for Failing.
+func (l *Listener) noteAccept(err error) {
+	l.errMu.Lock()
+	defer l.errMu.Unlock()
+	switch {
+	case err == nil:
+		if l.failing != nil {
+			l.log.Info("accepting again", "listener", l.name)
+		}
+		l.failing, l.failingSince = nil, time.Time{}
+	case l.failing == nil:
+		l.failing, l.failingSince = err, l.now()
+	default:
+		l.failing = err
 	}
 }
 
@@ -241,12 +276,16 @@ func (l *Listener) Accept() (net.Conn, error) {
 				l.log.Error("listener stopped", "listener", l.name, "err", err)
 				return nil, err
 			}
+			l.noteAccept(err)
 			delay = nextBackoff(delay)
 			l.log.Warn("accept failed; retrying", "listener", l.name, "errno", errnoName(err), "err", err, "retry_in", delay)
 			if !l.sleep(delay) {
 				return nil, net.ErrClosed
 			}
 			continue
+		}
+		if delay != 0 {
+			l.noteAccept(nil)
 		}
 		delay = 0
 		src := remoteIP(c)
