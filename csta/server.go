@@ -535,4 +535,3 @@ func (s *Server) Stats() Stats {
 	s.monMu.RUnlock()
 	return Stats{Connections: n, Monitors: m}
 }
-
