@@ -404,6 +404,12 @@ func (c *Conn) Close() error {
 func (c *Conn) Read(b []byte) (int, error) {
 	idle := time.Duration(c.gate.idle.Load())
 	c.dlMu.Lock()
+	if idle == 0 && c.idleAt.IsZero() {
+		// No idle timeout, none left armed: the caller's own deadline is
+		// already on the connection.
+		c.dlMu.Unlock()
+		return c.Conn.Read(b)
+	}
 	armed := false
 	var idleAt time.Time
 	if idle > 0 {
