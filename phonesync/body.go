@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -98,6 +99,11 @@ func ParseFeatureRequest(body []byte) (FeatureRequest, error) {
 					req.Reason = r.trimmedText()
 				}
 			}
+		}
+		if strings.ContainsFunc(req.AgentID, unicode.IsControl) || strings.ContainsFunc(req.Reason, unicode.IsControl) {
+			// No agent ID or reason code has one; XML allows DEL and C1,
+			// which the answer could only write back as U+FFFD.
+			return FeatureRequest{}, badBody("SetAgentState: agentID or reason with a control character")
 		}
 	default:
 		return FeatureRequest{}, badBody("root element %q is not SetDoNotDisturb, SetForwarding or SetAgentState", clipForError(root.local))

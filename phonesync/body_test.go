@@ -102,6 +102,7 @@ func TestParseFeatureRequestFixtures(t *testing.T) {
 		{file: "feature_bad_boolean.xml", wantErr: `doNotDisturbOn "yes" is not a boolean`},
 		{file: "feature_bad_forwarding_type.xml", wantErr: `forwardingType "forwardBusyInt"`},
 		{file: "feature_bad_ring_count.xml", wantErr: `ringCount "-3"`},
+		{file: "feature_bad_agent_control_char.xml", wantErr: "agentID or reason with a control character"},
 		{file: "feature_bad_agent_state.xml", wantErr: `requestedAgentState "agentBusy"`},
 		{file: "feature_bad_missing_state.xml", wantErr: "SetDoNotDisturb without doNotDisturbOn"},
 		{file: "feature_bad_doctype.xml", wantErr: "DTDs"},
