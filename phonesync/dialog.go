@@ -67,6 +67,9 @@ type subscription struct {
 	remoteTag   string  // the phone's From-tag
 	localURI    sip.Uri // SUBSCRIBE's To URI
 	remoteURI   sip.Uri // SUBSCRIBE's From URI
+	// routes is the route set: the SUBSCRIBE's Record-Route, in the order
+	// received (RFC 3261 §12.1.1); refreshes do not change it (§12.2).
+	routes []sip.Uri
 
 	// reqMu serialises the phone's change requests on this dialog, so two
 	// quick re-SUBSCRIBEs reach the Service in the order they were answered.
@@ -193,6 +196,10 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 			respond(tx, sip.NewResponseFromRequest(req, 400, "Missing Contact", nil))
 			return
 		}
+		if _, ok := routeSet(req, false); !ok {
+			respond(tx, sip.NewResponseFromRequest(req, 400, "Too Many Record-Route Entries", nil))
+			return
+		}
 		sub = s.newSubscription(req, dn, pkg, eventHeader, fromTag, expires)
 	} else {
 		sub = s.lookup(dialogID{callID.Value(), fromTag})
@@ -301,6 +308,7 @@ func (s *Server) newSubscription(req *sip.Request, dn, pkg, eventHeader, fromTag
 	if transport == "TLS" {
 		port = s.tlsPort
 	}
+	routes, _ := routeSet(req, false) // its length was checked by onSubscribe
 	sub := &subscription{
 		id:           dialogID{req.CallID().Value(), fromTag},
 		key:          subKey{dn, pkg},
@@ -312,6 +320,7 @@ func (s *Server) newSubscription(req *sip.Request, dn, pkg, eventHeader, fromTag
 		remoteTag:    fromTag,
 		localURI:     bareURI(req.To().Address),
 		remoteURI:    bareURI(req.From().Address),
+		routes:       routes,
 		remoteTarget: req.Contact().Address,
 		source:       req.Source(),
 		transport:    transport,
@@ -360,7 +369,9 @@ func (s *Server) insert(sub *subscription) int {
 	return 0
 }
 
-// refresh takes a re-SUBSCRIBE's new expiry and flow.
+// refresh takes a re-SUBSCRIBE's new expiry and flow: its Contact is the
+// new remote target (a target refresh, RFC 6665 §4.1.2.1); the route set
+// stays as the dialog began (RFC 3261 §12.2).
 func (s *Server) refresh(sub *subscription, req *sip.Request, expires time.Duration) {
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
@@ -783,7 +794,7 @@ func (s *Server) sendFullState(sub *subscription) {
 		sub.mu.Lock()
 		udp := sub.transport == "UDP"
 		sub.mu.Unlock()
-		perFeature = udp && len(body) > udpNotifyLimit()
+		perFeature = udp && len(body) > udpNotifyLimit()-routeHeaderBytes(sub.routes)
 	}
 	if !perFeature {
 		s.sendNotify(sub, "", ctype, body, s.cfg.RequestTimeout)

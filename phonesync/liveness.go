@@ -180,16 +180,18 @@ func (s *Server) sweep(now time.Time) {
 type flow struct {
 	dn                  string
 	target              sip.Uri
+	routes              []sip.Uri // the dialog's route set (never modified)
 	source, transport   string
 	host                string
 	port                int
 	localURI, remoteURI sip.Uri
+	sub                 *subscription // the dialog the flow belongs to
 }
 
 func (sub *subscription) flowLocked() flow {
 	return flow{
-		dn: sub.dn, target: sub.remoteTarget, source: sub.source, transport: sub.transport,
-		host: sub.localHost, port: sub.localPort, localURI: sub.localURI, remoteURI: sub.remoteURI,
+		dn: sub.dn, target: sub.remoteTarget, routes: sub.routes, source: sub.source, transport: sub.transport,
+		host: sub.localHost, port: sub.localPort, localURI: sub.localURI, remoteURI: sub.remoteURI, sub: sub,
 	}
 }
 
@@ -243,15 +245,37 @@ feed:
 	wg.Wait()
 }
 
-// ping sends one out-of-dialog OPTIONS over the phone's flow; any answer
-// at all is contact.
+// ping sends one OPTIONS over the phone's flow; any answer at all is
+// contact. A phone reached straight gets it outside any dialog. Behind a
+// proxy it goes inside the subscription's dialog, with its route set: a
+// record-routing proxy relays only in-dialog requests that carry its
+// Route (RFC 3261 §16.12); one with no To-tag it takes for a new request
+// of its own to route, which would not reach the phone.
 func (s *Server) ping(f flow) {
 	if s.ctx.Err() != nil {
 		return
 	}
 	from := &sip.FromHeader{Address: f.localURI, Params: sip.NewParams()}
-	from.Params.Add("tag", sip.GenerateTagN(16))
-	req := s.outboundWithHeaders(sip.OPTIONS, f, from, &sip.ToHeader{Address: f.remoteURI}, randomToken(16), 1)
+	to := &sip.ToHeader{Address: f.remoteURI}
+	callID, cseq := randomToken(16), uint32(1)
+	if len(f.routes) > 0 && f.sub != nil {
+		sub := f.sub
+		sub.mu.Lock()
+		sub.cseq++ // the dialog's CSeq, shared with its NOTIFYs (§12.2.1.1)
+		cseq = sub.cseq
+		persistCSeq := sub.transport == "UDP" && cseq-sub.savedCSeq >= restartCSeqGap/2 // as sendNotify
+		sub.mu.Unlock()
+		if persistCSeq {
+			s.markDirty(sub)
+		}
+		callID = sub.callID
+		from.Params.Add("tag", sub.localTag)
+		to.Params = sip.NewParams()
+		to.Params.Add("tag", sub.remoteTag)
+	} else {
+		from.Params.Add("tag", sip.GenerateTagN(16))
+	}
+	req := s.outboundWithHeaders(sip.OPTIONS, f, from, to, callID, cseq)
 	req.SetBody(nil)
 	ctx, cancel := context.WithTimeout(s.ctx, min(s.cfg.RequestTimeout, s.cfg.OptionsInterval))
 	defer cancel()
@@ -263,18 +287,61 @@ func (s *Server) ping(f flow) {
 }
 
 // outbound starts a request to a phone over its flow: Request-URI, Via,
-// and the routing that makes it leave where the phone's SUBSCRIBE came in.
+// Route, and where it goes (sip.md §4.3, "where to send"). With a route
+// set, to its first entry (RFC 3261 §12.2.1.1, routeRequest). Without
+// one, over UDP back to where the phone's SUBSCRIBE came from (NAT); over
+// TCP or TLS over the connection the phone opened while it is open (a
+// phone behind NAT cannot be reached at its Contact), else to the remote
+// target.
 func (s *Server) outbound(method sip.RequestMethod, f flow) *sip.Request {
-	req := sip.NewRequest(method, f.target)
-	req.SetTransport(f.transport)
-	req.SetDestination(f.source) // back over the phone's flow (NAT, TCP), sip.md §4.2
-	if f.transport == "UDP" {
+	ruri, route, next := routeRequest(f.target, f.routes)
+	transport, host, port := f.transport, f.host, f.port
+	var dest string
+	switch {
+	case len(f.routes) > 0:
+		transport = hopTransport(next, f.transport)
+		if transport != f.transport {
+			port = s.listenPort(transport)
+		}
+		dest = hopAddr(next, transport)
+	case transport == "UDP" || s.connectionOpen(transport, f.source):
+		dest = f.source
+	default:
+		dest = hopAddr(f.target, transport)
+	}
+	req := sip.NewRequest(method, ruri)
+	req.SetTransport(transport)
+	req.SetDestination(dest)
+	if transport == "UDP" {
 		s.udpLaddr.Copy(&req.Laddr) // from the listening port
 	}
-	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: f.transport, Host: f.host, Port: f.port, Params: sip.NewParams()}
+	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: transport, Host: host, Port: port, Params: sip.NewParams()}
 	via.Params.Add("branch", sip.GenerateBranchN(16))
 	req.AppendHeader(via)
+	for _, r := range route {
+		req.AppendHeader(&sip.RouteHeader{Address: r})
+	}
 	return req
+}
+
+// listenPort is our port for transport (Via, Contact).
+func (s *Server) listenPort(transport string) int {
+	if transport == "TLS" {
+		return s.tlsPort
+	}
+	return s.port
+}
+
+// connectionOpen says whether sipgo holds an open connection to addr over
+// transport (it pools the ones phones open by their remote address, and
+// sends a request to that address over it).
+func (s *Server) connectionOpen(transport, addr string) bool {
+	c, err := s.ua.TransportLayer().GetConnection(transport, addr)
+	if err != nil || c == nil {
+		return false
+	}
+	_, _ = c.TryClose() // GetConnection took a reference
+	return true
 }
 
 // outboundWithHeaders is outbound with From, To, Call-ID, CSeq, Max-Forwards and
@@ -288,7 +355,8 @@ func (s *Server) outboundWithHeaders(method sip.RequestMethod, f flow, from *sip
 	req.AppendHeader(&cid)
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: cseq, MethodName: method})
 	req.AppendHeader(&maxf)
-	req.AppendHeader(contactHeader(f.host, f.port, f.transport))
+	via := req.Via()
+	req.AppendHeader(contactHeader(f.host, via.Port, via.Transport))
 	return req
 }
 

@@ -52,6 +52,10 @@ type persistedDialog struct {
 	LocalHost    string    `json:"local_host"`
 	CSeq         uint32    `json:"cseq"`
 	Expires      time.Time `json:"expires"`
+	// RouteSet is the dialog's route set, first hop first. Absent (a file
+	// from before route sets were kept, or a phone reached straight) is
+	// none, so stateVersion stays.
+	RouteSet []string `json:"route_set,omitempty"`
 }
 
 // markDirty asks the persistence loop for a write; it never blocks.
@@ -99,6 +103,7 @@ func (s *Server) snapshot() []persistedDialog {
 				LocalURI: sub.localURI.String(), RemoteURI: sub.remoteURI.String(),
 				RemoteTarget: sub.remoteTarget.String(), Source: sub.source, Transport: sub.transport,
 				LocalHost: sub.localHost, CSeq: sub.cseq, Expires: sub.expires,
+				RouteSet: routeStrings(sub.routes),
 			})
 			sub.savedCSeq = sub.cseq
 		}
@@ -228,6 +233,10 @@ func (s *Server) restore(d persistedDialog, now time.Time) (*subscription, bool)
 	if sip.ParseUri(d.LocalURI, &local) != nil || sip.ParseUri(d.RemoteURI, &remote) != nil || sip.ParseUri(d.RemoteTarget, &target) != nil {
 		return nil, false
 	}
+	routes, ok := parseRoutes(d.RouteSet)
+	if !ok {
+		return nil, false
+	}
 	host := s.bindHost
 	if host == "" {
 		host = d.LocalHost
@@ -243,6 +252,7 @@ func (s *Server) restore(d persistedDialog, now time.Time) (*subscription, bool)
 		remoteTag:    d.RemoteTag,
 		localURI:     local,
 		remoteURI:    remote,
+		routes:       routes,
 		remoteTarget: target,
 		source:       d.Source,
 		transport:    "UDP",

@@ -66,12 +66,18 @@ type presentity struct {
 	dn   string
 	kick chan struct{} // cap 1: the PBX terminated the subscription
 
-	mu          sync.Mutex // dialog state below
-	callID      string
-	localTag    string // our From tag
-	remoteTag   string // the PBX's To tag, from the 2xx or a NOTIFY
-	cseq        uint32
-	target      sip.Uri // Request-URI: the PBX's Contact once known
+	mu        sync.Mutex // dialog state below
+	callID    string
+	localTag  string // our From tag
+	remoteTag string // the PBX's To tag, from the 2xx or a NOTIFY
+	cseq      uint32
+	target    sip.Uri // Request-URI: the PBX's Contact once known
+	// routes is the dialog's route set, set once by the message that
+	// establishes the dialog (routed says it was): the 2xx's Record-Route
+	// reversed (RFC 3261 §12.1.2), or a NOTIFY's in order when one comes
+	// first (RFC 6665 §4.1.2.4; we are its UAS, §12.1.1).
+	routes      []sip.Uri
+	routed      bool
 	established bool
 	expires     time.Duration // what we ask for (Min-Expires may raise it)
 	retryAfter  time.Duration // from a terminating NOTIFY
@@ -216,6 +222,10 @@ func (w *presenceWatcher) subscribe(ctx context.Context, p *presentity) (refresh
 		}
 		switch {
 		case res.StatusCode >= 200 && res.StatusCode < 300:
+			if _, ok := routeSet(res, true); !ok {
+				w.forget(p)
+				return refreshPlan{}, fmt.Errorf("SUBSCRIBE %s: 2xx with more than %d Record-Route entries", p.dn, maxRouteSet)
+			}
 			granted, ok := p.accept(res)
 			if !ok {
 				// A terminating NOTIFY ended the dialog while we waited.
@@ -313,7 +323,14 @@ func (w *presenceWatcher) buildSubscribe(p *presentity, expires time.Duration) (
 	if expires < 0 {
 		expires = p.expires
 	}
-	req := sip.NewRequest(sip.SUBSCRIBE, p.target)
+	// In the dialog, the route set decides the Request-URI, the Route
+	// headers and the next hop (RFC 3261 §12.2.1.1); the first SUBSCRIBE
+	// and a dialog without one go to the PBX's address.
+	ruri, route, next := p.target, []sip.Uri(nil), sip.Uri{}
+	if p.established {
+		ruri, route, next = routeRequest(p.target, p.routes)
+	}
+	req := sip.NewRequest(sip.SUBSCRIBE, ruri)
 	from := sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: presenceUser, Host: contact.Host}, Params: sip.NewParams()}
 	from.Params.Add("tag", p.localTag)
 	to := sip.ToHeader{Address: presentityURI, Params: sip.NewParams()}
@@ -334,10 +351,19 @@ func (w *presenceWatcher) buildSubscribe(p *presentity, expires time.Duration) (
 	req.AppendHeader(sip.NewHeader("Event", presenceEvent))
 	req.AppendHeader(sip.NewHeader("Accept", pidfContentType))
 	req.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(expires/time.Second))))
-	req.SetTransport("UDP")
-	// Always to the configured PBX: its Contact may name an address we
-	// cannot reach, the trunk address we can.
-	req.SetDestination(w.cfg.PBX)
+	for _, r := range route {
+		req.AppendHeader(&sip.RouteHeader{Address: r})
+	}
+	if len(route) > 0 {
+		transport := hopTransport(next, "UDP")
+		req.SetTransport(transport)
+		req.SetDestination(hopAddr(next, transport))
+	} else {
+		req.SetTransport("UDP")
+		// To the configured PBX: its Contact may name an address we
+		// cannot reach, the trunk address we can.
+		req.SetDestination(w.cfg.PBX)
+	}
 	req.SetBody(nil)
 	return req, refreshing, nil
 }
@@ -398,6 +424,10 @@ func (p *presentity) accept(res *sip.Response) (granted time.Duration, ok bool) 
 	if c := res.Contact(); c != nil && c.Address.Host != "" {
 		p.target = c.Address
 	}
+	if !p.routed { // the route set is fixed once the dialog exists (§12.2)
+		p.routes, _ = routeSet(res, true) // its length was checked by subscribe
+		p.routed = true
+	}
 	p.established = true
 	granted = p.expires
 	if h := res.GetHeader("Expires"); h != nil {
@@ -413,6 +443,7 @@ func (w *presenceWatcher) forget(p *presentity) {
 	p.mu.Lock()
 	callID := p.callID
 	p.callID, p.localTag, p.remoteTag, p.established = "", "", "", false
+	p.routes, p.routed = nil, false
 	p.mu.Unlock()
 	if callID != "" {
 		w.mu.Lock()
@@ -485,6 +516,14 @@ func (w *presenceWatcher) handleNotify(req *sip.Request) int {
 	if p.remoteTag == "" {
 		if from := req.From(); from != nil {
 			p.remoteTag, _ = from.Params.Get("tag")
+		}
+	}
+	if !p.routed {
+		if routes, ok := routeSet(req, false); ok {
+			p.routes, p.routed = routes, true
+		}
+		if c := req.Contact(); c != nil && c.Address.Host != "" {
+			p.target = c.Address
 		}
 	}
 	p.mu.Unlock()
