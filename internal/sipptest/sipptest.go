@@ -108,7 +108,9 @@ func (p *Phone) Subscribe() *Phone {
 }
 
 // request sends an in-dialog re-SUBSCRIBE carrying body (a CSTA request
-// such as SetDoNotDisturb) and expects status. expires 0 unsubscribes.
+// such as SetDoNotDisturb) and expects status. expires 0 unsubscribes. It
+// carries the route set Subscribe's 200 recorded (rrs), so it passes a
+// record-routing proxy (nothing when there is none).
 func (p *Phone) request(body string, expires, status int) *Phone {
 	ctype := ""
 	if body != "" {
@@ -120,6 +122,7 @@ func (p *Phone) request(body string, expires, status int) *Phone {
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
       From: <sip:[service]@[local_ip]>;tag=[pid]SIPpTag00[call_number]
       To: <sip:[service]@[remote_ip]>[peer_tag_param]
+      [routes]
       Call-ID: [call_id]
       CSeq: %d SUBSCRIBE
       Contact: <sip:[service]@[local_ip]:[local_port];transport=[transport]>
