@@ -74,6 +74,11 @@ type subscription struct {
 	// reqMu serialises the phone's change requests on this dialog, so two
 	// quick re-SUBSCRIBEs reach the Service in the order they were answered.
 	reqMu sync.Mutex
+	// sendMu is held by the request of ours in flight on this dialog (a
+	// NOTIFY, or an OPTIONS ping behind a proxy), from taking its CSeq to
+	// its answer: a phone refuses a request whose CSeq is below one it has
+	// seen (RFC 3261 §12.2.2), so they must arrive in CSeq order.
+	sendMu sync.Mutex
 
 	mu           sync.Mutex
 	remoteTarget sip.Uri // Contact of the latest SUBSCRIBE
@@ -817,6 +822,8 @@ func (s *Server) sendFullState(sub *subscription) {
 // answer; state "" means active with the time left. It reports false when
 // the subscription is gone (the phone answered 481).
 func (s *Server) sendNotify(sub *subscription, state, ctype string, body []byte, timeout time.Duration) bool {
+	sub.sendMu.Lock()
+	defer sub.sendMu.Unlock()
 	sub.mu.Lock()
 	sub.cseq++
 	cseq := sub.cseq

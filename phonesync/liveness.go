@@ -260,6 +260,10 @@ func (s *Server) ping(f flow) {
 	callID, cseq := randomToken(16), uint32(1)
 	if len(f.routes) > 0 && f.sub != nil {
 		sub := f.sub
+		if !sub.sendMu.TryLock() {
+			return // a NOTIFY is in flight: its answer is contact enough
+		}
+		defer sub.sendMu.Unlock()
 		sub.mu.Lock()
 		sub.cseq++ // the dialog's CSeq, shared with its NOTIFYs (§12.2.1.1)
 		cseq = sub.cseq

@@ -27,10 +27,11 @@ import (
 //
 //	Server.lifeMu -> Server.serviceMu -> Server.mu -> subscription.mu -> Server.workMu
 //	subscription.reqMu -> subscription.mu
+//	subscription.sendMu -> subscription.mu
 //	Server.saveMu -> Server.mu
 //
-// Only lifeMu, serviceMu, reqMu and saveMu are held while calling the
-// Service or doing I/O; mu, subscription.mu and workMu never are.
+// Only lifeMu, serviceMu, reqMu, sendMu and saveMu are held while calling
+// the Service or doing I/O; mu, subscription.mu and workMu never are.
 
 // Event packages the connector is notifier for (sip.md §1.2, §1.4).
 const (
