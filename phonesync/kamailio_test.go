@@ -19,7 +19,8 @@ const kamailioConfig = "testdata/kamailio/proxy.cfg.tmpl"
 // in-dialog rule (loose_route() or 404, testdata/kamailio) subscribes
 // through it, gets its full state, hears a DND change the gateway
 // publishes, and unsubscribes: every in-dialog request in both directions
-// passes the proxy, which Record-Routes the dialog (issue 14). Before the
+// passes the proxy, which Record-Routes the dialog (issue 14), and so do
+// the connector's liveness pings. Before the
 // route set was kept the NOTIFYs carried no Route and Kamailio answered
 // them 404 Not here.
 func TestPhoneBehindKamailio(t *testing.T) {
@@ -27,6 +28,8 @@ func TestPhoneBehindKamailio(t *testing.T) {
 	svc := newFakeSvc("1001")
 	cfg := testConfig()
 	cfg.RequireAuth = true // sipptest's phone answers a digest challenge
+	cfg.OptionsInterval = 100 * time.Millisecond
+	cfg.LivenessTimeout = time.Hour // pings without reports; the test looks at the proxy
 	s := startServer(t, cfg, svc)
 	proxy := kamailiotest.Start(t, kamailioConfig, map[string]string{"CONNECTOR": s.Addr()})
 
@@ -66,6 +69,12 @@ func TestPhoneBehindKamailio(t *testing.T) {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+	// A liveness ping passes the proxy too (in the dialog, with its Route;
+	// sipp answers it with -aa).
+	waitFor(t, "an OPTIONS ping relayed by kamailio and answered", func() bool {
+		log := proxy.Log.String()
+		return strings.Contains(log, "relay in-dialog OPTIONS") && strings.Contains(log, "reply 200 to OPTIONS")
+	})
 	svc.mu.Lock()
 	svc.devices["1001"].DoNotDisturb = true
 	svc.mu.Unlock()
@@ -90,6 +99,7 @@ func TestPhoneBehindKamailio(t *testing.T) {
 	if got := sample(t, s, refused); got != 0 {
 		t.Errorf("%v NOTIFYs refused", got)
 	}
+
 	if t.Failed() {
 		t.Logf("kamailio:\n%s", log)
 	}
