@@ -48,6 +48,32 @@ func (c Change) feature() feature {
 	return feature{kind: c.Kind}
 }
 
+// numFeatureSlots is how many features a subscription tracks (slot).
+const numFeatureSlots = 6
+
+// slot is f's index in subscription.shown; -1 for none (an unknown kind).
+func (f feature) slot() int {
+	switch f.kind {
+	case ChangeDoNotDisturb:
+		return 0
+	case ChangeForwarding:
+		switch f.fwd {
+		case ForwardImmediate:
+			return 1
+		case ForwardBusy:
+			return 2
+		case ForwardNoAns:
+			return 3
+		}
+		return -1
+	case ChangeAgent:
+		return 4
+	case ChangeHoteling:
+		return 5
+	}
+	return -1
+}
+
 // fullStateFeatures are what an as-feature-event full state shows.
 var fullStateFeatures = []feature{
 	{kind: ChangeDoNotDisturb},
@@ -118,9 +144,9 @@ type subscription struct {
 	dead         bool // terminated or replaced: accepts nothing more
 	resync       bool // NOTIFYs were coalesced while the phone was out of service
 	hotel        hotelingChallenge
-	// shown is the version of each value last sent to the phone (see
-	// Version and showLocked).
-	shown map[feature]Version
+	// shown is the version of each value last sent to the phone, by
+	// feature.slot (see Version and showLocked).
+	shown [numFeatureSlots]Version
 }
 
 // hotelingChallenge is the nonce of a pending hoteling sign-in (sip.md §1.4).
@@ -693,14 +719,15 @@ func (sub *subscription) showLocked(f feature, v Version, read bool) bool {
 	if v == 0 {
 		return true
 	}
-	last := sub.shown[f]
+	i := f.slot()
+	if i < 0 {
+		return true
+	}
+	last := sub.shown[i]
 	if v < last || (v == last && !read) {
 		return false
 	}
-	if sub.shown == nil {
-		sub.shown = make(map[feature]Version, len(fullStateFeatures))
-	}
-	sub.shown[f] = v
+	sub.shown[i] = v
 	return true
 }
 

@@ -123,3 +123,33 @@ func TestUnversionedChangesStillSent(t *testing.T) {
 		}
 	}
 }
+
+// TestShowRules: what a subscription sends of one feature given the
+// version last shown: a published change only above it, a value read at
+// send time at or above it; unversioned always; features apart.
+func TestShowRules(t *testing.T) {
+	dnd := feature{kind: ChangeDoNotDisturb}
+	cfa := feature{kind: ChangeForwarding, fwd: ForwardImmediate}
+	steps := []struct {
+		f    feature
+		v    Version
+		read bool
+		want bool
+	}{
+		{dnd, 5, false, true},  // first change
+		{dnd, 5, false, false}, // the same change again
+		{dnd, 4, false, false}, // older
+		{dnd, 5, true, true},   // a read at the same version: an answer, sent
+		{dnd, 4, true, false},  // a read older than what was sent
+		{cfa, 3, false, true},  // another feature has its own version
+		{dnd, 0, false, true},  // unversioned: always
+		{dnd, 6, false, true},  // newer
+		{feature{kind: ChangeForwarding, fwd: "forwardUnknown"}, 1, false, true},
+	}
+	var sub subscription
+	for i, s := range steps {
+		if got := sub.show(s.f, s.v, s.read); got != s.want {
+			t.Errorf("step %d (%+v v%d read %t): %t, want %t", i, s.f, s.v, s.read, got, s.want)
+		}
+	}
+}
