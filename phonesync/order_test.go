@@ -97,6 +97,13 @@ func TestRefreshFullStateSupersedesQueuedChanges(t *testing.T) {
 	if res := p.subscribe(subOpts{}); res.StatusCode != 200 { // refresh: a full state is due
 		t.Fatalf("re-SUBSCRIBE: %d", res.StatusCode)
 	}
+	// The full state is queued just after the 200 is sent.
+	sub := s.lookup(dialogID{p.callID, p.fromTag})
+	waitFor(t, "the full state due", func() bool {
+		sub.mu.Lock()
+		defer sub.mu.Unlock()
+		return sub.full
+	})
 	p.releaseAnswers()
 	if got := forwardToOf(p.nextNotify().Body()); got != 2 {
 		t.Fatalf("after the refresh: forwardTo %d, want the full state with 2", got)
