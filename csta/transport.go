@@ -17,6 +17,9 @@ type transport interface {
 	// writeFrames writes already-framed messages and flushes once.
 	writeFrames(frames [][]byte, deadline time.Time) error
 	remoteAddr() string
+	// closing records why the connection is about to end, before close:
+	// a WebSocket says it in its Close frame (RFC 6455 §5.5.1).
+	closing(code closeCode, reason string)
 	close()
 }
 
@@ -54,6 +57,8 @@ func (t *tcpTransport) writeFrames(frames [][]byte, deadline time.Time) error {
 }
 
 func (t *tcpTransport) remoteAddr() string { return t.nc.RemoteAddr().String() }
+
+func (t *tcpTransport) closing(closeCode, string) {}
 
 func (t *tcpTransport) close() { t.closeOnce.Do(func() { t.nc.Close() }) }
 
