@@ -24,6 +24,13 @@ const (
 	textFrameOverhead = 1 + textHeaderLen - HeaderSize
 )
 
+// Strict: a header is exactly one encoding of 8 bytes, so nothing can hide
+// in the padding bits. Made once: Strict copies the Encoding.
+var (
+	textHeaderEncoding         = base64.StdEncoding.Strict()
+	textHeaderEncodingUnpadded = base64.RawStdEncoding.Strict()
+)
+
 // ParseTextFrame parses exactly one Zultys-dialect text message. It is as
 // lenient as the TCP framing (ASCII "00" format bytes) and, in the same
 // spirit, takes the base64 header without its padding (11 characters).
@@ -33,11 +40,11 @@ func ParseTextFrame(b []byte, maxSize int) (Frame, error) {
 		return Frame{}, fmt.Errorf("%w: empty text message, no header length character", ErrBadHeader)
 	}
 	n := int(b[0])
-	enc := base64.StdEncoding
+	enc := textHeaderEncoding
 	switch n {
 	case textHeaderLen:
 	case textHeaderLen - 1:
-		enc = base64.RawStdEncoding
+		enc = textHeaderEncodingUnpadded
 	default:
 		return Frame{}, fmt.Errorf("%w: header length character %#02x, want 0x0c (12 base64 characters)", ErrBadHeader, b[0])
 	}
@@ -45,10 +52,8 @@ func ParseTextFrame(b []byte, maxSize int) (Frame, error) {
 		return Frame{}, fmt.Errorf("%w: text message of %d bytes ends inside its %d-character header", ErrBadHeader, len(b), n)
 	}
 	var h [HeaderSize + 1]byte // DecodedLen(12) is 9
-	// Strict: a header is exactly one encoding of 8 bytes, so nothing can
-	// hide in the padding bits; Decode's skipping of CR and LF leaves too
-	// few characters, which fails below.
-	got, err := enc.Strict().Decode(h[:], b[1:1+n])
+	// Decode's skipping of CR and LF leaves too few characters: fails below.
+	got, err := enc.Decode(h[:], b[1:1+n]) // h escapes there: 16 bytes a message
 	if err != nil || got != HeaderSize {
 		return Frame{}, fmt.Errorf("%w: header %q is not base64 of 8 bytes", ErrBadHeader, b[1:1+n])
 	}

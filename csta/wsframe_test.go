@@ -127,3 +127,30 @@ func TestCloseReasonText(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkTextFrame: the Zultys dialect's cost per message over the
+// binary one — parse a request, transcode an answer.
+func BenchmarkTextFrame(b *testing.B) {
+	msg := zultysFixture(b, "monitor_start.msg")
+	frame, _ := AppendFrame(nil, 1, msg[13:])
+	b.Run("ParseTextFrame", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := ParseTextFrame(msg, MaxFrameSize); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("ParseFrame", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := ParseFrame(frame, MaxFrameSize); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("AppendTextFrame", func(b *testing.B) {
+		buf := make([]byte, 0, 512)
+		for b.Loop() {
+			buf, _ = AppendTextFrame(buf[:0], frame)
+		}
+	})
+}
