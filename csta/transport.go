@@ -9,7 +9,7 @@ import (
 )
 
 // transport is one client connection's byte path: TCP (8-byte header framing)
-// or WebSocket (one binary message per frame). A connection has exactly one
+// or WebSocket (one message per frame, binary or Zultys text). A connection has exactly one
 // reader and one writer goroutine; close may be called from anywhere.
 type transport interface {
 	readFrame(maxSize int) (Frame, error)
