@@ -35,6 +35,7 @@ var restartSections = []string{"xsi.", "simulator.", "hoteling.", "sip.", "journ
 // sync server's limits (phonesync.Server.Reload).
 var liveKeys = []string{
 	"sip.limits.max_subscriptions",
+	"sip.limits.max_subscriptions_per_line",
 	"sip.limits.subscribe_rate",
 	"sip.limits.subscribe_burst",
 	"sip.limits.max_body_bytes",

@@ -69,10 +69,12 @@ type SIPSubscription struct {
 
 // SIPLimits bound what phones may consume.
 type SIPLimits struct {
-	MaxSubscriptions int     `mapstructure:"max_subscriptions"`
-	SubscribeRate    float64 `mapstructure:"subscribe_rate"` // per second per source address
-	SubscribeBurst   int     `mapstructure:"subscribe_burst"`
-	MaxBodyBytes     int     `mapstructure:"max_body_bytes"`
+	MaxSubscriptions int `mapstructure:"max_subscriptions"`
+	// Devices subscribed to one line for one event package.
+	MaxSubscriptionsPerLine int     `mapstructure:"max_subscriptions_per_line"`
+	SubscribeRate           float64 `mapstructure:"subscribe_rate"` // per second per source address
+	SubscribeBurst          int     `mapstructure:"subscribe_burst"`
+	MaxBodyBytes            int     `mapstructure:"max_body_bytes"`
 	// SIP over TCP and TLS together: connections open at once, from one IP
 	// address, and the time without a byte read that closes one.
 	TCPMaxConnections          int           `mapstructure:"tcp_max_connections"`
@@ -100,6 +102,11 @@ const (
 	maxSIPBodyBytes = 1 << 20
 )
 
+// maxSubscriptionsPerLine bounds sip.limits.max_subscriptions_per_line: a
+// change to a line is one NOTIFY per device, so a line is no broadcast
+// medium.
+const maxSubscriptionsPerLine = 1000
+
 // defaultSIP is phonesync.DefaultConfig() plus the demo credentials: the
 // demo's phones 4001..4004 and hot desks, and agents agent1..agent4 (see
 // defaultDirectory), each with an obvious password.
@@ -121,8 +128,10 @@ func defaultSIP() SIP {
 		Limits: SIPLimits{
 			MaxSubscriptions: d.MaxSubscriptions,
 			SubscribeRate:    d.SubscribeRate,
-			SubscribeBurst:   d.SubscribeBurst,
-			MaxBodyBytes:     d.MaxBodyBytes,
+
+			MaxSubscriptionsPerLine: d.MaxSubscriptionsPerLine,
+			SubscribeBurst:          d.SubscribeBurst,
+			MaxBodyBytes:            d.MaxBodyBytes,
 
 			TCPMaxConnections:          d.TCPMaxConnections,
 			TCPMaxConnectionsPerSource: d.TCPMaxConnectionsPerSource,
@@ -155,8 +164,10 @@ func (c *Config) PhoneSync() phonesync.Config {
 		DefaultExpires:   s.Subscription.DefaultExpires,
 		MaxSubscriptions: s.Limits.MaxSubscriptions,
 		SubscribeRate:    s.Limits.SubscribeRate,
-		SubscribeBurst:   s.Limits.SubscribeBurst,
-		MaxBodyBytes:     s.Limits.MaxBodyBytes,
+
+		MaxSubscriptionsPerLine: s.Limits.MaxSubscriptionsPerLine,
+		SubscribeBurst:          s.Limits.SubscribeBurst,
+		MaxBodyBytes:            s.Limits.MaxBodyBytes,
 
 		TCPMaxConnections:          s.Limits.TCPMaxConnections,
 		TCPMaxConnectionsPerSource: s.Limits.TCPMaxConnectionsPerSource,
@@ -247,6 +258,7 @@ func validateSIP(ps *problems, c *Config) {
 
 	l := s.Limits
 	between(ps, "sip.limits.max_subscriptions", l.MaxSubscriptions, 1, math.MaxInt)
+	between(ps, "sip.limits.max_subscriptions_per_line", l.MaxSubscriptionsPerLine, 1, maxSubscriptionsPerLine)
 	if !(l.SubscribeRate > 0) || math.IsInf(l.SubscribeRate, 0) {
 		ps.add("sip.limits.subscribe_rate", "must be a positive number (SUBSCRIBEs per second per source address), got %s", formatFloat(l.SubscribeRate))
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -97,18 +98,32 @@ func (c *conn) auth() Auth { return *c.srv.config().auth(c.transportKind) }
 
 // ---- closing ----
 
+// closeCode is the status a WebSocket connection is closed with (RFC 6455
+// §7.4.1); a TCP connection has no such thing and ignores it.
+type closeCode int
+
+const (
+	closeNormal          closeCode = 1000
+	closeGoingAway       closeCode = 1001 // server shutdown
+	closeProtocolError   closeCode = 1002 // framing that cannot be trusted
+	closeInvalidPayload  closeCode = 1007 // a text message that is not UTF-8 (§8.1)
+	closePolicyViolation closeCode = 1008 // a limit or the authentication
+	closeMessageTooBig   closeCode = 1009 // over csta.limits.max_frame_bytes
+)
+
 // closeGraceful ends the connection after the queued frames are written.
-func (c *conn) closeGraceful(reason string) {
+func (c *conn) closeGraceful(code closeCode, reason string) {
 	c.graceful.Store(true)
-	c.end(reason, false)
+	c.end(code, reason, false)
 }
 
 // closeHard ends the connection at once, dropping queued frames.
-func (c *conn) closeHard(reason string) { c.end(reason, true) }
+func (c *conn) closeHard(code closeCode, reason string) { c.end(code, reason, true) }
 
-func (c *conn) end(reason string, hard bool) {
+func (c *conn) end(code closeCode, reason string, hard bool) {
 	c.closeOnce.Do(func() {
 		c.log.Info("CSTA connection closing", "reason", reason)
+		c.t.closing(code, reason)
 		close(c.done)
 		c.cancel()
 		if hard {
@@ -162,7 +177,7 @@ func (c *conn) enqueue(frame []byte) {
 	case c.out <- frame:
 	default:
 		c.log.Warn("CSTA client not reading: write queue full, disconnecting", "queue", cap(c.out))
-		c.closeHard("slow consumer")
+		c.closeHard(closePolicyViolation, "slow consumer")
 	}
 }
 
@@ -245,7 +260,7 @@ func (c *conn) collect(batch [][]byte) [][]byte {
 func (c *conn) write(batch [][]byte) bool {
 	if err := c.t.writeFrames(batch, time.Now().Add(c.srv.config().WriteTimeout)); err != nil {
 		c.log.Warn("CSTA write failed", "err", err)
-		c.closeHard("write failed")
+		c.closeHard(closeNormal, "write failed")
 		return false
 	}
 	return true
@@ -259,7 +274,7 @@ var errEOF = errors.New("csta: connection closed by the client")
 func (c *conn) readLoop() {
 	defer c.srv.wg.Done()
 	defer c.cleanup()
-	defer c.end("read loop ended", true)
+	defer c.end(closeNormal, "read loop ended", true)
 	if tt, ok := c.t.(*tcpTransport); ok {
 		if err := tt.handshake(c.srv.config().HandshakeTimeout); err != nil {
 			c.log.Warn("CSTA TLS handshake failed", "err", err)
@@ -283,18 +298,24 @@ func (c *conn) readLoop() {
 				continue
 			case errors.Is(err, ErrBadHeader):
 				c.log.Warn("CSTA framing error, closing", "err", err) // FrameReader's errors quote no more than the 8-byte header
-				c.closeGraceful("framing error: " + err.Error())
+				code := closeProtocolError
+				var wce *wsCloseError
+				if errors.As(err, &wce) {
+					code = wce.code
+				}
+				// The reason is also a WebSocket Close frame's: no prefix to spend its 123 bytes on.
+				c.closeGraceful(code, "framing error: "+strings.TrimPrefix(err.Error(), ErrBadHeader.Error()+": "))
 			case c.closed():
 			case errors.Is(err, io.EOF), errors.Is(err, errEOF):
-				c.closeGraceful("client closed the connection")
+				c.closeGraceful(closeNormal, "client closed the connection")
 			case errors.As(err, &ne) && ne.Timeout() && preSession:
 				c.srv.metrics.dropped.WithLabelValues(c.transportKind, dropSessionStartTimeout).Inc()
 				c.log.Info("CSTA connection closed: no session started in time", "timeout", cfg.SessionStartTimeout)
-				c.closeGraceful("session start timeout")
+				c.closeGraceful(closePolicyViolation, "session start timeout")
 			case errors.As(err, &ne) && ne.Timeout():
-				c.closeGraceful("idle timeout")
+				c.closeGraceful(closePolicyViolation, "idle timeout")
 			default:
-				c.closeGraceful("read failed: " + err.Error())
+				c.closeGraceful(closeNormal, "read failed: "+err.Error())
 			}
 			return
 		}
@@ -499,7 +520,7 @@ func (c *conn) reauthorize(cfg *Config) {
 	if auth.Mode == "password" && !auth.hasUser(user) {
 		c.mu.Unlock()
 		c.log.Info("CSTA session ended: its user is no longer accepted by the listener", "session", s.id, "user", s.userName)
-		c.terminateSession(ApplicationSessionTerminated{ServerTermReason: sessionServerTermReasonUserRevoked}, "user no longer accepted")
+		c.terminateSession(ApplicationSessionTerminated{ServerTermReason: sessionServerTermReasonUserRevoked}, closePolicyViolation, "user no longer accepted")
 		return
 	}
 	var stopped []*monitor

@@ -411,3 +411,47 @@ func FuzzEncode(f *testing.F) {
 		check(r, "forwardingType")
 	})
 }
+
+// FuzzParseTextFrame: any text message either fails with ErrBadHeader or a
+// *FrameTooLargeError, or gives a frame whose XML is the message's tail,
+// within the limit, that AppendTextFrame writes back as a message parsing
+// to the same frame.
+func FuzzParseTextFrame(f *testing.F) {
+	for i, doc := range fuzzFixtureDocs(f) {
+		frame, _ := AppendFrame(nil, i, doc)
+		msg, _ := AppendTextFrame(nil, frame)
+		f.Add(msg, uint16(0))
+		f.Add(msg[:len(msg)-1], uint16(0))
+		f.Add(msg[:7], uint16(0))
+		f.Add(msg, uint16(100))
+	}
+	for _, name := range []string{"monitor_start.msg", "monitor_start_unpadded.msg", "monitor_start_ascii_format.msg", "set_dnd_utf8.msg", "set_dnd_length_in_chars.msg"} {
+		f.Add(zultysFixture(f, name), uint16(0))
+	}
+	f.Add([]byte{}, uint16(0))
+	f.Fuzz(func(t *testing.T, data []byte, limit uint16) {
+		fm, err := ParseTextFrame(data, int(limit))
+		if err != nil {
+			var tooLarge *FrameTooLargeError
+			if !errors.Is(err, ErrBadHeader) && !errors.As(err, &tooLarge) {
+				t.Fatalf("error of another kind: %v", err)
+			}
+			return
+		}
+		if !bytes.HasSuffix(data, fm.XML) || len(data) != 1+int(data[0])+len(fm.XML) {
+			t.Fatalf("XML of %d bytes from a message of %d", len(fm.XML), len(data))
+		}
+		if int(limit) > HeaderSize && HeaderSize+len(fm.XML) > int(limit) {
+			t.Fatalf("frame of %d bytes accepted, limit %d", HeaderSize+len(fm.XML), limit)
+		}
+		frame, err := AppendFrame(nil, fm.InvokeID, fm.XML)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, _ := AppendTextFrame(nil, frame)
+		again, err := ParseTextFrame(msg, int(limit))
+		if err != nil || again.InvokeID != fm.InvokeID || !bytes.Equal(again.XML, fm.XML) {
+			t.Fatalf("re-encoded %q parsed to %04d, %v", msg, again.InvokeID, err)
+		}
+	})
+}

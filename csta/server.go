@@ -296,6 +296,7 @@ func (s *Server) startConn(t transport, kind, source string) {
 	if s.shutdown {
 		s.releaseLocked(kind, source)
 		s.mu.Unlock()
+		t.closing(closeGoingAway, "server shutting down")
 		t.close()
 		return
 	}
@@ -444,7 +445,7 @@ func (s *Server) removeMonitor(m *monitor) {
 func (s *Server) Close() error {
 	conns, err := s.stopAccepting()
 	for _, c := range conns {
-		c.closeHard("server closed")
+		c.closeHard(closeGoingAway, "server closed")
 	}
 	return err
 }
@@ -470,7 +471,7 @@ func (s *Server) stopAccepting() ([]*conn, error) {
 func (s *Server) Shutdown(ctx context.Context) error {
 	conns, _ := s.stopAccepting()
 	for _, c := range conns {
-		c.terminateSession(ApplicationSessionTerminated{ServerTermReason: sessionServerTermReasonShutdown}, "server shutdown")
+		c.terminateSession(ApplicationSessionTerminated{ServerTermReason: sessionServerTermReasonShutdown}, closeGoingAway, "server shutdown")
 	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
@@ -479,7 +480,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		for _, c := range conns {
-			c.closeHard("shutdown deadline")
+			c.closeHard(closeGoingAway, "shutdown deadline")
 		}
 		return fmt.Errorf("csta: shutdown: %w", ctx.Err())
 	}

@@ -31,7 +31,7 @@ func (c *conn) startSession(invokeID int, m StartApplicationSession) {
 			c.log.Warn("CSTA session refused: authentication failed", "reason", reason,
 				"application", wire(m.ApplicationID), "user", wire(m.UserName), "sent_credentials", m.HasCredentials)
 			neg(SessionError{DefinedError: SessionErrInvalidApplicationInfo})
-			c.closeGraceful("authentication failed")
+			c.closeGraceful(closePolicyViolation, "authentication failed")
 			return
 		}
 	}
@@ -213,12 +213,12 @@ func (c *conn) sessionExpired(id string) {
 	}
 	c.mu.Unlock()
 	c.log.Info("CSTA session timer expired", "session", id)
-	c.terminateSession(ApplicationSessionTerminated{DefinedTermReason: SessionTermReasonSessionTimerExpired}, "session timer expired")
+	c.terminateSession(ApplicationSessionTerminated{DefinedTermReason: SessionTermReasonSessionTimerExpired}, closeNormal, "session timer expired")
 }
 
 // terminateSession tells the client its session is over (if it has one) and
 // closes the connection once that message is written.
-func (c *conn) terminateSession(t ApplicationSessionTerminated, reason string) {
+func (c *conn) terminateSession(t ApplicationSessionTerminated, code closeCode, reason string) {
 	c.mu.Lock()
 	if s := c.session; s != nil {
 		s.timer.Stop()
@@ -229,5 +229,5 @@ func (c *conn) terminateSession(t ApplicationSessionTerminated, reason string) {
 	if t.SessionID != "" {
 		c.send(EventInvokeID, t, EditionNone)
 	}
-	c.closeGraceful(reason)
+	c.closeGraceful(code, reason)
 }

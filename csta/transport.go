@@ -9,7 +9,7 @@ import (
 )
 
 // transport is one client connection's byte path: TCP (8-byte header framing)
-// or WebSocket (one binary message per frame). A connection has exactly one
+// or WebSocket (one message per frame, binary or Zultys text). A connection has exactly one
 // reader and one writer goroutine; close may be called from anywhere.
 type transport interface {
 	readFrame(maxSize int) (Frame, error)
@@ -17,6 +17,9 @@ type transport interface {
 	// writeFrames writes already-framed messages and flushes once.
 	writeFrames(frames [][]byte, deadline time.Time) error
 	remoteAddr() string
+	// closing records why the connection is about to end, before close:
+	// a WebSocket says it in its Close frame (RFC 6455 §5.5.1).
+	closing(code closeCode, reason string)
 	close()
 }
 
@@ -54,6 +57,8 @@ func (t *tcpTransport) writeFrames(frames [][]byte, deadline time.Time) error {
 }
 
 func (t *tcpTransport) remoteAddr() string { return t.nc.RemoteAddr().String() }
+
+func (t *tcpTransport) closing(closeCode, string) {}
 
 func (t *tcpTransport) close() { t.closeOnce.Do(func() { t.nc.Close() }) }
 

@@ -26,6 +26,11 @@ type Gateway struct {
 	mu     sync.Mutex
 	users  map[string]*userState
 	linkUp bool
+	// viewVersion counts the changes to the view: raised by every XSI
+	// event handled and every event emitted otherwise, and carried by the
+	// events it made to the phones (phonesync.Version), so that a full
+	// state read at one version orders against them.
+	viewVersion uint64
 	// linkEpoch counts down→up transitions of the link (RepairLoop).
 	linkEpoch uint64
 	wakes     map[string]chan struct{} // per user: closed (and dropped) when an XSI event may change its view
@@ -224,6 +229,7 @@ func (g *Gateway) HandleXSIEvent(ev *xsi.SubscriptionEvent) {
 	// A guest's event also changes its hosts' views; an association's end
 	// is explained by how long it lasted under which limit.
 	hostBefore, sinceBefore, limitBefore := u.hostUserID, u.hostSince, u.hostLimit
+	g.viewVersion++ // what this event changes is at this version
 	var out []csta.Event
 	switch d := ev.Data.(type) {
 	case *xsi.AgentSubscriptionEvent:
@@ -255,7 +261,7 @@ func (g *Gateway) HandleXSIEvent(ev *xsi.SubscriptionEvent) {
 		// does not make the view fresh (RepairLoop waits for the resync).
 		u.stale()
 	}
-	u.outbox = append(u.outbox, out...)
+	u.hold(out, g.viewVersion)
 	// Reserved before the wake: a sequence woken by this event answers only
 	// once these records are written (journalSync).
 	var endReason string
@@ -470,7 +476,8 @@ func (g *Gateway) emit(userID string, evs []csta.Event) {
 	}
 	g.mu.Lock()
 	u := g.user(userID)
-	u.outbox = append(u.outbox, evs...)
+	g.viewVersion++
+	u.hold(evs, g.viewVersion)
 	g.mu.Unlock()
 	g.flush(userID)
 }
@@ -489,12 +496,12 @@ func (g *Gateway) flush(userID string) {
 	u.outbox = nil
 	phones := g.deps.Phones
 	g.mu.Unlock()
-	for _, ev := range batch {
+	for _, h := range batch {
 		if g.deps.Publisher != nil {
-			g.deps.Publisher.Publish(ev)
+			g.deps.Publisher.Publish(h.ev)
 		}
 		if phones != nil {
-			g.publishToPhones(phones, ev)
+			g.publishToPhones(phones, h.ev, h.version)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/broadworks-connector/connector/csta"
 	"github.com/broadworks-connector/connector/phonesync"
+	"github.com/broadworks-connector/connector/xsi"
 )
 
 // Phones is where the gateway sends every change for subscribed phones;
@@ -32,22 +33,24 @@ func (g *Gateway) phones() Phones {
 // monitors, in the same order) into what the phones of that device are told.
 // A hot desk's phone also hears its guest association (x-broadworks-
 // hoteling) when an agent other than the desk's own user logs on or off.
-func (g *Gateway) publishToPhones(p Phones, ev csta.Event) {
+// version is the view version that made ev.
+func (g *Gateway) publishToPhones(p Phones, ev csta.Event, version uint64) {
 	dn := string(ev.Device)
+	v := phonesync.Version(version)
 	switch ev.Kind {
 	case csta.EventDoNotDisturb:
-		p.Publish(dn, phonesync.Change{Kind: phonesync.ChangeDoNotDisturb, DoNotDisturb: ev.DoNotDisturbOn})
+		p.Publish(dn, phonesync.Change{Kind: phonesync.ChangeDoNotDisturb, DoNotDisturb: ev.DoNotDisturbOn, Version: v})
 	case csta.EventForwarding:
 		p.Publish(dn, phonesync.Change{Kind: phonesync.ChangeForwarding, Forwarding: phonesync.Forwarding{
 			Type: phonesync.ForwardingType(ev.ForwardingType), Active: ev.ForwardStatus,
-			Number: string(ev.ForwardTo), RingCount: ev.RingCount}})
+			Number: string(ev.ForwardTo), RingCount: ev.RingCount}, Version: v})
 	case csta.EventAgentLoggedOn, csta.EventAgentLoggedOff, csta.EventAgentReady, csta.EventAgentNotReady, csta.EventAgentWorkingAfterCall:
 		st := phoneAgentState[ev.Kind]
 		a := phonesync.AgentState{AgentID: ev.AgentID, State: st}
 		if st == phonesync.AgentNotReady {
 			a.Reason = ev.ReasonCode
 		}
-		p.Publish(dn, phonesync.Change{Kind: phonesync.ChangeAgent, Agent: a})
+		p.Publish(dn, phonesync.Change{Kind: phonesync.ChangeAgent, Agent: a, Version: v})
 		if ev.Kind == csta.EventAgentLoggedOn || ev.Kind == csta.EventAgentLoggedOff {
 			user, hotDesk, ok := g.dir().Device(ev.Device)
 			agentUser, _, known := g.dir().Agent(ev.AgentID)
@@ -56,7 +59,7 @@ func (g *Gateway) publishToPhones(p Phones, ev csta.Event) {
 				if ev.Kind == csta.EventAgentLoggedOn {
 					h.GuestAddress = ev.AgentID
 				}
-				p.Publish(dn, phonesync.Change{Kind: phonesync.ChangeHoteling, Hoteling: h})
+				p.Publish(dn, phonesync.Change{Kind: phonesync.ChangeHoteling, Hoteling: h, Version: v})
 			}
 		}
 	}
@@ -103,46 +106,100 @@ func phoneRequester(dn string) csta.Requester {
 	return csta.Requester{Transport: "sip", Devices: csta.LimitTo(csta.DeviceID(dn))}
 }
 
+// FeatureState is what a full NOTIFY shows for the phone at dn: the
+// device user's DND and forwarding, and the agent at the device (its guest,
+// or the line's own agent), with the view version it was read at. The view
+// is read in one hold of Gateway.mu, so the version says exactly which
+// changes the values hold: every event at or below it, none above
+// (phonesync.Version; phonesync then drops a published change the phone
+// was already sent newer). What the view does not hold fresh (after a link
+// loss, or a package not subscribed) is read from the XSP after that: such
+// a value is at least as new as the version, maybe newer, and an event
+// above the version still follows it; only two changes of one feature
+// landing within that read could then reach the phone out of order.
 func (p phoneService) FeatureState(ctx context.Context, dn string) (phonesync.FeatureState, error) {
 	g := p.g
-	dev := csta.DeviceID(dn)
-	var st phonesync.FeatureState
-	who := phoneRequester(dn)
-	dnd, err := g.GetDoNotDisturb(ctx, who, &csta.GetDoNotDisturb{Device: dev})
+	ctx, cancel, t, err := g.begin(ctx, csta.DeviceID(dn))
+	defer cancel()
 	if err != nil {
-		return st, phoneErr(err)
+		return phonesync.FeatureState{}, phoneErr(err)
 	}
-	st.DoNotDisturb = dnd.DoNotDisturbOn
-	fw, err := g.GetForwarding(ctx, who, &csta.GetForwarding{Device: dev})
-	if err != nil {
-		return st, phoneErr(err)
+	v := g.phoneView(t.user)
+	a := g.deps.Actions
+	if !v.dndFresh {
+		if v.dnd, err = a.GetDoNotDisturb(ctx, t.user); err != nil {
+			return phonesync.FeatureState{}, phoneErr(g.cstaError(err, csta.ErrInvalidDeviceID))
+		}
 	}
-	for _, it := range fw.ForwardingList {
-		st.Forwarding = append(st.Forwarding, phonesync.Forwarding{Type: phonesync.ForwardingType(it.ForwardingType),
-			Active: it.ForwardStatus, Number: string(it.ForwardDN), RingCount: it.RingCount})
-	}
-	as, err := g.GetAgentState(ctx, who, &csta.GetAgentState{Device: dev})
-	if err != nil {
-		// A device whose user has no call-center service has no agent to
-		// show; that is not an error for the phone.
-		return st, nil
-	}
-	if len(as.AgentStateList) > 0 {
-		e := as.AgentStateList[0]
-		a := phonesync.AgentState{AgentID: e.AgentID, State: phonesync.AgentLoggedOff}
-		if e.LoggedOnState && len(e.AgentInfo) > 0 {
-			switch e.AgentInfo[0].AgentState {
-			case csta.AgentReady:
-				a.State = phonesync.AgentReady
-			case csta.AgentWorkingAfterCall:
-				a.State = phonesync.AgentWorkingAfterCall
-			default:
-				a.State, a.Reason = phonesync.AgentNotReady, as.ReasonCode
+	gets := [3]func(context.Context, string) (xsi.Forwarding, error){
+		a.GetCallForwardingAlways, a.GetCallForwardingBusy, a.GetCallForwardingNoAnswer}
+	for i := range v.fwd {
+		if !v.fwd[i].fresh {
+			if v.fwd[i].f, err = gets[i](ctx, t.user); err != nil {
+				return phonesync.FeatureState{}, phoneErr(g.cstaError(err, csta.ErrInvalidDeviceID))
 			}
 		}
-		st.Agent = &a
 	}
+	st := phonesync.FeatureState{DoNotDisturb: v.dnd.Active, Version: phonesync.Version(v.version)}
+	for i, ty := range []csta.ForwardingType{csta.ForwardImmediate, csta.ForwardBusy, csta.ForwardNoAns} {
+		f := v.fwd[i].f
+		st.Forwarding = append(st.Forwarding, phonesync.Forwarding{Type: phonesync.ForwardingType(ty),
+			Active: f.Active, Number: string(forwardTo(f.ForwardToPhoneNumber)), RingCount: f.NumberOfRings})
+	}
+	if !v.agentFresh {
+		cc, err := a.GetCallCenter(ctx, v.agent)
+		if err != nil {
+			// A device whose user has no call-center service has no agent
+			// to show; that is not an error for the phone.
+			return st, nil
+		}
+		v.acd, v.code = cc.AgentACDState, cc.AgentUnavailableCode
+	}
+	agent := phonesync.AgentState{AgentID: g.dir().AgentID(v.agent), State: phonesync.AgentLoggedOff}
+	if loggedOn, state := cstaAgentState(v.acd); loggedOn {
+		switch state {
+		case csta.AgentReady:
+			agent.State = phonesync.AgentReady
+		case csta.AgentWorkingAfterCall:
+			agent.State = phonesync.AgentWorkingAfterCall
+		default:
+			agent.State = phonesync.AgentNotReady
+			if v.acd == xsi.ACDUnavailable && v.code != "" {
+				agent.Reason = g.dir().Reason(v.code)
+			}
+		}
+	}
+	st.Agent = &agent
 	return st, nil
+}
+
+// phoneView is what FeatureState reads of the view, in one hold of
+// Gateway.mu, with the version it is at.
+type phoneView struct {
+	version    uint64
+	dnd        xsi.DoNotDisturb
+	dndFresh   bool
+	fwd        [3]forwardingView
+	agent      string // the agent user at the device: its guest, or its own user
+	acd        xsi.ACDState
+	code       string
+	agentFresh bool
+}
+
+func (g *Gateway) phoneView(user string) phoneView {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	v := phoneView{version: g.viewVersion, agent: user}
+	if u := g.users[user]; u != nil {
+		v.dnd, v.dndFresh, v.fwd = u.dnd, u.dndFresh, u.fwd
+		if u.guestUserID != "" {
+			v.agent = u.guestUserID
+		}
+	}
+	if u := g.users[v.agent]; u != nil && u.agentFresh {
+		v.acd, v.code, v.agentFresh = u.acdState, u.unavailableCode, true
+	}
+	return v
 }
 
 func (p phoneService) SetDoNotDisturb(ctx context.Context, dn string, on bool, _ phonesync.Origin) error {
@@ -179,10 +236,18 @@ func (p phoneService) Hoteling(_ context.Context, hostDN string) (phonesync.Hote
 	if !ok || !hotDesk {
 		return phonesync.Hoteling{}, phonesync.ErrUnknownDevice
 	}
-	if guest := g.User(user).GuestUserID; guest != "" {
-		return phonesync.Hoteling{GuestAddress: g.dir().AgentID(guest)}, nil
+	// The guest and the version it is at, in one hold (see FeatureState).
+	g.mu.Lock()
+	var guest string
+	if u := g.users[user]; u != nil {
+		guest = u.guestUserID
 	}
-	return phonesync.Hoteling{}, nil
+	version := phonesync.Version(g.viewVersion)
+	g.mu.Unlock()
+	if guest != "" {
+		return phonesync.Hoteling{GuestAddress: g.dir().AgentID(guest), Version: version}, nil
+	}
+	return phonesync.Hoteling{Version: version}, nil
 }
 
 // SetHoteling logs guestAddress (an agent ID, or a user ID) in at the host

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,8 +17,9 @@ import (
 
 // fakePhones records what phonesync would be asked to NOTIFY.
 type fakePhones struct {
-	mu      sync.Mutex
-	changes []string
+	mu       sync.Mutex
+	changes  []string
+	versions []phonesync.Version
 }
 
 func (p *fakePhones) Publish(dn string, c phonesync.Change) {
@@ -35,6 +37,22 @@ func (p *fakePhones) Publish(dn string, c phonesync.Change) {
 		what = fmt.Sprintf("guest=%q", c.Hoteling.GuestAddress)
 	}
 	p.changes = append(p.changes, dn+" "+what)
+	p.versions = append(p.versions, c.Version)
+}
+
+// Versions are the versions of the changes published for dn, and the
+// changes.
+func (p *fakePhones) Versions(dn string) ([]phonesync.Version, []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var vs []phonesync.Version
+	var cs []string
+	for i, c := range p.changes {
+		if strings.HasPrefix(c, dn+" ") {
+			vs, cs = append(vs, p.versions[i]), append(cs, c)
+		}
+	}
+	return vs, cs
 }
 
 func (p *fakePhones) Changes() []string {
@@ -182,6 +200,62 @@ func TestPhoneRequests(t *testing.T) {
 		}
 		h.settle(t)
 	})
+}
+
+// TestPhoneStateVersions: the changes the phones are told carry the view
+// version that made them, and a full state carries the version it was read
+// at, so phonesync can tell that a change published late (held while a
+// request was answered) is already in a full state read meanwhile (issue
+// 14: a phone was sent an older value after a newer one).
+func TestPhoneStateVersions(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t)
+	ph := &fakePhones{}
+	h.g.SetPhones(ph)
+	svc := h.g.PhoneService()
+	const carol = "carol@example.com"
+	h.g.HandleXSIEvent(xev(carol, dnd(true)))
+	h.g.HandleXSIEvent(xev(carol, agentState("Available", "")))
+	first, _ := ph.Versions("carol")
+	if len(first) != 2 || first[0] == 0 || first[1] <= first[0] {
+		t.Fatalf("versions of the first changes %v, want rising from 1", first)
+	}
+
+	release := h.g.hold(carol) // a request in flight: carol's events wait
+	h.g.HandleXSIEvent(xev(carol, dnd(false)))
+	if got, _ := ph.Versions("carol"); len(got) != 2 {
+		t.Fatalf("%d changes published while held", got)
+	}
+	st, err := svc.FeatureState(ctx, "carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.DoNotDisturb || st.Version <= first[1] {
+		t.Fatalf("full state read while held: dnd %t version %d, want false above %d", st.DoNotDisturb, st.Version, first[1])
+	}
+	release()
+	h.settle(t)
+	got, changes := ph.Versions("carol")
+	if len(got) != 3 || changes[2] != "carol dnd=false" {
+		t.Fatalf("after release: %q %v", changes, got)
+	}
+	if got[2] > st.Version {
+		t.Errorf("the held change has version %d above the full state's %d, which holds it", got[2], st.Version)
+	}
+	if got[2] <= first[1] {
+		t.Errorf("the held change has version %d, not above the changes before it (%d)", got[2], first[1])
+	}
+
+	// A change after the read is above it, and so is sent.
+	h.g.HandleXSIEvent(xev(carol, dnd(true)))
+	v, _ := ph.Versions("carol")
+	if len(v) != 4 || v[3] <= st.Version {
+		t.Fatalf("a later change: versions %v, want the last above %d", v, st.Version)
+	}
+	hot, err := svc.Hoteling(ctx, "desk1")
+	if err != nil || hot.Version < v[3] {
+		t.Errorf("hoteling read: %+v %v, want a version at least %d", hot, err, v[3])
+	}
 }
 
 func TestGuestPassword(t *testing.T) {

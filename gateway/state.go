@@ -49,7 +49,22 @@ type userState struct {
 	// Requests in flight for this user (until their answer has settled) and
 	// the CSTA events held meanwhile, in order.
 	inflight int
-	outbox   []csta.Event
+	outbox   []heldEvent
+}
+
+// heldEvent is a CSTA event waiting in a user's outbox, with the view
+// version that made it (Gateway.viewVersion).
+type heldEvent struct {
+	ev      csta.Event
+	version uint64
+}
+
+// hold queues evs, made at view version v, in the outbox. Gateway.mu is
+// held.
+func (u *userState) hold(evs []csta.Event, v uint64) {
+	for _, ev := range evs {
+		u.outbox = append(u.outbox, heldEvent{ev: ev, version: v})
+	}
 }
 
 func (u *userState) stale() {

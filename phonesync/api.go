@@ -55,13 +55,29 @@ type FeatureState struct {
 	DoNotDisturb bool
 	Forwarding   []Forwarding // always all three types, in the order above
 	Agent        *AgentState  // nil when the device has no agent
+	// Version is the gateway's view version these values were read at
+	// (see Version); 0 = unversioned.
+	Version Version
 }
 
 // Hoteling is the x-broadworks-hoteling view of a host device.
 type Hoteling struct {
 	GuestAddress string        // "" when no guest is associated
 	Expires      time.Duration // association time left; 0 = not reported
+	// Version is the view version Service.Hoteling read this at; in a
+	// Change, Change.Version counts instead.
+	Version Version
 }
+
+// Version orders what the gateway tells phonesync about a device: one
+// counter for the gateway's whole view, raised by every change it applies.
+// A Change carries the version that made it; FeatureState and Hoteling the
+// version their values were read at, read together with them (every change
+// with a version at or below it is in the values, none above it is). So
+// a value with a lower version than one already sent on a subscription is
+// older, and is not sent (dialog.go, shownLocked). 0 means unversioned:
+// always sent, ordering nothing (a Service that does not version).
+type Version uint64
 
 // ChangeKind says which feature a Change carries.
 type ChangeKind int
@@ -84,6 +100,8 @@ type Change struct {
 	Forwarding   Forwarding // ChangeForwarding
 	Agent        AgentState // ChangeAgent
 	Hoteling     Hoteling   // ChangeHoteling
+	// Version is the gateway's view version of this change (see Version).
+	Version Version
 }
 
 // Origin says which interface asked for a change, for the gateway's

@@ -32,6 +32,11 @@ type Config struct {
 	MinExpires, MaxExpires, DefaultExpires time.Duration
 	// MaxSubscriptions caps dialogs held (sip.limits.max_subscriptions).
 	MaxSubscriptions int
+	// MaxSubscriptionsPerLine caps the devices subscribed to one line for
+	// one event package (sip.limits.max_subscriptions_per_line, default
+	// 8): a desk phone, a soft client, a sidecar… each holds a dialog and
+	// hears every change. One more is refused 403.
+	MaxSubscriptionsPerLine int
 	// SubscribeRate and SubscribeBurst limit SUBSCRIBEs per source address
 	// per second (sip.limits.subscribe_rate / subscribe_burst).
 	SubscribeRate  float64
@@ -99,14 +104,16 @@ func DefaultConfig() Config {
 		MaxExpires:       3600 * time.Second,
 		DefaultExpires:   3600 * time.Second,
 		MaxSubscriptions: 50000,
-		SubscribeRate:    20,
-		SubscribeBurst:   40,
-		MaxBodyBytes:     16 << 10,
-		AgentState:       true,
-		OptionsInterval:  15 * time.Second,
-		LivenessTimeout:  30 * time.Second,
-		RequestTimeout:   5 * time.Second,
-		Presence:         PresenceConfig{Expires: 3600 * time.Second},
+
+		MaxSubscriptionsPerLine: 8,
+		SubscribeRate:           20,
+		SubscribeBurst:          40,
+		MaxBodyBytes:            16 << 10,
+		AgentState:              true,
+		OptionsInterval:         15 * time.Second,
+		LivenessTimeout:         30 * time.Second,
+		RequestTimeout:          5 * time.Second,
+		Presence:                PresenceConfig{Expires: 3600 * time.Second},
 
 		TCPMaxConnections:          10000,
 		TCPMaxConnectionsPerSource: 256,

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,9 +28,60 @@ import (
 // phone's tag (our tag is checked against the To-tag separately).
 type dialogID struct{ callID, remoteTag string }
 
-// subKey is how subscriptions are held: one per phone DN and event package.
-// A new dialog for the same key (a rebooted phone) replaces the old one.
+// subKey is a line and event package. Every device on a line holds its own
+// subscription dialog for it (a desk phone and a soft client, say), and
+// each gets every NOTIFY, as BroadWorks does; a device's new dialog (a
+// rebooted phone, the same Contact) replaces its old one (Server.insert).
 type subKey struct{ dn, event string }
+
+// feature is one value a phone shows: DND, one forwarding type, the agent
+// state, or the hoteling guest.
+type feature struct {
+	kind ChangeKind
+	fwd  ForwardingType // ChangeForwarding only
+}
+
+func (c Change) feature() feature {
+	if c.Kind == ChangeForwarding {
+		return feature{kind: c.Kind, fwd: c.Forwarding.Type}
+	}
+	return feature{kind: c.Kind}
+}
+
+// numFeatureSlots is how many features a subscription tracks (slot).
+const numFeatureSlots = 6
+
+// slot is f's index in subscription.shown; -1 for none (an unknown kind).
+func (f feature) slot() int {
+	switch f.kind {
+	case ChangeDoNotDisturb:
+		return 0
+	case ChangeForwarding:
+		switch f.fwd {
+		case ForwardImmediate:
+			return 1
+		case ForwardBusy:
+			return 2
+		case ForwardNoAns:
+			return 3
+		}
+		return -1
+	case ChangeAgent:
+		return 4
+	case ChangeHoteling:
+		return 5
+	}
+	return -1
+}
+
+// fullStateFeatures are what an as-feature-event full state shows.
+var fullStateFeatures = []feature{
+	{kind: ChangeDoNotDisturb},
+	{kind: ChangeForwarding, fwd: ForwardImmediate},
+	{kind: ChangeForwarding, fwd: ForwardBusy},
+	{kind: ChangeForwarding, fwd: ForwardNoAns},
+	{kind: ChangeAgent},
+}
 
 type jobKind int
 
@@ -50,6 +102,10 @@ type notifyJob struct {
 	fwdType ForwardingType
 	nonce   string
 	reason  string
+	// shows and version: the value a published change's document carries,
+	// and its version (0: unversioned, always sent).
+	shows   feature
+	version Version
 	// keepFull lets a pending full state go out before the terminating
 	// NOTIFY (a fetch: SUBSCRIBE with Expires: 0 outside a dialog).
 	keepFull bool
@@ -67,6 +123,7 @@ type subscription struct {
 	remoteTag   string  // the phone's From-tag
 	localURI    sip.Uri // SUBSCRIBE's To URI
 	remoteURI   sip.Uri // SUBSCRIBE's From URI
+	device      string  // deviceOf at creation: a new dialog of the same device replaces this one
 	// routes is the route set: the SUBSCRIBE's Record-Route, in the order
 	// received (RFC 3261 §12.1.1); refreshes do not change it (§12.2).
 	routes []sip.Uri
@@ -95,6 +152,9 @@ type subscription struct {
 	dead         bool // terminated or replaced: accepts nothing more
 	resync       bool // NOTIFYs were coalesced while the phone was out of service
 	hotel        hotelingChallenge
+	// shown is the version of each value last sent to the phone, by
+	// feature.slot (see Version and showLocked).
+	shown [numFeatureSlots]Version
 }
 
 // hotelingChallenge is the nonce of a pending hoteling sign-in (sip.md §1.4).
@@ -238,9 +298,21 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	if isNew {
-		if code := s.insert(sub); code != 0 {
+		switch err := s.insert(sub); {
+		case errors.Is(err, errLineFull):
+			// Another device may well leave; but a device over the cap
+			// retrying at once only costs, so 403, which it does not
+			// retry blindly (RFC 6665 §4.1.2.1), with the cause spelt out.
+			s.metrics.lineFull.Inc()
+			s.log.Debug("SUBSCRIBE refused: line full", "dn", dn, "event", pkg, "max", s.limits().maxPerLine)
+			res := sip.NewResponseFromRequest(req, 403, "Too Many Devices On Line", nil)
+			res.AppendHeader(sip.NewHeader("Warning", fmt.Sprintf(`399 %s "this line already holds %d %s subscriptions (sip.limits.max_subscriptions_per_line)"`,
+				net.JoinHostPort(sub.localHost, strconv.Itoa(sub.localPort)), s.limits().maxPerLine, pkg)))
+			respond(tx, res)
+			return
+		case err != nil:
 			s.metrics.full.Inc()
-			res := sip.NewResponseFromRequest(req, code, "Service Unavailable", nil)
+			res := sip.NewResponseFromRequest(req, 503, "Service Unavailable", nil)
 			res.AppendHeader(sip.NewHeader("Retry-After", "30"))
 			respond(tx, res)
 			return
@@ -327,6 +399,7 @@ func (s *Server) newSubscription(req *sip.Request, dn, pkg, eventHeader, fromTag
 		remoteURI:    bareURI(req.From().Address),
 		routes:       routes,
 		remoteTarget: req.Contact().Address,
+		device:       deviceOf(req.Contact().Address, req.Source(), transport),
 		source:       req.Source(),
 		transport:    transport,
 		localHost:    host,
@@ -348,30 +421,92 @@ func (s *Server) lookup(id dialogID) *subscription {
 	return s.subs[id]
 }
 
-// insert holds a new subscription, replacing the DN's previous dialog for
-// the same package; 503 when closing or full.
-func (s *Server) insert(sub *subscription) int {
+// insert holds a new subscription next to the line's others. A dialog of
+// the same device (same Contact: a rebooted phone that lost its dialog)
+// is replaced, and told so. It refuses with 503 when closing or at
+// max_subscriptions, and with errLineFull at max_subscriptions_per_line.
+func (s *Server) insert(sub *subscription) error {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
-		return 503
+		return errClosing
 	}
-	old := s.byKey[sub.key]
-	if old == nil && len(s.subs) >= s.limits().maxSubscriptions {
+	line := s.lines[sub.key]
+	var old *subscription
+	for _, o := range line {
+		if o.device == sub.device {
+			old = o
+			break
+		}
+	}
+	switch {
+	case old == nil && len(s.subs) >= s.limits().maxSubscriptions:
 		s.mu.Unlock()
-		return 503
+		return errServerFull
+	case old == nil && len(line) >= s.limits().maxPerLine:
+		s.mu.Unlock()
+		return errLineFull
 	}
 	if old != nil {
-		delete(s.subs, old.id)
+		s.unlinkLocked(old)
 	}
-	s.subs[sub.id] = sub
-	s.byKey[sub.key] = sub
+	s.linkLocked(sub)
 	s.mu.Unlock()
 	if old != nil {
-		old.kill()
-		s.log.Info("subscription replaced", "dn", sub.dn, "event", sub.event, "old_call_id", old.callID)
+		// Never dropped silently (issue 14). "rejected": the device is
+		// on its new dialog; a client that did still use the old one
+		// must not retry at once, or its two dialogs would keep
+		// replacing each other (RFC 6665 §4.2.2).
+		s.log.Info("subscription replaced by the same device's new dialog", "dn", sub.dn, "event", sub.event, "old_call_id", old.callID)
+		s.enqueue(old, notifyJob{kind: jobTerminate, reason: "rejected"})
 	}
-	return 0
+	return nil
+}
+
+// Why insert refused a new dialog.
+var (
+	errClosing    = errors.New("phonesync: closing")
+	errServerFull = errors.New("phonesync: max_subscriptions reached")
+	errLineFull   = errors.New("phonesync: max_subscriptions_per_line reached")
+)
+
+// deviceOf names the device behind a new dialog: its Contact (scheme,
+// user, host and port; parameters aside), the address its SUBSCRIBE came
+// from (not the port: a rebooted phone behind a NAT may get a new one) and
+// the transport. Two phones behind different NATs may well give the same
+// private Contact; their sources differ.
+func deviceOf(contact sip.Uri, source, transport string) string {
+	return strings.ToLower(contact.Scheme) + ":" + contact.User + "@" + strings.ToLower(contact.Host) + ":" + strconv.Itoa(contact.Port) +
+		" from " + sourceHost(source) + " over " + transport
+}
+
+// linkLocked and unlinkLocked keep s.subs and s.lines together. s.mu is
+// held.
+func (s *Server) linkLocked(sub *subscription) {
+	s.subs[sub.id] = sub
+	s.lines[sub.key] = append(s.lines[sub.key], sub)
+}
+
+func (s *Server) unlinkLocked(sub *subscription) {
+	if s.subs[sub.id] == sub {
+		delete(s.subs, sub.id)
+	}
+	line := s.lines[sub.key]
+	if i := slices.Index(line, sub); i >= 0 {
+		// A fresh slice: Publish may range over the old one unlocked.
+		line = slices.Concat(line[:i], line[i+1:])
+	}
+	if len(line) == 0 {
+		delete(s.lines, sub.key)
+	} else {
+		s.lines[sub.key] = line
+	}
+}
+
+// lineLocked is the subscriptions of dn for an event package. The slice is
+// never changed in place: a caller may use it after unlocking.
+func (s *Server) lineLocked(dn, event string) []*subscription {
+	return s.lines[subKey{dn, event}]
 }
 
 // refresh takes a re-SUBSCRIBE's new expiry and flow: its Contact is the
@@ -396,12 +531,7 @@ func (s *Server) remove(sub *subscription) {
 }
 
 func (s *Server) removeLocked(sub *subscription) {
-	if s.subs[sub.id] == sub {
-		delete(s.subs, sub.id)
-	}
-	if s.byKey[sub.key] == sub {
-		delete(s.byKey, sub.key)
-	}
+	s.unlinkLocked(sub)
 	s.forgetPhoneLocked(sub.dn)
 	s.markDirtyLocked()
 }
@@ -555,8 +685,9 @@ func randomToken(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// Publish tells the subscribed phones of dn about one change. It never
-// blocks: the NOTIFY is queued on each subscription.
+// Publish tells every device subscribed to dn's line about one change. It
+// never blocks: the NOTIFY is queued on each subscription, the document
+// built once for all of them.
 func (s *Server) Publish(dn string, c Change) {
 	if c.Kind == ChangeAgent && !s.cfg.AgentState {
 		return
@@ -566,13 +697,13 @@ func (s *Server) Publish(dn string, c Change) {
 		event = eventHoteling
 	}
 	s.mu.Lock()
-	sub := s.byKey[subKey{dn, event}]
+	line := s.lineLocked(dn, event)
 	closing := s.closing
 	s.mu.Unlock()
-	if sub == nil || closing {
+	if len(line) == 0 || closing {
 		return
 	}
-	job := notifyJob{kind: jobDoc}
+	job := notifyJob{kind: jobDoc, shows: c.feature(), version: c.Version}
 	if c.Kind == ChangeHoteling {
 		job.ctype, job.body = HotelingContentType, HotelingEventDoc(c.Hoteling, "")
 	} else {
@@ -581,7 +712,46 @@ func (s *Server) Publish(dn string, c Change) {
 			return // nothing ECMA-323 can say about it
 		}
 	}
-	s.enqueue(sub, job)
+	for _, sub := range line {
+		s.enqueue(sub, job)
+	}
+}
+
+// showLocked decides whether a value of f at version v may go to the phone
+// on sub, and if so notes it as what the phone now shows. It may not when
+// the phone was already sent a newer value of f: a change published with
+// a version at or below the one last shown is already in what was shown
+// (a full state read at version V holds every change up to V, Version), so
+// sending it would take the phone back. (This is what keeps a full state
+// that coalesced an overflow, or that a refresh asked for, from being
+// followed by the older deltas still queued behind it.) A value read at
+// send time (read true: a full state, or one feature after a refused
+// change) is never older than what was sent before it on the same
+// subscription, since sends are sequential and every earlier value was
+// published, so applied to the view, before this read began; it is sent
+// even at an equal version. Version 0 is unversioned: always sent, noted
+// nowhere. sub.mu is held.
+func (sub *subscription) showLocked(f feature, v Version, read bool) bool {
+	if v == 0 {
+		return true
+	}
+	i := f.slot()
+	if i < 0 {
+		return true
+	}
+	last := sub.shown[i]
+	if v < last || (v == last && !read) {
+		return false
+	}
+	sub.shown[i] = v
+	return true
+}
+
+// show is showLocked taking sub.mu.
+func (sub *subscription) show(f feature, v Version, read bool) bool {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	return sub.showLocked(f, v, read)
 }
 
 // enqueue adds a NOTIFY to the subscription's queue and makes sure a sender
@@ -705,6 +875,10 @@ func (s *Server) deliver(sub *subscription, job notifyJob) {
 		}
 		s.sendNotify(sub, "terminated;reason="+job.reason, "", nil, timeout)
 	case jobDoc:
+		if job.version != 0 && !sub.show(job.shows, job.version, false) {
+			s.metrics.superseded.Inc()
+			return
+		}
 		s.sendNotify(sub, "", job.ctype, job.body, s.cfg.RequestTimeout)
 	case jobFull:
 		s.sendFullState(sub)
@@ -716,7 +890,11 @@ func (s *Server) deliver(sub *subscription, job notifyJob) {
 			s.log.Warn("feature state for NOTIFY", "dn", sub.dn, "err", err)
 			return
 		}
-		if doc := ChangeEventDoc(sub.dn, featureChange(st, job.feature, job.fwdType)); doc != nil {
+		c := featureChange(st, job.feature, job.fwdType)
+		if !sub.show(c.feature(), st.Version, true) {
+			return
+		}
+		if doc := ChangeEventDoc(sub.dn, c); doc != nil {
 			s.sendNotify(sub, "", FeatureEventContentType, doc, s.cfg.RequestTimeout)
 		}
 	case jobHoteling:
@@ -725,6 +903,9 @@ func (s *Server) deliver(sub *subscription, job notifyJob) {
 		cancel()
 		if err != nil {
 			s.log.Warn("hoteling state for NOTIFY", "dn", sub.dn, "err", err)
+			return
+		}
+		if !sub.show(feature{kind: ChangeHoteling}, h.Version, true) {
 			return
 		}
 		s.sendNotify(sub, "", HotelingContentType, HotelingEventDoc(h, job.nonce), s.cfg.RequestTimeout)
@@ -779,6 +960,9 @@ func (s *Server) sendFullState(sub *subscription) {
 			s.log.Warn("hoteling state for NOTIFY", "dn", sub.dn, "err", err)
 			return
 		}
+		if !sub.show(feature{kind: ChangeHoteling}, h.Version, true) {
+			return
+		}
 		s.sendNotify(sub, "", HotelingContentType, HotelingEventDoc(h, ""), s.cfg.RequestTimeout)
 		return
 	}
@@ -787,6 +971,11 @@ func (s *Server) sendFullState(sub *subscription) {
 		s.log.Warn("feature state for NOTIFY", "dn", sub.dn, "err", err)
 		return
 	}
+	sub.mu.Lock()
+	for _, f := range fullStateFeatures {
+		sub.showLocked(f, st.Version, true)
+	}
+	sub.mu.Unlock()
 	if !s.cfg.AgentState {
 		st.Agent = nil
 	}

@@ -393,7 +393,23 @@ func TestNewDialogReplacesOld(t *testing.T) {
 	if res := p.subscribe(subOpts{newCall: true}); res.StatusCode != 200 { // the phone rebooted
 		t.Fatalf("SUBSCRIBE: %d", res.StatusCode)
 	}
-	p.nextNotify()
+	// The same device (same Contact): the old dialog is ended, and told
+	// so, not dropped silently; the new one gets the full state.
+	for range 2 {
+		n := p.nextNotify()
+		switch state := hdr(n, "Subscription-State"); n.CallID().Value() {
+		case oldCall:
+			if state != "terminated;reason=rejected" {
+				t.Fatalf("old dialog told %q", state)
+			}
+		case p.callID:
+			if !strings.HasPrefix(state, "active") {
+				t.Fatalf("new dialog told %q", state)
+			}
+		default:
+			t.Fatalf("NOTIFY on Call-ID %q", n.CallID().Value())
+		}
+	}
 	s.Publish("1001", Change{Kind: ChangeDoNotDisturb, DoNotDisturb: true})
 	n := p.nextNotify()
 	if n.CallID().Value() == oldCall || n.CallID().Value() != p.callID {
@@ -449,10 +465,7 @@ func TestPublishOverflowCoalesces(t *testing.T) {
 	const changes = 60
 	for i := range changes {
 		num := strconv.Itoa(i)
-		svc.mu.Lock() // the gateway's state moves before it publishes
-		svc.devices["1001"].Forwarding[0] = Forwarding{Type: ForwardImmediate, Active: true, Number: num}
-		svc.mu.Unlock()
-		s.Publish("1001", Change{Kind: ChangeForwarding, Forwarding: Forwarding{Type: ForwardImmediate, Active: true, Number: num}})
+		s.Publish("1001", svc.change("1001", Change{Kind: ChangeForwarding, Forwarding: Forwarding{Type: ForwardImmediate, Active: true, Number: num}}))
 	}
 	// Whatever got coalesced, NOTIFYs stay in order and the phone ends on
 	// the last value.

@@ -103,12 +103,9 @@ func (s *Server) phoneDown(dn string) bool {
 // been lost).
 func (s *Server) resyncPhone(dn string) {
 	s.mu.Lock()
-	subs := []*subscription{s.byKey[subKey{dn, eventFeature}], s.byKey[subKey{dn, eventHoteling}]}
+	subs := slices.Concat(s.lineLocked(dn, eventFeature), s.lineLocked(dn, eventHoteling))
 	s.mu.Unlock()
 	for _, sub := range subs {
-		if sub == nil {
-			continue
-		}
 		sub.mu.Lock()
 		missed := sub.resync
 		sub.resync = false
@@ -122,7 +119,7 @@ func (s *Server) resyncPhone(dn string) {
 // forgetPhoneLocked drops the record of a phone in service that holds no
 // subscription any more. s.mu is held.
 func (s *Server) forgetPhoneLocked(dn string) {
-	if s.byKey[subKey{dn, eventFeature}] != nil || s.byKey[subKey{dn, eventHoteling}] != nil {
+	if len(s.lineLocked(dn, eventFeature)) > 0 || len(s.lineLocked(dn, eventHoteling)) > 0 {
 		return
 	}
 	if p := s.phones[dn]; p != nil && p.inService {

@@ -36,6 +36,8 @@ type metrics struct {
 	feature, hoteling, other [numNotifyResults]prometheus.Counter
 	rateLimited, challenged  prometheus.Counter
 	forbidden, full          prometheus.Counter
+	lineFull                 prometheus.Counter
+	superseded               prometheus.Counter
 	agentForbidden           prometheus.Counter
 	stale, replayed          prometheus.Counter
 
@@ -53,9 +55,13 @@ func newMetrics() *metrics {
 			Name: "connector_sip_notifies_total",
 			Help: "NOTIFYs sent to phones, by event package and result: ok (2xx), refused (another final answer), gone (481: the phone dropped the subscription), no_answer (none in time).",
 		}, []string{"event", "result"}),
+		superseded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "connector_sip_notifies_superseded_total",
+			Help: "Published changes not sent on a subscription because the phone had already been sent a newer value of that feature (a full state read after them): sending them would have taken it back.",
+		}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "connector_sip_subscribes_refused_total",
-			Help: "SUBSCRIBEs refused before any change, by reason: rate_limit (503, the source's token bucket), auth_challenge (401, a digest challenge: normal once per phone), auth_stale (401 stale=true: an expired nonce, or one below the nonce table's floor), auth_replay (401 stale=true: a correct digest response with a nonce count already used), auth_forbidden (403, wrong credentials or another phone's line), capacity (503, sip.max_subscriptions reached, or shutting down), agent_forbidden (403, a SetAgentState naming an agent other than the one signed in at the phone).",
+			Help: "SUBSCRIBEs refused before any change, by reason: rate_limit (503, the source's token bucket), auth_challenge (401, a digest challenge: normal once per phone), auth_stale (401 stale=true: an expired nonce, or one below the nonce table's floor), auth_replay (401 stale=true: a correct digest response with a nonce count already used), auth_forbidden (403, wrong credentials or another phone's line), capacity (503, sip.limits.max_subscriptions reached, or shutting down), line_full (403, sip.limits.max_subscriptions_per_line devices already subscribed to the line for the package), agent_forbidden (403, a SetAgentState naming an agent other than the one signed in at the phone).",
 		}, []string{"reason"}),
 		connRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "connector_sip_connections_refused_total",
@@ -89,6 +95,8 @@ func newMetrics() *metrics {
 	m.stale = m.refused.WithLabelValues("auth_stale")
 	m.replayed = m.refused.WithLabelValues("auth_replay")
 	m.full = m.refused.WithLabelValues("capacity")
+	m.lineFull = m.refused.WithLabelValues("line_full")
+
 	m.agentForbidden = m.refused.WithLabelValues("agent_forbidden")
 	m.connMaxConns = m.connRefused.WithLabelValues(netguard.RefuseMaxConns)
 	m.connPerSource = m.connRefused.WithLabelValues(netguard.RefusePerSource)
@@ -137,7 +145,7 @@ func (m *metrics) malformed(transport string) {
 
 // Collectors are the SIP side's metrics, for a Prometheus registry.
 func (s *Server) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{s.metrics.notifies, s.metrics.refused, s.metrics.connRefused, s.metrics.notSIP, serverGauges{s}}
+	return []prometheus.Collector{s.metrics.notifies, s.metrics.superseded, s.metrics.refused, s.metrics.connRefused, s.metrics.notSIP, serverGauges{s}}
 }
 
 // serverGauges reads subscriptions and queues when scraped.

@@ -190,18 +190,28 @@ func (s *Server) loadState() []*subscription {
 		if !ok {
 			continue
 		}
-		if old := s.byKey[sub.key]; old != nil {
+		// One dialog per device, as insert keeps it: the later-expiring.
+		var old *subscription
+		for _, o := range s.lineLocked(sub.dn, sub.event) {
+			if o.device == sub.device {
+				old = o
+				break
+			}
+		}
+		if old != nil {
 			if !sub.expires.After(old.expires) {
 				continue
 			}
-			delete(s.subs, old.id)
+			s.unlinkLocked(old)
 			restored = withoutSub(restored, old)
 		}
 		if len(s.subs) >= s.limits().maxSubscriptions {
 			break
 		}
-		s.subs[sub.id] = sub
-		s.byKey[sub.key] = sub
+		if len(s.lineLocked(sub.dn, sub.event)) >= s.limits().maxPerLine {
+			continue
+		}
+		s.linkLocked(sub)
 		if s.phones[sub.dn] == nil {
 			s.phones[sub.dn] = &phoneState{inService: true, lastSeen: now}
 		}
@@ -254,6 +264,7 @@ func (s *Server) restore(d persistedDialog, now time.Time) (*subscription, bool)
 		remoteURI:    remote,
 		routes:       routes,
 		remoteTarget: target,
+		device:       deviceOf(target, d.Source, "UDP"),
 		source:       d.Source,
 		transport:    "UDP",
 		localHost:    host,

@@ -119,8 +119,12 @@ func TestLoadStateDropsExpiredAndBad(t *testing.T) {
 		t.Fatalf("Phones() = %+v", ph)
 	}
 	s.mu.Lock()
-	sub := s.byKey[subKey{"1001", eventFeature}]
+	line := s.lineLocked("1001", eventFeature)
 	s.mu.Unlock()
+	if len(line) != 1 {
+		t.Fatalf("line 1001 holds %d dialogs", len(line))
+	}
+	sub := line[0]
 	sub.mu.Lock()
 	cseq := sub.cseq
 	sub.mu.Unlock()

@@ -129,7 +129,7 @@ type Server struct {
 	started bool
 	closing bool
 	subs    map[dialogID]*subscription
-	byKey   map[subKey]*subscription
+	lines   map[subKey][]*subscription // each line's dialogs, oldest first
 	phones  map[string]*phoneState
 }
 
@@ -166,11 +166,11 @@ func NewServer(cfg Config, svc Service, log *slog.Logger) (*Server, error) {
 		senderLimit: maxSenders,
 		dirty:       make(chan struct{}, 1),
 		subs:        make(map[dialogID]*subscription),
-		byKey:       make(map[subKey]*subscription),
+		lines:       make(map[subKey][]*subscription),
 		phones:      make(map[string]*phoneState),
 		metrics:     newMetrics(),
 	}
-	s.live.Store(&limits{maxSubscriptions: cfg.MaxSubscriptions, maxBodyBytes: cfg.MaxBodyBytes})
+	s.live.Store(limitsOf(cfg))
 	s.tcpGate = netguard.NewGate(tcpLimits(cfg), cfg.Budget)
 	if cfg.TLSListen != "" && cfg.TLSCertFile != "" && cfg.TLSKeyFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
@@ -255,6 +255,9 @@ func withDefaults(cfg Config) Config {
 		cfg.DefaultExpires = def.DefaultExpires
 	}
 	cfg.DefaultExpires = min(cfg.DefaultExpires, cfg.MaxExpires)
+	if cfg.MaxSubscriptionsPerLine <= 0 {
+		cfg.MaxSubscriptionsPerLine = def.MaxSubscriptionsPerLine
+	}
 	if cfg.MaxSubscriptions <= 0 {
 		cfg.MaxSubscriptions = def.MaxSubscriptions
 	}
@@ -474,7 +477,7 @@ func (s *Server) shutdown(graceful bool) error {
 	}
 	s.mu.Lock()
 	clear(s.subs)
-	clear(s.byKey)
+	clear(s.lines)
 	s.mu.Unlock()
 	s.cancel()
 	s.bg.Wait()

@@ -35,6 +35,7 @@ type fakeSvc struct {
 	strangers  map[string]bool // agent IDs AuthorizeAgent refuses (ErrForbidden)
 	authorized []string        // AuthorizeAgent's questions, "dn agent state"
 	service    chan string     // "dn:true" / "dn:false"
+	version    Version         // raised by change, as the gateway's view version
 }
 
 func newFakeSvc(dns ...string) *fakeSvc {
@@ -87,6 +88,31 @@ func (f *fakeSvc) setRefuse(err error) {
 	f.mu.Unlock()
 }
 
+// change moves dn's state as the gateway does, under a new version, and
+// returns c with that version, for Publish (the view moves first, then the
+// change is published).
+func (f *fakeSvc) change(dn string, c Change) Change {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.version++
+	c.Version = f.version
+	st := f.devices[dn]
+	switch c.Kind {
+	case ChangeDoNotDisturb:
+		st.DoNotDisturb = c.DoNotDisturb
+	case ChangeForwarding:
+		for i := range st.Forwarding {
+			if st.Forwarding[i].Type == c.Forwarding.Type {
+				st.Forwarding[i] = c.Forwarding
+			}
+		}
+	case ChangeAgent:
+		a := c.Agent
+		st.Agent = &a
+	}
+	return c
+}
+
 func (f *fakeSvc) FeatureState(ctx context.Context, dn string) (FeatureState, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -95,6 +121,7 @@ func (f *fakeSvc) FeatureState(ctx context.Context, dn string) (FeatureState, er
 		return FeatureState{}, ErrUnknownDevice
 	}
 	out := *st
+	out.Version = f.version // read with the values, under one lock
 	out.Forwarding = append([]Forwarding(nil), st.Forwarding...)
 	if st.Agent != nil {
 		a := *st.Agent
@@ -264,7 +291,8 @@ type testPhone struct {
 
 	notifyStatus  atomic.Int32
 	answerOptions atomic.Bool
-	deaf          atomic.Bool // NOTIFYs go unanswered (CSeqs noted in unanswered)
+	deaf          atomic.Bool                   // NOTIFYs go unanswered (CSeqs noted in unanswered)
+	answerGate    atomic.Pointer[chan struct{}] // non-nil: NOTIFY answers wait for it to close
 	unanswered    sync.Map
 	optionsSeen   atomic.Int32
 
@@ -297,6 +325,9 @@ func newPhone(t testing.TB, dn, transport, server string) *testPhone {
 			return
 		}
 		p.notifies <- req // before answering: the next NOTIFY waits for the answer, so order holds
+		if g := p.answerGate.Load(); g != nil {
+			<-*g
+		}
 		code := int(p.notifyStatus.Load())
 		tx.Respond(sip.NewResponseFromRequest(req, code, reasonPhrase(code), nil))
 	}))
@@ -349,6 +380,20 @@ func newPhone(t testing.TB, dn, transport, server string) *testPhone {
 		done.Wait()
 	})
 	return p
+}
+
+// holdAnswers makes the phone take NOTIFYs but answer none until
+// releaseAnswers: the server's sender for it stays busy meanwhile.
+func (p *testPhone) holdAnswers() {
+	g := make(chan struct{})
+	p.answerGate.Store(&g)
+	p.t.Cleanup(p.releaseAnswers) // before the phone's own cleanup waits for its handlers
+}
+
+func (p *testPhone) releaseAnswers() {
+	if g := p.answerGate.Swap(nil); g != nil {
+		close(*g)
+	}
 }
 
 func (p *testPhone) track(h sipgo.RequestHandler) sipgo.RequestHandler {

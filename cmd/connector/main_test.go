@@ -416,6 +416,21 @@ func TestRunReloadAndShutdown(t *testing.T) {
 		t.Fatalf("CSTA session over WebSocket: %v %s", err, msg)
 	}
 	ws.SetReadDeadline(time.Time{})
+	// A Zultys MX client speaks text messages (csta.ParseTextFrame) and
+	// is answered in them.
+	zultys, _, err := websocket.DefaultDialer.Dial("ws://"+adminAddr+"/csta?token="+testAdminToken, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zultysStart, _ := csta.AppendTextFrame(nil, startSession)
+	zultys.WriteMessage(websocket.TextMessage, zultysStart)
+	zultys.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if typ, msg, err := zultys.ReadMessage(); err != nil || typ != websocket.TextMessage {
+		t.Fatalf("CSTA session over WebSocket, Zultys dialect: %v type %d %q", err, typ, msg)
+	} else if f, err := csta.ParseTextFrame(msg, csta.MaxFrameSize); err != nil || f.InvokeID != 1 || !strings.Contains(string(f.XML), "StartApplicationSessionPosResponse") {
+		t.Fatalf("CSTA session over WebSocket, Zultys dialect: %v %q", err, msg)
+	}
+	zultys.Close()
 
 	// A hot-desk login and logout through the gateway and the simulator:
 	// agent1 logs on at desk1, and the monitor on desk1 sees it.
