@@ -82,7 +82,10 @@ func Start(t testing.TB, tmpl string, vars map[string]string) *Proxy {
 	// in its process group); -E: log to stderr; small memory pools.
 	cmd := exec.Command(kamailio, "-f", file, "-DD", "-E", "-m", "32", "-M", "4", "-P", filepath.Join(dir, "kamailio.pid"))
 	cmd.Dir = dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group, so the cleanup reaches the workers too; and
+	// SIGTERM (on which it stops its workers) should the test binary die
+	// without cleaning up (a go test timeout).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	log := &testlog.Buffer{}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
