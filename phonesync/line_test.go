@@ -84,3 +84,31 @@ func TestEveryDeviceOnLineHoteling(t *testing.T) {
 		}
 	}
 }
+
+// TestEveryDeviceOnLinePinged: liveness pings go to every device of a
+// line, not to one of them: a line is out of service only when none
+// answers.
+func TestEveryDeviceOnLinePinged(t *testing.T) {
+	leakCheck(t)
+	svc := newFakeSvc("1001")
+	cfg := testConfig()
+	cfg.OptionsInterval, cfg.LivenessTimeout = time.Hour, 2*time.Hour // pinged by hand below
+	s := startServer(t, cfg, svc)
+	desk := newPhone(t, "1001", "UDP", s.Addr())
+	soft := newPhone(t, "1001", "UDP", s.Addr())
+	for _, p := range []*testPhone{desk, soft} {
+		if res := p.subscribe(subOpts{}); res.StatusCode != 200 {
+			t.Fatalf("SUBSCRIBE: %d", res.StatusCode)
+		}
+		p.nextNotify()
+	}
+	// The desk phone's hoteling dialog is the same device: one ping.
+	if res := desk.subscribe(subOpts{event: eventHoteling, newCall: true}); res.StatusCode != 200 {
+		t.Fatalf("hoteling SUBSCRIBE: %d", res.StatusCode)
+	}
+	desk.nextNotify()
+	s.pingAll()
+	if d, o := desk.optionsSeen.Load(), soft.optionsSeen.Load(); d != 1 || o != 1 {
+		t.Fatalf("OPTIONS seen: desk %d, soft client %d; want 1 each", d, o)
+	}
+}

@@ -207,14 +207,19 @@ func (s *Server) pingLoop() {
 }
 
 func (s *Server) pingAll() {
-	targets := make(map[string]flow)
+	// Every device of a line is pinged (its feature and hoteling dialogs
+	// once): any answer is the line's contact, so a line is out of service
+	// only when none of its devices answers.
+	type target struct{ dn, device string }
+	targets := make(map[target]flow)
 	s.mu.Lock()
 	for _, sub := range s.subs {
-		if _, ok := targets[sub.dn]; ok {
+		k := target{sub.dn, sub.device}
+		if _, ok := targets[k]; ok {
 			continue
 		}
 		sub.mu.Lock()
-		targets[sub.dn] = sub.flowLocked()
+		targets[k] = sub.flowLocked()
 		sub.mu.Unlock()
 	}
 	s.mu.Unlock()
