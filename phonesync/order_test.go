@@ -22,6 +22,22 @@ func forwardToOf(body []byte) int {
 
 var forwardToRE = regexp.MustCompile(`<forwardTo>(\d+)</forwardTo>`)
 
+// subscribedForwarding subscribes a phone of 1001 and takes its full state;
+// forward(i) then moves 1001's CFA to number i and publishes it, as the
+// gateway does.
+func subscribedForwarding(t *testing.T, s *Server, svc *fakeSvc, transport string) (p *testPhone, forward func(i int)) {
+	t.Helper()
+	p = newPhone(t, "1001", transport, s.Addr())
+	if res := p.subscribe(subOpts{}); res.StatusCode != 200 {
+		t.Fatalf("SUBSCRIBE: %d", res.StatusCode)
+	}
+	p.nextNotify()
+	return p, func(i int) {
+		s.Publish("1001", svc.change("1001", Change{Kind: ChangeForwarding,
+			Forwarding: Forwarding{Type: ForwardImmediate, Active: true, Number: strconv.Itoa(i)}}))
+	}
+}
+
 // TestFullStateSupersedesQueuedChanges makes, deterministically, the case
 // that made TestPublishOverflowCoalesces fail at random (issue 14): a
 // subscription's queue overflows while its sender waits for the phone's
@@ -35,15 +51,7 @@ func TestFullStateSupersedesQueuedChanges(t *testing.T) {
 			leakCheck(t)
 			svc := newFakeSvc("1001")
 			s := startServer(t, testConfig(), svc, func(s *Server) { s.queueLimit = 4 })
-			p := newPhone(t, "1001", transport, s.Addr())
-			if res := p.subscribe(subOpts{}); res.StatusCode != 200 {
-				t.Fatalf("SUBSCRIBE: %d", res.StatusCode)
-			}
-			p.nextNotify()
-			forward := func(i int) {
-				s.Publish("1001", svc.change("1001", Change{Kind: ChangeForwarding,
-					Forwarding: Forwarding{Type: ForwardImmediate, Active: true, Number: strconv.Itoa(i)}}))
-			}
+			p, forward := subscribedForwarding(t, s, svc, transport)
 
 			p.holdAnswers()
 			forward(0)
@@ -80,15 +88,7 @@ func TestRefreshFullStateSupersedesQueuedChanges(t *testing.T) {
 	leakCheck(t)
 	svc := newFakeSvc("1001")
 	s := startServer(t, testConfig(), svc)
-	p := newPhone(t, "1001", "TCP", s.Addr())
-	if res := p.subscribe(subOpts{}); res.StatusCode != 200 {
-		t.Fatalf("SUBSCRIBE: %d", res.StatusCode)
-	}
-	p.nextNotify()
-	forward := func(i int) {
-		s.Publish("1001", svc.change("1001", Change{Kind: ChangeForwarding,
-			Forwarding: Forwarding{Type: ForwardImmediate, Active: true, Number: strconv.Itoa(i)}}))
-	}
+	p, forward := subscribedForwarding(t, s, svc, "TCP")
 	p.holdAnswers()
 	forward(0)
 	p.nextNotify()

@@ -23,14 +23,7 @@ func TestTwoDevicesOnOneLine(t *testing.T) {
 	a := startRun(t, "", "", "")
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	cti, err := cticlient.Dial(ctx, a.csta)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cti.Close()
-	if _, err := cti.MonitorStart(ctx, "4001"); err != nil {
-		t.Fatal(err)
-	}
+	cti := monitoring(ctx, t, a.csta, "4001")
 
 	desk := sipptest.NewPhone("4001", "4001", "phone4001").
 		Subscribe().

@@ -121,6 +121,21 @@ func startRunCommand(t *testing.T, cmd *exec.Cmd) runAddrs {
 	return runAddrs{csta: r[1], admin: r[2], sip: sipListening.FindStringSubmatch(log)[1], cmd: cmd, stderr: stderr, exited: exited}
 }
 
+// monitoring is a CTI client of the connector at addr monitoring device,
+// closed when the test ends.
+func monitoring(ctx context.Context, t *testing.T, addr, device string) *cticlient.Client {
+	t.Helper()
+	cti, err := cticlient.Dial(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cti.Close() })
+	if _, err := cti.MonitorStart(ctx, device); err != nil {
+		t.Fatal(err)
+	}
+	return cti
+}
+
 // awaitCTI returns the next event named name on the monitored device,
 // skipping others.
 func awaitCTI(t *testing.T, c *cticlient.Client, name string, match func(cticlient.Event) bool) cticlient.Event {
@@ -160,14 +175,7 @@ func TestPhoneAndDesktopAgree(t *testing.T) {
 	cstaAddr, sipAddr := phoneConnector(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	cti, err := cticlient.Dial(ctx, cstaAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cti.Close()
-	if _, err := cti.MonitorStart(ctx, "4001"); err != nil {
-		t.Fatal(err)
-	}
+	cti := monitoring(ctx, t, cstaAddr, "4001")
 
 	phone := sipptest.NewPhone("4001", "4001", "phone4001").
 		Subscribe().
@@ -266,14 +274,7 @@ func TestSilentPhoneOutOfService(t *testing.T) {
 	cstaAddr, sipAddr := phoneConnector(t)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	cti, err := cticlient.Dial(ctx, cstaAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cti.Close()
-	if _, err := cti.MonitorStart(ctx, "4002"); err != nil {
-		t.Fatal(err)
-	}
+	cti := monitoring(ctx, t, cstaAddr, "4002")
 	subscribeAndLeave := func() {
 		t.Helper()
 		phone := sipptest.NewPhone("4002", "4002", "phone4002").Subscribe().AwaitNotify("DoNotDisturbEvent").Pause(100)
@@ -331,14 +332,7 @@ func TestPBXPresenceDrivesAgentState(t *testing.T) {
 		"  unavailable_codes: [\"LUNCH:Lunch\", \"BUSY:On another phone\"]\n",
 		fmt.Sprintf("  presence:\n    pbx: 127.0.0.1:%d\n    dns: [\"4003\"]\n", pbxPort),
 		"directory:\n  reason_codes: [\"1=LUNCH\", \"busy=BUSY\"]\n")
-	cti, err := cticlient.Dial(ctx, cstaAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cti.Close()
-	if _, err := cti.MonitorStart(ctx, "4003"); err != nil {
-		t.Fatal(err)
-	}
+	cti := monitoring(ctx, t, cstaAddr, "4003")
 	on4003 := func(ev cticlient.Event) bool { return ev.Device == "4003" }
 	awaitPBX := func(name string, match func(cticlient.Event) bool) {
 		t.Helper()

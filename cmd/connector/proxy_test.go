@@ -27,14 +27,7 @@ func TestPhoneBehindProxyHearsDesktop(t *testing.T) {
 		map[string]string{"CONNECTOR": sipAddr})
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	cti, err := cticlient.Dial(ctx, cstaAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cti.Close()
-	if _, err := cti.MonitorStart(ctx, "4001"); err != nil {
-		t.Fatal(err)
-	}
+	cti := monitoring(ctx, t, cstaAddr, "4001")
 
 	phone := sipptest.NewPhone("4001", "4001", "phone4001").
 		Subscribe().
