@@ -26,10 +26,10 @@ type Gateway struct {
 	mu     sync.Mutex
 	users  map[string]*userState
 	linkUp bool
-	// viewVersion counts the changes to the view: raised by every XSI
-	// event handled and every event emitted otherwise, and carried by the
-	// events it made to the phones (phonesync.Version), so that a full
-	// state read at one version orders against them.
+	// viewVersion counts the events the view's changes make: each held
+	// event has one of its own (holdLocked), carried to the phones
+	// (phonesync.Version), so that a full state read at one version orders
+	// against them.
 	viewVersion uint64
 	// linkEpoch counts down→up transitions of the link (RepairLoop).
 	linkEpoch uint64
@@ -229,7 +229,6 @@ func (g *Gateway) HandleXSIEvent(ev *xsi.SubscriptionEvent) {
 	// A guest's event also changes its hosts' views; an association's end
 	// is explained by how long it lasted under which limit.
 	hostBefore, sinceBefore, limitBefore := u.hostUserID, u.hostSince, u.hostLimit
-	g.viewVersion++ // what this event changes is at this version
 	var out []csta.Event
 	switch d := ev.Data.(type) {
 	case *xsi.AgentSubscriptionEvent:
@@ -261,7 +260,7 @@ func (g *Gateway) HandleXSIEvent(ev *xsi.SubscriptionEvent) {
 		// does not make the view fresh (RepairLoop waits for the resync).
 		u.stale()
 	}
-	u.hold(out, g.viewVersion)
+	g.holdLocked(u, out)
 	// Reserved before the wake: a sequence woken by this event answers only
 	// once these records are written (journalSync).
 	var endReason string
@@ -476,10 +475,23 @@ func (g *Gateway) emit(userID string, evs []csta.Event) {
 	}
 	g.mu.Lock()
 	u := g.user(userID)
-	g.viewVersion++
-	u.hold(evs, g.viewVersion)
+	g.holdLocked(u, evs)
 	g.mu.Unlock()
 	g.flush(userID)
+}
+
+// holdLocked queues evs in u's outbox, each with a version of its own: one
+// XSI event can mean two changes of one feature at one device (a Sign-Out
+// agent made Available: AgentLoggedOn, then AgentReady), and the second
+// must not look like the first sent again (phonesync drops a change whose
+// version it has already shown). They are raised under Gateway.mu with the
+// view change they follow, so a view read after it holds a version at or
+// above all of them (phoneService.FeatureState). Gateway.mu is held.
+func (g *Gateway) holdLocked(u *userState, evs []csta.Event) {
+	for _, ev := range evs {
+		g.viewVersion++
+		u.outbox = append(u.outbox, heldEvent{ev: ev, version: g.viewVersion})
+	}
 }
 
 // flush publishes the user's outbox unless a request holds it.

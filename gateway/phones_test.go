@@ -258,6 +258,29 @@ func TestPhoneStateVersions(t *testing.T) {
 	}
 }
 
+// TestPhoneStateVersionsOneEventTwoChanges: one XSI event that means two
+// changes of the agent state at one device (a signed-out agent made
+// Available: AgentLoggedOn, then AgentReady) gives each its own version,
+// rising: with one version for both, phonesync took the second for the
+// first sent again and dropped it, and the phone stayed at loggedOn (found
+// by the fault campaign, latency-spikes-10s).
+func TestPhoneStateVersionsOneEventTwoChanges(t *testing.T) {
+	h := newHarness(t)
+	ph := &fakePhones{}
+	h.g.SetPhones(ph)
+	const carol = "carol@example.com"
+	h.g.HandleXSIEvent(xev(carol, agentState("Sign-Out", "")))
+	h.g.HandleXSIEvent(xev(carol, agentState("Available", "")))
+	v, changes := ph.Versions("carol")
+	want := []string{`carol agent carol loggedOff ""`, `carol agent carol loggedOn ""`, `carol agent carol ready ""`}
+	if !slices.Equal(changes, want) {
+		t.Fatalf("changes %q, want %q", changes, want)
+	}
+	if !(v[0] < v[1] && v[1] < v[2]) {
+		t.Errorf("versions %v, want each above the one before", v)
+	}
+}
+
 func TestGuestPassword(t *testing.T) {
 	cfg := testConfig
 	cfg.AgentPasswords = []AgentPassword{{AgentID: "A1", Password: "s3cret"}}

@@ -52,19 +52,11 @@ type userState struct {
 	outbox   []heldEvent
 }
 
-// heldEvent is a CSTA event waiting in a user's outbox, with the view
-// version that made it (Gateway.viewVersion).
+// heldEvent is a CSTA event waiting in a user's outbox, with its view
+// version (Gateway.viewVersion).
 type heldEvent struct {
 	ev      csta.Event
 	version uint64
-}
-
-// hold queues evs, made at view version v, in the outbox. Gateway.mu is
-// held.
-func (u *userState) hold(evs []csta.Event, v uint64) {
-	for _, ev := range evs {
-		u.outbox = append(u.outbox, heldEvent{ev: ev, version: v})
-	}
 }
 
 func (u *userState) stale() {
