@@ -100,13 +100,16 @@ func ParseFeatureRequest(body []byte) (FeatureRequest, error) {
 				}
 			}
 		}
-		if strings.ContainsFunc(req.AgentID, unicode.IsControl) || strings.ContainsFunc(req.Reason, unicode.IsControl) {
-			// No agent ID or reason code has one; XML allows DEL and C1,
-			// which the answer could only write back as U+FFFD.
-			return FeatureRequest{}, badBody("SetAgentState: agentID or reason with a control character")
-		}
 	default:
 		return FeatureRequest{}, badBody("root element %q is not SetDoNotDisturb, SetForwarding or SetAgentState", clipForError(root.local))
+	}
+	for _, text := range []string{req.Device, req.AgentID, req.Reason, req.Forwarding.Number} {
+		if strings.ContainsFunc(text, unicode.IsControl) {
+			// No device, agent ID, reason code or number has one; XML
+			// allows DEL and C1, which the answer could only write back
+			// as U+FFFD.
+			return FeatureRequest{}, badBody("%s: device, agentID, reason or forwardDN with a control character", root.local)
+		}
 	}
 	return req, nil
 }
