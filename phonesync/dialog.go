@@ -300,9 +300,9 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	if isNew {
 		switch err := s.insert(sub); {
 		case errors.Is(err, errLineFull):
-			// Another device may well leave; but a device over the cap
-			// retrying at once only costs, so 403, which it does not
-			// retry blindly (RFC 6665 §4.1.2.1), with the cause spelt out.
+			// Another device may well leave, but a device over the cap
+			// retrying at once only costs: 403 (a policy refusal, not
+			// "try again later" as 503 would say), the cause spelt out.
 			s.metrics.lineFull.Inc()
 			s.log.Debug("SUBSCRIBE refused: line full", "dn", dn, "event", pkg, "max", s.limits().maxPerLine)
 			res := sip.NewResponseFromRequest(req, 403, "Too Many Devices On Line", nil)
@@ -422,8 +422,8 @@ func (s *Server) lookup(id dialogID) *subscription {
 }
 
 // insert holds a new subscription next to the line's others. A dialog of
-// the same device (same Contact: a rebooted phone that lost its dialog)
-// is replaced, and told so. It refuses with 503 when closing or at
+// the same device (deviceOf: a rebooted phone that lost its dialog) is
+// replaced, and told so. It refuses with 503 when closing or at
 // max_subscriptions, and with errLineFull at max_subscriptions_per_line.
 func (s *Server) insert(sub *subscription) error {
 	s.mu.Lock()
