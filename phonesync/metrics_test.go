@@ -74,6 +74,15 @@ func TestServerMetrics(t *testing.T) {
 		t.Fatalf("wrong password: %d, want 403", res.StatusCode)
 	}
 	waitSample(t, s, `connector_sip_subscribes_refused_total{reason="auth_forbidden"}`, 1)
+
+	// The phone answers again and the queue drains: no NOTIFY is in flight
+	// when the phone closes. One that reaches a closing test phone makes
+	// sipgo handle it after the phone's UA closed, and open (and leak) a
+	// socket to answer it (seen as a leaked readUDPConnection of the phone's
+	// UA, 1 fresh-clone run in 5).
+	p.deaf.Store(false)
+	waitSample(t, s, `connector_sip_notify_queue`, 0)
+	waitSample(t, s, `connector_sip_notify_senders`, 0)
 }
 
 // SUBSCRIBEs over a source's rate are refused and counted; a 481 answer
