@@ -41,6 +41,10 @@ func startXSPSim(t *testing.T) (base string, stop func() (int, string)) {
 	waitFor(t, "the simulator", func() bool {
 		return strings.Contains(stderr.String(), `msg="xsp simulator running" url=`+base) && accepts(listen)
 	})
+	// The seeded users are listed just after the "running" line: wait for
+	// the last of them (reading at once lost the race in 1 fresh-clone run
+	// in 5).
+	waitFor(t, "the seeded users listed", func() bool { return strings.Contains(stderr.String(), "user=desk2@example.com") })
 	for _, user := range []string{"agent1@example.com", "desk2@example.com"} {
 		if !strings.Contains(stderr.String(), "user="+user) {
 			t.Errorf("log does not list the seeded user %s:\n%s", user, stderr.String())
