@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/broadworks-connector/connector/internal/sipptest"
 	"net"
 	"os"
 	"os/exec"
@@ -65,7 +66,7 @@ func Start(t testing.TB, tmpl string, vars map[string]string) *Proxy {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	port := freeUDPPort(t)
+	port := sipptest.FreeUDPPort(t)
 	cfg := strings.ReplaceAll(string(raw), "@DIR@", dir)
 	cfg = strings.ReplaceAll(cfg, "@PROXY_PORT@", strconv.Itoa(port))
 	for k, v := range vars {
@@ -155,12 +156,10 @@ func (p *Proxy) awaitReady(exited <-chan struct{}) error {
 	return fmt.Errorf("kamailio did not answer on %s within %v", p.Addr, readyWait)
 }
 
-func freeUDPPort(t testing.TB) int {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
+// RefusedInDialog is how many in-dialog requests the proxy refused (its
+// stock rule: no Route it recognises, "404 Not here"), its own readiness
+// probe, refused on purpose, aside.
+func (p *Proxy) RefusedInDialog() int {
+	log := p.Log.String()
+	return strings.Count(log, "refused in-dialog") - strings.Count(log, "refused in-dialog OPTIONS sip:probe@")
 }
