@@ -103,6 +103,11 @@ func TestServerMetricsRateLimitAndGone(t *testing.T) {
 		t.Fatalf("third SUBSCRIBE in a burst of 2: %d, want 503", res.StatusCode)
 	}
 	waitSample(t, s, `connector_sip_subscribes_refused_total{reason="rate_limit"}`, 1)
+	// The second SUBSCRIBE came from the same device, so its dialog replaced
+	// the first: the first dialog's terminated;reason=rejected NOTIFY and the
+	// new one's full state are answered 200 before the phone turns to 481
+	// (either one answered 481 would count gone too).
+	waitSample(t, s, featureOK, 3)
 
 	p.notifyStatus.Store(481)
 	s.Publish("1001", Change{Kind: ChangeDoNotDisturb, DoNotDisturb: true})
