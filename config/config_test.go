@@ -106,6 +106,7 @@ func TestLoadGood(t *testing.T) {
 		Devices:     []string{"+1555=a1@example.net", "Desk-A=h1@example.net,hotdesk"},
 		Agents:      []string{"A1=a1@example.net", "A2=a2@example.net,+1556"},
 		ReasonCodes: []string{"Coffee=BREAK"},
+		IdleTTL:     10 * time.Minute, MaxConcurrentLoads: 16, // defaults
 	}
 	want.GatewayCore = config.GatewaySettings{RequestTimeout: 0, ConflictWindow: 2 * time.Second}
 	want.HotDesks = config.HotelingSettings{

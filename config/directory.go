@@ -28,6 +28,13 @@ type Directory struct {
 	// DefaultUnavailableCode goes with notReady when the request names no
 	// reason the table knows; empty sends none.
 	DefaultUnavailableCode string `mapstructure:"default_unavailable_code"`
+	// IdleTTL: a BroadWorks user nothing refers to (no monitor, phone,
+	// association, request or repair) is dropped from memory this long
+	// after its last use; 0 never.
+	IdleTTL time.Duration `mapstructure:"idle_ttl"`
+	// MaxConcurrentLoads bounds the users read from BroadWorks at once
+	// (each read is 8 Actions GETs in parallel).
+	MaxConcurrentLoads int `mapstructure:"max_concurrent_loads"`
 }
 
 // GatewaySettings configures the gateway between CSTA and BroadWorks.
@@ -71,6 +78,8 @@ func defaultDirectory() Directory {
 		},
 		ReasonCodes:            []string{"1=LUNCH", "2=MEETING", "3=TRAINING"},
 		DefaultUnavailableCode: "LUNCH",
+		IdleTTL:                10 * time.Minute,
+		MaxConcurrentLoads:     16,
 	}
 }
 
@@ -218,6 +227,10 @@ func validateDirectory(ps *problems, d Directory, sim Simulator, simulate bool) 
 		ps.add("directory.reason_codes", "reason %q is listed twice", dup)
 	}
 
+	if d.IdleTTL < 0 {
+		ps.add("directory.idle_ttl", "must be 0 (never) or positive, got %s", formatDuration(d.IdleTTL))
+	}
+	between(ps, "directory.max_concurrent_loads", d.MaxConcurrentLoads, 1, 1000)
 	if c := d.DefaultUnavailableCode; len([]rune(c)) > 10 || strings.ContainsAny(c, " \t") {
 		ps.add("directory.default_unavailable_code", "must be empty or a code of 1 to 10 characters without spaces, got %q", c)
 	}
@@ -249,6 +262,9 @@ func (c *Config) Gateway() gateway.Config {
 		ConflictWindow:         c.GatewayCore.ConflictWindow,
 		StaleLoginGrace:        c.GatewayCore.StaleLoginGrace,
 		AgentPasswords:         c.agentPasswords(),
+		LoadUsers:              true, // BroadWorks is the directory
+		IdleTTL:                d.IdleTTL,
+		MaxUserLoads:           d.MaxConcurrentLoads,
 	}
 	out.Devices = parseItems(d.Devices, parseDevice)
 	out.Agents = parseItems(d.Agents, parseAgent)

@@ -69,6 +69,8 @@ func TestGatewayConversion(t *testing.T) {
 		Agents:                 []string{"A1=a1@acme.test,+1555", "a2=a2@acme.test"},
 		ReasonCodes:            []string{"Lunch break=LUNCH"},
 		DefaultUnavailableCode: "OTHER",
+		IdleTTL:                time.Minute,
+		MaxConcurrentLoads:     4,
 	}
 	c.GatewayCore.RequestTimeout = 3 * time.Second
 	want := gateway.Config{
@@ -83,6 +85,9 @@ func TestGatewayConversion(t *testing.T) {
 		},
 		ReasonCodes:            []gateway.ReasonEntry{{Reason: "Lunch break", Code: "LUNCH"}},
 		DefaultUnavailableCode: "OTHER",
+		LoadUsers:              true,
+		IdleTTL:                time.Minute,
+		MaxUserLoads:           4,
 		RequestTimeout:         3 * time.Second,
 		EventPackages:          config.Default().XSILink.EventPackages,
 		ConflictWindow:         2 * time.Second,

@@ -379,6 +379,14 @@ func (s *Server) snapshotConns() []*conn {
 	return out
 }
 
+// Monitored says whether any monitor watches dev (the gateway keeps the
+// BroadWorks users of monitored devices loaded).
+func (s *Server) Monitored(dev DeviceID) bool {
+	s.monMu.RLock()
+	defer s.monMu.RUnlock()
+	return len(s.monitors[dev]) > 0
+}
+
 // Publish delivers ev to every monitor on ev.Device whose filter lets it
 // through. It never blocks: a connection whose queue is full is dropped.
 func (s *Server) Publish(ev Event) {

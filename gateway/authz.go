@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 
 	"github.com/broadworks-connector/connector/csta"
 )
@@ -27,6 +28,20 @@ func (g *Gateway) requestAgent(ctx context.Context, who csta.Requester, from ori
 			return "", "", csta.ErrPrivilegeViolationSpecifiedDevice
 		}
 		return "", "", err
+	}
+	if err := g.ensure(ctx, userID); err != nil {
+		notFound := csta.ErrInvalidAgentIdentifier
+		if agentID == "" {
+			notFound = csta.ErrInvalidDeviceID
+		}
+		if agentID != "" && who.Devices.Limited && errors.Is(err, errUnknownUser) {
+			g.refused(who, agentID, "", state)
+			return "", "", csta.ErrPrivilegeViolationSpecifiedDevice
+		}
+		return "", "", g.cstaError(err, notFound)
+	}
+	if n := g.NumberOf(userID); n != "" && !g.dir().hasNumber(userID) {
+		number = n // BroadWorks' number for the agent, unless an entry says
 	}
 	if agentID == "" {
 		return userID, number, nil

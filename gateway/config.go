@@ -44,6 +44,17 @@ type Config struct {
 	// looked at again this long after, in case the XSP applied it late over
 	// a later request (recheck.go); 0: never. Not reloaded.
 	RecheckAfter time.Duration
+	// LoadUsers makes BroadWorks the directory: a user is read from the
+	// XSP on first reference (roles, number, snapshot; users.go) and a user
+	// it does not know is refused. false: the directory entries and the
+	// domain rule alone (the view is built from events only).
+	LoadUsers bool
+	// MaxUserLoads bounds the users read from the XSP at once; 0: 16.
+	// Not reloaded.
+	MaxUserLoads int
+	// IdleTTL: a user nothing refers to is dropped from memory this long
+	// after its last use; 0: never.
+	IdleTTL time.Duration
 	// AnswerSettle is how long events caused by a request are held after the
 	// Service method returns, so the answer goes out first; 0: 20ms.
 	AnswerSettle time.Duration
@@ -91,6 +102,8 @@ type Actions interface {
 	GetDoNotDisturb(ctx context.Context, userID string) (xsi.DoNotDisturb, error)
 	SetDoNotDisturb(ctx context.Context, userID string, d xsi.DoNotDisturb) error
 	GetHotelingGuest(ctx context.Context, userID string) (xsi.HotelingGuest, error)
+	GetHotelingHost(ctx context.Context, userID string) (xsi.HotelingHost, error)
+	GetProfile(ctx context.Context, userID string) (xsi.Profile, error)
 }
 
 // Hoteling runs the hot-desk sequences; *hoteling.Sequencer satisfies it.
@@ -107,6 +120,8 @@ type Hoteling interface {
 type Publisher interface {
 	Publish(ev csta.Event)
 	SetSystemStatus(v csta.SystemStatusValue)
+	// Monitored: a monitor watches the device (its user stays loaded).
+	Monitored(dev csta.DeviceID) bool
 }
 
 // Deps are the gateway's collaborators.

@@ -129,6 +129,12 @@ func (d *Directory) NumberOf(userID string) string {
 	return ""
 }
 
+// hasNumber: an explicit agent entry gives the user's number.
+func (d *Directory) hasNumber(userID string) bool {
+	_, ok := d.numberOfUser[userID]
+	return ok
+}
+
 func (d *Directory) shortID(userID string) string {
 	if d.domain != "" {
 		if user, ok := strings.CutSuffix(userID, "@"+d.domain); ok && user != "" {

@@ -36,7 +36,7 @@ func (g *Gateway) cstaError(err error, notFound *csta.Error) error {
 		return ErrInvalidObjectState
 	case errors.Is(err, hoteling.ErrContradicted):
 		return ErrStateGeneric
-	case errors.Is(err, hoteling.ErrUnknownUser):
+	case errors.Is(err, hoteling.ErrUnknownUser), errors.Is(err, errUnknownUser):
 		return notFound
 	case errors.Is(err, hoteling.ErrLinkDown), errors.Is(err, xsi.ErrLinkDown):
 		return csta.ErrResourceOutOfService

@@ -27,6 +27,11 @@ type fakeActions struct {
 	cfna  xsi.Forwarding
 	dnd   xsi.DoNotDisturb
 	guest xsi.HotelingGuest
+	// The directory (Config.LoadUsers): users GetProfile answers 404 for,
+	// users with an active Hoteling Host service, profiles by user.
+	unknown  map[string]bool
+	hosts    map[string]bool
+	profiles map[string]xsi.Profile
 	// onCall runs after a call is recorded (e.g. to inject an XSI event
 	// before the HTTP answer).
 	onCall func(method string)
@@ -84,6 +89,31 @@ func (f *fakeActions) GetHotelingGuest(_ context.Context, u string) (xsi.Hotelin
 	return f.guest, f.rec("GetHotelingGuest", "%s", u)
 }
 
+func (f *fakeActions) GetHotelingHost(_ context.Context, u string) (xsi.HotelingHost, error) {
+	if err := f.rec("GetHotelingHost", "%s", u); err != nil {
+		return xsi.HotelingHost{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.hosts[u] {
+		return xsi.HotelingHost{}, fmt.Errorf("fake: %s has no Hoteling Host: %w", u, xsi.ErrNotFound)
+	}
+	return xsi.HotelingHost{Active: true}, nil
+}
+func (f *fakeActions) GetProfile(_ context.Context, u string) (xsi.Profile, error) {
+	if err := f.rec("GetProfile", "%s", u); err != nil {
+		return xsi.Profile{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.unknown[u] {
+		return xsi.Profile{}, fmt.Errorf("fake: no user %s: %w", u, xsi.ErrNotFound)
+	}
+	p := f.profiles[u]
+	p.UserID = u
+	return p, nil
+}
+
 // fakeHoteling records Login/Logout; onLogin/onLogout run before they
 // return (e.g. to deliver the confirming XSI event).
 type fakeHoteling struct {
@@ -130,9 +160,16 @@ func (h *fakeHoteling) Calls() []string {
 
 // fakePublisher records what reaches the CSTA front end.
 type fakePublisher struct {
-	mu       sync.Mutex
-	events   []csta.Event
-	statuses []csta.SystemStatusValue
+	mu        sync.Mutex
+	events    []csta.Event
+	statuses  []csta.SystemStatusValue
+	monitored map[csta.DeviceID]bool
+}
+
+func (p *fakePublisher) Monitored(dev csta.DeviceID) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.monitored[dev]
 }
 
 func (p *fakePublisher) Publish(ev csta.Event) {

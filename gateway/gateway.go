@@ -52,6 +52,13 @@ type Gateway struct {
 
 	pubMu   sync.Mutex
 	settles sync.WaitGroup // release timers that have fired and are running
+
+	// User loads (users.go): at most cap(loadSlots) at once, all ended by
+	// Close.
+	loadSlots  chan struct{}
+	loads      sync.WaitGroup
+	loadCtx    context.Context
+	loadCancel context.CancelFunc
 }
 
 var (
@@ -86,6 +93,11 @@ func New(cfg Config, deps Deps, logger *slog.Logger) *Gateway {
 		staleTimers: make(map[uint64]*time.Timer),
 		rechecks:    make(map[string]*time.Timer),
 	}
+	if cfg.MaxUserLoads <= 0 {
+		cfg.MaxUserLoads = defaultMaxUserLoads
+	}
+	g.loadSlots = make(chan struct{}, cfg.MaxUserLoads)
+	g.loadCtx, g.loadCancel = context.WithCancel(context.Background())
 	g.live.Store(&liveConfig{cfg: cfg, dir: NewDirectory(cfg)})
 	return g
 }
@@ -174,8 +186,31 @@ func anyUp(ls []xsi.LinkStatus) bool {
 // LinkChanges(), LinkState) until ctx ends or events is closed. It is the
 // one goroutine that calls HandleXSIEvent, which keeps events in order.
 func (g *Gateway) Run(ctx context.Context, events <-chan xsi.Event, linkChanges <-chan struct{}, linkState func() []xsi.LinkStatus) {
+	var bg sync.WaitGroup
+	defer bg.Wait()
+	bg.Go(func() { g.idleLoop(ctx) })
+	// After a link loss every loaded user is read again in the background
+	// (users.go); a refresh still running when the link is lost again
+	// goes on (its loads fail fast while the link is down).
+	var refreshing atomic.Bool
+	refresh := func() {
+		if !refreshing.CompareAndSwap(false, true) {
+			return
+		}
+		bg.Go(func() {
+			defer refreshing.Store(false)
+			g.refreshStale(ctx)
+		})
+	}
+	setLink := func(up bool) {
+		before := g.LinkUp()
+		g.SetLinkUp(up)
+		if up && !before {
+			refresh()
+		}
+	}
 	if linkState != nil {
-		g.SetLinkUp(anyUp(linkState()))
+		setLink(anyUp(linkState()))
 	}
 	for {
 		select {
@@ -183,7 +218,7 @@ func (g *Gateway) Run(ctx context.Context, events <-chan xsi.Event, linkChanges 
 			return
 		case <-linkChanges:
 			if linkState != nil {
-				g.SetLinkUp(anyUp(linkState()))
+				setLink(anyUp(linkState()))
 			}
 		case ev, ok := <-events:
 			if !ok {
@@ -194,7 +229,7 @@ func (g *Gateway) Run(ctx context.Context, events <-chan xsi.Event, linkChanges 
 				// link change is seen here: ask, so that they count as
 				// fresh (an event handled while down does not).
 				if linkState != nil && !g.LinkUp() {
-					g.SetLinkUp(anyUp(linkState()))
+					setLink(anyUp(linkState()))
 				}
 				g.HandleXSIEvent(se)
 			}
@@ -224,8 +259,24 @@ func (g *Gateway) HandleXSIEvent(ev *xsi.SubscriptionEvent) {
 		return
 	}
 	g.mu.Lock()
+	matters := false // an event that makes a user not loaded worth loading
+	switch d := ev.Data.(type) {
+	case *xsi.AgentSubscriptionEvent, *xsi.AgentStateEvent:
+		matters = true
+	case *xsi.HotelingGuestEvent:
+		matters = d.Active && !d.Unassigned && d.HostUserID != ""
+	}
+	if g.cfg().LoadUsers && g.users[subject] == nil && !matters {
+		// Nobody refers to the user: a scope's event for it changes no
+		// one's view (its snapshot is read when it is first referred to).
+		g.mu.Unlock()
+		return
+	}
 	u := g.user(subject)
 	u.known = true
+	if f := facetOf(ev.Data); f >= 0 {
+		u.events[f]++
+	}
 	// A guest's event also changes its hosts' views; an association's end
 	// is explained by how long it lasted under which limit.
 	hostBefore, sinceBefore, limitBefore := u.hostUserID, u.hostSince, u.hostLimit
@@ -261,6 +312,9 @@ func (g *Gateway) HandleXSIEvent(ev *xsi.SubscriptionEvent) {
 		u.stale()
 	}
 	g.holdLocked(u, out)
+	if !u.roles.loaded {
+		g.loadSoonLocked(u) // a user an event brought in: its snapshot, roles
+	}
 	// Reserved before the wake: a sequence woken by this event answers only
 	// once these records are written (journalSync).
 	var endReason string
@@ -284,6 +338,25 @@ func (g *Gateway) HandleXSIEvent(ev *xsi.SubscriptionEvent) {
 		// A guest's change shows on its desk too (hosts before and after).
 		obs.UsersChanged(subject, hostBefore, hostAfter)
 	}
+}
+
+// facetOf is the facet an XSI event changes (userState.events), -1 none.
+func facetOf(d xsi.EventData) int {
+	switch d.(type) {
+	case *xsi.AgentSubscriptionEvent, *xsi.AgentStateEvent:
+		return facetAgent
+	case *xsi.CallForwardingAlwaysEvent:
+		return facetCFA
+	case *xsi.CallForwardingBusyEvent:
+		return facetCFB
+	case *xsi.CallForwardingNoAnswerEvent:
+		return facetCFNA
+	case *xsi.DoNotDisturbEvent:
+		return facetDND
+	case *xsi.HotelingGuestEvent:
+		return facetHoteling
+	}
+	return -1
 }
 
 // report says whether a value is published: when it is the first one seen

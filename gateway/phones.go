@@ -14,6 +14,9 @@ import (
 // *phonesync.Server satisfies it. Publish must not block.
 type Phones interface {
 	Publish(dn string, c phonesync.Change)
+	// Subscribed: a phone holds a subscription for line dn (its user stays
+	// loaded).
+	Subscribed(dn string) bool
 }
 
 // SetPhones connects the phone side (phonesync starts after the gateway).
@@ -230,10 +233,16 @@ func (p phoneService) AuthorizeAgent(ctx context.Context, dn, agentID string, st
 	return phoneErr(err)
 }
 
-func (p phoneService) Hoteling(_ context.Context, hostDN string) (phonesync.Hoteling, error) {
+func (p phoneService) Hoteling(ctx context.Context, hostDN string) (phonesync.Hoteling, error) {
 	g := p.g
 	user, hotDesk, ok := g.dir().Device(csta.DeviceID(hostDN))
-	if !ok || !hotDesk {
+	if !ok {
+		return phonesync.Hoteling{}, phonesync.ErrUnknownDevice
+	}
+	if err := p.load(ctx, user); err != nil {
+		return phonesync.Hoteling{}, err
+	}
+	if !g.hotDesk(user, hotDesk) {
 		return phonesync.Hoteling{}, phonesync.ErrUnknownDevice
 	}
 	// The guest and the version it is at, in one hold (see FeatureState).
@@ -250,6 +259,25 @@ func (p phoneService) Hoteling(_ context.Context, hostDN string) (phonesync.Hote
 	return phonesync.Hoteling{Version: version}, nil
 }
 
+// load reads a line's user from BroadWorks unless loaded and fresh (when
+// the link is up): a user BroadWorks does not know is an unknown device.
+func (p phoneService) load(ctx context.Context, user string) error {
+	g := p.g
+	if !g.LinkUp() {
+		return nil
+	}
+	if t := g.cfg().RequestTimeout; t > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t)
+		defer cancel()
+	}
+	err := g.ensure(ctx, user)
+	if errors.Is(err, errUnknownUser) {
+		return phonesync.ErrUnknownDevice
+	}
+	return phoneErr(g.cstaError(err, csta.ErrInvalidDeviceID))
+}
+
 // SetHoteling logs guestAddress (an agent ID, or a user ID) in at the host
 // device, or the current guest out: the hot-desk sequences of SetAgentState.
 func (p phoneService) SetHoteling(ctx context.Context, hostDN, guestAddress string, _ phonesync.Origin) error {
@@ -263,6 +291,9 @@ func (p phoneService) SetHoteling(ctx context.Context, hostDN, guestAddress stri
 		user, _, ok := g.dir().Device(csta.DeviceID(hostDN))
 		if !ok {
 			return phonesync.ErrUnknownDevice
+		}
+		if err := p.load(ctx, user); err != nil {
+			return err
 		}
 		guest := g.User(user).GuestUserID
 		if guest == "" {

@@ -22,6 +22,8 @@ type fakePhones struct {
 	versions []phonesync.Version
 }
 
+func (p *fakePhones) Subscribed(string) bool { return false }
+
 func (p *fakePhones) Publish(dn string, c phonesync.Change) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -27,6 +27,7 @@ func (g *Gateway) Reload(cfg Config) {
 	cfg.AgentPasswords = old.AgentPasswords
 	cfg.AnswerSettle = old.AnswerSettle
 	cfg.RecheckAfter = old.RecheckAfter
+	cfg.LoadUsers, cfg.MaxUserLoads = old.LoadUsers, old.MaxUserLoads
 	g.live.Store(&liveConfig{cfg: cfg, dir: NewDirectory(cfg)})
 	g.log.Info("gateway configuration reloaded", "devices", len(cfg.Devices), "agents", len(cfg.Agents),
 		"reason_codes", len(cfg.ReasonCodes))

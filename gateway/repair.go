@@ -15,6 +15,11 @@ func (g *Gateway) Fresh(id string) bool {
 	if u == nil || !u.known {
 		return false
 	}
+	if g.cfg().LoadUsers {
+		// A snapshot read since the link came up (or every part of it
+		// received again since): an event or two alone is not the whole.
+		return u.roles.loaded && freshLocked(u)
+	}
 	if (u.agentSeen && !u.agentFresh) || (u.dndSeen && !u.dndFresh) || (u.hotelSeen && !u.hotelFresh) {
 		return false
 	}
@@ -81,8 +86,14 @@ func (g *Gateway) RepairLoop(ctx context.Context, users []string, opts RepairOpt
 			}
 			continue
 		}
-		// The link is up in a new epoch: wait for the resync's snapshots.
+		// The link is up in a new epoch: wait for the resync's snapshots,
+		// reading the users' views from the XSP (users.go) meanwhile.
 		deadline := time.Now().Add(opts.SnapshotWait)
+		if g.cfg().LoadUsers {
+			lctx, cancel := context.WithDeadline(ctx, deadline)
+			g.loadUsers(lctx, g.staleList(users))
+			cancel()
+		}
 		stale := g.staleUsers(users)
 		for stale > 0 && time.Now().Before(deadline) && g.LinkUp() && g.LinkEpoch() == epoch {
 			if !sleep() {

@@ -22,12 +22,17 @@ func (g *Gateway) begin(ctx context.Context, device csta.DeviceID) (context.Cont
 	if err != nil {
 		return ctx, noop, target{}, err
 	}
-	t := target{user: user, hotDesk: hotDesk}
+	cancel := noop
 	if g.cfg().RequestTimeout > 0 {
-		ctx, cancel := context.WithTimeout(ctx, g.cfg().RequestTimeout)
-		return ctx, cancel, t, nil
+		ctx, cancel = context.WithTimeout(ctx, g.cfg().RequestTimeout)
 	}
-	return ctx, noop, t, nil
+	// The device's user, read from BroadWorks unless loaded and fresh: it
+	// must exist, and whether it is a hot desk is its Hoteling Host service.
+	if err := g.ensure(ctx, user); err != nil {
+		cancel()
+		return ctx, noop, target{}, g.cstaError(err, csta.ErrInvalidDeviceID)
+	}
+	return ctx, cancel, target{user: user, hotDesk: g.hotDesk(user, hotDesk)}, nil
 }
 
 // target is the BroadWorks user a device request is about.
@@ -46,9 +51,20 @@ func (g *Gateway) device(id csta.DeviceID) (userID string, hotDesk bool, err err
 
 // MonitorStart refuses devices the directory cannot map. Monitors are
 // allowed while the link is down: they stay, and hear events once it is up.
-func (g *Gateway) MonitorStart(_ context.Context, _ csta.Requester, req *csta.MonitorStart) error {
-	_, _, err := g.device(req.Device)
-	return err
+//
+// The device's user is read from BroadWorks first when the link is up: a
+// user it does not know is invalidDeviceID.
+func (g *Gateway) MonitorStart(ctx context.Context, _ csta.Requester, req *csta.MonitorStart) error {
+	user, _, err := g.device(req.Device)
+	if err != nil || !g.LinkUp() {
+		return err
+	}
+	if g.cfg().RequestTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, g.cfg().RequestTimeout)
+		defer cancel()
+	}
+	return g.cstaError(g.ensure(ctx, user), csta.ErrInvalidDeviceID)
 }
 
 // agentAt resolves the agent of a request: agentID if given, else the guest

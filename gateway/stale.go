@@ -97,6 +97,8 @@ func (g *Gateway) staleLogoutTimeout() time.Duration {
 
 // Close stops pending stale-login cleanups (the connector is stopping).
 func (g *Gateway) Close() {
+	g.loadCancel() // user loads in flight give up
+	defer g.loads.Wait()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.closed = true

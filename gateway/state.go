@@ -46,6 +46,15 @@ type userState struct {
 	guestUserID           string        // as a host, from the guest's events
 	guestSince            time.Time
 
+	// What BroadWorks says the user is, the snapshot read in flight, when
+	// a request or monitor last used the user (Config.IdleTTL), and how
+	// many events of each facet came (a snapshot read meanwhile keeps
+	// theirs: users.go).
+	roles   userRoles
+	loading *userLoad
+	lastUse time.Time
+	events  [facetCount]uint32
+
 	// Requests in flight for this user (until their answer has settled) and
 	// the CSTA events held meanwhile, in order.
 	inflight int

@@ -503,6 +503,14 @@ func (s *Server) unlinkLocked(sub *subscription) {
 	}
 }
 
+// Subscribed says whether any phone holds a subscription for line dn, of
+// either package (the gateway keeps the users of subscribed lines loaded).
+func (s *Server) Subscribed(dn string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.lines[subKey{dn, eventFeature}]) > 0 || len(s.lines[subKey{dn, eventHoteling}]) > 0
+}
+
 // lineLocked is the subscriptions of dn for an event package. The slice is
 // never changed in place: a caller may use it after unlocking.
 func (s *Server) lineLocked(dn, event string) []*subscription {

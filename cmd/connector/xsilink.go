@@ -49,6 +49,11 @@ func (p *frontPublisher) Publish(ev csta.Event) {
 	}
 }
 
+func (p *frontPublisher) Monitored(dev csta.DeviceID) bool {
+	s := p.srv.Load()
+	return s != nil && s.Monitored(dev)
+}
+
 func (p *frontPublisher) SetSystemStatus(v csta.SystemStatusValue) {
 	if s := p.srv.Load(); s != nil {
 		s.SetSystemStatus(v)
@@ -116,7 +121,7 @@ func newXSILink(cfg *config.Config, logger *slog.Logger) (*xsiLink, error) {
 	hcfg := cfg.Hoteling()
 	// The number a desk forwards to comes from the directory in force
 	// (SIGHUP may reload it).
-	hcfg.NumberOf = func(userID string) string { return l.gateway.Directory().NumberOf(userID) }
+	hcfg.NumberOf = l.gateway.NumberOf // an entry's number, else BroadWorks' (users.go)
 	// A step given up on (timeout, 5xx) may still be applied by the XSP:
 	// look again once any request sent then has surely ended.
 	hcfg.RecheckAfter = max(2*xcfg.RequestTimeout, 10*time.Second)

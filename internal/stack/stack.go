@@ -639,6 +639,11 @@ func (p *publisher) Publish(ev csta.Event) {
 	}
 }
 
+func (p *publisher) Monitored(dev csta.DeviceID) bool {
+	s := p.srv.Load()
+	return s != nil && s.Monitored(dev)
+}
+
 func (p *publisher) SetSystemStatus(v csta.SystemStatusValue) {
 	if s := p.srv.Load(); s != nil {
 		s.SetSystemStatus(v)

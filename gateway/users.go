@@ -1,0 +1,517 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/broadworks-connector/connector/csta"
+	"github.com/broadworks-connector/connector/xsi"
+)
+
+// BroadWorks is the directory (Config.LoadUsers): a user is read from the
+// XSP on its first reference — a monitor, a request naming its device or
+// agent ID, a phone's SUBSCRIBE — through Actions GETs (profile, Call
+// Center, the three forwardings, DND, Hoteling Guest and Host), one load
+// per user at a time and at most Config.MaxUserLoads users at once. The
+// snapshot gives the view its values and the user its roles: an agent has
+// the Call Center service, a hot desk an active Hoteling Host service, and
+// the number a desk forwards to is the guest's BroadWorks number (else its
+// extension). The scope's events keep the view fresh from then on. After a
+// link loss every user is stale until read again: in the background (users
+// someone watches first), or before a request on it is served.
+//
+// A user nothing refers to — no monitor, phone, association, request in
+// flight, re-check or CTI login — is dropped after Config.IdleTTL. Its
+// events are then ignored, except those that matter to others: an agent
+// state or a hoteling association loads it again.
+
+// errUnknownUser: BroadWorks has no such user (its profile is 404).
+var errUnknownUser = errors.New("gateway: BroadWorks has no such user")
+
+// Defaults of the loader.
+const (
+	defaultMaxUserLoads = 16
+	defaultLoadTimeout  = 10 * time.Second
+)
+
+// userRoles is what BroadWorks says a user is, from its last snapshot.
+type userRoles struct {
+	loaded            bool // a snapshot has been read
+	agent             bool // the Call Center agent service is assigned
+	host              bool // the Hoteling Host service is assigned and active
+	number, extension string
+}
+
+// userLoad is one snapshot read in flight; every caller waiting for the
+// user waits for done.
+type userLoad struct {
+	done chan struct{}
+	err  error
+}
+
+// Facets of a user that events change, for userState.events: a snapshot
+// value is kept only when no event of its facet came while it was read
+// (the event is as new or newer).
+const (
+	facetAgent = iota
+	facetCFA
+	facetCFB
+	facetCFNA
+	facetDND
+	facetHoteling
+	facetCount
+)
+
+// freshLocked: every part of the view has been received since the link
+// last came up. Gateway.mu is held.
+func freshLocked(u *userState) bool {
+	if !u.agentFresh || !u.dndFresh || !u.hotelFresh {
+		return false
+	}
+	for _, f := range u.fwd {
+		if !f.fresh {
+			return false
+		}
+	}
+	return true
+}
+
+// ensure makes sure the view of user id is loaded and fresh, reading it
+// from the XSP when not (or waiting for the read another caller started).
+// errUnknownUser when BroadWorks has no such user. Without
+// Config.LoadUsers it does nothing: the directory entries alone decide.
+func (g *Gateway) ensure(ctx context.Context, id string) error {
+	if !g.cfg().LoadUsers || id == "" {
+		return nil
+	}
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return csta.ErrResourceOutOfService
+	}
+	u := g.user(id)
+	u.lastUse = time.Now()
+	l := u.loading
+	if l == nil {
+		if u.roles.loaded && freshLocked(u) {
+			g.mu.Unlock()
+			return nil
+		}
+		l = g.startLoadLocked(u)
+	}
+	g.mu.Unlock()
+	select {
+	case <-l.done:
+		return l.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// loadSoonLocked starts a background load of id unless one runs or the view is
+// fresh (an event that matters for a user not loaded; the refresh after a
+// link loss). Gateway.mu is held.
+func (g *Gateway) loadSoonLocked(u *userState) {
+	if !g.cfg().LoadUsers || g.closed || u.loading != nil || (u.roles.loaded && freshLocked(u)) {
+		return
+	}
+	g.startLoadLocked(u)
+}
+
+// startLoadLocked starts reading u's snapshot; the read is detached from
+// any one caller (a client that gives up does not fail the others) and
+// bounded by its own deadline. Gateway.mu is held.
+func (g *Gateway) startLoadLocked(u *userState) *userLoad {
+	l := &userLoad{done: make(chan struct{})}
+	u.loading = l
+	marks := u.events
+	withRoles := !u.roles.loaded
+	id := u.id
+	g.loads.Add(1)
+	go func() {
+		defer g.loads.Done()
+		ctx, cancel := context.WithTimeout(g.loadCtx, defaultLoadTimeout)
+		defer cancel()
+		var snap userSnapshot
+		err := g.acquireLoad(ctx)
+		if err == nil {
+			snap, err = g.fetch(ctx, id, withRoles)
+			g.releaseLoad()
+		}
+		g.finishLoad(u, l, snap, marks, err)
+	}()
+	return l
+}
+
+func (g *Gateway) acquireLoad(ctx context.Context) error {
+	select {
+	case g.loadSlots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (g *Gateway) releaseLoad() { <-g.loadSlots }
+
+// userSnapshot is one read of a user from the XSP. A service the user
+// does not have (the XSP answers 404 or 400 to its GET) is not ok.
+type userSnapshot struct {
+	withRoles bool
+	profile   xsi.Profile
+	cc        xsi.CallCenter
+	ccOK      bool
+	fwd       [3]xsi.Forwarding
+	fwdOK     [3]bool
+	dnd       xsi.DoNotDisturb
+	dndOK     bool
+	guest     xsi.HotelingGuest
+	guestOK   bool
+	host      xsi.HotelingHost
+	hostOK    bool
+}
+
+// notAssigned: the GET of a service failed because the user does not have
+// it, not because the XSP could not be asked.
+func notAssigned(err error) bool {
+	return errors.Is(err, xsi.ErrNotFound) || errors.Is(err, xsi.ErrBadRequest)
+}
+
+// fetch reads the user's snapshot, its GETs in parallel (one round trip
+// of latency for a first reference).
+func (g *Gateway) fetch(ctx context.Context, id string, withRoles bool) (userSnapshot, error) {
+	a := g.deps.Actions
+	s := userSnapshot{withRoles: withRoles}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		fail error
+	)
+	get := func(f func() error) {
+		wg.Go(func() {
+			if err := f(); err != nil {
+				mu.Lock()
+				if fail == nil {
+					fail = err
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	// service reads one service: not assigned is no error.
+	service := func(ok *bool, f func() error) {
+		get(func() error {
+			err := f()
+			if err == nil {
+				*ok = true
+				return nil
+			}
+			if notAssigned(err) {
+				return nil
+			}
+			return err
+		})
+	}
+	var profileErr error
+	if withRoles {
+		wg.Go(func() { s.profile, profileErr = a.GetProfile(ctx, id) })
+	}
+	service(&s.ccOK, func() (err error) { s.cc, err = a.GetCallCenter(ctx, id); return })
+	fgets := [3]func(context.Context, string) (xsi.Forwarding, error){
+		a.GetCallForwardingAlways, a.GetCallForwardingBusy, a.GetCallForwardingNoAnswer}
+	for i := range fgets {
+		service(&s.fwdOK[i], func() (err error) { s.fwd[i], err = fgets[i](ctx, id); return })
+	}
+	service(&s.dndOK, func() (err error) { s.dnd, err = a.GetDoNotDisturb(ctx, id); return })
+	service(&s.guestOK, func() (err error) { s.guest, err = a.GetHotelingGuest(ctx, id); return })
+	service(&s.hostOK, func() (err error) { s.host, err = a.GetHotelingHost(ctx, id); return })
+	wg.Wait()
+	switch {
+	case errors.Is(profileErr, xsi.ErrNotFound):
+		return s, errUnknownUser
+	case profileErr != nil:
+		return s, profileErr
+	}
+	return s, fail
+}
+
+// finishLoad applies a snapshot (or forgets a user BroadWorks does not
+// know) and wakes the callers waiting for it.
+func (g *Gateway) finishLoad(u *userState, l *userLoad, s userSnapshot, marks [facetCount]uint32, err error) {
+	g.mu.Lock()
+	u.loading = nil
+	var out []csta.Event
+	switch {
+	case errors.Is(err, errUnknownUser):
+		g.log.Debug("gateway: BroadWorks has no such user", "user", u.id)
+		if g.users[u.id] == u && !g.heldLocked(u) {
+			delete(g.users, u.id)
+		}
+	case err != nil:
+		g.log.Info("gateway: reading a user from BroadWorks failed", "user", u.id, "err", err)
+	default:
+		out = g.applySnapshotLocked(u, s, marks)
+	}
+	l.err = err
+	close(l.done)
+	if len(out) > 0 {
+		g.holdLocked(u, out)
+	}
+	g.wakeLocked(u.id)
+	g.mu.Unlock()
+	if len(out) > 0 {
+		g.flush(u.id)
+	}
+}
+
+// applySnapshotLocked takes the snapshot's values into the view, each
+// facet unless an event of it came while the snapshot was read. A value
+// the view had seen before and that differs is a change, published like
+// an event's; a first value is not (nothing changed, it was not known).
+// Gateway.mu is held.
+func (g *Gateway) applySnapshotLocked(u *userState, s userSnapshot, marks [facetCount]uint32) []csta.Event {
+	if s.withRoles {
+		u.roles.number, u.roles.extension = s.profile.Number, s.profile.Extension
+	}
+	u.roles.loaded = true
+	u.roles.agent = s.ccOK
+	u.roles.host = s.hostOK && s.host.Active
+	u.known = true
+	var out []csta.Event
+	keep := func(f int, seen bool, evs []csta.Event) {
+		if seen {
+			out = append(out, evs...)
+		}
+	}
+	if u.events[facetAgent] == marks[facetAgent] {
+		if s.ccOK {
+			seen := u.agentSeen
+			keep(facetAgent, seen, g.applyAgent(u, xsi.AgentStateInfo{State: string(s.cc.AgentACDState), UnavailableCode: s.cc.AgentUnavailableCode}))
+		} else {
+			// No agent service: no agent state to miss.
+			u.agentFresh = true
+		}
+	}
+	types := [3]csta.ForwardingType{csta.ForwardImmediate, csta.ForwardBusy, csta.ForwardNoAns}
+	for i, t := range types {
+		if u.events[facetCFA+i] != marks[facetCFA+i] {
+			continue
+		}
+		f := s.fwd[i]
+		if !s.fwdOK[i] {
+			f = xsi.Forwarding{}
+		}
+		seen := u.fwd[i].seen
+		keep(facetCFA+i, seen, g.applyForwarding(u, t, f))
+	}
+	if u.events[facetDND] == marks[facetDND] {
+		seen := u.dndSeen
+		keep(facetDND, seen, g.applyDND(u, &xsi.DoNotDisturbEvent{Active: s.dndOK && s.dnd.Active, RingSplash: s.dnd.RingSplash}))
+	}
+	if u.events[facetHoteling] == marks[facetHoteling] {
+		seen := u.hotelSeen
+		ev := &xsi.HotelingGuestEvent{Unassigned: !s.guestOK}
+		if s.guestOK {
+			ev.Active, ev.HostUserID = s.guest.Active, s.guest.HostUserID
+			ev.HostAssociationDateTime = s.guest.HostAssociationDateTime
+			ev.EnableAssociationLimit, ev.AssociationLimitHours = s.guest.EnableAssociationLimit, s.guest.AssociationLimitHours
+			ev.HostEnforcesAssociationLimit, ev.HostAssociationLimitHours = s.guest.HostEnforcesAssociationLimit, s.guest.HostAssociationLimitHours
+		}
+		keep(facetHoteling, seen, g.applyHoteling(u, ev))
+	}
+	return out
+}
+
+// heldLocked: the gateway itself still needs the user's view — an
+// association, a request in flight or held events, a load, a re-check, a
+// CTI login or a waiter. Gateway.mu is held.
+func (g *Gateway) heldLocked(u *userState) bool {
+	if u.inflight > 0 || len(u.outbox) > 0 || u.loading != nil || u.hostUserID != "" || u.guestUserID != "" ||
+		len(u.doubts) > 0 || u.pendingACD != "" {
+		return true
+	}
+	if _, ok := g.loginOwner[u.id]; ok {
+		return true
+	}
+	if _, ok := g.rechecks[u.id]; ok {
+		return true
+	}
+	_, ok := g.wakes[u.id]
+	return ok
+}
+
+// watched: a monitor is on one of the user's devices, or a phone holds a
+// subscription for one. Called without Gateway.mu (the front ends have
+// locks of their own).
+func (g *Gateway) watched(id string) bool {
+	pub, phones := g.deps.Publisher, g.phones()
+	for _, d := range g.dir().Devices(id) {
+		if pub != nil && pub.Monitored(d) {
+			return true
+		}
+		if phones != nil && phones.Subscribed(string(d)) {
+			return true
+		}
+	}
+	return false
+}
+
+// sweepIdle drops the users nothing refers to that have not been used for
+// IdleTTL; it returns how many it dropped.
+func (g *Gateway) sweepIdle(now time.Time) int {
+	ttl := g.cfg().IdleTTL
+	if ttl <= 0 || !g.cfg().LoadUsers {
+		return 0
+	}
+	g.mu.Lock()
+	var idle []*userState
+	for _, u := range g.users {
+		if now.Sub(u.lastUse) >= ttl && !g.heldLocked(u) {
+			idle = append(idle, u)
+		}
+	}
+	g.mu.Unlock()
+	var drop []*userState
+	for _, u := range idle {
+		if g.watched(u.id) {
+			g.mu.Lock()
+			u.lastUse = now // watched: looked at again a TTL later
+			g.mu.Unlock()
+			continue
+		}
+		drop = append(drop, u)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for _, u := range drop {
+		// Used or taken up again meanwhile: kept.
+		if g.users[u.id] != u || now.Sub(u.lastUse) < ttl || g.heldLocked(u) {
+			continue
+		}
+		delete(g.users, u.id)
+		n++
+	}
+	return n
+}
+
+// idleLoop sweeps idle users every quarter of IdleTTL (at most every
+// minute) until ctx ends.
+func (g *Gateway) idleLoop(ctx context.Context) {
+	if !g.cfg().LoadUsers || g.cfg().IdleTTL <= 0 {
+		return
+	}
+	every := min(g.cfg().IdleTTL/4, time.Minute)
+	every = max(every, 10*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if n := g.sweepIdle(now); n > 0 {
+				g.log.Debug("gateway: idle users dropped", "users", n)
+			}
+		}
+	}
+}
+
+// refreshStale reads again every loaded user whose view is stale (after a
+// link loss, or a scope's missed events): users someone watches first,
+// then the rest, MaxUserLoads at a time. It returns when every one has
+// been read (or tried) or ctx ends.
+func (g *Gateway) refreshStale(ctx context.Context) {
+	if !g.cfg().LoadUsers {
+		return
+	}
+	g.mu.Lock()
+	var ids []string
+	for id, u := range g.users {
+		if u.roles.loaded && !freshLocked(u) {
+			ids = append(ids, id)
+		}
+	}
+	g.mu.Unlock()
+	var first, rest []string
+	for _, id := range ids {
+		g.mu.Lock()
+		held := g.users[id] != nil && g.heldLocked(g.users[id])
+		g.mu.Unlock()
+		if held || g.watched(id) {
+			first = append(first, id)
+		} else {
+			rest = append(rest, id)
+		}
+	}
+	if len(ids) == 0 {
+		return
+	}
+	g.log.Info("gateway: reading stale users again", "users", len(ids), "watched", len(first))
+	g.loadUsers(ctx, slices.Concat(first, rest))
+}
+
+// loadUsers ensures each user's view, in order, MaxUserLoads at a time,
+// until done or ctx ends; failures are the loads' to log.
+func (g *Gateway) loadUsers(ctx context.Context, ids []string) {
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for range min(g.maxLoads(), len(ids)) {
+		wg.Go(func() {
+			for id := range work {
+				_ = g.ensure(ctx, id)
+			}
+		})
+	}
+	defer wg.Wait()
+	defer close(work)
+	for _, id := range ids {
+		select {
+		case work <- id:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (g *Gateway) maxLoads() int {
+	return cap(g.loadSlots)
+}
+
+// NumberOf is the number a hot desk forwards to when userID logs on there
+// as a guest: an explicit agent entry's number, else the user's BroadWorks
+// number, else its extension, else the directory rule's.
+func (g *Gateway) NumberOf(userID string) string {
+	dir := g.dir()
+	if n, ok := dir.numberOfUser[userID]; ok {
+		return n
+	}
+	g.mu.Lock()
+	var r userRoles
+	if u := g.users[userID]; u != nil {
+		r = u.roles
+	}
+	g.mu.Unlock()
+	switch {
+	case r.number != "":
+		return r.number
+	case r.extension != "":
+		return r.extension
+	}
+	return dir.NumberOf(userID)
+}
+
+// hotDesk says whether a user's device is a hot desk: an explicit
+// ",hotdesk" entry, or an active Hoteling Host service.
+func (g *Gateway) hotDesk(userID string, explicit bool) bool {
+	if explicit {
+		return true
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	u := g.users[userID]
+	return u != nil && u.roles.host
+}
