@@ -136,7 +136,9 @@ func TestEndToEnd(t *testing.T) {
 		gw.mu.Lock()
 		defer gw.mu.Unlock()
 		u := gw.users[user]
-		return u != nil && u.agentSeen && u.dndSeen && u.fwd[0].seen
+		// Every initial event: a forwarding one arriving after the
+		// MonitorStart is published first (1 run in many under load).
+		return u != nil && u.agentSeen && u.dndSeen && u.hotelSeen && u.fwd[0].seen && u.fwd[1].seen && u.fwd[2].seen
 	}
 	for !gw.LinkUp() || !snapshot() {
 		if time.Now().After(deadline) {

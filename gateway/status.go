@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/broadworks-connector/connector/csta"
@@ -71,7 +73,9 @@ var (
 	ErrNotLoggedOn  = errors.New("gateway: agent not logged on")
 )
 
-// Agents lists the configured agents (directory.agents), in config order.
+// Agents lists the configured agents (directory.agents), in config order,
+// then the users BroadWorks says are agents among those loaded (users.go),
+// by user ID.
 func (g *Gateway) Agents() []AgentStatus {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -84,19 +88,30 @@ func (g *Gateway) Agents() []AgentStatus {
 			out = append(out, g.agentStatusLocked(d, e))
 		}
 	}
-	return out
+	var loaded []AgentStatus
+	for id, u := range g.users {
+		if _, listed := d.agentOfUser[id]; listed || !u.roles.agent {
+			continue
+		}
+		loaded = append(loaded, g.agentStatusLocked(d, AgentEntry{AgentID: d.AgentID(id), UserID: id}))
+	}
+	slices.SortFunc(loaded, func(a, b AgentStatus) int { return cmp.Compare(a.UserID, b.UserID) })
+	return append(out, loaded...)
 }
 
-// AgentOf is the configured agent of a BroadWorks user, if any.
+// AgentOf is the agent of a BroadWorks user, if any: its configured entry,
+// else the user itself when BroadWorks says it is an agent.
 func (g *Gateway) AgentOf(userID string) (AgentStatus, bool) {
 	d := g.dir()
-	id, ok := d.agentOfUser[userID]
-	if !ok {
-		return AgentStatus{}, false
-	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.agentStatusLocked(d, d.agentByID[id]), true
+	if id, ok := d.agentOfUser[userID]; ok {
+		return g.agentStatusLocked(d, d.agentByID[id]), true
+	}
+	if u := g.users[userID]; u != nil && u.roles.agent {
+		return g.agentStatusLocked(d, AgentEntry{AgentID: d.AgentID(userID), UserID: userID}), true
+	}
+	return AgentStatus{}, false
 }
 
 func (g *Gateway) agentStatusLocked(d *Directory, e AgentEntry) AgentStatus {
@@ -134,7 +149,9 @@ func agentStateName(s xsi.ACDState) string {
 	return "unknown"
 }
 
-// Devices lists the configured devices (directory.devices), in config order.
+// Devices lists the configured devices (directory.devices), in config
+// order, then the devices of the loaded users BroadWorks says are hot
+// desks (users.go), by user ID.
 func (g *Gateway) Devices() []DeviceStatus {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -145,21 +162,39 @@ func (g *Gateway) Devices() []DeviceStatus {
 			out = append(out, g.deviceStatusLocked(d, e.DeviceID, e.UserID))
 		}
 	}
+	var hosts []string
+	for id, u := range g.users {
+		if _, listed := d.devicesOfUser[id]; !listed && u.roles.host {
+			hosts = append(hosts, id)
+		}
+	}
+	slices.Sort(hosts)
+	for _, id := range hosts {
+		for _, dev := range d.Devices(id) {
+			out = append(out, g.deviceStatusLocked(d, string(dev), id))
+		}
+	}
 	return out
 }
 
-// DevicesOf lists the configured devices of a BroadWorks user.
+// DevicesOf lists the devices of a BroadWorks user: its configured ones,
+// else the one the domain rule gives a loaded user.
 func (g *Gateway) DevicesOf(userID string) []DeviceStatus {
 	d := g.dir()
 	ids := d.devicesOfUser[userID]
-	if len(ids) == 0 {
-		return nil
-	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if len(ids) == 0 {
+		if u := g.users[userID]; u == nil || !u.roles.loaded {
+			return nil
+		}
+		for _, dev := range d.Devices(userID) {
+			ids = append(ids, string(dev))
+		}
+	}
 	out := make([]DeviceStatus, 0, len(ids))
 	for _, id := range ids {
-		if d.deviceByID[id].UserID == userID {
+		if e, ok := d.deviceByID[id]; !ok || e.UserID == userID {
 			out = append(out, g.deviceStatusLocked(d, id, userID))
 		}
 	}
@@ -169,6 +204,9 @@ func (g *Gateway) DevicesOf(userID string) []DeviceStatus {
 func (g *Gateway) deviceStatusLocked(dir *Directory, deviceID, userID string) DeviceStatus {
 	d := DeviceStatus{DeviceID: deviceID, UserID: userID, HotDesk: dir.deviceByID[deviceID].HotDesk || dir.hotDeskUsers[userID]}
 	u := g.users[userID]
+	if u != nil && u.roles.host {
+		d.HotDesk = true
+	}
 	if u == nil {
 		return d
 	}
@@ -191,7 +229,12 @@ func (g *Gateway) deviceStatusLocked(dir *Directory, deviceID, userID string) De
 // the request got.
 func (g *Gateway) ForceLogout(ctx context.Context, agentID string) error {
 	if _, known := g.dir().agentByID[agentID]; !known {
-		return ErrUnknownAgent // only configured agents are supervised
+		// Configured agents, and the loaded users BroadWorks says are
+		// agents, are supervised.
+		user, _, ok := g.dir().Agent(agentID)
+		if _, agent := g.AgentOf(user); !ok || !agent {
+			return ErrUnknownAgent
+		}
 	}
 	return g.logoutAgent(ctx, agentID, EndForced)
 }
