@@ -124,9 +124,21 @@ type Publisher interface {
 	Monitored(dev csta.DeviceID) bool
 }
 
+// Scopes is the XSI event link's view of the scopes it subscribes to
+// (xsi.scope): a loaded user no scope covers gets user-level
+// subscriptions of its own while it is loaded.
+type Scopes interface {
+	// Covers: a scope subscription delivers the events of users of the
+	// group (of the service provider / enterprise).
+	Covers(groupID, serviceProviderID string) bool
+	WatchUser(userID string) error
+	UnwatchUser(userID string)
+}
+
 // Deps are the gateway's collaborators.
 type Deps struct {
 	Actions   Actions
+	Scopes    Scopes // may be nil: every user is taken as covered
 	Hoteling  Hoteling // may be nil (see SetHoteling): hot-desk logon/logoff then answer serviceNotSupported
 	Publisher Publisher
 	Phones    Phones // may be nil (see SetPhones): no phone sync

@@ -40,6 +40,7 @@ const (
 // userRoles is what BroadWorks says a user is, from its last snapshot.
 type userRoles struct {
 	loaded            bool // a snapshot has been read
+	watched           bool // outside every scope: subscribed as a user (Deps.Scopes)
 	agent             bool // the Call Center agent service is assigned
 	host              bool // the Hoteling Host service is assigned and active
 	number, extension string
@@ -273,8 +274,20 @@ func (g *Gateway) finishLoad(u *userState, l *userLoad, s userSnapshot, marks [f
 // an event's; a first value is not (nothing changed, it was not known).
 // Gateway.mu is held.
 func (g *Gateway) applySnapshotLocked(u *userState, s userSnapshot, marks [facetCount]uint32) []csta.Event {
+	unheard := false // no event will tell this user's changes
 	if s.withRoles {
 		u.roles.number, u.roles.extension = s.profile.Number, s.profile.Extension
+		if sc := g.deps.Scopes; sc != nil && !u.roles.watched && !sc.Covers(s.profile.GroupID, s.profile.ServiceProviderID) {
+			// No scope brings its events: subscribe to it as a user (the
+			// initial events follow; the snapshot stands until then).
+			if err := sc.WatchUser(u.id); err != nil {
+				g.log.Warn("gateway: a user outside every xsi.scope cannot be subscribed; its view is read again on each request",
+					"user", u.id, "group", s.profile.GroupID, "service_provider", s.profile.ServiceProviderID, "err", err)
+				unheard = true
+			} else {
+				u.roles.watched = true
+			}
+		}
 	}
 	u.roles.loaded = true
 	u.roles.agent = s.ccOK
@@ -321,6 +334,10 @@ func (g *Gateway) applySnapshotLocked(u *userState, s userSnapshot, marks [facet
 			ev.HostEnforcesAssociationLimit, ev.HostAssociationLimitHours = s.guest.HostEnforcesAssociationLimit, s.guest.HostAssociationLimitHours
 		}
 		keep(facetHoteling, seen, g.applyHoteling(u, ev))
+	}
+	if unheard {
+		u.stale()
+		u.roles.loaded = false // roles and all: the next reference reads it again
 	}
 	return out
 }
@@ -393,6 +410,9 @@ func (g *Gateway) sweepIdle(now time.Time) int {
 			continue
 		}
 		delete(g.users, u.id)
+		if u.roles.watched && g.deps.Scopes != nil {
+			g.deps.Scopes.UnwatchUser(u.id) // non-blocking
+		}
 		n++
 	}
 	return n

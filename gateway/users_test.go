@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -230,5 +231,50 @@ func TestIdleUsersDropped(t *testing.T) {
 	h.g.mu.Unlock()
 	if u1 || !u2 || !u3 {
 		t.Errorf("after the sweep: 2001 kept %t (want false), 2002 (monitored) %t, 2003 (a guest) %t", u1, u2, u3)
+	}
+}
+
+// fakeScopes covers group grp1 and records the users subscribed alone.
+type fakeScopes struct {
+	mu      sync.Mutex
+	watched map[string]bool
+	calls   []string
+}
+
+func (f *fakeScopes) Covers(group, _ string) bool { return group == "grp1" }
+func (f *fakeScopes) WatchUser(id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.watched[id] = true
+	f.calls = append(f.calls, "watch "+id)
+	return nil
+}
+func (f *fakeScopes) UnwatchUser(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.watched, id)
+	f.calls = append(f.calls, "unwatch "+id)
+}
+
+// A user no scope covers is subscribed as a user while it is loaded.
+func TestUserOutsideEveryScope(t *testing.T) {
+	cfg := loadConfig
+	cfg.IdleTTL = time.Minute
+	sc := &fakeScopes{watched: map[string]bool{}}
+	act := &fakeActions{profiles: map[string]xsi.Profile{
+		"2001@example.com": {GroupID: "grp1"}, "3001@example.com": {GroupID: "grp2"}}}
+	g := New(cfg, Deps{Actions: act, Publisher: &fakePublisher{}, Scopes: sc}, nil)
+	t.Cleanup(g.Close)
+	ctx := context.Background()
+	for _, dev := range []csta.DeviceID{"2001", "3001"} {
+		if err := g.MonitorStart(ctx, cti, &csta.MonitorStart{Device: dev}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.sweepIdle(time.Now().Add(2 * time.Minute))
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if want := []string{"watch 3001@example.com", "unwatch 3001@example.com"}; !slices.Equal(sc.calls, want) {
+		t.Errorf("scope calls %v, want %v", sc.calls, want)
 	}
 }
