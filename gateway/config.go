@@ -138,7 +138,7 @@ type Scopes interface {
 // Deps are the gateway's collaborators.
 type Deps struct {
 	Actions   Actions
-	Scopes    Scopes // may be nil: every user is taken as covered
+	Scopes    Scopes   // may be nil: every user is taken as covered
 	Hoteling  Hoteling // may be nil (see SetHoteling): hot-desk logon/logoff then answer serviceNotSupported
 	Publisher Publisher
 	Phones    Phones // may be nil (see SetPhones): no phone sync
