@@ -68,15 +68,10 @@ func xspsimCommand(args []string, stderr io.Writer) int {
 	return exitOK
 }
 
-// simulatorUserKeys change the users (and their roles) of the simulator.
-var simulatorUserKeys = []string{"simulator.users", "simulator.hoteling_hosts", "simulator.call_center_agents", "simulator.signed_in_agents"}
-
-// reloadSimulatorUsers reads the configuration at path again and adds to
-// sim the users that appeared in simulator.users, with their roles. Users
-// removed from the list stay (BroadWorks users are not deleted under a
-// connector), roles of existing users stay, and every other change needs a
-// restart: each is logged. It returns the configuration now in force: the
-// new one, or cur when the file is invalid or the users are refused.
+// reloadSimulatorUsers reads the configuration at path again and applies
+// it to sim with addSimulatorUsers; other simulator changes need a restart
+// (logged). It returns the configuration now in force: the new one, or cur
+// when the file is invalid or the users are refused.
 func reloadSimulatorUsers(sim *xspsim.Server, cur *config.Config, path string, logger *slog.Logger) *config.Config {
 	logger.Info("reload: reading configuration", "config", path)
 	next, err := config.Load(path)
@@ -90,6 +85,24 @@ func reloadSimulatorUsers(sim *xspsim.Server, cur *config.Config, path string, l
 			logger.Warn("reload: change needs a restart of the simulator, not applied", "key", key)
 		}
 	}
+	if !addSimulatorUsers(sim, cur, next, logger) {
+		return cur
+	}
+	return next
+}
+
+// simulatorUserKeys are the keys addSimulatorUsers applies live.
+var simulatorUserKeys = []string{"simulator.users", "simulator.hoteling_hosts", "simulator.call_center_agents", "simulator.signed_in_agents"}
+
+// addSimulatorUsers adds to sim the users of next's simulator.users it does
+// not have, with their roles (hoteling_hosts, call_center_agents,
+// signed_in_agents), as an administrator creating them in BroadWorks
+// would. Users no longer listed stay (a simulator, like BroadWorks under a
+// connector, does not lose users on a file edit) and roles of existing
+// users stay until a restart; both are logged. It reports whether the
+// users were added (false: the simulator refused them, nothing changed).
+// The embedded simulator of `run` can use it from its reload as well.
+func addSimulatorUsers(sim *xspsim.Server, cur, next *config.Config, logger *slog.Logger) bool {
 	var added []xspsim.User
 	before := make(map[string]xspsim.User)
 	for _, u := range cur.Simulator().Users {
@@ -106,9 +119,12 @@ func reloadSimulatorUsers(sim *xspsim.Server, cur *config.Config, path string, l
 			rolesKept++
 		}
 	}
+	if len(added) == 0 && rolesKept == 0 && len(nextUsers) == len(before) {
+		return true
+	}
 	if err := sim.AddUsers(added...); err != nil {
 		logger.Error("reload: users not added, keeping the running ones", "error", err)
-		return cur
+		return false
 	}
 	total := sim.UserCount()
 	logger.Info("reload: xsp simulator users added", "added", len(added), "users", total)
@@ -118,7 +134,7 @@ func reloadSimulatorUsers(sim *xspsim.Server, cur *config.Config, path string, l
 	if rolesKept > 0 {
 		logger.Warn("reload: role changes of existing users need a restart, not applied", "users", rolesKept)
 	}
-	return next
+	return true
 }
 
 func logConfigProblems(logger *slog.Logger, err error) {
