@@ -54,6 +54,7 @@ type Simulator struct {
 	Users            []string      `mapstructure:"users"`
 	HotelingHosts    []string      `mapstructure:"hoteling_hosts"`     // a subset of Users
 	CallCenterAgents []string      `mapstructure:"call_center_agents"` // a subset of Users
+	SignedInAgents   []string      `mapstructure:"signed_in_agents"`   // a subset of CallCenterAgents; they start Available
 	EnterpriseID     string        `mapstructure:"enterprise_id"`
 	GroupID          string        `mapstructure:"group_id"`
 	UnavailableCodes []string      `mapstructure:"unavailable_codes"` // "code:description"; the first is the group default
@@ -117,6 +118,7 @@ func defaultSimulator() Simulator {
 			"agent1@example.com", "agent2@example.com", "agent3@example.com", "agent4@example.com",
 			"desk1@example.com", "desk2@example.com",
 		},
+		SignedInAgents:   []string{},
 		EnterpriseID:     defaultEnterpriseID,
 		GroupID:          defaultGroupID,
 		UnavailableCodes: []string{"LUNCH:Lunch", "MEETING:Meeting", "TRAINING:Training"},
@@ -166,14 +168,20 @@ func (c *Config) Simulator() xspsim.Config {
 		Password:        c.XSILink.Password,
 		EventAckTimeout: s.EventAckTimeout,
 	}
+	agents, hosts, signedIn := setOf(s.CallCenterAgents), setOf(s.HotelingHosts), setOf(s.SignedInAgents)
+	out.Users = make([]xspsim.User, 0, len(s.Users))
 	for _, id := range s.Users {
-		out.Users = append(out.Users, xspsim.User{
+		u := xspsim.User{
 			ID:           id,
-			FirstName:    userPart(id),
+			FirstName:    firstName(id),
 			LastName:     "Example",
-			CallCenter:   slices.Contains(s.CallCenterAgents, id),
-			HotelingHost: slices.Contains(s.HotelingHosts, id),
-		})
+			CallCenter:   agents[id],
+			HotelingHost: hosts[id],
+		}
+		if signedIn[id] {
+			u.ACDState = xspsim.StateAvailable
+		}
+		out.Users = append(out.Users, u)
 	}
 	for i, item := range s.UnavailableCodes {
 		code, description, _ := strings.Cut(item, ":")
@@ -195,6 +203,22 @@ func userTargets(users []string) []string {
 func userPart(id string) string {
 	user, _, _ := strings.Cut(id, "@")
 	return user
+}
+
+// firstName is the simulator's first name of user id: its user part, cut
+// to the 30 characters BroadWorks allows (XSD FirstName).
+func firstName(id string) string {
+	name := []rune(userPart(id))
+	return string(name[:min(len(name), 30)])
+}
+
+// setOf makes list a set: users lists may hold 100,000 IDs.
+func setOf(list []string) map[string]bool {
+	m := make(map[string]bool, len(list))
+	for _, id := range list {
+		m[id] = true
+	}
+	return m
 }
 
 // parseTarget reads "user:<id>", "group:<groupId>@<enterpriseId>" or
@@ -338,8 +362,10 @@ func validateSimulator(ps *problems, s Simulator, x XSI, others [][2]string) {
 	if d := firstDuplicate(s.Users); d != "" {
 		ps.add("simulator.users", "%q is listed twice", d)
 	}
-	subset(ps, "simulator.hoteling_hosts", s.HotelingHosts, s.Users)
-	subset(ps, "simulator.call_center_agents", s.CallCenterAgents, s.Users)
+	users := setOf(s.Users)
+	subset(ps, "simulator.hoteling_hosts", s.HotelingHosts, users, "simulator.users")
+	subset(ps, "simulator.call_center_agents", s.CallCenterAgents, users, "simulator.users")
+	subset(ps, "simulator.signed_in_agents", s.SignedInAgents, setOf(s.CallCenterAgents), "simulator.call_center_agents")
 	if s.EnterpriseID == "" {
 		ps.add("simulator.enterprise_id", "required")
 	}
@@ -363,11 +389,12 @@ func validateSimulator(ps *problems, s Simulator, x XSI, others [][2]string) {
 	}
 }
 
-// subset reports the first item of list that is not in users.
-func subset(ps *problems, key string, list, users []string) {
+// subset reports the first item of list that is not in the set of key
+// setKey.
+func subset(ps *problems, key string, list []string, set map[string]bool, setKey string) {
 	for _, id := range list {
-		if !slices.Contains(users, id) {
-			ps.add(key, "item %q is not in simulator.users", id)
+		if !set[id] {
+			ps.add(key, "item %q is not in %s", id, setKey)
 			return
 		}
 	}

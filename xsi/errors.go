@@ -37,11 +37,34 @@ func (e *Error) Error() string {
 	return s
 }
 
-// Is lets errors.Is(err, xsi.ErrNotFound) and friends match by status.
+// Is lets errors.Is(err, xsi.ErrNotFound) and friends match by status,
+// and ErrServiceNotAssigned by status and errorCode.
 func (e *Error) Is(target error) bool {
-	k, ok := target.(statusKind)
-	return ok && (k.status == e.Status || (k.status == 0 && e.Status >= 500))
+	switch k := target.(type) {
+	case statusKind:
+		return k.status == e.Status || (k.status == 0 && e.Status >= 500)
+	case codeKind:
+		return k.status == e.Status && k.code == e.ErrorCode
+	}
+	return false
 }
+
+// codeKind is a sentinel that matches an *Error by HTTP status and
+// ErrorInfo errorCode.
+type codeKind struct {
+	status, code int
+	name         string
+}
+
+func (k codeKind) Error() string { return "xsi: " + k.name }
+
+// ErrServiceNotAssigned is BroadWorks' answer to a request (GET or PUT) for
+// a service the user does not have, such as CallCenter of a user who is no
+// call-center agent or HotelingHost of one who is no host: 400 with
+// errorCode 4410, the OCI error "Service is not assigned to this
+// subscriber". It also matches ErrBadRequest; it is an answer, not a
+// transport failure (MayApplyLate is false).
+var ErrServiceNotAssigned error = codeKind{http.StatusBadRequest, 4410, "service not assigned"}
 
 // statusKind is a sentinel that matches an *Error by HTTP status.
 type statusKind struct {

@@ -26,3 +26,23 @@ func TestMayApplyLate(t *testing.T) {
 		}
 	}
 }
+
+func TestErrServiceNotAssigned(t *testing.T) {
+	for _, tt := range []struct {
+		err                     error
+		notAssigned, badRequest bool
+	}{
+		{&Error{Status: 400, ErrorCode: 4410}, true, true},
+		{&Error{Status: 400, ErrorCode: 4001}, false, true},
+		{&Error{Status: 400}, false, true},
+		{&Error{Status: 404, ErrorCode: 4410}, false, false},
+		{errors.New("connection refused"), false, false},
+	} {
+		if got := errors.Is(tt.err, ErrServiceNotAssigned); got != tt.notAssigned {
+			t.Errorf("errors.Is(%v, ErrServiceNotAssigned) = %v", tt.err, got)
+		}
+		if got := errors.Is(tt.err, ErrBadRequest); got != tt.badRequest {
+			t.Errorf("errors.Is(%v, ErrBadRequest) = %v", tt.err, got)
+		}
+	}
+}

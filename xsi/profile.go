@@ -6,20 +6,22 @@ import (
 	"net/http"
 )
 
-// Profile is the part of a user's profile (GET user/{userId}/profile,
-// XSIProfile.xsd Profile/details, UserDetails) the connector uses.
+// Profile is what the connector uses of a user's BroadWorks profile
+// (XSIProfile.xsd Profile/details, XSD UserDetails).
 type Profile struct {
 	UserID            string
 	FirstName         string
 	LastName          string
 	GroupID           string
-	ServiceProviderID string
-	Number            string
-	Extension         string
+	ServiceProviderID string // the enterprise or service provider
+	Number            string // the user's directory number, "" when none
+	Extension         string // "" when none
 }
 
-// GetProfile reads a user's profile; a user BroadWorks does not know is
-// ErrNotFound.
+// GetProfile reads the user's profile:
+// GET /v2.0/user/{userId}/profile (XSIProfile.xsd). An unknown user is
+// an error matching ErrNotFound; one outside the credential's scope,
+// ErrForbidden.
 func (c *Client) GetProfile(ctx context.Context, userID string) (Profile, error) {
 	p, err := userPath(userID, "/profile")
 	if err != nil {
@@ -46,5 +48,5 @@ func (c *Client) GetProfile(ctx context.Context, userID string) (Profile, error)
 		ServiceProviderID: f.text("serviceProvider"),
 		Number:            f.text("number"),
 		Extension:         f.text("extension"),
-	}, f.err
+	}, nil
 }

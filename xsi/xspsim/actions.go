@@ -34,6 +34,9 @@ func (s *Server) lookupUser(id string) (*userState, *simError) {
 	if u == nil {
 		return nil, errf(http.StatusNotFound, ErrCodeUserNotFound, "User not found: %s", id)
 	}
+	if !s.reaches(u.grp.ent.id) {
+		return nil, outOfScope("user", id, u.grp.ent.id)
+	}
 	return u, nil
 }
 
@@ -72,10 +75,10 @@ func (s *Server) handleService(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	u, err := s.lookupUser(userID)
 	if err == nil && root == "CallCenter" && !u.CallCenter {
-		err = errf(http.StatusBadRequest, ErrCodeServiceNotAssigned, "Call Center agent service not assigned to %s", userID)
+		err = notAssigned("Call Center", userID)
 	}
 	if err == nil && root == "HotelingHost" && !u.HotelingHost {
-		err = errf(http.StatusBadRequest, ErrCodeServiceNotAssigned, "Hoteling Host service not assigned to %s", userID)
+		err = notAssigned("Hoteling Host", userID)
 	}
 	if err != nil {
 		s.mu.Unlock()
@@ -92,11 +95,11 @@ func (s *Server) handleService(w http.ResponseWriter, r *http.Request) {
 	case "CallCenter":
 		err = s.putCallCenterLocked(u, body, r.URL.Query().Get("validateSignOut") == "true")
 	case "CallForwardingAlways":
-		err = s.putForwardingLocked(u, body, &u.cfa, PkgCallForwardingAlways)
+		err = s.putForwardingLocked(u, body, &u.svc().cfa, PkgCallForwardingAlways)
 	case "CallForwardingBusy":
-		err = s.putForwardingLocked(u, body, &u.cfb, PkgCallForwardingBusy)
+		err = s.putForwardingLocked(u, body, &u.svc().cfb, PkgCallForwardingBusy)
 	case "CallForwardingNoAnswer":
-		err = s.putForwardingLocked(u, body, &u.cfna, PkgCallForwardingNoAnswer)
+		err = s.putForwardingLocked(u, body, &u.svc().cfna, PkgCallForwardingNoAnswer)
 	case "DoNotDisturb":
 		err = s.putDNDLocked(u, body)
 	case "HotelingGuest":
@@ -117,11 +120,11 @@ func (s *Server) serviceGetBuilderLocked(u *userState, root string) func(*etree.
 	case "CallCenter":
 		return u.callCenterXML
 	case "CallForwardingAlways":
-		return func(r *etree.Element) { u.cfa.xml(r, "", "always") }
+		return func(r *etree.Element) { u.svc().cfa.xml(r, "", "always") }
 	case "CallForwardingBusy":
-		return func(r *etree.Element) { u.cfb.xml(r, "", "busy") }
+		return func(r *etree.Element) { u.svc().cfb.xml(r, "", "busy") }
 	case "CallForwardingNoAnswer":
-		return func(r *etree.Element) { u.cfna.xml(r, "", "noanswer") }
+		return func(r *etree.Element) { u.svc().cfna.xml(r, "", "noanswer") }
 	case "DoNotDisturb":
 		return func(r *etree.Element) { u.dndXML(r, "") }
 	case "HotelingGuest":
@@ -263,7 +266,7 @@ func (s *Server) putForwardingLocked(u *userState, body *etree.Element, f *forwa
 }
 
 func (s *Server) putDNDLocked(u *userState, body *etree.Element) *simError {
-	active, splash := u.dnd.active, u.dnd.ringSplash
+	active, splash := u.svc().dnd.active, u.svc().dnd.ringSplash
 	if e := child(body, "active"); e != nil {
 		v, err := parseBool(e)
 		if err != nil {
@@ -283,10 +286,10 @@ func (s *Server) putDNDLocked(u *userState, body *etree.Element) *simError {
 }
 
 func (s *Server) setDNDLocked(u *userState, active, splash bool) {
-	if u.dnd.active == active && u.dnd.ringSplash == splash {
+	if u.svc().dnd.active == active && u.svc().dnd.ringSplash == splash {
 		return
 	}
-	u.dnd.active, u.dnd.ringSplash = active, splash
+	u.svc().dnd.active, u.svc().dnd.ringSplash = active, splash
 	s.notifyLocked(u, PkgDoNotDisturb, s.serviceEventData(u, PkgDoNotDisturb))
 }
 
@@ -294,7 +297,7 @@ func (s *Server) setDNDLocked(u *userState, active, splash bool) {
 // ends the association; active=false ends it as well. Read-only host*
 // elements are ignored.
 func (s *Server) putGuestLocked(g *userState, body *etree.Element) *simError {
-	active, enable, hours := g.guest.active, g.guest.enableLimit, g.guest.limitHours
+	active, enable, hours := g.svc().guest.active, g.svc().guest.enableLimit, g.svc().guest.limitHours
 	if e := child(body, "active"); e != nil {
 		v, err := parseBool(e)
 		if err != nil {
@@ -337,15 +340,15 @@ func (s *Server) putGuestLocked(g *userState, body *etree.Element) *simError {
 			return err
 		}
 	}
-	changed := g.guest.active != active || g.guest.enableLimit != enable || g.guest.limitHours != hours
-	g.guest.active, g.guest.enableLimit, g.guest.limitHours = active, enable, hours
+	changed := g.svc().guest.active != active || g.svc().guest.enableLimit != enable || g.svc().guest.limitHours != hours
+	g.svc().guest.active, g.svc().guest.enableLimit, g.svc().guest.limitHours = active, enable, hours
 	s.assocLimitsChanged = true
 	if clearHost || !active {
 		if s.endAssociationLocked(g, true) {
 			changed = true
 		}
 	}
-	if hostID != "" && hostID != g.guest.hostID {
+	if hostID != "" && hostID != g.svc().guest.hostID {
 		if err := s.associateLocked(g, hostID); err != nil {
 			return err
 		}
@@ -358,7 +361,7 @@ func (s *Server) putGuestLocked(g *userState, body *etree.Element) *simError {
 }
 
 func (s *Server) putHostLocked(h *userState, body *etree.Element) *simError {
-	nh := h.host
+	nh := h.svc().host
 	remove := false
 	if e := child(body, "active"); e != nil {
 		v, err := parseBool(e)
@@ -398,13 +401,13 @@ func (s *Server) putHostLocked(h *userState, body *etree.Element) *simError {
 		}
 		remove = v
 	}
-	h.host.active, h.host.enforceLimit, h.host.limitHours, h.host.accessLevel = nh.active, nh.enforceLimit, nh.limitHours, nh.accessLevel
+	h.svc().host.active, h.svc().host.enforceLimit, h.svc().host.limitHours, h.svc().host.accessLevel = nh.active, nh.enforceLimit, nh.limitHours, nh.accessLevel
 	s.assocLimitsChanged = true
-	if (remove || !nh.active) && h.host.guestID != "" {
-		if g := s.users[h.host.guestID]; g != nil {
+	if (remove || !nh.active) && h.svc().host.guestID != "" {
+		if g := s.users[h.svc().host.guestID]; g != nil {
 			s.endAssociationLocked(g, false)
 		}
-		h.host.guestID = ""
+		h.svc().host.guestID = ""
 	}
 	return nil
 }
@@ -421,10 +424,9 @@ func (s *Server) handleDirectory(w http.ResponseWriter, r *http.Request) {
 	g, err := s.lookupUser(r.PathValue("userId"))
 	var hosts []string
 	if err == nil {
-		for _, id := range s.order {
-			h := s.users[id]
-			if h != g && h.HotelingHost && h.host.active && (h.host.guestID == "" || h.host.guestID == g.ID) {
-				hosts = append(hosts, id)
+		for _, h := range s.hosts {
+			if h != g && h.svc().host.active && h.hostReaches(g) && (h.svc().host.guestID == "" || h.svc().host.guestID == g.ID) {
+				hosts = append(hosts, h.ID)
 			}
 		}
 	}
@@ -442,15 +444,17 @@ func (s *Server) handleDirectory(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleGroupService serves GET .../group/{groupId}/services/CallCenter/UnavailableCodes
-// (research §2.3; spec §3.5.14.2). Query parameters enterpriseId /
-// serviceProviderId are accepted and ignored.
+// (research §2.3; spec §3.5.14.2). The query parameter enterpriseId or
+// serviceProviderId names the group's enterprise; without it any
+// enterprise's group of that ID will do. Every group has the codes of
+// Config.UnavailableCodes.
 func (s *Server) handleGroupService(w http.ResponseWriter, r *http.Request) {
 	if !strings.EqualFold(r.PathValue("svc"), "CallCenter") || !strings.EqualFold(r.PathValue("sub"), "UnavailableCodes") {
 		s.writeError(w, errf(http.StatusNotFound, ErrCodeNotFound, "group service %s/%s not supported by the simulator", r.PathValue("svc"), r.PathValue("sub")))
 		return
 	}
-	if r.PathValue("groupId") != s.cfg.GroupID {
-		s.writeError(w, errf(http.StatusNotFound, ErrCodeNotFound, "Group not found: %s", r.PathValue("groupId")))
+	if err := s.findGroup(r); err != nil {
+		s.writeError(w, err)
 		return
 	}
 	s.writeActionsDoc(w, http.StatusOK, "ACDAgentUnavailableCodes", func(r *etree.Element) {
@@ -469,4 +473,35 @@ func (s *Server) handleGroupService(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	})
+}
+
+// findGroup checks the group of a group-level Actions request exists and is
+// in reach.
+func (s *Server) findGroup(r *http.Request) *simError {
+	grpID := r.PathValue("groupId")
+	entID := r.URL.Query().Get("enterpriseId")
+	if entID == "" {
+		entID = r.URL.Query().Get("serviceProviderId")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var found *group
+	if entID != "" {
+		found = s.groups[groupKey{entID, grpID}]
+	} else {
+		for k, g := range s.groups {
+			if k.grp == grpID && (found == nil || s.reaches(g.ent.id)) {
+				found = g
+			}
+		}
+	}
+	switch {
+	case found == nil && entID != "" && !s.reaches(entID):
+		return outOfScope("group", grpID, entID)
+	case found == nil:
+		return errf(http.StatusNotFound, ErrCodeNotFound, "Group not found: %s", grpID)
+	case !s.reaches(found.ent.id):
+		return outOfScope("group", grpID, found.ent.id)
+	}
+	return nil
 }

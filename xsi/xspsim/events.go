@@ -54,6 +54,8 @@ type subscription struct {
 	id, owner, setKey, setID, appID string
 	targetType                      string // User, Group, ServiceProvider
 	targetID, grpParent             string
+	grp                             *group      // Group targets
+	ent                             *enterprise // ServiceProvider targets
 	packages                        []string
 	list                            bool
 	seq                             int
@@ -161,30 +163,19 @@ func (sub *subscription) covers(pkg string) bool {
 	return false
 }
 
-func (s *Server) subTargets(sub *subscription, u *userState) bool {
-	switch sub.targetType {
-	case "User":
-		return sub.targetID == u.ID
-	default: // Group and ServiceProvider/Enterprise: every seeded user is in the one group
-		return true
-	}
-}
-
 // notifyLocked emits ed (an eventData element) for package pkg of user u to
-// every live subscription covering it, in subscription ID order.
+// every live subscription covering it — to the user, its group or its
+// enterprise — in subscription ID order.
 func (s *Server) notifyLocked(u *userState, pkg string, ed *etree.Element) {
 	if pkg == PkgCallCenterAgent && !u.CallCenter {
 		return
 	}
 	var subs []*subscription
-	for _, sub := range s.subsByUser[u.ID] {
-		if sub.covers(pkg) {
-			subs = append(subs, sub)
-		}
-	}
-	for _, sub := range s.wideSubs {
-		if sub.covers(pkg) && s.subTargets(sub, u) {
-			subs = append(subs, sub)
+	for _, m := range []map[string]*subscription{s.subsByUser[u.ID], u.grp.subs, u.grp.ent.subs} {
+		for _, sub := range m {
+			if sub.covers(pkg) {
+				subs = append(subs, sub)
+			}
 		}
 	}
 	if len(subs) > 1 {
@@ -198,37 +189,52 @@ func (s *Server) notifyLocked(u *userState, pkg string, ed *etree.Element) {
 // addSubLocked registers sub in s.subs and in the index by target.
 func (s *Server) addSubLocked(sub *subscription) {
 	s.subs[sub.id] = sub
-	if sub.targetType != "User" {
-		s.wideSubs[sub.id] = sub
-		return
+	switch {
+	case sub.grp != nil:
+		if sub.grp.subs == nil {
+			sub.grp.subs = make(map[string]*subscription)
+		}
+		sub.grp.subs[sub.id] = sub
+	case sub.ent != nil:
+		if sub.ent.subs == nil {
+			sub.ent.subs = make(map[string]*subscription)
+		}
+		sub.ent.subs[sub.id] = sub
+	default:
+		m := s.subsByUser[sub.targetID]
+		if m == nil {
+			m = make(map[string]*subscription)
+			s.subsByUser[sub.targetID] = m
+		}
+		m[sub.id] = sub
 	}
-	m := s.subsByUser[sub.targetID]
-	if m == nil {
-		m = make(map[string]*subscription)
-		s.subsByUser[sub.targetID] = m
-	}
-	m[sub.id] = sub
 }
 
 // deleteSubLocked removes sub from s.subs and from the index by target.
 func (s *Server) deleteSubLocked(sub *subscription) {
 	delete(s.subs, sub.id)
-	if sub.targetType != "User" {
-		delete(s.wideSubs, sub.id)
-		return
-	}
-	if m := s.subsByUser[sub.targetID]; m != nil {
-		delete(m, sub.id)
-		if len(m) == 0 {
-			delete(s.subsByUser, sub.targetID)
+	switch {
+	case sub.grp != nil:
+		delete(sub.grp.subs, sub.id)
+	case sub.ent != nil:
+		delete(sub.ent.subs, sub.id)
+	default:
+		if m := s.subsByUser[sub.targetID]; m != nil {
+			delete(m, sub.id)
+			if len(m) == 0 {
+				delete(s.subsByUser, sub.targetID)
+			}
 		}
 	}
 }
 
 // sameTargetLocked are the subscriptions with the target of sub.
 func (s *Server) sameTargetLocked(sub *subscription) map[string]*subscription {
-	if sub.targetType != "User" {
-		return s.wideSubs
+	switch {
+	case sub.grp != nil:
+		return sub.grp.subs
+	case sub.ent != nil:
+		return sub.ent.subs
 	}
 	return s.subsByUser[sub.targetID]
 }
@@ -714,6 +720,10 @@ func (s *Server) handleSubscribe(w http.ResponseWriter, r *http.Request) {
 		}
 		pkgs = append(pkgs, p)
 	} else if l := child(body, "eventPackageList"); l != nil {
+		if s.cfg.RejectPackageLists {
+			s.writeError(w, badRequest("eventPackageList is not supported by this XSP (before R23): subscribe to one event per subscription"))
+			return
+		}
 		list = true
 		for _, e := range l.ChildElements() {
 			if e.Tag != "event" || e.NamespaceURI() != NS {
@@ -781,26 +791,42 @@ func (s *Server) handleSubscribe(w http.ResponseWriter, r *http.Request) {
 			s.writeErrorUnlock(w, errf(http.StatusNotFound, ErrCodeUserNotFound, "User not found: %s", r.PathValue("userId")))
 			return
 		}
+		if !s.reaches(u.grp.ent.id) {
+			s.writeErrorUnlock(w, outOfScope("user", u.ID, u.grp.ent.id))
+			return
+		}
 		if containsString(pkgs, PkgCallCenterAgent) && !u.CallCenter {
-			s.writeErrorUnlock(w, errf(http.StatusBadRequest, ErrCodeServiceNotAssigned, "Call Center agent service not assigned to %s", u.ID))
+			s.writeErrorUnlock(w, notAssigned("Call Center", u.ID))
 			return
 		}
 		sub.targetType, sub.targetID = "User", u.ID
 	case r.PathValue("groupId") != "":
-		if r.PathValue("entId") != s.cfg.EnterpriseID || r.PathValue("groupId") != s.cfg.GroupID {
-			s.writeErrorUnlock(w, errf(http.StatusNotFound, ErrCodeNotFound, "Group not found: %s/%s", r.PathValue("entId"), r.PathValue("groupId")))
+		entID, grpID := r.PathValue("entId"), r.PathValue("groupId")
+		if !s.reaches(entID) {
+			s.writeErrorUnlock(w, outOfScope("group", grpID, entID))
 			return
 		}
-		sub.targetType, sub.targetID, sub.grpParent = "Group", s.cfg.GroupID, s.cfg.EnterpriseID
+		g := s.groups[groupKey{entID, grpID}]
+		if g == nil {
+			s.writeErrorUnlock(w, errf(http.StatusNotFound, ErrCodeNotFound, "Group not found: %s/%s", entID, grpID))
+			return
+		}
+		sub.targetType, sub.targetID, sub.grpParent, sub.grp = "Group", g.id, g.ent.id, g
 	default:
-		if r.PathValue("entId") != s.cfg.EnterpriseID {
-			s.writeErrorUnlock(w, errf(http.StatusNotFound, ErrCodeNotFound, "Enterprise not found: %s", r.PathValue("entId")))
+		entID := r.PathValue("entId")
+		if !s.reaches(entID) {
+			s.writeErrorUnlock(w, outOfScope("enterprise", entID, entID))
 			return
 		}
-		sub.targetType, sub.targetID = "ServiceProvider", s.cfg.EnterpriseID
+		e := s.ents[entID]
+		if e == nil {
+			s.writeErrorUnlock(w, errf(http.StatusNotFound, ErrCodeNotFound, "Enterprise not found: %s", entID))
+			return
+		}
+		sub.targetType, sub.targetID, sub.ent = "ServiceProvider", e.id, e
 	}
 	for _, o := range s.sameTargetLocked(sub) {
-		if o.owner == owner && o.targetType == sub.targetType && o.targetID == sub.targetID && o.setKey == sub.setKey {
+		if o.owner == owner && o.setKey == sub.setKey {
 			if list && o.list {
 				// One list subscription per owner and target: the new one replaces it (§4.2.4.6).
 				s.deleteSubLocked(o)

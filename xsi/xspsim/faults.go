@@ -119,6 +119,7 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 				return
 			}
 		}
+		w = s.logRequest(w, r)
 		path := strings.ToLower(r.URL.Path)
 		s.mu.Lock()
 		f := &s.faults
@@ -177,6 +178,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET "+a+"/user/{userId}/services/{service}", s.handleService)
 	mux.HandleFunc("PUT "+a+"/user/{userId}/services/{service}", s.handleService)
 	mux.HandleFunc("GET "+a+"/user/{userId}/directories/{dir}", s.handleDirectory)
+	mux.HandleFunc("GET "+a+"/user/{userId}/profile", s.handleProfile)
 	mux.HandleFunc("GET "+a+"/group/{groupId}/services/{svc}/{sub}", s.handleGroupService)
 
 	mux.HandleFunc("POST "+AsyncEventsPrefix+"/channel", s.handleChannelAdd)

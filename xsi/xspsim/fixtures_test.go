@@ -120,6 +120,8 @@ func writeFixtures(t *testing.T, dir string) {
 	h.mustStatus(200, "GET", ActionsPrefix+"/user/agent1@example.com/directories/HotelingHosts", "")
 	h.mustStatus(200, "GET", ActionsPrefix+"/group/grp1/services/CallCenter/UnavailableCodes", "")
 	h.mustStatus(404, "GET", actions("nobody@example.com", "DoNotDisturb"), "")
+	h.mustStatus(200, "GET", ActionsPrefix+"/user/agent1@example.com/profile", "")
+	h.mustStatus(400, "GET", actions("plain@example.com", "CallCenter"), "")
 	h.mustStatus(200, "GET", EventsPrefix+"/subscription?channelSetId=fixture-set", "")
 	ch.heartbeat()
 	ch.next("ChannelHeartBeat")

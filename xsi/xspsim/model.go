@@ -38,14 +38,27 @@ type forwarding struct {
 	rings      int // CFNA only
 }
 
+// userState is one user's application-server state. It is kept small (a
+// contact center has 100,000 users): the seed is referenced, not copied,
+// and the services nobody touched have no state of their own (svc is nil
+// until first use, meaning every service at its default).
 type userState struct {
-	User
-	seedIdx         int // position in Server.order
-	acdState        string
+	*User                  // the seed (Config.Users or an AddUsers batch; never modified)
+	grp             *group // the user's group (and through it its enterprise)
+	svcs            *services
+	seedIdx         int32  // position in Server.order
+	acdState        string // Call Center agents only
 	unavailableCode string
-	stateTS         time.Time
-	signInTS        time.Time
-	joined          map[string]bool // queue serviceUserId → available
+	stateTS         int64 // Unix ms of the last ACD state change
+	signInTS        int64 // Unix ms of the last sign-in
+}
+
+// services is the state of the services a user has beyond the ACD state,
+// allocated on first use.
+type services struct {
+	// unjoined[i] is true while the agent is unjoined from CallCenters[i];
+	// nil: joined to every queue.
+	unjoined []bool
 
 	dnd            struct{ active, ringSplash bool }
 	cfa, cfb, cfna forwarding
@@ -67,24 +80,67 @@ type userState struct {
 	}
 }
 
-func newUserState(u User, now time.Time) *userState {
-	us := &userState{User: u, acdState: StateSignOut, stateTS: now, joined: map[string]bool{}}
-	for _, q := range u.CallCenters {
-		us.joined[q] = true
-	}
-	us.cfna.rings = 3
-	us.guest.limitHours = 24
-	us.host.active = u.HotelingHost
-	us.host.accessLevel = "Group"
-	us.host.limitHours = 24
-	if u.HostAssociationLimitHours > 0 {
-		us.host.enforceLimit = true
-		us.host.limitHours = min(u.HostAssociationLimitHours, 999)
+// newUserState builds the state of a seed user u (checked by checkUser);
+// defaultCode is the group's default unavailable code.
+func newUserState(u *User, grp *group, now time.Time, defaultCode string) *userState {
+	us := &userState{User: u, grp: grp, acdState: StateSignOut, stateTS: now.UnixMilli()}
+	if u.CallCenter && u.ACDState != "" && u.ACDState != StateSignOut {
+		us.acdState, us.signInTS = u.ACDState, us.stateTS
+		if us.acdState == StateSignIn { // transient, as in setAgentStateLocked
+			us.acdState = StateAvailable
+		}
+		if us.acdState == StateUnavailable {
+			us.unavailableCode = defaultCode
+		}
 	}
 	return us
 }
 
-func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+// svc returns the user's service state, creating it with BroadWorks'
+// defaults on first use.
+func (u *userState) svc() *services {
+	if u.svcs == nil {
+		v := &services{}
+		v.cfna.rings = 3
+		v.guest.limitHours = 24
+		v.host.active = u.HotelingHost
+		v.host.accessLevel = "Group"
+		v.host.limitHours = 24
+		if u.HostAssociationLimitHours > 0 {
+			v.host.enforceLimit = true
+			v.host.limitHours = min(u.HostAssociationLimitHours, 999)
+		}
+		u.svcs = v
+	}
+	return u.svcs
+}
+
+// joined reports whether the agent is joined to (available in) queue.
+func (u *userState) joined(queue string) bool {
+	i := slices.Index(u.CallCenters, queue)
+	if i < 0 {
+		return false
+	}
+	return u.svcs == nil || u.svcs.unjoined == nil || !u.svcs.unjoined[i]
+}
+
+// setJoined records the agent's availability in queue, one of CallCenters.
+func (u *userState) setJoined(queue string, available bool) {
+	i := slices.Index(u.CallCenters, queue)
+	if i < 0 {
+		return
+	}
+	v := u.svc()
+	if v.unjoined == nil {
+		if available {
+			return
+		}
+		v.unjoined = make([]bool, len(u.CallCenters))
+	}
+	v.unjoined[i] = !available
+}
+
+func ms(unixMilli int64) string { return strconv.FormatInt(unixMilli, 10) }
 
 func xsdTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
 
@@ -109,7 +165,7 @@ func (u *userState) callCenterXML(r *etree.Element) {
 		for _, q := range u.CallCenters {
 			d := l.CreateElement("callCenterDetails")
 			add(d, "serviceUserId", q)
-			add(d, "available", boolText(u.joined[q]))
+			add(d, "available", boolText(u.joined(q)))
 		}
 	}
 }
@@ -133,7 +189,7 @@ func (u *userState) agentStateInfo(parent *etree.Element, p, tag string) {
 func (u *userState) joinInfo(parent *etree.Element, p, queue string) {
 	ji := parent.CreateElement(p + "joinInfo")
 	add(ji, p+"acdUserId", queue)
-	if u.joined[queue] {
+	if u.joined(queue) {
 		ji.CreateElement(p + "joined")
 	}
 }
@@ -152,41 +208,41 @@ func (f *forwarding) xml(r *etree.Element, p, kind string) {
 }
 
 func (u *userState) dndXML(r *etree.Element, p string) {
-	add(r, p+"active", boolText(u.dnd.active))
-	add(r, p+"ringSplash", boolText(u.dnd.ringSplash))
+	add(r, p+"active", boolText(u.svc().dnd.active))
+	add(r, p+"ringSplash", boolText(u.svc().dnd.ringSplash))
 }
 
 func (s *Server) guestXML(u *userState, r *etree.Element, p string) {
-	add(r, p+"active", boolText(u.guest.active))
-	add(r, p+"enableAssociationLimit", boolText(u.guest.enableLimit))
-	add(r, p+"associationLimitHours", strconv.Itoa(u.guest.limitHours))
-	if u.guest.hostID == "" {
+	add(r, p+"active", boolText(u.svc().guest.active))
+	add(r, p+"enableAssociationLimit", boolText(u.svc().guest.enableLimit))
+	add(r, p+"associationLimitHours", strconv.Itoa(u.svc().guest.limitHours))
+	if u.svc().guest.hostID == "" {
 		return
 	}
-	add(r, p+"hostUserId", u.guest.hostID)
-	h := s.users[u.guest.hostID]
+	add(r, p+"hostUserId", u.svc().guest.hostID)
+	h := s.users[u.svc().guest.hostID]
 	if h != nil && h.LastName != "" {
 		add(r, p+"hostLastName", h.LastName)
 	}
 	if h != nil && h.FirstName != "" {
 		add(r, p+"hostFirstName", h.FirstName)
 	}
-	add(r, p+"hostAssociationDateTime", xsdTime(u.guest.assocTime))
+	add(r, p+"hostAssociationDateTime", xsdTime(u.svc().guest.assocTime))
 	if h != nil {
-		add(r, p+"hostEnforcesAssociationLimit", boolText(h.host.enforceLimit))
-		add(r, p+"hostAssociationLimitHours", strconv.Itoa(h.host.limitHours))
+		add(r, p+"hostEnforcesAssociationLimit", boolText(h.svc().host.enforceLimit))
+		add(r, p+"hostAssociationLimitHours", strconv.Itoa(h.svc().host.limitHours))
 	}
 }
 
 func (s *Server) hostXML(u *userState, r *etree.Element) {
-	add(r, "active", boolText(u.host.active))
-	add(r, "enforceAssociationLimit", boolText(u.host.enforceLimit))
-	add(r, "associationLimitHours", strconv.Itoa(u.host.limitHours))
-	add(r, "accessLevel", u.host.accessLevel)
-	if u.host.guestID == "" {
+	add(r, "active", boolText(u.svc().host.active))
+	add(r, "enforceAssociationLimit", boolText(u.svc().host.enforceLimit))
+	add(r, "associationLimitHours", strconv.Itoa(u.svc().host.limitHours))
+	add(r, "accessLevel", u.svc().host.accessLevel)
+	if u.svc().host.guestID == "" {
 		return
 	}
-	g := s.users[u.host.guestID]
+	g := s.users[u.svc().host.guestID]
 	if g == nil {
 		return
 	}
@@ -202,7 +258,7 @@ func (s *Server) hostXML(u *userState, r *etree.Element) {
 	if g.Extension != "" {
 		add(r, "guestExtension", g.Extension)
 	}
-	add(r, "guestAssociationDateTime", xsdTime(u.host.assocTime))
+	add(r, "guestAssociationDateTime", xsdTime(u.svc().host.assocTime))
 }
 
 // --- event data builders (prefix xsi:) ---------------------------------------
@@ -221,15 +277,15 @@ func (s *Server) serviceEventData(u *userState, pkg string) *etree.Element {
 	case PkgCallForwardingAlways:
 		ed = eventData("CallForwardingAlwaysEvent")
 		info = ed.CreateElement("xsi:info")
-		u.cfa.xml(info, "xsi:", "always")
+		u.svc().cfa.xml(info, "xsi:", "always")
 	case PkgCallForwardingBusy:
 		ed = eventData("CallForwardingBusyEvent")
 		info = ed.CreateElement("xsi:info")
-		u.cfb.xml(info, "xsi:", "busy")
+		u.svc().cfb.xml(info, "xsi:", "busy")
 	case PkgCallForwardingNoAnswer:
 		ed = eventData("CallForwardingNoAnswerEvent")
 		info = ed.CreateElement("xsi:info")
-		u.cfna.xml(info, "xsi:", "noanswer")
+		u.svc().cfna.xml(info, "xsi:", "noanswer")
 	case PkgDoNotDisturb:
 		ed = eventData("DoNotDisturbEvent")
 		info = ed.CreateElement("xsi:info")
@@ -274,7 +330,7 @@ func validState(st string) bool {
 // when neither state nor code changes.
 func (s *Server) setAgentStateLocked(u *userState, state, code string, codeSet bool) *simError {
 	if !u.CallCenter {
-		return errf(http.StatusBadRequest, ErrCodeServiceNotAssigned, "Call Center agent service not assigned to %s", u.ID)
+		return notAssigned("Call Center", u.ID)
 	}
 	if state == "" {
 		state = u.acdState
@@ -296,7 +352,7 @@ func (s *Server) setAgentStateLocked(u *userState, state, code string, codeSet b
 			return invalid("agentUnavailableCode: %q longer than 10 characters", code)
 		}
 		if !s.codeActive(code) {
-			return invalid("agentUnavailableCode: %q is not an active unavailable code of group %s", code, s.cfg.GroupID)
+			return invalid("agentUnavailableCode: %q is not an active unavailable code of group %s", code, u.grp.id)
 		}
 	}
 	if state == StateUnavailable && !codeSet {
@@ -315,7 +371,7 @@ func (s *Server) setAgentStateLocked(u *userState, state, code string, codeSet b
 	if state == u.acdState && code == u.unavailableCode {
 		return nil
 	}
-	now := time.Now()
+	now := time.Now().UnixMilli()
 	if u.acdState == StateSignOut && state != StateSignOut {
 		u.signInTS = now
 	}
@@ -346,10 +402,10 @@ func (s *Server) setJoinedLocked(u *userState, queue string, available bool) *si
 	if !slices.Contains(u.CallCenters, queue) {
 		return invalid("serviceUserId %q: agent %s is not assigned to that call center", queue, u.ID)
 	}
-	if u.joined[queue] == available {
+	if u.joined(queue) == available {
 		return nil
 	}
-	u.joined[queue] = available
+	u.setJoined(queue, available)
 	ed := eventData("ACDAgentJoinUpdateEvent")
 	d := ed.CreateElement("xsi:ccAgentJoinUpdateData")
 	u.joinInfo(d, "xsi:", queue)
@@ -359,11 +415,11 @@ func (s *Server) setJoinedLocked(u *userState, queue string, available bool) *si
 
 func (s *Server) hostLimit(g, h *userState) time.Duration {
 	hours := 0
-	if g.guest.enableLimit {
-		hours = g.guest.limitHours
+	if g.svc().guest.enableLimit {
+		hours = g.svc().guest.limitHours
 	}
-	if h != nil && h.host.enforceLimit && (hours == 0 || h.host.limitHours < hours) {
-		hours = h.host.limitHours
+	if h != nil && h.svc().host.enforceLimit && (hours == 0 || h.svc().host.limitHours < hours) {
+		hours = h.svc().host.limitHours
 	}
 	return time.Duration(hours) * s.cfg.HourUnit
 }
@@ -378,12 +434,23 @@ func (s *Server) checkHostLocked(g *userState, hostID string) *simError {
 		return errf(http.StatusBadRequest, ErrCodeHostNotAvailable, "hoteling host %s not found", hostID)
 	case h == g:
 		return errf(http.StatusBadRequest, ErrCodeHostNotAvailable, "a user cannot be its own hoteling host")
-	case !h.HotelingHost || !h.host.active:
+	case !h.HotelingHost || !h.svc().host.active:
 		return errf(http.StatusBadRequest, ErrCodeHostNotAvailable, "user %s has no active Hoteling Host service", hostID)
-	case h.host.guestID != "" && h.host.guestID != g.ID:
-		return errf(http.StatusBadRequest, ErrCodeHostBusy, "hoteling host %s is already associated with guest %s", hostID, h.host.guestID)
+	case !h.hostReaches(g):
+		return errf(http.StatusBadRequest, ErrCodeHostNotAvailable, "hoteling host %s (access level %s) is not available to %s of another group or enterprise", hostID, h.svc().host.accessLevel, g.ID)
+	case h.svc().host.guestID != "" && h.svc().host.guestID != g.ID:
+		return errf(http.StatusBadRequest, ErrCodeHostBusy, "hoteling host %s is already associated with guest %s", hostID, h.svc().host.guestID)
 	}
 	return nil
+}
+
+// hostReaches reports whether host h's access level lets guest g use it:
+// Group, a guest of the host's group; Enterprise, of its enterprise.
+func (h *userState) hostReaches(g *userState) bool {
+	if h.svc().host.accessLevel == "Enterprise" {
+		return h.grp.ent == g.grp.ent
+	}
+	return h.grp == g.grp
 }
 
 // associateLocked associates guest g with host hostID following the
@@ -393,19 +460,19 @@ func (s *Server) associateLocked(g *userState, hostID string) *simError {
 	if err := s.checkHostLocked(g, hostID); err != nil {
 		return err
 	}
-	if !g.guest.active {
+	if !g.svc().guest.active {
 		return errf(http.StatusBadRequest, ErrCodeGuestInactive, "Hoteling Guest service of %s is not active", g.ID)
 	}
 	h := s.users[hostID]
-	if g.guest.hostID == hostID {
+	if g.svc().guest.hostID == hostID {
 		return nil
 	}
-	if old := s.users[g.guest.hostID]; old != nil {
-		old.host.guestID = ""
+	if old := s.users[g.svc().guest.hostID]; old != nil {
+		old.svc().host.guestID = ""
 	}
 	now := time.Now()
-	g.guest.hostID, g.guest.assocTime = hostID, now
-	h.host.guestID, h.host.assocTime = g.ID, now
+	g.svc().guest.hostID, g.svc().guest.assocTime = hostID, now
+	h.svc().host.guestID, h.svc().host.assocTime = g.ID, now
 	s.assocGuests[g.ID] = g
 	if lim := s.hostLimit(g, h); lim > 0 {
 		s.noteAssocExpiryLocked(now.Add(lim))
@@ -417,13 +484,13 @@ func (s *Server) associateLocked(g *userState, hostID string) *simError {
 // endAssociationLocked ends g's association, if any, and reports whether it
 // changed anything (without emitting the event when silent).
 func (s *Server) endAssociationLocked(g *userState, silent bool) bool {
-	if g.guest.hostID == "" {
+	if g.svc().guest.hostID == "" {
 		return false
 	}
-	if h := s.users[g.guest.hostID]; h != nil && h.host.guestID == g.ID {
-		h.host.guestID = ""
+	if h := s.users[g.svc().guest.hostID]; h != nil && h.svc().host.guestID == g.ID {
+		h.svc().host.guestID = ""
 	}
-	g.guest.hostID = ""
+	g.svc().guest.hostID = ""
 	delete(s.assocGuests, g.ID)
 	if !silent {
 		s.notifyLocked(g, PkgHotelingGuest, s.serviceEventData(g, PkgHotelingGuest))
@@ -440,17 +507,17 @@ func (s *Server) expireAssociationsLocked(now time.Time) {
 	s.assocLimitsChanged, s.nextAssocExpiry = false, time.Time{}
 	var due []*userState
 	for _, g := range s.assocGuests {
-		lim := s.hostLimit(g, s.users[g.guest.hostID])
+		lim := s.hostLimit(g, s.users[g.svc().guest.hostID])
 		switch {
 		case lim <= 0:
-		case now.Sub(g.guest.assocTime) >= lim:
+		case now.Sub(g.svc().guest.assocTime) >= lim:
 			due = append(due, g)
 		default:
-			s.noteAssocExpiryLocked(g.guest.assocTime.Add(lim))
+			s.noteAssocExpiryLocked(g.svc().guest.assocTime.Add(lim))
 		}
 	}
 	// End them in seed order.
-	slices.SortFunc(due, func(a, b *userState) int { return a.seedIdx - b.seedIdx })
+	slices.SortFunc(due, func(a, b *userState) int { return int(a.seedIdx - b.seedIdx) })
 	for _, g := range due {
 		s.endAssociationLocked(g, false)
 	}

@@ -58,7 +58,7 @@ func (s *Server) PortalSetDND(userID string, active bool) error {
 	if err != nil {
 		return err
 	}
-	s.setDNDLocked(u, active, u.dnd.ringSplash)
+	s.setDNDLocked(u, active, u.svc().dnd.ringSplash)
 	return nil
 }
 
@@ -71,7 +71,7 @@ func (s *Server) PortalSetCFA(userID string, active bool, forwardTo string) erro
 	if err != nil {
 		return err
 	}
-	nf := u.cfa
+	nf := u.svc().cfa
 	nf.active = active
 	if forwardTo != "" {
 		nf.number = forwardTo
@@ -79,8 +79,8 @@ func (s *Server) PortalSetCFA(userID string, active bool, forwardTo string) erro
 	if nf.active && nf.number == "" {
 		return errors.New("xspsim: forwardToPhoneNumber required to activate Call Forwarding Always")
 	}
-	if nf != u.cfa {
-		u.cfa = nf
+	if nf != u.svc().cfa {
+		u.svc().cfa = nf
 		s.notifyLocked(u, PkgCallForwardingAlways, s.serviceEventData(u, PkgCallForwardingAlways))
 	}
 	return nil
@@ -95,10 +95,10 @@ func (s *Server) PortalAssociateGuest(guestID, hostID string) error {
 	if err != nil {
 		return err
 	}
-	wasActive := g.guest.active
-	g.guest.active = true
+	wasActive := g.svc().guest.active
+	g.svc().guest.active = true
 	if e := s.associateLocked(g, hostID); e != nil {
-		g.guest.active = wasActive
+		g.svc().guest.active = wasActive
 		return e
 	}
 	return nil
@@ -128,9 +128,9 @@ func (s *Server) PortalSetHotelingHost(hostID string, active bool) error {
 	if !h.HotelingHost {
 		return errors.New("xspsim: Hoteling Host service not assigned to " + hostID)
 	}
-	h.host.active = active
-	if !active && h.host.guestID != "" {
-		if g := s.users[h.host.guestID]; g != nil {
+	h.svc().host.active = active
+	if !active && h.svc().host.guestID != "" {
+		if g := s.users[h.svc().host.guestID]; g != nil {
 			s.endAssociationLocked(g, false)
 		}
 	}
@@ -156,6 +156,6 @@ func (s *Server) Snapshot(userID string) (UserSnapshot, error) {
 	if err != nil {
 		return UserSnapshot{}, err
 	}
-	return UserSnapshot{u.acdState, u.unavailableCode, u.dnd.active, u.cfa.active, u.cfa.number,
-		u.guest.active, u.guest.hostID, u.host.guestID}, nil
+	return UserSnapshot{u.acdState, u.unavailableCode, u.svc().dnd.active, u.svc().cfa.active, u.svc().cfa.number,
+		u.svc().guest.active, u.svc().guest.hostID, u.svc().host.guestID}, nil
 }

@@ -27,9 +27,9 @@ func (s *Server) portalSetForwarding(userID, pkg string, active bool, forwardTo 
 	if err != nil {
 		return err
 	}
-	cur := &u.cfb
+	cur := &u.svc().cfb
 	if pkg == PkgCallForwardingNoAnswer {
-		cur = &u.cfna
+		cur = &u.svc().cfna
 	}
 	nf := *cur
 	nf.active = active

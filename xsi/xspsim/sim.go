@@ -50,20 +50,28 @@ type UnavailableCode struct {
 	Default     bool
 }
 
-// User seeds one BroadWorks user. Every user is in Config.GroupID of
-// Config.EnterpriseID and has the Hoteling Guest, DND and call forwarding
-// services assigned.
+// User seeds one BroadWorks user. Every user has the Hoteling Guest, DND
+// and call forwarding services assigned.
 type User struct {
 	ID        string // user@domain
 	FirstName string
 	LastName  string
-	// PhoneNumber and Extension are reported as guestPhoneNumber /
+	// PhoneNumber and Extension are the user's number and extension: the
+	// profile's details/number and details/extension, and guestPhoneNumber /
 	// guestExtension on the host's HotelingHost while this user is its guest.
 	PhoneNumber string
 	Extension   string
+	// GroupID and EnterpriseID place the user; empty means Config.GroupID /
+	// Config.EnterpriseID. Group IDs are unique within an enterprise only.
+	GroupID      string
+	EnterpriseID string
 	// CallCenter assigns the Call Center agent service (services/CallCenter,
-	// "Call Center Agent" event package). Agents start in Sign-Out.
+	// "Call Center Agent" event package).
 	CallCenter bool
+	// ACDState is the agent's initial ACD state: "" or Sign-Out (signed
+	// out), Available (signed in; Sign-In means the same), Unavailable (with
+	// the group's default unavailable code) or Wrap-Up. Only with CallCenter.
+	ACDState string
 	// CallCenters are the serviceUserIds of the queues the agent is joined to.
 	CallCenters []string
 	// HotelingHost assigns the Hoteling Host service, initially active with
@@ -102,10 +110,29 @@ type Chunking struct {
 // Config configures a Server. Zero values get the defaults noted.
 type Config struct {
 	Listen string // default "127.0.0.1:0"; only loopback addresses are accepted
-	Users  []User
+	// Users are the seed. The server keeps referring to them (it does not
+	// copy 100,000 users): do not modify the slice or its users after New.
+	// Start reports the first invalid user (see AddUsers for the rules);
+	// New skips it.
+	Users []User
 
-	EnterpriseID string // default "ent1" (also accepted as serviceProviderId)
-	GroupID      string // default "grp1"
+	// EnterpriseID and GroupID are the enterprise and group of users that
+	// name none, and exist even without users; defaults "ent1" and "grp1".
+	// An enterprise is also accepted as serviceProviderId.
+	EnterpriseID string
+	GroupID      string
+
+	// AdminEnterprises are the enterprises the credential (Username) may
+	// reach; empty means every one. Subscribing to another enterprise, a
+	// group or user in it, or acting on such a user (Actions) is answered
+	// 403, as BroadWorks answers a target outside the admin's scope.
+	AdminEnterprises []string
+	// RejectPackageLists makes the XSP behave as before R23: any
+	// subscription with an eventPackageList is answered 400.
+	RejectPackageLists bool
+	// RequestLogSize is how many requests Requests keeps (the newest);
+	// default 10,000, negative keeps none.
+	RequestLogSize int
 
 	UnavailableCodes      []UnavailableCode
 	ForceUnavailableCodes bool // Unavailable without agentUnavailableCode → 400
@@ -201,6 +228,9 @@ func (c *Config) defaults() {
 	if c.RequestReadTimeout <= 0 {
 		c.RequestReadTimeout = 10 * time.Second
 	}
+	if c.RequestLogSize == 0 {
+		c.RequestLogSize = defaultRequestLogSize
+	}
 	if c.JanitorInterval <= 0 {
 		c.JanitorInterval = 20 * time.Millisecond
 	}
@@ -214,14 +244,20 @@ type Server struct {
 
 	mu       sync.Mutex
 	users    map[string]*userState // key: user ID
-	order    []string              // user IDs in seed order
+	order    []*userState          // in seed order (New, then AddUsers)
+	hosts    []*userState          // users with Hoteling Host assigned, in seed order
+	groups   map[groupKey]*group
+	ents     map[string]*enterprise
+	reach    map[string]bool // Config.AdminEnterprises; nil = every enterprise
+	seedErr  error           // first invalid seed user (Start reports it)
+	reqLog   requestLog
 	channels map[string]*channel
 	sets     map[string]*channelSet // key: owner + "\x00" + channelSetId
 	subs     map[string]*subscription
-	// subsByUser and wideSubs index subs by target (see addSubLocked), so
-	// that an event costs the subscriptions that can want it, not all.
+	// subsByUser, group.subs and enterprise.subs index subs by target (see
+	// addSubLocked), so that an event costs the subscriptions that can want
+	// it, not all, and a group subscription costs no walk over its users.
 	subsByUser map[string]map[string]*subscription // User targets, by target user ID, then subscription ID
-	wideSubs   map[string]*subscription            // Group and ServiceProvider targets
 	// nextSubExpiry is the earliest expiresAt of a subscription (zero:
 	// none); the janitor walks s.subs only once it has passed.
 	nextSubExpiry time.Time
@@ -267,30 +303,28 @@ func New(cfg Config, logger *slog.Logger) *Server {
 	s := &Server{
 		cfg:         cfg,
 		log:         logger,
-		users:       make(map[string]*userState),
+		users:       make(map[string]*userState, len(cfg.Users)),
+		order:       make([]*userState, 0, len(cfg.Users)),
 		channels:    make(map[string]*channel),
 		sets:        make(map[string]*channelSet),
 		subs:        make(map[string]*subscription),
 		subsByUser:  make(map[string]map[string]*subscription),
-		wideSubs:    make(map[string]*subscription),
+		groups:      make(map[groupKey]*group),
+		ents:        make(map[string]*enterprise),
 		pending:     make(map[string]*pendingEvent),
 		assocGuests: make(map[string]*userState),
 		rng:         rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
 		quit:        make(chan struct{}),
 	}
-	now := time.Now()
-	for _, u := range cfg.Users {
-		if u.ID == "" {
-			continue
+	s.reqLog.init(cfg.RequestLogSize)
+	if len(cfg.AdminEnterprises) > 0 {
+		s.reach = make(map[string]bool, len(cfg.AdminEnterprises))
+		for _, e := range cfg.AdminEnterprises {
+			s.reach[e] = true
 		}
-		if _, dup := s.users[u.ID]; dup {
-			continue
-		}
-		us := newUserState(u, now)
-		us.seedIdx = len(s.order)
-		s.users[u.ID] = us
-		s.order = append(s.order, u.ID)
 	}
+	s.groupLocked(cfg.EnterpriseID, cfg.GroupID)
+	s.seedLocked(cfg.Users)
 	s.handler = s.routes()
 	s.wg.Add(1)
 	go s.janitor()
@@ -343,6 +377,9 @@ func (s *Server) Start() error {
 	}
 	if s.started {
 		return errors.New("xspsim: already started")
+	}
+	if s.seedErr != nil {
+		return s.seedErr
 	}
 	n := &xspNode{idx: 0}
 	if err := s.listenLocked(n, s.cfg.Listen); err != nil {

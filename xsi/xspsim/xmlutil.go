@@ -21,7 +21,7 @@ const (
 	ErrCodeUnauthorized       = 4003
 	ErrCodeUserNotFound       = 4008
 	ErrCodeNotFound           = 4004 // unknown channel, group, path
-	ErrCodeServiceNotAssigned = 4410
+	ErrCodeServiceNotAssigned = 4410 // BroadWorks' (OCI) code for a service the user does not have
 	ErrCodeHostNotAvailable   = 4411 // host missing, not a host, or Hoteling Host inactive
 	ErrCodeHostBusy           = 4412 // host already carries another guest
 	ErrCodeGuestInactive      = 4413
@@ -41,6 +41,13 @@ func (e *simError) Error() string { return fmt.Sprintf("xspsim: %d %s", e.status
 
 func errf(status, code int, format string, args ...any) *simError {
 	return &simError{status: status, code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+// notAssigned is BroadWorks' answer to a request for a service the user
+// does not have: 400, errorCode 4410, "Service is not assigned to this
+// subscriber" (the OCI error XSPs pass on).
+func notAssigned(service, userID string) *simError {
+	return errf(http.StatusBadRequest, ErrCodeServiceNotAssigned, "Service is not assigned to this subscriber: %s (%s)", service, userID)
 }
 
 func badRequest(format string, args ...any) *simError {
