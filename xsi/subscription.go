@@ -25,10 +25,10 @@ type evSubKey struct {
 // evSub is the state of one wanted subscription.
 type evSub struct {
 	key        evSubKey
-	scope      *evScope // the scope it serves; nil for a user target
-	watched    bool     // added by WatchUser
-	idx        int      // position in evSubs.list; -1 once removed
-	id         string   // "" = not subscribed
+	scope      *evScope      // the scope it serves; nil for a user target
+	watched    bool          // added by WatchUser
+	idx        int           // position in evSubs.list; -1 once removed
+	id         string        // "" = not subscribed
 	expires    time.Duration // granted
 	refreshAt  time.Time
 	refreshReq bool // refresh as soon as possible (sequence gap, adoption)
