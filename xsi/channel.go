@@ -930,9 +930,6 @@ func (ch *evChannel) handle(ctx context.Context, ev *SubscriptionEvent) error {
 		if verdict == seqStale {
 			break // to the acknowledgement
 		}
-		if _, ok := ev.Data.(*SubscriptionTerminatedEvent); ok {
-			e.subs.terminated(ev.SubscriptionID)
-		}
 		ch.delivering.Store(true)
 		select {
 		case e.out <- ev:
@@ -941,6 +938,12 @@ func (ch *evChannel) handle(ctx context.Context, ev *SubscriptionEvent) error {
 			select { // the wait was not silence on the stream
 			case ch.activity <- struct{}{}:
 			default:
+			}
+			if _, ok := ev.Data.(*SubscriptionTerminatedEvent); ok {
+				// Resubscribed only now: what the new subscription brings
+				// (initial events, a scope's ScopeResync) comes after this
+				// event, not before it.
+				e.subs.terminated(ev.SubscriptionID)
 			}
 		case <-ctx.Done():
 			ch.delivering.Store(false)

@@ -126,13 +126,18 @@ func (f *scopeFront) setHook(h func(w http.ResponseWriter, r *http.Request, body
 	f.mu.Unlock()
 }
 
-// requests returns the recorded requests matching method and a path suffix.
+// requests returns the recorded requests with method whose path ends in
+// pathSuffix (or, for a suffix ending in "/", contains it).
 func (f *scopeFront) requests(method, pathSuffix string) []frontReq {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []frontReq
 	for _, r := range f.reqs {
-		if r.method == method && strings.HasSuffix(r.path, pathSuffix) {
+		match := strings.HasSuffix(r.path, pathSuffix)
+		if strings.HasSuffix(pathSuffix, "/") {
+			match = strings.Contains(r.path, pathSuffix)
+		}
+		if r.method == method && match {
 			out = append(out, r)
 		}
 	}
@@ -605,7 +610,7 @@ func TestWatchUser(t *testing.T) {
 	e.UnwatchUser("agent1@example.com")
 	e.UnwatchUser("nobody@example.com")
 	waitFor(t, "agent1's subscriptions deleted", func() bool { return userSubs("agent1@example.com") == 0 })
-	if n := len(f.requests(http.MethodDelete, "")); n != 2 {
+	if n := len(f.requests(http.MethodDelete, "/subscription/")); n != 2 {
 		t.Errorf("%d DELETEs, want 2", n)
 	}
 
@@ -628,12 +633,65 @@ func TestWatchUser(t *testing.T) {
 	e.UnwatchUser("agent3@example.com")
 	close(release)
 	waitFor(t, "agent3's late subscriptions deleted", func() bool {
-		return len(f.requests(http.MethodDelete, "")) == 4 && userSubs("agent3@example.com") == 0
+		return len(f.requests(http.MethodDelete, "/subscription/")) == 4 && userSubs("agent3@example.com") == 0
 	})
 	if n := len(f.requests(http.MethodPost, "/user/agent3@example.com")); n != 2 {
 		t.Errorf("%d posts for agent3, want 2", n)
 	}
 	if e.WatchedUsers() != 1 || userSubs("agent2@example.com") != 2 {
 		t.Errorf("watched %d, agent2 subscriptions %d", e.WatchedUsers(), userSubs("agent2@example.com"))
+	}
+}
+
+// UnwatchUser then WatchUser before the deletion went out (no channel up,
+// so no request is sent): the subscription is taken back, not deleted and
+// posted again; its refresh brings the user's state.
+func TestWatchUserTakesBackPendingDelete(t *testing.T) {
+	f := newScopeFront(t, nil)
+	cfg := scopeConfig(f.srv.URL)
+	cfg.EventPackages = []string{"Do Not Disturb"}
+	e := startEvents(t, cfg, nil)
+	if err := e.WatchUser("agent1@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	nextEvent(t, e, "agent1's initial DND", dndOf("agent1@example.com", false))
+	waitFor(t, "the subscription", func() bool { return len(f.sim.Subscriptions()) == 1 })
+	id := f.sim.Subscriptions()[0].ID
+
+	var mu sync.Mutex
+	block := true
+	f.setHook(func(w http.ResponseWriter, r *http.Request, body []byte) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if block && r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/channel") {
+			http.Error(w, "down for a moment", http.StatusServiceUnavailable)
+			return true
+		}
+		return false
+	})
+	if err := f.sim.CutChannel(f.sim.Channels()[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "link down", func() bool { return e.LinkState()[0].State == LinkDown })
+	e.UnwatchUser("agent1@example.com")
+	if err := f.sim.PortalSetDND("agent1@example.com", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.WatchUser("agent1@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	block = false
+	mu.Unlock()
+	nextEvent(t, e, "agent1's DND on", dndOf("agent1@example.com", true))
+	waitFor(t, "refreshed", func() bool { return len(f.requests(http.MethodPut, "/subscription/"+id)) > 0 })
+	if n := len(f.requests(http.MethodDelete, "/subscription/")); n != 0 {
+		t.Errorf("%d DELETEs, want none", n)
+	}
+	if n := len(f.requests(http.MethodPost, "/user/agent1@example.com")); n != 1 {
+		t.Errorf("%d posts, want the first only", n)
+	}
+	if subs := f.sim.Subscriptions(); len(subs) != 1 || subs[0].ID != id {
+		t.Errorf("subscriptions %+v, want %s kept", subs, id)
 	}
 }

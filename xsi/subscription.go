@@ -128,12 +128,13 @@ type evSubs struct {
 	watched    map[string][]*evSub // WatchUser's, by user ID
 	maxWatched int
 	deletes    map[string]*evDelete // by subscription ID, not yet sent
+	deleteOf   map[evSubKey]string  // the same, by what they watch (WatchUser takes one back)
 }
 
 func newEvSubs(e *Events) *evSubs {
 	s := &evSubs{e: e, kick: make(chan struct{}, 1), byID: map[string]*evSub{}, lastSeq: map[string]int64{},
 		static: map[string]bool{}, watched: map[string][]*evSub{}, deletes: map[string]*evDelete{},
-		maxWatched: e.cfg.MaxWatchedUsers}
+		deleteOf: map[evSubKey]string{}, maxWatched: e.cfg.MaxWatchedUsers}
 	if s.maxWatched <= 0 {
 		s.maxWatched = DefaultMaxWatchedUsers
 	}
@@ -178,7 +179,7 @@ func (s *evSubs) removeLocked(sub *evSub) {
 	if sub.id != "" {
 		delete(s.byID, sub.id)
 		delete(s.lastSeq, sub.id)
-		s.deletes[sub.id] = &evDelete{id: sub.id, key: sub.key}
+		s.queueDeleteLocked(&evDelete{id: sub.id, key: sub.key})
 		sub.id = ""
 	}
 }
@@ -199,13 +200,11 @@ func (s *evSubs) watch(userID string) error {
 		sub := &evSub{key: evSubKey{t, p}, watched: true}
 		// Unwatched a moment ago and its deletion not sent yet: keep that
 		// subscription (refreshed at once, for the initial events).
-		for id, d := range s.deletes {
-			if d.key == sub.key {
-				delete(s.deletes, id)
-				sub.id, sub.refreshReq = id, true
-				s.byID[id] = sub
-				break
-			}
+		if id := s.deleteOf[sub.key]; id != "" {
+			delete(s.deletes, id)
+			delete(s.deleteOf, sub.key)
+			sub.id, sub.refreshReq = id, true
+			s.byID[id] = sub
 		}
 		subs = append(subs, sub)
 		s.addLocked(sub)
@@ -469,6 +468,9 @@ func (s *evSubs) due(now time.Time) []evSubOp {
 	for id, d := range s.deletes {
 		if !now.Before(d.retryAt) {
 			delete(s.deletes, id) // in flight: WatchUser cannot take it back now
+			if s.deleteOf[d.key] == id {
+				delete(s.deleteOf, d.key)
+			}
 			ops = append(ops, evSubOp{del: d})
 		}
 	}
@@ -545,8 +547,14 @@ func (s *evSubs) remove(ctx context.Context, c *evClient, d *evDelete) {
 	}
 	d.retryAt = time.Now().Add(evBackoff(e.cfg.ReconnectMin, e.cfg.ReconnectMax, d.attempts-1))
 	s.mu.Lock()
-	s.deletes[d.id] = d
+	s.queueDeleteLocked(d)
 	s.mu.Unlock()
+}
+
+// queueDeleteLocked queues the deletion of a subscription at the XSP.
+func (s *evSubs) queueDeleteLocked(d *evDelete) {
+	s.deletes[d.id] = d
+	s.deleteOf[d.key] = d.id
 }
 
 func (s *evSubs) apply(ctx context.Context, c *evClient, op evSubOp) {
@@ -593,7 +601,7 @@ func (s *evSubs) settle(ctx context.Context, op evSubOp, id string, exp time.Dur
 	sub := op.sub
 	if sub.idx < 0 { // removed meanwhile (UnwatchUser, scope fallback)
 		if err == nil && !op.refresh {
-			s.deletes[id] = &evDelete{id: id, key: sub.key}
+			s.queueDeleteLocked(&evDelete{id: id, key: sub.key})
 			s.kickNow()
 		}
 		return nil
