@@ -684,6 +684,32 @@ func TestEventsRequestInFlightAtChannelLossIsRefreshed(t *testing.T) {
 	}
 }
 
+func TestScopeCovers(t *testing.T) {
+	cfg := testEventsConfig("http://x")
+	cfg.Scopes = []Target{{Kind: KindGroup, ID: "grp1", ParentID: "ent1"}, {Kind: KindServiceProvider, ID: "sp2"}, {Kind: KindEnterprise, ID: "ent3"}}
+	e, err := NewEvents(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		group, sp string
+		want      bool
+	}{
+		{"grp1", "ent1", true},
+		{"grp1", "ent9", false}, // a group ID is unique within its enterprise only
+		{"grp2", "ent1", false},
+		{"any", "sp2", true},
+		{"", "sp2", true},
+		{"x", "ent3", true},
+		{"", "", false},
+		{"grp1", "", false},
+	} {
+		if got := e.Covers(tt.group, tt.sp); got != tt.want {
+			t.Errorf("Covers(%q, %q) = %v, want %v", tt.group, tt.sp, got, tt.want)
+		}
+	}
+}
+
 func TestSubscribePaths(t *testing.T) {
 	for _, tt := range []struct {
 		t    Target

@@ -129,6 +129,30 @@ func (e *Events) Scopes() []ScopeStatus {
 	return out
 }
 
+// Covers reports whether a configured scope delivers the events of the
+// users of group groupID in service provider (enterprise) serviceProviderID,
+// as a user's profile names them: a group scope of that group, or an
+// enterprise / service provider scope of that ID. It goes by the
+// configuration, not by the scope's state: a scope that is failing for now
+// will deliver, and one the credential cannot reach (403) would not let a
+// user subscription of its users through either. A user no scope covers
+// needs WatchUser.
+func (e *Events) Covers(groupID, serviceProviderID string) bool {
+	for _, t := range e.cfg.Scopes {
+		switch t.Kind {
+		case KindGroup:
+			if groupID != "" && t.ID == groupID && t.ParentID == serviceProviderID {
+				return true
+			}
+		case KindEnterprise, KindServiceProvider:
+			if serviceProviderID != "" && t.ID == serviceProviderID {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // ErrTooManyWatched is WatchUser's answer past Config.MaxWatchedUsers.
 var ErrTooManyWatched = errors.New("xsi: too many watched users")
 
