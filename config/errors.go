@@ -55,6 +55,9 @@ func (ps *problems) err(keys []string) error {
 		return nil
 	}
 	rank := func(key string) int {
+		if i := strings.IndexByte(key, '['); i > 0 { // an item: "xsi.scope[1]"
+			key = key[:i]
+		}
 		if i := slices.Index(keys, key); i >= 0 {
 			return i
 		}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/broadworks-connector/connector/xsi"
 	"github.com/broadworks-connector/connector/xsi/xspsim"
@@ -41,10 +42,18 @@ type XSI struct {
 	ReconnectMin        time.Duration `mapstructure:"reconnect_min"`
 	ReconnectMax        time.Duration `mapstructure:"reconnect_max"`
 
+	// Scope lists "group:<groupId>@<enterpriseId>", "enterprise:<enterpriseId>"
+	// and "serviceprovider:<serviceProviderId>": one subscription each, with
+	// an event package list, for every user in it.
+	Scope []string `mapstructure:"scope"`
 	// Targets are "user:<userId>", "group:<groupId>@<enterpriseId>" or
-	// "enterprise:<enterpriseId>"; each is subscribed to every EventPackages.
+	// "enterprise:<enterpriseId>"; each is subscribed to every EventPackages
+	// (for user-scoped credentials and users outside every scope).
 	Targets       []string `mapstructure:"targets"`
 	EventPackages []string `mapstructure:"event_packages"`
+	// MaxWatchedUsers bounds the users outside every scope subscribed on
+	// their own at run time (xsi.Events.WatchUser).
+	MaxWatchedUsers int `mapstructure:"max_watched_users"`
 }
 
 // Simulator configures the embedded BroadWorks XSP simulator (xsi.simulate,
@@ -97,10 +106,13 @@ func defaultXSI() XSI {
 		SubscriptionExpires: d.SubscriptionExpires,
 		ReconnectMin:        d.ReconnectMin,
 		ReconnectMax:        d.ReconnectMax,
+		// The simulator's one group.
+		Scope: []string{"group:" + defaultGroupID + "@" + defaultEnterpriseID},
 		// User targets: each gets initial events, the gateway's snapshot
 		// (a group target gets none).
-		Targets:       userTargets(defaultSimulator().Users),
-		EventPackages: slices.Clone(d.EventPackages),
+		Targets:         userTargets(defaultSimulator().Users),
+		EventPackages:   slices.Clone(d.EventPackages),
+		MaxWatchedUsers: d.MaxWatchedUsers,
 	}
 }
 
@@ -150,8 +162,10 @@ func (c *Config) XSI() xsi.Config {
 		ReconnectMin:        x.ReconnectMin,
 		ReconnectMax:        x.ReconnectMax,
 		EventPackages:       slices.Clone(x.EventPackages),
+		MaxWatchedUsers:     x.MaxWatchedUsers,
 	}
 	out.Targets = parseItems(x.Targets, parseTarget)
+	out.Scopes = parseItems(x.Scope, parseScope)
 	return out
 }
 
@@ -241,6 +255,76 @@ func parseTarget(item string) (xsi.Target, error) {
 	return xsi.Target{}, fmt.Errorf(`%q: kind must be user, group or enterprise, got %q`, item, kind)
 }
 
+// scopeForms is what an xsi.scope item may be.
+const scopeForms = `"group:<groupId>@<enterpriseId>", "enterprise:<enterpriseId>" or "serviceprovider:<serviceProviderId>"`
+
+// parseScope reads "group:<groupId>@<enterpriseId>", "enterprise:<id>" or
+// "serviceprovider:<id>".
+func parseScope(item string) (xsi.Target, error) {
+	bad := fmt.Errorf("%q must be %s", item, scopeForms)
+	kind, id, ok := strings.Cut(item, ":")
+	if !ok || id == "" || strings.ContainsFunc(id, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) || r == '/' }) {
+		return xsi.Target{}, bad
+	}
+	switch kind {
+	case xsi.KindEnterprise, xsi.KindServiceProvider:
+		if strings.Contains(id, "@") {
+			return xsi.Target{}, bad
+		}
+		return xsi.Target{Kind: kind, ID: id}, nil
+	case xsi.KindGroup:
+		at := strings.LastIndexByte(id, '@')
+		if at <= 0 || at == len(id)-1 {
+			return xsi.Target{}, bad
+		}
+		return xsi.Target{Kind: kind, ID: id[:at], ParentID: id[at+1:]}, nil
+	}
+	return xsi.Target{}, bad
+}
+
+// enterpriseOf is the enterprise (service provider) a scope lies in;
+// enterprise:X and serviceprovider:X are the same one.
+func enterpriseOf(t xsi.Target) string {
+	if t.Kind == xsi.KindGroup {
+		return t.ParentID
+	}
+	return t.ID
+}
+
+// scopesOverlap reports whether the users of b are (some of) those of a:
+// the same scope, or a group inside an enterprise (service provider) also
+// listed. Their events would arrive twice.
+func scopesOverlap(a, b xsi.Target) bool {
+	if a.Kind == xsi.KindGroup && b.Kind == xsi.KindGroup {
+		return a == b
+	}
+	return enterpriseOf(a) == enterpriseOf(b)
+}
+
+func validateScope(ps *problems, items []string) {
+	var scopes []xsi.Target
+	for i, item := range items {
+		key := fmt.Sprintf("xsi.scope[%d]", i)
+		t, err := parseScope(item)
+		if err != nil {
+			ps.add(key, "%v", err)
+			return // one malformed item is enough to go on with
+		}
+		for j, o := range scopes {
+			if !scopesOverlap(o, t) {
+				continue
+			}
+			if item == items[j] {
+				ps.add(key, "%q is listed twice (also xsi.scope[%d])", item, j)
+			} else {
+				ps.add(key, "%q overlaps xsi.scope[%d] %q (the same users: their events would arrive twice)", item, j, items[j])
+			}
+			return
+		}
+		scopes = append(scopes, t)
+	}
+}
+
 var protocolVersion = regexp.MustCompile(`^[0-9]+(\.[0-9]+)*$`)
 
 func validateXSI(ps *problems, x XSI) {
@@ -288,6 +372,7 @@ func validateXSI(ps *problems, x XSI) {
 			formatDuration(x.ReconnectMin), formatDuration(x.ReconnectMax))
 	}
 
+	validateScope(ps, x.Scope)
 	for _, item := range x.Targets {
 		if _, err := parseTarget(item); err != nil {
 			ps.add("xsi.targets", "%v", err)
@@ -306,9 +391,10 @@ func validateXSI(ps *problems, x XSI) {
 	if d := firstDuplicate(x.EventPackages); d != "" {
 		ps.add("xsi.event_packages", "%q is listed twice", d)
 	}
-	if len(x.Targets) > 0 && len(x.EventPackages) == 0 {
-		ps.add("xsi.event_packages", "at least one package is required when xsi.targets is set")
+	if (len(x.Targets) > 0 || len(x.Scope) > 0) && len(x.EventPackages) == 0 {
+		ps.add("xsi.event_packages", "at least one package is required when xsi.targets or xsi.scope is set")
 	}
+	between(ps, "xsi.max_watched_users", x.MaxWatchedUsers, 1, 1_000_000)
 }
 
 func checkServerURL(s string) error {

@@ -144,20 +144,47 @@ func NewEvents(cfg Config, logger *slog.Logger) (*Events, error) {
 	if cfg.ChannelExpires <= 0 || cfg.SubscriptionExpires <= 0 {
 		return nil, errors.New("xsi: events: ChannelExpires and SubscriptionExpires must be positive")
 	}
-	for _, t := range cfg.Targets {
+	check := func(what string, t Target) error {
 		switch t.Kind {
-		case "user", "enterprise":
-		case "group":
+		case KindUser, KindEnterprise, KindServiceProvider:
+		case KindGroup:
 			if t.ParentID == "" {
-				return nil, fmt.Errorf("xsi: events: group target %q needs ParentID", t.ID)
+				return fmt.Errorf("xsi: events: group %s %q needs ParentID", what, t.ID)
 			}
 		default:
-			return nil, fmt.Errorf("xsi: events: target %q: unknown kind %q", t.ID, t.Kind)
+			return fmt.Errorf("xsi: events: %s %q: unknown kind %q", what, t.ID, t.Kind)
 		}
 		if t.ID == "" {
-			return nil, errors.New("xsi: events: target with empty ID")
+			return fmt.Errorf("xsi: events: %s with empty ID", what)
+		}
+		return nil
+	}
+	for _, t := range cfg.Targets {
+		if err := check("target", t); err != nil {
+			return nil, err
 		}
 	}
+	for i, t := range cfg.Scopes {
+		if err := check("scope", t); err != nil {
+			return nil, err
+		}
+		if !t.isScope() {
+			return nil, fmt.Errorf("xsi: events: scope %s: must be a group, enterprise or service provider", t)
+		}
+		for _, o := range cfg.Scopes[:i] {
+			if sameScope(o, t) {
+				return nil, fmt.Errorf("xsi: events: scope %s is listed twice", t)
+			}
+		}
+	}
+	if len(cfg.Scopes) > 0 && len(cfg.EventPackages) == 0 {
+		return nil, errors.New("xsi: events: scopes need at least one event package")
+	}
+	if cfg.MaxWatchedUsers < 0 {
+		return nil, errors.New("xsi: events: MaxWatchedUsers must not be negative")
+	}
+	cfg.Scopes = append([]Target(nil), cfg.Scopes...)
+	cfg.EventPackages = append([]string(nil), cfg.EventPackages...)
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -210,9 +237,21 @@ func (e *Events) Start(ctx context.Context) error {
 	return nil
 }
 
-// Events is the stream of *SubscriptionEvent values (capacity EventBuffer).
-// It is closed when Stop has finished.
+// Events is the stream of *SubscriptionEvent values and, for scopes,
+// *ScopeResync markers (capacity EventBuffer). It is closed when Stop has
+// finished.
 func (e *Events) Events() <-chan Event { return e.out }
+
+// emit hands a marker to the consumer, waiting for room like the events
+// do; false when ctx ended first.
+func (e *Events) emit(ctx context.Context, ev Event) bool {
+	select {
+	case e.out <- ev:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
 
 // LinkChanges receives a value (coalesced) whenever a LinkStatus changes.
 func (e *Events) LinkChanges() <-chan struct{} { return e.changes }
@@ -380,8 +419,15 @@ func (l *evLink) run(ctx context.Context) {
 			// never read are gone and, if nothing follows on their
 			// subscription, no sequence gap will ever reveal it. Refresh
 			// every subscription for a fresh state snapshot
-			// (research/xsi.md §3.2.6).
+			// (research/xsi.md §3.2.6). A scope's refresh resends
+			// nothing: its consumer is told to read the state again.
 			e.subs.resync()
+			for _, t := range e.subs.scopeTargets() {
+				if !e.emit(ctx, &ScopeResync{Scope: t, Reason: "channel lost"}) {
+					l.setState(LinkDown, nil)
+					return
+				}
+			}
 		}
 		if wasUp && time.Since(began) >= e.cfg.ReconnectMax {
 			attempt = 0
@@ -836,27 +882,53 @@ func (ch *evChannel) handle(ctx context.Context, ev *SubscriptionEvent) error {
 		if ev.SequenceNumber > 0 {
 			verdict = e.subs.observe(ev.SubscriptionID, ev.SequenceNumber)
 		}
+		var resync *ScopeResync
+		if verdict != seqInOrder {
+			if scope, ok := e.subs.scopeOf(ev.SubscriptionID); ok {
+				// A scope's refresh resends nothing (research/xsi.md §0
+				// item 8): the marker goes first, in order, instead.
+				resync = &ScopeResync{Scope: scope, Reason: "sequence gap"}
+				if verdict == seqStale {
+					resync.Reason = "out of order"
+				}
+			}
+		}
 		switch verdict {
 		case seqGap:
 			ch.link.count.gaps.Inc()
-			e.log.Warn("xsi: sequence gap, refreshing subscription", "subscription", ev.SubscriptionID, "seq", ev.SequenceNumber)
-			e.subs.refreshNow(ev.SubscriptionID)
+			if resync != nil {
+				e.log.Warn("xsi: sequence gap on a scope subscription; its users' state must be read again", "subscription", ev.SubscriptionID, "scope", resync.Scope.String(), "seq", ev.SequenceNumber)
+			} else {
+				e.log.Warn("xsi: sequence gap, refreshing subscription", "subscription", ev.SubscriptionID, "seq", ev.SequenceNumber)
+				e.subs.refreshNow(ev.SubscriptionID)
+			}
 		case seqStale:
 			// A newer event of this subscription came first (the channels
 			// of a set are not ordered with each other): applying this one
 			// would take the view back. It is dropped (and acknowledged);
-			// a refresh brings any part of it the newer one did not carry.
+			// a refresh brings any part of it the newer one did not carry
+			// (for a scope, the ScopeResync does).
 			ch.link.count.stale.Inc()
-			e.log.Debug("xsi: event older than one already delivered, dropped; refreshing subscription",
-				"subscription", ev.SubscriptionID, "seq", ev.SequenceNumber)
+			e.log.Debug("xsi: event older than one already delivered, dropped",
+				"subscription", ev.SubscriptionID, "seq", ev.SequenceNumber, "scope", resync != nil)
 			e.dedup.delivered(ev.EventID) // a redelivery of it is a duplicate
-			e.subs.refreshNow(ev.SubscriptionID)
+			if resync == nil {
+				e.subs.refreshNow(ev.SubscriptionID)
+			}
+		}
+		if resync != nil {
+			ch.delivering.Store(true)
+			ok := e.emit(ctx, resync)
+			ch.delivering.Store(false)
+			if !ok {
+				if verdict != seqStale {
+					e.dedup.release(ev.EventID) // not delivered: accept the redelivery
+				}
+				return context.Cause(ctx)
+			}
 		}
 		if verdict == seqStale {
 			break // to the acknowledgement
-		}
-		if _, ok := ev.Data.(*SubscriptionTerminatedEvent); ok {
-			e.subs.terminated(ev.SubscriptionID)
 		}
 		ch.delivering.Store(true)
 		select {
@@ -866,6 +938,12 @@ func (ch *evChannel) handle(ctx context.Context, ev *SubscriptionEvent) error {
 			select { // the wait was not silence on the stream
 			case ch.activity <- struct{}{}:
 			default:
+			}
+			if _, ok := ev.Data.(*SubscriptionTerminatedEvent); ok {
+				// Resubscribed only now: what the new subscription brings
+				// (initial events, a scope's ScopeResync) comes after this
+				// event, not before it.
+				e.subs.terminated(ev.SubscriptionID)
 			}
 		case <-ctx.Done():
 			ch.delivering.Store(false)

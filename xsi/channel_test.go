@@ -563,6 +563,14 @@ func TestNewEventsValidation(t *testing.T) {
 		func(c *Config) { c.ReconnectMax = c.ReconnectMin / 2 },
 		func(c *Config) { c.Targets = []Target{{Kind: "group", ID: "g"}} },
 		func(c *Config) { c.Targets = []Target{{Kind: "device", ID: "d"}} },
+		func(c *Config) { c.Scopes = []Target{{Kind: "user", ID: "u@x"}} },
+		func(c *Config) { c.Scopes = []Target{{Kind: "group", ID: "g"}} },
+		func(c *Config) { c.Scopes = []Target{{Kind: "enterprise", ID: ""}} },
+		func(c *Config) {
+			c.Scopes = []Target{{Kind: "enterprise", ID: "e1"}, {Kind: "serviceprovider", ID: "e1"}}
+		},
+		func(c *Config) { c.Scopes, c.EventPackages = []Target{{Kind: "enterprise", ID: "e1"}}, nil },
+		func(c *Config) { c.MaxWatchedUsers = -1 },
 	}
 	for i, m := range bad {
 		c := good
@@ -676,6 +684,32 @@ func TestEventsRequestInFlightAtChannelLossIsRefreshed(t *testing.T) {
 	}
 }
 
+func TestScopeCovers(t *testing.T) {
+	cfg := testEventsConfig("http://x")
+	cfg.Scopes = []Target{{Kind: KindGroup, ID: "grp1", ParentID: "ent1"}, {Kind: KindServiceProvider, ID: "sp2"}, {Kind: KindEnterprise, ID: "ent3"}}
+	e, err := NewEvents(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		group, sp string
+		want      bool
+	}{
+		{"grp1", "ent1", true},
+		{"grp1", "ent9", false}, // a group ID is unique within its enterprise only
+		{"grp2", "ent1", false},
+		{"any", "sp2", true},
+		{"", "sp2", true},
+		{"x", "ent3", true},
+		{"", "", false},
+		{"grp1", "", false},
+	} {
+		if got := e.Covers(tt.group, tt.sp); got != tt.want {
+			t.Errorf("Covers(%q, %q) = %v, want %v", tt.group, tt.sp, got, tt.want)
+		}
+	}
+}
+
 func TestSubscribePaths(t *testing.T) {
 	for _, tt := range []struct {
 		t    Target
@@ -684,6 +718,7 @@ func TestSubscribePaths(t *testing.T) {
 		{Target{Kind: "user", ID: "a b@example.com"}, evPath + "/user/a%20b@example.com"},
 		{Target{Kind: "group", ID: "grp1", ParentID: "ent1"}, evPath + "/enterprise/ent1/group/grp1"},
 		{Target{Kind: "enterprise", ID: "ent1"}, evPath + "/enterprise/ent1"},
+		{Target{Kind: "serviceprovider", ID: "sp 1"}, evPath + "/serviceprovider/sp%201"},
 	} {
 		if got := evSubscribePath(tt.t); got != tt.want {
 			t.Errorf("%+v: %s, want %s", tt.t, got, tt.want)
@@ -691,5 +726,29 @@ func TestSubscribePaths(t *testing.T) {
 	}
 	if !evTargetMatches(Target{Kind: "user", ID: "u"}, "User", "u", "") || evTargetMatches(Target{Kind: "user", ID: "u"}, "Group", "u", "") {
 		t.Error("target matching")
+	}
+	// enterprise/… and serviceprovider/… name the same thing (§4.6.2.1).
+	for _, kind := range []string{KindEnterprise, KindServiceProvider} {
+		for _, typ := range []string{"ServiceProvider", "Enterprise"} {
+			if !evTargetMatches(Target{Kind: kind, ID: "e"}, typ, "e", "") {
+				t.Errorf("%s target does not match %s", kind, typ)
+			}
+		}
+	}
+	if evTargetMatches(Target{Kind: KindGroup, ID: "g", ParentID: "e1"}, "Group", "g", "e2") {
+		t.Error("group of another enterprise matched")
+	}
+	for _, tt := range []struct {
+		t    Target
+		want string
+	}{
+		{Target{Kind: KindGroup, ID: "grp1", ParentID: "ent1"}, "group:grp1@ent1"},
+		{Target{Kind: KindEnterprise, ID: "ent1"}, "enterprise:ent1"},
+		{Target{Kind: KindServiceProvider, ID: "sp1"}, "serviceprovider:sp1"},
+		{Target{Kind: KindUser, ID: "u@x"}, "user:u@x"},
+	} {
+		if got := tt.t.String(); got != tt.want {
+			t.Errorf("%+v.String() = %q, want %q", tt.t, got, tt.want)
+		}
 	}
 }

@@ -2,12 +2,12 @@ package xsi
 
 import "time"
 
-// Target is what a subscription watches: one user, or every user of a group
-// or enterprise (research/xsi.md §3.2).
+// Target is what a subscription watches: one user, or every user of a
+// group, enterprise or service provider (research/xsi.md §3.2.2).
 type Target struct {
-	Kind     string // "user", "group" or "enterprise"
-	ID       string // user ID (user@domain), group ID or enterprise ID
-	ParentID string // a group's service provider / enterprise, required for "group"
+	Kind     string // KindUser, KindGroup, KindEnterprise or KindServiceProvider
+	ID       string // user ID (user@domain), group ID, enterprise or service provider ID
+	ParentID string // a group's service provider / enterprise, required for KindGroup
 }
 
 // Config is what the XSI link needs; cmd/connector builds it from the typed
@@ -33,8 +33,16 @@ type Config struct {
 	SubscriptionExpires time.Duration // requested subscription expiry
 	ReconnectMin        time.Duration // first reconnect backoff
 	ReconnectMax        time.Duration // backoff cap
-	Targets             []Target
-	EventPackages       []string // e.g. "Call Center Agent", "Call Forwarding Always", "Do Not Disturb", "Hoteling Guest"
+	// Targets are subscribed one subscription per event package (user
+	// targets: user-scoped credentials, users outside every scope).
+	Targets []Target
+	// Scopes (group, enterprise or service provider) get one subscription
+	// each with an eventPackageList of EventPackages, or one per package
+	// when the XSP refuses the list with 400 (see ScopeStatus).
+	Scopes        []Target
+	EventPackages []string // e.g. "Call Center Agent", "Call Forwarding Always", "Do Not Disturb", "Hoteling Guest"
+	// MaxWatchedUsers bounds Events.WatchUser; 0 means DefaultMaxWatchedUsers.
+	MaxWatchedUsers int
 }
 
 // DefaultConfig is what config.example.yaml documents (servers and
@@ -53,6 +61,7 @@ func DefaultConfig() Config {
 		SubscriptionExpires: 3600 * time.Second,
 		ReconnectMin:        time.Second,
 		ReconnectMax:        60 * time.Second,
+		MaxWatchedUsers:     DefaultMaxWatchedUsers,
 		EventPackages:       []string{"Call Center Agent", "Call Forwarding Always", "Call Forwarding Busy", "Call Forwarding No Answer", "Do Not Disturb", "Hoteling Guest"},
 	}
 }

@@ -19,6 +19,7 @@ func TestEventsBodiesConform(t *testing.T) {
 		"channel-refresh.xml":      evChannelRefreshBody(3600 * time.Second),
 		"channel-refresh-max.xml":  evChannelRefreshBody(100 * 365 * 24 * time.Hour),
 		"subscription-add.xml":     evSubscriptionAddBody(&cfg, "Call Center Agent"),
+		"subscription-list.xml":    evSubscriptionListBody(&cfg, []string{"Call Center Agent", "Do Not Disturb", "Hoteling Guest"}),
 		"subscription-refresh.xml": evSubscriptionRefreshBody(86400 * time.Second),
 		"event-response.xml":       evEventResponseBody("0b6a4f0e-91d2-4c1e-8f3e-5a1d2c3b4a59", 200, "OK"),
 	})

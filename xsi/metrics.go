@@ -154,6 +154,8 @@ type eventsMetrics struct {
 	state    *prometheus.Desc // by xsp and state
 	ackQueue *prometheus.Desc // by xsp
 	buffer   *prometheus.Desc
+	scopes   *prometheus.Desc // by state
+	watched  *prometheus.Desc
 }
 
 // linkCounters are one XSP's children of the eventsMetrics counters.
@@ -187,6 +189,12 @@ func newEventsMetrics() *eventsMetrics {
 		buffer: prometheus.NewDesc("connector_xsi_events_buffer",
 			"Events read but not yet taken by the gateway (at most "+strconv.Itoa(EventBuffer)+"; when full, reading the channels waits).",
 			nil, nil),
+		scopes: prometheus.NewDesc("connector_xsi_scopes",
+			"Configured XSI scopes (xsi.scope) by state: pending (not yet subscribed), active, forbidden (403: out of the credential's reach), not_found (404), failing (another error; retried).",
+			[]string{"state"}, nil),
+		watched: prometheus.NewDesc("connector_xsi_watched_users",
+			"Users outside every scope subscribed on their own (WatchUser; at most xsi.max_watched_users).",
+			nil, nil),
 	}
 }
 
@@ -215,6 +223,8 @@ func (g eventsGauges) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.state
 	ch <- m.ackQueue
 	ch <- m.buffer
+	ch <- m.scopes
+	ch <- m.watched
 }
 
 var linkStates = [...]LinkState{LinkDown, LinkDegraded, LinkUp}
@@ -239,4 +249,12 @@ func (g eventsGauges) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(m.ackQueue, prometheus.GaugeValue, float64(queued), l.server)
 	}
 	ch <- prometheus.MustNewConstMetric(m.buffer, prometheus.GaugeValue, float64(len(g.e.out)))
+	count := make(map[ScopeState]int, len(ScopeStates))
+	for _, sc := range g.e.Scopes() {
+		count[sc.State]++
+	}
+	for _, st := range ScopeStates { // every state, 0 included: a dashboard's alert needs the series
+		ch <- prometheus.MustNewConstMetric(m.scopes, prometheus.GaugeValue, float64(count[st]), string(st))
+	}
+	ch <- prometheus.MustNewConstMetric(m.watched, prometheus.GaugeValue, float64(g.e.WatchedUsers()))
 }

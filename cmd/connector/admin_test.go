@@ -59,9 +59,12 @@ func TestAdminAPI(t *testing.T) {
 	if code, _ := adminGet(t, addrs.admin, "/healthz", ""); code != http.StatusOK {
 		t.Errorf("/healthz: %d", code)
 	}
-	if code, body := adminGet(t, addrs.admin, "/readyz", testAdminToken); code != http.StatusOK {
-		t.Errorf("/readyz: %d %s", code, body)
-	}
+	// Ready once the scope's subscription is in place too (it may come
+	// after the start-up recovery).
+	waitFor(t, "/readyz 200", func() bool {
+		code, _ := adminGet(t, addrs.admin, "/readyz", testAdminToken)
+		return code == http.StatusOK
+	})
 	if code, body := adminGet(t, addrs.admin, "/metrics", testAdminToken); code != http.StatusOK || !strings.Contains(string(body), "connector_xsi_links_up 1") {
 		t.Errorf("/metrics: %d, connector_xsi_links_up 1 missing", code)
 	}

@@ -167,9 +167,10 @@ func (v adminView) PhoneChanged(dn string, _ bool) {
 }
 
 // ready is /readyz: every listener serving (a CSTA or SIP listener that
-// stopped, or whose accepts have been failing, names itself and why) and
-// the XSI channel up on at least one XSP. The listeners are bound before
-// the admin server starts.
+// stopped, or whose accepts have been failing, names itself and why), the
+// XSI channel up on at least one XSP, and every xsi.scope subscribed (one
+// that is forbidden, unknown or not yet active names itself and why). The
+// listeners are bound before the admin server starts.
 func (v adminView) ready() (bool, string) {
 	if err := v.p.front.Health(); err != nil {
 		return false, err.Error()
@@ -181,7 +182,7 @@ func (v adminView) ready() (bool, string) {
 	}
 	for _, l := range v.p.xsi.events.LinkState() {
 		if l.State == xsi.LinkUp {
-			return true, ""
+			return xsi.ReadyScopes(v.p.xsi.events.Scopes())
 		}
 	}
 	return false, "no XSI event channel is up"

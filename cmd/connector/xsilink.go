@@ -128,7 +128,7 @@ func newXSILink(cfg *config.Config, logger *slog.Logger) (*xsiLink, error) {
 	l.sequencer = hoteling.New(hcfg, client, l.gateway, logger.With("component", "hoteling"))
 	l.gateway.SetHoteling(l.sequencer)
 	logger.Info("xsi link built", "servers", xcfg.Servers, "channel_set_id", xcfg.ChannelSetID,
-		"targets", len(xcfg.Targets), "event_packages", xcfg.EventPackages)
+		"scopes", len(xcfg.Scopes), "targets", len(xcfg.Targets), "event_packages", xcfg.EventPackages)
 	return l, nil
 }
 
