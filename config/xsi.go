@@ -110,7 +110,6 @@ func defaultXSI() XSI {
 		Scope: []string{"group:" + defaultGroupID + "@" + defaultEnterpriseID},
 		// User targets: each gets initial events, the gateway's snapshot
 		// (a group target gets none).
-		Targets:         userTargets(defaultSimulator().Users),
 		EventPackages:   slices.Clone(d.EventPackages),
 		MaxWatchedUsers: d.MaxWatchedUsers,
 	}
@@ -202,14 +201,6 @@ func (c *Config) Simulator() xspsim.Config {
 		out.UnavailableCodes = append(out.UnavailableCodes, xspsim.UnavailableCode{
 			Code: code, Description: description, Active: true, Default: i == 0,
 		})
-	}
-	return out
-}
-
-func userTargets(users []string) []string {
-	out := make([]string, len(users))
-	for i, u := range users {
-		out[i] = "user:" + u
 	}
 	return out
 }

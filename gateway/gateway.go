@@ -224,6 +224,16 @@ func (g *Gateway) Run(ctx context.Context, events <-chan xsi.Event, linkChanges 
 			if !ok {
 				return
 			}
+			if r, ok := ev.(*xsi.ScopeResync); ok {
+				// The scope's events may be lost: its users' views are
+				// read again, in the background.
+				n := g.scopeLost(r)
+				g.log.Info("gateway: a scope's events may be lost; reading its users again", "scope", r.Scope.String(), "reason", r.Reason, "users", n)
+				if n > 0 && g.LinkUp() {
+					refresh()
+				}
+				continue
+			}
 			if se, ok := ev.(*xsi.SubscriptionEvent); ok {
 				// The first events of a new channel can come before its
 				// link change is seen here: ask, so that they count as

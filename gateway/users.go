@@ -40,6 +40,7 @@ const (
 // userRoles is what BroadWorks says a user is, from its last snapshot.
 type userRoles struct {
 	loaded            bool // a snapshot has been read
+	groupID, spID     string // the user's group and service provider (enterprise)
 	watched           bool // outside every scope: subscribed as a user (Deps.Scopes)
 	agent             bool // the Call Center agent service is assigned
 	host              bool // the Hoteling Host service is assigned and active
@@ -277,6 +278,7 @@ func (g *Gateway) applySnapshotLocked(u *userState, s userSnapshot, marks [facet
 	unheard := false // no event will tell this user's changes
 	if s.withRoles {
 		u.roles.number, u.roles.extension = s.profile.Number, s.profile.Extension
+		u.roles.groupID, u.roles.spID = s.profile.GroupID, s.profile.ServiceProviderID
 		if sc := g.deps.Scopes; sc != nil && !u.roles.watched && !sc.Covers(s.profile.GroupID, s.profile.ServiceProviderID) {
 			// No scope brings its events: subscribe to it as a user (the
 			// initial events follow; the snapshot stands until then).
@@ -534,4 +536,31 @@ func (g *Gateway) hotDesk(userID string, explicit bool) bool {
 	defer g.mu.Unlock()
 	u := g.users[userID]
 	return u != nil && u.roles.host
+}
+
+// scopeLost marks stale the loaded users of a scope whose events may have
+// been lost (xsi.ScopeResync: a group or enterprise subscription's refresh
+// resends nothing, so their views are read again); users whose group is
+// not known are marked too.
+func (g *Gateway) scopeLost(r *xsi.ScopeResync) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for _, u := range g.users {
+		if !u.roles.loaded || u.roles.watched {
+			continue // not loaded yet, or heard through its own subscriptions
+		}
+		in := u.roles.groupID == "" && u.roles.spID == ""
+		switch r.Scope.Kind {
+		case xsi.KindGroup:
+			in = in || (u.roles.groupID == r.Scope.ID && (u.roles.spID == "" || u.roles.spID == r.Scope.ParentID))
+		case xsi.KindEnterprise, xsi.KindServiceProvider:
+			in = in || u.roles.spID == r.Scope.ID
+		}
+		if in {
+			u.stale()
+			n++
+		}
+	}
+	return n
 }

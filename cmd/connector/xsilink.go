@@ -117,7 +117,7 @@ func newXSILink(cfg *config.Config, logger *slog.Logger) (*xsiLink, error) {
 	// An agent-state request given up on may still be applied by the XSP:
 	// look again once any request sent then has surely ended.
 	gcfg.RecheckAfter = max(2*xcfg.RequestTimeout, 10*time.Second)
-	l.gateway = gateway.New(gcfg, gateway.Deps{Actions: client, Publisher: l.publisher}, glog)
+	l.gateway = gateway.New(gcfg, gateway.Deps{Actions: client, Publisher: l.publisher, Scopes: events}, glog)
 	hcfg := cfg.Hoteling()
 	// The number a desk forwards to comes from the directory in force
 	// (SIGHUP may reload it).
