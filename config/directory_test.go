@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -9,11 +10,13 @@ import (
 	"github.com/broadworks-connector/connector/config"
 	"github.com/broadworks-connector/connector/gateway"
 	"github.com/broadworks-connector/connector/hoteling"
+	"github.com/broadworks-connector/connector/xsi"
 )
 
 // The default directory is the simulator's seed: every device and agent
 // user is simulated, hot desks are hosts, agents have Call Center, and
-// every directory user is an XSI user target (so it gets a snapshot).
+// the default scope covers the simulator's group (so every user's events
+// reach the gateway).
 func TestDefaultDirectoryMatchesSimulator(t *testing.T) {
 	c := config.Default()
 	g := c.Gateway()
@@ -28,20 +31,22 @@ func TestDefaultDirectoryMatchesSimulator(t *testing.T) {
 			t.Errorf("simulated user %s lacks Call Center: the Call Center Agent package would be refused", u.ID)
 		}
 	}
-	targets := map[string]bool{}
-	for _, tg := range c.XSI().Targets {
-		if tg.Kind == "user" {
-			targets[tg.ID] = true
-		}
+	// Every simulated user is in the simulator's one group, which the
+	// default scope covers: its events reach the gateway.
+	scoped := slices.ContainsFunc(c.XSI().Scopes, func(tg xsi.Target) bool {
+		return tg.Kind == xsi.KindGroup && tg.ID == sim.GroupID && tg.ParentID == sim.EnterpriseID
+	})
+	if !scoped {
+		t.Errorf("xsi.scope %v does not cover the simulator's group %s@%s", c.XSI().Scopes, sim.GroupID, sim.EnterpriseID)
 	}
 	for _, d := range g.Devices {
-		if !users[d.UserID] || !targets[d.UserID] {
-			t.Errorf("device %s: user %s simulated %v, user target %v", d.DeviceID, d.UserID, users[d.UserID], targets[d.UserID])
+		if !users[d.UserID] {
+			t.Errorf("device %s: user %s is not simulated", d.DeviceID, d.UserID)
 		}
 	}
 	for _, a := range g.Agents {
-		if !users[a.UserID] || !targets[a.UserID] {
-			t.Errorf("agent %s: user %s simulated %v, user target %v", a.AgentID, a.UserID, users[a.UserID], targets[a.UserID])
+		if !users[a.UserID] {
+			t.Errorf("agent %s: user %s is not simulated", a.AgentID, a.UserID)
 		}
 	}
 	for _, r := range g.ReasonCodes {

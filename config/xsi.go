@@ -108,8 +108,9 @@ func defaultXSI() XSI {
 		ReconnectMax:        d.ReconnectMax,
 		// The simulator's one group.
 		Scope: []string{"group:" + defaultGroupID + "@" + defaultEnterpriseID},
-		// User targets: each gets initial events, the gateway's snapshot
-		// (a group target gets none).
+		// No user targets: the scope's users are read from BroadWorks on
+		// first reference (the gateway's snapshot).
+		Targets:         []string{},
 		EventPackages:   slices.Clone(d.EventPackages),
 		MaxWatchedUsers: d.MaxWatchedUsers,
 	}
