@@ -124,11 +124,8 @@ func defaultSimulator() Simulator {
 			"desk1@example.com", "desk2@example.com",
 		},
 		HotelingHosts: []string{"desk1@example.com", "desk2@example.com"},
-		// The hot desks too, so that one event package list fits every
-		// target (Call Center Agent is refused for a user without it).
 		CallCenterAgents: []string{
 			"agent1@example.com", "agent2@example.com", "agent3@example.com", "agent4@example.com",
-			"desk1@example.com", "desk2@example.com",
 		},
 		SignedInAgents:   []string{},
 		EnterpriseID:     defaultEnterpriseID,
