@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"slices"
 	"time"
 )
 
@@ -91,7 +92,12 @@ func (g *Gateway) RepairLoop(ctx context.Context, users []string, opts RepairOpt
 		deadline := time.Now().Add(opts.SnapshotWait)
 		if g.cfg().LoadUsers {
 			lctx, cancel := context.WithDeadline(ctx, deadline)
-			g.loadUsers(lctx, g.staleList(users))
+			if unknown := g.loadUsers(lctx, g.staleList(users)); len(unknown) > 0 {
+				// Users BroadWorks does not know (a directory entry for
+				// another XSP) have nothing to repair nor wait for.
+				g.log.Info("gateway: users to repair that BroadWorks does not know are left out", "users", len(unknown))
+				users = slices.DeleteFunc(slices.Clone(users), func(id string) bool { return slices.Contains(unknown, id) })
+			}
 			cancel()
 		}
 		stale := g.staleUsers(users)

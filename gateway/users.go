@@ -477,26 +477,37 @@ func (g *Gateway) refreshStale(ctx context.Context) {
 }
 
 // loadUsers ensures each user's view, in order, MaxUserLoads at a time,
-// until done or ctx ends; failures are the loads' to log.
-func (g *Gateway) loadUsers(ctx context.Context, ids []string) {
+// until done or ctx ends; failures are the loads' to log. It returns the
+// users BroadWorks does not know.
+func (g *Gateway) loadUsers(ctx context.Context, ids []string) (unknown []string) {
 	work := make(chan string)
-	var wg sync.WaitGroup
+	var (
+		wg sync.WaitGroup
+		mu sync.Mutex
+	)
 	for range min(g.maxLoads(), len(ids)) {
 		wg.Go(func() {
 			for id := range work {
-				_ = g.ensure(ctx, id)
+				if errors.Is(g.ensure(ctx, id), errUnknownUser) {
+					mu.Lock()
+					unknown = append(unknown, id)
+					mu.Unlock()
+				}
 			}
 		})
 	}
-	defer wg.Wait()
-	defer close(work)
-	for _, id := range ids {
-		select {
-		case work <- id:
-		case <-ctx.Done():
-			return
+	func() {
+		defer wg.Wait()
+		defer close(work)
+		for _, id := range ids {
+			select {
+			case work <- id:
+			case <-ctx.Done():
+				return
+			}
 		}
-	}
+	}()
+	return unknown
 }
 
 func (g *Gateway) maxLoads() int {

@@ -331,7 +331,7 @@ func startProcess(t *testing.T, args ...string) (cmd *exec.Cmd, stderr *testlog.
 func startCommand(t *testing.T, cmd *exec.Cmd) (_ *exec.Cmd, stderr *testlog.Buffer, exited chan struct{}) {
 	t.Helper()
 	stderr = new(testlog.Buffer)
-	cmd.Env = cleanEnv()
+	cmd.Env = append(cleanEnv(), cmd.Env...) // the test's own CONNECTOR_* overrides win
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
