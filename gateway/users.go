@@ -39,11 +39,11 @@ const (
 
 // userRoles is what BroadWorks says a user is, from its last snapshot.
 type userRoles struct {
-	loaded            bool // a snapshot has been read
+	loaded            bool   // a snapshot has been read
 	groupID, spID     string // the user's group and service provider (enterprise)
-	watched           bool // outside every scope: subscribed as a user (Deps.Scopes)
-	agent             bool // the Call Center agent service is assigned
-	host              bool // the Hoteling Host service is assigned and active
+	watched           bool   // outside every scope: subscribed as a user (Deps.Scopes)
+	agent             bool   // the Call Center agent service is assigned
+	host              bool   // the Hoteling Host service is assigned and active
 	number, extension string
 }
 
