@@ -280,7 +280,9 @@ const StepHostSignOut = "host-sign-out"
 // (which lands where a sign-in lands).
 func (s *Sequencer) hostSignOutStep(host string) step {
 	st := s.acdStep(host, StepHostSignOut, xsi.ACDSignOut, "")
-	st.undo = func(before User) step { return s.hostAgentStep(host, "undo-"+StepHostSignOut, before.ACDState, before.UnavailableCode) }
+	st.undo = func(before User) step {
+		return s.hostAgentStep(host, "undo-"+StepHostSignOut, before.ACDState, before.UnavailableCode)
+	}
 	return st
 }
 
