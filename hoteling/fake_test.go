@@ -129,9 +129,17 @@ func (f *fakeBW) SetAgentState(_ context.Context, user string, state xsi.ACDStat
 			})
 		}
 	}
-	other := xsi.ACDWrapUp
-	if state == xsi.ACDWrapUp {
-		other = xsi.ACDAvailable
+	// A contradiction is a change to a third state: neither the one asked
+	// for nor the one the user is in (which would be no change at all).
+	f.mu.Lock()
+	cur := f.truth[user].ACDState
+	f.mu.Unlock()
+	var other xsi.ACDState
+	for _, o := range []xsi.ACDState{xsi.ACDWrapUp, xsi.ACDAvailable, xsi.ACDUnavailable} {
+		if o != state && o != cur {
+			other = o
+			break
+		}
 	}
 	return f.change(fmt.Sprintf("SetAgentState %s %s %s", user, state, code), to(state, code), to(other, ""))
 }

@@ -73,7 +73,7 @@ func newMetrics() *metrics {
 		}, []string{"op"}),
 		steps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "connector_hotdesk_steps_total",
-			Help: "Hot-desk steps sent (host-cfa, associate, agent-unavailable, agent-sign-out, restore-host-cfa, end-association, …; undo-… for compensations), by result as for sequences.",
+			Help: "Hot-desk steps sent (host-sign-out, host-cfa, associate, agent-unavailable, agent-sign-out, restore-host-cfa, end-association, restore-host-agent, …; undo-… for compensations), by result as for sequences.",
 		}, []string{"step", "result"}),
 		stepTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "connector_hotdesk_step_seconds",

@@ -19,16 +19,19 @@ import (
 func TestRecheckUndoesLateChanges(t *testing.T) {
 	timeout := errors.New("xsi: PUT: context deadline exceeded")
 	seqs := []struct {
-		name string
-		sc   scenario
-		run  func(ctx context.Context, s *Sequencer) error
+		name  string
+		sc    scenario
+		run   func(ctx context.Context, s *Sequencer) error
+		calls int // the Actions of the sequence to fail, from the first
 	}{
-		{"login", plain, func(ctx context.Context, s *Sequencer) error { return s.Login(ctx, "g1", "desk1", num1) }},
-		{"logout", loggedOn, func(ctx context.Context, s *Sequencer) error { return s.Logout(ctx, "g1") }},
+		{"login", plain, func(ctx context.Context, s *Sequencer) error { return s.Login(ctx, "g1", "desk1", num1) }, 3},
+		{"logout", loggedOn, func(ctx context.Context, s *Sequencer) error { return s.Logout(ctx, "g1") }, 3},
+		// The host's sign-out first, then the three above.
+		{"login/host agent Unavailable", hostUnavailable, func(ctx context.Context, s *Sequencer) error { return s.Login(ctx, "g1", "desk1", num1) }, 4},
 	}
 	for _, sq := range seqs {
 		for _, recheck := range []time.Duration{0, time.Minute} {
-			for n := 0; n < 3; n++ { // the first three Actions of the sequence
+			for n := 0; n < sq.calls; n++ {
 				name := sq.name + "/call" + string(rune('0'+n))
 				if recheck == 0 {
 					name += "/no recheck"

@@ -28,11 +28,15 @@ type Repair struct {
 //     before Unavailable, or a logout that stopped after Sign-Out;
 //   - only in the re-check of a failed sequence: a guest associated and
 //     signed in whose host no longer forwards to it (a logout's restored
-//     host CFA whose undo failed).
+//     host CFA whose undo failed);
+//   - a host subscriber signed out, neither forwarding to the guest nor
+//     with a guest, that a login remembers signing out (Remembered's
+//     HostAgentState): a login that stopped after the host's sign-out.
 //
 // Undo means: the guest signed out, the host's CFA restored (remembered
-// value, else off), the association ended. Complete means: the login's
-// steps, as Login runs them.
+// value, else off), the association ended, and the host subscriber signed
+// back in to the state it had when an unfinished login signed it out.
+// Complete means: the login's steps, as Login runs them.
 //
 // Sequences may be running meanwhile (recovery after a link loss runs
 // while clients work): each finding is checked again once its agent and
@@ -76,6 +80,7 @@ const (
 	foundSignedOutGuest = "guest associated but signed out"
 	foundOrphanCFA      = "host forwarding to guest without association"
 	foundHostElsewhere  = "guest associated but its host forwarding elsewhere"
+	foundHostSignedOut  = "host signed out by a login that did not finish"
 )
 
 // halfDone lists the half-done sequences the view shows among users.
@@ -108,18 +113,34 @@ func (s *Sequencer) halfDone(users []string, afterFailure bool) []Repair {
 				continue
 			}
 		}
+		if guestOf[id] != "" || u.GuestUserID != "" || seen[id] {
+			continue
+		}
 		// A host forwarding to a guest with no association.
-		if !u.CFA.Active || guestOf[id] != "" || u.GuestUserID != "" || seen[id] {
-			continue
+		if u.CFA.Active {
+			if guest := s.guestForwardedTo(id, u, users); guest != "" {
+				seen[id] = true
+				out = append(out, Repair{GuestUserID: guest, HostUserID: id, Found: foundOrphanCFA})
+				continue
+			}
 		}
-		guest := s.guestForwardedTo(id, u, users)
-		if guest == "" {
-			continue
+		// A host signed out by a login that stopped before its CFA.
+		if r, ok := s.owedAgentState(id); ok && u.Known && !forwardsTo(u.CFA, r.ForwardTo) {
+			seen[id] = true
+			out = append(out, Repair{GuestUserID: r.GuestUserID, HostUserID: id, Found: foundHostSignedOut})
 		}
-		seen[id] = true
-		out = append(out, Repair{GuestUserID: guest, HostUserID: id, Found: foundOrphanCFA})
 	}
 	return out
+}
+
+// owedAgentState is the remembered entry of host when an unfinished login
+// signed the host subscriber out and the view shows it signed out still.
+func (s *Sequencer) owedAgentState(host string) (Remembered, bool) {
+	r, ok := s.Remembered(host)
+	if !ok || !signedIn(User{ACDState: r.HostAgentState}) || s.view.User(host).ACDState != xsi.ACDSignOut {
+		return Remembered{}, false
+	}
+	return r, true
 }
 
 // stillHalfDone checks finding f again (under its locks).
@@ -174,10 +195,15 @@ func (s *Sequencer) repair(ctx context.Context, f Repair, users []string, mode s
 	}
 	r := s.newRun(ctx, "recover", guest, host)
 	var restore func()
-	if s.view.User(guest).HostUserID == host {
+	switch {
+	case f.Found == foundHostSignedOut:
+		// Only the host's sign-out happened (below).
+		old, hadOld := s.Remembered(host)
+		restore = func() { s.setRemembered(host, old, hadOld) }
+	case s.view.User(guest).HostUserID == host:
 		r.step(s.acdStep(guest, "agent-sign-out", xsi.ACDSignOut, ""))
 		restore = s.leaveHost(r, guest, host)
-	} else {
+	default:
 		// Only the host's CFA is ours to undo: the guest may be logged on
 		// elsewhere.
 		old, hadOld := s.Remembered(host)
@@ -185,6 +211,11 @@ func (s *Sequencer) repair(ctx context.Context, f Repair, users []string, mode s
 			r.step(s.cfaStep(host, "restore-host-cfa", target))
 		}
 		restore = func() { s.setRemembered(host, old, hadOld) }
+	}
+	// Last, as the reverse of a login: the host subscriber signed back in,
+	// when a login that did not finish signed it out.
+	if rem, ok := s.owedAgentState(host); ok {
+		r.step(s.hostAgentStep(host, "restore-host-agent", rem.HostAgentState, rem.HostUnavailableCode))
 	}
 	if err := r.finish(); err != nil {
 		restore()

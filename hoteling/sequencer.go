@@ -62,6 +62,14 @@ type Remembered struct {
 	GuestUserID string
 	ForwardTo   string         // what Login set the host's CFA to
 	PreviousCFA xsi.Forwarding // what to restore
+	// HostAgentState and HostUnavailableCode: the host subscriber's own
+	// agent state (and code) when a login signed it out (step 1, peers.md
+	// §1.1), kept only while that login runs: a crash or a failed
+	// compensation between the host's sign-out and the login's end leaves
+	// them for Recover to sign the host back in. A finished login clears
+	// them (Logout does not sign the host back in, as documented).
+	HostAgentState      xsi.ACDState `json:",omitempty"`
+	HostUnavailableCode string       `json:",omitempty"`
 }
 
 // Store persists Remembered entries so that a restarted connector can still
@@ -198,7 +206,9 @@ func forwardsTo(f xsi.Forwarding, number string) bool {
 
 // Login makes the agent guestID a hoteling guest at hostID: whoever was on
 // the host is logged out there (or ErrHostBusy), the agent's association
-// elsewhere ends, the host's CFA goes to forwardTo (its previous CFA is
+// elsewhere ends, the host subscriber is signed out when it is a
+// call-center agent signed in (step 1 of the documented login, peers.md
+// §1.1), the host's CFA goes to forwardTo (its previous CFA is
 // remembered), the association is made and the agent starts Unavailable.
 // hostID empty or equal to guestID is a login at the agent's own device:
 // any association ends, then (Sign-In and) Unavailable. Each step waits for
@@ -226,11 +236,12 @@ func (s *Sequencer) Login(ctx context.Context, guestID, hostID, forwardTo string
 }
 
 // loginKeys are the locks a login of guest at host needs: the agent, the
-// host, the agent now on the host and the host the agent is now at.
+// host (as a desk, and as an agent: its own agent state is signed out),
+// the agent now on the host and the host the agent is now at.
 func (s *Sequencer) loginKeys(guest, host string, own bool) []string {
 	keys := []string{agentKey(guest)}
 	if !own {
-		keys = append(keys, hostKey(host))
+		keys = append(keys, hostKey(host), agentKey(host))
 		if other := s.view.User(host).GuestUserID; other != "" {
 			keys = append(keys, agentKey(other))
 		}
@@ -270,9 +281,15 @@ func (s *Sequencer) loginOwn(ctx context.Context, guest string) error {
 
 func (s *Sequencer) loginHost(ctx context.Context, guest, host, forwardTo string) error {
 	g, h := s.view.User(guest), s.view.User(host)
-	if g.HostUserID == host && signedIn(g) && forwardsTo(h.CFA, forwardTo) {
+	// Already logged on, and the host subscriber not signed in since
+	// (else the login runs again to sign it out: the other steps find
+	// their result and send nothing).
+	if g.HostUserID == host && signedIn(g) && forwardsTo(h.CFA, forwardTo) && !signedIn(h) {
 		s.logger.Debug("hoteling: already logged on", "guest", guest, "host", host)
 		// What this login relies on counts as its word (recheck.go).
+		if h.ACDState == xsi.ACDSignOut {
+			s.noteWord(s.hostSignOutStep(host))
+		}
 		s.noteWord(s.assocStep(guest, "associate", host))
 		s.noteWord(s.cfaStep(host, "host-cfa", xsi.Forwarding{Active: true, ForwardToPhoneNumber: forwardTo}))
 		s.noteWord(s.acdStep(guest, "agent-state", g.ACDState, g.UnavailableCode))
@@ -287,6 +304,7 @@ func (s *Sequencer) loginHost(ctx context.Context, guest, host, forwardTo string
 	}
 
 	// (1) Another guest on the host: log it out there, or refuse.
+	// (The host's own agent state is left to step 3.)
 	if other := h.GuestUserID; other != "" && other != guest {
 		if s.cfg.RefuseOccupiedHost {
 			return &StepError{Op: "login", Step: "check-host", Kind: ErrHostBusy,
@@ -302,7 +320,15 @@ func (s *Sequencer) loginHost(ctx context.Context, guest, host, forwardTo string
 		restores = append(restores, s.leaveHost(r, guest, prev))
 	}
 
-	// (2) Host CFA to the guest, remembering what it was.
+	// The desk is now free of other guests; the login's own four steps
+	// follow, in the documented order (peers.md §1.1): the host subscriber
+	// signed out, CFA, association, Unavailable. The host's sign-out comes
+	// after the takeover so that those four stay together, and a host
+	// signed in while a guest sat at it is signed out all the same.
+	//
+	// (2) Remember the host's CFA (and its agent state, which the
+	// sign-out changes) before either changes: a crash between the two
+	// steps leaves what Recover needs.
 	if r.ok() {
 		old, hadOld := s.Remembered(host)
 		prevCFA, err := s.hostCFA(ctx, host)
@@ -317,25 +343,48 @@ func (s *Sequencer) loginHost(ctx context.Context, guest, host, forwardTo string
 					"host", host, "guest", guest)
 				prevCFA = xsi.Forwarding{Active: false}
 			}
-			s.remember(Remembered{HostUserID: host, GuestUserID: guest, ForwardTo: forwardTo, PreviousCFA: prevCFA})
+			rem := Remembered{HostUserID: host, GuestUserID: guest, ForwardTo: forwardTo, PreviousCFA: prevCFA}
+			hv := s.view.User(host)
+			hostAgent := hv.ACDState != "" // "": no Call Center agent service, no agent state
+			switch {
+			case signedIn(hv):
+				rem.HostAgentState, rem.HostUnavailableCode = hv.ACDState, hv.UnavailableCode
+			case hadOld && old.HostAgentState != "":
+				// An earlier login signed the host out and did not
+				// finish: what the host is owed is still that.
+				rem.HostAgentState, rem.HostUnavailableCode = old.HostAgentState, old.HostUnavailableCode
+			}
+			s.remember(rem)
 			restores = append(restores, func() { s.setRemembered(host, old, hadOld) })
+			// (3) The host subscriber signed out, if it is an agent signed
+			// in (nothing is sent when it is signed out already).
+			if hostAgent {
+				r.step(s.hostSignOutStep(host))
+			}
+			// (4) Host CFA to the guest.
 			r.step(s.cfaStep(host, "host-cfa", xsi.Forwarding{Active: true, ForwardToPhoneNumber: forwardTo}))
 		}
 	}
-	// (3) Association guest → host.
+	// (5) Association guest → host.
 	r.step(s.assocStep(guest, "associate", host))
-	// (4) Start Unavailable, unless already associated here and signed in.
+	// (6) Start Unavailable, unless already associated here and signed in.
 	if g.HostUserID != host || !signedIn(g) {
 		s.startUnavailable(r, g)
 	}
 	if err := r.finish(); err != nil {
-		if r.err.Undo == nil { // else the host may still forward: keep its previous CFA for recovery
+		if r.err.Undo == nil { // else the host may still forward or be signed out: keep what it was for recovery
 			undoMemory()
 		}
 		return err
 	}
 	if prev := g.HostUserID; prev != "" && prev != host {
 		s.forget(prev)
+	}
+	// Done: the host stays signed out until someone signs it in (Logout
+	// does not), so nothing is owed to it any more.
+	if rem, ok := s.Remembered(host); ok && rem.HostAgentState != "" {
+		rem.HostAgentState, rem.HostUnavailableCode = "", ""
+		s.remember(rem)
 	}
 	return nil
 }

@@ -264,6 +264,10 @@ func TestStepFailures(t *testing.T) {
 		{"login/" + hostForwarding.name, hostForwarding, login},
 		{"login/" + takeover.name, takeover, login},
 		{"login/" + move.name, move, login},
+		{"login/" + hostAvailable.name, hostAvailable, login},
+		{"login/" + hostUnavailable.name, hostUnavailable, login},
+		{"login/" + hostWrapUp.name, hostWrapUp, login},
+		{"login/" + takeoverHostIn.name, takeoverHostIn, login},
 		{"login/own device while at desk2", move, func(ctx context.Context, s *Sequencer) error { return s.Login(ctx, "g1", "", "") }},
 		{"logout/" + loggedOn.name, loggedOn, func(ctx context.Context, s *Sequencer) error { return s.Logout(ctx, "g1") }},
 	}

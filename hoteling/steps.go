@@ -265,3 +265,36 @@ func (s *Sequencer) assocStep(guest, name, host string) step {
 		assoc: true,
 	}
 }
+
+// StepHostSignOut is the name of the step that signs the host subscriber
+// out at a hot-desk login (StepError.Step); its compensation is
+// "undo-host-sign-out", Recover's "restore-host-agent".
+const StepHostSignOut = "host-sign-out"
+
+// hostSignOutStep signs the host subscriber out: a desk line that is a
+// call-center agent leaves the ACD queues while a guest sits at it. Its
+// undo signs the host back in to exactly the state it had: BroadWorks
+// applies no transition restrictions (research/xsi.md §7), so one PUT of
+// Available, Wrap-Up or Unavailable with the previous code does it, from
+// Sign-Out; a host caught in the transient Sign-In gets Sign-In again
+// (which lands where a sign-in lands).
+func (s *Sequencer) hostSignOutStep(host string) step {
+	st := s.acdStep(host, StepHostSignOut, xsi.ACDSignOut, "")
+	st.undo = func(before User) step {
+		return s.hostAgentStep(host, "undo-"+StepHostSignOut, before.ACDState, before.UnavailableCode)
+	}
+	return st
+}
+
+// hostAgentStep puts the host subscriber's agent state back to state (and
+// code, for Unavailable).
+func (s *Sequencer) hostAgentStep(host, name string, state xsi.ACDState, code string) step {
+	switch state {
+	case "":
+		state = xsi.ACDSignOut
+	case xsi.ACDUnavailable:
+	default:
+		code = ""
+	}
+	return s.acdStep(host, name, state, code)
+}
