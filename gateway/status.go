@@ -229,10 +229,18 @@ func (g *Gateway) deviceStatusLocked(dir *Directory, deviceID, userID string) De
 // the request got.
 func (g *Gateway) ForceLogout(ctx context.Context, agentID string) error {
 	if _, known := g.dir().agentByID[agentID]; !known {
-		// Configured agents, and the loaded users BroadWorks says are
-		// agents, are supervised.
+		// Configured agents, and the users BroadWorks says are agents
+		// (read now when not loaded), are supervised.
 		user, _, ok := g.dir().Agent(agentID)
-		if _, agent := g.AgentOf(user); !ok || !agent {
+		if !ok {
+			return ErrUnknownAgent
+		}
+		if err := g.ensure(ctx, user); errors.Is(err, errUnknownUser) {
+			return ErrUnknownAgent
+		} else if err != nil {
+			return g.cstaError(err, csta.ErrInvalidAgentIdentifier)
+		}
+		if _, agent := g.AgentOf(user); !agent {
 			return ErrUnknownAgent
 		}
 	}

@@ -476,6 +476,13 @@ func (g *Gateway) refreshStale(ctx context.Context) {
 	g.loadUsers(ctx, slices.Concat(first, rest))
 }
 
+// Load reads the users' views from BroadWorks unless loaded and fresh,
+// MaxUserLoads at a time (a harness that needs them all at once); it
+// returns the users BroadWorks does not know.
+func (g *Gateway) Load(ctx context.Context, ids []string) (unknown []string) {
+	return g.loadUsers(ctx, ids)
+}
+
 // loadUsers ensures each user's view, in order, MaxUserLoads at a time,
 // until done or ctx ends; failures are the loads' to log. It returns the
 // users BroadWorks does not know.

@@ -296,9 +296,9 @@ func (s *Stack) Start() error {
 	xcfg.RateLimit, xcfg.RateBurst = 1e6, 1e6
 	xcfg.HeartbeatInterval = time.Second
 	xcfg.ReconnectMin, xcfg.ReconnectMax = 20*time.Millisecond, 200*time.Millisecond
-	for _, u := range s.users {
-		xcfg.Targets = append(xcfg.Targets, xsi.Target{Kind: "user", ID: u})
-	}
+	// As run has it: the simulator's group as the scope, users read from
+	// BroadWorks on first reference (gateway.Config.LoadUsers).
+	xcfg.Scopes = []xsi.Target{{Kind: xsi.KindGroup, ID: "grp1", ParentID: "ent1"}}
 	if s.cfg.XSIConfig != nil {
 		s.cfg.XSIConfig(&xcfg)
 	}
@@ -316,7 +316,7 @@ func (s *Stack) Start() error {
 	c.acts.ctx, c.acts.kill = context.WithCancel(context.Background())
 	c.store = &gatedStore{fs: &hoteling.FileStore{Path: s.cfg.StateFile}}
 
-	gcfg := gateway.Config{Domain: Domain, RequestTimeout: s.cfg.RequestTimeout,
+	gcfg := gateway.Config{Domain: Domain, RequestTimeout: s.cfg.RequestTimeout, LoadUsers: true,
 		RecheckAfter: max(2*xcfg.RequestTimeout, 10*time.Second)} // as run has it
 	for i := 1; i <= s.cfg.Desks; i++ {
 		gcfg.Devices = append(gcfg.Devices, gateway.DeviceEntry{DeviceID: DeskID(i), UserID: DeskUser(i), HotDesk: true})
@@ -325,7 +325,7 @@ func (s *Stack) Start() error {
 		s.cfg.GatewayConfig(&gcfg)
 	}
 	pub := &publisher{}
-	gw := gateway.New(gcfg, gateway.Deps{Actions: c.acts, Publisher: pub}, logger.With("component", "gateway"))
+	gw := gateway.New(gcfg, gateway.Deps{Actions: c.acts, Publisher: pub, Scopes: events}, logger.With("component", "gateway"))
 	seq := hoteling.New(hoteling.Config{
 		StepTimeout: s.cfg.StepTimeout,
 		QueueLength: s.cfg.QueueLength,
@@ -426,6 +426,16 @@ func (s *Stack) Start() error {
 func (s *Stack) awaitReady(c *Connector, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	pending := append([]string(nil), s.users...)
+	// Users are read on first reference: read them all now, as the
+	// campaign's clients will refer to them.
+	lctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	for !c.Gateway.LinkUp() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if unknown := c.Gateway.Load(lctx, pending); len(unknown) > 0 {
+		return fmt.Errorf("stack: BroadWorks does not know %d users (first %s)", len(unknown), unknown[0])
+	}
 	for {
 		if c.Gateway.LinkUp() {
 			snaps, _ := s.peer.Snapshots(pending)
