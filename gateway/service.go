@@ -53,18 +53,39 @@ func (g *Gateway) device(id csta.DeviceID) (userID string, hotDesk bool, err err
 // allowed while the link is down: they stay, and hear events once it is up.
 //
 // The device's user is read from BroadWorks first when the link is up: a
-// user it does not know is invalidDeviceID.
+// user it does not know is invalidDeviceID. When it cannot be read now
+// (the link is down, the XSP slow or failing) the monitor is accepted all
+// the same: the user is kept from then on, so its events reach the
+// monitor, and its view is read in the background.
 func (g *Gateway) MonitorStart(ctx context.Context, _ csta.Requester, req *csta.MonitorStart) error {
 	user, _, err := g.device(req.Device)
-	if err != nil || !g.LinkUp() {
+	if err != nil || !g.cfg().LoadUsers {
 		return err
+	}
+	if !g.LinkUp() {
+		g.mu.Lock()
+		g.user(user).lastUse = time.Now()
+		g.mu.Unlock()
+		return nil // read after the link comes up (refreshStale)
 	}
 	if g.cfg().RequestTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, g.cfg().RequestTimeout)
 		defer cancel()
 	}
-	return g.cstaError(g.ensure(ctx, user), csta.ErrInvalidDeviceID)
+	err = g.ensure(ctx, user)
+	switch {
+	case errors.Is(err, errUnknownUser):
+		return csta.ErrInvalidDeviceID
+	case err != nil:
+		g.log.Debug("gateway: monitor accepted on a user not read yet", "user", user, "err", err)
+		g.mu.Lock()
+		if u := g.users[user]; u != nil {
+			g.loadSoonLocked(u)
+		}
+		g.mu.Unlock()
+	}
+	return nil
 }
 
 // agentAt resolves the agent of a request: agentID if given, else the guest

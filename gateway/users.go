@@ -442,18 +442,43 @@ func (g *Gateway) idleLoop(ctx context.Context) {
 	}
 }
 
+// Backoff of refreshStale's passes while some reads fail (an XSP slow or
+// failing: a change made while the link was down reaches monitors and
+// phones only through a read).
+const (
+	refreshRetryMin = 500 * time.Millisecond
+	refreshRetryMax = 30 * time.Second
+)
+
 // refreshStale reads again every loaded user whose view is stale (after a
-// link loss, or a scope's missed events): users someone watches first,
-// then the rest, MaxUserLoads at a time. It returns when every one has
-// been read (or tried) or ctx ends.
+// link loss, or a scope's missed events), pass after pass with a backoff
+// while some reads fail, until none is stale, the link is down (the next
+// link-up starts it again) or ctx ends.
 func (g *Gateway) refreshStale(ctx context.Context) {
 	if !g.cfg().LoadUsers {
 		return
 	}
+	wait := refreshRetryMin
+	for g.refreshPass(ctx) > 0 && g.LinkUp() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, refreshRetryMax)
+	}
+}
+
+// refreshPass is one pass of refreshStale: users someone watches first,
+// then the rest, MaxUserLoads at a time. It returns how many are still
+// stale after it.
+func (g *Gateway) refreshPass(ctx context.Context) int {
 	g.mu.Lock()
 	var ids []string
 	for id, u := range g.users {
-		if u.roles.loaded && !freshLocked(u) {
+		// Loaded users gone stale, and users kept for a monitor before
+		// they could be read (MonitorStart).
+		if !freshLocked(u) && (u.roles.loaded || !u.lastUse.IsZero()) {
 			ids = append(ids, id)
 		}
 	}
@@ -470,10 +495,19 @@ func (g *Gateway) refreshStale(ctx context.Context) {
 		}
 	}
 	if len(ids) == 0 {
-		return
+		return 0
 	}
 	g.log.Info("gateway: reading stale users again", "users", len(ids), "watched", len(first))
 	g.loadUsers(ctx, slices.Concat(first, rest))
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for _, id := range ids {
+		if u := g.users[id]; u != nil && !(u.roles.loaded && freshLocked(u)) {
+			n++
+		}
+	}
+	return n
 }
 
 // Load reads the users' views from BroadWorks unless loaded and fresh,
