@@ -437,7 +437,9 @@ func (s *Stack) awaitReady(c *Connector, timeout time.Duration) error {
 		return fmt.Errorf("stack: BroadWorks does not know %d users (first %s)", len(unknown), unknown[0])
 	}
 	for {
-		if c.Gateway.LinkUp() {
+		// The scope's subscription active too: before it, a change made
+		// in BroadWorks reaches nobody (reads alone made the views agree).
+		if ok, _ := xsi.ReadyScopes(c.Events.Scopes()); ok && c.Gateway.LinkUp() {
 			snaps, _ := s.peer.Snapshots(pending)
 			rest := pending[:0]
 			for _, id := range pending {
@@ -451,8 +453,9 @@ func (s *Stack) awaitReady(c *Connector, timeout time.Duration) error {
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("stack: not ready after %v: link up %v, %d users without a matching view (first %s)",
-				timeout, c.Gateway.LinkUp(), len(pending), first(pending))
+			_, scopes := xsi.ReadyScopes(c.Events.Scopes())
+			return fmt.Errorf("stack: not ready after %v: link up %v, scopes %q, %d users without a matching view (first %s)",
+				timeout, c.Gateway.LinkUp(), scopes, len(pending), first(pending))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
