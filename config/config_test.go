@@ -675,7 +675,9 @@ func TestPlanReload(t *testing.T) {
 		want := slices.Contains([]string{
 			"log.format", "csta.listen", "csta.tls.cert_file", "csta.tls.key_file", "csta.websocket.enabled", "admin.listen", "admin.tls.cert_file", "admin.tls.key_file",
 			"admin.token", "admin.token_file",
-		}, key) || strings.HasPrefix(key, "xsi.") || strings.HasPrefix(key, "simulator.") ||
+		}, key) || strings.HasPrefix(key, "xsi.") ||
+			strings.HasPrefix(key, "simulator.") && !slices.Contains([]string{ // users added live
+				"simulator.users", "simulator.hoteling_hosts", "simulator.call_center_agents", "simulator.signed_in_agents"}, key) ||
 			strings.HasPrefix(key, "hoteling.") ||
 			strings.HasPrefix(key, "sip.") && !strings.HasPrefix(key, "sip.limits.") || strings.HasPrefix(key, "journal.")
 		if config.NeedsRestart(key) != want {

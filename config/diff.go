@@ -32,8 +32,14 @@ var restartKeys = []string{
 var restartSections = []string{"xsi.", "simulator.", "hoteling.", "sip.", "journal."}
 
 // liveKeys apply live although their section takes a restart: the phone
-// sync server's limits (phonesync.Server.Reload).
+// sync server's limits (phonesync.Server.Reload), and the simulator's users
+// (new users are added to the running simulator; removed ones and role
+// changes of existing ones wait for a restart, which the reload logs).
 var liveKeys = []string{
+	"simulator.users",
+	"simulator.hoteling_hosts",
+	"simulator.call_center_agents",
+	"simulator.signed_in_agents",
 	"sip.limits.max_subscriptions",
 	"sip.limits.max_subscriptions_per_line",
 	"sip.limits.subscribe_rate",

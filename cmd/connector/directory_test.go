@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -198,4 +201,49 @@ func userSnapshot(t *testing.T, sim *xspsim.Server, user string) xspsim.UserSnap
 		t.Fatal(fmt.Errorf("snapshot of %s: %w", user, err))
 	}
 	return s
+}
+
+// TestRunAddsSimulatorUsersOnReload: a user added to simulator.users while
+// `run` runs on the embedded simulator is added to it on SIGHUP — a user
+// added to BroadWorks — and from then on is a device (and agent) the
+// connector knows, without a restart.
+func TestRunAddsSimulatorUsersOnReload(t *testing.T) {
+	dir := t.TempDir()
+	a := startRunIn(t, dir, "", "", "")
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cti, err := cticlient.Dial(ctx, a.csta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cti.Close()
+	if _, err := cti.MonitorStart(ctx, "agent5"); err == nil || !strings.Contains(err.Error(), "invalidDeviceID") {
+		t.Fatalf("MonitorStart on a user BroadWorks does not have yet: %v, want invalidDeviceID", err)
+	}
+
+	path := filepath.Join(dir, "connector.yaml")
+	content, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	content = []byte(strings.Replace(string(content), "simulator:\n", `simulator:
+  users: [agent1@example.com, agent2@example.com, agent3@example.com, agent4@example.com, desk1@example.com, desk2@example.com, agent5@example.com]
+  call_center_agents: [agent1@example.com, agent2@example.com, agent3@example.com, agent4@example.com, agent5@example.com]
+`, 1))
+	if err := os.WriteFile(path, content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the reload", func() bool { return strings.Contains(a.stderr.String(), "reload: applied") })
+	if log := a.stderr.String(); !regexp.MustCompile(`msg="reload: xsp simulator users added" added=1 users=7`).MatchString(log) ||
+		strings.Contains(log, "change needs a restart") {
+		t.Fatalf("the reload should add agent5 to the simulator, refusing nothing:\n%s", grepLines(log, "time"))
+	}
+	if _, err := cti.MonitorStart(ctx, "agent5"); err != nil {
+		t.Fatalf("MonitorStart on the user added: %v", err)
+	}
+	if _, err := cti.SetAgentState(ctx, "agent5", csta.ReqLoggedOn, "agent5", ""); err != nil {
+		t.Fatalf("the new agent's login at its own line: %v", err)
+	}
+	awaitCTI(t, cti, "AgentLoggedOnEvent", func(ev cticlient.Event) bool { return ev.Device == "agent5" })
 }

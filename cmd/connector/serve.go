@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -349,6 +350,11 @@ func (p *process) reload() {
 		if err := phones.Reload(plan.Apply.PhoneSync()); err != nil {
 			p.logger.Error("reload: phone sync kept its limits", "error", err)
 		}
+	}
+	if sim := p.xsi.simulator; sim != nil && slices.ContainsFunc(applied, func(k string) bool { return strings.HasPrefix(k, "simulator.") }) {
+		// Users added to BroadWorks while the connector runs (issue 15):
+		// the embedded simulator takes the new ones.
+		addSimulatorUsers(sim, p.cfg, plan.Apply, p.logger)
 	}
 	p.xsi.gateway.Reload(plan.Apply.Gateway())
 	p.logLevel.Set(plan.Apply.Log.SlogLevel())
