@@ -349,7 +349,7 @@ func (g *Gateway) applySnapshotLocked(u *userState, s userSnapshot, marks [facet
 // CTI login or a waiter. Gateway.mu is held.
 func (g *Gateway) heldLocked(u *userState) bool {
 	if u.inflight > 0 || len(u.outbox) > 0 || u.loading != nil || u.hostUserID != "" || u.guestUserID != "" ||
-		len(u.doubts) > 0 || u.pendingACD != "" {
+		len(u.doubts) > 0 || (u.pendingACD != "" && time.Now().Before(u.pendingUntil)) {
 		return true
 	}
 	if _, ok := g.loginOwner[u.id]; ok {
