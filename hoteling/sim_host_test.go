@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/broadworks-connector/connector/xsi"
 	"github.com/broadworks-connector/connector/xsi/xspsim"
 )
 
@@ -28,7 +27,7 @@ func TestAgainstSimulatorHostSignOut(t *testing.T) {
 		guest, host = "agent1@example.com", "desk1@example.com"
 		guestNumber = "+12025550101"
 	)
-	sim := xspsim.New(xspsim.Config{
+	sim := startSim(t, xspsim.Config{
 		Users: []xspsim.User{
 			{ID: guest, FirstName: "A", LastName: "One", PhoneNumber: guestNumber, CallCenter: true},
 			{ID: host, FirstName: "Desk", LastName: "One", HotelingHost: true, CallCenter: true},
@@ -37,56 +36,10 @@ func TestAgainstSimulatorHostSignOut(t *testing.T) {
 			{Code: "LUNCH", Description: "Lunch", Active: true},
 			{Code: "MTG", Description: "Meeting", Active: true, Default: true},
 		},
-		Username: "admin@example.com",
-		Password: "secret",
-	}, nil)
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		sim.Shutdown(ctx)
-	}()
-
-	cfg := xsi.DefaultConfig()
-	cfg.Servers = []string{sim.URL()}
-	cfg.Username, cfg.Password = "admin@example.com", "secret"
-	cfg.RequestTimeout = 5 * time.Second
-	cfg.ReconnectMin, cfg.ReconnectMax = 20*time.Millisecond, 200*time.Millisecond
-	cfg.Targets = []xsi.Target{{Kind: "user", ID: guest}, {Kind: "user", ID: host}}
-	cfg.EventPackages = []string{"Call Center Agent", "Call Forwarding Always", "Hoteling Guest"}
-	logger := testLogger()
-	client, err := xsi.NewClient(cfg, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	events, err := xsi.NewEvents(cfg, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	view := newEventView()
-	viewDone := make(chan struct{})
-	go func() { defer close(viewDone); view.run(events.Events()) }()
-	if err := events.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := events.Stop(ctx); err != nil {
-			t.Error(err)
-		}
-		<-viewDone
-	}()
+	})
+	client, view := simView(t, sim, guest, host)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	for _, id := range []string{guest, host} {
-		if err := view.Await(ctx, id, func(u User) bool { return u.Known }); err != nil {
-			t.Fatalf("no snapshot of %s: %v", id, err)
-		}
-	}
 	s := New(Config{StepTimeout: 5 * time.Second}, client, view, testLogger())
 
 	// hostIn signs the host subscriber in on the portal and waits for the
