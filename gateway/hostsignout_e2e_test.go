@@ -210,14 +210,7 @@ func TestHotDeskCrashAfterHostSignOut(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := dial(t, st)
 			before := state(t, st, a, d)
-			st.CrashBefore(tc.crashBefore, tc.user(a, d))
-			err := awaitAnswer(t, loginAsync(t.Context(), c, a, d), 15*time.Second)
-			if err == nil {
-				t.Fatal("login succeeded although the connector died mid-sequence")
-			}
-			if err := st.CrashConnector(); err != nil {
-				t.Logf("crash: %v", err)
-			}
+			loginCrashing(t, st, c, a, d, tc.crashBefore, tc.user(a, d))
 			if s, _ := deskAgent(t, st, d); s != xspsim.StateSignOut {
 				t.Fatalf("desk user %s after the crash, want Sign-Out (the login got that far)", s)
 			}
