@@ -1,24 +1,15 @@
 package gateway_test
 
 import (
-	"bytes"
-	"io"
-	"log"
 	"maps"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
-	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/broadworks-connector/connector/csta/cticlient"
 	"github.com/broadworks-connector/connector/internal/stack"
-	"github.com/broadworks-connector/connector/xsi"
 	"github.com/broadworks-connector/connector/xsi/xspsim"
 )
 
@@ -26,80 +17,13 @@ import (
 // §1.1): a desk whose user is a call-center agent signed in is signed out
 // before the desk forwards to the guest.
 
-// putRecorder is a reverse proxy in front of the simulator that records
-// each Xsi-Actions service PUT as "<user> <service> <what it asks>", in the
-// order the XSP received them (the connector's XSI traffic, events
-// included, all goes through it).
-type putRecorder struct {
-	mu   sync.Mutex
-	puts []string
-}
-
-var (
-	servicePUT = regexp.MustCompile(`/user/([^/]+)/services/([^/?]+)`)
-	putAsks    = []*regexp.Regexp{ // the first that matches says what a PUT asks
-		regexp.MustCompile(`<hostUserId>([^<]*)<`),
-		regexp.MustCompile(`<agentACDState>([^<]*)<`),
-		regexp.MustCompile(`<active>([^<]*)<`),
-	}
-)
-
-func (p *putRecorder) serve(t *testing.T, target string) string {
-	t.Helper()
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rp := httputil.NewSingleHostReverseProxy(u)
-	// A crashing connector leaves requests cut off midway; the proxy's
-	// complaint about them is no test result.
-	rp.ErrorLog = log.New(io.Discard, "", 0)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if m := servicePUT.FindStringSubmatch(r.URL.Path); m != nil && r.Method == http.MethodPut {
-			body, err := io.ReadAll(r.Body)
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
-			}
-			r.Body = io.NopCloser(bytes.NewReader(body))
-			user, _ := url.PathUnescape(m[1])
-			entry := user + " " + m[2]
-			for _, re := range putAsks {
-				if a := re.FindSubmatch(body); a != nil {
-					entry += " " + string(a[1])
-					break
-				}
-			}
-			p.mu.Lock()
-			p.puts = append(p.puts, entry)
-			p.mu.Unlock()
-		}
-		rp.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL
-}
-
-// take returns the PUTs recorded since the last take.
-func (p *putRecorder) take() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	puts := p.puts
-	p.puts = nil
-	return puts
-}
-
-// newRecordedStack is newStack with the connector's XSI traffic going
-// through a putRecorder, and the group's unavailable codes LUNCH and MTG
-// (the default).
-func newRecordedStack(t *testing.T, cfg stack.Config) (*stack.Stack, *putRecorder) {
+// newHostStack is newStack, not started, with the group's unavailable
+// codes LUNCH and MTG (the default).
+func newHostStack(t *testing.T, cfg stack.Config) *stack.Stack {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger(t)
 	}
-	rec := &putRecorder{}
-	var proxyURL string // set once the simulator runs, before the connector starts
-	cfg.XSIConfig = func(x *xsi.Config) { x.Servers = []string{proxyURL} }
 	cfg.SimConfig = func(c *xspsim.Config) {
 		c.UnavailableCodes = []xspsim.UnavailableCode{
 			{Code: "LUNCH", Description: "Lunch", Active: true},
@@ -115,8 +39,7 @@ func newRecordedStack(t *testing.T, cfg stack.Config) (*stack.Stack, *putRecorde
 			t.Logf("stack close: %v", err)
 		}
 	})
-	proxyURL = rec.serve(t, st.Sim.URL())
-	return st, rec
+	return st
 }
 
 // deskAgent reads the desk user's own agent state and code from the
@@ -134,9 +57,9 @@ func deskAgent(t *testing.T, st *stack.Stack, d int) (string, string) {
 // signed in Unavailable with code LUNCH. A CTI client monitoring the desk
 // logs an agent in there: the connector sends, in this order, the desk's
 // CallCenter Sign-Out, the desk's CFA, the agent's HotelingGuest and the
-// agent's CallCenter Unavailable (read off the wire), the client hears the
-// agent logged on at the desk, and the desk user stays signed out after the
-// logout. Signed in again (Available) and with the association refused by
+// agent's CallCenter Unavailable (read from the simulator's request log),
+// the client hears the agent logged on at the desk, and the desk user stays
+// signed out after the logout. Signed in again (Available) and with the association refused by
 // the XSP, a login fails and the desk user is signed back in to Available,
 // last.
 func TestHotDeskHostAgentSignedIn(t *testing.T) {
@@ -144,7 +67,7 @@ func TestHotDeskHostAgentSignedIn(t *testing.T) {
 		t.Skip("integration")
 	}
 	t.Parallel()
-	st, rec := newRecordedStack(t, stack.Config{Agents: 1, Desks: 1})
+	st := newHostStack(t, stack.Config{Agents: 1, Desks: 1})
 	desk, agent := stack.DeskUser(1), stack.AgentUser(1)
 	if err := st.Sim.PortalSetAgentState(desk, xspsim.StateUnavailable, "LUNCH"); err != nil {
 		t.Fatal(err)
@@ -157,17 +80,17 @@ func TestHotDeskHostAgentSignedIn(t *testing.T) {
 	if _, err := c.MonitorStart(ctx, stack.DeskID(1)); err != nil {
 		t.Fatal(err)
 	}
-	rec.take()
+	st.Sim.ClearRequests()
 	if err := login(ctx, c, 1, 1); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{
 		desk + " CallCenter Sign-Out",
-		desk + " CallForwardingAlways true",
+		desk + " CallForwardingAlways true " + stack.AgentNumber(1),
 		agent + " HotelingGuest " + desk,
 		agent + " CallCenter Unavailable",
 	}
-	if got := rec.take(); !slices.Equal(got, want) {
+	if got := xspsim.Changes(st.Sim.Requests()); !slices.Equal(got, want) {
 		t.Errorf("login PUTs:\n got %q\nwant %q", got, want)
 	}
 	if err := st.CheckLoggedIn(1, 1); err != nil {
@@ -188,10 +111,11 @@ func TestHotDeskHostAgentSignedIn(t *testing.T) {
 		},
 	})
 
+	st.Sim.ClearRequests()
 	if err := logout(ctx, c, 1, 1); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range rec.take() {
+	for _, p := range xspsim.Changes(st.Sim.Requests()) {
 		if strings.HasPrefix(p, desk+" CallCenter") {
 			t.Errorf("logout sent %q: the desk user is not signed back in at logout", p)
 		}
@@ -209,18 +133,18 @@ func TestHotDeskHostAgentSignedIn(t *testing.T) {
 	}
 	before := state(t, st, 1, 1)
 	st.Sim.SetErrorRate("/user/"+agent+"/services/HotelingGuest", 1, http.StatusBadRequest)
-	rec.take()
+	st.Sim.ClearRequests()
 	err := login(ctx, c, 1, 1)
 	st.Sim.ClearFaults()
 	cstaErr(t, err)
 	want = []string{
 		desk + " CallCenter Sign-Out",
-		desk + " CallForwardingAlways true",
+		desk + " CallForwardingAlways true " + stack.AgentNumber(1),
 		agent + " HotelingGuest " + desk,
-		desk + " CallForwardingAlways false",
+		desk + " CallForwardingAlways false " + stack.AgentNumber(1), // the number stored before, kept
 		desk + " CallCenter Available",
 	}
-	if got := rec.take(); !slices.Equal(got, want) {
+	if got := xspsim.Changes(st.Sim.Requests()); !slices.Equal(got, want) {
 		t.Errorf("compensated login PUTs:\n got %q\nwant %q", got, want)
 	}
 	if err := st.CheckSame(1, 1, before); err != nil {
@@ -272,7 +196,7 @@ func TestHotDeskCrashAfterHostSignOut(t *testing.T) {
 		{"before-host-CFA", "SetCallForwardingAlways", func(a, d int) string { return stack.DeskUser(d) }},
 		{"before-association", "AssociateGuest", func(a, d int) string { return stack.AgentUser(a) }},
 	}
-	st, _ := newRecordedStack(t, stack.Config{Agents: len(cases), Desks: len(cases)})
+	st := newHostStack(t, stack.Config{Agents: len(cases), Desks: len(cases)})
 	for i := range cases {
 		if err := st.Sim.PortalSetAgentState(stack.DeskUser(i+1), xspsim.StateUnavailable, "LUNCH"); err != nil {
 			t.Fatal(err)
@@ -286,14 +210,7 @@ func TestHotDeskCrashAfterHostSignOut(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := dial(t, st)
 			before := state(t, st, a, d)
-			st.CrashBefore(tc.crashBefore, tc.user(a, d))
-			err := awaitAnswer(t, loginAsync(t.Context(), c, a, d), 15*time.Second)
-			if err == nil {
-				t.Fatal("login succeeded although the connector died mid-sequence")
-			}
-			if err := st.CrashConnector(); err != nil {
-				t.Logf("crash: %v", err)
-			}
+			loginCrashing(t, st, c, a, d, tc.crashBefore, tc.user(a, d))
 			if s, _ := deskAgent(t, st, d); s != xspsim.StateSignOut {
 				t.Fatalf("desk user %s after the crash, want Sign-Out (the login got that far)", s)
 			}

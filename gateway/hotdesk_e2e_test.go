@@ -318,6 +318,22 @@ func TestHotDeskXSPKilledMidLogin(t *testing.T) {
 	}
 }
 
+// loginCrashing logs agent a in at desk d on c with the connector set to
+// die just before step on user: the login must fail, and the connector is
+// gone (crashed) when it returns.
+func loginCrashing(t *testing.T, st *stack.Stack, c *cticlient.Client, a, d int, step, user string) {
+	t.Helper()
+	st.CrashBefore(step, user)
+	err := awaitAnswer(t, loginAsync(t.Context(), c, a, d), 15*time.Second)
+	t.Logf("answer from the dying connector: %v", err)
+	if err == nil {
+		t.Fatal("login succeeded although the connector died mid-sequence")
+	}
+	if err := st.CrashConnector(); err != nil {
+		t.Logf("crash: %v", err)
+	}
+}
+
 // TestHotDeskConnectorCrashMidLogin: the connector dies between two steps
 // of a login (nothing more leaves it, its state file is as the crash left
 // it); a new connector against the same simulator and state file finds the
@@ -345,15 +361,7 @@ func TestHotDeskConnectorCrashMidLogin(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := dial(t, st)
 			before := state(t, st, a, d)
-			st.CrashBefore(tc.crashBefore, stack.AgentUser(a))
-			err := awaitAnswer(t, loginAsync(t.Context(), c, a, d), 15*time.Second)
-			t.Logf("answer from the dying connector: %v", err)
-			if err == nil {
-				t.Fatal("login succeeded although the connector died mid-sequence")
-			}
-			if err := st.CrashConnector(); err != nil {
-				t.Logf("crash: %v", err)
-			}
+			loginCrashing(t, st, c, a, d, tc.crashBefore, stack.AgentUser(a))
 			if !tc.halfDone(st, a, d)() || st.CheckSame(a, d, before) == nil {
 				t.Fatalf("not the half-done state expected after a crash before %s", tc.crashBefore)
 			}

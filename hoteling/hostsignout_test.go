@@ -311,22 +311,7 @@ func TestRecoverLeavesLoginAfterHostSignOut(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				f, s := hostAvailable.start(t, Config{RecoverMode: mode}, 10*time.Millisecond)
-				done := make(chan error, 1)
-				go func() { done <- s.Login(t.Context(), "g1", "desk1", num1) }()
-				if err := f.Await(t.Context(), "desk1", func(u User) bool { return u.ACDState == xsi.ACDSignOut }); err != nil {
-					t.Fatal(err)
-				}
-				if got := s.halfDone([]string{"g1", "desk1"}, false); len(got) != 1 || got[0].Found != foundHostSignedOut {
-					t.Fatalf("the running login should look half done, found %+v", got)
-				}
-				reps := s.Recover(t.Context(), []string{"g1", "desk1"})
-				if err := <-done; err != nil {
-					t.Fatal(err)
-				}
-				if len(reps) != 0 {
-					t.Errorf("repairs %+v, want none", reps)
-				}
-				synctest.Wait()
+				recoverDuringLogin(t, f, s, func(u User) bool { return u.ACDState == xsi.ACDSignOut }, foundHostSignedOut)
 				st := f.snapshot()
 				loggedOnAt(t, st, "g1", "desk1", num1)
 				if st["desk1"].ACDState != xsi.ACDSignOut {

@@ -90,6 +90,30 @@ func TestRecover(t *testing.T) {
 	}
 }
 
+// recoverDuringLogin runs Recover on g1 and desk1 while a login of g1 at
+// desk1 (num1) is under way, once desk1 shows reached: the running login
+// must look half done (found, when not ""), and recovery must wait for it
+// and then leave it alone (no repairs, the login succeeds).
+func recoverDuringLogin(t *testing.T, f *fakeBW, s *Sequencer, reached func(User) bool, found string) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- s.Login(t.Context(), "g1", "desk1", num1) }()
+	if err := f.Await(t.Context(), "desk1", reached); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.halfDone([]string{"g1", "desk1"}, false); len(got) != 1 || found != "" && got[0].Found != found {
+		t.Fatalf("the running login should look half done (%s), found %+v", found, got)
+	}
+	reps := s.Recover(t.Context(), []string{"g1", "desk1"})
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(reps) != 0 {
+		t.Errorf("repairs %+v, want none", reps)
+	}
+	synctest.Wait()
+}
+
 // TestRecoverLeavesRunningSequences: recovery after a link loss runs while
 // clients work. A login caught between its host CFA and its association
 // looks half done; recovery must wait for it and then leave it alone, in
@@ -99,23 +123,8 @@ func TestRecoverLeavesRunningSequences(t *testing.T) {
 		t.Run("login/"+mode, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				f, s := plain.start(t, Config{RecoverMode: mode}, 10*time.Millisecond)
-				done := make(chan error, 1)
-				go func() { done <- s.Login(t.Context(), "g1", "desk1", num1) }()
 				// The host CFA step is confirmed, the association not yet.
-				if err := f.Await(t.Context(), "desk1", func(u User) bool { return forwardsTo(u.CFA, num1) }); err != nil {
-					t.Fatal(err)
-				}
-				if got := s.halfDone([]string{"g1", "desk1"}, false); len(got) != 1 {
-					t.Fatalf("the running login should look half done, found %+v", got)
-				}
-				reps := s.Recover(t.Context(), []string{"g1", "desk1"})
-				if err := <-done; err != nil {
-					t.Fatal(err)
-				}
-				if len(reps) != 0 {
-					t.Errorf("repairs %+v, want none", reps)
-				}
-				synctest.Wait()
+				recoverDuringLogin(t, f, s, func(u User) bool { return forwardsTo(u.CFA, num1) }, "")
 				loggedOnAt(t, f.snapshot(), "g1", "desk1", num1)
 			})
 		})

@@ -1,88 +1,16 @@
 package hoteling
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"io"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
-	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/broadworks-connector/connector/xsi"
 	"github.com/broadworks-connector/connector/xsi/xspsim"
 )
-
-// putLog records the Xsi-Actions PUTs that pass through a reverse proxy
-// in front of the simulator, as "<user> <service> <what>", in the order
-// the XSP received them.
-type putLog struct {
-	mu   sync.Mutex
-	puts []string
-}
-
-// A PUT's service and the one element of its body that says what it asks
-// (the agent state, whether CFA is active, the guest's host).
-var (
-	servicePath = regexp.MustCompile(`/user/([^/]+)/services/([^/?]+)`)
-	putWhat     = []*regexp.Regexp{ // the first that matches
-		regexp.MustCompile(`<hostUserId>([^<]*)<`),
-		regexp.MustCompile(`<agentACDState>([^<]*)<`),
-		regexp.MustCompile(`<active>([^<]*)<`),
-	}
-)
-
-func (l *putLog) proxy(t *testing.T, target string) *httptest.Server {
-	t.Helper()
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rp := httputil.NewSingleHostReverseProxy(u)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPut {
-			body, err := io.ReadAll(r.Body)
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
-			}
-			r.Body = io.NopCloser(bytes.NewReader(body))
-			entry := r.URL.Path
-			if m := servicePath.FindStringSubmatch(r.URL.Path); m != nil {
-				user, _ := url.PathUnescape(m[1])
-				entry = user + " " + m[2]
-			}
-			for _, re := range putWhat {
-				if m := re.FindSubmatch(body); m != nil {
-					entry += " " + string(m[1])
-					break
-				}
-			}
-			l.mu.Lock()
-			l.puts = append(l.puts, entry)
-			l.mu.Unlock()
-		}
-		rp.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	return srv
-}
-
-// take returns the PUTs recorded since the last take.
-func (l *putLog) take() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	p := l.puts
-	l.puts = nil
-	return p
-}
 
 // TestAgainstSimulatorHostSignOut: over real HTTP against xsi/xspsim, with
 // each step confirmed by a real Xsi-Events event, a login at a desk whose
@@ -99,7 +27,7 @@ func TestAgainstSimulatorHostSignOut(t *testing.T) {
 		guest, host = "agent1@example.com", "desk1@example.com"
 		guestNumber = "+12025550101"
 	)
-	sim := xspsim.New(xspsim.Config{
+	sim := startSim(t, xspsim.Config{
 		Users: []xspsim.User{
 			{ID: guest, FirstName: "A", LastName: "One", PhoneNumber: guestNumber, CallCenter: true},
 			{ID: host, FirstName: "Desk", LastName: "One", HotelingHost: true, CallCenter: true},
@@ -108,61 +36,10 @@ func TestAgainstSimulatorHostSignOut(t *testing.T) {
 			{Code: "LUNCH", Description: "Lunch", Active: true},
 			{Code: "MTG", Description: "Meeting", Active: true, Default: true},
 		},
-		Username: "admin@example.com",
-		Password: "secret",
-	}, nil)
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		sim.Shutdown(ctx)
-	}()
-	var puts putLog
-	proxy := puts.proxy(t, sim.URL())
-
-	cfg := xsi.DefaultConfig()
-	cfg.Servers = []string{sim.URL()}
-	cfg.Username, cfg.Password = "admin@example.com", "secret"
-	cfg.RequestTimeout = 5 * time.Second
-	cfg.ReconnectMin, cfg.ReconnectMax = 20*time.Millisecond, 200*time.Millisecond
-	cfg.Targets = []xsi.Target{{Kind: "user", ID: guest}, {Kind: "user", ID: host}}
-	cfg.EventPackages = []string{"Call Center Agent", "Call Forwarding Always", "Hoteling Guest"}
-	logger := testLogger()
-	// The Actions go through the recording proxy; the events come direct.
-	acfg := cfg
-	acfg.Servers = []string{proxy.URL}
-	client, err := xsi.NewClient(acfg, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	events, err := xsi.NewEvents(cfg, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	view := newEventView()
-	viewDone := make(chan struct{})
-	go func() { defer close(viewDone); view.run(events.Events()) }()
-	if err := events.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := events.Stop(ctx); err != nil {
-			t.Error(err)
-		}
-		<-viewDone
-	}()
+	})
+	client, view := simView(t, sim, guest, host)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	for _, id := range []string{guest, host} {
-		if err := view.Await(ctx, id, func(u User) bool { return u.Known }); err != nil {
-			t.Fatalf("no snapshot of %s: %v", id, err)
-		}
-	}
 	s := New(Config{StepTimeout: 5 * time.Second}, client, view, testLogger())
 
 	// hostIn signs the host subscriber in on the portal and waits for the
@@ -185,17 +62,17 @@ func TestAgainstSimulatorHostSignOut(t *testing.T) {
 	} {
 		t.Run(tt.state+tt.code, func(t *testing.T) {
 			hostIn(t, tt.state, tt.code)
-			puts.take()
+			sim.ClearRequests()
 			if err := s.Login(ctx, guest, host, guestNumber); err != nil {
 				t.Fatal(err)
 			}
 			want := []string{
 				host + " CallCenter Sign-Out",
-				host + " CallForwardingAlways true",
+				host + " CallForwardingAlways true " + guestNumber,
 				guest + " HotelingGuest " + host,
 				guest + " CallCenter Unavailable",
 			}
-			if got := puts.take(); !slices.Equal(got, want) {
+			if got := xspsim.Changes(sim.Requests()); !slices.Equal(got, want) {
 				t.Errorf("login PUTs:\n got %q\nwant %q", got, want)
 			}
 			g, _ := sim.Snapshot(guest)
@@ -205,10 +82,11 @@ func TestAgainstSimulatorHostSignOut(t *testing.T) {
 				t.Fatalf("after login: guest %+v host %+v", g, h)
 			}
 
+			sim.ClearRequests()
 			if err := s.Logout(ctx, guest); err != nil {
 				t.Fatal(err)
 			}
-			for _, p := range puts.take() {
+			for _, p := range xspsim.Changes(sim.Requests()) {
 				if strings.HasPrefix(p, host+" CallCenter") {
 					t.Errorf("logout sent %q: the host is not signed back in at logout", p)
 				}
@@ -221,7 +99,7 @@ func TestAgainstSimulatorHostSignOut(t *testing.T) {
 			// then the host is signed in to exactly what it was.
 			hostIn(t, tt.state, tt.code)
 			sim.SetErrorRate("/services/hotelingguest", 1, http.StatusBadRequest)
-			puts.take()
+			sim.ClearRequests()
 			err := s.Login(ctx, guest, host, guestNumber)
 			sim.ClearFaults()
 			var se *StepError
@@ -230,12 +108,12 @@ func TestAgainstSimulatorHostSignOut(t *testing.T) {
 			}
 			want = []string{
 				host + " CallCenter Sign-Out",
-				host + " CallForwardingAlways true",
+				host + " CallForwardingAlways true " + guestNumber,
 				guest + " HotelingGuest " + host,
-				host + " CallForwardingAlways false",
+				host + " CallForwardingAlways false " + guestNumber, // the number stored before, kept
 				host + " CallCenter " + tt.state,
 			}
-			if got := puts.take(); !slices.Equal(got, want) {
+			if got := xspsim.Changes(sim.Requests()); !slices.Equal(got, want) {
 				t.Errorf("compensated login PUTs:\n got %q\nwant %q", got, want)
 			}
 			h, _ = sim.Snapshot(host)

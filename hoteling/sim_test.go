@@ -136,6 +136,72 @@ func (c *countingActions) EndGuestAssociation(ctx context.Context, g string) err
 	return c.Actions.EndGuestAssociation(ctx, g)
 }
 
+// startSim starts a simulator with cfg and the credential simView uses,
+// shut down when t ends.
+func startSim(t *testing.T, cfg xspsim.Config) *xspsim.Server {
+	t.Helper()
+	cfg.Username, cfg.Password = "admin@example.com", "secret"
+	sim := xspsim.New(cfg, nil)
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		sim.Shutdown(ctx)
+	})
+	return sim
+}
+
+// simView connects an XSI client and an event channel set (user targets
+// for users: agent, CFA and guest packages) to sim, both closed when t
+// ends, and returns the client and an eventView that has read each user's
+// snapshot.
+func simView(t *testing.T, sim *xspsim.Server, users ...string) (*xsi.Client, *eventView) {
+	t.Helper()
+	cfg := xsi.DefaultConfig()
+	cfg.Servers = []string{sim.URL()}
+	cfg.Username, cfg.Password = "admin@example.com", "secret"
+	cfg.RequestTimeout = 5 * time.Second
+	cfg.ReconnectMin, cfg.ReconnectMax = 20*time.Millisecond, 200*time.Millisecond
+	for _, u := range users {
+		cfg.Targets = append(cfg.Targets, xsi.Target{Kind: "user", ID: u})
+	}
+	cfg.EventPackages = []string{"Call Center Agent", "Call Forwarding Always", "Hoteling Guest"}
+	logger := testLogger()
+	client, err := xsi.NewClient(cfg, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	events, err := xsi.NewEvents(cfg, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	view := newEventView()
+	viewDone := make(chan struct{})
+	go func() { defer close(viewDone); view.run(events.Events()) }()
+	if err := events.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := events.Stop(ctx); err != nil {
+			t.Error(err)
+		}
+		<-viewDone
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	for _, id := range users {
+		if err := view.Await(ctx, id, func(u User) bool { return u.Known }); err != nil {
+			t.Fatalf("no snapshot of %s: %v", id, err)
+		}
+	}
+	return client, view
+}
+
 // TestAgainstSimulator: a login and logout round trip over real HTTP
 // against xsi/xspsim, each step confirmed by a real Xsi-Events event, with
 // the simulator's own state checked after each.
@@ -148,65 +214,17 @@ func TestAgainstSimulator(t *testing.T) {
 		guestNumber = "+12025550101"
 		hostOwnCFA  = "+12025550199"
 	)
-	sim := xspsim.New(xspsim.Config{
-		Users: []xspsim.User{
-			{ID: guest, FirstName: "A", LastName: "One", PhoneNumber: guestNumber, CallCenter: true},
-			// CallCenter too, so that one package list fits every target.
-			{ID: host, FirstName: "Desk", LastName: "One", HotelingHost: true, CallCenter: true},
-		},
-		Username: "admin@example.com",
-		Password: "secret",
-	}, nil)
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		sim.Shutdown(ctx)
-	}()
+	sim := startSim(t, xspsim.Config{Users: []xspsim.User{
+		{ID: guest, FirstName: "A", LastName: "One", PhoneNumber: guestNumber, CallCenter: true},
+		// CallCenter too, so that one package list fits every target.
+		{ID: host, FirstName: "Desk", LastName: "One", HotelingHost: true, CallCenter: true},
+	}})
 	if err := sim.PortalSetCFA(host, true, hostOwnCFA); err != nil {
 		t.Fatal(err)
 	}
-
-	cfg := xsi.DefaultConfig()
-	cfg.Servers = []string{sim.URL()}
-	cfg.Username, cfg.Password = "admin@example.com", "secret"
-	cfg.RequestTimeout = 5 * time.Second
-	cfg.ReconnectMin, cfg.ReconnectMax = 20*time.Millisecond, 200*time.Millisecond
-	cfg.Targets = []xsi.Target{{Kind: "user", ID: guest}, {Kind: "user", ID: host}}
-	cfg.EventPackages = []string{"Call Center Agent", "Call Forwarding Always", "Hoteling Guest"}
-	logger := testLogger()
-	client, err := xsi.NewClient(cfg, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	events, err := xsi.NewEvents(cfg, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	view := newEventView()
-	viewDone := make(chan struct{})
-	go func() { defer close(viewDone); view.run(events.Events()) }()
-	if err := events.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := events.Stop(ctx); err != nil {
-			t.Error(err)
-		}
-		<-viewDone
-	}()
+	client, view := simView(t, sim, guest, host)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	for _, id := range []string{guest, host} {
-		if err := view.Await(ctx, id, func(u User) bool { return u.Known }); err != nil {
-			t.Fatalf("no snapshot of %s: %v", id, err)
-		}
-	}
 
 	acts := &countingActions{Actions: client}
 	s := New(Config{StepTimeout: 5 * time.Second}, acts, view, slog.New(slog.DiscardHandler))

@@ -126,6 +126,16 @@ func (f *scopeFront) setHook(h func(w http.ResponseWriter, r *http.Request, body
 	f.mu.Unlock()
 }
 
+// refuseNewChannels is a hook that answers every channel POST 503: the
+// XSP is down for new channels until the hook is removed.
+func refuseNewChannels(w http.ResponseWriter, r *http.Request, _ []byte) bool {
+	if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/channel") {
+		http.Error(w, "down for a moment", http.StatusServiceUnavailable)
+		return true
+	}
+	return false
+}
+
 // requests returns the recorded requests with method whose path ends in
 // pathSuffix (or, for a suffix ending in "/", contains it).
 func (f *scopeFront) requests(method, pathSuffix string) []frontReq {
@@ -467,17 +477,7 @@ func TestScopeResyncChannelLossAndGap(t *testing.T) {
 	}
 	nextEvent(t, e, "first DND", dndOf("agent1@example.com", true))
 
-	var blocked sync.Mutex
-	block := true
-	f.setHook(func(w http.ResponseWriter, r *http.Request, body []byte) bool {
-		blocked.Lock()
-		defer blocked.Unlock()
-		if block && r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/channel") {
-			http.Error(w, "down for a moment", http.StatusServiceUnavailable)
-			return true
-		}
-		return false
-	})
+	f.setHook(refuseNewChannels)
 	chans := f.sim.Channels()
 	if len(chans) != 1 {
 		t.Fatalf("channels %+v", chans)
@@ -495,9 +495,7 @@ func TestScopeResyncChannelLossAndGap(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	blocked.Lock()
-	block = false
-	blocked.Unlock()
+	f.setHook(nil)
 	var marker *ScopeResync
 	nextEvent(t, e, "the gap event after its marker", func(ev Event) bool {
 		switch ev := ev.(type) {
@@ -658,17 +656,7 @@ func TestWatchUserTakesBackPendingDelete(t *testing.T) {
 	waitFor(t, "the subscription", func() bool { return len(f.sim.Subscriptions()) == 1 })
 	id := f.sim.Subscriptions()[0].ID
 
-	var mu sync.Mutex
-	block := true
-	f.setHook(func(w http.ResponseWriter, r *http.Request, body []byte) bool {
-		mu.Lock()
-		defer mu.Unlock()
-		if block && r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/channel") {
-			http.Error(w, "down for a moment", http.StatusServiceUnavailable)
-			return true
-		}
-		return false
-	})
+	f.setHook(refuseNewChannels)
 	if err := f.sim.CutChannel(f.sim.Channels()[0].ID); err != nil {
 		t.Fatal(err)
 	}
@@ -680,9 +668,7 @@ func TestWatchUserTakesBackPendingDelete(t *testing.T) {
 	if err := e.WatchUser("agent1@example.com"); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	block = false
-	mu.Unlock()
+	f.setHook(nil)
 	nextEvent(t, e, "agent1's DND on", dndOf("agent1@example.com", true))
 	waitFor(t, "refreshed", func() bool { return len(f.requests(http.MethodPut, "/subscription/"+id)) > 0 })
 	if n := len(f.requests(http.MethodDelete, "/subscription/")); n != 0 {

@@ -352,6 +352,20 @@ func startCommand(t *testing.T, cmd *exec.Cmd) (_ *exec.Cmd, stderr *testlog.Buf
 	return cmd, stderr, exited
 }
 
+// terminate sends cmd (started by startProcess or startCommand) SIGTERM
+// and returns its exit code once it has exited; no exit within 15 s fails
+// the test.
+func terminate(t *testing.T, cmd *exec.Cmd, stderr *testlog.Buffer, exited <-chan struct{}) int {
+	t.Helper()
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("no exit 15 s after SIGTERM:\n%s", stderr.String())
+	}
+	return cmd.ProcessState.ExitCode()
+}
+
 func TestRunReloadAndShutdown(t *testing.T) {
 	dir := t.TempDir()
 	configPath := filepath.Join(dir, "connector.yaml")
@@ -490,13 +504,7 @@ func TestRunReloadAndShutdown(t *testing.T) {
 		t.Error("CSTA port closed after a refused reload")
 	}
 
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(15 * time.Second):
-		t.Fatalf("no exit 15 s after SIGTERM:\n%s", stderr.String())
-	}
-	if code := cmd.ProcessState.ExitCode(); code != exitOK {
+	if code := terminate(t, cmd, stderr, exited); code != exitOK {
 		t.Errorf("exit code = %d, want 0:\n%s", code, stderr.String())
 	}
 	// The CTI session was told before the connection closed (after the

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -111,13 +110,7 @@ journal:
 		t.Errorf("state file after recovery: %+v %v, want empty", rs, err)
 	}
 
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(15 * time.Second):
-		t.Fatalf("no exit 15 s after SIGTERM:\n%s", stderr.String())
-	}
-	if code := cmd.ProcessState.ExitCode(); code != exitOK {
+	if code := terminate(t, cmd, stderr, exited); code != exitOK {
 		t.Errorf("exit code = %d, want 0:\n%s", code, stderr.String())
 	}
 }

@@ -114,13 +114,7 @@ func TestXSPSimulatorCommandReload(t *testing.T) {
 	xsiCall(t, http.MethodGet, actions+"new1@example.com/services/CallCenter", "")
 
 	cancel()
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(15 * time.Second):
-		t.Fatalf("no exit after SIGTERM:\n%s", stderr.String())
-	}
-	if code := cmd.ProcessState.ExitCode(); code != exitOK {
+	if code := terminate(t, cmd, stderr, exited); code != exitOK {
 		t.Errorf("exit code %d:\n%s", code, stderr.String())
 	}
 }

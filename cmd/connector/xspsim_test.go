@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -51,13 +50,7 @@ func startXSPSim(t *testing.T) (base string, stop func() (int, string)) {
 		}
 	}
 	return base, func() (int, string) {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			t.Fatalf("no exit 15 s after SIGTERM:\n%s", stderr.String())
-		}
-		return cmd.ProcessState.ExitCode(), stderr.String()
+		return terminate(t, cmd, stderr, exited), stderr.String()
 	}
 }
 

@@ -158,14 +158,7 @@ func TestHotelingRules(t *testing.T) {
 	assoc := func(host string) string {
 		return "<active>true</active><hostUserId>" + host + "</hostUserId>"
 	}
-	dir := func(u string) string {
-		b := h.mustStatus(200, "GET", ActionsPrefix+"/user/"+u+"/directories/HotelingHosts", "")
-		var ids []string
-		for _, e := range parse(t, b).FindElements("./hostUserIdList/userID") {
-			ids = append(ids, e.Text())
-		}
-		return strings.Join(ids, ",")
-	}
+	dir := h.hotelingHosts
 
 	if got := dir("agent1@example.com"); got != "desk1@example.com,desk2@example.com" {
 		t.Fatalf("directory %q", got)

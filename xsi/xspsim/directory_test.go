@@ -165,14 +165,7 @@ func TestAdminEnterprises(t *testing.T) {
 // of its group only, and with Enterprise those of its enterprise.
 func TestHostAccessLevel(t *testing.T) {
 	h := newHarness(t, dirConfig())
-	hosts := func(guest string) string {
-		b := h.mustStatus(200, "GET", ActionsPrefix+"/user/"+guest+"/directories/HotelingHosts", "")
-		var ids []string
-		for _, e := range parse(t, b).FindElements("hostUserIdList/userID") {
-			ids = append(ids, e.Text())
-		}
-		return strings.Join(ids, ",")
-	}
+	hosts := h.hotelingHosts
 	if got := hosts("g2a@example.com"); got != "g2desk@example.com" {
 		t.Errorf("hosts of a grp2 guest: %q", got)
 	}

@@ -147,6 +147,18 @@ func (h *harness) mustStatus(want int, method, path, body string) []byte {
 	return b
 }
 
+// hotelingHosts is user u's HotelingHosts directory: its host IDs,
+// comma-separated, in the order given.
+func (h *harness) hotelingHosts(u string) string {
+	h.t.Helper()
+	b := h.mustStatus(200, "GET", ActionsPrefix+"/user/"+u+"/directories/HotelingHosts", "")
+	var ids []string
+	for _, e := range parse(h.t, b).FindElements("hostUserIdList/userID") {
+		ids = append(ids, e.Text())
+	}
+	return strings.Join(ids, ",")
+}
+
 // parse parses a document (UTF-8 or ISO-8859-1).
 func parse(t *testing.T, b []byte) *etree.Element {
 	t.Helper()

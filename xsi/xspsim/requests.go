@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"strings"
 	"time"
+
+	"github.com/beevik/etree"
 )
 
 // defaultRequestLogSize is Config.RequestLogSize's default.
@@ -171,3 +174,58 @@ func (w *statusWriter) Flush() {
 }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Change says what r asks when it is an Xsi-Actions service PUT, as
+// "<userId> <service> <what>", for tests that check the order of a
+// client's changes: what is the body's hostUserId ("nil" when it is
+// xsi:nil: the association ends), else its agentACDState, else its active
+// (followed by forwardToPhoneNumber when there is one); nothing when the
+// body has none of them or is not XML. userId and service are as in the
+// path. Anything else (a GET, an Events request, a PUT elsewhere) is "".
+func (r Request) Change() string {
+	if r.Method != http.MethodPut {
+		return ""
+	}
+	rest, ok := strings.CutPrefix(r.Path, ActionsPrefix+"/user/")
+	if !ok {
+		return ""
+	}
+	user, service, ok := strings.Cut(rest, "/services/")
+	if !ok || user == "" || service == "" || strings.Contains(service, "/") {
+		return ""
+	}
+	change := user + " " + service
+	doc := etree.NewDocument()
+	doc.ReadSettings.CharsetReader = charsetReader
+	if doc.ReadFromBytes(r.Body) != nil || doc.Root() == nil {
+		return change
+	}
+	root := doc.Root()
+	if e := child(root, "hostUserId"); e != nil {
+		if isNil, _ := isNil(e); isNil {
+			return change + " nil"
+		}
+		return change + " " + strings.TrimSpace(e.Text())
+	}
+	if e := child(root, "agentACDState"); e != nil {
+		return change + " " + strings.TrimSpace(e.Text())
+	}
+	if e := child(root, "active"); e != nil {
+		change += " " + strings.TrimSpace(e.Text())
+		if n := child(root, "forwardToPhoneNumber"); n != nil {
+			change += " " + strings.TrimSpace(n.Text())
+		}
+	}
+	return change
+}
+
+// Changes is the Change of each of reqs that is one, in order.
+func Changes(reqs []Request) []string {
+	var out []string
+	for _, r := range reqs {
+		if c := r.Change(); c != "" {
+			out = append(out, c)
+		}
+	}
+	return out
+}

@@ -2,6 +2,7 @@ package xspsim
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -83,5 +84,59 @@ func TestRequestLog(t *testing.T) {
 	off.mustStatus(200, "PUT", actions("plain@example.com", "DoNotDisturb"), dnd)
 	if n := len(off.s.Requests()); n != 0 {
 		t.Errorf("RequestLogSize -1 logged %d", n)
+	}
+}
+
+// TestRequestChange: an Actions service PUT reads as "<user> <service>
+// <what it asks>", from the log of real requests; anything else is "".
+func TestRequestChange(t *testing.T) {
+	h := newHarness(t, baseConfig())
+	nilHost := `<hostUserId xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:nil="true"/>`
+	for _, tt := range []struct {
+		method, path, body string
+		want               string
+	}{
+		{"PUT", actions("agent1@example.com", "CallCenter"), body("CallCenter", "<agentACDState>Unavailable</agentACDState><agentUnavailableCode>LUNCH</agentUnavailableCode>"),
+			"agent1@example.com CallCenter Unavailable"},
+		{"PUT", actions("desk1@example.com", "CallForwardingAlways"), body("CallForwardingAlways", "<active>true</active><forwardToPhoneNumber>+12025550101</forwardToPhoneNumber>"),
+			"desk1@example.com CallForwardingAlways true +12025550101"},
+		{"PUT", actions("desk1@example.com", "CallForwardingAlways"), body("CallForwardingAlways", "<active>false</active>"),
+			"desk1@example.com CallForwardingAlways false"},
+		{"PUT", actions("agent1@example.com", "HotelingGuest"), body("HotelingGuest", "<active>true</active><hostUserId>desk1@example.com</hostUserId>"),
+			"agent1@example.com HotelingGuest desk1@example.com"},
+		{"PUT", actions("agent1@example.com", "HotelingGuest"), body("HotelingGuest", nilHost),
+			"agent1@example.com HotelingGuest nil"},
+		{"PUT", actions("desk1@example.com", "HotelingHost"), body("HotelingHost", "<removeGuestAssociation>true</removeGuestAssociation>"),
+			"desk1@example.com HotelingHost"},
+		{"PUT", actions("plain@example.com", "DoNotDisturb"), "not xml", // refused, still a PUT the client sent
+			"plain@example.com DoNotDisturb"},
+		{"GET", actions("plain@example.com", "DoNotDisturb"), "", ""},
+		{"PUT", ActionsPrefix + "/user/plain@example.com/profile", "", ""},
+	} {
+		h.s.ClearRequests()
+		h.req(tt.method, tt.path, tt.body)
+		reqs := h.s.Requests()
+		if len(reqs) != 1 {
+			t.Fatalf("%s %s: %d requests logged", tt.method, tt.path, len(reqs))
+		}
+		if got := reqs[0].Change(); got != tt.want {
+			t.Errorf("%s %s %s: Change %q, want %q", tt.method, tt.path, tt.body, got, tt.want)
+		}
+		wantChanges := []string{tt.want}
+		if tt.want == "" {
+			wantChanges = nil
+		}
+		if got := Changes(reqs); !slices.Equal(got, wantChanges) {
+			t.Errorf("Changes %q, want %q", got, wantChanges)
+		}
+	}
+
+	// An Events PUT (a heartbeat) is no change.
+	h.s.ClearRequests()
+	ch := h.openChannel("set-c", "csta-gw")
+	ch.heartbeat()
+	ch.next("ChannelHeartBeat")
+	if got := Changes(h.s.Requests()); got != nil {
+		t.Errorf("channel and heartbeat read as changes %q", got)
 	}
 }
