@@ -58,7 +58,21 @@ type Config struct {
 	Sipp          string        // sipp's path; "" looks it up (needed when Phones > GoPhones)
 	WorkDir       string        // files; "" a temporary directory, removed after
 	StartTimeout  time.Duration // connector start-up and settling; 60s + 5 ms per directory user
-	Log           io.Writer     // progress; os.Stderr
+	// PerUserTargets generates the layout before issue 15 (a user target
+	// and directory entries for every agent and desk, no scope) instead of
+	// the scope alone with users read from the simulator on first reference.
+	PerUserTargets bool
+	// DirectoryUsers > 0 runs the start-up scenario instead of the phases
+	// below: that many users in the simulator's group, a config with the
+	// scope only, the time until /readyz answers 200 and the idle footprint.
+	DirectoryUsers int
+	// Settle is how long the start-up scenario lets the idle connector
+	// settle before sampling its memory; 10s.
+	Settle time.Duration
+	// Pin runs the connector under `taskset -c Pin` (e.g. "1"), so that its
+	// CPU figures are not spread over cores the load side uses too.
+	Pin string
+	Log io.Writer // progress; os.Stderr
 }
 
 func (c *Config) defaults() error {
@@ -104,11 +118,17 @@ func (c *Config) defaults() error {
 	}
 	if c.StartTimeout <= 0 {
 		c.StartTimeout = 60*time.Second + time.Duration(c.Configured+c.Desks)*5*time.Millisecond
+		if c.PerUserTargets {
+			c.StartTimeout += time.Duration(c.DirectoryUsers) * 5 * time.Millisecond
+		}
+	}
+	if c.Settle <= 0 {
+		c.Settle = 10 * time.Second
 	}
 	if c.Log == nil {
 		c.Log = os.Stderr
 	}
-	if c.Phones > c.GoPhones && c.Sipp == "" {
+	if c.Phones > c.GoPhones && c.Sipp == "" && c.DirectoryUsers <= 0 {
 		p, err := exec.LookPath("sipp")
 		if err != nil {
 			return errNoSipp
@@ -184,6 +204,8 @@ type Result struct {
 		ChurnDuration, Latency                                            string
 		MaxInFlight                                                       int
 		Soak                                                              string
+		Directory                                                         string // "scope" or "per-user targets"
+		Pin                                                               string
 	} `json:"config"`
 	Machine struct {
 		CPUs      int    `json:"cpus"`
@@ -195,7 +217,21 @@ type Result struct {
 		Baseline float64 `json:"baseline_s"`
 		Full     float64 `json:"full_s"`    // until start-up recovery is done
 		Settled  float64 `json:"settled_s"` // until every subscription is active and every initial event acknowledged
+		Readyz   float64 `json:"readyz_s"`  // until /readyz first answered 200
 	} `json:"startup"`
+
+	// Directory is the start-up scenario (Config.DirectoryUsers), nil
+	// otherwise.
+	Directory *DirectoryResult `json:"directory,omitempty"`
+
+	// XSI is the connector's Xsi-Actions requests by method
+	// (connector_xsi_actions_requests_total) at the end of each stage.
+	XSI struct {
+		Idle       map[string]float64 `json:"idle"`
+		WithCTI    map[string]float64 `json:"with_cti"`
+		WithPhones map[string]float64 `json:"with_phones"`
+		AfterStorm map[string]float64 `json:"after_storm"`
+	} `json:"xsi_actions_requests"`
 
 	Storm struct {
 		N            int      `json:"n"`
@@ -207,6 +243,13 @@ type Result struct {
 		FirstFailure string   `json:"first_failure,omitempty"`
 		CPUPerLogin  float64  `json:"connector_cpu_ms_per_login"`
 		CPU          PhaseCPU `json:"cpu"`
+		// GETs and PUTs are the storm's Xsi-Actions requests: the PUTs of
+		// the logins and the GETs of the agents' first references.
+		GETs float64 `json:"xsi_gets"`
+		PUTs float64 `json:"xsi_puts"`
+		// IdealAllMS counts every request of the storm through the C
+		// slots: (GETs + PUTs) × L / C.
+		IdealAllMS float64 `json:"ideal_all_requests_ms"`
 	} `json:"storm"`
 
 	Churn struct {
@@ -281,6 +324,10 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	res.Machine.CPUs = runtime.NumCPU()
 	res.Machine.GoVersion = runtime.Version()
 	res.Machine.LoadAvg = loadAvg()
+	rc.Directory, rc.Pin = "scope", cfg.Pin
+	if cfg.PerUserTargets {
+		rc.Directory = "per-user targets"
+	}
 
 	dir := cfg.WorkDir
 	if dir == "" {
@@ -299,8 +346,11 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		}
 	}
 	logger := slog.New(slog.NewTextHandler(cfg.Log, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if cfg.DirectoryUsers > 0 {
+		return runDirectory(ctx, cfg, res, bin, dir, logger, logf)
+	}
 	logf("starting the simulator: %d agents, %d desks, two XSPs", cfg.Configured, cfg.Desks)
-	sim, err := startSimulator(cfg.Configured, cfg.Desks, logger)
+	sim, err := startSimulator(cfg.Configured, cfg.Desks, cfg.PerUserTargets, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -312,7 +362,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return "", err
 		}
-		return writeConfig(connectorConfig{Dir: d, Servers: servers, Agents: agents, Desks: desks,
+		return writeConfig(connectorConfig{Dir: d, Servers: servers, Agents: agents, Desks: desks, PerUserTargets: cfg.PerUserTargets,
 			MaxInFlight: cfg.MaxInFlight, MaxConnections: cfg.Agents + cfg.Monitors + 64, Token: token,
 			ChannelSet: "bench-" + name, Timeout: 120 * time.Second, LogLevel: "info"})
 	}
@@ -325,7 +375,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		return nil, err
 	}
 	logf("baseline connector (1 agent, 1 desk)")
-	base, err := startConnector(bin, path, token, cfg.StartTimeout)
+	base, err := startConnector(bin, path, token, cfg.Pin, cfg.PerUserTargets, cfg.StartTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -349,7 +399,8 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		return nil, err
 	}
 	logf("connector under test (%d agents, %d desks in the directory)", cfg.Configured, cfg.Desks)
-	conn, err := startConnector(bin, path, token, cfg.StartTimeout)
+	c0 := time.Now()
+	conn, err := startConnector(bin, path, token, cfg.Pin, cfg.PerUserTargets, cfg.StartTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -362,6 +413,13 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	}()
 	res.StartUp.Full = conn.started.Seconds()
 	logf("connector ready in %.1f s", conn.started.Seconds())
+	// Per-user targets are not part of /readyz: it is 200 long before
+	// they are all subscribed.
+	rz, err := conn.awaitReadyz(ctx, c0, cfg.StartTimeout)
+	if err != nil {
+		return nil, err
+	}
+	res.StartUp.Readyz = rz.Seconds()
 	t0 := time.Now()
 	if err = conn.awaitSettled(ctx, simStats, cfg.StartTimeout); err != nil {
 		return nil, err
@@ -372,6 +430,14 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		return nil, err
 	}
 	res.Footprint.Idle = footprint(s)
+	requests := func() map[string]float64 {
+		m, err := conn.counts(ctx, "connector_xsi_actions_requests_total", "method")
+		if err != nil {
+			logf("%v", err)
+		}
+		return m
+	}
+	res.XSI.Idle = requests()
 
 	track := newTracker()
 	fo := &fanout{}
@@ -390,6 +456,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		return nil, err
 	}
 	res.Footprint.WithCTI = footprint(s)
+	res.XSI.WithCTI = requests()
 
 	if cfg.GoPhones > 0 {
 		logf("phones: %d Go phones", cfg.GoPhones)
@@ -430,6 +497,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		return nil, err
 	}
 	res.Footprint.WithPhones = footprint(s)
+	res.XSI.WithPhones = requests()
 
 	// Login storm.
 	sim.SetActionsLatency(xspsim.Latency{Min: cfg.Latency, Max: cfg.Latency})
@@ -441,6 +509,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	meter := startMeter(conn.pid, sippPid)
 	storm := cti.storm(ctx, false)
 	res.Storm.CPU = meter.stop()
+	res.XSI.AfterStorm = requests()
 	ideal := time.Duration(cfg.Agents) * 3 * cfg.Latency / time.Duration(cfg.MaxInFlight)
 	st := &res.Storm
 	st.N = cfg.Agents
@@ -451,9 +520,12 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	}
 	st.Latency = stats(storm.Took)
 	st.CPUPerLogin = st.CPU.Connector * 1e3 / float64(cfg.Agents)
+	st.GETs = res.XSI.AfterStorm["GET"] - res.XSI.WithPhones["GET"]
+	st.PUTs = res.XSI.AfterStorm["PUT"] - res.XSI.WithPhones["PUT"]
+	st.IdealAllMS = (st.GETs + st.PUTs) * float64(cfg.Latency) / float64(cfg.MaxInFlight) / 1e6
 	for i, e := range storm.Errs {
 		if e == "" {
-			e = errString(checkLoggedIn(sim, i+1))
+			e = errString(checkLoggedIn(sim, i+1, forwardTo(cfg.PerUserTargets, i+1)))
 		}
 		if e != "" {
 			st.Failed++

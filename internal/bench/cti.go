@@ -300,8 +300,8 @@ func (s *ctiSide) storm(ctx context.Context, logout bool) stormResult {
 
 // checkLoggedIn reports why agent i is not fully logged in at desk i in
 // BroadWorks (the simulator): associated both ways, the desk forwarding
-// to the agent, the agent Unavailable.
-func checkLoggedIn(sim *xspsim.Server, i int) error {
+// to the agent's number, the agent Unavailable.
+func checkLoggedIn(sim *xspsim.Server, i int, number string) error {
 	a, err := sim.Snapshot(agentUser(i))
 	if err != nil {
 		return err
@@ -317,7 +317,7 @@ func checkLoggedIn(sim *xspsim.Server, i int) error {
 	if d.HostGuestID != agentUser(i) {
 		bad = append(bad, fmt.Sprintf("desk's guest %q", d.HostGuestID))
 	}
-	if !d.CFAActive || d.CFANumber != agentID(i) {
+	if !d.CFAActive || d.CFANumber != number {
 		bad = append(bad, fmt.Sprintf("desk CFA %v %q", d.CFAActive, d.CFANumber))
 	}
 	if a.AgentState != xspsim.StateUnavailable {
