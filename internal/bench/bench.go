@@ -445,7 +445,10 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	logf("CTI: %d sessions monitoring their desks, %d monitoring desk 1", cfg.Agents, cfg.Monitors)
 	cti, err := dialCTI(ctx, conn.csta, cfg.Agents, cfg.Monitors, track, fo)
 	if err != nil {
-		return nil, errors.Join(err, conn.alive())
+		if aerr := conn.alive(); aerr != nil {
+			return nil, errors.Join(err, aerr)
+		}
+		return nil, fmt.Errorf("%w; the connector's log ends:\n%s", err, conn.log.Tail(3000))
 	}
 	defer func() {
 		cti.close()

@@ -182,6 +182,7 @@ csta:
   listen: 127.0.0.1:0
   limits:
     max_connections: %d
+    max_connections_per_source: %d
     request_timeout: %s
 admin:
   listen: 127.0.0.1:0
@@ -221,7 +222,7 @@ sip:
     subscribe_burst: 1000000
 journal:
   path: %s
-`, c.LogLevel, c.MaxConnections, (c.Timeout + 5*time.Second).String(), q(c.Token),
+`, c.LogLevel, c.MaxConnections, c.MaxConnections, (c.Timeout + 5*time.Second).String(), q(c.Token),
 		strings.Join(servers, ", "), xsiUser, q(xsiPass), c.ChannelSet, c.ChannelSet, to, c.MaxInFlight,
 		scopes, targets, domain, devices, agents, to, to, filepath.Join(c.Dir, "hoteling.json"), filepath.Join(c.Dir, "journal.db"))
 	path := filepath.Join(c.Dir, "connector.yaml")
