@@ -29,6 +29,7 @@ func main() {
 	cfg := d
 	fs := flag.NewFlagSet("connector-bench", flag.ContinueOnError)
 	fs.IntVar(&cfg.Agents, "agents", d.Agents, "agents logged in by the storm, each from its own CTI session at its own hot desk")
+	fs.IntVar(&cfg.AgentsPerSession, "agents-per-session", 1, "agents (and their desks) per CTI session: above 1 keeps the sessions under the connector's descriptor budget")
 	fs.IntVar(&cfg.Desks, "desks", 0, "hot desks in the directory (default max(-agents, -phones))")
 	fs.IntVar(&cfg.Configured, "configured", 0, "agents in the directory, the ones beyond -agents idle (default -agents)")
 	fs.IntVar(&cfg.Phones, "phones", d.Phones, "phones subscribed to as-feature-event, one per desk")

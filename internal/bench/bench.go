@@ -40,24 +40,29 @@ import (
 
 // Config sizes a run. Zero values get the defaults noted (Defaults()).
 type Config struct {
-	Agents        int           // agents logged in by the storm, one CTI session each; 1000
-	Desks         int           // hot desks (≥ Agents and ≥ Phones); max(Agents, Phones)
-	Configured    int           // agents in the directory (≥ Agents; the rest idle); Agents
-	Phones        int           // phones subscribed, desks 1..Phones; 1000
-	GoPhones      int           // of them, Go phones (exact NOTIFY times), desks 1..GoPhones; negative: min(Phones, 200)
-	Monitors      int           // K: extra CTI sessions monitoring desk 1 (fan-out); 100
-	ChurnRate     float64       // state changes per second; 2000
-	ChurnDuration time.Duration // 30s
-	Latency       time.Duration // injected Actions latency L; 5ms
-	MaxInFlight   int           // xsi.max_in_flight C; 32
-	FanoutChanges int           // single changes of agent 1 for the fan-out; 20
-	Soak          time.Duration // 0: none
-	SoakInterval  time.Duration // RSS sample interval during the soak; 10s
-	SoakRate      float64       // changes per second during the soak; ChurnRate
-	Connector     string        // prebuilt connector binary; "" builds one
-	Sipp          string        // sipp's path; "" looks it up (needed when Phones > GoPhones)
-	WorkDir       string        // files; "" a temporary directory, removed after
-	StartTimeout  time.Duration // connector start-up and settling; 60s + 5 ms per directory user
+	Agents int // agents logged in by the storm; 1000
+	// AgentsPerSession is how many agents (and their desks) one CTI
+	// session monitors and logs in; 1. More than one keeps the sessions
+	// under the connector's descriptor budget (half the process's
+	// descriptor limit for CTI connections from one source).
+	AgentsPerSession int
+	Desks            int           // hot desks (≥ Agents and ≥ Phones); max(Agents, Phones)
+	Configured       int           // agents in the directory (≥ Agents; the rest idle); Agents
+	Phones           int           // phones subscribed, desks 1..Phones; 1000
+	GoPhones         int           // of them, Go phones (exact NOTIFY times), desks 1..GoPhones; negative: min(Phones, 200)
+	Monitors         int           // K: extra CTI sessions monitoring desk 1 (fan-out); 100
+	ChurnRate        float64       // state changes per second; 2000
+	ChurnDuration    time.Duration // 30s
+	Latency          time.Duration // injected Actions latency L; 5ms
+	MaxInFlight      int           // xsi.max_in_flight C; 32
+	FanoutChanges    int           // single changes of agent 1 for the fan-out; 20
+	Soak             time.Duration // 0: none
+	SoakInterval     time.Duration // RSS sample interval during the soak; 10s
+	SoakRate         float64       // changes per second during the soak; ChurnRate
+	Connector        string        // prebuilt connector binary; "" builds one
+	Sipp             string        // sipp's path; "" looks it up (needed when Phones > GoPhones)
+	WorkDir          string        // files; "" a temporary directory, removed after
+	StartTimeout     time.Duration // connector start-up and settling; 60s + 5 ms per directory user
 	// PerUserTargets generates the layout before issue 15 (a user target
 	// and directory entries for every agent and desk, no scope) instead of
 	// the scope alone with users read from the simulator on first reference.
@@ -92,6 +97,9 @@ func (c *Config) defaults() error {
 		c.GoPhones = min(c.Phones, 200)
 	}
 	c.GoPhones = min(c.GoPhones, c.Phones)
+	if c.AgentsPerSession <= 0 {
+		c.AgentsPerSession = 1
+	}
 	if c.Monitors < 0 {
 		c.Monitors = 0
 	}
@@ -200,6 +208,7 @@ func perThousand(after, before Footprint, n int) PerThousand {
 type Result struct {
 	Config struct {
 		Agents, Desks, Configured, Phones, GoPhones, SippPhones, Monitors int
+		AgentsPerSession, Sessions                                        int
 		ChurnRate                                                         float64
 		ChurnDuration, Latency                                            string
 		MaxInFlight                                                       int
@@ -319,6 +328,8 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	rc := &res.Config
 	rc.Agents, rc.Desks, rc.Configured, rc.Phones, rc.GoPhones, rc.SippPhones, rc.Monitors =
 		cfg.Agents, cfg.Desks, cfg.Configured, cfg.Phones, cfg.GoPhones, cfg.Phones-cfg.GoPhones, cfg.Monitors
+	rc.AgentsPerSession = cfg.AgentsPerSession
+	rc.Sessions = (cfg.Agents + cfg.AgentsPerSession - 1) / cfg.AgentsPerSession
 	rc.ChurnRate, rc.ChurnDuration, rc.Latency, rc.MaxInFlight, rc.Soak =
 		cfg.ChurnRate, cfg.ChurnDuration.String(), cfg.Latency.String(), cfg.MaxInFlight, cfg.Soak.String()
 	res.Machine.CPUs = runtime.NumCPU()
@@ -363,7 +374,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 			return "", err
 		}
 		return writeConfig(connectorConfig{Dir: d, Servers: servers, Agents: agents, Desks: desks, PerUserTargets: cfg.PerUserTargets,
-			MaxInFlight: cfg.MaxInFlight, MaxConnections: cfg.Agents + cfg.Monitors + 64, Token: token,
+			MaxInFlight: cfg.MaxInFlight, MaxConnections: rc.Sessions + cfg.Monitors + 64, Token: token,
 			ChannelSet: "bench-" + name, Timeout: 120 * time.Second, LogLevel: "info"})
 	}
 	settle := func() { time.Sleep(time.Second) }
@@ -442,17 +453,18 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	track := newTracker()
 	fo := &fanout{}
 	fo.cur.Store(-1)
-	logf("CTI: %d sessions monitoring their desks, %d monitoring desk 1", cfg.Agents, cfg.Monitors)
-	cti, err := dialCTI(ctx, conn.csta, cfg.Agents, cfg.Monitors, track, fo)
+	logf("CTI: %d sessions monitoring their desks (%d each), %d monitoring desk 1", rc.Sessions, cfg.AgentsPerSession, cfg.Monitors)
+	cti, err := dialCTI(ctx, conn.csta, cfg.Agents, cfg.AgentsPerSession, cfg.Monitors, track, fo)
 	if err != nil {
 		if aerr := conn.alive(); aerr != nil {
 			return nil, errors.Join(err, aerr)
 		}
 		return nil, fmt.Errorf("%w; the connector's log ends:\n%s", err, conn.log.Tail(3000))
 	}
+	result := res // res is nil when Run fails
 	defer func() {
 		cti.close()
-		res.CTIDropped = int(cti.dropped.Load())
+		result.CTIDropped = int(cti.dropped.Load())
 	}()
 	settle()
 	if s, err = conn.sample(ctx); err != nil {
@@ -510,7 +522,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		sippPid = sipp.cmd.Process.Pid
 	}
 	meter := startMeter(conn.pid, sippPid)
-	storm := cti.storm(ctx, false)
+	storm := cti.storm(ctx, cfg.Agents, false)
 	res.Storm.CPU = meter.stop()
 	res.XSI.AfterStorm = requests()
 	ideal := time.Duration(cfg.Agents) * 3 * cfg.Latency / time.Duration(cfg.MaxInFlight)
@@ -676,7 +688,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	res.Footprint.End = footprint(s)
 	fp := &res.Footprint
 	fp.PerUsers = perThousand(fp.Idle, fp.Baseline, cfg.Configured+cfg.Desks-2)
-	fp.PerCTI = perThousand(fp.WithCTI, fp.Idle, cfg.Agents+cfg.Monitors)
+	fp.PerCTI = perThousand(fp.WithCTI, fp.Idle, rc.Sessions+cfg.Monitors)
 	fp.PerPhones = perThousand(fp.WithPhones, fp.WithCTI, cfg.Phones)
 	if cfg.Configured >= 100000 && cfg.Phones >= 10000 {
 		fp.Target, fp.TargetMeasured = float64(fp.End.HWM), true

@@ -38,6 +38,9 @@ func smoke(t *testing.T, bin, sipp string, perUser bool) {
 	cfg := Config{Agents: 20, Phones: 10, GoPhones: 5, Monitors: 3, ChurnRate: 100, ChurnDuration: 2 * time.Second,
 		Latency: 2 * time.Millisecond, MaxInFlight: 8, FanoutChanges: 4, Sipp: sipp, Log: &log,
 		Connector: bin, PerUserTargets: perUser}
+	if perUser {
+		cfg.AgentsPerSession = 2 // 10 sessions, two desks each
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	res, err := Run(ctx, cfg)
@@ -112,7 +115,7 @@ func smoke(t *testing.T, bin, sipp string, perUser bool) {
 		}
 	}
 	// Each CTI session has at least its read and write loops.
-	if fp.PerCTI.Count != 23 || fp.PerCTI.Goroutines < 1000 {
+	if want := res.Config.Sessions + 3; fp.PerCTI.Count != want || fp.PerCTI.Goroutines < 1000 {
 		t.Errorf("per 1,000 CTI sessions %+v: want ≥ 1,000 goroutines", fp.PerCTI)
 	}
 	positive("projected RSS", fp.Target)

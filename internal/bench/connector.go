@@ -76,21 +76,21 @@ func (b *logBuffer) Tail(n int) string {
 
 // connector is a `connector run` child process.
 type connector struct {
-	cmd      *exec.Cmd
-	log      *logBuffer
-	exited   chan struct{}
-	waitErr  error
-	token    string
-	csta     string // CSTA TCP listen address
-	admin    string // admin HTTP listen address
-	sip      string // SIP listen address
-	started  time.Duration
+	cmd     *exec.Cmd
+	log     *logBuffer
+	exited  chan struct{}
+	waitErr error
+	token   string
+	csta    string // CSTA TCP listen address
+	admin   string // admin HTTP listen address
+	sip     string // SIP listen address
+	started time.Duration
 	// needRecovery: started means the start-up recovery's "recovery done"
 	// line was logged too.
 	needRecovery bool
-	pid      int
-	http     *http.Client
-	stopOnce sync.Once
+	pid          int
+	http         *http.Client
+	stopOnce     sync.Once
 }
 
 var (
