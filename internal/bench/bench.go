@@ -74,6 +74,9 @@ type Config struct {
 	// Settle is how long the start-up scenario lets the idle connector
 	// settle before sampling its memory; 10s.
 	Settle time.Duration
+	// XSPs is how many XSPs the simulator serves (one event channel on
+	// each); 2. The channels of a set are not ordered with each other.
+	XSPs int
 	// Pin runs the connector under `taskset -c Pin` (e.g. "1"), so that its
 	// CPU figures are not spread over cores the load side uses too.
 	Pin string
@@ -129,6 +132,9 @@ func (c *Config) defaults() error {
 		if c.PerUserTargets {
 			c.StartTimeout += time.Duration(c.DirectoryUsers) * 5 * time.Millisecond
 		}
+	}
+	if c.XSPs <= 0 {
+		c.XSPs = 2
 	}
 	if c.Settle <= 0 {
 		c.Settle = 10 * time.Second
@@ -214,6 +220,7 @@ type Result struct {
 		MaxInFlight                                                       int
 		Soak                                                              string
 		Directory                                                         string // "scope" or "per-user targets"
+		XSPs                                                              int
 		Pin                                                               string
 	} `json:"config"`
 	Machine struct {
@@ -240,7 +247,11 @@ type Result struct {
 		WithCTI    map[string]float64 `json:"with_cti"`
 		WithPhones map[string]float64 `json:"with_phones"`
 		AfterStorm map[string]float64 `json:"after_storm"`
+		End        map[string]float64 `json:"end"`
 	} `json:"xsi_actions_requests"`
+	// Events are the connector's event counters at the end
+	// (connector_xsi_events_*: sequence gaps, out of order).
+	Events map[string]float64 `json:"xsi_events"`
 
 	Storm struct {
 		N            int      `json:"n"`
@@ -335,7 +346,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	res.Machine.CPUs = runtime.NumCPU()
 	res.Machine.GoVersion = runtime.Version()
 	res.Machine.LoadAvg = loadAvg()
-	rc.Directory, rc.Pin = "scope", cfg.Pin
+	rc.Directory, rc.Pin, rc.XSPs = "scope", cfg.Pin, cfg.XSPs
 	if cfg.PerUserTargets {
 		rc.Directory = "per-user targets"
 	}
@@ -360,13 +371,16 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	if cfg.DirectoryUsers > 0 {
 		return runDirectory(ctx, cfg, res, bin, dir, logger, logf)
 	}
-	logf("starting the simulator: %d agents, %d desks, two XSPs", cfg.Configured, cfg.Desks)
-	sim, err := startSimulator(cfg.Configured, cfg.Desks, cfg.PerUserTargets, logger)
+	logf("starting the simulator: %d agents, %d desks, %d XSPs", cfg.Configured, cfg.Desks, cfg.XSPs)
+	sim, err := startSimulator(cfg.Configured, cfg.Desks, cfg.PerUserTargets, cfg.XSPs, logger)
 	if err != nil {
 		return nil, err
 	}
 	defer shutdownSim(sim)
-	servers := []string{sim.URLOf(0), sim.URLOf(1)}
+	var servers []string
+	for i := range cfg.XSPs {
+		servers = append(servers, sim.URLOf(i))
+	}
 	token := "connector-bench-admin-token"
 	mkConfig := func(name string, agents, desks int) (string, error) {
 		d := dir + "/" + name
@@ -686,6 +700,13 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		return nil, err
 	}
 	res.Footprint.End = footprint(s)
+	res.XSI.End = requests()
+	res.Events = map[string]float64{}
+	for _, name := range []string{"sequence_gaps", "out_of_order", "received", "duplicates"} {
+		if m, err := conn.counts(ctx, "connector_xsi_events_"+name+"_total", ""); err == nil {
+			res.Events[name] = m[""]
+		}
+	}
 	fp := &res.Footprint
 	fp.PerUsers = perThousand(fp.Idle, fp.Baseline, cfg.Configured+cfg.Desks-2)
 	fp.PerCTI = perThousand(fp.WithCTI, fp.Idle, rc.Sessions+cfg.Monitors)

@@ -407,7 +407,8 @@ func (c *connector) metrics(ctx context.Context) (map[string]float64, error) {
 }
 
 // counts scrapes /metrics and sums the samples of metric name by the value
-// of its label (e.g. connector_xsi_actions_requests_total by "method").
+// of its label (e.g. connector_xsi_actions_requests_total by "method");
+// label "" sums every sample under "".
 func (c *connector) counts(ctx context.Context, name, label string) (map[string]float64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.admin+"/metrics", nil)
 	if err != nil {
@@ -429,12 +430,14 @@ func (c *connector) counts(ctx context.Context, name, label string) (map[string]
 	key := label + `="`
 	for sc.Scan() {
 		line := sc.Text()
-		labels, ok := strings.CutPrefix(line, name+"{")
-		if !ok {
-			continue
-		}
-		labels, val, ok := strings.Cut(labels, "} ")
-		if !ok {
+		var labels, val string
+		if rest, ok := strings.CutPrefix(line, name+"{"); ok {
+			if labels, val, ok = strings.Cut(rest, "} "); !ok {
+				continue
+			}
+		} else if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			val = rest
+		} else {
 			continue
 		}
 		v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
@@ -442,7 +445,7 @@ func (c *connector) counts(ctx context.Context, name, label string) (map[string]
 			continue
 		}
 		lv := ""
-		if _, rest, ok := strings.Cut(labels, key); ok {
+		if _, rest, ok := strings.Cut(labels, key); ok && label != "" {
 			lv, _, _ = strings.Cut(rest, `"`)
 		}
 		out[lv] += v

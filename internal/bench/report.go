@@ -118,7 +118,9 @@ func (r *Result) Table(w io.Writer) error {
 		return err
 	}
 	d := r.Diag
-	fmt.Fprintf(w, "\nsimulator: %d events sent, %d acknowledged, %d dropped; connector: %d warning/error log lines, %d CTI connections ended by it during the churn; events matching no change: %d CTI, %d NOTIFY\n",
+	fmt.Fprintf(w, "\nXSI events at the connector: %.0f received, %.0f duplicates, %.0f sequence gaps, %.0f out of order; %d XSPs\n",
+		r.Events["received"], r.Events["duplicates"], r.Events["sequence_gaps"], r.Events["out_of_order"], c.XSPs)
+	fmt.Fprintf(w, "simulator: %d events sent, %d acknowledged, %d dropped; connector: %d warning/error log lines, %d CTI connections ended by it during the churn; events matching no change: %d CTI, %d NOTIFY\n",
 		d.Sim.EventsSent, d.Sim.EventsAcked, d.Sim.EventsDropped, d.Warnings, d.CTIEnded, d.Unmatched[seenCTI], d.Unmatched[seenNotify])
 	for _, l := range d.WarningLines {
 		fmt.Fprintf(w, "  %s\n", l)

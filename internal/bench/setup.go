@@ -55,7 +55,7 @@ func forwardTo(perUserTargets bool, i int) string {
 // group, and starts two XSPs sharing its state. The desks are call-center
 // agents too only in the per-user layout (then one package list had to fit
 // every user target); signed out, so a login has no host to sign out.
-func startSimulator(agents, desks int, perUserTargets bool, logger *slog.Logger) (*xspsim.Server, error) {
+func startSimulator(agents, desks int, perUserTargets bool, xsps int, logger *slog.Logger) (*xspsim.Server, error) {
 	users := make([]xspsim.User, 0, agents+desks)
 	for i := 1; i <= agents; i++ {
 		users = append(users, xspsim.User{ID: agentUser(i), FirstName: agentID(i), LastName: "Agent", CallCenter: true, PhoneNumber: agentNumber(i)})
@@ -63,7 +63,7 @@ func startSimulator(agents, desks int, perUserTargets bool, logger *slog.Logger)
 	for i := 1; i <= desks; i++ {
 		users = append(users, xspsim.User{ID: deskUser(i), FirstName: deskID(i), LastName: "Desk", HotelingHost: true, CallCenter: perUserTargets})
 	}
-	return launchSimulator(users, desks, logger)
+	return launchSimulator(users, desks, xsps, logger)
 }
 
 // startDirectorySimulator seeds the simulator with n users in its one
@@ -80,10 +80,10 @@ func startDirectorySimulator(n int, logger *slog.Logger) (*xspsim.Server, error)
 			u.CallCenter, u.PhoneNumber = true, fmt.Sprintf("+1777%07d", i+1)
 		}
 	}
-	return launchSimulator(users, 0, logger)
+	return launchSimulator(users, 0, 2, logger)
 }
 
-func launchSimulator(users []xspsim.User, desks int, logger *slog.Logger) (*xspsim.Server, error) {
+func launchSimulator(users []xspsim.User, desks, xsps int, logger *slog.Logger) (*xspsim.Server, error) {
 	queue := max(4096, 8*len(users))
 	sim := xspsim.New(xspsim.Config{
 		Users: users, Username: xsiUser, Password: xsiPass,
@@ -95,9 +95,11 @@ func launchSimulator(users []xspsim.User, desks int, logger *slog.Logger) (*xsps
 	if err := sim.Start(); err != nil {
 		return nil, fmt.Errorf("bench: simulator: %w", err)
 	}
-	if _, err := sim.AddXSP(); err != nil {
-		shutdownSim(sim)
-		return nil, fmt.Errorf("bench: simulator's second XSP: %w", err)
+	for range xsps - 1 {
+		if _, err := sim.AddXSP(); err != nil {
+			shutdownSim(sim)
+			return nil, fmt.Errorf("bench: simulator's second XSP: %w", err)
+		}
 	}
 	for i := 2; i <= desks; i += 2 {
 		if err := sim.PortalSetCFA(deskUser(i), true, fmt.Sprintf(deskOwnNo, i)); err != nil {
