@@ -125,7 +125,7 @@ func (g *Gateway) loadSoonLocked(u *userState) {
 
 // startLoadLocked starts reading u's snapshot; the read is detached from
 // any one caller (a client that gives up does not fail the others) and
-// bounded by its own deadline. Gateway.mu is held.
+// bounded by its own deadline once it has a slot. Gateway.mu is held.
 func (g *Gateway) startLoadLocked(u *userState) *userLoad {
 	l := &userLoad{done: make(chan struct{})}
 	u.loading = l
@@ -135,12 +135,16 @@ func (g *Gateway) startLoadLocked(u *userState) *userLoad {
 	g.loads.Add(1)
 	go func() {
 		defer g.loads.Done()
-		ctx, cancel := context.WithTimeout(g.loadCtx, defaultLoadTimeout)
-		defer cancel()
 		var snap userSnapshot
-		err := g.acquireLoad(ctx)
+		// The deadline bounds the read, not the wait for a slot: a storm
+		// of first references (10,000 logins at once) needs longer than
+		// one read's deadline to get through MaxUserLoads, and every read
+		// failed past it. Callers bound their own wait (ensure's ctx).
+		err := g.acquireLoad(g.loadCtx)
 		if err == nil {
+			ctx, cancel := context.WithTimeout(g.loadCtx, defaultLoadTimeout)
 			snap, err = g.fetch(ctx, id, withRoles)
+			cancel()
 			g.releaseLoad()
 		}
 		g.finishLoad(u, l, snap, marks, err)

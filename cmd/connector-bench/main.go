@@ -8,6 +8,8 @@
 //	go run ./cmd/connector-bench -agents 10000 -phones 1000
 //	go run ./cmd/connector-bench -configured 100000 -phones 10000 -agents 1000
 //	go run ./cmd/connector-bench -soak 30m
+//	go run ./cmd/connector-bench -directory-users 100000   # start-up with 100,000 users in scope
+//	go run ./cmd/connector-bench -per-user-targets          # the directory layout before issue 15
 package main
 
 import (
@@ -27,6 +29,7 @@ func main() {
 	cfg := d
 	fs := flag.NewFlagSet("connector-bench", flag.ContinueOnError)
 	fs.IntVar(&cfg.Agents, "agents", d.Agents, "agents logged in by the storm, each from its own CTI session at its own hot desk")
+	fs.IntVar(&cfg.AgentsPerSession, "agents-per-session", 1, "agents (and their desks) per CTI session: above 1 keeps the sessions under the connector's descriptor budget")
 	fs.IntVar(&cfg.Desks, "desks", 0, "hot desks in the directory (default max(-agents, -phones))")
 	fs.IntVar(&cfg.Configured, "configured", 0, "agents in the directory, the ones beyond -agents idle (default -agents)")
 	fs.IntVar(&cfg.Phones, "phones", d.Phones, "phones subscribed to as-feature-event, one per desk")
@@ -40,6 +43,11 @@ func main() {
 	fs.DurationVar(&cfg.Soak, "soak", 0, "soak: keep churning this long after the churn, sampling RSS (e.g. 30m); 0 none")
 	fs.DurationVar(&cfg.SoakInterval, "soak-interval", 0, "RSS sample interval during the soak (default 10s)")
 	fs.Float64Var(&cfg.SoakRate, "soak-rate", 0, "changes per second during the soak (default -churn-rate)")
+	fs.BoolVar(&cfg.PerUserTargets, "per-user-targets", false, "generate a user target and directory entries for every agent and desk, no scope (the layout before issue 15)")
+	fs.IntVar(&cfg.DirectoryUsers, "directory-users", 0, "run the start-up scenario instead: this many users in the simulator's group, the scope only; time to /readyz 200 and idle RSS")
+	fs.DurationVar(&cfg.Settle, "settle", 0, "start-up scenario: idle time after settling before the memory sample (default 10s)")
+	fs.IntVar(&cfg.XSPs, "xsps", 2, "XSPs the simulator serves, one event channel on each (their events are not ordered with each other)")
+	fs.StringVar(&cfg.Pin, "pin", "", "run the connector under `taskset -c CPUS` (e.g. 1) for steadier CPU figures")
 	fs.StringVar(&cfg.Connector, "connector", "", "a connector binary to run instead of building ./cmd/connector")
 	fs.StringVar(&cfg.WorkDir, "workdir", "", "directory for the generated config, journal and sipp files (default a temporary one, removed)")
 	asJSON := fs.Bool("json", false, "print the result as JSON instead of the table")

@@ -40,25 +40,47 @@ import (
 
 // Config sizes a run. Zero values get the defaults noted (Defaults()).
 type Config struct {
-	Agents        int           // agents logged in by the storm, one CTI session each; 1000
-	Desks         int           // hot desks (≥ Agents and ≥ Phones); max(Agents, Phones)
-	Configured    int           // agents in the directory (≥ Agents; the rest idle); Agents
-	Phones        int           // phones subscribed, desks 1..Phones; 1000
-	GoPhones      int           // of them, Go phones (exact NOTIFY times), desks 1..GoPhones; negative: min(Phones, 200)
-	Monitors      int           // K: extra CTI sessions monitoring desk 1 (fan-out); 100
-	ChurnRate     float64       // state changes per second; 2000
-	ChurnDuration time.Duration // 30s
-	Latency       time.Duration // injected Actions latency L; 5ms
-	MaxInFlight   int           // xsi.max_in_flight C; 32
-	FanoutChanges int           // single changes of agent 1 for the fan-out; 20
-	Soak          time.Duration // 0: none
-	SoakInterval  time.Duration // RSS sample interval during the soak; 10s
-	SoakRate      float64       // changes per second during the soak; ChurnRate
-	Connector     string        // prebuilt connector binary; "" builds one
-	Sipp          string        // sipp's path; "" looks it up (needed when Phones > GoPhones)
-	WorkDir       string        // files; "" a temporary directory, removed after
-	StartTimeout  time.Duration // connector start-up and settling; 60s + 5 ms per directory user
-	Log           io.Writer     // progress; os.Stderr
+	Agents int // agents logged in by the storm; 1000
+	// AgentsPerSession is how many agents (and their desks) one CTI
+	// session monitors and logs in; 1. More than one keeps the sessions
+	// under the connector's descriptor budget (half the process's
+	// descriptor limit for CTI connections from one source).
+	AgentsPerSession int
+	Desks            int           // hot desks (≥ Agents and ≥ Phones); max(Agents, Phones)
+	Configured       int           // agents in the directory (≥ Agents; the rest idle); Agents
+	Phones           int           // phones subscribed, desks 1..Phones; 1000
+	GoPhones         int           // of them, Go phones (exact NOTIFY times), desks 1..GoPhones; negative: min(Phones, 200)
+	Monitors         int           // K: extra CTI sessions monitoring desk 1 (fan-out); 100
+	ChurnRate        float64       // state changes per second; 2000
+	ChurnDuration    time.Duration // 30s
+	Latency          time.Duration // injected Actions latency L; 5ms
+	MaxInFlight      int           // xsi.max_in_flight C; 32
+	FanoutChanges    int           // single changes of agent 1 for the fan-out; 20
+	Soak             time.Duration // 0: none
+	SoakInterval     time.Duration // RSS sample interval during the soak; 10s
+	SoakRate         float64       // changes per second during the soak; ChurnRate
+	Connector        string        // prebuilt connector binary; "" builds one
+	Sipp             string        // sipp's path; "" looks it up (needed when Phones > GoPhones)
+	WorkDir          string        // files; "" a temporary directory, removed after
+	StartTimeout     time.Duration // connector start-up and settling; 60s + 5 ms per directory user
+	// PerUserTargets generates the layout before issue 15 (a user target
+	// and directory entries for every agent and desk, no scope) instead of
+	// the scope alone with users read from the simulator on first reference.
+	PerUserTargets bool
+	// DirectoryUsers > 0 runs the start-up scenario instead of the phases
+	// below: that many users in the simulator's group, a config with the
+	// scope only, the time until /readyz answers 200 and the idle footprint.
+	DirectoryUsers int
+	// Settle is how long the start-up scenario lets the idle connector
+	// settle before sampling its memory; 10s.
+	Settle time.Duration
+	// XSPs is how many XSPs the simulator serves (one event channel on
+	// each); 2. The channels of a set are not ordered with each other.
+	XSPs int
+	// Pin runs the connector under `taskset -c Pin` (e.g. "1"), so that its
+	// CPU figures are not spread over cores the load side uses too.
+	Pin string
+	Log io.Writer // progress; os.Stderr
 }
 
 func (c *Config) defaults() error {
@@ -78,6 +100,9 @@ func (c *Config) defaults() error {
 		c.GoPhones = min(c.Phones, 200)
 	}
 	c.GoPhones = min(c.GoPhones, c.Phones)
+	if c.AgentsPerSession <= 0 {
+		c.AgentsPerSession = 1
+	}
 	if c.Monitors < 0 {
 		c.Monitors = 0
 	}
@@ -104,11 +129,20 @@ func (c *Config) defaults() error {
 	}
 	if c.StartTimeout <= 0 {
 		c.StartTimeout = 60*time.Second + time.Duration(c.Configured+c.Desks)*5*time.Millisecond
+		if c.PerUserTargets {
+			c.StartTimeout += time.Duration(c.DirectoryUsers) * 5 * time.Millisecond
+		}
+	}
+	if c.XSPs <= 0 {
+		c.XSPs = 2
+	}
+	if c.Settle <= 0 {
+		c.Settle = 10 * time.Second
 	}
 	if c.Log == nil {
 		c.Log = os.Stderr
 	}
-	if c.Phones > c.GoPhones && c.Sipp == "" {
+	if c.Phones > c.GoPhones && c.Sipp == "" && c.DirectoryUsers <= 0 {
 		p, err := exec.LookPath("sipp")
 		if err != nil {
 			return errNoSipp
@@ -180,10 +214,14 @@ func perThousand(after, before Footprint, n int) PerThousand {
 type Result struct {
 	Config struct {
 		Agents, Desks, Configured, Phones, GoPhones, SippPhones, Monitors int
+		AgentsPerSession, Sessions                                        int
 		ChurnRate                                                         float64
 		ChurnDuration, Latency                                            string
 		MaxInFlight                                                       int
 		Soak                                                              string
+		Directory                                                         string // "scope" or "per-user targets"
+		XSPs                                                              int
+		Pin                                                               string
 	} `json:"config"`
 	Machine struct {
 		CPUs      int    `json:"cpus"`
@@ -195,7 +233,25 @@ type Result struct {
 		Baseline float64 `json:"baseline_s"`
 		Full     float64 `json:"full_s"`    // until start-up recovery is done
 		Settled  float64 `json:"settled_s"` // until every subscription is active and every initial event acknowledged
+		Readyz   float64 `json:"readyz_s"`  // until /readyz first answered 200
 	} `json:"startup"`
+
+	// Directory is the start-up scenario (Config.DirectoryUsers), nil
+	// otherwise.
+	Directory *DirectoryResult `json:"directory,omitempty"`
+
+	// XSI is the connector's Xsi-Actions requests by method
+	// (connector_xsi_actions_requests_total) at the end of each stage.
+	XSI struct {
+		Idle       map[string]float64 `json:"idle"`
+		WithCTI    map[string]float64 `json:"with_cti"`
+		WithPhones map[string]float64 `json:"with_phones"`
+		AfterStorm map[string]float64 `json:"after_storm"`
+		End        map[string]float64 `json:"end"`
+	} `json:"xsi_actions_requests"`
+	// Events are the connector's event counters at the end
+	// (connector_xsi_events_*: sequence gaps, out of order).
+	Events map[string]float64 `json:"xsi_events"`
 
 	Storm struct {
 		N            int      `json:"n"`
@@ -207,6 +263,13 @@ type Result struct {
 		FirstFailure string   `json:"first_failure,omitempty"`
 		CPUPerLogin  float64  `json:"connector_cpu_ms_per_login"`
 		CPU          PhaseCPU `json:"cpu"`
+		// GETs and PUTs are the storm's Xsi-Actions requests: the PUTs of
+		// the logins and the GETs of the agents' first references.
+		GETs float64 `json:"xsi_gets"`
+		PUTs float64 `json:"xsi_puts"`
+		// IdealAllMS counts every request of the storm through the C
+		// slots: (GETs + PUTs) × L / C.
+		IdealAllMS float64 `json:"ideal_all_requests_ms"`
 	} `json:"storm"`
 
 	Churn struct {
@@ -276,11 +339,17 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	rc := &res.Config
 	rc.Agents, rc.Desks, rc.Configured, rc.Phones, rc.GoPhones, rc.SippPhones, rc.Monitors =
 		cfg.Agents, cfg.Desks, cfg.Configured, cfg.Phones, cfg.GoPhones, cfg.Phones-cfg.GoPhones, cfg.Monitors
+	rc.AgentsPerSession = cfg.AgentsPerSession
+	rc.Sessions = (cfg.Agents + cfg.AgentsPerSession - 1) / cfg.AgentsPerSession
 	rc.ChurnRate, rc.ChurnDuration, rc.Latency, rc.MaxInFlight, rc.Soak =
 		cfg.ChurnRate, cfg.ChurnDuration.String(), cfg.Latency.String(), cfg.MaxInFlight, cfg.Soak.String()
 	res.Machine.CPUs = runtime.NumCPU()
 	res.Machine.GoVersion = runtime.Version()
 	res.Machine.LoadAvg = loadAvg()
+	rc.Directory, rc.Pin, rc.XSPs = "scope", cfg.Pin, cfg.XSPs
+	if cfg.PerUserTargets {
+		rc.Directory = "per-user targets"
+	}
 
 	dir := cfg.WorkDir
 	if dir == "" {
@@ -299,21 +368,27 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		}
 	}
 	logger := slog.New(slog.NewTextHandler(cfg.Log, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	logf("starting the simulator: %d agents, %d desks, two XSPs", cfg.Configured, cfg.Desks)
-	sim, err := startSimulator(cfg.Configured, cfg.Desks, logger)
+	if cfg.DirectoryUsers > 0 {
+		return runDirectory(ctx, cfg, res, bin, dir, logger, logf)
+	}
+	logf("starting the simulator: %d agents, %d desks, %d XSPs", cfg.Configured, cfg.Desks, cfg.XSPs)
+	sim, err := startSimulator(cfg.Configured, cfg.Desks, cfg.PerUserTargets, cfg.XSPs, logger)
 	if err != nil {
 		return nil, err
 	}
 	defer shutdownSim(sim)
-	servers := []string{sim.URLOf(0), sim.URLOf(1)}
+	var servers []string
+	for i := range cfg.XSPs {
+		servers = append(servers, sim.URLOf(i))
+	}
 	token := "connector-bench-admin-token"
 	mkConfig := func(name string, agents, desks int) (string, error) {
 		d := dir + "/" + name
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return "", err
 		}
-		return writeConfig(connectorConfig{Dir: d, Servers: servers, Agents: agents, Desks: desks,
-			MaxInFlight: cfg.MaxInFlight, MaxConnections: cfg.Agents + cfg.Monitors + 64, Token: token,
+		return writeConfig(connectorConfig{Dir: d, Servers: servers, Agents: agents, Desks: desks, PerUserTargets: cfg.PerUserTargets,
+			MaxInFlight: cfg.MaxInFlight, MaxConnections: rc.Sessions + cfg.Monitors + 64, Token: token,
 			ChannelSet: "bench-" + name, Timeout: 120 * time.Second, LogLevel: "info"})
 	}
 	settle := func() { time.Sleep(time.Second) }
@@ -325,7 +400,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		return nil, err
 	}
 	logf("baseline connector (1 agent, 1 desk)")
-	base, err := startConnector(bin, path, token, cfg.StartTimeout)
+	base, err := startConnector(bin, path, token, cfg.Pin, cfg.PerUserTargets, cfg.StartTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -349,7 +424,8 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		return nil, err
 	}
 	logf("connector under test (%d agents, %d desks in the directory)", cfg.Configured, cfg.Desks)
-	conn, err := startConnector(bin, path, token, cfg.StartTimeout)
+	c0 := time.Now()
+	conn, err := startConnector(bin, path, token, cfg.Pin, cfg.PerUserTargets, cfg.StartTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -362,6 +438,13 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	}()
 	res.StartUp.Full = conn.started.Seconds()
 	logf("connector ready in %.1f s", conn.started.Seconds())
+	// Per-user targets are not part of /readyz: it is 200 long before
+	// they are all subscribed.
+	rz, err := conn.awaitReadyz(ctx, c0, cfg.StartTimeout)
+	if err != nil {
+		return nil, err
+	}
+	res.StartUp.Readyz = rz.Seconds()
 	t0 := time.Now()
 	if err = conn.awaitSettled(ctx, simStats, cfg.StartTimeout); err != nil {
 		return nil, err
@@ -372,24 +455,37 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		return nil, err
 	}
 	res.Footprint.Idle = footprint(s)
+	requests := func() map[string]float64 {
+		m, err := conn.counts(ctx, "connector_xsi_actions_requests_total", "method")
+		if err != nil {
+			logf("%v", err)
+		}
+		return m
+	}
+	res.XSI.Idle = requests()
 
 	track := newTracker()
 	fo := &fanout{}
 	fo.cur.Store(-1)
-	logf("CTI: %d sessions monitoring their desks, %d monitoring desk 1", cfg.Agents, cfg.Monitors)
-	cti, err := dialCTI(ctx, conn.csta, cfg.Agents, cfg.Monitors, track, fo)
+	logf("CTI: %d sessions monitoring their desks (%d each), %d monitoring desk 1", rc.Sessions, cfg.AgentsPerSession, cfg.Monitors)
+	cti, err := dialCTI(ctx, conn.csta, cfg.Agents, cfg.AgentsPerSession, cfg.Monitors, track, fo)
 	if err != nil {
-		return nil, errors.Join(err, conn.alive())
+		if aerr := conn.alive(); aerr != nil {
+			return nil, errors.Join(err, aerr)
+		}
+		return nil, fmt.Errorf("%w; the connector's log ends:\n%s", err, conn.log.Tail(3000))
 	}
+	result := res // res is nil when Run fails
 	defer func() {
 		cti.close()
-		res.CTIDropped = int(cti.dropped.Load())
+		result.CTIDropped = int(cti.dropped.Load())
 	}()
 	settle()
 	if s, err = conn.sample(ctx); err != nil {
 		return nil, err
 	}
 	res.Footprint.WithCTI = footprint(s)
+	res.XSI.WithCTI = requests()
 
 	if cfg.GoPhones > 0 {
 		logf("phones: %d Go phones", cfg.GoPhones)
@@ -430,6 +526,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		return nil, err
 	}
 	res.Footprint.WithPhones = footprint(s)
+	res.XSI.WithPhones = requests()
 
 	// Login storm.
 	sim.SetActionsLatency(xspsim.Latency{Min: cfg.Latency, Max: cfg.Latency})
@@ -439,8 +536,9 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		sippPid = sipp.cmd.Process.Pid
 	}
 	meter := startMeter(conn.pid, sippPid)
-	storm := cti.storm(ctx, false)
+	storm := cti.storm(ctx, cfg.Agents, false)
 	res.Storm.CPU = meter.stop()
+	res.XSI.AfterStorm = requests()
 	ideal := time.Duration(cfg.Agents) * 3 * cfg.Latency / time.Duration(cfg.MaxInFlight)
 	st := &res.Storm
 	st.N = cfg.Agents
@@ -451,9 +549,12 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	}
 	st.Latency = stats(storm.Took)
 	st.CPUPerLogin = st.CPU.Connector * 1e3 / float64(cfg.Agents)
+	st.GETs = res.XSI.AfterStorm["GET"] - res.XSI.WithPhones["GET"]
+	st.PUTs = res.XSI.AfterStorm["PUT"] - res.XSI.WithPhones["PUT"]
+	st.IdealAllMS = (st.GETs + st.PUTs) * float64(cfg.Latency) / float64(cfg.MaxInFlight) / 1e6
 	for i, e := range storm.Errs {
 		if e == "" {
-			e = errString(checkLoggedIn(sim, i+1))
+			e = errString(checkLoggedIn(sim, i+1, forwardTo(cfg.PerUserTargets, i+1)))
 		}
 		if e != "" {
 			st.Failed++
@@ -599,9 +700,16 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		return nil, err
 	}
 	res.Footprint.End = footprint(s)
+	res.XSI.End = requests()
+	res.Events = map[string]float64{}
+	for _, name := range []string{"sequence_gaps", "out_of_order", "received", "duplicates"} {
+		if m, err := conn.counts(ctx, "connector_xsi_events_"+name+"_total", ""); err == nil {
+			res.Events[name] = m[""]
+		}
+	}
 	fp := &res.Footprint
 	fp.PerUsers = perThousand(fp.Idle, fp.Baseline, cfg.Configured+cfg.Desks-2)
-	fp.PerCTI = perThousand(fp.WithCTI, fp.Idle, cfg.Agents+cfg.Monitors)
+	fp.PerCTI = perThousand(fp.WithCTI, fp.Idle, rc.Sessions+cfg.Monitors)
 	fp.PerPhones = perThousand(fp.WithPhones, fp.WithCTI, cfg.Phones)
 	if cfg.Configured >= 100000 && cfg.Phones >= 10000 {
 		fp.Target, fp.TargetMeasured = float64(fp.End.HWM), true

@@ -20,9 +20,27 @@ func TestSmoke(t *testing.T) {
 		t.Skip("builds and runs the connector")
 	}
 	sipp := sipptest.Path(t)
+	bin, err := BuildConnector(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, perUser := range []bool{false, true} {
+		name := "scope"
+		if perUser {
+			name = "per-user-targets"
+		}
+		t.Run(name, func(t *testing.T) { smoke(t, bin, sipp, perUser) })
+	}
+}
+
+func smoke(t *testing.T, bin, sipp string, perUser bool) {
 	var log bytes.Buffer
 	cfg := Config{Agents: 20, Phones: 10, GoPhones: 5, Monitors: 3, ChurnRate: 100, ChurnDuration: 2 * time.Second,
-		Latency: 2 * time.Millisecond, MaxInFlight: 8, FanoutChanges: 4, Sipp: sipp, Log: &log}
+		Latency: 2 * time.Millisecond, MaxInFlight: 8, FanoutChanges: 4, Sipp: sipp, Log: &log,
+		Connector: bin, PerUserTargets: perUser}
+	if perUser {
+		cfg.AgentsPerSession = 2 // 10 sessions, two desks each
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	res, err := Run(ctx, cfg)
@@ -54,6 +72,16 @@ func TestSmoke(t *testing.T) {
 		t.Errorf("storm latencies %+v for a storm of %v ms", st.Latency, st.WallMS)
 	}
 	positive("CPU per login", st.CPUPerLogin)
+	// Each login is at least its three PUTs (desk CFA, association,
+	// Unavailable); with the scope, the agents are read from BroadWorks on
+	// this first reference.
+	if st.PUTs < 3*20 {
+		t.Errorf("storm made %v PUTs, want ≥ 60", st.PUTs)
+	}
+	if !perUser && st.GETs < 20 {
+		t.Errorf("storm made %v GETs, want ≥ one per agent (its first reference)", st.GETs)
+	}
+	positive("startup readyz", res.StartUp.Readyz)
 
 	c := res.Churn
 	if c.Changes != 200 || c.PortalErrs != 0 {
@@ -87,7 +115,7 @@ func TestSmoke(t *testing.T) {
 		}
 	}
 	// Each CTI session has at least its read and write loops.
-	if fp.PerCTI.Count != 23 || fp.PerCTI.Goroutines < 1000 {
+	if want := res.Config.Sessions + 3; fp.PerCTI.Count != want || fp.PerCTI.Goroutines < 1000 {
 		t.Errorf("per 1,000 CTI sessions %+v: want ≥ 1,000 goroutines", fp.PerCTI)
 	}
 	positive("projected RSS", fp.Target)
@@ -102,6 +130,40 @@ func TestSmoke(t *testing.T) {
 	var js bytes.Buffer
 	if err := res.JSON(&js); err != nil || !strings.Contains(js.String(), `"x_ideal"`) {
 		t.Errorf("JSON: %v\n%s", err, js.String())
+	}
+}
+
+// TestStartupScenario runs the start-up scenario at a tiny size: the
+// connector gets ready and settles, its idle footprint is sampled, and it
+// read none of the scope's users while nothing referred to them.
+func TestStartupScenario(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the connector")
+	}
+	var log bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := Run(ctx, Config{DirectoryUsers: 500, Settle: 100 * time.Millisecond, Log: &log})
+	if err != nil {
+		t.Fatalf("%v\n--- progress ---\n%s", err, log.String())
+	}
+	var table bytes.Buffer
+	if err := res.Table(&table); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", table.String())
+	d := res.Directory
+	if d == nil {
+		t.Fatal("no start-up result")
+	}
+	if d.Users != 500 || !(d.ReadyS > 0) || d.SettledS < d.ReadyS-1 || d.Idle.RSS < 1<<20 || d.Idle.HeapInuse == 0 || d.Idle.Goroutines < 5 {
+		t.Errorf("start-up result %+v: not sane", d)
+	}
+	if d.Requests["GET"] != 0 || d.Requests["PUT"] != 0 {
+		t.Errorf("Xsi-Actions requests at idle %v: the scope's users are read on first reference only", d.Requests)
+	}
+	if d.Warnings != 0 {
+		t.Errorf("%d warnings logged: %v", d.Warnings, d.Examples)
 	}
 }
 

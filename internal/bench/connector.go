@@ -76,18 +76,21 @@ func (b *logBuffer) Tail(n int) string {
 
 // connector is a `connector run` child process.
 type connector struct {
-	cmd      *exec.Cmd
-	log      *logBuffer
-	exited   chan struct{}
-	waitErr  error
-	token    string
-	csta     string // CSTA TCP listen address
-	admin    string // admin HTTP listen address
-	sip      string // SIP listen address
-	started  time.Duration
-	pid      int
-	http     *http.Client
-	stopOnce sync.Once
+	cmd     *exec.Cmd
+	log     *logBuffer
+	exited  chan struct{}
+	waitErr error
+	token   string
+	csta    string // CSTA TCP listen address
+	admin   string // admin HTTP listen address
+	sip     string // SIP listen address
+	started time.Duration
+	// needRecovery: started means the start-up recovery's "recovery done"
+	// line was logged too.
+	needRecovery bool
+	pid          int
+	http         *http.Client
+	stopOnce     sync.Once
 }
 
 var (
@@ -100,10 +103,41 @@ var (
 // startConnector runs `bin run --config path` and waits until it listens
 // and its start-up recovery is done (the XSI link is up and the users'
 // snapshots are in), or timeout.
-func startConnector(bin, path, token string, timeout time.Duration) (*connector, error) {
+// Without recovery (the scope alone, no hoteling state: nothing to
+// recover, so no such line) it waits for /readyz 200 instead.
+func startConnector(bin, path, token, pin string, recovery bool, timeout time.Duration) (*connector, error) {
+	c, t0, err := launchConnector(bin, path, token, pin)
+	if err != nil {
+		return nil, err
+	}
+	c.needRecovery = recovery
+	if err := c.awaitStarted(t0, timeout); err != nil {
+		return nil, err
+	}
+	if !recovery {
+		if c.started, err = c.awaitReadyz(context.Background(), t0, timeout); err != nil {
+			c.kill()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// launchConnector starts `bin run --config path` (under `taskset -c pin`
+// when pin is set: taskset execs the connector, so the pid is the
+// connector's) and returns at once with the time it was started.
+func launchConnector(bin, path, token, pin string) (*connector, time.Time, error) {
 	c := &connector{log: &logBuffer{}, exited: make(chan struct{}), token: token,
 		http: &http.Client{Timeout: 30 * time.Second}}
-	c.cmd = exec.Command(bin, "run", "--config", path)
+	if pin != "" {
+		ts, err := exec.LookPath("taskset")
+		if err != nil {
+			return nil, time.Time{}, fmt.Errorf("bench: -pin needs taskset (util-linux): %w", err)
+		}
+		c.cmd = exec.Command(ts, "-c", pin, bin, "run", "--config", path)
+	} else {
+		c.cmd = exec.Command(bin, "run", "--config", path)
+	}
 	c.cmd.Stdout = c.log
 	c.cmd.Stderr = c.log
 	// The environment without CONNECTOR_* variables: the generated file
@@ -115,32 +149,91 @@ func startConnector(bin, path, token string, timeout time.Duration) (*connector,
 	}
 	t0 := time.Now()
 	if err := c.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("bench: starting the connector: %w", err)
+		return nil, t0, fmt.Errorf("bench: starting the connector: %w", err)
 	}
 	c.pid = c.cmd.Process.Pid
 	go func() {
 		c.waitErr = c.cmd.Wait()
 		close(c.exited)
 	}()
+	return c, t0, nil
+}
+
+// awaitStarted waits until the connector started at t0 listens and its
+// start-up recovery is done.
+func (c *connector) awaitStarted(t0 time.Time, timeout time.Duration) error {
 	deadline := time.After(timeout)
 	for {
 		log := c.log.String()
-		if reRecovery.MatchString(log) && reRunning.MatchString(log) && reSIP.MatchString(log) {
+		if (reRecovery.MatchString(log) || !c.needRecovery) && reRunning.MatchString(log) && reSIP.MatchString(log) {
 			r := reRunning.FindStringSubmatch(log)
 			c.csta, c.admin = r[1], r[2]
 			c.sip = reSIP.FindStringSubmatch(log)[1]
 			c.started = time.Since(t0)
-			return c, nil
+			return nil
 		}
 		select {
 		case <-c.exited:
-			return nil, fmt.Errorf("bench: the connector exited during start-up (%v); its log ends:\n%s", c.waitErr, c.log.Tail(4000))
+			return fmt.Errorf("bench: the connector exited during start-up (%v); its log ends:\n%s", c.waitErr, c.log.Tail(4000))
 		case <-deadline:
 			c.kill()
-			return nil, fmt.Errorf("bench: the connector was not ready within %v (no \"connector running\", \"SIP listening\" and start-up \"recovery done\" lines); its log ends:\n%s", timeout, c.log.Tail(4000))
+			return fmt.Errorf("bench: the connector was not ready within %v (no \"connector running\", \"SIP listening\" and start-up \"recovery done\" lines); its log ends:\n%s", timeout, c.log.Tail(4000))
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// awaitReadyz polls /readyz (every 10 ms, from the moment the log names
+// the admin address) until it answers 200 — the CSTA and SIP listeners
+// serving, an XSI event channel up and every xsi.scope subscription
+// active — and returns the time since t0, when the connector was started.
+func (c *connector) awaitReadyz(ctx context.Context, t0 time.Time, timeout time.Duration) (time.Duration, error) {
+	deadline := t0.Add(timeout)
+	last := ""
+	for {
+		if err := c.alive(); err != nil {
+			return 0, err
+		}
+		if c.admin == "" {
+			if r := reRunning.FindStringSubmatch(c.log.String()); r != nil {
+				c.csta, c.admin = r[1], r[2]
+			}
+		}
+		if c.admin != "" {
+			ok, body, err := c.readyz(ctx)
+			if ok {
+				return time.Since(t0), nil
+			}
+			last = body
+			if err != nil {
+				last = err.Error()
+			}
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("bench: /readyz not 200 within %v (last answer %q); the connector's log ends:\n%s", timeout, last, c.log.Tail(3000))
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// readyz asks /readyz once.
+func (c *connector) readyz(ctx context.Context) (bool, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.admin+"/readyz", nil)
+	if err != nil {
+		return false, "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return false, "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return resp.StatusCode == http.StatusOK, strings.TrimSpace(string(b)), nil
 }
 
 // awaitSettled waits until the connector has every XSI subscription it
@@ -309,6 +402,53 @@ func (c *connector) metrics(ctx context.Context) (map[string]float64, error) {
 		if v, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
 			out[name] = v
 		}
+	}
+	return out, sc.Err()
+}
+
+// counts scrapes /metrics and sums the samples of metric name by the value
+// of its label (e.g. connector_xsi_actions_requests_total by "method");
+// label "" sums every sample under "".
+func (c *connector) counts(ctx context.Context, name, label string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.admin+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("bench: scraping /metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		io.Copy(io.Discard, resp.Body)
+		return nil, fmt.Errorf("bench: /metrics answered %s", resp.Status)
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	key := label + `="`
+	for sc.Scan() {
+		line := sc.Text()
+		var labels, val string
+		if rest, ok := strings.CutPrefix(line, name+"{"); ok {
+			if labels, val, ok = strings.Cut(rest, "} "); !ok {
+				continue
+			}
+		} else if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			val = rest
+		} else {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		if err != nil {
+			continue
+		}
+		lv := ""
+		if _, rest, ok := strings.Cut(labels, key); ok && label != "" {
+			lv, _, _ = strings.Cut(rest, `"`)
+		}
+		out[lv] += v
 	}
 	return out, sc.Err()
 }

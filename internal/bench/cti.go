@@ -145,9 +145,11 @@ type fanout struct {
 	arrivals [][]int64 // [change][monitor] latency ns
 }
 
-// ctiSide is the CTI sessions: client i (0-based) has a session, monitors
-// desk i+1 and logs agent i+1 in there; fan clients each monitor desk 1.
+// ctiSide is the CTI sessions: client j (0-based) has a session, monitors
+// desks j×per+1 … (j+1)×per and logs those agents in there (agent i at
+// desk i); fan clients each monitor desk 1.
 type ctiSide struct {
+	per     int // agents (desks) per desk client
 	clients []*cticlient.Client
 	fan     []*cticlient.Client
 	track   *tracker
@@ -158,10 +160,13 @@ type ctiSide struct {
 	wg      sync.WaitGroup
 }
 
-// dialCTI connects n desk clients and k fan-out clients to addr, each
-// with an application session and its monitor, 64 at a time.
-func dialCTI(ctx context.Context, addr string, n, k int, track *tracker, fo *fanout) (*ctiSide, error) {
-	s := &ctiSide{clients: make([]*cticlient.Client, n), fan: make([]*cticlient.Client, k), track: track, fo: fo}
+// dialCTI connects desk clients for n agents, per agents each, and k
+// fan-out clients to addr, each with an application session and its
+// monitors, 64 at a time.
+func dialCTI(ctx context.Context, addr string, n, per, k int, track *tracker, fo *fanout) (*ctiSide, error) {
+	per = max(per, 1)
+	sessions := (n + per - 1) / per
+	s := &ctiSide{per: per, clients: make([]*cticlient.Client, sessions), fan: make([]*cticlient.Client, k), track: track, fo: fo}
 	type job struct {
 		i   int
 		fan bool
@@ -182,13 +187,23 @@ func dialCTI(ctx context.Context, addr string, n, k int, track *tracker, fo *fan
 					errs <- fmt.Errorf("bench: CTI session: %w", err)
 					continue
 				}
-				desk := deskID(j.i + 1)
-				if j.fan {
-					desk = deskID(1)
+				desks := []string{deskID(1)}
+				if !j.fan {
+					desks = desks[:0]
+					for d := j.i*per + 1; d <= min(n, (j.i+1)*per); d++ {
+						desks = append(desks, deskID(d))
+					}
 				}
-				if _, err := c.MonitorStart(ctx, desk); err != nil {
+				var merr error
+				for _, desk := range desks {
+					if _, err := c.MonitorStart(ctx, desk); err != nil {
+						merr = fmt.Errorf("bench: MonitorStart %s: %w", desk, err)
+						break
+					}
+				}
+				if merr != nil {
 					c.Close()
-					errs <- fmt.Errorf("bench: MonitorStart %s: %w", desk, err)
+					errs <- merr
 					continue
 				}
 				if j.fan {
@@ -201,7 +216,7 @@ func dialCTI(ctx context.Context, addr string, n, k int, track *tracker, fo *fan
 			}
 		})
 	}
-	for i := range n {
+	for i := range sessions {
 		jobs <- job{i: i}
 	}
 	for i := range k {
@@ -270,10 +285,9 @@ type stormResult struct {
 	Errs []string
 }
 
-// storm has client i log agent i+1 in at desk i+1 (logout: off), all at
-// once.
-func (s *ctiSide) storm(ctx context.Context, logout bool) stormResult {
-	n := len(s.clients)
+// storm has n agents log in at their desks (logout: off), all at once,
+// agent i+1 from the client monitoring desk i+1.
+func (s *ctiSide) storm(ctx context.Context, n int, logout bool) stormResult {
 	r := stormResult{Took: make([]time.Duration, n), Errs: make([]string, n)}
 	state := csta.ReqLoggedOn
 	if logout {
@@ -285,7 +299,7 @@ func (s *ctiSide) storm(ctx context.Context, logout bool) stormResult {
 		wg.Go(func() {
 			<-start
 			t1 := time.Now()
-			if _, err := s.clients[i].SetAgentState(ctx, deskID(i+1), state, agentID(i+1), ""); err != nil {
+			if _, err := s.clients[i/s.per].SetAgentState(ctx, deskID(i+1), state, agentID(i+1), ""); err != nil {
 				r.Errs[i] = err.Error()
 			}
 			r.Took[i] = time.Since(t1)
@@ -300,8 +314,8 @@ func (s *ctiSide) storm(ctx context.Context, logout bool) stormResult {
 
 // checkLoggedIn reports why agent i is not fully logged in at desk i in
 // BroadWorks (the simulator): associated both ways, the desk forwarding
-// to the agent, the agent Unavailable.
-func checkLoggedIn(sim *xspsim.Server, i int) error {
+// to the agent's number, the agent Unavailable.
+func checkLoggedIn(sim *xspsim.Server, i int, number string) error {
 	a, err := sim.Snapshot(agentUser(i))
 	if err != nil {
 		return err
@@ -317,7 +331,7 @@ func checkLoggedIn(sim *xspsim.Server, i int) error {
 	if d.HostGuestID != agentUser(i) {
 		bad = append(bad, fmt.Sprintf("desk's guest %q", d.HostGuestID))
 	}
-	if !d.CFAActive || d.CFANumber != agentID(i) {
+	if !d.CFAActive || d.CFANumber != number {
 		bad = append(bad, fmt.Sprintf("desk CFA %v %q", d.CFAActive, d.CFANumber))
 	}
 	if a.AgentState != xspsim.StateUnavailable {

@@ -33,6 +33,9 @@ func mib(b float64) string { return fmt.Sprintf("%.1f MiB", b/(1<<20)) }
 
 // Rows are the table's lines.
 func (r *Result) Rows() []Row {
+	if r.Directory != nil {
+		return r.Directory.rows()
+	}
 	var rows []Row
 	add := func(name, value, target, met string) { rows = append(rows, Row{name, value, target, met}) }
 	st := r.Storm
@@ -45,6 +48,8 @@ func (r *Result) Rows() []Row {
 		fmt.Sprintf("≤ %.2f × at N=%d", targetXIdeal, targetStormN), metStorm)
 	add("login storm: login latency p50 / p99", fmt.Sprintf("%.0f / %.0f ms (max %.0f)", st.Latency.P50, st.Latency.P99, st.Latency.Max), "", "")
 	add("login storm: failed logins", fmt.Sprintf("%d", st.Failed), "0", yesNo(st.Failed == 0))
+	add("login storm: Xsi-Actions requests", fmt.Sprintf("%.0f PUT + %.0f GET (%.2f GET per login: first references); all through C: ideal %.0f ms, measured / that %.2f ×",
+		st.PUTs, st.GETs, st.GETs/float64(max(1, st.N)), st.IdealAllMS, st.WallMS/max(st.IdealAllMS, 1e-9)), "", "")
 
 	c := r.Churn
 	rateMet := yesNo(c.Rate >= 0.98*r.Config.ChurnRate && c.CTILost == 0 && c.PortalErrs == 0)
@@ -101,21 +106,21 @@ func (p PhaseCPU) String() string {
 // Table writes the plain-text table with a header naming the run.
 func (r *Result) Table(w io.Writer) error {
 	c := r.Config
-	fmt.Fprintf(w, "connector-bench: %d agents logged in at %d of %d desks (%d agents configured), %d CTI sessions + %d monitors of desk 1, %d phones (%d Go, %d sipp), churn %.0f/s for %s, L = %s, C = %d\n",
-		c.Agents, c.Agents, c.Desks, c.Configured, c.Agents, c.Monitors, c.Phones, c.GoPhones, c.SippPhones, c.ChurnRate, c.ChurnDuration, c.Latency, c.MaxInFlight)
-	fmt.Fprintf(w, "machine: %d CPUs, %s, load average %s at start, %s at end; connector ready %.1f s, settled %.1f s after start (baseline %.1f s)\n\n",
-		r.Machine.CPUs, r.Machine.GoVersion, r.Machine.LoadAvg, r.Machine.LoadAfter, r.StartUp.Full, r.StartUp.Settled, r.StartUp.Baseline)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "row\tvalue\ttarget\tmet?")
-	fmt.Fprintln(tw, "---\t-----\t------\t----")
-	for _, row := range r.Rows() {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", row.Name, row.Value, row.Target, row.Met)
+	if r.Directory != nil {
+		r.Directory.table(r, w)
+		return r.writeRows(w)
 	}
-	if err := tw.Flush(); err != nil {
+	fmt.Fprintf(w, "connector-bench: %d agents logged in at %d of %d desks (%d agents configured), %d CTI sessions (%d agents each) + %d monitors of desk 1, %d phones (%d Go, %d sipp), churn %.0f/s for %s, L = %s, C = %d\n",
+		c.Agents, c.Agents, c.Desks, c.Configured, c.Sessions, c.AgentsPerSession, c.Monitors, c.Phones, c.GoPhones, c.SippPhones, c.ChurnRate, c.ChurnDuration, c.Latency, c.MaxInFlight)
+	fmt.Fprintf(w, "directory: %s; machine: %d CPUs, %s, load average %s at start, %s at end; connector pinned to CPUs %q; ready %.1f s (/readyz 200 at %.1f s), settled %.1f s after start (baseline %.1f s)\n\n",
+		c.Directory, r.Machine.CPUs, r.Machine.GoVersion, r.Machine.LoadAvg, r.Machine.LoadAfter, c.Pin, r.StartUp.Full, r.StartUp.Readyz, r.StartUp.Settled, r.StartUp.Baseline)
+	if err := r.writeRows(w); err != nil {
 		return err
 	}
 	d := r.Diag
-	fmt.Fprintf(w, "\nsimulator: %d events sent, %d acknowledged, %d dropped; connector: %d warning/error log lines, %d CTI connections ended by it during the churn; events matching no change: %d CTI, %d NOTIFY\n",
+	fmt.Fprintf(w, "\nXSI events at the connector: %.0f received, %.0f duplicates, %.0f sequence gaps, %.0f out of order; %d XSPs\n",
+		r.Events["received"], r.Events["duplicates"], r.Events["sequence_gaps"], r.Events["out_of_order"], c.XSPs)
+	fmt.Fprintf(w, "simulator: %d events sent, %d acknowledged, %d dropped; connector: %d warning/error log lines, %d CTI connections ended by it during the churn; events matching no change: %d CTI, %d NOTIFY\n",
 		d.Sim.EventsSent, d.Sim.EventsAcked, d.Sim.EventsDropped, d.Warnings, d.CTIEnded, d.Unmatched[seenCTI], d.Unmatched[seenNotify])
 	for _, l := range d.WarningLines {
 		fmt.Fprintf(w, "  %s\n", l)
@@ -125,6 +130,24 @@ func (r *Result) Table(w io.Writer) error {
 	}
 	if r.CTIDropped > 0 {
 		fmt.Fprintf(w, "\nwarning: the bench's CTI clients dropped %d events (their buffers were full): latencies may be missing some\n", r.CTIDropped)
+	}
+	return nil
+}
+
+func (r *Result) writeRows(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "row\tvalue\ttarget\tmet?")
+	fmt.Fprintln(tw, "---\t-----\t------\t----")
+	for _, row := range r.Rows() {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", row.Name, row.Value, row.Target, row.Met)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if r.Directory != nil {
+		for _, l := range r.Directory.Examples {
+			fmt.Fprintf(w, "  %s\n", l)
+		}
 	}
 	return nil
 }
