@@ -44,8 +44,14 @@ type scopeSeq struct {
 	last   int64             // highest sequence number seen (serial order)
 	holes  map[int64]seqHole // numbers skipped by a jump, not yet arrived
 	oldest time.Time         // when the oldest open hole was opened; zero if none
-	users  map[string]*list.Element
-	lru    list.List // of *userSeq, most recent first
+	// floor: the last number when holes were last reported or cleared.
+	// The ScopeResync sent then re-reads what every number up to it
+	// carried, so a late event at or below it would take the view back:
+	// it is stale. hasFloor false: none yet.
+	floor    int64
+	hasFloor bool
+	users    map[string]*list.Element
+	lru      list.List // of *userSeq, most recent first
 }
 
 type seqHole struct {
@@ -108,6 +114,7 @@ func (s *evSubs) observeScope(subID, user string, seq int64, gaps prometheus.Cou
 			}
 			clear(tr.holes)
 			tr.oldest = time.Time{}
+			tr.floor, tr.hasFloor = seq, true
 			lost = append(lost, sub.scope.target)
 		} else if missing > 0 {
 			if len(tr.holes) == 0 {
@@ -120,23 +127,27 @@ func (s *evSubs) observeScope(subID, user string, seq int64, gaps prometheus.Cou
 		}
 		tr.last = seq
 	default:
-		// At or below the last: a hole closing, or a number whose hole was
-		// already reported or cleared. Either way only the same user's
-		// newer event makes it stale.
-		delete(tr.holes, seq)
-		if len(tr.holes) == 0 {
-			tr.oldest = time.Time{}
+		// At or below the last: a hole closing (stale only if the same
+		// user's newer event came first), or a number whose hole was
+		// reported or cleared (the ScopeResync then re-reads it).
+		if _, ok := tr.holes[seq]; ok {
+			delete(tr.holes, seq)
+			if len(tr.holes) == 0 {
+				tr.oldest = time.Time{}
+			}
+		} else if tr.hasFloor && !seqNewer(seq, tr.floor) {
+			verdict = seqStale
 		}
 	}
 	if el := tr.users[user]; el != nil {
 		u := el.Value.(*userSeq)
 		if !seqNewer(seq, u.seq) {
 			verdict = seqStale
-		} else {
+		} else if verdict != seqStale {
 			u.seq = seq
 		}
 		tr.lru.MoveToFront(el)
-	} else {
+	} else if verdict != seqStale {
 		if tr.lru.Len() >= evSeqMaxUsers {
 			old := tr.lru.Back()
 			tr.lru.Remove(old)
@@ -176,6 +187,7 @@ func (s *evSubs) expireHolesLocked(now time.Time) []Target {
 		}
 		clear(tr.holes)
 		tr.oldest = time.Time{}
+		tr.floor, tr.hasFloor = tr.last, true
 		if sub := s.byID[id]; sub != nil && sub.scope != nil && !containsTarget(lost, sub.scope.target) {
 			lost = append(lost, sub.scope.target)
 		}
@@ -206,6 +218,7 @@ func (s *evSubs) clearScopeHolesLocked() {
 	for _, tr := range s.scopeSeqs {
 		clear(tr.holes)
 		tr.oldest = time.Time{}
+		tr.floor, tr.hasFloor = tr.last, true
 	}
 }
 
