@@ -879,44 +879,42 @@ func (ch *evChannel) handle(ctx context.Context, ev *SubscriptionEvent) error {
 		ch.link.count.duplicates.Inc()
 	case evNew:
 		verdict := seqInOrder
-		if ev.SequenceNumber > 0 {
-			verdict = e.subs.observe(ev.SubscriptionID, ev.SequenceNumber)
-		}
-		var resync *ScopeResync
-		if verdict != seqInOrder {
-			if scope, ok := e.subs.scopeOf(ev.SubscriptionID); ok {
-				// A scope's refresh resends nothing (research/xsi.md §0
-				// item 8): the marker goes first, in order, instead.
-				resync = &ScopeResync{Scope: scope, Reason: "sequence gap"}
-				if verdict == seqStale {
-					resync.Reason = "out of order"
+		var resyncs []*ScopeResync
+		_, isScope := e.subs.scopeOf(ev.SubscriptionID)
+		if isScope {
+			if ev.SequenceNumber > 0 {
+				var lost []Target
+				verdict, lost = e.subs.observeScope(ev.SubscriptionID, ev.TargetID, ev.SequenceNumber, ch.link.count.gaps, time.Now())
+				for _, t := range lost {
+					// A scope's refresh resends nothing (research/xsi.md
+					// §0 item 8): the marker goes first, in order, instead.
+					e.log.Warn("xsi: sequence numbers of a scope subscription missing; its users' state must be read again", "scope", t.String(), "grace", evSeqHoleGrace)
+					resyncs = append(resyncs, &ScopeResync{Scope: t, Reason: "sequence gap"})
 				}
 			}
+		} else if ev.SequenceNumber > 0 {
+			verdict = e.subs.observe(ev.SubscriptionID, ev.SequenceNumber)
 		}
 		switch verdict {
-		case seqGap:
+		case seqGap: // a user subscription's
 			ch.link.count.gaps.Inc()
-			if resync != nil {
-				e.log.Warn("xsi: sequence gap on a scope subscription; its users' state must be read again", "subscription", ev.SubscriptionID, "scope", resync.Scope.String(), "seq", ev.SequenceNumber)
-			} else {
-				e.log.Warn("xsi: sequence gap, refreshing subscription", "subscription", ev.SubscriptionID, "seq", ev.SequenceNumber)
-				e.subs.refreshNow(ev.SubscriptionID)
-			}
+			e.log.Warn("xsi: sequence gap, refreshing subscription", "subscription", ev.SubscriptionID, "seq", ev.SequenceNumber)
+			e.subs.refreshNow(ev.SubscriptionID)
 		case seqStale:
-			// A newer event of this subscription came first (the channels
-			// of a set are not ordered with each other): applying this one
-			// would take the view back. It is dropped (and acknowledged);
-			// a refresh brings any part of it the newer one did not carry
-			// (for a scope, the ScopeResync does).
+			// A newer event of this subscription (for a scope: of the same
+			// user) came first (the channels of a set are not ordered with
+			// each other): applying this one would take the view back. It
+			// is dropped (and acknowledged); a user subscription's refresh
+			// brings any part of it the newer one did not carry.
 			ch.link.count.stale.Inc()
 			e.log.Debug("xsi: event older than one already delivered, dropped",
-				"subscription", ev.SubscriptionID, "seq", ev.SequenceNumber, "scope", resync != nil)
+				"subscription", ev.SubscriptionID, "seq", ev.SequenceNumber, "target", ev.TargetID)
 			e.dedup.delivered(ev.EventID) // a redelivery of it is a duplicate
-			if resync == nil {
+			if !isScope {
 				e.subs.refreshNow(ev.SubscriptionID)
 			}
 		}
-		if resync != nil {
+		for _, resync := range resyncs {
 			ch.delivering.Store(true)
 			ok := e.emit(ctx, resync)
 			ch.delivering.Store(false)

@@ -206,6 +206,13 @@ func (f *fakeXSP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		fmt.Fprintf(w, `<Subscription xmlns="%s"><subscriptionId>%s</subscriptionId><expires>%d</expires></Subscription>`, NS, id, f.subExpires)
+	case r.Method == http.MethodPost && strings.HasPrefix(rest, "enterprise/"):
+		// A scope's list subscription (eventPackageList).
+		f.nextID++
+		s := &fakeSub{id: fmt.Sprintf("sub-%d", f.nextID), target: rest, event: "list", channelSet: "connector-1"}
+		f.subs[s.id] = s
+		f.subPosts = append(f.subPosts, s.target+"|list")
+		fmt.Fprintf(w, `<Subscription xmlns="%s"><subscriptionId>%s</subscriptionId><expires>%d</expires></Subscription>`, NS, s.id, f.subExpires)
 	case r.Method == http.MethodPost && strings.HasPrefix(rest, "user/"):
 		d := etree.NewDocument()
 		if d.ReadFromBytes(body) != nil || d.Root() == nil {
@@ -387,10 +394,11 @@ func testEventsConfig(servers ...string) Config {
 
 // collector drains Events() and remembers every event delivered.
 type collector struct {
-	mu   sync.Mutex
-	evs  []*SubscriptionEvent
-	seen map[string]int
-	done chan struct{}
+	mu      sync.Mutex
+	evs     []*SubscriptionEvent
+	seen    map[string]int
+	resyncs []*ScopeResync
+	done    chan struct{}
 }
 
 func collect(e *Events) *collector {
@@ -398,6 +406,12 @@ func collect(e *Events) *collector {
 	go func() {
 		defer close(c.done)
 		for ev := range e.Events() {
+			if r, ok := ev.(*ScopeResync); ok {
+				c.mu.Lock()
+				c.resyncs = append(c.resyncs, r)
+				c.mu.Unlock()
+				continue
+			}
 			se := ev.(*SubscriptionEvent)
 			c.mu.Lock()
 			c.evs = append(c.evs, se)

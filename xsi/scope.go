@@ -48,10 +48,11 @@ func sameScope(a, b Target) bool {
 
 // ScopeResync is delivered on Events(), in order with the SubscriptionEvents,
 // when events of a scope subscription (group, enterprise or service provider)
-// may have been lost: a sequence gap or an out-of-order event on it (the
-// out-of-order event is dropped), its re-creation after the XSP ended or
-// forgot it (SubscriptionTerminatedEvent, a refresh answered 403/404), or the
-// loss of an event channel (every scope). Unlike a user target, a scope
+// may have been lost: sequence numbers missing on it for 2 s (they did not
+// come on another channel of the set either; one marker for all of them,
+// after the events that showed the gap), its re-creation after the XSP
+// ended or forgot it (SubscriptionTerminatedEvent, a refresh answered
+// 403/404), or the loss of an event channel (every scope). Unlike a user target, a scope
 // subscription gets no initial events, neither when created nor when
 // refreshed (research/xsi.md §0 item 8), so nothing the XSP sends repairs the
 // view: the consumer must treat every user of Scope it knows as stale and
@@ -59,7 +60,7 @@ func sameScope(a, b Target) bool {
 // marker are newer than what was lost.
 type ScopeResync struct {
 	Scope  Target
-	Reason string // "sequence gap", "out of order", "resubscribed", "channel lost"
+	Reason string // "sequence gap", "resubscribed", "channel lost"
 }
 
 func (*ScopeResync) xsiEvent() {}

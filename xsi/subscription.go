@@ -117,7 +117,10 @@ type evSubs struct {
 	list    []*evSub
 	byID    map[string]*evSub
 	lastSeq map[string]int64
-	adopted bool
+	// scopeSeqs is the sequence tracking of scope subscriptions (scopeseq.go),
+	// by subscription ID; lastSeq is the user subscriptions'.
+	scopeSeqs map[string]*scopeSeq
+	adopted   bool
 	// resyncs counts resync calls (channel losses). A request answered
 	// after one that began before it may have had its snapshot written
 	// on the lost stream: apply refreshes it again (see there).
@@ -133,7 +136,8 @@ type evSubs struct {
 
 func newEvSubs(e *Events) *evSubs {
 	s := &evSubs{e: e, kick: make(chan struct{}, 1), byID: map[string]*evSub{}, lastSeq: map[string]int64{},
-		static: map[string]bool{}, watched: map[string][]*evSub{}, deletes: map[string]*evDelete{},
+		scopeSeqs: map[string]*scopeSeq{},
+		static:    map[string]bool{}, watched: map[string][]*evSub{}, deletes: map[string]*evDelete{},
 		deleteOf: map[evSubKey]string{}, maxWatched: e.cfg.MaxWatchedUsers}
 	if s.maxWatched <= 0 {
 		s.maxWatched = DefaultMaxWatchedUsers
@@ -179,6 +183,7 @@ func (s *evSubs) removeLocked(sub *evSub) {
 	if sub.id != "" {
 		delete(s.byID, sub.id)
 		delete(s.lastSeq, sub.id)
+		delete(s.scopeSeqs, sub.id)
 		s.queueDeleteLocked(&evDelete{id: sub.id, key: sub.key})
 		sub.id = ""
 	}
@@ -299,10 +304,12 @@ func (s *evSubs) refreshNow(subID string) {
 
 // resync asks for a refresh of every user-target subscription we hold, as
 // soon as a channel is up (after a channel loss). Scope subscriptions are
-// left alone: their refresh resends nothing (the caller sends ScopeResync).
+// left alone: their refresh resends nothing (the caller sends ScopeResync,
+// which also covers their open sequence holes: forgotten here).
 func (s *evSubs) resync() {
 	s.mu.Lock()
 	s.resyncs++
+	s.clearScopeHolesLocked()
 	for _, sub := range s.list {
 		if sub.id != "" && sub.scope == nil {
 			sub.refreshReq = true
@@ -325,6 +332,7 @@ func (s *evSubs) terminated(subID string) {
 	}
 	delete(s.byID, subID)
 	delete(s.lastSeq, subID)
+	delete(s.scopeSeqs, subID)
 	s.mu.Unlock()
 	s.kickNow()
 }
@@ -437,6 +445,20 @@ func (s *evSubs) run(ctx context.Context) {
 			}
 			next = s.nextDue(time.Now())
 		}
+		// Holes of a scope subscription with no event after them: reported
+		// here once past the grace (observeScope reports them otherwise).
+		now := time.Now()
+		for _, t := range s.expireHoles(now) {
+			e.log.Warn("xsi: sequence numbers of a scope subscription missing; its users' state must be read again", "scope", t.String(), "grace", evSeqHoleGrace)
+			if !e.emit(ctx, &ScopeResync{Scope: t, Reason: "sequence gap"}) {
+				return
+			}
+		}
+		s.mu.Lock()
+		if d, ok := s.nextHoleDueLocked(now); ok && d < next {
+			next = max(d, 0)
+		}
+		s.mu.Unlock()
 		timer.Reset(next)
 		select {
 		case <-ctx.Done():
@@ -620,6 +642,7 @@ func (s *evSubs) settle(ctx context.Context, op evSubOp, id string, exp time.Dur
 			// The XSP no longer knows it: subscribe again right away.
 			delete(s.byID, sub.id)
 			delete(s.lastSeq, sub.id)
+			delete(s.scopeSeqs, sub.id)
 			sub.id, sub.refreshReq, sub.retryAt = "", false, time.Time{}
 			if sub.scope != nil {
 				sub.lost = true // events may have been lost meanwhile
@@ -654,6 +677,8 @@ func (s *evSubs) settle(ctx context.Context, op evSubOp, id string, exp time.Dur
 	}
 	if sub.id != "" && sub.id != id {
 		delete(s.byID, sub.id)
+		delete(s.lastSeq, sub.id)
+		delete(s.scopeSeqs, sub.id)
 	}
 	// A channel broke while this request was in flight: the XSP may have
 	// written the snapshot it answers with (initial events; research/xsi.md §3.2.6) on
