@@ -884,7 +884,7 @@ func (ch *evChannel) handle(ctx context.Context, ev *SubscriptionEvent) error {
 		if isScope {
 			if ev.SequenceNumber > 0 {
 				var lost []Target
-				verdict, lost = e.subs.observeScope(ev.SubscriptionID, ev.TargetID, ev.SequenceNumber, ch.link.count.gaps, time.Now())
+				verdict, lost = e.subs.observeScope(ev.SubscriptionID, evOrderKey(ev), ev.SequenceNumber, ch.link.count.gaps, time.Now())
 				for _, t := range lost {
 					// A scope's refresh resends nothing (research/xsi.md
 					// §0 item 8): the marker goes first, in order, instead.

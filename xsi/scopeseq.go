@@ -2,6 +2,7 @@ package xsi
 
 import (
 	"container/list"
+	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -229,4 +230,29 @@ func containsTarget(ts []Target, t Target) bool {
 		}
 	}
 	return false
+}
+
+// evOrderKey is what a scope event's staleness is judged by: its user and
+// its event package. Events of one user and package must not overtake
+// each other; a user's events of two packages are independent (a DND
+// change numbered after a CFA change must not make the CFA one stale).
+func evOrderKey(ev *SubscriptionEvent) string {
+	var pkg string
+	switch ev.Data.(type) {
+	case *AgentStateEvent, *AgentSubscriptionEvent, *ACDAgentJoinUpdateEvent:
+		pkg = "Call Center Agent"
+	case *CallForwardingAlwaysEvent:
+		pkg = "Call Forwarding Always"
+	case *CallForwardingBusyEvent:
+		pkg = "Call Forwarding Busy"
+	case *CallForwardingNoAnswerEvent:
+		pkg = "Call Forwarding No Answer"
+	case *DoNotDisturbEvent:
+		pkg = "Do Not Disturb"
+	case *HotelingGuestEvent:
+		pkg = "Hoteling Guest"
+	default:
+		pkg = fmt.Sprintf("%T", ev.Data)
+	}
+	return ev.TargetID + "\x00" + pkg
 }

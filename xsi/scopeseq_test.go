@@ -272,3 +272,18 @@ func TestScopeSeqObserve(t *testing.T) {
 		}
 	})
 }
+
+// A scope event's staleness is judged per user and package: a user's DND
+// change numbered after its CFA change does not make the CFA one stale,
+// while the Call Center Agent package's two event types are one order.
+func TestEvOrderKey(t *testing.T) {
+	ev := func(user string, d EventData) *SubscriptionEvent { return &SubscriptionEvent{TargetID: user, Data: d} }
+	cfa := evOrderKey(ev("a@x", &CallForwardingAlwaysEvent{}))
+	dnd := evOrderKey(ev("a@x", &DoNotDisturbEvent{}))
+	state := evOrderKey(ev("a@x", &AgentStateEvent{}))
+	snap := evOrderKey(ev("a@x", &AgentSubscriptionEvent{}))
+	other := evOrderKey(ev("b@x", &DoNotDisturbEvent{}))
+	if cfa == dnd || dnd == other || state != snap {
+		t.Errorf("keys: CFA %q, DND %q, other user's DND %q, agent state %q, agent snapshot %q", cfa, dnd, other, state, snap)
+	}
+}
