@@ -276,9 +276,10 @@ func (g *Gateway) HandleXSIEvent(ev *xsi.SubscriptionEvent) {
 	case *xsi.HotelingGuestEvent:
 		matters = d.Active && !d.Unassigned && d.HostUserID != ""
 	}
-	if g.cfg().LoadUsers && g.users[subject] == nil && !matters {
-		// Nobody refers to the user: a scope's event for it changes no
-		// one's view (its snapshot is read when it is first referred to).
+	if g.cfg().LoadUsers && g.users[subject] == nil && g.wakes[subject] == nil && !matters {
+		// Nobody refers to the user (nor waits on it): a scope's event
+		// for it changes no one's view (its snapshot is read when it is
+		// first referred to).
 		g.mu.Unlock()
 		return
 	}
