@@ -370,87 +370,84 @@ func parseKB(v string) uint64 {
 	return n << 10
 }
 
-// metrics scrapes the admin /metrics endpoint and returns the value of
-// every sample without labels.
-func (c *connector) metrics(ctx context.Context) (map[string]float64, error) {
+// scrape reads the admin /metrics endpoint and calls line for each line
+// of the exposition.
+func (c *connector) scrape(ctx context.Context, line func(string)) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.admin+"/metrics", nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("bench: scraping /metrics: %w", err)
+		return fmt.Errorf("bench: scraping /metrics: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		io.Copy(io.Discard, resp.Body)
-		return nil, fmt.Errorf("bench: /metrics answered %s", resp.Status)
+		return fmt.Errorf("bench: /metrics answered %s", resp.Status)
 	}
-	out := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		line := sc.Text()
+		line(sc.Text())
+	}
+	return sc.Err()
+}
+
+// metrics scrapes the admin /metrics endpoint and returns the value of
+// every sample without labels.
+func (c *connector) metrics(ctx context.Context) (map[string]float64, error) {
+	out := map[string]float64{}
+	err := c.scrape(ctx, func(line string) {
 		if line == "" || line[0] == '#' || strings.ContainsRune(line, '{') {
-			continue
+			return
 		}
 		name, val, ok := strings.Cut(line, " ")
 		if !ok {
-			continue
+			return
 		}
 		if v, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
 			out[name] = v
 		}
+	})
+	if err != nil {
+		return nil, err
 	}
-	return out, sc.Err()
+	return out, nil
 }
 
 // counts scrapes /metrics and sums the samples of metric name by the value
 // of its label (e.g. connector_xsi_actions_requests_total by "method");
 // label "" sums every sample under "".
 func (c *connector) counts(ctx context.Context, name, label string) (map[string]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.admin+"/metrics", nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("bench: scraping /metrics: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		io.Copy(io.Discard, resp.Body)
-		return nil, fmt.Errorf("bench: /metrics answered %s", resp.Status)
-	}
 	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	key := label + `="`
-	for sc.Scan() {
-		line := sc.Text()
+	err := c.scrape(ctx, func(line string) {
 		var labels, val string
 		if rest, ok := strings.CutPrefix(line, name+"{"); ok {
 			if labels, val, ok = strings.Cut(rest, "} "); !ok {
-				continue
+				return
 			}
 		} else if rest, ok := strings.CutPrefix(line, name+" "); ok {
 			val = rest
 		} else {
-			continue
+			return
 		}
 		v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
 		if err != nil {
-			continue
+			return
 		}
 		lv := ""
 		if _, rest, ok := strings.Cut(labels, key); ok && label != "" {
 			lv, _, _ = strings.Cut(rest, `"`)
 		}
 		out[lv] += v
+	})
+	if err != nil {
+		return nil, err
 	}
-	return out, sc.Err()
+	return out, nil
 }
 
 // sample is proc plus the goroutine count from /metrics.
