@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/broadworks-connector/connector/csta"
+	"github.com/broadworks-connector/connector/hoteling"
 	"github.com/broadworks-connector/connector/xsi"
 )
 
@@ -40,10 +41,15 @@ type Config struct {
 	// AgentPasswords are what a phone's hoteling login must prove
 	// (x-broadworks-hoteling nonce challenge).
 	AgentPasswords []AgentPassword
-	// RecheckAfter: an agent-state request given up on (timeout, 5xx) is
-	// looked at again this long after, in case the XSP applied it late over
-	// a later request (recheck.go); 0: never. Not reloaded.
-	RecheckAfter time.Duration
+	// DoubtWindow: a request given up on (timeout, 5xx) may still be
+	// applied by the XSP this long after; until then the reconciler takes
+	// the change it asked for, seen over a later promise, for ours landing
+	// late and undoes it (reconcile.go). 0: twice RequestTimeout. Not
+	// reloaded.
+	DoubtWindow time.Duration
+	// RecoverMode is what start-up recovery promises a half-done hot-desk
+	// sequence: hoteling.RecoverUndo (default) or RecoverComplete.
+	RecoverMode string
 	// LoadUsers makes BroadWorks the directory: a user is read from the
 	// XSP on first reference (roles, number, snapshot; users.go) and a user
 	// it does not know is refused. false: the directory entries and the
@@ -110,9 +116,15 @@ type Actions interface {
 type Hoteling interface {
 	Login(ctx context.Context, guestID, hostID, forwardTo string) error
 	Logout(ctx context.Context, guestID string) error
-	// Release frees a host BroadWorks took the guest away from on its own
-	// (association limit, portal): host CFA back, guest signed out.
-	Release(ctx context.Context, guestID, hostID string) error
+	// Satisfied: the view shows the promise; Settle brings BroadWorks to
+	// it under the sequencer's locks (the reconciler's repairs).
+	Satisfied(w hoteling.Want) bool
+	Settle(ctx context.Context, w hoteling.Want) (acted bool, err error)
+	// Busy: a sequence holds or waits for the user (as agent or desk).
+	Busy(userID string) bool
+	// HalfDone and RememberedHosts serve start-up recovery.
+	HalfDone(users []string) []hoteling.Repair
+	RememberedHosts() []string
 }
 
 // Publisher fans events out to CSTA monitors and tells clients the system

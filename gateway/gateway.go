@@ -31,7 +31,7 @@ type Gateway struct {
 	// (phonesync.Version), so that a full state read at one version orders
 	// against them.
 	viewVersion uint64
-	// linkEpoch counts down→up transitions of the link (RepairLoop).
+	// linkEpoch counts down→up transitions of the link.
 	linkEpoch uint64
 	wakes     map[string]chan struct{} // per user: closed (and dropped) when an XSI event may change its view
 	claims    map[string]agentClaim    // per agent user: the last agent-state request (ConflictWindow)
@@ -40,15 +40,12 @@ type Gateway struct {
 	// endReasons: why an agent's association is about to end (our logout
 	// or a forced one), for the journal; absent = ended outside (portal).
 	endReasons map[string]endNote
-	// loginOwner: the CTI connection that logged each agent on, and the
-	// cleanups scheduled for connections that went away (StaleLoginGrace).
-	loginOwner  map[string]uint64
-	staleTimers map[uint64]*time.Timer
-	// rechecks: per agent, the re-check of agent-state requests given up
-	// on (recheck.go); lateUndone counts the late changes it undid.
-	rechecks   map[string]*time.Timer
-	lateUndone atomic.Uint64
-	closed     bool
+	// loginOwner: the CTI connection that logged each agent on
+	// (StaleLoginGrace).
+	loginOwner map[string]uint64
+	closed      bool
+	// rec keeps the promises made to clients (reconcile.go).
+	rec *reconciler
 
 	pubMu   sync.Mutex
 	settles sync.WaitGroup // release timers that have fired and are running
@@ -66,8 +63,6 @@ var (
 	_ csta.ConnectionObserver   = (*Gateway)(nil)
 	_ hoteling.View             = (*Gateway)(nil)
 	_ hoteling.AssociationNoter = (*Gateway)(nil)
-	_ hoteling.RequestClock     = (*Gateway)(nil)
-	_ hoteling.AgentIntents     = (*Gateway)(nil)
 )
 
 const defaultAnswerSettle = 20 * time.Millisecond
@@ -90,9 +85,8 @@ func New(cfg Config, deps Deps, logger *slog.Logger) *Gateway {
 		claims:      make(map[string]agentClaim),
 		endReasons:  make(map[string]endNote),
 		loginOwner:  make(map[string]uint64),
-		staleTimers: make(map[uint64]*time.Timer),
-		rechecks:    make(map[string]*time.Timer),
 	}
+	g.rec = newReconciler(g)
 	if cfg.MaxUserLoads <= 0 {
 		cfg.MaxUserLoads = defaultMaxUserLoads
 	}
@@ -189,6 +183,7 @@ func (g *Gateway) Run(ctx context.Context, events <-chan xsi.Event, linkChanges 
 	var bg sync.WaitGroup
 	defer bg.Wait()
 	bg.Go(func() { g.idleLoop(ctx) })
+	g.runReconciler(ctx, &bg)
 	// After a link loss every loaded user is read again in the background
 	// (users.go); a refresh still running when the link is lost again
 	// goes on (its loads fail fast while the link is down).
@@ -207,6 +202,8 @@ func (g *Gateway) Run(ctx context.Context, events <-chan xsi.Event, linkChanges 
 		g.SetLinkUp(up)
 		if up && !before {
 			refresh()
+			// Every promise is looked at again once its users are read.
+			g.rec.wakeAll()
 		}
 	}
 	if linkState != nil {
@@ -343,8 +340,9 @@ func (g *Gateway) HandleXSIEvent(ev *xsi.SubscriptionEvent) {
 	}
 	g.flush(subject)
 	if hostBefore != "" && outsideEnd {
-		g.releaseDesk(subject, hostBefore, endReason)
+		g.associationEnded(subject, hostBefore)
 	}
+	g.rec.wake(subject, hostBefore, hostAfter)
 	if obs != nil {
 		// A guest's change shows on its desk too (hosts before and after).
 		obs.UsersChanged(subject, hostBefore, hostAfter)

@@ -26,8 +26,13 @@ var (
 		nil, nil)
 	descJournalFailed = prometheus.NewDesc("connector_gateway_journal_write_failures_total",
 		"Association journal records that could not be written (each is logged).", nil, nil)
-	descLateUndone = prometheus.NewDesc("connector_gateway_late_agent_states_undone_total",
-		"Agent-state requests given up on (timeout, 5xx) that the XSP applied late over a later request, and that the gateway set back (each is logged).", nil, nil)
+	descRepairs = prometheus.NewDesc("connector_reconciler_repairs_total",
+		"Differences between what clients were promised and BroadWorks that the reconciler acted on, by kind: late-landing (a request given up on applied late: undone), owed (a half-done sequence of ours finished: failed undo, crash, stale login), association-ended (BroadWorks ended an association: desk released), outside-change (a change made outside the connector taken as the promise), failed (a repair that failed; tried again). Each is logged.",
+		[]string{"kind"}, nil)
+	descPromises = prometheus.NewDesc("connector_reconciler_promises",
+		"Agents with a promise the reconciler keeps, and of them the ones owed a repair.", []string{"state"}, nil)
+	descReconcileQueue = prometheus.NewDesc("connector_reconciler_queue",
+		"Users queued for the reconciler or being looked at.", nil, nil)
 )
 
 // Collectors are the gateway's metrics, for a Prometheus registry.
@@ -38,7 +43,7 @@ func (g *Gateway) Collectors() []prometheus.Collector {
 type gatewayGauges struct{ g *Gateway }
 
 func (c gatewayGauges) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descAgents, descGuests, descHeld, descJournalQueue, descJournalFailed, descLateUndone} {
+	for _, d := range []*prometheus.Desc{descAgents, descGuests, descHeld, descJournalQueue, descJournalFailed, descRepairs, descPromises, descReconcileQueue} {
 		ch <- d
 	}
 }
@@ -69,7 +74,22 @@ func (c gatewayGauges) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descGuests, prometheus.GaugeValue, float64(guests))
 	ch <- prometheus.MustNewConstMetric(descHeld, prometheus.GaugeValue, float64(held))
-	ch <- prometheus.MustNewConstMetric(descLateUndone, prometheus.CounterValue, float64(g.lateUndone.Load()))
+	for kind, n := range g.RepairCounts() {
+		ch <- prometheus.MustNewConstMetric(descRepairs, prometheus.CounterValue, float64(n), kind)
+	}
+	r := g.rec
+	r.mu.Lock()
+	all, owed := len(r.promises), 0
+	for _, p := range r.promises {
+		if p.owed {
+			owed++
+		}
+	}
+	queued := len(r.queue) + len(r.active)
+	r.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(descPromises, prometheus.GaugeValue, float64(all), "all")
+	ch <- prometheus.MustNewConstMetric(descPromises, prometheus.GaugeValue, float64(owed), "owed")
+	ch <- prometheus.MustNewConstMetric(descReconcileQueue, prometheus.GaugeValue, float64(queued))
 	if w != nil {
 		queued := 0
 		for _, q := range w.queues {

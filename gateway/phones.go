@@ -353,6 +353,14 @@ const (
 	originPhone
 )
 
+// promiseOrigin names the origin of a promise (reconcile.go).
+func (o origin) promiseOrigin() string {
+	if o == originPhone {
+		return OriginPhone
+	}
+	return OriginCTI
+}
+
 // agentClaim is the last agent-state request that succeeded for an agent.
 type agentClaim struct {
 	strong bool // notReady or loggedOff

@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"context"
-	"errors"
 	"time"
 
 	"github.com/broadworks-connector/connector/hoteling"
@@ -35,7 +33,7 @@ type endNote struct {
 // (a forced or stale logout) stays.
 func (g *Gateway) AssociationChanging(guest, op string) {
 	reason := EndLogout
-	if op == "recover" {
+	if op == "reconcile" {
 		reason = EndRecovery
 	}
 	g.mu.Lock()
@@ -80,30 +78,15 @@ func (g *Gateway) endReasonLocked(guest string, since time.Time, limit time.Dura
 	return EndPortal, true
 }
 
-// releaseDesk frees a desk BroadWorks took the guest away from on its own
-// (hoteling.Sequencer.Release: the desk's forwarding back, the agent signed
-// out). It runs in the background; the outcome is logged.
-func (g *Gateway) releaseDesk(guest, host, reason string) {
-	g.mu.Lock()
-	hot, closed := g.deps.Hoteling, g.closed
-	g.mu.Unlock()
-	if hot == nil || closed {
-		return
+// associationEnded: BroadWorks ended guest's association with host on its
+// own. The reconciler looks at the guest: unless the end is a request of
+// ours landing late, it frees the desk (a guest nobody promised anything is
+// promised, as it was, at that desk first).
+func (g *Gateway) associationEnded(guest, host string) {
+	g.rec.mu.Lock()
+	if g.rec.promises[guest] == nil {
+		g.rec.setLocked(guest, hoteling.Want{Host: host, Loose: true}, OriginBaseline, false)
 	}
-	g.log.Warn("gateway: BroadWorks ended a hot-desk association; releasing the desk",
-		"agent", g.dir().AgentID(guest), "guest", guest, "host", host, "reason", reason)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), g.staleLogoutTimeout())
-		defer cancel()
-		if err := hot.Release(ctx, guest, host); err != nil {
-			if errors.Is(err, hoteling.ErrOwnEndInDoubt) {
-				g.log.Warn("gateway: the association end may be a logout step given up on, landing late; left to the hot-desk re-check",
-					"guest", guest, "host", host)
-				return
-			}
-			g.log.Error("gateway: releasing the desk failed", "guest", guest, "host", host, "error", err)
-			return
-		}
-		g.log.Info("gateway: desk released", "guest", guest, "host", host, "reason", reason)
-	}()
+	g.rec.mu.Unlock()
+	g.rec.wake(guest)
 }

@@ -26,7 +26,7 @@ func (g *Gateway) Reload(cfg Config) {
 	cfg.EventPackages = old.EventPackages
 	cfg.AgentPasswords = old.AgentPasswords
 	cfg.AnswerSettle = old.AnswerSettle
-	cfg.RecheckAfter = old.RecheckAfter
+	cfg.DoubtWindow, cfg.RecoverMode = old.DoubtWindow, old.RecoverMode
 	cfg.LoadUsers, cfg.MaxUserLoads = old.LoadUsers, old.MaxUserLoads
 	g.live.Store(&liveConfig{cfg: cfg, dir: NewDirectory(cfg)})
 	g.log.Info("gateway configuration reloaded", "devices", len(cfg.Devices), "agents", len(cfg.Agents),

@@ -146,13 +146,18 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, who csta.Reque
 		if err == nil {
 			g.claim(agent, from, req.RequestedState)
 			g.noteLogin(agent, who.ConnID, req.RequestedState)
-			g.noteIntent(agent)
 		}
 	}()
 	code := g.dir().UnavailableCode(req.ReasonCode, g.cfg().DefaultUnavailableCode)
 	notFound := csta.ErrInvalidAgentIdentifier
+	promisedBy := from.promiseOrigin()
+	if _, forced := ctx.Value(logoutReasonKey{}).(string); forced {
+		promisedBy = OriginAdmin
+	}
+	// What the agent (and whoever sits at the desk) is promised now, so
+	// that a failure keeps "as before" (reconcile.go).
+	g.baseline(agent, g.User(deviceUser).GuestUserID)
 	set := func(state xsi.ACDState, code string) error {
-		g.noteRequest(agent)
 		if err := g.deps.Actions.SetAgentState(ctx, agent, state, code); err != nil {
 			if xsi.MayApplyLate(err) {
 				g.doubtAgentState(agent, state, code)
@@ -160,6 +165,7 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, who csta.Reque
 			return g.cstaError(err, notFound)
 		}
 		g.expectAgentState(agent, state, code)
+		g.promiseAgentState(agent, state, code, promisedBy)
 		return nil
 	}
 
@@ -177,7 +183,17 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, who csta.Reque
 				return nil, csta.ErrServiceNotSupported
 			}
 			defer g.hold(agent, deviceUser)()
-			err := g.cstaError(hot.Login(ctx, agent, deviceUser, number), notFound)
+			other := g.User(deviceUser).GuestUserID
+			herr := hot.Login(ctx, agent, deviceUser, number)
+			if herr == nil {
+				g.promise(agent, hoteling.Want{Host: deviceUser, ForwardTo: number, ACD: xsi.ACDUnavailable}, promisedBy, false)
+				if other != "" && other != agent {
+					g.promise(other, hoteling.Want{ACD: xsi.ACDSignOut}, OriginTakeover, false)
+				}
+			} else {
+				g.failed(herr, agent, other)
+			}
+			err := g.cstaError(herr, notFound)
 			g.journalSync(ctx, agent) // the association is on record before the answer
 			return ok(err)
 		}
@@ -203,6 +219,11 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, who csta.Reque
 				g.endingBy(agent, EndLogout)
 			}
 			herr := hot.Logout(ctx, agent)
+			if herr == nil {
+				g.promise(agent, hoteling.Want{ACD: xsi.ACDSignOut}, promisedBy, false)
+			} else {
+				g.failed(herr, agent)
+			}
 			err := g.cstaError(herr, notFound)
 			g.journalSync(ctx, agent) // the end is on record before the answer
 			var se *hoteling.StepError
@@ -360,7 +381,6 @@ func (g *Gateway) SetForwarding(ctx context.Context, _ csta.Requester, req *csta
 		return csta.ErrInvalidForwardingType
 	}
 	defer g.hold(user)()
-	g.noteRequest(user)
 	if err := set(ctx, user, f); err != nil {
 		return g.cstaError(err, csta.ErrInvalidDeviceID)
 	}
@@ -495,24 +515,4 @@ func (g *Gateway) expectAgentState(user string, state xsi.ACDState, code string)
 		return
 	}
 	u.pendingACD, u.pendingCode, u.pendingUntil = state, code, time.Now().Add(pendingWindow)
-}
-
-// noteRequest records that a CTI or phone request is about to change
-// user (hoteling.RequestClock: a re-check of an older failed hot-desk
-// sequence must not undo it).
-func (g *Gateway) noteRequest(user string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.user(user).lastRequest = time.Now()
-}
-
-// LastRequest is when a CTI or phone request last changed user's agent
-// state or forwarding (zero: never).
-func (g *Gateway) LastRequest(user string) time.Time {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if u := g.users[user]; u != nil {
-		return u.lastRequest
-	}
-	return time.Time{}
 }

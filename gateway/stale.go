@@ -1,16 +1,18 @@
 package gateway
 
 import (
-	"context"
 	"time"
 
 	"github.com/broadworks-connector/connector/csta"
+	"github.com/broadworks-connector/connector/hoteling"
+	"github.com/broadworks-connector/connector/xsi"
 )
 
 // Stale logins: an agent logged on by a CTI connection that then vanished
 // without logging it off is logged off after Config.StaleLoginGrace (off
 // when 0), unless another connection logged it on meanwhile; the journal
-// records it as "stale".
+// records it as "stale". The reconciler keeps the grace timer and the
+// logout: the agent is promised logged off (owed), like any promise.
 
 // EndStale is the journal's reason for a stale-login cleanup.
 const EndStale = "stale"
@@ -37,7 +39,8 @@ func (g *Gateway) noteLogin(agent string, conn uint64, state csta.ReqAgentState)
 // ConnectionClosed is csta.ConnectionObserver: a connection that goes away
 // (not at the connector's own shutdown) leaves its agents to the cleanup.
 func (g *Gateway) ConnectionClosed(who csta.Requester, serverShutdown bool) {
-	if g.cfg().StaleLoginGrace <= 0 {
+	grace := g.cfg().StaleLoginGrace
+	if grace <= 0 {
 		return
 	}
 	g.mu.Lock()
@@ -54,16 +57,22 @@ func (g *Gateway) ConnectionClosed(who csta.Requester, serverShutdown bool) {
 		g.mu.Unlock()
 		return
 	}
-	t := time.AfterFunc(g.cfg().StaleLoginGrace, func() { g.cleanStale(who.ConnID, agents) })
-	g.staleTimers[who.ConnID] = t
 	g.mu.Unlock()
+	g.rec.mu.Lock()
+	g.rec.atLocked(timed{at: time.Now().Add(grace), conn: who.ConnID, agents: agents})
+	g.rec.mu.Unlock()
 	g.log.Info("gateway: CTI connection gone with agents logged on; logging them off after the grace period",
-		"conn", who.ConnID, "remote", who.RemoteAddr, "agents", len(agents), "grace", g.cfg().StaleLoginGrace)
+		"conn", who.ConnID, "remote", who.RemoteAddr, "agents", len(agents), "grace", grace)
 }
 
-func (g *Gateway) cleanStale(conn uint64, agents []string) {
+// staleGraceOver promises logged off the agents conn left logged on that
+// no other connection logged on since.
+func (g *Gateway) staleGraceOver(conn uint64, agents []string) {
 	g.mu.Lock()
-	delete(g.staleTimers, conn)
+	if g.closed {
+		g.mu.Unlock()
+		return
+	}
 	var still []string
 	for _, a := range agents {
 		if g.loginOwner[a] == conn { // not logged on again by another connection
@@ -74,17 +83,12 @@ func (g *Gateway) cleanStale(conn uint64, agents []string) {
 	g.mu.Unlock()
 	for _, user := range still {
 		v := g.User(user)
-		if v.HostUserID == "" && (v.ACDState == "" || v.ACDState == "Sign-Out") {
+		if v.HostUserID == "" && (v.ACDState == "" || v.ACDState == xsi.ACDSignOut) {
 			continue // logged off meanwhile, some other way
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), g.staleLogoutTimeout())
-		err := g.logoutAgent(ctx, g.dir().AgentID(user), EndStale)
-		cancel()
-		if err != nil {
-			g.log.Warn("gateway: stale login not cleaned", "agent", user, "err", err)
-		} else {
-			g.log.Info("gateway: stale login cleaned", "agent", user, "conn", conn)
-		}
+		g.log.Info("gateway: stale login; logging the agent off", "agent", user, "conn", conn)
+		g.endingBy(user, EndStale)
+		g.promise(user, hoteling.Want{ACD: xsi.ACDSignOut}, OriginStaleLogin, true)
 	}
 }
 
@@ -95,16 +99,12 @@ func (g *Gateway) staleLogoutTimeout() time.Duration {
 	return 30 * time.Second
 }
 
-// Close stops pending stale-login cleanups (the connector is stopping).
+// Close stops the gateway's own work (the connector is stopping): user
+// loads in flight give up, nothing more is cleaned up.
 func (g *Gateway) Close() {
-	g.loadCancel() // user loads in flight give up
+	g.loadCancel()
 	defer g.loads.Wait()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.closed = true
-	for conn, t := range g.staleTimers {
-		t.Stop()
-		delete(g.staleTimers, conn)
-	}
-	g.stopRechecksLocked()
 }

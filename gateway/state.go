@@ -25,13 +25,6 @@ type userState struct {
 	pendingACD   xsi.ACDState
 	pendingCode  string
 	pendingUntil time.Time
-	// lastRequest: when a CTI or phone request last changed the agent
-	// state or the forwarding (hoteling.RequestClock).
-	lastRequest time.Time
-	// Agent-state requests given up on that the XSP may still apply, and
-	// the state the last successful one left (recheck.go).
-	doubts []agentStateAt
-	intent agentStateAt
 
 	// Call Forwarding Always, Busy and No Answer, indexed by fwdIndex.
 	fwd [3]forwardingView

@@ -271,6 +271,9 @@ func (g *Gateway) finishLoad(u *userState, l *userLoad, s userSnapshot, marks [f
 	if len(out) > 0 {
 		g.flush(u.id)
 	}
+	if err == nil {
+		g.rec.wake(u.id) // fresh now: its promise can be looked at
+	}
 }
 
 // applySnapshotLocked takes the snapshot's values into the view, each
@@ -353,13 +356,13 @@ func (g *Gateway) applySnapshotLocked(u *userState, s userSnapshot, marks [facet
 // CTI login or a waiter. Gateway.mu is held.
 func (g *Gateway) heldLocked(u *userState) bool {
 	if u.inflight > 0 || len(u.outbox) > 0 || u.loading != nil || u.hostUserID != "" || u.guestUserID != "" ||
-		len(u.doubts) > 0 || (u.pendingACD != "" && time.Now().Before(u.pendingUntil)) {
+		(u.pendingACD != "" && time.Now().Before(u.pendingUntil)) {
 		return true
 	}
 	if _, ok := g.loginOwner[u.id]; ok {
 		return true
 	}
-	if _, ok := g.rechecks[u.id]; ok {
+	if g.rec.keeps(u.id) {
 		return true
 	}
 	_, ok := g.wakes[u.id]
@@ -416,6 +419,7 @@ func (g *Gateway) sweepIdle(now time.Time) int {
 			continue
 		}
 		delete(g.users, u.id)
+		g.rec.forget(u.id)
 		if u.roles.watched && g.deps.Scopes != nil {
 			g.deps.Scopes.UnwatchUser(u.id) // non-blocking
 		}

@@ -33,27 +33,11 @@ type Actions interface {
 // View is the gateway's state view as the sequences need it.
 // AssociationNoter is an optional part of a View: told just before the
 // sequencer changes a guest's hoteling association itself, and for which
-// run (op: "login", "logout", "recover", "release"), so that the view can
+// run (op: "login", "logout", "reconcile"), so that the view can
 // tell those changes from the ones BroadWorks makes on its own (an
 // association limit, an operator on the portal).
 type AssociationNoter interface {
 	AssociationChanging(guest, op string)
-}
-
-// RequestClock is an optional part of a View: when a request from outside
-// the sequencer (a CTI client, a phone) last changed a user's agent state
-// or forwarding. A re-check of an older failed sequence leaves such a user
-// alone (recheck.go).
-type RequestClock interface {
-	LastRequest(userID string) time.Time
-}
-
-// AgentIntents is an optional part of a View: the agent state the last
-// successful request from outside the sequencer (a CTI client, a phone)
-// left, and when. A re-check that finds a failed sequence's late change
-// over it puts it back (recheck.go).
-type AgentIntents interface {
-	AgentIntent(userID string) (state xsi.ACDState, code string, at time.Time)
 }
 
 type View interface {

@@ -19,10 +19,6 @@ var (
 	ErrTimeout      = errors.New("hoteling: no confirming event")                      // the step's Action or its confirming event did not come within StepTimeout
 	ErrContradicted = errors.New("hoteling: contradicting event")                      // the view changed to something other than what the step asked for
 	ErrBusy         = errors.New("hoteling: too many sequences queued for agent/host") // the per-agent/per-host queue (Config.QueueLength) is full
-	// ErrOwnEndInDoubt: Release found an end of the guest's association
-	// that the sequencer gave up on and will re-check: the end seen may be
-	// that request landing late, and the re-check decides, not Release.
-	ErrOwnEndInDoubt = errors.New("hoteling: the association end may be a late one of ours")
 )
 
 // StepError is a failed Login, Logout or repair: the step that failed and its
@@ -30,15 +26,28 @@ var (
 // 400 from the XSP: errors.As the cause to *xsi.Error). By the time it is
 // returned the completed steps have been undone in reverse; Undo is nil when
 // that compensation fully succeeded, else what went wrong (BroadWorks is then
-// neither fully logged in nor as before, and Recover is the way back).
+// neither fully logged in nor as before, and Settle is the way back).
 type StepError struct {
-	Op    string // "login", "logout", "recover"
+	Op    string // "login", "logout", "reconcile"
 	Step  string // e.g. "host-cfa", "associate", "agent-unavailable"
 	Kind  error
 	Err   error
 	Undo  error
 	Guest string
 	Host  string
+	// Doubts are the changes this sequence asked for and gave up on (a
+	// timeout, a 5xx, a contradicting event) that the XSP may still apply
+	// late (research/xsi.md): the failed step, and undos that failed the
+	// same way. A caller keeping promises (the gateway's reconciler) takes
+	// a later view showing one of them for its own late change.
+	Doubts []Doubt
+}
+
+// Doubt is one change a failed sequence may still see applied late.
+type Doubt struct {
+	User  string
+	Step  string
+	Shows func(User) bool // the view shows the change
 }
 
 func (e *StepError) Error() string {

@@ -108,3 +108,11 @@ func (s *Sequencer) lockFor(ctx context.Context, need func() []string) (func(), 
 	}
 	return nil, ErrBusy
 }
+
+// Busy reports whether a sequence (or a repair) holds or waits for the
+// user, as an agent or as a desk.
+func (s *Sequencer) Busy(user string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.locks[agentKey(user)] != nil || s.locks[hostKey(user)] != nil
+}

@@ -19,12 +19,11 @@ import (
 const (
 	opLogin = iota
 	opLogout
-	opRecover
-	opRelease
+	opReconcile
 	numOps
 )
 
-var opNames = [numOps]string{"login", "logout", "recover", "release"}
+var opNames = [numOps]string{"login", "logout", "reconcile"}
 
 // Results of a sequence or a step, as labelled.
 const (
@@ -64,7 +63,7 @@ func newMetrics() *metrics {
 	m := &metrics{
 		sequences: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "connector_hotdesk_sequences_total",
-			Help: "Hot-desk sequences finished, by op (login, logout, recover, release) and result (ok, busy: queue full, host_busy, unknown_user, refused, link_down, timeout, contradicted, canceled, failed).",
+			Help: "Hot-desk sequences finished, by op (login, logout, reconcile: the reconciler bringing BroadWorks back to a promise) and result (ok, busy: queue full, host_busy, unknown_user, refused, link_down, timeout, contradicted, canceled, failed).",
 		}, []string{"op", "result"}),
 		sequenceTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "connector_hotdesk_sequence_seconds",

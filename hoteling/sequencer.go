@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -42,11 +43,6 @@ type Config struct {
 	// Store keeps the remembered host forwarding across restarts. Optional
 	// (memory only when nil); see FileStore.
 	Store Store
-	// RecheckAfter: a sequence that failed on a step the XSP may still
-	// apply (a timeout, a 5xx) is checked again this long after it ended,
-	// and what a late change left half done is undone (recheck.go). 0: no
-	// re-check.
-	RecheckAfter time.Duration
 }
 
 // Recover modes.
@@ -92,13 +88,9 @@ type Sequencer struct {
 
 	mu         sync.Mutex
 	locks      map[string]*keyLock
-	remembered map[string]Remembered  // by host user ID
-	loaded     bool                   // Store loaded into remembered
-	rechecks   map[string]*recheckSet // pending re-checks by user set (recheck.go)
-	closed     bool                   // Close was called
-	gens       map[string]uint64      // steps run per user (recheck.go)
-	words      map[string]word        // per user and part, the last change made (recheck.go)
-	wordsNoted uint64
+	remembered map[string]Remembered // by host user ID
+	desksOf    map[string][]string   // guest user ID → hosts whose remembered entry names it
+	loaded     bool                  // Store loaded into remembered
 }
 
 // New builds a Sequencer; it starts no goroutine.
@@ -119,7 +111,7 @@ func New(cfg Config, act Actions, view View, logger *slog.Logger) *Sequencer {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Sequencer{cfg: cfg, act: act, view: view, logger: logger, metrics: newMetrics(),
-		locks: map[string]*keyLock{}, remembered: map[string]Remembered{}, rechecks: map[string]*recheckSet{}, gens: map[string]uint64{}, words: map[string]word{}}
+		locks: map[string]*keyLock{}, remembered: map[string]Remembered{}, desksOf: map[string][]string{}}
 }
 
 // Remembered returns the remembered previous CFA of hostUserID.
@@ -143,15 +135,65 @@ func (s *Sequencer) loadLocked() {
 	}
 	for _, r := range rs {
 		if _, ok := s.remembered[r.HostUserID]; !ok {
-			s.remembered[r.HostUserID] = r
+			s.setLocked(r)
 		}
 	}
+}
+
+// setLocked puts r in remembered and in the guest index (mu held).
+func (s *Sequencer) setLocked(r Remembered) {
+	s.dropLocked(r.HostUserID)
+	s.remembered[r.HostUserID] = r
+	s.desksOf[r.GuestUserID] = append(s.desksOf[r.GuestUserID], r.HostUserID)
+}
+
+// dropLocked takes host's entry out of remembered and the guest index (mu
+// held); it reports whether there was one.
+func (s *Sequencer) dropLocked(host string) bool {
+	old, ok := s.remembered[host]
+	if !ok {
+		return false
+	}
+	delete(s.remembered, host)
+	hosts := slices.DeleteFunc(s.desksOf[old.GuestUserID], func(h string) bool { return h == host })
+	if len(hosts) == 0 {
+		delete(s.desksOf, old.GuestUserID)
+	} else {
+		s.desksOf[old.GuestUserID] = hosts
+	}
+	return true
+}
+
+// rememberedOf is every remembered entry that names guest.
+func (s *Sequencer) rememberedOf(guest string) []Remembered {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.loadLocked()
+	var out []Remembered
+	for _, h := range s.desksOf[guest] {
+		out = append(out, s.remembered[h])
+	}
+	return out
+}
+
+// RememberedHosts are the hosts with a remembered entry (start-up
+// recovery looks at them and their guests).
+func (s *Sequencer) RememberedHosts() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.loadLocked()
+	out := make([]string, 0, len(s.remembered))
+	for h, r := range s.remembered {
+		out = append(out, h, r.GuestUserID)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 func (s *Sequencer) remember(r Remembered) {
 	s.mu.Lock()
 	s.loadLocked()
-	s.remembered[r.HostUserID] = r
+	s.setLocked(r)
 	s.mu.Unlock()
 	if s.cfg.Store != nil {
 		if err := s.cfg.Store.Save(r); err != nil {
@@ -163,8 +205,7 @@ func (s *Sequencer) remember(r Remembered) {
 func (s *Sequencer) forget(hostUserID string) {
 	s.mu.Lock()
 	s.loadLocked()
-	_, had := s.remembered[hostUserID]
-	delete(s.remembered, hostUserID)
+	had := s.dropLocked(hostUserID)
 	s.mu.Unlock()
 	if had && s.cfg.Store != nil {
 		if err := s.cfg.Store.Delete(hostUserID); err != nil {
@@ -286,13 +327,6 @@ func (s *Sequencer) loginHost(ctx context.Context, guest, host, forwardTo string
 	// their result and send nothing).
 	if g.HostUserID == host && signedIn(g) && forwardsTo(h.CFA, forwardTo) && !signedIn(h) {
 		s.logger.Debug("hoteling: already logged on", "guest", guest, "host", host)
-		// What this login relies on counts as its word (recheck.go).
-		if h.ACDState == xsi.ACDSignOut {
-			s.noteWord(s.hostSignOutStep(host))
-		}
-		s.noteWord(s.assocStep(guest, "associate", host))
-		s.noteWord(s.cfaStep(host, "host-cfa", xsi.Forwarding{Active: true, ForwardToPhoneNumber: forwardTo}))
-		s.noteWord(s.acdStep(guest, "agent-state", g.ACDState, g.UnavailableCode))
 		return nil
 	}
 	r := s.newRun(ctx, "login", guest, host)

@@ -4,8 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"sync"
+		"sync"
 	"time"
 
 	"github.com/broadworks-connector/connector/xsi"
@@ -22,9 +21,6 @@ type step struct {
 	// assoc marks a change of the user's hoteling association (the View
 	// may want to know it is ours: AssociationNoter).
 	assoc bool
-	// facet is the part of the user the step sets: facetACD, facetCFA or
-	// facetAssoc (the re-check's last word, recheck.go).
-	facet string
 }
 
 // done is a step that ran (or may have run), with the view before it.
@@ -42,11 +38,10 @@ type run struct {
 	start       time.Time
 	done        []done
 	err         *StepError
-	// uncertain: a step (or an undo) failed in a way the XSP may still
-	// apply it (a timeout, a 5xx, a contradiction): the run is re-checked
-	// later (recheck.go); doubt is that step, when it was a forward one.
-	uncertain bool
-	doubt     *done
+	// doubts: steps (and undos) that failed in a way the XSP may still
+	// apply them (a timeout, a 5xx, a contradiction), for the caller
+	// (StepError.Doubts).
+	doubts []Doubt
 }
 
 // newRun starts a sequence (a saga): one log line here, one when it ends
@@ -73,7 +68,6 @@ func (r *run) step(st step) {
 	}
 	before := r.s.view.User(st.user)
 	if st.want(before) {
-		r.s.noteWord(st) // this run relies on it as it is
 		return
 	}
 	err := r.s.exec(r.ctx, r.op, st, before)
@@ -85,8 +79,7 @@ func (r *run) step(st step) {
 		// The change may have been applied (timeout, 5xx, contradicting
 		// event): undo it as well.
 		r.done = append(r.done, done{st, before})
-		r.uncertain = true
-		r.doubt = &r.done[len(r.done)-1]
+		r.doubts = append(r.doubts, Doubt{User: st.user, Step: st.name, Shows: st.want})
 	}
 	kind := kindOf(r.ctx, err)
 	if errors.Is(err, ErrContradicted) {
@@ -107,39 +100,20 @@ func (r *run) finish() error {
 	}
 	ctx := context.WithoutCancel(r.ctx)
 	var errs []error
-	var undosInDoubt []step
 	for i := len(r.done) - 1; i >= 0; i-- {
 		d := r.done[i]
 		u := d.st.undo(d.before)
 		if err := r.s.exec(ctx, r.op, u, r.s.view.User(u.user)); err != nil {
 			if !refused(err) {
-				// The undo may land late as well.
-				r.uncertain = true
-				undosInDoubt = append(undosInDoubt, u)
+				// The undo may land late as well (over a later change).
+				r.doubts = append(r.doubts, Doubt{User: u.user, Step: u.name, Shows: u.want})
 			}
 			r.s.logger.Error("hoteling: compensation failed", "op", r.op, "guest", r.guest, "host", r.host, "step", u.name, "err", err)
 			errs = append(errs, fmt.Errorf("%s: %w", u.name, err))
 		}
 	}
 	r.err.Undo = errors.Join(errs...)
-	if r.uncertain {
-		users := []string{r.guest, r.host}
-		for _, d := range r.done {
-			users = append(users, d.st.user)
-		}
-		var doubts []inDoubt
-		if d := r.doubt; d != nil {
-			doubts = append(doubts, inDoubt{st: d.st, undo: d.st.undo(d.before), gen: r.s.generation(d.st.user), at: time.Now()})
-		}
-		// An undo in doubt may land late too, over a later sequence or
-		// request: the re-check then sets that later word again. Without
-		// one there is nothing to redo (undo: the step itself); the
-		// recovery after it sees to what is left half done.
-		for _, u := range undosInDoubt {
-			doubts = append(doubts, inDoubt{st: u, undo: u, gen: r.s.generation(u.user), at: time.Now()})
-		}
-		r.s.scheduleRecheck(r.op, slices.DeleteFunc(users, func(u string) bool { return u == "" }), doubts)
-	}
+	r.err.Doubts = r.doubts
 	r.s.metrics.compensated(r.op, len(r.done), r.err.Undo)
 	if r.err.Undo == nil {
 		r.s.logger.Info("hoteling: sequence undone", "op", r.op, "guest", r.guest, "host", r.host, "failed", r.err.Step,
@@ -157,20 +131,12 @@ func (s *Sequencer) exec(ctx context.Context, op string, st step, before User) (
 	sctx, cancel := context.WithTimeout(ctx, s.cfg.StepTimeout)
 	defer cancel()
 	s.logger.Debug("hoteling: step", "step", st.name, "user", st.user)
-	if op != "recheck" {
-		s.touch(st.user)
-	}
 	if n, ok := s.view.(AssociationNoter); ok && st.assoc {
 		n.AssociationChanging(st.user, op)
 	}
 	if err := st.do(sctx); err != nil {
 		return err
 	}
-	defer func() {
-		if err == nil {
-			s.noteWord(st)
-		}
-	}()
 	was := st.proj(before)
 	var mu sync.Mutex
 	var got User
@@ -198,7 +164,6 @@ func (s *Sequencer) acdStep(user, name string, state xsi.ACDState, code string) 
 	return step{
 		name:  name,
 		user:  user,
-		facet: facetACD,
 		proj:  func(u User) string { return string(u.ACDState) },
 		want: func(u User) bool {
 			switch state {
@@ -230,7 +195,6 @@ func (s *Sequencer) cfaStep(host, name string, f xsi.Forwarding) step {
 	return step{
 		name:  name,
 		user:  host,
-		facet: facetCFA,
 		proj:  func(u User) string { return fmt.Sprintf("%t|%s", u.CFA.Active, u.CFA.ForwardToPhoneNumber) },
 		want: func(u User) bool {
 			if f.Active {
@@ -252,7 +216,6 @@ func (s *Sequencer) assocStep(guest, name, host string) step {
 	return step{
 		name:  name,
 		user:  guest,
-		facet: facetAssoc,
 		proj:  func(u User) string { return u.HostUserID },
 		want:  func(u User) bool { return u.HostUserID == host },
 		do: func(ctx context.Context) error {

@@ -114,17 +114,15 @@ func newXSILink(cfg *config.Config, logger *slog.Logger) (*xsiLink, error) {
 
 	glog := logger.With("component", "gateway")
 	gcfg := cfg.Gateway()
-	// An agent-state request given up on may still be applied by the XSP:
-	// look again once any request sent then has surely ended.
-	gcfg.RecheckAfter = max(2*xcfg.RequestTimeout, 10*time.Second)
+	// A request given up on may still be applied by the XSP until any
+	// request sent then has surely ended.
+	gcfg.DoubtWindow = max(2*xcfg.RequestTimeout, 10*time.Second)
+	gcfg.RecoverMode = cfg.Hoteling().RecoverMode
 	l.gateway = gateway.New(gcfg, gateway.Deps{Actions: client, Publisher: l.publisher, Scopes: events}, glog)
 	hcfg := cfg.Hoteling()
 	// The number a desk forwards to comes from the directory in force
 	// (SIGHUP may reload it).
 	hcfg.NumberOf = l.gateway.NumberOf // an entry's number, else BroadWorks' (users.go)
-	// A step given up on (timeout, 5xx) may still be applied by the XSP:
-	// look again once any request sent then has surely ended.
-	hcfg.RecheckAfter = max(2*xcfg.RequestTimeout, 10*time.Second)
 	l.sequencer = hoteling.New(hcfg, client, l.gateway, logger.With("component", "hoteling"))
 	l.gateway.SetHoteling(l.sequencer)
 	logger.Info("xsi link built", "servers", xcfg.Servers, "channel_set_id", xcfg.ChannelSetID,
@@ -169,26 +167,16 @@ func (l *xsiLink) start(front *csta.Server, recoverUsers []string) error {
 // anyway.
 const recoverSnapshotWait = 15 * time.Second
 
-// recover repairs half-done hot-desk sequences (hoteling.recover_mode) once
-// the link is first up and the users' snapshots are in, and again after
-// every link recovery once the resync has refreshed them.
+// recover has the reconciler look, once the link is first up and the
+// users' snapshots are in, for hot-desk sequences a crash left half done
+// (hoteling.recover_mode); then the journal closes what BroadWorks no
+// longer shows.
 func (l *xsiLink) recover(ctx context.Context, users []string) {
-	l.gateway.RepairLoop(ctx, users, gateway.RepairOptions{Startup: true, SnapshotWait: recoverSnapshotWait},
-		func(ctx context.Context, users []string) {
-			repairs := l.sequencer.Recover(ctx, users)
-			// Recover logs each repair itself; this is the summary.
-			failed := 0
-			for _, r := range repairs {
-				if r.Err != nil {
-					failed++
-				}
-			}
-			when := gateway.RepairPass(ctx)
-			if when == gateway.PassStartup && l.journal != nil {
-				l.journal.reconcile(ctx, l.gateway)
-			}
-			l.logger.Info("hoteling: recovery done", "when", when, "users", len(users), "repairs", len(repairs), "failed", failed)
-		})
+	l.gateway.Recover(ctx, users, recoverSnapshotWait, func() {
+		if l.journal != nil {
+			l.journal.reconcile(ctx, l.gateway)
+		}
+	})
 }
 
 // logLinkChanges logs, on every change, the state of each XSP whose state
@@ -234,7 +222,6 @@ func (l *xsiLink) logLinkChanges(forward chan<- struct{}) {
 // the simulator, in that order.
 func (l *xsiLink) stop(ctx context.Context) error {
 	var err error
-	l.sequencer.Close() // no re-checks of failed sequences from here on
 	if l.cancel != nil {
 		l.cancel()
 		select {

@@ -18,7 +18,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -135,24 +134,19 @@ type Connector struct {
 	Sequencer *hoteling.Sequencer
 	CSTA      *csta.Server
 	Phones    *phonesync.Server // nil without Config.Phones
-	Repairs   []hoteling.Repair // what start-up recovery did
+	Repairs   []gateway.Repair // what start-up recovery did
 
 	acts      *gatedActions
 	store     *gatedStore
 	cancel    context.CancelFunc
 	runEnd    chan struct{}
 	repairEnd chan struct{}
-
-	repairMu    sync.Mutex
-	linkRepairs []hoteling.Repair
 }
 
-// LinkRepairs is what recovery did after XSI link recoveries (the gateway's
-// RepairLoop, as `run` has it), so far.
-func (c *Connector) LinkRepairs() []hoteling.Repair {
-	c.repairMu.Lock()
-	defer c.repairMu.Unlock()
-	return slices.Clone(c.linkRepairs)
+// LinkRepairs is what the reconciler did after start-up recovery, so far.
+func (c *Connector) LinkRepairs() []gateway.Repair {
+	all := c.Gateway.Repairs()
+	return all[min(len(c.Repairs), len(all)):]
 }
 
 // New seeds and starts the simulator; no connector runs until Start.
@@ -317,7 +311,7 @@ func (s *Stack) Start() error {
 	c.store = &gatedStore{fs: &hoteling.FileStore{Path: s.cfg.StateFile}}
 
 	gcfg := gateway.Config{Domain: Domain, RequestTimeout: s.cfg.RequestTimeout, LoadUsers: true,
-		RecheckAfter: max(2*xcfg.RequestTimeout, 10*time.Second)} // as run has it
+		DoubtWindow: max(2*xcfg.RequestTimeout, 10*time.Second), RecoverMode: s.cfg.RecoverMode} // as run has it
 	for i := 1; i <= s.cfg.Desks; i++ {
 		gcfg.Devices = append(gcfg.Devices, gateway.DeviceEntry{DeviceID: DeskID(i), UserID: DeskUser(i), HotDesk: true})
 	}
@@ -332,9 +326,6 @@ func (s *Stack) Start() error {
 		RecoverMode: s.cfg.RecoverMode,
 		NumberOf:    numberOf,
 		Store:       c.store,
-		// As run has it: a sequence that failed on a request the XSP may
-		// still apply is looked at again.
-		RecheckAfter: max(2*xcfg.RequestTimeout, 10*time.Second),
 	}, c.acts, gw, logger.With("component", "hoteling"))
 	gw.SetHoteling(seq)
 	c.Gateway, c.Sequencer = gw, seq
@@ -399,21 +390,19 @@ func (s *Stack) Start() error {
 		s.teardown(c, true)
 		return err
 	}
-	rctx, rcancel := context.WithTimeout(context.Background(), s.cfg.ReadyTimeout)
-	c.Repairs = seq.Recover(rctx, s.users)
-	rcancel()
-	since := gw.LinkEpoch()
+	// Start-up recovery as run has it: the reconciler finishes what a
+	// crash left half done; Start returns once that has settled.
 	c.repairEnd = make(chan struct{})
+	recovered := make(chan struct{})
 	go func() {
 		defer close(c.repairEnd)
-		gw.RepairLoop(ctx, s.users, gateway.RepairOptions{Since: since, SnapshotWait: s.cfg.ReadyTimeout},
-			func(ctx context.Context, users []string) {
-				reps := seq.Recover(ctx, users)
-				c.repairMu.Lock()
-				c.linkRepairs = append(c.linkRepairs, reps...)
-				c.repairMu.Unlock()
-			})
+		gw.Recover(ctx, s.users, s.cfg.ReadyTimeout, func() { close(recovered) })
 	}()
+	select {
+	case <-recovered:
+	case <-time.After(s.cfg.ReadyTimeout):
+	}
+	c.Repairs = gw.Repairs()
 	s.mu.Lock()
 	s.conn = c
 	s.mu.Unlock()
@@ -595,7 +584,6 @@ func (s *Stack) teardown(c *Connector, hard bool) error {
 			errs = append(errs, err)
 		}
 	}
-	c.Sequencer.Close() // no re-check after this life
 	c.cancel()
 	<-c.runEnd
 	if c.repairEnd != nil { // nil: failed before the loop started

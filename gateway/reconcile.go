@@ -1,0 +1,818 @@
+package gateway
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/broadworks-connector/connector/hoteling"
+	"github.com/broadworks-connector/connector/xsi"
+)
+
+// Promises and the reconciler (DESIGN.md: "Promises are kept by one
+// mechanism").
+//
+// A promise is what the connector last told a client about one agent: at a
+// desk or at none, in an agent state (hoteling.Want), with where it came
+// from. A request's answer sets it: a success sets the new one, a failure
+// leaves the one before (the client was told nothing changed) and adds the
+// changes the failed request may still see applied late (its doubts, for
+// DoubtWindow). Cleanups decided by the connector (a stale login, a desk
+// BroadWorks took back, start-up recovery) set promises too.
+//
+// The reconciler is level-triggered (Kubernetes controllers): woken for a
+// user by its XSI events, a link recovery, a snapshot read, a doubt's end
+// or a grace timer, it compares the user's promise with the view and acts
+// on the difference:
+//   - the view shows the promise: nothing (a doubt past its window is
+//     dropped);
+//   - the difference is ours (a doubt the view shows: a request given up on
+//     landed late; or the promise is owed: a failed undo, a cleanup, a
+//     crash): the sequencer brings BroadWorks back to the promise, under
+//     its locks, with its confirmed steps (hoteling.Sequencer.Settle);
+//   - else someone outside the connector changed BroadWorks (portal,
+//     another application, the association limit): that becomes the
+//     promise, and is reported, never fought. An association BroadWorks
+//     ended frees the desk (its forwarding back, the agent signed out).
+//
+// Work is one de-duplicated queue of user IDs, bounded by the users with
+// promises; a user is worked on by one worker at a time (woken meanwhile, it
+// is looked at again after), and users in the middle of a request or a
+// sequence are looked at once that has ended. A repair that fails is tried
+// again with a back-off while the promise stands.
+
+// Kinds of repair, as counted (connector_reconciler_repairs_total{kind}).
+const (
+	RepairLateLanding = "late-landing"      // a request given up on landed late: undone (promise set again)
+	RepairOwed        = "owed"              // a half-done sequence of ours (failed undo, crash, cleanup) finished
+	RepairReleased    = "association-ended" // BroadWorks ended an association: the desk released
+	RepairAdopted     = "outside-change"    // a change made outside the connector taken as the promise
+	RepairFailed      = "failed"            // a repair that failed (tried again later)
+)
+
+var repairKinds = []string{RepairLateLanding, RepairOwed, RepairReleased, RepairAdopted, RepairFailed}
+
+// Promise origins.
+const (
+	OriginCTI        = "cti"
+	OriginPhone      = "phone"
+	OriginAdmin      = "admin"
+	OriginStaleLogin = "stale-login"
+	OriginRecovery   = "recovery"
+	OriginBroadWorks = "broadworks" // an outside change taken as the promise
+	OriginTakeover   = "takeover"   // another agent's login took the desk
+	OriginBaseline   = "baseline"   // as the view showed it before a request
+)
+
+// promise is one agent's, guarded by reconciler.mu.
+type promise struct {
+	want    hoteling.Want
+	version uint64
+	origin  string
+	at      time.Time
+	// owed: BroadWorks differs from want because of the connector (a
+	// failed undo, a cleanup or recovery it decided): any difference is
+	// repaired, not adopted, until the view shows want.
+	owed   bool
+	doubts []doubtAt
+	// tries counts failed repairs in a row (back-off).
+	tries int
+}
+
+type doubtAt struct {
+	d     hoteling.Doubt
+	until time.Time
+}
+
+// maxDoubts bounds the doubts kept per user (only whether one of them
+// shows in the view matters).
+const maxDoubts = 8
+
+// Repair is one difference the reconciler acted on.
+type Repair struct {
+	User    string
+	Kind    string // RepairLateLanding, RepairOwed, …
+	Found   string // what BroadWorks showed
+	Promise string // what was promised (after an adoption: the new promise)
+	At      time.Time
+	Err     error
+}
+
+// maxRepairLog bounds the recent repairs kept for Repairs.
+const maxRepairLog = 256
+
+// timed is a wake-up at a time: of a user (a doubt's end, a back-off) or of
+// a stale-login cleanup (conn).
+type timed struct {
+	at     time.Time
+	user   string
+	conn   uint64
+	agents []string
+}
+
+type timedHeap []timed
+
+func (h timedHeap) Len() int           { return len(h) }
+func (h timedHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h timedHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *timedHeap) Push(x any)        { *h = append(*h, x.(timed)) }
+func (h *timedHeap) Pop() any {
+	old := *h
+	t := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return t
+}
+
+// reconcileWorkers work the queue at once: a repair waits on XSI round
+// trips, and one slow repair must not hold up every other.
+const reconcileWorkers = 4
+
+// busyRetry: a user in the middle of a request or a sequence is looked at
+// again this long after.
+const busyRetry = 200 * time.Millisecond
+
+// maxTimed bounds the pending wake-ups (one per user and doubt at most in
+// practice; past it, the oldest back-offs are dropped for a full pass).
+const maxTimed = 1 << 20
+
+type reconciler struct {
+	g *Gateway
+
+	mu       sync.Mutex
+	promises map[string]*promise
+	version  uint64
+	queue    []string
+	queued   map[string]bool
+	active   map[string]bool
+	dirty    map[string]bool // woken while active
+	timers   timedHeap
+	timer    *time.Timer
+	kick     chan struct{} // one pending: work in the queue
+	idle     *sync.Cond    // broadcast when the queue empties and nothing is active
+	repairs  []Repair
+	closed   bool
+
+	counts map[string]*atomic.Uint64
+}
+
+func newReconciler(g *Gateway) *reconciler {
+	r := &reconciler{g: g, promises: map[string]*promise{}, queued: map[string]bool{},
+		active: map[string]bool{}, dirty: map[string]bool{}, kick: make(chan struct{}, 1),
+		counts: map[string]*atomic.Uint64{}}
+	r.idle = sync.NewCond(&r.mu)
+	for _, k := range repairKinds {
+		r.counts[k] = new(atomic.Uint64)
+	}
+	return r
+}
+
+// ---- promises ----
+
+// baseline records, for each user without a promise, the view as its
+// promise, before a request may change it (a failure then promises "as
+// before"). A desk shape the view shows whole is promised whole; else only
+// the association (Loose).
+func (g *Gateway) baseline(users ...string) {
+	hot := g.hoteling()
+	for _, id := range users {
+		if id == "" {
+			continue
+		}
+		g.rec.mu.Lock()
+		_, has := g.rec.promises[id]
+		g.rec.mu.Unlock()
+		if has {
+			continue
+		}
+		v := g.User(id)
+		w := hoteling.Want{Guest: id, Host: v.HostUserID, ACD: v.ACDState, Code: v.UnavailableCode}
+		if w.Host != "" && (hot == nil || !hot.Satisfied(w)) {
+			w.Loose = true
+		}
+		g.rec.mu.Lock()
+		if _, has := g.rec.promises[id]; !has {
+			g.rec.setLocked(id, w, OriginBaseline, false)
+		}
+		g.rec.mu.Unlock()
+	}
+}
+
+// setLocked replaces user's promise (r.mu held); its doubts stay.
+func (r *reconciler) setLocked(user string, w hoteling.Want, origin string, owed bool) *promise {
+	p := r.promises[user]
+	if p == nil {
+		p = &promise{}
+		r.promises[user] = p
+	}
+	r.version++
+	w.Guest = user
+	p.want, p.version, p.origin, p.at, p.owed, p.tries = w, r.version, origin, time.Now(), owed, 0
+	return p
+}
+
+// promise sets user's promise after a successful request (or a decision of
+// the connector's own, owed) and wakes the reconciler for it.
+func (g *Gateway) promise(user string, w hoteling.Want, origin string, owed bool) {
+	g.rec.mu.Lock()
+	g.rec.setLocked(user, w, origin, owed)
+	g.rec.mu.Unlock()
+	g.rec.wake(user)
+}
+
+// promiseAgentState changes only the agent state of user's promise (a
+// successful agent-state request on the user's own device).
+func (g *Gateway) promiseAgentState(user string, state xsi.ACDState, code string, origin string) {
+	g.baseline(user)
+	g.rec.mu.Lock()
+	p := g.rec.promises[user]
+	w := p.want
+	w.ACD, w.Code = state, code
+	g.rec.setLocked(user, w, origin, p.owed)
+	g.rec.mu.Unlock()
+	g.rec.wake(user)
+}
+
+// doubt records changes a failed request may still see applied, and looks
+// at the user again when they can no longer land.
+func (g *Gateway) doubt(ds ...hoteling.Doubt) {
+	if len(ds) == 0 {
+		return
+	}
+	until := time.Now().Add(g.doubtWindow())
+	r := g.rec
+	r.mu.Lock()
+	users := map[string]bool{}
+	for _, d := range ds {
+		p := r.promises[d.User]
+		if p == nil {
+			continue // no promise on that user: nothing to keep
+		}
+		p.doubts = append(p.doubts, doubtAt{d: d, until: until})
+		if len(p.doubts) > maxDoubts {
+			p.doubts = p.doubts[len(p.doubts)-maxDoubts:]
+		}
+		users[d.User] = true
+	}
+	for u := range users {
+		r.atLocked(timed{at: until, user: u})
+	}
+	r.mu.Unlock()
+}
+
+// doubtAgentState is doubt for a single agent-state request given up on.
+func (g *Gateway) doubtAgentState(user string, state xsi.ACDState, code string) {
+	g.doubt(hoteling.Doubt{User: user, Step: "agent-state", Shows: func(u hoteling.User) bool {
+		return hoteling.ACDShows(u, state, code)
+	}})
+}
+
+// owe marks users' promises owed: a sequence of ours left BroadWorks
+// differing from them (its undo failed).
+func (g *Gateway) owe(users ...string) {
+	r := g.rec
+	r.mu.Lock()
+	for _, u := range users {
+		if p := r.promises[u]; p != nil {
+			p.owed = true
+		}
+	}
+	r.mu.Unlock()
+	r.wake(users...)
+}
+
+// failed records what a failed hot-desk sequence left: its doubts, and the
+// promises of users owed when its undo failed.
+func (g *Gateway) failed(err error, users ...string) {
+	var se *hoteling.StepError
+	if !errors.As(err, &se) {
+		return
+	}
+	g.doubt(se.Doubts...)
+	if se.Undo != nil {
+		g.owe(users...)
+	}
+}
+
+func (g *Gateway) doubtWindow() time.Duration {
+	if d := g.cfg().DoubtWindow; d > 0 {
+		return d
+	}
+	return 2 * g.staleLogoutTimeout()
+}
+
+// Promise is the promise of an agent (its want and origin), for tests and
+// the operators' view; false when none.
+func (g *Gateway) Promise(user string) (hoteling.Want, string, bool) {
+	g.rec.mu.Lock()
+	defer g.rec.mu.Unlock()
+	if p := g.rec.promises[user]; p != nil {
+		return p.want, p.origin, true
+	}
+	return hoteling.Want{}, "", false
+}
+
+// keepsLocked: a promise still to be kept (owed, or doubts) keeps its user
+// loaded (users.go heldLocked); r.mu is taken under Gateway.mu.
+func (r *reconciler) keeps(user string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := r.promises[user]
+	return p != nil && (p.owed || len(p.doubts) > 0) || r.active[user] || r.queued[user]
+}
+
+// forget drops user's promise (the user leaves memory).
+func (r *reconciler) forget(user string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p := r.promises[user]; p != nil && !p.owed && len(p.doubts) == 0 {
+		delete(r.promises, user)
+	}
+}
+
+// ---- the queue ----
+
+// wake queues users that have promises.
+func (r *reconciler) wake(users ...string) {
+	r.mu.Lock()
+	n := 0
+	for _, u := range users {
+		if u == "" || r.promises[u] == nil {
+			continue
+		}
+		if r.enqueueLocked(u) {
+			n++
+		}
+	}
+	r.mu.Unlock()
+	if n > 0 {
+		select {
+		case r.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// wakeAll queues every user with a promise (a link recovery).
+func (r *reconciler) wakeAll() {
+	r.mu.Lock()
+	for u := range r.promises {
+		r.enqueueLocked(u)
+	}
+	r.mu.Unlock()
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (r *reconciler) enqueueLocked(u string) bool {
+	if r.active[u] {
+		r.dirty[u] = true
+		return false
+	}
+	if r.queued[u] {
+		return false
+	}
+	r.queued[u] = true
+	r.queue = append(r.queue, u)
+	return true
+}
+
+// atLocked schedules a wake-up.
+func (r *reconciler) atLocked(t timed) {
+	if len(r.timers) >= maxTimed {
+		return
+	}
+	heap.Push(&r.timers, t)
+	if r.timers[0].at.Equal(t.at) && r.timer != nil {
+		r.timer.Reset(time.Until(t.at))
+	}
+}
+
+// next takes a user off the queue; false when ctx ended.
+func (r *reconciler) next(ctx context.Context) (string, bool) {
+	for {
+		r.mu.Lock()
+		if len(r.queue) > 0 {
+			u := r.queue[0]
+			r.queue[0] = ""
+			r.queue = r.queue[1:]
+			delete(r.queued, u)
+			r.active[u] = true
+			more := len(r.queue) > 0
+			r.mu.Unlock()
+			if more { // another worker may take the rest
+				select {
+				case r.kick <- struct{}{}:
+				default:
+				}
+			}
+			return u, true
+		}
+		r.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return "", false
+		case <-r.kick:
+		}
+	}
+}
+
+// done ends the work on u; woken meanwhile, it is queued again.
+func (r *reconciler) done(u string, retry time.Duration) {
+	r.mu.Lock()
+	delete(r.active, u)
+	if r.dirty[u] {
+		delete(r.dirty, u)
+		r.enqueueLocked(u)
+		select {
+		case r.kick <- struct{}{}:
+		default:
+		}
+	} else if retry > 0 {
+		r.atLocked(timed{at: time.Now().Add(retry), user: u})
+	}
+	if len(r.queue) == 0 && len(r.active) == 0 {
+		r.idle.Broadcast()
+	}
+	r.mu.Unlock()
+}
+
+// runTimers fires due wake-ups until ctx ends.
+func (r *reconciler) runTimers(ctx context.Context) {
+	r.mu.Lock()
+	r.timer = time.NewTimer(time.Hour)
+	r.mu.Unlock()
+	for {
+		r.mu.Lock()
+		now := time.Now()
+		var due []timed
+		for len(r.timers) > 0 && !r.timers[0].at.After(now) {
+			due = append(due, heap.Pop(&r.timers).(timed))
+		}
+		wait := time.Hour
+		if len(r.timers) > 0 {
+			wait = time.Until(r.timers[0].at)
+		}
+		r.timer.Reset(wait)
+		r.mu.Unlock()
+		for _, t := range due {
+			if t.conn != 0 {
+				r.g.staleGraceOver(t.conn, t.agents)
+				continue
+			}
+			r.wake(t.user)
+		}
+		select {
+		case <-ctx.Done():
+			r.timer.Stop()
+			return
+		case <-r.timer.C:
+		}
+	}
+}
+
+// Settle waits until the reconciler has nothing queued and nothing in hand
+// (tests: instead of sleeping), or ctx ends.
+func (g *Gateway) Settle(ctx context.Context) error {
+	r := g.rec
+	stop := context.AfterFunc(ctx, func() {
+		r.mu.Lock()
+		r.idle.Broadcast()
+		r.mu.Unlock()
+	})
+	defer stop()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for len(r.queue) > 0 || len(r.active) > 0 {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		r.idle.Wait()
+	}
+	return nil
+}
+
+// Repairs are the recent repairs, oldest first (at most 256).
+func (g *Gateway) Repairs() []Repair {
+	g.rec.mu.Lock()
+	defer g.rec.mu.Unlock()
+	return slices.Clone(g.rec.repairs)
+}
+
+// RepairCounts are the repairs so far by kind.
+func (g *Gateway) RepairCounts() map[string]uint64 {
+	out := make(map[string]uint64, len(g.rec.counts))
+	for k, c := range g.rec.counts {
+		out[k] = c.Load()
+	}
+	return out
+}
+
+func (r *reconciler) record(rp Repair) {
+	r.counts[rp.Kind].Add(1)
+	if rp.Err != nil && rp.Kind != RepairFailed {
+		r.counts[RepairFailed].Add(1)
+	}
+	r.mu.Lock()
+	r.repairs = append(r.repairs, rp)
+	if len(r.repairs) > maxRepairLog {
+		r.repairs = slices.Delete(r.repairs, 0, len(r.repairs)-maxRepairLog)
+	}
+	r.mu.Unlock()
+}
+
+// ---- the work ----
+
+// runReconciler runs the workers and the timers until ctx ends.
+func (g *Gateway) runReconciler(ctx context.Context, bg *sync.WaitGroup) {
+	bg.Go(func() { g.rec.runTimers(ctx) })
+	for range reconcileWorkers {
+		bg.Go(func() {
+			for {
+				u, ok := g.rec.next(ctx)
+				if !ok {
+					return
+				}
+				retry := g.reconcile(ctx, u)
+				g.rec.done(u, retry)
+			}
+		})
+	}
+}
+
+// backoff is how long after a failed repair the user is looked at again.
+func backoff(tries int) time.Duration {
+	d := 500 * time.Millisecond << min(tries, 6)
+	return min(d, 30*time.Second)
+}
+
+// reconcile compares user's promise with the view and acts on the
+// difference; it returns when to look again (0: when woken).
+func (g *Gateway) reconcile(ctx context.Context, user string) time.Duration {
+	r := g.rec
+	r.mu.Lock()
+	p := r.promises[user]
+	if p == nil {
+		r.mu.Unlock()
+		return 0
+	}
+	want, version, owed, tries := p.want, p.version, p.owed, p.tries
+	now := time.Now()
+	p.doubts = slices.DeleteFunc(p.doubts, func(d doubtAt) bool { return now.After(d.until) })
+	doubts := slices.Clone(p.doubts)
+	r.mu.Unlock()
+
+	hot := g.hoteling()
+	if hot == nil || !g.LinkUp() {
+		return 0 // a link recovery wakes every user
+	}
+	v := g.User(user)
+	involved := []string{user, want.Host, v.HostUserID, want.LeftHost}
+	for _, d := range doubts {
+		involved = append(involved, d.d.User)
+	}
+	involved = slices.Compact(slices.Sorted(slices.Values(involved)))
+	if involved[0] == "" {
+		involved = involved[1:]
+	}
+	for _, id := range involved {
+		if !g.Fresh(id) {
+			if g.cfg().LoadUsers {
+				g.mu.Lock()
+				if u := g.users[id]; u != nil {
+					g.loadSoonLocked(u)
+				}
+				g.mu.Unlock()
+			}
+			return busyRetry * 5 // read meanwhile; its snapshot wakes the user too
+		}
+		if g.inFlight(id) || hot.Busy(id) {
+			return busyRetry
+		}
+	}
+	if hot.Satisfied(want) {
+		if owed {
+			r.mu.Lock()
+			if p := r.promises[user]; p != nil && p.version == version {
+				p.owed = false
+			}
+			r.mu.Unlock()
+		}
+		return 0
+	}
+	kind := ""
+	switch {
+	case owed:
+		kind = RepairOwed
+	case slices.ContainsFunc(doubts, func(d doubtAt) bool { return d.d.Shows(g.User(d.d.User)) }):
+		kind = RepairLateLanding
+	}
+	found := describe(v)
+	if kind == "" {
+		// Changed outside the connector: taken as the promise.
+		adopted := hoteling.Want{Guest: user, Host: v.HostUserID, Loose: v.HostUserID != "", ACD: v.ACDState, Code: v.UnavailableCode}
+		if v.HostUserID == "" && want.Host != "" {
+			// BroadWorks ended the association (its limit, the portal):
+			// the desk is freed, the agent signed out, as at a logout.
+			adopted = hoteling.Want{Guest: user, LeftHost: want.Host, ForwardTo: want.ForwardTo, ACD: xsi.ACDSignOut}
+			kind = RepairReleased
+		} else if v.HostUserID == want.Host && want.Host == "" && hoteling.ACDShows(v, want.ACD, want.Code) {
+			// Only a desk left behind differs: ours (no one else sets a
+			// desk to forward to a guest the connector remembers).
+			kind = RepairOwed
+			adopted = want
+		}
+		if kind == "" {
+			r.mu.Lock()
+			if p := r.promises[user]; p != nil && p.version == version {
+				r.setLocked(user, adopted, OriginBroadWorks, false)
+			}
+			r.mu.Unlock()
+			rp := Repair{User: user, Kind: RepairAdopted, Found: found, Promise: describeWant(adopted), At: time.Now()}
+			r.record(rp)
+			g.log.Info("reconciler: BroadWorks changed outside the connector; taken as the promise",
+				"user", user, "found", found, "was_promised", describeWant(want))
+			return 0
+		}
+		r.mu.Lock()
+		if p := r.promises[user]; p == nil || p.version != version {
+			r.mu.Unlock()
+			return 0 // a request set a new promise meanwhile: look again
+		}
+		p = r.setLocked(user, adopted, OriginBroadWorks, true)
+		version = p.version
+		r.mu.Unlock()
+		want = adopted
+		if kind == RepairReleased {
+			g.log.Warn("reconciler: BroadWorks ended a hot-desk association; releasing the desk",
+				"agent", g.dir().AgentID(user), "guest", user, "host", want.LeftHost)
+		}
+	}
+	sctx, cancel := context.WithTimeout(ctx, g.repairTimeout())
+	acted, err := hot.Settle(sctx, want)
+	cancel()
+	rp := Repair{User: user, Kind: kind, Found: found, Promise: describeWant(want), At: time.Now(), Err: err}
+	if !acted && err == nil {
+		return 0 // settled meanwhile
+	}
+	r.record(rp)
+	if err != nil {
+		r.mu.Lock()
+		if p := r.promises[user]; p != nil && p.version == version {
+			p.tries++
+			tries = p.tries
+		}
+		r.mu.Unlock()
+		g.log.Warn("reconciler: repair failed; trying again", "user", user, "kind", kind, "found", found,
+			"promise", rp.Promise, "tries", tries, "err", err)
+		return backoff(tries)
+	}
+	g.log.Info("reconciler: repaired", "user", user, "kind", kind, "found", found, "promise", rp.Promise)
+	return 0
+}
+
+// repairTimeout bounds one repair (every step of a login and its undo).
+func (g *Gateway) repairTimeout() time.Duration { return 4 * g.staleLogoutTimeout() }
+
+// inFlight: a request of a client is being served on the user.
+func (g *Gateway) inFlight(id string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	u := g.users[id]
+	return u != nil && u.inflight > 0
+}
+
+func describe(v hoteling.User) string {
+	s := "agent " + string(v.ACDState)
+	if v.UnavailableCode != "" {
+		s += "/" + v.UnavailableCode
+	}
+	if v.HostUserID != "" {
+		s += " at " + v.HostUserID
+	}
+	return s
+}
+
+func describeWant(w hoteling.Want) string {
+	s := "agent " + string(w.ACD)
+	if w.ACD == "" {
+		s = "agent as it is"
+	}
+	if w.Code != "" {
+		s += "/" + w.Code
+	}
+	switch {
+	case w.Host != "" && w.Loose:
+		s += " associated with " + w.Host
+	case w.Host != "":
+		s += " logged in at " + w.Host
+	default:
+		s += " at no desk"
+	}
+	return s
+}
+
+// ---- start-up recovery ----
+
+// Recover looks, once the link is first up and the snapshots of users (and
+// of the desks the sequencer remembers, with their guests) are in, for
+// hot-desk sequences a crash left half done, and promises each guest the
+// shape hoteling.recover_mode says (undo: at no desk; complete: at its
+// desk), owed: the reconciler finishes them. after runs once that pass has
+// settled (the journal's reconciliation). It returns when ctx ends or the
+// pass is done.
+func (g *Gateway) Recover(ctx context.Context, users []string, snapshotWait time.Duration, after func()) {
+	hot := g.hoteling()
+	if hot == nil {
+		return
+	}
+	users = append(slices.Clone(users), hot.RememberedHosts()...)
+	users = slices.Compact(slices.Sorted(slices.Values(users)))
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for !g.LinkUp() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+	if g.cfg().LoadUsers {
+		lctx, cancel := context.WithTimeout(ctx, snapshotWait)
+		if unknown := g.loadUsers(lctx, users); len(unknown) > 0 {
+			g.log.Info("reconciler: users to recover that BroadWorks does not know are left out", "users", len(unknown))
+			users = slices.DeleteFunc(users, func(id string) bool { return slices.Contains(unknown, id) })
+		}
+		cancel()
+	}
+	deadline := time.Now().Add(snapshotWait)
+	pending := users
+	for {
+		pending = g.staleList(pending)
+		if len(pending) == 0 || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+	ready := slices.DeleteFunc(slices.Clone(users), func(id string) bool { return slices.Contains(pending, id) })
+	found := g.promiseRecovery(hot, ready)
+	if len(pending) > 0 {
+		g.log.Warn("reconciler: start-up recovery without every snapshot; the others are looked at once theirs are in",
+			"stale", len(pending), "users", len(users))
+	}
+	g.log.Info("reconciler: start-up recovery", "users", len(users), "half_done", found)
+	_ = g.Settle(ctx)
+	if after != nil && ctx.Err() == nil {
+		after()
+	}
+	for len(pending) > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		fresh := slices.DeleteFunc(slices.Clone(pending), func(id string) bool { return !g.Fresh(id) })
+		if len(fresh) == 0 {
+			continue
+		}
+		pending = slices.DeleteFunc(pending, func(id string) bool { return slices.Contains(fresh, id) })
+		g.promiseRecovery(hot, fresh)
+	}
+}
+
+// promiseRecovery promises each half-done sequence among users the
+// recover_mode's shape; it returns how many it found.
+func (g *Gateway) promiseRecovery(hot Hoteling, users []string) int {
+	found := hot.HalfDone(users)
+	for _, f := range found {
+		w := hoteling.Want{Guest: f.GuestUserID, ACD: xsi.ACDSignOut}
+		if g.cfg().RecoverMode == hoteling.RecoverComplete {
+			w = hoteling.Want{Guest: f.GuestUserID, Host: f.HostUserID, ACD: xsi.ACDUnavailable}
+		}
+		g.log.Info("reconciler: half-done hot-desk sequence found", "guest", f.GuestUserID, "host", f.HostUserID,
+			"found", f.Found, "promise", describeWant(w))
+		g.endingBy(f.GuestUserID, EndRecovery)
+		g.promise(f.GuestUserID, w, OriginRecovery, true)
+	}
+	return len(found)
+}
+
+// staleList is the users whose view is not fresh, in order.
+func (g *Gateway) staleList(users []string) []string {
+	var out []string
+	for _, id := range users {
+		if !g.Fresh(id) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
