@@ -121,6 +121,8 @@ type fakeHoteling struct {
 	calls             []string
 	err               error
 	onLogin, onLogout func()
+	view              hoteling.View   // for Satisfied; nil: always satisfied
+	released          map[string]bool // guest|left host Settle was called for
 }
 
 func (h *fakeHoteling) Login(_ context.Context, guest, host, fwd string) error {
@@ -145,12 +147,36 @@ func (h *fakeHoteling) Logout(_ context.Context, guest string) error {
 	return err
 }
 
-func (h *fakeHoteling) Release(_ context.Context, guest, host string) error {
+// Satisfied compares the promise with the gateway's view (the desk's
+// forwarding left out); a desk left behind counts as settled once Settle
+// was called for it.
+func (h *fakeHoteling) Satisfied(w hoteling.Want) bool {
+	h.mu.Lock()
+	view, released := h.view, h.released[w.Guest+"|"+w.LeftHost]
+	h.mu.Unlock()
+	if view == nil {
+		return true
+	}
+	v := view.User(w.Guest)
+	return v.HostUserID == w.Host && hoteling.ACDShows(v, w.ACD, w.Code) && (w.LeftHost == "" || released)
+}
+
+func (h *fakeHoteling) Settle(_ context.Context, w hoteling.Want) (bool, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.calls = append(h.calls, "Release "+guest+" "+host)
-	return h.err
+	h.calls = append(h.calls, fmt.Sprintf("Settle %s host=%s left=%s acd=%s", w.Guest, w.Host, w.LeftHost, w.ACD))
+	if h.err == nil && w.LeftHost != "" {
+		if h.released == nil {
+			h.released = map[string]bool{}
+		}
+		h.released[w.Guest+"|"+w.LeftHost] = true
+	}
+	return true, h.err
 }
+
+func (h *fakeHoteling) Busy(string) bool                    { return false }
+func (h *fakeHoteling) HalfDone([]string) []hoteling.Repair { return nil }
+func (h *fakeHoteling) RememberedHosts() []string           { return nil }
 
 func (h *fakeHoteling) Calls() []string {
 	h.mu.Lock()
@@ -230,6 +256,20 @@ func newHarnessConfig(t *testing.T, cfg Config) *harness {
 	h.g = New(cfg, Deps{Actions: h.act, Hoteling: h.hot, Publisher: h.pub}, nil)
 	t.Cleanup(h.g.Wait)
 	return h
+}
+
+// reconcile runs the gateway's reconciler (Run does; the harness calls
+// HandleXSIEvent itself) with the fake sequencer looking at the view, until
+// the test ends.
+func (h *harness) reconcile(t *testing.T) {
+	t.Helper()
+	h.hot.mu.Lock()
+	h.hot.view = h.g
+	h.hot.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	var bg sync.WaitGroup
+	h.g.runReconciler(ctx, &bg)
+	t.Cleanup(func() { cancel(); bg.Wait() })
 }
 
 // settle waits until held events have been released.

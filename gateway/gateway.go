@@ -43,7 +43,7 @@ type Gateway struct {
 	// loginOwner: the CTI connection that logged each agent on
 	// (StaleLoginGrace).
 	loginOwner map[string]uint64
-	closed      bool
+	closed     bool
 	// rec keeps the promises made to clients (reconcile.go).
 	rec *reconciler
 
@@ -77,14 +77,14 @@ func New(cfg Config, deps Deps, logger *slog.Logger) *Gateway {
 		cfg.AnswerSettle = defaultAnswerSettle
 	}
 	g := &Gateway{
-		deps:        deps,
-		log:         logger,
-		users:       make(map[string]*userState),
-		linkUp:      true,
-		wakes:       make(map[string]chan struct{}),
-		claims:      make(map[string]agentClaim),
-		endReasons:  make(map[string]endNote),
-		loginOwner:  make(map[string]uint64),
+		deps:       deps,
+		log:        logger,
+		users:      make(map[string]*userState),
+		linkUp:     true,
+		wakes:      make(map[string]chan struct{}),
+		claims:     make(map[string]agentClaim),
+		endReasons: make(map[string]endNote),
+		loginOwner: make(map[string]uint64),
 	}
 	g.rec = newReconciler(g)
 	if cfg.MaxUserLoads <= 0 {
@@ -182,6 +182,9 @@ func anyUp(ls []xsi.LinkStatus) bool {
 func (g *Gateway) Run(ctx context.Context, events <-chan xsi.Event, linkChanges <-chan struct{}, linkState func() []xsi.LinkStatus) {
 	var bg sync.WaitGroup
 	defer bg.Wait()
+	// The background work ends with Run, also when events is closed.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	bg.Go(func() { g.idleLoop(ctx) })
 	g.runReconciler(ctx, &bg)
 	// After a link loss every loaded user is read again in the background

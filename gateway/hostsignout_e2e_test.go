@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/broadworks-connector/connector/csta/cticlient"
+	"github.com/broadworks-connector/connector/gateway"
 	"github.com/broadworks-connector/connector/internal/stack"
 	"github.com/broadworks-connector/connector/xsi/xspsim"
 )
@@ -219,10 +220,10 @@ func TestHotDeskCrashAfterHostSignOut(t *testing.T) {
 			}
 			var ours []string
 			for _, rp := range st.Conn().Repairs {
-				if rp.HostUserID == stack.DeskUser(d) {
-					ours = append(ours, rp.Found+"/"+rp.Action)
-					if rp.Err != nil || rp.Action != "undone" {
-						t.Errorf("repair %+v, want undone", rp)
+				if rp.User == stack.AgentUser(a) {
+					ours = append(ours, rp.Kind+"/"+rp.Found)
+					if rp.Err != nil || rp.Kind != gateway.RepairOwed {
+						t.Errorf("repair %+v, want the owed undo", rp)
 					}
 				}
 			}

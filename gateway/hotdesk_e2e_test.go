@@ -13,6 +13,7 @@ import (
 
 	"github.com/broadworks-connector/connector/csta"
 	"github.com/broadworks-connector/connector/csta/cticlient"
+	"github.com/broadworks-connector/connector/gateway"
 	"github.com/broadworks-connector/connector/internal/stack"
 	"github.com/broadworks-connector/connector/xsi/xspsim"
 )
@@ -234,9 +235,9 @@ func agentAssociated(st *stack.Stack, a, d int) func() bool {
 // (after the host CFA, with the association request held by injected
 // latency). The client gets an answer. When the undo cannot reach the dead
 // XSP the login is left half done until the link comes back: then the
-// recovery that follows the resync (the gateway's RepairLoop, recover_mode
-// undo) finishes the undo, with no restart, and the desk ends fully as
-// before.
+// reconciler, once the resync has read the users again, finishes the undo
+// (the promise "as before" is owed), with no restart, and the desk ends
+// fully as before.
 func TestHotDeskXSPKilledMidLogin(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration")
@@ -302,13 +303,21 @@ func TestHotDeskXSPKilledMidLogin(t *testing.T) {
 			reps := st.Conn().LinkRepairs()
 			t.Logf("repairs after link recovery: %+v", reps)
 			for _, rp := range reps {
-				if rp.Err != nil || rp.Action != "undone" {
-					t.Errorf("repair %+v, want undone without error", rp)
+				if rp.Kind != gateway.RepairOwed && rp.Kind != gateway.RepairLateLanding {
+					t.Errorf("repair %+v, want the owed undo (or a late landing of ours undone)", rp)
 				}
 			}
 			if !tc.quickBack {
-				if len(reps) != repairsBefore+1 || reps[len(reps)-1].GuestUserID != stack.AgentUser(a) || reps[len(reps)-1].HostUserID != stack.DeskUser(d) {
-					t.Errorf("repairs %+v, want one more for agent %d at desk %d", reps, a, d)
+				// Tried while the XSP was still coming back it may have
+				// failed first: the last one for the agent succeeded.
+				var last *gateway.Repair
+				for i := range reps {
+					if reps[i].User == stack.AgentUser(a) {
+						last = &reps[i]
+					}
+				}
+				if last == nil || last.Err != nil {
+					t.Errorf("repairs %+v, want a successful one for agent %d", reps, a)
 				}
 			}
 			if err := st.CheckSame(a, d, before); err != nil {
@@ -369,8 +378,8 @@ func TestHotDeskConnectorCrashMidLogin(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Logf("repairs: %+v", st.Conn().Repairs)
-			if len(st.Conn().Repairs) != 1 || st.Conn().Repairs[0].Err != nil || st.Conn().Repairs[0].Action != "undone" {
-				t.Errorf("repairs %+v, want one undo", st.Conn().Repairs)
+			if r := st.Conn().Repairs; len(r) != 1 || r[0].Err != nil || r[0].Kind != gateway.RepairOwed || r[0].User != stack.AgentUser(a) {
+				t.Errorf("repairs %+v, want one owed undo of agent %d", r, a)
 			}
 			if err := st.CheckSame(a, d, before); err != nil {
 				t.Fatal(err)

@@ -1,6 +1,5 @@
 package gateway
 
-
 // Fresh reports whether the view of user id can be trusted as BroadWorks'
 // current state: a snapshot has arrived, and every part of it received
 // before the link last went down has been received again since.
@@ -33,4 +32,3 @@ func (g *Gateway) LinkEpoch() uint64 {
 	defer g.mu.Unlock()
 	return g.linkEpoch
 }
-

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/broadworks-connector/connector/csta"
@@ -30,35 +31,35 @@ func TestStaleLogins(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := testConfig
-			cfg.StaleLoginGrace = tt.grace
-			h := newHarnessConfig(t, cfg)
-			t.Cleanup(h.g.Close)
-			ctx := context.Background()
-			first, second := csta.Requester{ConnID: 1}, csta.Requester{ConnID: 2}
-			if _, err := h.g.SetAgentState(ctx, first, &csta.SetAgentState{Device: "bob", RequestedState: csta.ReqLoggedOn}); err != nil {
-				t.Fatal(err)
-			}
-			h.g.HandleXSIEvent(xev(bob, agentState("Unavailable", "999")))
-			if tt.relogin {
-				if _, err := h.g.SetAgentState(ctx, second, &csta.SetAgentState{Device: "bob", RequestedState: csta.ReqLoggedOn}); err != nil {
+			synctest.Test(t, func(t *testing.T) {
+				cfg := testConfig
+				cfg.StaleLoginGrace = tt.grace
+				h := newHarnessConfig(t, cfg)
+				h.reconcile(t)
+				t.Cleanup(h.g.Close)
+				ctx := context.Background()
+				first, second := csta.Requester{ConnID: 1}, csta.Requester{ConnID: 2}
+				if _, err := h.g.SetAgentState(ctx, first, &csta.SetAgentState{Device: "bob", RequestedState: csta.ReqLoggedOn}); err != nil {
 					t.Fatal(err)
 				}
-			}
-			h.g.ConnectionClosed(first, tt.shutdown)
-			signedOut := func() bool { return slices.Contains(h.act.Calls(), `SetAgentState bob@example.com Sign-Out ""`) }
-			if tt.wantSignO {
-				deadline := time.Now().Add(10 * time.Second)
-				for !signedOut() && time.Now().Before(deadline) {
-					time.Sleep(10 * time.Millisecond)
+				h.g.HandleXSIEvent(xev(bob, agentState("Unavailable", "999")))
+				if tt.relogin {
+					if _, err := h.g.SetAgentState(ctx, second, &csta.SetAgentState{Device: "bob", RequestedState: csta.ReqLoggedOn}); err != nil {
+						t.Fatal(err)
+					}
 				}
-			} else {
-				time.Sleep(tt.grace + 200*time.Millisecond) // past the grace: nothing may happen
-			}
-			if signedOut() != tt.wantSignO {
-				t.Errorf("signed out %v, want %v (calls %q)", signedOut(), tt.wantSignO, h.act.Calls())
-			}
-			h.settle(t)
+				h.g.ConnectionClosed(first, tt.shutdown)
+				time.Sleep(tt.grace + time.Second) // past the grace
+				synctest.Wait()
+				signedOut := slices.Contains(h.hot.Calls(), "Settle bob@example.com host= left= acd=Sign-Out")
+				if signedOut != tt.wantSignO {
+					t.Errorf("logged off by the reconciler %v, want %v (calls %q)", signedOut, tt.wantSignO, h.hot.Calls())
+				}
+				if w, origin, _ := h.g.Promise(bob); tt.wantSignO && (origin != OriginStaleLogin || w.ACD != "Sign-Out") {
+					t.Errorf("promise %+v from %s, want Sign-Out from %s", w, origin, OriginStaleLogin)
+				}
+				h.settle(t)
+			})
 		})
 	}
 }

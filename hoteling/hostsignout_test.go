@@ -250,7 +250,7 @@ func TestRecoverHostSignedOut(t *testing.T) {
 				sc := tt.sc
 				sc.memory = nil
 				f, s := sc.start(t, Config{RecoverMode: tt.mode, Store: store}, 10*time.Millisecond)
-				reps := s.Recover(t.Context(), []string{"g1", "desk1"})
+				reps := recoverAll(t, s, []string{"g1", "desk1"})
 				if len(reps) != 1 || reps[0].Err != nil || reps[0].Found != tt.found || reps[0].GuestUserID != "g1" || reps[0].HostUserID != "desk1" {
 					t.Fatalf("repairs %+v, want one %q", reps, tt.found)
 				}
@@ -279,7 +279,7 @@ func TestRecoverHostSignedOut(t *testing.T) {
 					}
 				}
 				// Nothing half done any more.
-				if reps := s.Recover(t.Context(), []string{"g1", "desk1"}); len(reps) != 0 {
+				if reps := recoverAll(t, s, []string{"g1", "desk1"}); len(reps) != 0 {
 					t.Errorf("second recovery: %+v", reps)
 				}
 			})
@@ -297,7 +297,7 @@ func TestRecoverNotOwed(t *testing.T) {
 			{ID: "desk2", CFA: off("+15559999"), ACDState: xsi.ACDSignOut},
 		}, memory: []Remembered{{HostUserID: "desk2", GuestUserID: "g1", ForwardTo: num1, PreviousCFA: off("+15559999")}}}
 		f, s := sc.start(t, Config{}, time.Millisecond)
-		if reps := s.Recover(t.Context(), []string{"g1", "desk1", "desk2"}); len(reps) != 0 || len(f.actions()) != 0 {
+		if reps := recoverAll(t, s, []string{"g1", "desk1", "desk2"}); len(reps) != 0 || len(f.actions()) != 0 {
 			t.Errorf("repairs %+v, actions %q", reps, f.actions())
 		}
 	})

@@ -60,7 +60,7 @@ func TestRecover(t *testing.T) {
 				sc.memory = nil
 				f, s := sc.start(t, Config{RecoverMode: tt.mode, Store: store}, 10*time.Millisecond)
 				before := f.snapshot()
-				reps := s.Recover(t.Context(), []string{"g1", "g2", "desk1", "desk2"})
+				reps := recoverAll(t, s, []string{"g1", "g2", "desk1", "desk2"})
 				if len(reps) != tt.repairs {
 					t.Fatalf("repairs %+v, want %d", reps, tt.repairs)
 				}
@@ -90,10 +90,33 @@ func TestRecover(t *testing.T) {
 	}
 }
 
-// recoverDuringLogin runs Recover on g1 and desk1 while a login of g1 at
+// recoverAll is start-up recovery as the gateway's reconciler runs it:
+// each half-done sequence HalfDone finds is promised the shape of
+// Config.RecoverMode and settled.
+func recoverAll(t *testing.T, s *Sequencer, users []string) []Repair {
+	t.Helper()
+	var out []Repair
+	for _, f := range s.HalfDone(users) {
+		w := Want{Guest: f.GuestUserID, LeftHost: f.HostUserID, ACD: xsi.ACDSignOut}
+		f.Action = "undone"
+		if s.cfg.RecoverMode == RecoverComplete {
+			w = Want{Guest: f.GuestUserID, Host: f.HostUserID, ACD: xsi.ACDUnavailable}
+			f.Action = "completed"
+		}
+		acted, err := s.Settle(t.Context(), w)
+		if !acted && err == nil {
+			continue
+		}
+		f.Err = err
+		out = append(out, f)
+	}
+	return out
+}
+
+// recoverDuringLogin looks for half-done sequences while a login of g1 at
 // desk1 (num1) is under way, once desk1 shows reached: the running login
-// must look half done (found, when not ""), and recovery must wait for it
-// and then leave it alone (no repairs, the login succeeds).
+// looks half done (found, when not ""); once it has finished nothing does
+// (the gateway leaves users a request is working on to that request).
 func recoverDuringLogin(t *testing.T, f *fakeBW, s *Sequencer, reached func(User) bool, found string) {
 	t.Helper()
 	done := make(chan error, 1)
@@ -101,14 +124,16 @@ func recoverDuringLogin(t *testing.T, f *fakeBW, s *Sequencer, reached func(User
 	if err := f.Await(t.Context(), "desk1", reached); err != nil {
 		t.Fatal(err)
 	}
-	if got := s.halfDone([]string{"g1", "desk1"}, false); len(got) != 1 || found != "" && got[0].Found != found {
+	if got := s.HalfDone([]string{"g1", "desk1"}); len(got) != 1 || found != "" && got[0].Found != found {
 		t.Fatalf("the running login should look half done (%s), found %+v", found, got)
 	}
-	reps := s.Recover(t.Context(), []string{"g1", "desk1"})
+	if !s.Busy("g1") || !s.Busy("desk1") {
+		t.Errorf("the running login's users are not busy")
+	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if len(reps) != 0 {
+	if reps := recoverAll(t, s, []string{"g1", "desk1"}); len(reps) != 0 {
 		t.Errorf("repairs %+v, want none", reps)
 	}
 	synctest.Wait()
@@ -141,11 +166,10 @@ func TestRecoverLeavesRunningSequences(t *testing.T) {
 				if err := f.Await(t.Context(), "g1", func(u User) bool { return u.HostUserID == "" }); err != nil {
 					t.Fatal(err)
 				}
-				reps := s.Recover(t.Context(), []string{"g1", "desk1"})
 				if err := <-done; err != nil {
 					t.Fatal(err)
 				}
-				if len(reps) != 0 {
+				if reps := recoverAll(t, s, []string{"g1", "desk1"}); len(reps) != 0 {
 					t.Errorf("repairs %+v, want none", reps)
 				}
 				synctest.Wait()

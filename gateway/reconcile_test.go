@@ -1,0 +1,210 @@
+package gateway
+
+import (
+	"errors"
+	"slices"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/broadworks-connector/connector/hoteling"
+	"github.com/broadworks-connector/connector/xsi"
+)
+
+// TestReconciler: the reconciler on the state view with a fake sequencer
+// (its Satisfied reads the view; Settle records the promise it was asked to
+// keep), in virtual time. Alice is promised Available by a request; then
+// BroadWorks shows her signed out.
+func TestReconciler(t *testing.T) {
+	const alice = "alice@example.com"
+	keep := "Settle " + alice + " host= left= acd=Available"
+	tests := []struct {
+		name string
+		// before runs after the promise, before BroadWorks' change
+		before func(h *harness)
+		// between runs after the change, before the reconciler is let run
+		between    func(h *harness)
+		wantCalls  []string
+		wantKind   string // the one repair counted, "" none
+		wantOrigin string // of alice's promise at the end
+		wantACD    xsi.ACDState
+	}{
+		{
+			name:       "a change made outside is taken as the promise",
+			wantKind:   RepairAdopted,
+			wantOrigin: OriginBroadWorks, wantACD: xsi.ACDSignOut,
+		},
+		{
+			name:      "a request given up on, landing late, is undone",
+			before:    func(h *harness) { h.g.doubtAgentState(alice, xsi.ACDSignOut, "") },
+			wantCalls: []string{keep}, wantKind: RepairLateLanding,
+			wantOrigin: OriginCTI, wantACD: xsi.ACDAvailable,
+		},
+		{
+			name: "a doubt past its window explains nothing",
+			before: func(h *harness) {
+				h.g.doubtAgentState(alice, xsi.ACDSignOut, "")
+				time.Sleep(11 * time.Second)
+			},
+			wantKind:   RepairAdopted,
+			wantOrigin: OriginBroadWorks, wantACD: xsi.ACDSignOut,
+		},
+		{
+			name:      "a doubt asking for something else explains nothing",
+			before:    func(h *harness) { h.g.doubtAgentState(alice, xsi.ACDWrapUp, "") },
+			wantKind:  RepairAdopted,
+			wantCalls: nil, wantOrigin: OriginBroadWorks, wantACD: xsi.ACDSignOut,
+		},
+		{
+			name:      "an owed promise is repaired, not adopted",
+			before:    func(h *harness) { h.g.owe(alice) },
+			wantCalls: []string{keep}, wantKind: RepairOwed,
+			wantOrigin: OriginCTI, wantACD: xsi.ACDAvailable,
+		},
+		{
+			name:   "a user a request is working on waits for it",
+			before: func(h *harness) { h.g.doubtAgentState(alice, xsi.ACDSignOut, "") },
+			between: func(h *harness) {
+				release := h.g.hold(alice)
+				time.Sleep(time.Second)
+				synctest.Wait()
+				if calls := h.hot.Calls(); len(calls) != 0 {
+					t.Errorf("repaired while a request holds alice: %q", calls)
+				}
+				release()
+			},
+			wantCalls: []string{keep}, wantKind: RepairLateLanding,
+			wantOrigin: OriginCTI, wantACD: xsi.ACDAvailable,
+		},
+		{
+			name:   "nothing while the link is down; once it is up and fresh again",
+			before: func(h *harness) { h.g.doubtAgentState(alice, xsi.ACDSignOut, "") },
+			between: func(h *harness) {
+				h.g.SetLinkUp(false)
+				time.Sleep(time.Second)
+				synctest.Wait()
+				if calls := h.hot.Calls(); len(calls) != 0 {
+					t.Errorf("repaired while the link is down: %q", calls)
+				}
+				h.g.SetLinkUp(true)
+				h.g.rec.wakeAll()
+				h.g.HandleXSIEvent(xev(alice, agentSnap("Sign-Out", ""))) // the resync's snapshot
+			},
+			wantCalls: []string{keep}, wantKind: RepairLateLanding,
+			wantOrigin: OriginCTI, wantACD: xsi.ACDAvailable,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				cfg := testConfig
+				cfg.DoubtWindow = 10 * time.Second
+				h := newHarnessConfig(t, cfg)
+				h.reconcile(t)
+				h.g.HandleXSIEvent(xev(alice, agentSnap("Unavailable", "100")))
+				h.g.promiseAgentState(alice, xsi.ACDAvailable, "", OriginCTI)
+				h.g.HandleXSIEvent(xev(alice, agentState("Available", "")))
+				synctest.Wait()
+				if tt.before != nil {
+					tt.before(h)
+				}
+				h.g.HandleXSIEvent(xev(alice, agentState("Sign-Out", "")))
+				if tt.between != nil {
+					tt.between(h)
+				}
+				time.Sleep(100 * time.Millisecond)
+				synctest.Wait()
+				if calls := h.hot.Calls(); !slices.Equal(calls, tt.wantCalls) {
+					t.Errorf("sequencer calls %q, want %q", calls, tt.wantCalls)
+				}
+				counts := h.g.RepairCounts()
+				for _, k := range repairKinds {
+					want := uint64(0)
+					if k == tt.wantKind {
+						want = 1
+					}
+					if counts[k] != want {
+						t.Errorf("repairs %s = %d, want %d", k, counts[k], want)
+					}
+				}
+				w, origin, ok := h.g.Promise(alice)
+				if !ok || origin != tt.wantOrigin || w.ACD != tt.wantACD {
+					t.Errorf("promise %+v from %q, want %s from %s", w, origin, tt.wantACD, tt.wantOrigin)
+				}
+			})
+		})
+	}
+}
+
+// TestReconcilerRetriesFailedRepairs: a repair that fails is tried again,
+// later each time, while the promise stands; a new promise ends it.
+func TestReconcilerRetriesFailedRepairs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const alice = "alice@example.com"
+		h := newHarness(t)
+		h.reconcile(t)
+		h.hot.err = errors.New("XSP unreachable")
+		h.g.HandleXSIEvent(xev(alice, agentSnap("Available", "")))
+		h.g.promiseAgentState(alice, xsi.ACDAvailable, "", OriginCTI)
+		h.g.owe(alice)
+		h.g.HandleXSIEvent(xev(alice, agentState("Sign-Out", "")))
+		synctest.Wait()
+		var at []time.Duration
+		start := time.Now()
+		for n := len(h.hot.Calls()); time.Since(start) < 10*time.Second; {
+			time.Sleep(100 * time.Millisecond)
+			synctest.Wait()
+			if m := len(h.hot.Calls()); m != n {
+				at = append(at, time.Since(start).Round(500*time.Millisecond))
+				n = m
+			}
+		}
+		// 1 s, then 2 s, then 4 s later (0.5 s << tries).
+		if want := []time.Duration{time.Second, 3 * time.Second, 7 * time.Second}; !slices.Equal(at, want) {
+			t.Errorf("retries at %v, want %v", at, want)
+		}
+		if n := h.g.RepairCounts()[RepairFailed]; n < 3 {
+			t.Errorf("failed repairs counted %d, want at least 3", n)
+		}
+		// The agent is told something new: the old promise is no longer
+		// tried.
+		h.g.promiseAgentState(alice, xsi.ACDSignOut, "", OriginCTI)
+		calls := len(h.hot.Calls())
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if got := len(h.hot.Calls()); got != calls {
+			t.Errorf("%d more repairs after the new promise: %q", got-calls, h.hot.Calls()[calls:])
+		}
+	})
+}
+
+// TestReconcilerReleasesDesk: BroadWorks ends an association on its own:
+// the desk is released once; a guest nobody promised anything (associated
+// before the connector started) too.
+func TestReconcilerReleasesDesk(t *testing.T) {
+	for _, promised := range []bool{true, false} {
+		t.Run(map[bool]string{true: "promised", false: "associated-before"}[promised], func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				const alice, host = "alice@example.com", "host1@example.com"
+				h := newHarness(t)
+				h.reconcile(t)
+				h.g.HandleXSIEvent(xev(alice, agentSnap("Unavailable", "100")))
+				h.g.HandleXSIEvent(xev(alice, guestOf(host, time.Now())))
+				if promised {
+					h.g.promise(alice, hoteling.Want{Host: host, ForwardTo: "+15550001", ACD: xsi.ACDUnavailable}, OriginCTI, false)
+				}
+				synctest.Wait()
+				h.g.HandleXSIEvent(xev(alice, &xsi.HotelingGuestEvent{Active: true}))
+				time.Sleep(time.Second)
+				synctest.Wait()
+				want := []string{"Settle " + alice + " host= left=" + host + " acd=Sign-Out"}
+				if calls := h.hot.Calls(); !slices.Equal(calls[:min(1, len(calls))], want) {
+					t.Errorf("sequencer calls %q, want %q", calls, want)
+				}
+				if n := h.g.RepairCounts()[RepairReleased]; n != 1 {
+					t.Errorf("desks released %d, want 1", n)
+				}
+			})
+		})
+	}
+}
