@@ -51,7 +51,7 @@ type Gateway struct {
 	closed     bool
 
 	pubMu   sync.Mutex
-	settles sync.WaitGroup // release timers that have fired and are running
+	settles sync.WaitGroup // releases waiting for their request's answer, or running
 
 	// User loads (users.go): at most cap(loadSlots) at once, all ended by
 	// Close.
@@ -70,16 +70,11 @@ var (
 	_ hoteling.AgentIntents     = (*Gateway)(nil)
 )
 
-const defaultAnswerSettle = 20 * time.Millisecond
-
 // New returns a gateway; the link is taken as up until SetLinkUp or Run says
 // otherwise. logger may be nil.
 func New(cfg Config, deps Deps, logger *slog.Logger) *Gateway {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.AnswerSettle <= 0 {
-		cfg.AnswerSettle = defaultAnswerSettle
 	}
 	g := &Gateway{
 		deps:        deps,
@@ -247,8 +242,9 @@ func (g *Gateway) Run(ctx context.Context, events <-chan xsi.Event, linkChanges 
 	}
 }
 
-// Wait waits for the held-event release timers that have fired; call it
-// after the last request has returned (tests, shutdown).
+// Wait waits for the releases of held events (each waits for its request's
+// answer to be queued, which the front end does as the method returns);
+// call it after the last request has returned (tests, shutdown).
 func (g *Gateway) Wait() { g.settles.Wait() }
 
 // ---- state view from XSI events ----
@@ -602,10 +598,13 @@ func (g *Gateway) flush(userID string) {
 	}
 }
 
-// hold marks a request in flight for the users; the returned release lets
-// their events go AnswerSettle later, after the front end has queued the
-// answer (it does so when the Service method returns).
-func (g *Gateway) hold(userIDs ...string) (release func()) {
+// hold marks a request in flight for the users; the returned release,
+// called when the Service method returns, lets their events go once the
+// front end has queued the request's answer (csta.AfterAnswer), so they
+// follow it on the requester's connection — at once if ctx belongs to no
+// front end request. The front end runs it on every path, the connection
+// closing included, so no user's events are held for good.
+func (g *Gateway) hold(ctx context.Context, userIDs ...string) (release func()) {
 	g.mu.Lock()
 	for _, id := range userIDs {
 		g.user(id).inflight++
@@ -613,7 +612,7 @@ func (g *Gateway) hold(userIDs ...string) (release func()) {
 	g.mu.Unlock()
 	return func() {
 		g.settles.Add(1)
-		time.AfterFunc(g.cfg().AnswerSettle, func() {
+		done := func() {
 			defer g.settles.Done()
 			g.mu.Lock()
 			for _, id := range userIDs {
@@ -623,7 +622,10 @@ func (g *Gateway) hold(userIDs ...string) (release func()) {
 			for _, id := range userIDs {
 				g.flush(id)
 			}
-		})
+		}
+		if !csta.AfterAnswer(ctx, done) {
+			done()
+		}
 	}
 }
 

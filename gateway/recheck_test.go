@@ -128,7 +128,7 @@ func TestRecheckWaitsForInflight(t *testing.T) {
 	h := newHarnessConfig(t, cfg)
 	h.g.HandleXSIEvent(xev(alice, agentSnap("Unavailable", "200")))
 	h.g.doubtAgentState(alice, xsi.ACDAvailable, "")
-	release := h.g.hold(alice)
+	release := h.g.hold(context.Background(), alice)
 	h.g.recheckAgent(alice, 0)
 	h.g.mu.Lock()
 	pending := h.g.rechecks[alice] != nil && len(h.g.users[alice].doubts) == 1

@@ -176,12 +176,12 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, who csta.Reque
 			if hot == nil {
 				return nil, csta.ErrServiceNotSupported
 			}
-			defer g.hold(agent, deviceUser)()
+			defer g.hold(ctx, agent, deviceUser)()
 			err := g.cstaError(hot.Login(ctx, agent, deviceUser, number), notFound)
 			g.journalSync(ctx, agent) // the association is on record before the answer
 			return ok(err)
 		}
-		defer g.hold(agent)()
+		defer g.hold(ctx, agent)()
 		if err := set(xsi.ACDSignIn, ""); err != nil {
 			return nil, err
 		}
@@ -196,7 +196,7 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, who csta.Reque
 			if hot == nil {
 				return nil, csta.ErrServiceNotSupported
 			}
-			defer g.hold(agent, host)()
+			defer g.hold(ctx, agent, host)()
 			if reason, ok := ctx.Value(logoutReasonKey{}).(string); ok {
 				g.endingBy(agent, reason) // forced, stale
 			} else {
@@ -215,16 +215,16 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, who csta.Reque
 			}
 			return ok(err)
 		}
-		defer g.hold(agent)()
+		defer g.hold(ctx, agent)()
 		return ok(set(xsi.ACDSignOut, ""))
 	case csta.ReqReady:
-		defer g.hold(agent)()
+		defer g.hold(ctx, agent)()
 		return ok(set(xsi.ACDAvailable, ""))
 	case csta.ReqNotReady:
-		defer g.hold(agent)()
+		defer g.hold(ctx, agent)()
 		return ok(set(xsi.ACDUnavailable, code))
 	case csta.ReqWorkingAfterCall:
-		defer g.hold(agent)()
+		defer g.hold(ctx, agent)()
 		return ok(set(xsi.ACDWrapUp, ""))
 	}
 	return nil, csta.ErrInvalidAgentState
@@ -359,7 +359,7 @@ func (g *Gateway) SetForwarding(ctx context.Context, _ csta.Requester, req *csta
 	default:
 		return csta.ErrInvalidForwardingType
 	}
-	defer g.hold(user)()
+	defer g.hold(ctx, user)()
 	g.noteRequest(user)
 	if err := set(ctx, user, f); err != nil {
 		return g.cstaError(err, csta.ErrInvalidDeviceID)
@@ -446,7 +446,7 @@ func (g *Gateway) SetDoNotDisturb(ctx context.Context, _ csta.Requester, req *cs
 		}
 	}
 	d.Active = req.DoNotDisturbOn
-	defer g.hold(user)()
+	defer g.hold(ctx, user)()
 	return g.cstaError(g.deps.Actions.SetDoNotDisturb(ctx, user, d), csta.ErrInvalidDeviceID)
 }
 
