@@ -19,10 +19,16 @@ type cstaFront struct {
 	srv *csta.Server
 }
 
-func newCSTAFront(tb testing.TB, cfg Config) *cstaFront {
+// actions, if given, stands between the gateway and the harness's
+// fakeActions (h.g is set once the gateway is built, before any request).
+func newCSTAFront(tb testing.TB, cfg Config, actions ...func(h *harness) Actions) *cstaFront {
 	tb.Helper()
 	h := &harness{act: &fakeActions{}, hot: &fakeHoteling{}, pub: &fakePublisher{}}
-	h.g = New(cfg, Deps{Actions: h.act, Hoteling: h.hot}, nil)
+	var a Actions = h.act
+	for _, wrap := range actions {
+		a = wrap(h)
+	}
+	h.g = New(cfg, Deps{Actions: a, Hoteling: h.hot}, nil)
 	ccfg := csta.DefaultConfig()
 	ccfg.Listen = "127.0.0.1:0"
 	srv := csta.NewServer(ccfg, h.g, nil)

@@ -231,9 +231,9 @@ func newHarnessConfig(t *testing.T, cfg Config) *harness {
 	return h
 }
 
-// settle waits until held events have been released. A request made
-// without a front end releases them as it returns; this waits for a
-// re-check still running.
+// settle waits for a re-check still running. (Held events need no
+// waiting: a request made without a front end releases them as it
+// returns.)
 func (h *harness) settle(t *testing.T) {
 	t.Helper()
 	h.g.Wait()

@@ -51,7 +51,7 @@ type Gateway struct {
 	closed     bool
 
 	pubMu   sync.Mutex
-	settles sync.WaitGroup // releases waiting for their request's answer, or running
+	settles sync.WaitGroup // re-checks running (recheck.go)
 
 	// User loads (users.go): at most cap(loadSlots) at once, all ended by
 	// Close.
@@ -242,9 +242,10 @@ func (g *Gateway) Run(ctx context.Context, events <-chan xsi.Event, linkChanges 
 	}
 }
 
-// Wait waits for the releases of held events (each waits for its request's
-// answer to be queued, which the front end does as the method returns);
-// call it after the last request has returned (tests, shutdown).
+// Wait waits for the re-checks that are running; call it after the last
+// request has returned (tests, shutdown). Held events need no waiting: a
+// request releases them as it returns, or its front end does once it has
+// queued the answer (and csta.Server.Shutdown waits for that).
 func (g *Gateway) Wait() { g.settles.Wait() }
 
 // ---- state view from XSI events ----
@@ -611,9 +612,9 @@ func (g *Gateway) hold(ctx context.Context, userIDs ...string) (release func()) 
 	}
 	g.mu.Unlock()
 	return func() {
-		g.settles.Add(1)
+		// Not counted in settles: the front end waits for its own
+		// goroutines (csta.Server.Shutdown), and without one it runs now.
 		done := func() {
-			defer g.settles.Done()
 			g.mu.Lock()
 			for _, id := range userIDs {
 				g.user(id).inflight--

@@ -70,11 +70,14 @@ func TestAssociationEnds(t *testing.T) {
 			if !tt.released {
 				want = nil
 			}
-			for deadline := time.Now().Add(5 * time.Second); len(h.hot.Calls()) < len(want) && time.Now().Before(deadline); {
+			released := func() []string {
+				return slices.DeleteFunc(h.hot.Calls(), func(c string) bool { return strings.HasPrefix(c, "Logout ") })
+			}
+			for deadline := time.Now().Add(5 * time.Second); len(released()) < len(want) && time.Now().Before(deadline); {
 				time.Sleep(5 * time.Millisecond)
 			}
 			h.settle(t)
-			got := slices.DeleteFunc(h.hot.Calls(), func(c string) bool { return strings.HasPrefix(c, "Logout ") })
+			got := released()
 			if !slices.Equal(got, want) {
 				t.Errorf("hoteling calls %q, want %q", got, want)
 			}

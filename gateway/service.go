@@ -371,7 +371,7 @@ func (g *Gateway) SetForwarding(ctx context.Context, _ csta.Requester, req *csta
 	evs := g.forUser(user, csta.Event{Kind: csta.EventForwarding, ForwardingType: req.ForwardingType,
 		ForwardStatus: req.ActivateForward, ForwardTo: req.ForwardDN, RingCount: req.RingCount})
 	g.mu.Unlock()
-	g.emit(user, evs) // held until the answer has settled
+	g.emit(user, evs) // held until the answer is queued
 	return nil
 }
 
