@@ -437,6 +437,9 @@ type pendingRequest struct {
 	request  string    // the request's root element, for the metrics
 	received time.Time // when it was dispatched
 	answered atomic.Bool
+	// queued runs the Service's AfterAnswer functions (answer.go): after
+	// the answer is queued, or instead of it once the connection is gone.
+	queued func()
 }
 
 func (p *pendingRequest) answer(msg Message) bool {
@@ -445,7 +448,10 @@ func (p *pendingRequest) answer(msg Message) bool {
 	}
 	p.c.srv.metrics.observe(p.request, msg, p.received)
 	p.c.outstanding.Add(-1)
-	p.c.send(p.invokeID, msg, p.ed)
+	p.c.send(p.invokeID, msg, p.ed) // queued, or dropped on a closed connection
+	if p.queued != nil {
+		p.queued()
+	}
 	return true
 }
 
@@ -469,7 +475,9 @@ func (c *conn) dispatch(invokeID int, msg Message, ed Edition) {
 		p.answer(ErrResourceOutOfService)
 		return
 	}
-	ctx, cancel := context.WithCancel(c.ctx)
+	ctx, queued := WithAnswer(c.ctx)
+	p.queued = queued
+	ctx, cancel := context.WithCancel(ctx)
 	timer := time.AfterFunc(cfg.RequestTimeout, func() {
 		cancel()
 		if p.answer(ErrResourceBusy) {
@@ -481,6 +489,9 @@ func (c *conn) dispatch(invokeID int, msg Message, ed Edition) {
 	c.srv.wg.Add(1)
 	go func() {
 		defer c.srv.wg.Done()
+		// queued runs on every path: whichever answer goes (this one or the
+		// deadline's), and when the connection is gone and none can.
+		defer queued()
 		reply := c.call(ctx, who, msg)
 		timer.Stop()
 		cancel()

@@ -25,6 +25,8 @@ type Requester struct {
 // *Error is sent to the client as CSTAErrorCode; any other error becomes
 // operation/generic, and a context error systemResourceAvailibility/resourceBusy.
 // Methods are called concurrently, one goroutine per outstanding request.
+// What must reach the client after the answer (the events the request
+// causes) a method registers with AfterAnswer(ctx, f).
 type Service interface {
 	// MonitorStart is asked before a monitor is created, so the service can
 	// refuse a device it does not know (ErrInvalidDeviceID).

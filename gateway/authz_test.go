@@ -235,7 +235,6 @@ func BenchmarkRequestAgent(b *testing.B) {
 	}
 	who := csta.Requester{Devices: csta.LimitTo(append(devices, "desk1", "+15550001")...)}
 	g := New(testConfig, Deps{Actions: &fakeActions{}, Hoteling: &fakeHoteling{}, Publisher: &fakePublisher{}}, nil)
-	defer g.Wait()
 	g.HandleXSIEvent(xev("bob@example.com", guestOf("host1@example.com", time.Time{})))
 	for _, tt := range []struct {
 		name  string

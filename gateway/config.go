@@ -61,9 +61,6 @@ type Config struct {
 	// IdleTTL: a user nothing refers to is dropped from memory this long
 	// after its last use; 0: never.
 	IdleTTL time.Duration
-	// AnswerSettle is how long events caused by a request are held after the
-	// Service method returns, so the answer goes out first; 0: 20ms.
-	AnswerSettle time.Duration
 }
 
 // DeviceEntry maps a CSTA device ID to a BroadWorks user. HotDesk marks a

@@ -18,7 +18,7 @@ const ns3 = "http://www.ecma-international.org/standards/ecma-323/csta/ed3"
 
 // cstaClient is a raw CTI client over TCP.
 type cstaClient struct {
-	t    *testing.T
+	t    testing.TB
 	conn net.Conn
 	fr   *csta.FrameReader
 }
@@ -112,7 +112,6 @@ func TestEndToEnd(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
-		gw.Wait()
 	}()
 
 	ctx, cancel := context.WithCancel(context.Background())

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -314,36 +315,53 @@ func TestAwait(t *testing.T) {
 }
 
 // TestAnswerBeforeEvents: an XSI event that arrives before the HTTP answer
-// of our own request is held until the request has returned.
+// of our own request is held until the request has returned and its answer
+// is queued (csta.WithAnswer stands for the front end); a later event of
+// the same user queues behind it, in order. Without a front end answer to
+// wait for, they go as the method returns.
 func TestAnswerBeforeEvents(t *testing.T) {
-	h := newHarness(t)
-	h.g.cfg().AnswerSettle = 300 * time.Millisecond
-	h.g.HandleXSIEvent(xev("carol@example.com", dnd(false))) // snapshot
-	h.act.onCall = func(method string) {
-		if method == "SetDND" {
-			h.g.HandleXSIEvent(xev("carol@example.com", dnd(true)))
-		}
-	}
-	before := len(h.pub.Events())
-	if err := h.g.SetDoNotDisturb(context.Background(), csta.Requester{}, &csta.SetDoNotDisturb{Device: "carol", DoNotDisturbOn: true}); err != nil {
-		t.Fatal(err)
-	}
-	if got := h.pub.Events()[before:]; len(got) != 0 {
-		t.Fatalf("published before the answer: %+v", got)
-	}
-	// Meanwhile another event for the same user is queued behind, in order.
-	h.act.onCall = nil
-	h.g.HandleXSIEvent(xev("carol@example.com", dnd(false)))
-	if got := h.pub.Events()[before:]; len(got) != 0 {
-		t.Fatalf("published while held: %+v", got)
-	}
-	time.Sleep(600 * time.Millisecond)
-	h.g.Wait()
 	want := []csta.Event{
 		{Kind: csta.EventDoNotDisturb, Device: "carol", DoNotDisturbOn: true}, {Kind: csta.EventDoNotDisturb, Device: "carol@example.com", DoNotDisturbOn: true},
 		{Kind: csta.EventDoNotDisturb, Device: "carol"}, {Kind: csta.EventDoNotDisturb, Device: "carol@example.com"},
 	}
-	if got := h.pub.Events()[before:]; !slices.Equal(got, want) {
-		t.Errorf("got %+v\nwant %+v", got, want)
+	for _, front := range []bool{true, false} {
+		t.Run(fmt.Sprintf("front=%t", front), func(t *testing.T) {
+			h := newHarness(t)
+			h.g.HandleXSIEvent(xev("carol@example.com", dnd(false))) // snapshot
+			h.act.onCall = func(method string) {
+				if method == "SetDND" {
+					h.g.HandleXSIEvent(xev("carol@example.com", dnd(true)))
+				}
+			}
+			ctx, answered := context.Background(), func() {}
+			if front {
+				ctx, answered = csta.WithAnswer(ctx)
+			}
+			before := len(h.pub.Events())
+			if err := h.g.SetDoNotDisturb(ctx, csta.Requester{}, &csta.SetDoNotDisturb{Device: "carol", DoNotDisturbOn: true}); err != nil {
+				t.Fatal(err)
+			}
+			h.act.onCall = nil
+			if !front {
+				if got := h.pub.Events()[before:]; !slices.Equal(got, want[:2]) {
+					t.Fatalf("after the method returned: %+v, want %+v", got, want[:2])
+				}
+				h.g.HandleXSIEvent(xev("carol@example.com", dnd(false)))
+			} else {
+				if got := h.pub.Events()[before:]; len(got) != 0 {
+					t.Fatalf("published before the answer: %+v", got)
+				}
+				// Meanwhile another event for the same user is queued behind, in order.
+				h.g.HandleXSIEvent(xev("carol@example.com", dnd(false)))
+				if got := h.pub.Events()[before:]; len(got) != 0 {
+					t.Fatalf("published while held: %+v", got)
+				}
+				answered()
+				answered() // once only
+			}
+			if got := h.pub.Events()[before:]; !slices.Equal(got, want) {
+				t.Errorf("got %+v\nwant %+v", got, want)
+			}
+		})
 	}
 }

@@ -19,7 +19,7 @@ func TestSetForwarding(t *testing.T) {
 		req     csta.SetForwarding
 		calls   []string
 		wantErr error
-		events  []csta.Event // published after the answer settles
+		events  []csta.Event // published after the answer
 	}{
 		{
 			name:  "CFA on, not fresh: read first to keep ringSplash",

@@ -47,8 +47,7 @@ type Gateway struct {
 	// rec keeps the promises made to clients (reconcile.go).
 	rec *reconciler
 
-	pubMu   sync.Mutex
-	settles sync.WaitGroup // release timers that have fired and are running
+	pubMu sync.Mutex
 
 	// User loads (users.go): at most cap(loadSlots) at once, all ended by
 	// Close.
@@ -65,16 +64,11 @@ var (
 	_ hoteling.AssociationNoter = (*Gateway)(nil)
 )
 
-const defaultAnswerSettle = 20 * time.Millisecond
-
 // New returns a gateway; the link is taken as up until SetLinkUp or Run says
 // otherwise. logger may be nil.
 func New(cfg Config, deps Deps, logger *slog.Logger) *Gateway {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.AnswerSettle <= 0 {
-		cfg.AnswerSettle = defaultAnswerSettle
 	}
 	g := &Gateway{
 		deps:       deps,
@@ -246,10 +240,6 @@ func (g *Gateway) Run(ctx context.Context, events <-chan xsi.Event, linkChanges 
 		}
 	}
 }
-
-// Wait waits for the held-event release timers that have fired; call it
-// after the last request has returned (tests, shutdown).
-func (g *Gateway) Wait() { g.settles.Wait() }
 
 // ---- state view from XSI events ----
 
@@ -603,19 +593,22 @@ func (g *Gateway) flush(userID string) {
 	}
 }
 
-// hold marks a request in flight for the users; the returned release lets
-// their events go AnswerSettle later, after the front end has queued the
-// answer (it does so when the Service method returns).
-func (g *Gateway) hold(userIDs ...string) (release func()) {
+// hold marks a request in flight for the users; the returned release,
+// called when the Service method returns, lets their events go once the
+// front end has queued the request's answer (csta.AfterAnswer), so they
+// follow it on the requester's connection — at once if ctx belongs to no
+// front end request. The front end runs it on every path, the connection
+// closing included, so no user's events are held for good.
+func (g *Gateway) hold(ctx context.Context, userIDs ...string) (release func()) {
 	g.mu.Lock()
 	for _, id := range userIDs {
 		g.user(id).inflight++
 	}
 	g.mu.Unlock()
 	return func() {
-		g.settles.Add(1)
-		time.AfterFunc(g.cfg().AnswerSettle, func() {
-			defer g.settles.Done()
+		// The front end waits for its own goroutines
+		// (csta.Server.Shutdown); without one it runs now.
+		done := func() {
 			g.mu.Lock()
 			for _, id := range userIDs {
 				g.user(id).inflight--
@@ -624,7 +617,12 @@ func (g *Gateway) hold(userIDs ...string) (release func()) {
 			for _, id := range userIDs {
 				g.flush(id)
 			}
-		})
+			// The reconciler left them alone meanwhile (reconcile.go).
+			g.rec.wake(userIDs...)
+		}
+		if !csta.AfterAnswer(ctx, done) {
+			done()
+		}
 	}
 }
 

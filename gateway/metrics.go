@@ -20,7 +20,7 @@ var (
 	descGuests = prometheus.NewDesc("connector_gateway_hotdesk_guests",
 		"Agents associated with a hot desk (a hoteling host) in the XSI view.", nil, nil)
 	descHeld = prometheus.NewDesc("connector_gateway_events_held",
-		"CSTA events held back while a request's answer settles (so the answer goes first), summed over users.", nil, nil)
+		"CSTA events held back while a request is in flight, until its answer is queued (so the answer goes first), summed over users.", nil, nil)
 	descJournalQueue = prometheus.NewDesc("connector_gateway_journal_queue",
 		"Association journal records queued for writing (at most "+strconv.Itoa(journalQueue)+" per writer, "+strconv.Itoa(journalShards)+" writers; when one is full, event handling waits).",
 		nil, nil)

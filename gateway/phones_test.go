@@ -223,7 +223,7 @@ func TestPhoneStateVersions(t *testing.T) {
 		t.Fatalf("versions of the first changes %v, want rising from 1", first)
 	}
 
-	release := h.g.hold(carol) // a request in flight: carol's events wait
+	release := h.g.hold(context.Background(), carol) // a request in flight: carol's events wait
 	h.g.HandleXSIEvent(xev(carol, dnd(false)))
 	if got, _ := ph.Versions("carol"); len(got) != 2 {
 		t.Fatalf("%d changes published while held", got)

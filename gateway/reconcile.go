@@ -581,7 +581,7 @@ func (g *Gateway) reconcile(ctx context.Context, user string) time.Duration {
 		involved = involved[1:]
 	}
 	for _, id := range involved {
-		if !g.Fresh(id) {
+		if !g.freshEnough(id) {
 			if g.cfg().LoadUsers {
 				g.mu.Lock()
 				if u := g.users[id]; u != nil {
@@ -674,6 +674,22 @@ func (g *Gateway) reconcile(ctx context.Context, user string) time.Duration {
 	}
 	g.log.Info("reconciler: repaired", "user", user, "kind", kind, "found", found, "promise", rp.Promise)
 	return 0
+}
+
+// freshEnough: the user's view can be compared with a promise. Without
+// LoadUsers a user no event has told anything of (a desk seen only as a
+// guest's host) has nothing to be stale.
+func (g *Gateway) freshEnough(id string) bool {
+	if g.Fresh(id) {
+		return true
+	}
+	if g.cfg().LoadUsers {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	u := g.users[id]
+	return g.linkUp && (u == nil || !u.known)
 }
 
 // repairTimeout bounds one repair (every step of a login and its undo).

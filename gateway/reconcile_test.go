@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"testing"
@@ -23,7 +24,11 @@ func TestReconciler(t *testing.T) {
 		// before runs after the promise, before BroadWorks' change
 		before func(h *harness)
 		// between runs after the change, before the reconciler is let run
-		between    func(h *harness)
+		between func(h *harness)
+		// held: a request holds alice across the change; whileHeld runs
+		// after the change, before the request ends
+		held       bool
+		whileHeld  func(h *harness)
 		wantCalls  []string
 		wantKind   string // the one repair counted, "" none
 		wantOrigin string // of alice's promise at the end
@@ -56,23 +61,17 @@ func TestReconciler(t *testing.T) {
 			wantCalls: nil, wantOrigin: OriginBroadWorks, wantACD: xsi.ACDSignOut,
 		},
 		{
-			name:      "an owed promise is repaired, not adopted",
-			before:    func(h *harness) { h.g.owe(alice) },
+			name: "an owed promise is repaired, not adopted",
+			// A request of ours failed and its undo too: owed.
+			held:      true,
+			whileHeld: func(h *harness) { h.g.owe(alice) },
 			wantCalls: []string{keep}, wantKind: RepairOwed,
 			wantOrigin: OriginCTI, wantACD: xsi.ACDAvailable,
 		},
 		{
-			name:   "a user a request is working on waits for it",
-			before: func(h *harness) { h.g.doubtAgentState(alice, xsi.ACDSignOut, "") },
-			between: func(h *harness) {
-				release := h.g.hold(alice)
-				time.Sleep(time.Second)
-				synctest.Wait()
-				if calls := h.hot.Calls(); len(calls) != 0 {
-					t.Errorf("repaired while a request holds alice: %q", calls)
-				}
-				release()
-			},
+			name:      "a user a request is working on waits for it",
+			before:    func(h *harness) { h.g.doubtAgentState(alice, xsi.ACDSignOut, "") },
+			held:      true,
 			wantCalls: []string{keep}, wantKind: RepairLateLanding,
 			wantOrigin: OriginCTI, wantACD: xsi.ACDAvailable,
 		},
@@ -108,7 +107,22 @@ func TestReconciler(t *testing.T) {
 				if tt.before != nil {
 					tt.before(h)
 				}
+				var release func()
+				if tt.held {
+					release = h.g.hold(context.Background(), alice)
+				}
 				h.g.HandleXSIEvent(xev(alice, agentState("Sign-Out", "")))
+				if tt.held {
+					time.Sleep(time.Second)
+					synctest.Wait()
+					if calls := h.hot.Calls(); len(calls) != 0 {
+						t.Errorf("repaired while a request holds alice: %q", calls)
+					}
+					if tt.whileHeld != nil {
+						tt.whileHeld(h)
+					}
+					release()
+				}
 				if tt.between != nil {
 					tt.between(h)
 				}

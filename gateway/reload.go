@@ -14,7 +14,7 @@ func (g *Gateway) dir() *Directory { return g.live.Load().dir }
 // Reload applies a new configuration while the gateway runs (SIGHUP): the
 // directory (domain, devices, agents, reason codes), the default unavailable
 // code, the request timeout, the conflict window and the stale-login grace.
-// The event packages, the agents' phone passwords and AnswerSettle are fixed
+// The event packages and the agents' phone passwords are fixed
 // at New (the XSI subscriptions and the phone server are built once) and
 // keep their values.
 //
@@ -25,7 +25,6 @@ func (g *Gateway) Reload(cfg Config) {
 	old := g.cfg()
 	cfg.EventPackages = old.EventPackages
 	cfg.AgentPasswords = old.AgentPasswords
-	cfg.AnswerSettle = old.AnswerSettle
 	cfg.DoubtWindow, cfg.RecoverMode = old.DoubtWindow, old.RecoverMode
 	cfg.LoadUsers, cfg.MaxUserLoads = old.LoadUsers, old.MaxUserLoads
 	g.live.Store(&liveConfig{cfg: cfg, dir: NewDirectory(cfg)})

@@ -87,7 +87,7 @@ func TestReload(t *testing.T) {
 	}
 
 	c := h.g.cfg()
-	if !slices.Equal(c.EventPackages, cfg.EventPackages) || !slices.Equal(c.AgentPasswords, cfg.AgentPasswords) || c.AnswerSettle != cfg.AnswerSettle {
+	if !slices.Equal(c.EventPackages, cfg.EventPackages) || !slices.Equal(c.AgentPasswords, cfg.AgentPasswords) {
 		t.Errorf("fixed settings changed by the reload: %+v", c)
 	}
 	if c.RequestTimeout != time.Second || c.ConflictWindow != time.Second {

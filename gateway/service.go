@@ -182,7 +182,7 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, who csta.Reque
 			if hot == nil {
 				return nil, csta.ErrServiceNotSupported
 			}
-			defer g.hold(agent, deviceUser)()
+			defer g.hold(ctx, agent, deviceUser)()
 			other := g.User(deviceUser).GuestUserID
 			herr := hot.Login(ctx, agent, deviceUser, number)
 			if herr == nil {
@@ -197,7 +197,7 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, who csta.Reque
 			g.journalSync(ctx, agent) // the association is on record before the answer
 			return ok(err)
 		}
-		defer g.hold(agent)()
+		defer g.hold(ctx, agent)()
 		if err := set(xsi.ACDSignIn, ""); err != nil {
 			return nil, err
 		}
@@ -212,7 +212,7 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, who csta.Reque
 			if hot == nil {
 				return nil, csta.ErrServiceNotSupported
 			}
-			defer g.hold(agent, host)()
+			defer g.hold(ctx, agent, host)()
 			if reason, ok := ctx.Value(logoutReasonKey{}).(string); ok {
 				g.endingBy(agent, reason) // forced, stale
 			} else {
@@ -236,16 +236,16 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, who csta.Reque
 			}
 			return ok(err)
 		}
-		defer g.hold(agent)()
+		defer g.hold(ctx, agent)()
 		return ok(set(xsi.ACDSignOut, ""))
 	case csta.ReqReady:
-		defer g.hold(agent)()
+		defer g.hold(ctx, agent)()
 		return ok(set(xsi.ACDAvailable, ""))
 	case csta.ReqNotReady:
-		defer g.hold(agent)()
+		defer g.hold(ctx, agent)()
 		return ok(set(xsi.ACDUnavailable, code))
 	case csta.ReqWorkingAfterCall:
-		defer g.hold(agent)()
+		defer g.hold(ctx, agent)()
 		return ok(set(xsi.ACDWrapUp, ""))
 	}
 	return nil, csta.ErrInvalidAgentState
@@ -380,7 +380,7 @@ func (g *Gateway) SetForwarding(ctx context.Context, _ csta.Requester, req *csta
 	default:
 		return csta.ErrInvalidForwardingType
 	}
-	defer g.hold(user)()
+	defer g.hold(ctx, user)()
 	if err := set(ctx, user, f); err != nil {
 		return g.cstaError(err, csta.ErrInvalidDeviceID)
 	}
@@ -391,7 +391,7 @@ func (g *Gateway) SetForwarding(ctx context.Context, _ csta.Requester, req *csta
 	evs := g.forUser(user, csta.Event{Kind: csta.EventForwarding, ForwardingType: req.ForwardingType,
 		ForwardStatus: req.ActivateForward, ForwardTo: req.ForwardDN, RingCount: req.RingCount})
 	g.mu.Unlock()
-	g.emit(user, evs) // held until the answer has settled
+	g.emit(user, evs) // held until the answer is queued
 	return nil
 }
 
@@ -466,7 +466,7 @@ func (g *Gateway) SetDoNotDisturb(ctx context.Context, _ csta.Requester, req *cs
 		}
 	}
 	d.Active = req.DoNotDisturbOn
-	defer g.hold(user)()
+	defer g.hold(ctx, user)()
 	return g.cstaError(g.deps.Actions.SetDoNotDisturb(ctx, user, d), csta.ErrInvalidDeviceID)
 }
 

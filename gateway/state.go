@@ -48,7 +48,7 @@ type userState struct {
 	lastUse time.Time
 	events  [facetCount]uint32
 
-	// Requests in flight for this user (until their answer has settled) and
+	// Requests in flight for this user (until their answer is queued) and
 	// the CSTA events held meanwhile, in order.
 	inflight int
 	outbox   []heldEvent

@@ -15,9 +15,8 @@ import (
 
 // A directory with nothing but the domain: BroadWorks says who is who.
 var loadConfig = Config{
-	Domain:       "example.com",
-	LoadUsers:    true,
-	AnswerSettle: time.Millisecond,
+	Domain:    "example.com",
+	LoadUsers: true,
 }
 
 func newLoadHarness(t *testing.T) *harness {

@@ -229,7 +229,6 @@ func (l *xsiLink) stop(ctx context.Context) error {
 		case <-ctx.Done():
 			err = errors.Join(err, fmt.Errorf("gateway: %w", ctx.Err()))
 		}
-		l.gateway.Wait()
 	}
 	err = errors.Join(err, l.events.Stop(ctx))
 	close(l.done)

@@ -600,7 +600,6 @@ func (s *Stack) teardown(c *Connector, hard bool) error {
 	if err := c.CSTA.Shutdown(sctx); err != nil && !hard {
 		errs = append(errs, err)
 	}
-	c.Gateway.Wait()
 	if err := c.Events.Stop(ctx); err != nil {
 		errs = append(errs, err)
 	}
