@@ -154,7 +154,7 @@ type reconciler struct {
 	kick     chan struct{} // one pending: work in the queue
 	idle     *sync.Cond    // broadcast when the queue empties and nothing is active
 	repairs  []Repair
-	closed   bool
+	workers  int // running (Run); none: Settle has nothing to wait for
 
 	counts map[string]*atomic.Uint64
 }
@@ -488,7 +488,7 @@ func (g *Gateway) Settle(ctx context.Context) error {
 	defer stop()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for len(r.queue) > 0 || len(r.active) > 0 {
+	for r.workers > 0 && (len(r.queue) > 0 || len(r.active) > 0) {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -531,8 +531,17 @@ func (r *reconciler) record(rp Repair) {
 // runReconciler runs the workers and the timers until ctx ends.
 func (g *Gateway) runReconciler(ctx context.Context, bg *sync.WaitGroup) {
 	bg.Go(func() { g.rec.runTimers(ctx) })
+	g.rec.mu.Lock()
+	g.rec.workers += reconcileWorkers
+	g.rec.mu.Unlock()
 	for range reconcileWorkers {
 		bg.Go(func() {
+			defer func() {
+				g.rec.mu.Lock()
+				g.rec.workers--
+				g.rec.idle.Broadcast()
+				g.rec.mu.Unlock()
+			}()
 			for {
 				u, ok := g.rec.next(ctx)
 				if !ok {

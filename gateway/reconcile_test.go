@@ -100,9 +100,11 @@ func TestReconciler(t *testing.T) {
 				cfg.DoubtWindow = 10 * time.Second
 				h := newHarnessConfig(t, cfg)
 				h.reconcile(t)
+				// The request's change has landed when its promise is made
+				// (the request holds the user until then).
 				h.g.HandleXSIEvent(xev(alice, agentSnap("Unavailable", "100")))
-				h.g.promiseAgentState(alice, xsi.ACDAvailable, "", OriginCTI)
 				h.g.HandleXSIEvent(xev(alice, agentState("Available", "")))
+				h.g.promiseAgentState(alice, xsi.ACDAvailable, "", OriginCTI)
 				synctest.Wait()
 				if tt.before != nil {
 					tt.before(h)
