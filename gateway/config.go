@@ -116,7 +116,7 @@ type Hoteling interface {
 	// Satisfied: the view shows the promise; Settle brings BroadWorks to
 	// it under the sequencer's locks (the reconciler's repairs).
 	Satisfied(w hoteling.Want) bool
-	Settle(ctx context.Context, w hoteling.Want) (acted bool, err error)
+	Settle(ctx context.Context, w hoteling.Want, current func() bool) (acted bool, err error)
 	// Busy: a sequence holds or waits for the user (as agent or desk).
 	Busy(userID string) bool
 	// HalfDone and RememberedHosts serve start-up recovery.

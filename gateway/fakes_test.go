@@ -121,8 +121,10 @@ type fakeHoteling struct {
 	calls             []string
 	err               error
 	onLogin, onLogout func()
-	view              hoteling.View   // for Satisfied; nil: always satisfied
-	released          map[string]bool // guest|left host Settle was called for
+	view              hoteling.View            // for Satisfied; nil: always satisfied
+	released          map[string]bool          // guest|left host Settle was called for
+	onSettle          func()                   // runs in Settle, without mu
+	settled           map[string]hoteling.Want // by guest: the last want Settle brought about
 }
 
 func (h *fakeHoteling) Login(_ context.Context, guest, host, fwd string) error {
@@ -157,14 +159,36 @@ func (h *fakeHoteling) Satisfied(w hoteling.Want) bool {
 	if view == nil {
 		return true
 	}
+	h.mu.Lock()
+	last, done := h.settled[w.Guest]
+	h.mu.Unlock()
+	if done && last == w {
+		return true // as a real Settle would have made the view show it
+	}
 	v := view.User(w.Guest)
 	return v.HostUserID == w.Host && hoteling.ACDShows(v, w.ACD, w.Code) && (w.LeftHost == "" || released)
 }
 
-func (h *fakeHoteling) Settle(_ context.Context, w hoteling.Want) (bool, error) {
+func (h *fakeHoteling) Settle(_ context.Context, w hoteling.Want, current func() bool) (bool, error) {
+	h.mu.Lock()
+	hook := h.onSettle
+	h.onSettle = nil
+	h.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if current != nil && !current() {
+		return false, nil
+	}
 	h.calls = append(h.calls, fmt.Sprintf("Settle %s host=%s left=%s acd=%s", w.Guest, w.Host, w.LeftHost, w.ACD))
+	if h.err == nil {
+		if h.settled == nil {
+			h.settled = map[string]hoteling.Want{}
+		}
+		h.settled[w.Guest] = w
+	}
 	if h.err == nil && w.LeftHost != "" {
 		if h.released == nil {
 			h.released = map[string]bool{}

@@ -315,7 +315,7 @@ func (g *Gateway) Promise(user string) (hoteling.Want, string, bool) {
 	return hoteling.Want{}, "", false
 }
 
-// keepsLocked: a promise still to be kept (owed, or doubts) keeps its user
+// keeps: a promise still to be kept (owed, or doubts) keeps its user
 // loaded (users.go heldLocked); r.mu is taken under Gateway.mu.
 func (r *reconciler) keeps(user string) bool {
 	r.mu.Lock()
@@ -600,7 +600,10 @@ func (g *Gateway) reconcile(ctx context.Context, user string) time.Duration {
 			}
 			return busyRetry * 5 // read meanwhile; its snapshot wakes the user too
 		}
-		if g.inFlight(id) || hot.Busy(id) {
+		if g.inFlight(id) {
+			return 0 // the request's end wakes the user (hold)
+		}
+		if hot.Busy(id) {
 			return busyRetry
 		}
 	}
@@ -663,8 +666,18 @@ func (g *Gateway) reconcile(ctx context.Context, user string) time.Duration {
 		}
 	}
 	sctx, cancel := context.WithTimeout(ctx, g.repairTimeout())
-	acted, err := hot.Settle(sctx, want)
+	acted, err := hot.Settle(sctx, want, func() bool { return r.current(user, version) })
 	cancel()
+	if acted {
+		r.mu.Lock()
+		if p := r.promises[user]; p != nil && p.version != version {
+			// A request made a newer promise while the repair ran (an
+			// agent-state request takes no sequencer lock): the repair may
+			// have overwritten it, so any difference now is ours.
+			p.owed = true
+		}
+		r.mu.Unlock()
+	}
 	rp := Repair{User: user, Kind: kind, Found: found, Promise: describeWant(want), At: time.Now(), Err: err}
 	if !acted && err == nil {
 		return 0 // settled meanwhile
@@ -699,6 +712,14 @@ func (g *Gateway) freshEnough(id string) bool {
 	defer g.mu.Unlock()
 	u := g.users[id]
 	return g.linkUp && (u == nil || !u.known)
+}
+
+// current: user's promise is still at version.
+func (r *reconciler) current(user string, version uint64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := r.promises[user]
+	return p != nil && p.version == version
 }
 
 // repairTimeout bounds one repair (every step of a login and its undo).

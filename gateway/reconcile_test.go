@@ -76,10 +76,12 @@ func TestReconciler(t *testing.T) {
 			wantOrigin: OriginCTI, wantACD: xsi.ACDAvailable,
 		},
 		{
-			name:   "nothing while the link is down; once it is up and fresh again",
-			before: func(h *harness) { h.g.doubtAgentState(alice, xsi.ACDSignOut, "") },
-			between: func(h *harness) {
+			name: "nothing while the link is down; once it is up and fresh again",
+			before: func(h *harness) {
+				h.g.doubtAgentState(alice, xsi.ACDSignOut, "")
 				h.g.SetLinkUp(false)
+			},
+			between: func(h *harness) {
 				time.Sleep(time.Second)
 				synctest.Wait()
 				if calls := h.hot.Calls(); len(calls) != 0 {
@@ -87,6 +89,10 @@ func TestReconciler(t *testing.T) {
 				}
 				h.g.SetLinkUp(true)
 				h.g.rec.wakeAll()
+				synctest.Wait()
+				if calls := h.hot.Calls(); len(calls) != 0 {
+					t.Errorf("repaired before the view is fresh: %q", calls)
+				}
 				h.g.HandleXSIEvent(xev(alice, agentSnap("Sign-Out", ""))) // the resync's snapshot
 			},
 			wantCalls: []string{keep}, wantKind: RepairLateLanding,
@@ -162,8 +168,12 @@ func TestReconcilerRetriesFailedRepairs(t *testing.T) {
 		h.hot.err = errors.New("XSP unreachable")
 		h.g.HandleXSIEvent(xev(alice, agentSnap("Available", "")))
 		h.g.promiseAgentState(alice, xsi.ACDAvailable, "", OriginCTI)
-		h.g.owe(alice)
+		synctest.Wait()
+		// A request of ours failed, its undo too: owed from its end.
+		release := h.g.hold(context.Background(), alice)
 		h.g.HandleXSIEvent(xev(alice, agentState("Sign-Out", "")))
+		h.g.owe(alice)
+		release()
 		synctest.Wait()
 		var at []time.Duration
 		start := time.Now()
@@ -223,4 +233,35 @@ func TestReconcilerReleasesDesk(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestReconcilerRepairRacingRequest: a request makes a newer promise while
+// a repair of the older one waits for the sequencer's locks: the older is
+// not kept (Settle's current check), and the newer is owed (the repair may
+// have overwritten it: an agent-state request takes no sequencer lock).
+func TestReconcilerRepairRacingRequest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const alice = "alice@example.com"
+		h := newHarness(t)
+		h.reconcile(t)
+		h.g.HandleXSIEvent(xev(alice, agentSnap("Available", "")))
+		h.g.promiseAgentState(alice, xsi.ACDAvailable, "", OriginCTI)
+		synctest.Wait()
+		h.hot.mu.Lock()
+		h.hot.onSettle = func() { h.g.promiseAgentState(alice, xsi.ACDWrapUp, "", OriginCTI) }
+		h.hot.mu.Unlock()
+		release := h.g.hold(context.Background(), alice)
+		h.g.HandleXSIEvent(xev(alice, agentState("Sign-Out", "")))
+		h.g.owe(alice)
+		release()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		want := []string{"Settle " + alice + " host= left= acd=Wrap-Up"}
+		if calls := h.hot.Calls(); !slices.Equal(calls, want) {
+			t.Errorf("sequencer calls %q, want %q (the older promise not kept, the newer one repaired)", calls, want)
+		}
+		if w, origin, _ := h.g.Promise(alice); w.ACD != xsi.ACDWrapUp || origin != OriginCTI {
+			t.Errorf("promise %+v from %s, want Wrap-Up from the request", w, origin)
+		}
+	})
 }

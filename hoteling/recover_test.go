@@ -103,7 +103,7 @@ func recoverAll(t *testing.T, s *Sequencer, users []string) []Repair {
 			w = Want{Guest: f.GuestUserID, Host: f.HostUserID, ACD: xsi.ACDUnavailable}
 			f.Action = "completed"
 		}
-		acted, err := s.Settle(t.Context(), w)
+		acted, err := s.Settle(t.Context(), w, nil)
 		if !acted && err == nil {
 			continue
 		}

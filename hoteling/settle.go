@@ -148,8 +148,10 @@ func (s *Sequencer) settleKeys(w Want) []string {
 // are missing; at none, the logout's, and a desk left forwarding to the
 // guest (or owed its subscriber's agent state) put back; then the agent
 // state. acted is false when the view already showed w once the locks were
-// held (a sequence finished it meanwhile).
-func (s *Sequencer) Settle(ctx context.Context, w Want) (acted bool, err error) {
+// held (a sequence finished it meanwhile), or when current (if not nil)
+// says w is no longer the promise then (a request made a newer one while
+// Settle waited for the locks).
+func (s *Sequencer) Settle(ctx context.Context, w Want, current func() bool) (acted bool, err error) {
 	if w.Guest == "" {
 		return false, &StepError{Op: "reconcile", Step: "check", Err: errors.New("empty guest user ID")}
 	}
@@ -158,7 +160,7 @@ func (s *Sequencer) Settle(ctx context.Context, w Want) (acted bool, err error) 
 		return false, &StepError{Op: "reconcile", Step: "queue", Kind: kindOrSelf(ctx, err), Err: err, Guest: w.Guest, Host: w.Host}
 	}
 	defer release()
-	if s.Satisfied(w) {
+	if s.Satisfied(w) || (current != nil && !current()) {
 		return false, nil
 	}
 	start := time.Now()
