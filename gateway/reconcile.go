@@ -79,8 +79,10 @@ type promise struct {
 	// repaired, not adopted, until the view shows want.
 	owed   bool
 	doubts []doubtAt
-	// tries counts failed repairs in a row (back-off).
-	tries int
+	// tries counts failed repairs in a row; none is tried again before
+	// retryAt (back-off), whatever wakes the user.
+	tries   int
+	retryAt time.Time
 }
 
 type doubtAt struct {
@@ -210,7 +212,7 @@ func (r *reconciler) setLocked(user string, w hoteling.Want, origin string, owed
 	}
 	r.version++
 	w.Guest = user
-	p.want, p.version, p.origin, p.at, p.owed, p.tries = w, r.version, origin, time.Now(), owed, 0
+	p.want, p.version, p.origin, p.at, p.owed, p.tries, p.retryAt = w, r.version, origin, time.Now(), owed, 0, time.Time{}
 	return p
 }
 
@@ -572,6 +574,10 @@ func (g *Gateway) reconcile(ctx context.Context, user string) time.Duration {
 	}
 	want, version, owed, tries := p.want, p.version, p.owed, p.tries
 	now := time.Now()
+	if tries > 0 && now.Before(p.retryAt) {
+		r.mu.Unlock()
+		return 0 // backing off: its timer wakes the user
+	}
 	p.doubts = slices.DeleteFunc(p.doubts, func(d doubtAt) bool { return now.After(d.until) })
 	doubts := slices.Clone(p.doubts)
 	r.mu.Unlock()
@@ -688,6 +694,7 @@ func (g *Gateway) reconcile(ctx context.Context, user string) time.Duration {
 		if p := r.promises[user]; p != nil && p.version == version {
 			p.tries++
 			tries = p.tries
+			p.retryAt = time.Now().Add(backoff(tries))
 		}
 		r.mu.Unlock()
 		g.log.Warn("reconciler: repair failed; trying again", "user", user, "kind", kind, "found", found,

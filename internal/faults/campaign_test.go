@@ -85,9 +85,9 @@ var faults = []fault{
 		name: "latency-spikes-10s",
 		hold: func(sz sizes) time.Duration { return sz.churn },
 		// A request held 10 s lands after the connector gave up on it;
-		// the re-checks (hoteling's and the gateway's, RecheckAfter,
-		// 10 s in the stack) undo it then, or set again what a later
-		// request set.
+		// the reconciler takes it for its own (a doubt, for the gateway's
+		// DoubtWindow: 10 s in the stack) and undoes it, or sets again
+		// what a later request set.
 		quiet: 14 * time.Second,
 		run: func(h *harness, hold time.Duration) {
 			h.st.Sim.SetActionsLatency(xspsim.Latency{Max: 5 * time.Millisecond, SpikeProb: 0.05, Spike: 10 * time.Second})
@@ -149,6 +149,59 @@ var faults = []fault{
 			}
 		},
 		run: func(h *harness, hold time.Duration) { time.Sleep(hold) },
+	},
+	{
+		// Xsi-Actions requests are now and then held 3 s (a step gives
+		// up after 2 s, the XSP applies it later) while the clients go on
+		// asking: the reconciler undoes late landings and finishes owed
+		// sequences while new requests for the same agents arrive, and a
+		// repair that loses the race to a request keeps the newer
+		// promise.
+		name:  "repairs-racing-requests",
+		hold:  func(sz sizes) time.Duration { return sz.churn },
+		quiet: 4 * time.Second,
+		run: func(h *harness, hold time.Duration) {
+			h.st.Sim.SetActionsLatency(xspsim.Latency{Max: 5 * time.Millisecond, SpikeProb: 0.15, Spike: 3 * time.Second})
+			time.Sleep(hold)
+			h.st.Sim.ClearFaults()
+		},
+	},
+	{
+		// Every XSP dies mid-storm, so failed sequences cannot be undone
+		// (owed promises); once the XSPs are back the reconciler repairs
+		// them, and the connector is killed in the middle of that. Its
+		// successor finds what is still half done in BroadWorks.
+		name: "connector-killed-during-repair",
+		at:   150 * time.Millisecond,
+		hold: func(sizes) time.Duration { return 1500 * time.Millisecond },
+		run: func(h *harness, hold time.Duration) {
+			h.st.Sim.Kill()
+			time.Sleep(hold)
+			must(h, h.st.Sim.Restart())
+			repairing := false
+			for end := time.Now().Add(15 * time.Second); time.Now().Before(end) && !repairing; time.Sleep(2 * time.Millisecond) {
+				if c := h.st.Conn(); c != nil {
+					for _, n := range c.Gateway.RepairCounts() {
+						repairing = repairing || n > 0
+					}
+				}
+			}
+			h.t.Logf("killing the connector; repairs started: %v", repairing)
+			if err := h.st.CrashConnector(); err != nil {
+				h.t.Logf("crash: %v", err)
+			}
+			for try := 1; ; try++ {
+				err := h.st.Start()
+				if err == nil {
+					break
+				}
+				h.t.Logf("connector start %d: %v", try, err)
+				if try == 3 {
+					must(h, err)
+					break
+				}
+			}
+		},
 	},
 	{
 		// Half the desk phones vanish (no answer to NOTIFY or OPTIONS,

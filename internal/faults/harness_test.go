@@ -30,23 +30,9 @@ import (
 
 var (
 	longMode = flag.Bool("faults.long", false, "run the fault campaign's long mode (more agents, longer churn and faults)")
-	strict   = flag.Bool("faults.strict", false, "fail on the known bug too (see knownBugStale)")
 	withBugs = flag.Bool("faults.bugs", false, "run the faults skipped for a known bug as well")
 )
 
-// knownBugStale: the XSI channel set hands the gateway an event of a
-// subscription after a later one of the same subscription (events of one
-// subscription travel on different channels of the set, here the two
-// XSPs'), and the gateway applies it as the current state: its view goes
-// back to an older state and, when no later event follows for that user,
-// stays there (link up, so no resync): monitors and phones are never told
-// the last change, and a hot-desk step may be confirmed or contradicted
-// by the stale event. 9c66df1 drops such events in xsi; seqWatch still
-// saw one since (expiry-under-load: a desk's CFA event seq 5 after 6,
-// perhaps let through once a subscription refresh reset the last sequence
-// number). Without -faults.strict, a user that got one is excused from
-// the view, monitor, phone and BroadWorks checks, and logged.
-const knownBugStale = "known bug: an XSI event older than one already applied goes back into the view"
 
 // sizes scale a campaign run.
 type sizes struct {
@@ -297,7 +283,7 @@ func (h *harness) setState(a *agentRun, st csta.ReqAgentState, reason string) {
 	_, err := l.c.SetAgentState(context.Background(), a.desk(), st, a.agent(), reason)
 	o := h.classify(l, fmt.Sprintf("agent %d %s", a.i, st), err)
 	a.record(string(st)+reason, o)
-	if o != answeredOK && (st == csta.ReqLoggedOn || st == csta.ReqLoggedOff) {
+	if o != answeredOK {
 		h.seqFailed()
 	}
 	switch o {
@@ -700,8 +686,8 @@ type harness struct {
 	sz   sizes
 	st   *stack.Stack
 	stop chan struct{} // closed when driving ends: no more reconnects
-	// lastSeqFail is when a login or logout last failed or went
-	// unanswered: the sequencer may re-check it recheckAfter later.
+	// lastSeqFail is when a request last failed or went unanswered:
+	// what it asked for may still land until doubtWindow later.
 	lastSeqFail atomic.Int64
 	cleared     chan struct{} // closed when the fault is cleared
 
@@ -715,16 +701,24 @@ type harness struct {
 	violations []string
 }
 
-// recheckAfter is the stack's hoteling RecheckAfter (twice its XSI
-// request timeout, at least 10 s).
-const recheckAfter = 10 * time.Second
+// doubtWindow is the stack's gateway DoubtWindow (twice its XSI request
+// timeout, at least 10 s): a request given up on may land that long after.
+const doubtWindow = 10 * time.Second
 
 func (h *harness) seqFailed() { h.lastSeqFail.Store(time.Now().UnixNano()) }
 
-// awaitRechecks waits until the re-checks of failed sequences have run.
-func (h *harness) awaitRechecks() {
+// awaitPromises waits until no request given up on can land any more, then
+// until the running connector's reconciler has nothing left to do.
+func (h *harness) awaitPromises(timeout time.Duration) {
 	if last := h.lastSeqFail.Load(); last != 0 {
-		time.Sleep(time.Until(time.Unix(0, last).Add(recheckAfter + 2*time.Second)))
+		time.Sleep(time.Until(time.Unix(0, last).Add(doubtWindow + time.Second)))
+	}
+	if c := h.st.Conn(); c != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		if err := c.Gateway.Settle(ctx); err != nil {
+			h.violation("the reconciler did not settle within %v", timeout)
+		}
 	}
 }
 
@@ -766,33 +760,6 @@ func (h *harness) snapshots() (map[string]xspsim.UserSnapshot, error) {
 	return out, nil
 }
 
-// excused says whether agent i and desk i are excused from the checks by
-// knownBugStale.
-func (h *harness) excused(i int) bool { return h.excuse(i) != "" }
-
-func (h *harness) excuse(i int) string {
-	switch {
-	case *strict:
-		return ""
-	case h.sw.hit(i):
-		return knownBugStale
-	}
-	return ""
-}
-
-// split separates the problems of excused indices (logged) from the others.
-func (h *harness) split(what string, probs map[int][]string) []string {
-	var bad []string
-	for i, ps := range probs {
-		if why := h.excuse(i); why != "" {
-			h.t.Logf("%s: %s: %s", why, what, strings.Join(ps, "; "))
-			continue
-		}
-		bad = append(bad, ps...)
-	}
-	slices.Sort(bad)
-	return bad
-}
 
 // resubscribe gives a new subscription to every phone whose connector
 // life ended.
@@ -1063,7 +1030,7 @@ func runScenario(t *testing.T, f fault, sz sizes) []string {
 	<-faultDone
 	t.Logf("driving ended at +%v", time.Since(t0).Round(time.Millisecond))
 	time.Sleep(f.quiet)
-	h.awaitRechecks()
+	h.awaitPromises(sz.settle)
 
 	// Recovery.
 	waitUntil := time.Now().Add(sz.settle)
@@ -1073,8 +1040,7 @@ func runScenario(t *testing.T, f fault, sz sizes) []string {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	// The view settles: it agrees with BroadWorks for every user (but
-	// those knownBugStale excuses).
+	// The view settles: it agrees with BroadWorks for every user.
 	byIndex := func(diffs []string) map[int][]string {
 		m := map[int][]string{}
 		for _, d := range diffs {
@@ -1086,16 +1052,13 @@ func runScenario(t *testing.T, f fault, sz sizes) []string {
 	}
 	if bad := await(sz.settle, func() []string {
 		var bad []string
-		for i, ds := range byIndex(h.viewDiff()) {
-			if !h.excused(i) {
-				bad = append(bad, ds...)
-			}
+		for _, ds := range byIndex(h.viewDiff()) {
+			bad = append(bad, ds...)
 		}
 		return bad
 	}); len(bad) > 0 {
 		h.violation("recovery: the connector's view does not settle:\n\t%s", firstN(bad, 10))
 	}
-	h.split("view", byIndex(h.viewDiff()))
 
 	// (b) BroadWorks consistent per agent, and as the answers promised.
 	var snaps map[string]xspsim.UserSnapshot
@@ -1106,22 +1069,12 @@ func runScenario(t *testing.T, f fault, sz sizes) []string {
 		}
 		var bad []string
 		for _, a := range agents {
-			if h.excused(a.i) {
-				continue
-			}
 			for _, p := range agentProblems(a, snaps, ownCFA[a.i]) {
 				bad = append(bad, fmt.Sprintf("agent %d: %s (requests: %s)", a.i, p, strings.Join(lastN(a.ops, 6), " ")))
 			}
 		}
 		return bad
 	})
-	for _, a := range agents {
-		if why := h.excuse(a.i); why != "" {
-			if ps := agentProblems(a, snaps, ownCFA[a.i]); len(ps) > 0 {
-				t.Logf("%s: agent %d: %s (requests: %s)", why, a.i, strings.Join(ps, "; "), strings.Join(lastN(a.ops, 6), " "))
-			}
-		}
-	}
 	if len(bad) > 0 {
 		h.violation("b: BroadWorks not consistent:\n\t%s", firstN(bad, 20))
 	}
@@ -1141,14 +1094,11 @@ func runScenario(t *testing.T, f fault, sz sizes) []string {
 			}
 			last = m.diff(snaps)
 			var bad []string
-			for i, ds := range last {
-				if !h.excused(i) {
-					bad = append(bad, ds...)
-				}
+			for _, ds := range last {
+				bad = append(bad, ds...)
 			}
 			return bad
 		})
-		h.split(m.cc.name, last)
 		m.mu.Lock()
 		reseeds, stray := m.reseeds, slices.Clone(m.stray)
 		m.mu.Unlock()
@@ -1175,16 +1125,13 @@ func runScenario(t *testing.T, f fault, sz sizes) []string {
 		}
 		lastPhones = h.phoneDiff(snaps)
 		var bad []string
-		for i, ds := range lastPhones {
-			if !h.excused(i) {
-				bad = append(bad, ds...)
-			}
+		for _, ds := range lastPhones {
+			bad = append(bad, ds...)
 		}
 		return bad
 	}); len(bad) > 0 {
 		h.violation("e: phones missed changes:\n\t%s", firstN(bad, 20))
 	}
-	h.split("phones", lastPhones)
 
 	// (a) every request sent got exactly one answer.
 	close(h.stop)
