@@ -1,7 +1,7 @@
 package gateway
 
 import (
-	"container/heap"
+	"cmp"
 	"context"
 	"errors"
 	"slices"
@@ -107,28 +107,6 @@ type Repair struct {
 // maxRepairLog bounds the recent repairs kept for Repairs.
 const maxRepairLog = 256
 
-// timed is a wake-up at a time: of a user (a doubt's end, a back-off) or of
-// a stale-login cleanup (conn).
-type timed struct {
-	at     time.Time
-	user   string
-	conn   uint64
-	agents []string
-}
-
-type timedHeap []timed
-
-func (h timedHeap) Len() int           { return len(h) }
-func (h timedHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
-func (h timedHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *timedHeap) Push(x any)        { *h = append(*h, x.(timed)) }
-func (h *timedHeap) Pop() any {
-	old := *h
-	t := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return t
-}
-
 // reconcileWorkers work the queue at once: a repair waits on XSI round
 // trips, and one slow repair must not hold up every other.
 const reconcileWorkers = 4
@@ -136,10 +114,6 @@ const reconcileWorkers = 4
 // busyRetry: a user in the middle of a request or a sequence is looked at
 // again this long after.
 const busyRetry = 200 * time.Millisecond
-
-// maxTimed bounds the pending wake-ups (one per user and doubt at most in
-// practice; past it, the oldest back-offs are dropped for a full pass).
-const maxTimed = 1 << 20
 
 type reconciler struct {
 	g *Gateway
@@ -151,10 +125,8 @@ type reconciler struct {
 	queued   map[string]bool
 	active   map[string]bool
 	dirty    map[string]bool // woken while active
-	timers   timedHeap
-	timer    *time.Timer
-	kick     chan struct{} // one pending: work in the queue
-	idle     *sync.Cond    // broadcast when the queue empties and nothing is active
+	kick     chan struct{}   // one pending: work in the queue
+	idle     *sync.Cond      // broadcast when the queue empties and nothing is active
 	repairs  []Repair
 	workers  int // running (Run); none: Settle has nothing to wait for
 
@@ -259,10 +231,10 @@ func (g *Gateway) doubt(ds ...hoteling.Doubt) {
 		}
 		users[d.User] = true
 	}
-	for u := range users {
-		r.atLocked(timed{at: until, user: u})
-	}
 	r.mu.Unlock()
+	for u := range users {
+		r.after(time.Until(until), u)
+	}
 }
 
 // doubtAgentState is doubt for a single agent-state request given up on.
@@ -384,15 +356,10 @@ func (r *reconciler) enqueueLocked(u string) bool {
 	return true
 }
 
-// atLocked schedules a wake-up.
-func (r *reconciler) atLocked(t timed) {
-	if len(r.timers) >= maxTimed {
-		return
-	}
-	heap.Push(&r.timers, t)
-	if r.timers[0].at.Equal(t.at) && r.timer != nil {
-		r.timer.Reset(time.Until(t.at))
-	}
+// after wakes user d from now (a doubt's end, a back-off); a wake-up
+// after Run has ended finds no worker, and does nothing.
+func (r *reconciler) after(d time.Duration, user string) {
+	time.AfterFunc(d, func() { r.wake(user) })
 }
 
 // next takes a user off the queue; false when ctx ended.
@@ -436,46 +403,12 @@ func (r *reconciler) done(u string, retry time.Duration) {
 		default:
 		}
 	} else if retry > 0 {
-		r.atLocked(timed{at: time.Now().Add(retry), user: u})
+		defer r.after(retry, u)
 	}
 	if len(r.queue) == 0 && len(r.active) == 0 {
 		r.idle.Broadcast()
 	}
 	r.mu.Unlock()
-}
-
-// runTimers fires due wake-ups until ctx ends.
-func (r *reconciler) runTimers(ctx context.Context) {
-	r.mu.Lock()
-	r.timer = time.NewTimer(time.Hour)
-	r.mu.Unlock()
-	for {
-		r.mu.Lock()
-		now := time.Now()
-		var due []timed
-		for len(r.timers) > 0 && !r.timers[0].at.After(now) {
-			due = append(due, heap.Pop(&r.timers).(timed))
-		}
-		wait := time.Hour
-		if len(r.timers) > 0 {
-			wait = time.Until(r.timers[0].at)
-		}
-		r.timer.Reset(wait)
-		r.mu.Unlock()
-		for _, t := range due {
-			if t.conn != 0 {
-				r.g.staleGraceOver(t.conn, t.agents)
-				continue
-			}
-			r.wake(t.user)
-		}
-		select {
-		case <-ctx.Done():
-			r.timer.Stop()
-			return
-		case <-r.timer.C:
-		}
-	}
 }
 
 // Settle waits until the reconciler has nothing queued and nothing in hand
@@ -530,9 +463,8 @@ func (r *reconciler) record(rp Repair) {
 
 // ---- the work ----
 
-// runReconciler runs the workers and the timers until ctx ends.
+// runReconciler runs the workers until ctx ends.
 func (g *Gateway) runReconciler(ctx context.Context, bg *sync.WaitGroup) {
-	bg.Go(func() { g.rec.runTimers(ctx) })
 	g.rec.mu.Lock()
 	g.rec.workers += reconcileWorkers
 	g.rec.mu.Unlock()
@@ -741,33 +673,23 @@ func (g *Gateway) inFlight(id string) bool {
 }
 
 func describe(v hoteling.User) string {
-	s := "agent " + string(v.ACDState)
-	if v.UnavailableCode != "" {
-		s += "/" + v.UnavailableCode
-	}
-	if v.HostUserID != "" {
-		s += " at " + v.HostUserID
-	}
-	return s
+	return describeWant(hoteling.Want{Host: v.HostUserID, Loose: true, ACD: v.ACDState, Code: v.UnavailableCode})
 }
 
+// describeWant says a promise (or, Loose, what the view shows) in a log
+// line: "Unavailable/LUNCH at desk1@…", "Sign-Out at no desk".
 func describeWant(w hoteling.Want) string {
-	s := "agent " + string(w.ACD)
-	if w.ACD == "" {
-		s = "agent as it is"
-	}
+	s := cmp.Or(string(w.ACD), "agent state as it is")
 	if w.Code != "" {
 		s += "/" + w.Code
 	}
 	switch {
-	case w.Host != "" && w.Loose:
-		s += " associated with " + w.Host
-	case w.Host != "":
-		s += " logged in at " + w.Host
-	default:
-		s += " at no desk"
+	case w.Host == "":
+		return s + " at no desk"
+	case w.Loose:
+		return s + " associated with " + w.Host
 	}
-	return s
+	return s + " logged in at " + w.Host
 }
 
 // ---- start-up recovery ----
@@ -784,15 +706,18 @@ func (g *Gateway) Recover(ctx context.Context, users []string, snapshotWait time
 	if hot == nil {
 		return
 	}
-	users = append(slices.Clone(users), hot.RememberedHosts()...)
-	users = slices.Compact(slices.Sorted(slices.Values(users)))
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for !g.LinkUp() {
+	users = slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(users), hot.RememberedHosts()...))))
+	sleep := func(d time.Duration) bool {
 		select {
 		case <-ctx.Done():
+			return false
+		case <-time.After(d):
+			return true
+		}
+	}
+	for !g.LinkUp() {
+		if !sleep(50 * time.Millisecond) {
 			return
-		case <-tick.C:
 		}
 	}
 	if g.cfg().LoadUsers {
@@ -803,50 +728,48 @@ func (g *Gateway) Recover(ctx context.Context, users []string, snapshotWait time
 		}
 		cancel()
 	}
-	deadline := time.Now().Add(snapshotWait)
-	pending := users
+	// Users are looked at as their snapshots come in; after runs once all
+	// are (or snapshotWait has passed), the later ones are looked at still.
+	deadline, handled, wait := time.Now().Add(snapshotWait), map[string]bool{}, 50*time.Millisecond
 	for {
-		pending = g.staleList(pending)
-		if len(pending) == 0 || time.Now().After(deadline) {
-			break
+		var fresh []string
+		for _, id := range users {
+			if !handled[id] && g.Fresh(id) {
+				handled[id] = true
+				fresh = append(fresh, id)
+			}
 		}
-		select {
-		case <-ctx.Done():
+		if found := g.promiseRecovery(hot, fresh); found > 0 || len(fresh) > 0 {
+			g.log.Info("reconciler: start-up recovery", "users", len(fresh), "half_done", found)
+		}
+		if after != nil && (len(handled) == len(users) || time.Now().After(deadline)) {
+			if len(handled) < len(users) {
+				g.log.Warn("reconciler: start-up recovery without every snapshot; the others are looked at once theirs are in",
+					"stale", len(users)-len(handled), "users", len(users))
+			}
+			_ = g.Settle(ctx)
+			if ctx.Err() == nil {
+				after()
+			}
+			after, wait = nil, time.Second
+		}
+		if len(handled) == len(users) || !sleep(wait) {
 			return
-		case <-tick.C:
 		}
-	}
-	ready := slices.DeleteFunc(slices.Clone(users), func(id string) bool { return slices.Contains(pending, id) })
-	found := g.promiseRecovery(hot, ready)
-	if len(pending) > 0 {
-		g.log.Warn("reconciler: start-up recovery without every snapshot; the others are looked at once theirs are in",
-			"stale", len(pending), "users", len(users))
-	}
-	g.log.Info("reconciler: start-up recovery", "users", len(users), "half_done", found)
-	_ = g.Settle(ctx)
-	if after != nil && ctx.Err() == nil {
-		after()
-	}
-	for len(pending) > 0 {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Second):
-		}
-		fresh := slices.DeleteFunc(slices.Clone(pending), func(id string) bool { return !g.Fresh(id) })
-		if len(fresh) == 0 {
-			continue
-		}
-		pending = slices.DeleteFunc(pending, func(id string) bool { return slices.Contains(fresh, id) })
-		g.promiseRecovery(hot, fresh)
 	}
 }
 
 // promiseRecovery promises each half-done sequence among users the
 // recover_mode's shape; it returns how many it found.
 func (g *Gateway) promiseRecovery(hot Hoteling, users []string) int {
+	if len(users) == 0 {
+		return 0
+	}
 	found := hot.HalfDone(users)
 	for _, f := range found {
+		if _, _, promised := g.Promise(f.GuestUserID); promised {
+			continue // a request since the start made its own promise
+		}
 		w := hoteling.Want{Guest: f.GuestUserID, ACD: xsi.ACDSignOut}
 		if g.cfg().RecoverMode == hoteling.RecoverComplete {
 			w = hoteling.Want{Guest: f.GuestUserID, Host: f.HostUserID, ACD: xsi.ACDUnavailable}
@@ -857,15 +780,4 @@ func (g *Gateway) promiseRecovery(hot Hoteling, users []string) int {
 		g.promise(f.GuestUserID, w, OriginRecovery, true)
 	}
 	return len(found)
-}
-
-// staleList is the users whose view is not fresh, in order.
-func (g *Gateway) staleList(users []string) []string {
-	var out []string
-	for _, id := range users {
-		if !g.Fresh(id) {
-			out = append(out, id)
-		}
-	}
-	return out
 }

@@ -58,9 +58,7 @@ func (g *Gateway) ConnectionClosed(who csta.Requester, serverShutdown bool) {
 		return
 	}
 	g.mu.Unlock()
-	g.rec.mu.Lock()
-	g.rec.atLocked(timed{at: time.Now().Add(grace), conn: who.ConnID, agents: agents})
-	g.rec.mu.Unlock()
+	time.AfterFunc(grace, func() { g.staleGraceOver(who.ConnID, agents) })
 	g.log.Info("gateway: CTI connection gone with agents logged on; logging them off after the grace period",
 		"conn", who.ConnID, "remote", who.RemoteAddr, "agents", len(agents), "grace", grace)
 }

@@ -586,6 +586,7 @@ func (s *Stack) teardown(c *Connector, hard bool) error {
 	}
 	c.cancel()
 	<-c.runEnd
+	c.Gateway.Close() // user loads in flight give up, as run's shutdown has it
 	if c.repairEnd != nil { // nil: failed before the loop started
 		<-c.repairEnd
 	}
