@@ -309,7 +309,7 @@ func (g *Gateway) HandleXSIEvent(ev *xsi.SubscriptionEvent) {
 	}
 	if !g.linkUp {
 		// An event handled after the link went down was sent before: it
-		// does not make the view fresh (RepairLoop waits for the resync).
+		// does not make the view fresh (the reconciler waits for the resync).
 		u.stale()
 	}
 	g.holdLocked(u, out)

@@ -230,7 +230,7 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, who csta.Reque
 			if herr != nil && !(errors.As(herr, &se) && se.Step == hoteling.StepEndAssociation && xsi.MayApplyLate(herr)) {
 				// Not ours to explain if it ends later. Unless the end
 				// itself was given up on: the XSP may still apply it, and
-				// that end is then ours (the sequencer's re-check puts the
+				// that end is then ours (the reconciler puts the
 				// association back), not one to free the desk for.
 				g.endingBy(agent, "")
 			}

@@ -24,7 +24,7 @@ import (
 // someone watches first), or before a request on it is served.
 //
 // A user nothing refers to — no monitor, phone, association, request in
-// flight, re-check or CTI login — is dropped after Config.IdleTTL. Its
+// flight, promise still to keep or CTI login — is dropped after Config.IdleTTL. Its
 // events are then ignored, except those that matter to others: an agent
 // state or a hoteling association loads it again.
 
@@ -352,7 +352,7 @@ func (g *Gateway) applySnapshotLocked(u *userState, s userSnapshot, marks [facet
 }
 
 // heldLocked: the gateway itself still needs the user's view — an
-// association, a request in flight or held events, a load, a re-check, a
+// association, a request in flight or held events, a load, a promise still to keep, a
 // CTI login or a waiter. Gateway.mu is held.
 func (g *Gateway) heldLocked(u *userState) bool {
 	if u.inflight > 0 || len(u.outbox) > 0 || u.loading != nil || u.hostUserID != "" || u.guestUserID != "" ||

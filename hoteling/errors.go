@@ -10,7 +10,7 @@ import (
 )
 
 // The kinds of failure callers must tell apart, one per line; match them with
-// errors.Is on what Login, Logout and Recover return (they see through
+// errors.Is on what Login, Logout and Settle return (they see through
 // *StepError).
 var (
 	ErrHostBusy     = errors.New("hoteling: host held by another guest")               // another guest is on the host and Config.RefuseOccupiedHost is set

@@ -32,11 +32,12 @@ type Config struct {
 	// from any state (research/xsi.md §7) and which never exposes the agent
 	// as Available in between (Sign-In lands in Available on the XSP).
 	SignInFirst bool
-	// RecoverMode is what Recover does with a half-done sequence: "undo"
+	// RecoverMode is what start-up recovery promises a half-done sequence
+	// (HalfDone; the gateway's reconciler keeps it): "undo"
 	// (default: back to logged out) or "complete" (on to logged in).
 	RecoverMode string
 	// NumberOf gives the number a guest's host forwards to (the directory's
-	// forwardTo for Login). Optional; Recover needs it to recognise a host
+	// forwardTo for Login). Optional; HalfDone needs it to recognise a host
 	// forwarding to a guest, and Logout uses it to leave alone a host CFA
 	// that no longer points at the guest when nothing is remembered.
 	NumberOf func(guestUserID string) string
@@ -62,7 +63,7 @@ type Remembered struct {
 	// agent state (and code) when a login signed it out (step 1, peers.md
 	// §1.1), kept only while that login runs: a crash or a failed
 	// compensation between the host's sign-out and the login's end leaves
-	// them for Recover to sign the host back in. A finished login clears
+	// them for Settle to sign the host back in. A finished login clears
 	// them (Logout does not sign the host back in, as documented).
 	HostAgentState      xsi.ACDState `json:",omitempty"`
 	HostUnavailableCode string       `json:",omitempty"`
@@ -362,7 +363,7 @@ func (s *Sequencer) loginHost(ctx context.Context, guest, host, forwardTo string
 	//
 	// (2) Remember the host's CFA (and its agent state, which the
 	// sign-out changes) before either changes: a crash between the two
-	// steps leaves what Recover needs.
+	// steps leaves what HalfDone and Settle need.
 	if r.ok() {
 		old, hadOld := s.Remembered(host)
 		prevCFA, err := s.hostCFA(ctx, host)

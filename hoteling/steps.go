@@ -231,7 +231,7 @@ func (s *Sequencer) assocStep(guest, name, host string) step {
 
 // StepHostSignOut is the name of the step that signs the host subscriber
 // out at a hot-desk login (StepError.Step); its compensation is
-// "undo-host-sign-out", Recover's "restore-host-agent".
+// "undo-host-sign-out", Settle's "restore-host-agent".
 const StepHostSignOut = "host-sign-out"
 
 // hostSignOutStep signs the host subscriber out: a desk line that is a

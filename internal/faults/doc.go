@@ -38,15 +38,17 @@
 // -run TestFaultCampaign/<fault> runs one fault; FAULTS_LOG=warn (or info,
 // debug) logs the connector at that level.
 //
-// Known bug the campaign found and still excuses: an agent or desk whose
-// view got an XSI event older than one already applied (knownBugStale,
-// seen once since 9c66df1, after a subscription refresh) is excused from
-// the checks and logged (fail on it with -faults.strict). Faults skipped
-// for a known bug (none at present) run with -faults.bugs. Before its
-// checks the harness waits until the re-checks of failed logins and
-// logouts have run.
+// No bug is excused: every fault must leave every agent as its last answer
+// promised. Faults skipped for a known bug (none at present) run with
+// -faults.bugs. Before its checks the harness waits until no request given
+// up on can still land (the gateway's DoubtWindow after the last failure)
+// and until the reconciler has nothing left to do (Gateway.Settle). Two
+// faults aim at the reconciler itself: repairs-racing-requests (repairs
+// while the clients keep asking for the same agents) and
+// connector-killed-during-repair.
 //
-// The long mode is not clean (runs of 2026-11-21 under -race on 2 cores):
+// The long mode was not clean before the reconciler (runs of 2026-11-21
+// under -race on 2 cores):
 // with 200 agents, 10 clients, 4 monitors and 50 phones the machine is
 // saturated, confirming events often come after the 2 s step timeout, and
 // sequences fail and compensate by the hundred. channel-cut-mid-document,
