@@ -1,7 +1,7 @@
 package hoteling
 
 import (
-		"github.com/broadworks-connector/connector/xsi"
+	"github.com/broadworks-connector/connector/xsi"
 )
 
 // Repair is one half-done sequence HalfDone found and, once settled, what
@@ -103,4 +103,3 @@ func (s *Sequencer) guestForwardedTo(host string, h User, users []string) string
 	}
 	return ""
 }
-

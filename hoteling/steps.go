@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-		"sync"
+	"sync"
 	"time"
 
 	"github.com/broadworks-connector/connector/xsi"
@@ -162,9 +162,9 @@ func (s *Sequencer) exec(ctx context.Context, op string, st step, before User) (
 
 func (s *Sequencer) acdStep(user, name string, state xsi.ACDState, code string) step {
 	return step{
-		name:  name,
-		user:  user,
-		proj:  func(u User) string { return string(u.ACDState) },
+		name: name,
+		user: user,
+		proj: func(u User) string { return string(u.ACDState) },
 		want: func(u User) bool {
 			switch state {
 			case xsi.ACDSignIn: // transient: any signed-in state confirms it
@@ -193,9 +193,9 @@ func (s *Sequencer) acdStep(user, name string, state xsi.ACDState, code string) 
 
 func (s *Sequencer) cfaStep(host, name string, f xsi.Forwarding) step {
 	return step{
-		name:  name,
-		user:  host,
-		proj:  func(u User) string { return fmt.Sprintf("%t|%s", u.CFA.Active, u.CFA.ForwardToPhoneNumber) },
+		name: name,
+		user: host,
+		proj: func(u User) string { return fmt.Sprintf("%t|%s", u.CFA.Active, u.CFA.ForwardToPhoneNumber) },
 		want: func(u User) bool {
 			if f.Active {
 				return forwardsTo(u.CFA, f.ForwardToPhoneNumber)
@@ -214,10 +214,10 @@ func (s *Sequencer) cfaStep(host, name string, f xsi.Forwarding) step {
 // package for the host side, research/xsi.md §2.7).
 func (s *Sequencer) assocStep(guest, name, host string) step {
 	return step{
-		name:  name,
-		user:  guest,
-		proj:  func(u User) string { return u.HostUserID },
-		want:  func(u User) bool { return u.HostUserID == host },
+		name: name,
+		user: guest,
+		proj: func(u User) string { return u.HostUserID },
+		want: func(u User) bool { return u.HostUserID == host },
 		do: func(ctx context.Context) error {
 			if host == "" {
 				return s.act.EndGuestAssociation(ctx, guest)

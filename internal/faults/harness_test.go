@@ -33,7 +33,6 @@ var (
 	withBugs = flag.Bool("faults.bugs", false, "run the faults skipped for a known bug as well")
 )
 
-
 // sizes scale a campaign run.
 type sizes struct {
 	agents   int           // agents, and as many hot desks (agent i sits at desk i)
@@ -759,7 +758,6 @@ func (h *harness) snapshots() (map[string]xspsim.UserSnapshot, error) {
 	}
 	return out, nil
 }
-
 
 // resubscribe gives a new subscription to every phone whose connector
 // life ended.

@@ -134,7 +134,7 @@ type Connector struct {
 	Sequencer *hoteling.Sequencer
 	CSTA      *csta.Server
 	Phones    *phonesync.Server // nil without Config.Phones
-	Repairs   []gateway.Repair // what start-up recovery did
+	Repairs   []gateway.Repair  // what start-up recovery did
 
 	acts      *gatedActions
 	store     *gatedStore
@@ -586,7 +586,7 @@ func (s *Stack) teardown(c *Connector, hard bool) error {
 	}
 	c.cancel()
 	<-c.runEnd
-	c.Gateway.Close() // user loads in flight give up, as run's shutdown has it
+	c.Gateway.Close()       // user loads in flight give up, as run's shutdown has it
 	if c.repairEnd != nil { // nil: failed before the loop started
 		<-c.repairEnd
 	}
