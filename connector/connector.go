@@ -139,8 +139,8 @@ type Connector struct {
 // (the XSI link needs its address); the journal opens; everything else is
 // built but neither listens nor talks to BroadWorks until Start. On error
 // whatever was built is released again.
-func New(cfg *config.Config, opts ...Option) (c *Connector, err error) {
-	c = &Connector{cfg: cfg, publisher: &frontPublisher{}, startupRepaired: make(chan struct{}),
+func New(cfg *config.Config, opts ...Option) (*Connector, error) {
+	c := &Connector{cfg: cfg, publisher: &frontPublisher{}, startupRepaired: make(chan struct{}),
 		gatewayDone: make(chan struct{}), linkLogDone: make(chan struct{})}
 	for _, o := range opts {
 		o(&c.opts)
@@ -152,19 +152,16 @@ func New(cfg *config.Config, opts ...Option) (c *Connector, err error) {
 	if c.opts.crashable {
 		c.gate = newCrashGate()
 	}
-	defer func() {
-		if err != nil {
-			c.release()
-		}
-	}()
-	if err := c.buildXSILink(); err != nil {
-		return nil, err
+	err := c.buildXSILink()
+	if err == nil {
+		err = c.openJournal()
 	}
-	if err := c.openJournal(); err != nil {
-		return nil, err
+	if err == nil {
+		c.buildGateway()
+		err = c.buildFronts()
 	}
-	c.buildGateway()
-	if err := c.buildFronts(); err != nil {
+	if err != nil {
+		c.release()
 		return nil, err
 	}
 	return c, nil
