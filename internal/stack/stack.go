@@ -56,12 +56,12 @@ type Config struct {
 	// temporary directory (removed by Close).
 	StateFile string
 
-	MaxInFlight    int           // xsi.Config.MaxInFlight; default 32
-	XSITimeout     time.Duration // xsi.Config.RequestTimeout (includes waiting for one of the MaxInFlight slots); default 5s
-	StepTimeout    time.Duration // hoteling step timeout; default 2s
-	RequestTimeout time.Duration // gateway request timeout; default 10s
-	QueueLength    int           // hoteling queue length; 0: the sequencer's default
-	RecoverMode    string        // hoteling recover mode; default undo
+	MaxInFlight    int           // xsi.max_in_flight; default 32
+	XSITimeout     time.Duration // xsi.request_timeout (includes waiting for one of the MaxInFlight slots); default 5s
+	StepTimeout    time.Duration // hoteling.step_timeout; default 2s
+	RequestTimeout time.Duration // gateway.request_timeout (csta.limits.request_timeout 5s more); default 10s
+	QueueLength    int           // hoteling.queue_length; 0: its default
+	RecoverMode    string        // hoteling.recover_mode; default undo
 	// Logger for every component; default discards.
 	Logger *slog.Logger
 	// LoadProcess is the path of a load-process command (BuildLoadProcess):
