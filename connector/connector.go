@@ -16,7 +16,6 @@ package connector
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -320,13 +319,16 @@ func (c *Connector) SIPAddr() string {
 	return ""
 }
 
-func (c *Connector) Gateway() *gateway.Gateway        { return c.gateway }
-func (c *Connector) Sequencer() *hoteling.Sequencer   { return c.sequencer }
-func (c *Connector) Events() *xsi.Events              { return c.events }
-func (c *Connector) Client() *xsi.Client              { return c.client }
-func (c *Connector) CSTA() *csta.Server               { return c.front }
-func (c *Connector) Phones() *phonesync.Server        { return c.phones.Load() }
-func (c *Connector) Simulator() *xspsim.Server        { return c.simulator } // nil unless xsi.simulate
+func (c *Connector) Gateway() *gateway.Gateway      { return c.gateway }
+func (c *Connector) Sequencer() *hoteling.Sequencer { return c.sequencer }
+func (c *Connector) Events() *xsi.Events            { return c.events }
+func (c *Connector) Client() *xsi.Client            { return c.client }
+func (c *Connector) CSTA() *csta.Server             { return c.front }
+func (c *Connector) Phones() *phonesync.Server      { return c.phones.Load() }
+func (c *Connector) Simulator() *xspsim.Server      { return c.simulator } // nil unless xsi.simulate
+
+// StartupRepaired is closed once the start-up repair pass is done (or
+// will not come: no users to look at, or the connector stopped first).
 func (c *Connector) StartupRepaired() <-chan struct{} { return c.startupRepaired }
 
 // startPhones starts phone sync when sip.listen is set: phonesync served by
@@ -389,4 +391,4 @@ func (p *frontPublisher) SetSystemStatus(v csta.SystemStatusValue) {
 }
 
 // errNotStarted is what a crash of a connector not running returns.
-var errNotStarted = fmt.Errorf("connector: not running")
+var errNotStarted = errors.New("connector: not running")
