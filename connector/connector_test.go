@@ -85,16 +85,27 @@ func start(t *testing.T, cfg *config.Config, opts ...Option) *Connector {
 	return c
 }
 
-// awaitStartupRepair waits for the start-up repair pass and the link.
-func awaitStartupRepair(t *testing.T, c *Connector) {
+// awaitReady waits for the start-up repair pass and for readiness
+// (/readyz's check: the link up and the scope subscribed, so that the XSI
+// events confirming a hot-desk step arrive).
+func awaitReady(t *testing.T, c *Connector) {
 	t.Helper()
+	giveUp := time.After(30 * time.Second)
 	select {
 	case <-c.StartupRepaired():
-	case <-time.After(30 * time.Second):
+	case <-giveUp:
 		t.Fatal("no start-up repair pass")
 	}
-	if !c.Gateway().LinkUp() {
-		t.Fatal("start-up repair pass ran with the link down")
+	for {
+		ok, reason := adminView{c}.ready()
+		if ok {
+			return
+		}
+		select {
+		case <-giveUp:
+			t.Fatalf("not ready: %s", reason)
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }
 
@@ -117,7 +128,7 @@ func TestConnectorFromConfig(t *testing.T) {
 	var events atomic.Int64
 	var repairs repairLog
 	c := start(t, testConfig(dir), WithEventTap(func(xsi.Event) { events.Add(1) }), WithRepairObserver(repairs.observe))
-	awaitStartupRepair(t, c)
+	awaitReady(t, c)
 	if passes, found := repairs.get(); !slices.Equal(passes, []string{gateway.PassStartup}) || len(found) != 0 {
 		t.Fatalf("repair passes %q found %+v, want one start-up pass finding nothing", passes, found)
 	}
@@ -162,7 +173,7 @@ func TestConnectorFromConfig(t *testing.T) {
 	}
 	// The journal (bbolt holds a file lock) and the state file were closed.
 	again := start(t, testConfig(dir))
-	awaitStartupRepair(t, again)
+	awaitReady(t, again)
 }
 
 // A crash cuts BroadWorks off at once: the step it dies before never
@@ -186,7 +197,7 @@ func TestCrashThenStartupRepair(t *testing.T) {
 	cfg.XSILink.Servers = []string{sim.URL()}
 
 	c := start(t, cfg, WithCrashSimulation())
-	awaitStartupRepair(t, c)
+	awaitReady(t, c)
 	if err := c.CrashBefore("AssociateGuest", "agent1@example.com"); err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +219,7 @@ func TestCrashThenStartupRepair(t *testing.T) {
 
 	var repairs repairLog
 	again := start(t, cfg, WithRepairObserver(repairs.observe))
-	awaitStartupRepair(t, again)
+	awaitReady(t, again)
 	_, found := repairs.get()
 	if len(found) != 1 || found[0].Err != nil || found[0].Action != "undone" || found[0].HostUserID != "desk1@example.com" {
 		t.Fatalf("start-up repairs %+v, want the half-done login at desk1 undone", found)
@@ -241,5 +252,5 @@ func TestNewReleasesOnError(t *testing.T) {
 		t.Fatalf("New with a missing admin certificate: %v, want an admin.tls error", err)
 	}
 	c := start(t, testConfig(dir)) // the same journal file
-	awaitStartupRepair(t, c)
+	awaitReady(t, c)
 }
