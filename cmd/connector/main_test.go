@@ -55,8 +55,8 @@ type result struct {
 	stdout, stderr string
 }
 
-// connector runs the binary to completion in dir with extra environment.
-func connector(t *testing.T, dir string, env []string, args ...string) result {
+// runBinary runs the binary to completion in dir with extra environment.
+func runBinary(t *testing.T, dir string, env []string, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -107,7 +107,7 @@ func TestUsage(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := connector(t, repoRoot, nil, tt.args...)
+			r := runBinary(t, repoRoot, nil, tt.args...)
 			if r.code != tt.code {
 				t.Errorf("exit code = %d, want %d\nstderr: %s", r.code, tt.code, r.stderr)
 			}
@@ -125,7 +125,7 @@ func TestUsage(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
-	r := connector(t, repoRoot, nil, "version")
+	r := runBinary(t, repoRoot, nil, "version")
 	if r.code != exitOK {
 		t.Fatalf("exit code = %d, stderr: %s", r.code, r.stderr)
 	}
@@ -183,7 +183,7 @@ func TestCheckConfig(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := connector(t, repoRoot, tt.env, "check-config", "--config", tt.config)
+			r := runBinary(t, repoRoot, tt.env, "check-config", "--config", tt.config)
 			if r.code != exitOK || r.stderr != "" {
 				t.Fatalf("exit code = %d, stderr: %s", r.code, r.stderr)
 			}
@@ -229,7 +229,7 @@ func TestCheckConfigProblems(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := connector(t, repoRoot, tt.env, "check-config", "--config", tt.config)
+			r := runBinary(t, repoRoot, tt.env, "check-config", "--config", tt.config)
 			if r.code != exitUsage {
 				t.Fatalf("exit code = %d, want %d; stderr: %s", r.code, exitUsage, r.stderr)
 			}
@@ -250,7 +250,7 @@ func TestCheckConfigProblems(t *testing.T) {
 }
 
 func TestCheckConfigUnreadable(t *testing.T) {
-	r := connector(t, repoRoot, nil, "check-config", "--config", "testdata/config/no-such-file.yaml")
+	r := runBinary(t, repoRoot, nil, "check-config", "--config", "testdata/config/no-such-file.yaml")
 	if r.code != exitUsage || !strings.HasPrefix(r.stderr, "config: read testdata/config/no-such-file.yaml") {
 		t.Errorf("exit code = %d, stderr = %q", r.code, r.stderr)
 	}
@@ -266,11 +266,11 @@ func containsPrefix(lines []string, prefix string) bool {
 }
 
 func TestRunConfigRequired(t *testing.T) {
-	r := connector(t, t.TempDir(), nil, "run")
+	r := runBinary(t, t.TempDir(), nil, "run")
 	if r.code != exitUsage || !strings.Contains(r.stderr, "--config FILE is required (there is no config.example.yaml in the current directory)") {
 		t.Errorf("exit code = %d, stderr = %q", r.code, r.stderr)
 	}
-	r = connector(t, repoRoot, nil, "run", "--config", "testdata/config/out_of_range.yaml")
+	r = runBinary(t, repoRoot, nil, "run", "--config", "testdata/config/out_of_range.yaml")
 	if r.code != exitUsage || !strings.Contains(r.stderr, "config: csta.limits.max_frame_bytes: ") {
 		t.Errorf("run with a bad config: exit code = %d, stderr = %q", r.code, r.stderr)
 	}
@@ -602,7 +602,7 @@ func TestRunBindFailure(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			writeConfig(t, configPath, tt.cstaListen, tt.adminListen, "")
-			r := connector(t, dir, nil, "run", "--config", configPath)
+			r := runBinary(t, dir, nil, "run", "--config", configPath)
 			if r.code != exitFailure || !strings.Contains(r.stderr, "address already in use") {
 				t.Errorf("exit code = %d, want %d; stderr: %s", r.code, exitFailure, r.stderr)
 			}

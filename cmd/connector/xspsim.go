@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/broadworks-connector/connector/config"
+	"github.com/broadworks-connector/connector/connector"
 	"github.com/broadworks-connector/connector/xsi/xspsim"
 )
 
@@ -33,7 +34,7 @@ func xspsimCommand(args []string, stderr io.Writer) int {
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(signals)
 
-	sim, err := startSimulator(cfg, logger)
+	sim, err := connector.StartSimulator(cfg, logger)
 	if err != nil {
 		logger.Error("connector: cannot start", "error", err)
 		return exitFailure
@@ -58,7 +59,7 @@ func xspsimCommand(args []string, stderr io.Writer) int {
 		logger.Info("xsp simulator shutting down", "signal", sig.String())
 		break
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), connector.ShutdownTimeout)
 	defer cancel()
 	if err := sim.Shutdown(ctx); err != nil {
 		logger.Error("connector: shutdown", "error", err)
@@ -69,7 +70,7 @@ func xspsimCommand(args []string, stderr io.Writer) int {
 }
 
 // reloadSimulatorUsers reads the configuration at path again and applies
-// it to sim with addSimulatorUsers; other simulator changes need a restart
+// it to sim with connector.AddSimulatorUsers; other simulator changes need a restart
 // (logged). It returns the configuration now in force: the new one, or cur
 // when the file is invalid or the users are refused.
 func reloadSimulatorUsers(sim *xspsim.Server, cur *config.Config, path string, logger *slog.Logger) *config.Config {
@@ -81,60 +82,14 @@ func reloadSimulatorUsers(sim *xspsim.Server, cur *config.Config, path string, l
 		return cur
 	}
 	for _, key := range config.Diff(cur, next) {
-		if !slices.Contains(simulatorUserKeys, key) && (strings.HasPrefix(key, "simulator.") || key == "xsi.username" || key == "xsi.password" || key == "xsi.password_file") {
+		if !slices.Contains(connector.SimulatorUserKeys, key) && (strings.HasPrefix(key, "simulator.") || key == "xsi.username" || key == "xsi.password" || key == "xsi.password_file") {
 			logger.Warn("reload: change needs a restart of the simulator, not applied", "key", key)
 		}
 	}
-	if !addSimulatorUsers(sim, cur, next, logger) {
+	if !connector.AddSimulatorUsers(sim, cur, next, logger) {
 		return cur
 	}
 	return next
-}
-
-// simulatorUserKeys are the keys addSimulatorUsers applies live.
-var simulatorUserKeys = []string{"simulator.users", "simulator.hoteling_hosts", "simulator.call_center_agents", "simulator.signed_in_agents"}
-
-// addSimulatorUsers adds to sim the users of next's simulator.users it does
-// not have, with their roles (hoteling_hosts, call_center_agents,
-// signed_in_agents), as an administrator creating them in BroadWorks
-// would. Users no longer listed stay (a simulator, like BroadWorks under a
-// connector, does not lose users on a file edit) and roles of existing
-// users stay until a restart; both are logged. It reports whether the
-// users were added (false: the simulator refused them, nothing changed).
-// The embedded simulator of `run` can use it from its reload as well.
-func addSimulatorUsers(sim *xspsim.Server, cur, next *config.Config, logger *slog.Logger) bool {
-	var added []xspsim.User
-	before := make(map[string]xspsim.User)
-	for _, u := range cur.Simulator().Users {
-		before[u.ID] = u
-	}
-	rolesKept := 0
-	nextUsers := next.Simulator().Users
-	for _, u := range nextUsers {
-		old, ok := before[u.ID]
-		switch {
-		case !sim.HasUser(u.ID):
-			added = append(added, u)
-		case ok && (old.CallCenter != u.CallCenter || old.HotelingHost != u.HotelingHost || old.ACDState != u.ACDState):
-			rolesKept++
-		}
-	}
-	if len(added) == 0 && rolesKept == 0 && len(nextUsers) == len(before) {
-		return true
-	}
-	if err := sim.AddUsers(added...); err != nil {
-		logger.Error("reload: users not added, keeping the running ones", "error", err)
-		return false
-	}
-	total := sim.UserCount()
-	logger.Info("reload: xsp simulator users added", "added", len(added), "users", total)
-	if removed := total - len(nextUsers); removed > 0 {
-		logger.Warn("reload: users not in simulator.users stay in the simulator until a restart", "users", removed)
-	}
-	if rolesKept > 0 {
-		logger.Warn("reload: role changes of existing users need a restart, not applied", "users", rolesKept)
-	}
-	return true
 }
 
 func logConfigProblems(logger *slog.Logger, err error) {

@@ -202,11 +202,11 @@ func TestXSPSimulatorCommand(t *testing.T) {
 }
 
 func TestXSPSimulatorCommandFailures(t *testing.T) {
-	r := connector(t, repoRoot, nil, "xspsim")
+	r := runBinary(t, repoRoot, nil, "xspsim")
 	if r.code != exitUsage || !strings.Contains(r.stderr, "--config FILE is required") {
 		t.Errorf("without --config: exit code = %d, stderr = %q", r.code, r.stderr)
 	}
-	r = connector(t, repoRoot, []string{"CONNECTOR_SIMULATOR_HOTELING_HOSTS=nobody@example.com"}, "xspsim", "--config", "config.example.yaml")
+	r = runBinary(t, repoRoot, []string{"CONNECTOR_SIMULATOR_HOTELING_HOSTS=nobody@example.com"}, "xspsim", "--config", "config.example.yaml")
 	if r.code != exitUsage || !strings.Contains(r.stderr, `config: simulator.hoteling_hosts: item "nobody@example.com" is not in simulator.users`) {
 		t.Errorf("bad config: exit code = %d, stderr = %q", r.code, r.stderr)
 	}
@@ -215,7 +215,7 @@ func TestXSPSimulatorCommandFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer taken.Close()
-	r = connector(t, repoRoot, []string{"CONNECTOR_SIMULATOR_LISTEN=" + taken.Addr().String()}, "xspsim", "--config", "config.example.yaml")
+	r = runBinary(t, repoRoot, []string{"CONNECTOR_SIMULATOR_LISTEN=" + taken.Addr().String()}, "xspsim", "--config", "config.example.yaml")
 	if r.code != exitFailure || !strings.Contains(r.stderr, "address already in use") {
 		t.Errorf("port taken: exit code = %d, stderr = %q", r.code, r.stderr)
 	}

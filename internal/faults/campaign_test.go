@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/broadworks-connector/connector/config"
 	"github.com/broadworks-connector/connector/internal/stack"
-	"github.com/broadworks-connector/connector/xsi"
 	"github.com/broadworks-connector/connector/xsi/xspsim"
 )
 
@@ -144,9 +144,9 @@ var faults = []fault{
 		hold: func(sz sizes) time.Duration { return sz.churn },
 		config: func(c *stack.Config) {
 			withSim(c, func(s *xspsim.Config) { s.MinExpires = 1 })
-			c.XSIConfig = func(x *xsi.Config) {
-				x.ChannelExpires, x.SubscriptionExpires = 2*time.Second, 2*time.Second
-			}
+			withConnector(c, func(x *config.Config) {
+				x.XSILink.ChannelExpires, x.XSILink.SubscriptionExpires = 2*time.Second, 2*time.Second
+			})
 		},
 		run: func(h *harness, hold time.Duration) { time.Sleep(hold) },
 	},
@@ -248,6 +248,17 @@ func repeat(d, interval time.Duration, f func()) {
 			return
 		}
 		time.Sleep(interval)
+	}
+}
+
+// withConnector adds adjust to the connector's configuration.
+func withConnector(c *stack.Config, adjust func(*config.Config)) {
+	prev := c.ConnectorConfig
+	c.ConnectorConfig = func(x *config.Config) {
+		if prev != nil {
+			prev(x)
+		}
+		adjust(x)
 	}
 }
 

@@ -1,8 +1,9 @@
 // Package faults is the connector's fault campaign (issue 7): one table of
 // faults, each run through the same harness against a whole connector in
-// process (internal/stack: the XSP simulator with two XSPs, the XSI link,
-// the gateway with its hot-desk sequencer, the CSTA front end), on
-// loopback only.
+// process (internal/stack: the XSP simulator with two XSPs, and the
+// connector assembled by package connector as `connector run` assembles it:
+// the XSI link, the gateway with its hot-desk sequencer, the journal, the
+// CSTA front end, the admin server and phone sync), on loopback only.
 //
 // For each fault, CTI clients (csta/cticlient) drive A agents at A hot
 // desks: a login storm, then churn (Ready, Not Ready with a reason, After

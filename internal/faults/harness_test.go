@@ -19,11 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/broadworks-connector/connector/config"
 	"github.com/broadworks-connector/connector/csta"
 	"github.com/broadworks-connector/connector/csta/cticlient"
-	"github.com/broadworks-connector/connector/gateway"
 	"github.com/broadworks-connector/connector/internal/stack"
-	"github.com/broadworks-connector/connector/phonesync"
 	"github.com/broadworks-connector/connector/xsi"
 	"github.com/broadworks-connector/connector/xsi/xspsim"
 )
@@ -98,14 +97,12 @@ func baseConfig(t testing.TB, sz sizes) stack.Config {
 			}
 		},
 		Phones: true,
-		PhonesConfig: func(c *phonesync.Config) {
-			c.OptionsInterval, c.LivenessTimeout = time.Second, 3*time.Second
-		},
-		GatewayConfig: func(c *gateway.Config) {
+		ConnectorConfig: func(c *config.Config) {
+			c.SIP.Liveness.OptionsInterval, c.SIP.Liveness.Timeout = time.Second, 3*time.Second
 			for _, r := range reasons {
-				c.ReasonCodes = append(c.ReasonCodes, gateway.ReasonEntry{Reason: r.reason, Code: r.code})
+				c.Directory.ReasonCodes = append(c.Directory.ReasonCodes, r.reason+"="+r.code)
 			}
-			c.DefaultUnavailableCode = reasons[0].code
+			c.Directory.DefaultUnavailableCode = reasons[0].code
 		},
 	}
 }

@@ -1,17 +1,19 @@
-// Package stack builds the whole connector in process for end-to-end tests
-// and benchmarks: the XSP simulator seeded with agents and hot desks, the
-// Xsi-Actions client and Xsi-Events channel set (a user target for every
-// user), the gateway with its hot-desk sequencer (a file-backed state
-// store) and the CSTA front end on 127.0.0.1:0, wired the way
-// cmd/connector's run does (xsilink.go).
+// Package stack runs the whole connector in process for end-to-end tests,
+// the fault campaign and benchmarks: the XSP simulator seeded with agents
+// and hot desks, and a connector assembled by package connector, the one
+// `connector run` uses, from a config.Config the stack fills in (the
+// simulator's URLs, its group as the scope, the hot desks in the directory,
+// CSTA, admin and phone sync on 127.0.0.1, the journal and the hoteling
+// state file in a temporary directory).
 //
-// The connector side (xsi, gateway, sequencer, csta) can be stopped and
-// built again against the same simulator and the same hoteling state file,
-// gracefully (StopConnector) or as a crash (CrashConnector: from that
-// moment nothing more reaches BroadWorks or the state file).
+// The connector can be stopped and built again against the same simulator,
+// state file and journal, gracefully (StopConnector) or as a crash
+// (CrashConnector: from that moment nothing more reaches BroadWorks, the
+// state file or the journal).
 package stack
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,9 +22,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/broadworks-connector/connector/config"
+	"github.com/broadworks-connector/connector/connector"
 	"github.com/broadworks-connector/connector/csta"
 	"github.com/broadworks-connector/connector/csta/cticlient"
 	"github.com/broadworks-connector/connector/gateway"
@@ -52,12 +55,12 @@ type Config struct {
 	// temporary directory (removed by Close).
 	StateFile string
 
-	MaxInFlight    int           // xsi.Config.MaxInFlight; default 32
-	XSITimeout     time.Duration // xsi.Config.RequestTimeout (includes waiting for one of the MaxInFlight slots); default 5s
-	StepTimeout    time.Duration // hoteling step timeout; default 2s
-	RequestTimeout time.Duration // gateway request timeout; default 10s
-	QueueLength    int           // hoteling queue length; 0: the sequencer's default
-	RecoverMode    string        // hoteling recover mode; default undo
+	MaxInFlight    int           // xsi.max_in_flight; default 32
+	XSITimeout     time.Duration // xsi.request_timeout (includes waiting for one of the MaxInFlight slots); default 5s
+	StepTimeout    time.Duration // hoteling.step_timeout; default 2s
+	RequestTimeout time.Duration // gateway.request_timeout (csta.limits.request_timeout 5s more); default 10s
+	QueueLength    int           // hoteling.queue_length; 0: its default
+	RecoverMode    string        // hoteling.recover_mode; default undo
 	// Logger for every component; default discards.
 	Logger *slog.Logger
 	// LoadProcess is the path of a load-process command (BuildLoadProcess):
@@ -75,21 +78,14 @@ type Config struct {
 	// starts (e.g. expiries, heartbeat timeout, unavailable codes); the
 	// simulator in this process only.
 	SimConfig func(*xspsim.Config)
-	// XSIConfig, when set, adjusts the XSI link's configuration of every
-	// connector life (e.g. channel and subscription expiries).
-	XSIConfig func(*xsi.Config)
-	// GatewayConfig, when set, adjusts the gateway's configuration of every
-	// connector life (e.g. reason codes).
-	GatewayConfig func(*gateway.Config)
-	// Phones starts phone sync (a phonesync.Server served by the gateway's
-	// PhoneService, the gateway publishing to it, as run wires it) on
-	// 127.0.0.1:0 (UDP and TCP), on the same address again in later
-	// connector lives. Digest authentication is off; subscriptions are
-	// kept in memory only.
+	// ConnectorConfig, when set, adjusts the connector's configuration of
+	// every life, as an operator's file would (e.g. xsi.channel_expires,
+	// directory.reason_codes, sip.liveness).
+	ConnectorConfig func(*config.Config)
+	// Phones starts phone sync on 127.0.0.1:0 (UDP and TCP), on the same
+	// address again in later connector lives. Digest authentication is off;
+	// subscriptions are kept in memory only.
 	Phones bool
-	// PhonesConfig, when set, adjusts phone sync's configuration of every
-	// connector life (e.g. liveness intervals).
-	PhonesConfig func(*phonesync.Config)
 	// OnEvent, when set, sees every XSI event the channel set hands to the
 	// gateway, in that order, just before the gateway does (diagnostics).
 	OnEvent func(xsi.Event)
@@ -117,7 +113,7 @@ func DeskUser(i int) string { return DeskID(i) + "@" + Domain }
 type Stack struct {
 	cfg     Config
 	sipAddr string // phone sync's address, kept across connector lives
-	tmpDir  string
+	tmpDir  string // the journal, and the state file unless Config.StateFile
 	users   []string
 	Sim     *xspsim.Server // nil with Config.LoadProcess
 	peer    simPeer        // the simulator, wherever it runs
@@ -126,21 +122,16 @@ type Stack struct {
 	started int // connectors built so far
 }
 
-// Connector is one life of the connector side.
+// Connector is one life of the connector.
 type Connector struct {
+	Assembly  *connector.Connector
 	Client    *xsi.Client
 	Events    *xsi.Events
 	Gateway   *gateway.Gateway
 	Sequencer *hoteling.Sequencer
 	CSTA      *csta.Server
 	Phones    *phonesync.Server // nil without Config.Phones
-	Repairs   []gateway.Repair  // what start-up recovery did
-
-	acts      *gatedActions
-	store     *gatedStore
-	cancel    context.CancelFunc
-	runEnd    chan struct{}
-	repairEnd chan struct{}
+	Repairs   []gateway.Repair // what start-up recovery did (the reconciler's repairs until it settled)
 }
 
 // LinkRepairs is what the reconciler did after start-up recovery, so far.
@@ -190,12 +181,12 @@ func New(cfg Config) (*Stack, error) {
 		return nil, errors.New("stack: XSPs > 1 and SimConfig need the simulator in this process")
 	}
 	s := &Stack{cfg: cfg}
+	dir, err := os.MkdirTemp("", "stack-connector-")
+	if err != nil {
+		return nil, err
+	}
+	s.tmpDir = dir
 	if cfg.StateFile == "" {
-		dir, err := os.MkdirTemp("", "stack-hoteling-")
-		if err != nil {
-			return nil, err
-		}
-		s.tmpDir = dir
 		s.cfg.StateFile = filepath.Join(dir, "hoteling.json")
 	}
 	var users []xspsim.User
@@ -257,20 +248,80 @@ func (s *Stack) Dial(ctx context.Context, opts ...cticlient.Option) (*cticlient.
 	return cticlient.Dial(ctx, s.CSTAAddr(), opts...)
 }
 
-// numberOf is the directory's forward-to number of a guest (as
-// config.Hoteling builds it: the user part for users of the domain).
-func numberOf(userID string) string {
-	if u, ok := strings.CutSuffix(userID, "@"+Domain); ok {
-		return u
+// connectorConfig is the configuration of the next connector life: the
+// defaults of config.example.yaml where the stack has no reason to differ.
+func (s *Stack) connectorConfig() *config.Config {
+	cfg := config.Default()
+	n := s.cfg.Agents + s.cfg.Desks
+
+	cfg.CSTAFrontEnd.Listen = "127.0.0.1:0"
+	cfg.CSTAFrontEnd.Limits.MaxConnections = 2*n + 16
+	cfg.CSTAFrontEnd.Limits.RequestTimeout = s.cfg.RequestTimeout + 5*time.Second
+	cfg.Admin.Listen = "127.0.0.1:0"
+
+	x := &cfg.XSILink
+	x.Simulate = false
+	x.Servers = s.serverURLs()
+	x.Username, x.Password = simUser, simPass
+	x.RequestTimeout = s.cfg.XSITimeout
+	x.MaxInFlight = s.cfg.MaxInFlight
+	x.RateLimit, x.RateBurst = 1_000_000, 1_000_000
+	x.HeartbeatInterval = time.Second
+	x.ReconnectMin, x.ReconnectMax = 20*time.Millisecond, 200*time.Millisecond
+	// The simulator's group as the scope, users read from BroadWorks on
+	// first reference.
+	x.Scope = []string{"group:grp1@ent1"}
+	x.Targets = nil
+
+	// The hot desks are in the directory; agents are BroadWorks' (the
+	// simulator seeds no unavailable codes the example's names).
+	d := &cfg.Directory
+	d.Domain = Domain
+	d.Devices = nil
+	for i := 1; i <= s.cfg.Desks; i++ {
+		d.Devices = append(d.Devices, DeskID(i)+"="+DeskUser(i)+",hotdesk")
 	}
-	return ""
+	d.Agents, d.ReasonCodes, d.DefaultUnavailableCode = nil, nil, ""
+	d.IdleTTL = 0 // every seeded user stays loaded: the checks compare them all
+	cfg.GatewayCore.RequestTimeout = s.cfg.RequestTimeout
+	cfg.GatewayCore.ConflictWindow = 0 // clients and phones of one agent are driven independently
+
+	h := &cfg.HotDesks
+	h.StepTimeout = s.cfg.StepTimeout
+	if s.cfg.QueueLength != 0 {
+		h.QueueLength = s.cfg.QueueLength
+	}
+	if s.cfg.RecoverMode != "" {
+		h.RecoverMode = s.cfg.RecoverMode
+	}
+	h.StateFile = s.cfg.StateFile
+	cfg.Journal.Path = filepath.Join(s.tmpDir, "journal.db")
+
+	sip := &cfg.SIP
+	sip.Listen, sip.TLS.Listen = "", ""
+	if s.cfg.Phones {
+		s.mu.Lock()
+		sip.Listen = cmp.Or(s.sipAddr, "127.0.0.1:0")
+		s.mu.Unlock()
+	}
+	sip.Auth.Required = false
+	sip.Auth.Phones, sip.Auth.AgentPasswords = nil, nil
+	sip.Subscription.MinExpires = time.Second
+	sip.Limits.SubscribeRate = 0 // no per-address limit: every phone is on 127.0.0.1
+	sip.RequestTimeout = 5 * time.Second
+	sip.StateFile = ""
+	sip.Presence.DNs = nil
+
+	if s.cfg.ConnectorConfig != nil {
+		s.cfg.ConnectorConfig(cfg)
+	}
+	return cfg
 }
 
-// Start builds and starts a connector: xsi client and channel set, gateway
-// and sequencer (state file store), csta front end; waits until the link
-// is up and the gateway's view of every user agrees with the simulator,
-// then runs start-up recovery (as run does once the snapshots are in) and
-// returns.
+// Start builds a connector through package connector and starts it, waits
+// for its start-up repair pass (as run has it: once the link is up and the
+// snapshots are in) and then until the link is up and the connector's view
+// of every user agrees with the simulator.
 func (s *Stack) Start() error {
 	s.mu.Lock()
 	if s.conn != nil {
@@ -279,130 +330,45 @@ func (s *Stack) Start() error {
 	}
 	s.started++
 	s.mu.Unlock()
-	logger := s.cfg.Logger
-	c := &Connector{runEnd: make(chan struct{})}
-
-	xcfg := xsi.DefaultConfig()
-	xcfg.Servers = s.serverURLs()
-	xcfg.Username, xcfg.Password = simUser, simPass
-	xcfg.RequestTimeout = s.cfg.XSITimeout
-	xcfg.MaxInFlight = s.cfg.MaxInFlight
-	xcfg.RateLimit, xcfg.RateBurst = 1e6, 1e6
-	xcfg.HeartbeatInterval = time.Second
-	xcfg.ReconnectMin, xcfg.ReconnectMax = 20*time.Millisecond, 200*time.Millisecond
-	// As run has it: the simulator's group as the scope, users read from
-	// BroadWorks on first reference (gateway.Config.LoadUsers).
-	xcfg.Scopes = []xsi.Target{{Kind: xsi.KindGroup, ID: "grp1", ParentID: "ent1"}}
-	if s.cfg.XSIConfig != nil {
-		s.cfg.XSIConfig(&xcfg)
+	c := &Connector{}
+	opts := []connector.Option{
+		connector.WithLogger(s.cfg.Logger),
+		connector.WithCrashSimulation(),
+		// BroadWorks is the directory: agents are not listed, so name
+		// every seeded user to start-up recovery.
+		connector.WithRecoverUsers(s.users),
+		// The previous life's phone sync may hold the address a moment.
+		connector.WithPhonesBindRetry(time.Second),
 	}
-	client, err := xsi.NewClient(xcfg, logger.With("component", "xsi"))
-	if err != nil {
-		return err
-	}
-	events, err := xsi.NewEvents(xcfg, logger.With("component", "xsi-events"))
-	if err != nil {
-		client.Close()
-		return err
-	}
-	c.Client, c.Events = client, events
-	c.acts = &gatedActions{Client: client}
-	c.acts.ctx, c.acts.kill = context.WithCancel(context.Background())
-	c.store = &gatedStore{fs: &hoteling.FileStore{Path: s.cfg.StateFile}}
-
-	gcfg := gateway.Config{Domain: Domain, RequestTimeout: s.cfg.RequestTimeout, LoadUsers: true,
-		DoubtWindow: max(2*xcfg.RequestTimeout, 10*time.Second), RecoverMode: s.cfg.RecoverMode} // as run has it
-	for i := 1; i <= s.cfg.Desks; i++ {
-		gcfg.Devices = append(gcfg.Devices, gateway.DeviceEntry{DeviceID: DeskID(i), UserID: DeskUser(i), HotDesk: true})
-	}
-	if s.cfg.GatewayConfig != nil {
-		s.cfg.GatewayConfig(&gcfg)
-	}
-	pub := &publisher{}
-	gw := gateway.New(gcfg, gateway.Deps{Actions: c.acts, Publisher: pub, Scopes: events}, logger.With("component", "gateway"))
-	seq := hoteling.New(hoteling.Config{
-		StepTimeout: s.cfg.StepTimeout,
-		QueueLength: s.cfg.QueueLength,
-		RecoverMode: s.cfg.RecoverMode,
-		NumberOf:    numberOf,
-		Store:       c.store,
-	}, c.acts, gw, logger.With("component", "hoteling"))
-	gw.SetHoteling(seq)
-	c.Gateway, c.Sequencer = gw, seq
-
-	ccfg := csta.DefaultConfig()
-	ccfg.Listen = "127.0.0.1:0"
-	ccfg.MaxConnections = 2*(s.cfg.Agents+s.cfg.Desks) + 16
-	ccfg.RequestTimeout = s.cfg.RequestTimeout + 5*time.Second
-	srv := csta.NewServer(ccfg, gw, logger.With("component", "csta"))
-	pub.srv.Store(srv)
-	c.CSTA = srv
-
-	ctx, cancel := context.WithCancel(context.Background())
-	c.cancel = cancel
-	evs := events.Events()
 	if s.cfg.OnEvent != nil {
-		// Passed on one by one, unbuffered: the gateway still takes each
-		// event when the channel set hands it over.
-		tapped := make(chan xsi.Event)
-		evs = tapped
-		go func() {
-			defer close(tapped)
-			for {
-				var ev xsi.Event
-				var open bool
-				select {
-				case ev, open = <-events.Events():
-					if !open {
-						return
-					}
-				case <-ctx.Done():
-					return
-				}
-				s.cfg.OnEvent(ev)
-				select {
-				case tapped <- ev:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}()
+		opts = append(opts, connector.WithEventTap(s.cfg.OnEvent))
 	}
-	go func() {
-		defer close(c.runEnd)
-		gw.Run(ctx, evs, events.LinkChanges(), events.LinkState)
-	}()
-	if err := events.Start(context.Background()); err != nil {
-		s.teardown(c, true)
+	asm, err := connector.New(s.connectorConfig(), opts...)
+	if err != nil {
 		return err
 	}
-	if err := srv.Start(); err != nil {
-		s.teardown(c, true)
+	if err := asm.Start(context.Background()); err != nil {
 		return err
 	}
-	if s.cfg.Phones {
-		if err := s.startPhones(c); err != nil {
-			s.teardown(c, true)
-			return err
-		}
+	c.Assembly = asm
+	c.Client, c.Events, c.Gateway, c.Sequencer, c.CSTA, c.Phones =
+		asm.Client(), asm.Events(), asm.Gateway(), asm.Sequencer(), asm.CSTA(), asm.Phones()
+	if c.Phones != nil {
+		s.mu.Lock()
+		s.sipAddr = c.Phones.Addr()
+		s.mu.Unlock()
+	}
+	select {
+	case <-asm.StartupRepaired():
+	case <-time.After(s.cfg.ReadyTimeout):
+		s.teardown(c, true)
+		return fmt.Errorf("stack: no start-up repair pass after %v", s.cfg.ReadyTimeout)
 	}
 	if err := s.awaitReady(c, s.cfg.ReadyTimeout); err != nil {
 		s.teardown(c, true)
 		return err
 	}
-	// Start-up recovery as run has it: the reconciler finishes what a
-	// crash left half done; Start returns once that has settled.
-	c.repairEnd = make(chan struct{})
-	recovered := make(chan struct{})
-	go func() {
-		defer close(c.repairEnd)
-		gw.Recover(ctx, s.users, s.cfg.ReadyTimeout, func() { close(recovered) })
-	}()
-	select {
-	case <-recovered:
-	case <-time.After(s.cfg.ReadyTimeout):
-	}
-	c.Repairs = gw.Repairs()
+	c.Repairs = c.Gateway.Repairs()
 	s.mu.Lock()
 	s.conn = c
 	s.mu.Unlock()
@@ -483,9 +449,8 @@ func (s *Stack) takeConn() *Connector {
 	return c
 }
 
-// StopConnector stops the connector side gracefully: the gateway's event
-// loop, the CSTA front end (sessions told), the channel set, the Actions
-// client. The simulator keeps running.
+// StopConnector stops the connector gracefully (as run does on SIGTERM).
+// The simulator keeps running.
 func (s *Stack) StopConnector() error {
 	c := s.takeConn()
 	if c == nil {
@@ -494,26 +459,22 @@ func (s *Stack) StopConnector() error {
 	return s.teardown(c, false)
 }
 
-// CrashConnector stops the connector side as a crash would: from the first
-// instant no Actions request leaves it (in-flight ones are cancelled) and
-// the state file is no longer written; then everything is torn down.
-// Sequences in progress fail and cannot compensate.
+// CrashConnector stops the connector as a crash would (connector.Crash):
+// from the first instant no Actions request leaves it (in-flight ones are
+// cancelled), its CTI clients see their connections drop with requests
+// unanswered, and the state file and the journal are no longer written;
+// then everything is torn down. Sequences in progress fail and cannot
+// compensate.
 func (s *Stack) CrashConnector() error {
 	c := s.takeConn()
 	if c == nil {
 		return nil
 	}
-	// Nothing leaves it any more: no CSTA answer (its clients see their
-	// connections drop, requests unanswered), no XSI request, no write to
-	// its state file.
-	c.CSTA.Close()
-	c.store.dead.Store(true)
-	c.acts.kill()
 	return s.teardown(c, true)
 }
 
 // RestartConnector stops the connector (a crash when crash is true) and
-// starts a new one against the same simulator and state file.
+// starts a new one against the same simulator, state file and journal.
 func (s *Stack) RestartConnector(crash bool) error {
 	var err error
 	if crash {
@@ -524,50 +485,6 @@ func (s *Stack) RestartConnector(crash bool) error {
 	return errors.Join(err, s.Start())
 }
 
-// startPhones starts phone sync for c, on the address of the previous
-// life if there was one (phones know the connector by its address).
-func (s *Stack) startPhones(c *Connector) error {
-	pcfg := phonesync.DefaultConfig()
-	s.mu.Lock()
-	pcfg.Listen = s.sipAddr
-	s.mu.Unlock()
-	if pcfg.Listen == "" {
-		pcfg.Listen = "127.0.0.1:0"
-	}
-	pcfg.RequireAuth = false
-	pcfg.Credentials = map[string]string{}
-	pcfg.MinExpires = time.Second
-	pcfg.SubscribeRate = 0 // no per-address limit: every phone is on 127.0.0.1
-	pcfg.RequestTimeout = 5 * time.Second
-	if s.cfg.PhonesConfig != nil {
-		s.cfg.PhonesConfig(&pcfg)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var srv *phonesync.Server
-	for try := 0; ; try++ {
-		var err error
-		srv, err = phonesync.NewServer(pcfg, c.Gateway.PhoneService(), s.cfg.Logger.With("component", "phonesync"))
-		if err != nil {
-			return err
-		}
-		if err = srv.Start(ctx); err == nil {
-			break
-		}
-		srv.Close()
-		if try == 50 { // the port may linger briefly after the last life closed it
-			return err
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	c.Gateway.SetPhones(srv)
-	c.Phones = srv
-	s.mu.Lock()
-	s.sipAddr = srv.Addr()
-	s.mu.Unlock()
-	return nil
-}
-
 // SIPAddr is phone sync's address (UDP and TCP), "" without Config.Phones
 // or before the first Start.
 func (s *Stack) SIPAddr() string {
@@ -576,41 +493,17 @@ func (s *Stack) SIPAddr() string {
 	return s.sipAddr
 }
 
-func (s *Stack) teardown(c *Connector, hard bool) error {
-	var errs []error
-	if c.Phones != nil {
-		c.Gateway.SetPhones(nil)
-		if err := c.Phones.Close(); err != nil && !hard {
-			errs = append(errs, err)
-		}
+func (s *Stack) teardown(c *Connector, crash bool) error {
+	if crash {
+		return c.Assembly.Crash()
 	}
-	c.cancel()
-	<-c.runEnd
-	c.Gateway.Close()       // user loads in flight give up, as run's shutdown has it
-	if c.repairEnd != nil { // nil: failed before the loop started
-		<-c.repairEnd
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), connector.ShutdownTimeout)
 	defer cancel()
-	sctx := ctx
-	if hard {
-		var scancel context.CancelFunc
-		sctx, scancel = context.WithTimeout(ctx, 200*time.Millisecond)
-		defer scancel()
-	}
-	if err := c.CSTA.Shutdown(sctx); err != nil && !hard {
-		errs = append(errs, err)
-	}
-	if err := c.Events.Stop(ctx); err != nil {
-		errs = append(errs, err)
-	}
-	c.Client.Close()
-	c.store.fs.Close() // its file handle; a crashed connector's wrote nothing more anyway
-	return errors.Join(errs...)
+	return c.Assembly.Shutdown(ctx)
 }
 
 // Close stops the connector and the simulator and removes the temporary
-// state directory.
+// directory.
 func (s *Stack) Close() error {
 	err := s.StopConnector()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -628,101 +521,6 @@ func (s *Stack) cleanup() {
 	}
 }
 
-// publisher hands the gateway's events to the CSTA front end, built after
-// the gateway (as cmd/connector's frontPublisher).
-type publisher struct {
-	srv atomic.Pointer[csta.Server]
-}
-
-func (p *publisher) Publish(ev csta.Event) {
-	if s := p.srv.Load(); s != nil {
-		s.Publish(ev)
-	}
-}
-
-func (p *publisher) Monitored(dev csta.DeviceID) bool {
-	s := p.srv.Load()
-	return s != nil && s.Monitored(dev)
-}
-
-func (p *publisher) SetSystemStatus(v csta.SystemStatusValue) {
-	if s := p.srv.Load(); s != nil {
-		s.SetSystemStatus(v)
-	}
-}
-
-// errCrashed is what Actions return once the connector has "crashed".
-var errCrashed = errors.New("stack: connector crashed")
-
-// gatedActions is the xsi client, cut off by kill: every call after it (and
-// every call in flight) fails without reaching BroadWorks.
-type gatedActions struct {
-	*xsi.Client
-	ctx     context.Context
-	kill    context.CancelFunc
-	crashAt atomic.Pointer[crashPoint]
-}
-
-// crashPoint is an Xsi-Actions request the connector dies just before.
-type crashPoint struct{ step, userID string }
-
-func (a *gatedActions) gate(ctx context.Context, step, userID string) (context.Context, context.CancelFunc, error) {
-	if p := a.crashAt.Load(); p != nil && p.step == step && p.userID == userID {
-		a.kill()
-	}
-	if a.ctx.Err() != nil {
-		return ctx, func() {}, errCrashed
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(a.ctx, cancel)
-	return ctx, func() { stop(); cancel() }, nil
-}
-
-func (a *gatedActions) SetAgentState(ctx context.Context, userID string, state xsi.ACDState, code string) error {
-	ctx, done, err := a.gate(ctx, "SetAgentState", userID)
-	defer done()
-	if err != nil {
-		return err
-	}
-	return a.Client.SetAgentState(ctx, userID, state, code)
-}
-
-func (a *gatedActions) GetCallForwardingAlways(ctx context.Context, userID string) (xsi.Forwarding, error) {
-	ctx, done, err := a.gate(ctx, "GetCallForwardingAlways", userID)
-	defer done()
-	if err != nil {
-		return xsi.Forwarding{}, err
-	}
-	return a.Client.GetCallForwardingAlways(ctx, userID)
-}
-
-func (a *gatedActions) SetCallForwardingAlways(ctx context.Context, userID string, f xsi.Forwarding) error {
-	ctx, done, err := a.gate(ctx, "SetCallForwardingAlways", userID)
-	defer done()
-	if err != nil {
-		return err
-	}
-	return a.Client.SetCallForwardingAlways(ctx, userID, f)
-}
-
-func (a *gatedActions) AssociateGuest(ctx context.Context, guest, host string) error {
-	ctx, done, err := a.gate(ctx, "AssociateGuest", guest)
-	defer done()
-	if err != nil {
-		return err
-	}
-	return a.Client.AssociateGuest(ctx, guest, host)
-}
-
-func (a *gatedActions) EndGuestAssociation(ctx context.Context, guest string) error {
-	ctx, done, err := a.gate(ctx, "EndGuestAssociation", guest)
-	defer done()
-	if err != nil {
-		return err
-	}
-	return a.Client.EndGuestAssociation(ctx, guest)
-}
-
 // CrashBefore makes the running connector die (as CrashConnector, which
 // the test still calls to take it down) just before it sends the
 // Xsi-Actions request step ("SetAgentState", "SetCallForwardingAlways",
@@ -731,32 +529,9 @@ func (a *gatedActions) EndGuestAssociation(ctx context.Context, guest string) er
 // it leaves is known.
 func (s *Stack) CrashBefore(step, userID string) {
 	if c := s.Conn(); c != nil {
-		c.acts.crashAt.Store(&crashPoint{step: step, userID: userID})
+		c.Assembly.CrashBefore(step, userID) // built WithCrashSimulation: no error
 	}
 }
-
-// gatedStore is the hoteling FileStore; after a crash it writes nothing
-// more (a dead process does not run its compensation's bookkeeping).
-type gatedStore struct {
-	fs   *hoteling.FileStore
-	dead atomic.Bool
-}
-
-func (g *gatedStore) Save(r hoteling.Remembered) error {
-	if g.dead.Load() {
-		return errCrashed
-	}
-	return g.fs.Save(r)
-}
-
-func (g *gatedStore) Delete(host string) error {
-	if g.dead.Load() {
-		return errCrashed
-	}
-	return g.fs.Delete(host)
-}
-
-func (g *gatedStore) Load() ([]hoteling.Remembered, error) { return g.fs.Load() }
 
 // DeskState is what BroadWorks (the simulator) shows for one desk and one
 // agent.

@@ -1,4 +1,4 @@
-package main
+package connector
 
 import (
 	"context"
@@ -154,4 +154,38 @@ func (a journalAdapter) AgentBetween(ctx context.Context, agent string, from, to
 		out = append(out, adminAssociation(o))
 	}
 	return out, nil
+}
+
+// openJournal opens the association journal (journal.path); the gateway,
+// built next, records every association in it from the first XSI event on.
+func (c *Connector) openJournal() error {
+	jc := c.Config().Journal
+	if jc.Path == "" {
+		c.logger.Info("association journal off (journal.path is empty)")
+		return nil
+	}
+	log := c.logger.With("component", "journal")
+	j, err := journal.Open(jc.Path, journal.Options{Retention: jc.Retention, Logger: log})
+	if err != nil {
+		return err
+	}
+	c.jfile = j
+	// The directory is the gateway's, built after the journal (it records
+	// from its first event): asked for when an admin request needs it.
+	c.journal = &journalAdapter{j: j, dir: func() *gateway.Directory { return c.gateway.Directory() }, log: log}
+	c.logger.Info("association journal open", "path", jc.Path, "retention", jc.Retention)
+	return nil
+}
+
+// closeJournal stops recording (the gateway has stopped) and closes the file.
+func (c *Connector) closeJournal() error {
+	if c.jfile == nil {
+		return nil
+	}
+	if c.gateway != nil {
+		c.gateway.CloseJournal()
+	}
+	err := c.jfile.Close()
+	c.jfile = nil
+	return err
 }

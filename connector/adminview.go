@@ -1,4 +1,4 @@
-package main
+package connector
 
 import (
 	"context"
@@ -15,12 +15,12 @@ import (
 	"github.com/broadworks-connector/connector/xsi"
 )
 
-// adminView is the admin API's Source over the running process (gateway,
+// adminView is the admin API's Source over the running connector (gateway,
 // phonesync, the CSTA front end, the XSI link) and the gateway's Observer
 // feeding the admin live stream. It only translates; the state lives in
 // the packages it reads.
 type adminView struct {
-	p *process
+	c *Connector
 }
 
 var (
@@ -29,7 +29,7 @@ var (
 )
 
 func (v adminView) Agents() []admin.Agent {
-	st := v.p.xsi.gateway.Agents()
+	st := v.c.gateway.Agents()
 	out := make([]admin.Agent, 0, len(st))
 	for _, a := range st {
 		out = append(out, adminAgent(a))
@@ -42,7 +42,7 @@ func adminAgent(a gateway.AgentStatus) admin.Agent {
 }
 
 func (v adminView) Devices() []admin.Device {
-	st := v.p.xsi.gateway.Devices()
+	st := v.c.gateway.Devices()
 	out := make([]admin.Device, 0, len(st))
 	for _, d := range st {
 		out = append(out, adminDevice(d))
@@ -67,7 +67,7 @@ func adminDevice(d gateway.DeviceStatus) admin.Device {
 }
 
 func (v adminView) Phones() []admin.Phone {
-	phones := v.p.phones.Load()
+	phones := v.c.phones.Load()
 	if phones == nil {
 		return nil
 	}
@@ -81,7 +81,7 @@ func (v adminView) Phones() []admin.Phone {
 }
 
 func (v adminView) Sessions() []admin.Session {
-	conns := v.p.front.Connections()
+	conns := v.c.front.Connections()
 	out := make([]admin.Session, 0, len(conns))
 	for _, c := range conns {
 		id := c.SessionID
@@ -94,7 +94,7 @@ func (v adminView) Sessions() []admin.Session {
 }
 
 func (v adminView) Links() []admin.Link {
-	ls := v.p.xsi.events.LinkState()
+	ls := v.c.events.LinkState()
 	out := make([]admin.Link, 0, len(ls))
 	for _, l := range ls {
 		al := admin.Link{Server: l.Server, State: l.State.String(), Channel: l.ChannelID, Since: l.Since}
@@ -107,7 +107,7 @@ func (v adminView) Links() []admin.Link {
 }
 
 func (v adminView) ForceLogout(ctx context.Context, agentID string) error {
-	err := v.p.xsi.gateway.ForceLogout(ctx, agentID)
+	err := v.c.gateway.ForceLogout(ctx, agentID)
 	switch {
 	case errors.Is(err, gateway.ErrUnknownAgent):
 		return errors.Join(admin.ErrUnknownAgent, err)
@@ -120,11 +120,11 @@ func (v adminView) ForceLogout(ctx context.Context, agentID string) error {
 // ---- gateway.Observer: changes to the live stream ----
 
 func (v adminView) UsersChanged(userIDs ...string) {
-	a := v.p.admin
+	a := v.c.admin
 	if a == nil {
 		return
 	}
-	g := v.p.xsi.gateway
+	g := v.c.gateway
 	now := time.Now()
 	seen := make(map[string]bool, len(userIDs))
 	for _, id := range userIDs {
@@ -144,7 +144,7 @@ func (v adminView) UsersChanged(userIDs ...string) {
 }
 
 func (v adminView) LinkChanged(bool) {
-	a := v.p.admin
+	a := v.c.admin
 	if a == nil {
 		return
 	}
@@ -155,7 +155,7 @@ func (v adminView) LinkChanged(bool) {
 }
 
 func (v adminView) PhoneChanged(dn string, _ bool) {
-	a := v.p.admin
+	a := v.c.admin
 	if a == nil {
 		return
 	}
@@ -172,17 +172,17 @@ func (v adminView) PhoneChanged(dn string, _ bool) {
 // that is forbidden, unknown or not yet active names itself and why). The
 // listeners are bound before the admin server starts.
 func (v adminView) ready() (bool, string) {
-	if err := v.p.front.Health(); err != nil {
+	if err := v.c.front.Health(); err != nil {
 		return false, err.Error()
 	}
-	if phones := v.p.phones.Load(); phones != nil {
+	if phones := v.c.phones.Load(); phones != nil {
 		if err := phones.Health(); err != nil {
 			return false, err.Error()
 		}
 	}
-	for _, l := range v.p.xsi.events.LinkState() {
+	for _, l := range v.c.events.LinkState() {
 		if l.State == xsi.LinkUp {
-			return xsi.ReadyScopes(v.p.xsi.events.Scopes())
+			return xsi.ReadyScopes(v.c.events.Scopes())
 		}
 	}
 	return false, "no XSI event channel is up"
@@ -194,32 +194,32 @@ func (v adminView) ready() (bool, string) {
 func (v adminView) metrics() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(v.p.front.Collectors()...)
-	reg.MustRegister(v.p.xsi.client.Collectors()...)
-	reg.MustRegister(v.p.xsi.events.Collectors()...)
-	reg.MustRegister(v.p.xsi.gateway.Collectors()...)
-	reg.MustRegister(v.p.xsi.sequencer.Collectors()...)
+	reg.MustRegister(v.c.front.Collectors()...)
+	reg.MustRegister(v.c.client.Collectors()...)
+	reg.MustRegister(v.c.events.Collectors()...)
+	reg.MustRegister(v.c.gateway.Collectors()...)
+	reg.MustRegister(v.c.sequencer.Collectors()...)
 	// Phone sync starts after the admin server (its registry is built
 	// here): its collectors are looked up at each scrape.
 	reg.MustRegister(lateCollectors(func() []prometheus.Collector {
-		if phones := v.p.phones.Load(); phones != nil {
+		if phones := v.c.phones.Load(); phones != nil {
 			return phones.Collectors()
 		}
 		return nil
 	}))
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "connector_log_lines_suppressed_total",
 		Help: "Log lines dropped by the rate limit of lines a peer can trigger (one kind per source and per message)."},
-		func() float64 { return logSuppressed(v.p.logger) }))
+		func() float64 { return v.c.logSuppressed() }))
 	gauge := func(name, help string, f func() float64) {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
 	}
 	gauge("connector_cti_connections", "CTI connections (TCP, TLS and WebSocket).",
-		func() float64 { return float64(v.p.front.Stats().Connections) })
+		func() float64 { return float64(v.c.front.Stats().Connections) })
 	gauge("connector_cti_monitors", "CSTA monitors across all CTI connections.",
-		func() float64 { return float64(v.p.front.Stats().Monitors) })
+		func() float64 { return float64(v.c.front.Stats().Monitors) })
 	gauge("connector_xsi_links_up", "XSPs whose event channel is up.", func() float64 {
 		n := 0
-		for _, l := range v.p.xsi.events.LinkState() {
+		for _, l := range v.c.events.LinkState() {
 			if l.State == xsi.LinkUp {
 				n++
 			}
