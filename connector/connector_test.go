@@ -14,7 +14,6 @@ import (
 	"github.com/broadworks-connector/connector/csta"
 	"github.com/broadworks-connector/connector/csta/cticlient"
 	"github.com/broadworks-connector/connector/gateway"
-	"github.com/broadworks-connector/connector/hoteling"
 	"github.com/broadworks-connector/connector/xsi"
 )
 

@@ -131,7 +131,7 @@ type Connector struct {
 	Sequencer *hoteling.Sequencer
 	CSTA      *csta.Server
 	Phones    *phonesync.Server // nil without Config.Phones
-	Repairs   []gateway.Repair // what start-up recovery did (the reconciler's repairs until it settled)
+	Repairs   []gateway.Repair  // what start-up recovery did (the reconciler's repairs until it settled)
 }
 
 // LinkRepairs is what the reconciler did after start-up recovery, so far.
