@@ -117,9 +117,12 @@ func (c *sendCtx) Value(key any) any {
 	return c.parent.Value(key)
 }
 
-// noteSent tells the nearest WithSendTimeout context of ctx, if any, that
-// its request is leaving now (the transport calls it).
-func noteSent(ctx context.Context) {
+// MarkSent tells the nearest WithSendTimeout context of ctx, if any, that
+// its request is leaving now. The Client's transport calls it once a
+// request holds its in-flight slot and rate-limit token; other
+// implementations of the Actions (test fakes with limits of their own) call
+// it at their equivalent moment.
+func MarkSent(ctx context.Context) {
 	if c, ok := ctx.Value(sendHookKey{}).(*sendCtx); ok {
 		c.markSent()
 	}

@@ -50,7 +50,7 @@ func TestSendTimeoutClock(t *testing.T) {
 				child, ccancel := context.WithTimeout(ctx, time.Hour)
 				defer ccancel()
 				if tc.sendAt >= 0 {
-					time.AfterFunc(tc.sendAt, func() { noteSent(child) })
+					time.AfterFunc(tc.sendAt, func() { MarkSent(child) })
 				}
 				if tc.cancelAt > 0 {
 					time.AfterFunc(tc.cancelAt, pcancel)

@@ -324,7 +324,7 @@ func (b *boundedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		}
 		return nil, &localWaitError{what: "the rate limit", err: err}
 	}
-	noteSent(ctx) // a send deadline (WithSendTimeout) starts now
+	MarkSent(ctx) // a send deadline (WithSendTimeout) starts now
 	resp, err := x.rt.RoundTrip(req)
 	if err != nil {
 		<-x.inflight
