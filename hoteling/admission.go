@@ -160,19 +160,19 @@ func (a *admission) check(ctx context.Context, op, steps int) error {
 }
 
 func (a *admission) decideLocked(ctx context.Context, op, steps int, l xsi.Load, entered bool) error {
-	others := a.running // other sequences of ours
+	running := a.running // the other sequences of ours
 	if entered {
-		others--
+		running--
 	}
-	e := estimate{confirm: a.confirm, answer: a.answer, running: others, cap: l.Cap,
+	e := estimate{confirm: a.confirm, answer: a.answer, running: running, cap: l.Cap,
 		others: max(0, l.InFlight+l.Waiting-a.inCall)}
 	if e.cap > 0 {
-		busy := time.Duration(float64(others+1+e.others) * float64(e.answer) / float64(e.cap))
+		busy := time.Duration(float64(running+1+e.others) * float64(e.answer) / float64(e.cap))
 		e.wait = max(0, busy-e.confirm)
 	}
 	reason := ""
 	switch {
-	case others == 0:
+	case running == 0:
 		// Alone: admitted, and measured (see above).
 	case admitHeadroom*e.confirm > a.stepTimeout:
 		reason = refusedLatency

@@ -276,3 +276,69 @@ func TestStepQueueBound(t *testing.T) {
 		}
 	})
 }
+
+// TestAdmissionDecision: the refusal reasons, from the estimates as they
+// stand (step timeout 1 s, headroom 2).
+func TestAdmissionDecision(t *testing.T) {
+	tests := []struct {
+		name            string
+		running         int // other sequences admitted
+		answer, confirm time.Duration
+		load            xsi.Load
+		deadline        time.Duration // the caller's; 0: none
+		want            string        // refusal reason; "" admitted
+	}{
+		{name: "nothing measured", running: 100, load: xsi.Load{Cap: 1, InFlight: 1, Waiting: 50}},
+		{name: "alone, however slow", confirm: 10 * time.Second, answer: 10 * time.Second, load: xsi.Load{Cap: 1, Waiting: 9}, deadline: time.Second},
+		{name: "fast and room", running: 10, answer: 10 * time.Millisecond, confirm: 20 * time.Millisecond, load: xsi.Load{Cap: 32}, deadline: 10 * time.Second},
+		{name: "confirmations too slow", running: 1, answer: 10 * time.Millisecond, confirm: 600 * time.Millisecond, load: xsi.Load{Cap: 32}, want: refusedLatency},
+		// (10+1) × 100 ms / 2 slots = 550 ms busy, 450 ms wait: 900 ms ≤ 1 s
+		{name: "queue within its bound", running: 10, answer: 100 * time.Millisecond, confirm: 100 * time.Millisecond, load: xsi.Load{Cap: 2}},
+		// other requests in the client add to the queue: (10+1+4) × 100 ms / 2 − 100 ms = 650 ms
+		{name: "others fill the queue", running: 10, answer: 100 * time.Millisecond, confirm: 100 * time.Millisecond, load: xsi.Load{Cap: 2, InFlight: 2, Waiting: 2}, want: refusedQueue},
+		// 2 × 4 steps × 550 ms = 4.4 s > 4 s
+		{name: "past the caller's deadline", running: 10, answer: 100 * time.Millisecond, confirm: 100 * time.Millisecond, load: xsi.Load{Cap: 2}, deadline: 4 * time.Second, want: refusedDeadline},
+		{name: "within the caller's deadline", running: 10, answer: 100 * time.Millisecond, confirm: 100 * time.Millisecond, load: xsi.Load{Cap: 2}, deadline: 5 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				m := newMetrics()
+				a := newAdmission(nil, Config{StepTimeout: time.Second}, m, testLogger())
+				a.load = func() xsi.Load { return tt.load }
+				a.running, a.answer, a.confirm = tt.running, tt.answer, tt.confirm
+				ctx := t.Context()
+				if tt.deadline > 0 {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, tt.deadline)
+					defer cancel()
+				}
+				leave, err := a.enter(ctx, opLogin, stepsLoginHost)
+				if tt.want == "" {
+					if err != nil {
+						t.Fatalf("refused: %v", err)
+					}
+					if a.running != tt.running+1 {
+						t.Errorf("running %d after enter, want %d", a.running, tt.running+1)
+					}
+					leave()
+					leave() // once only
+					if a.running != tt.running {
+						t.Errorf("running %d after leave, want %d", a.running, tt.running)
+					}
+					return
+				}
+				if !errors.Is(err, ErrOverloaded) || !strings.Contains(err.Error(), "("+tt.want+":") {
+					t.Fatalf("err = %v, want ErrOverloaded for %s", err, tt.want)
+				}
+				if a.running != tt.running {
+					t.Errorf("a refused sequence counts as running")
+				}
+				got := promtest.Scrape(t, m.admitRefused)
+				if n := got[`connector_hotdesk_admission_refused_total{op="login",reason="`+tt.want+`"}`]; n != 1 {
+					t.Errorf("refusal counted %v times, want 1: %v", n, got)
+				}
+			})
+		})
+	}
+}
