@@ -36,7 +36,7 @@ import (
 
 const (
 	admitHeadroom = 2   // tail over mean: a sequence is admitted when twice its estimate fits
-	ewmaWeight    = 0.2 // of a new sample in the estimates
+	ewmaWeight    = 0.1 // of a new sample in the estimates: about the last ten steps
 )
 
 // Steps a sequence is estimated to take (its plan is known only once its
