@@ -114,6 +114,7 @@ func TestLoadGood(t *testing.T) {
 	want.GatewayCore = config.GatewaySettings{RequestTimeout: 0, ConflictWindow: 2 * time.Second}
 	want.HotDesks = config.HotelingSettings{
 		StepTimeout: 2 * time.Second, QueueLength: 0, RefuseOccupiedHost: true, RecoverMode: "complete",
+		Admission: true, // default
 	}
 
 	got := mustLoad(t, fixture("good.yaml"))

@@ -56,6 +56,9 @@ type HotelingSettings struct {
 	QueueLength        int           `mapstructure:"queue_length"` // 0: none may wait
 	RefuseOccupiedHost bool          `mapstructure:"refuse_occupied_host"`
 	RecoverMode        string        `mapstructure:"recover_mode"` // undo | complete
+	// Admission refuses (resourceBusy) a login or logout the XSI capacity
+	// cannot confirm in time, before its first step (hoteling/admission.go).
+	Admission bool `mapstructure:"admission"`
 	// StateFile remembers hosts' own forwarding across a restart; empty keeps
 	// it in memory only.
 	StateFile string `mapstructure:"state_file"`
@@ -92,6 +95,7 @@ func defaultHoteling() HotelingSettings {
 		StepTimeout: 5 * time.Second,
 		QueueLength: 4,
 		RecoverMode: hoteling.RecoverUndo,
+		Admission:   true,
 		StateFile:   "connector-hoteling.json",
 	}
 }
@@ -295,6 +299,7 @@ func (c *Config) Hoteling() hoteling.Config {
 		QueueLength:        h.QueueLength,
 		RefuseOccupiedHost: h.RefuseOccupiedHost,
 		RecoverMode:        h.RecoverMode,
+		DisableAdmission:   !h.Admission,
 	}
 	if out.QueueLength == 0 {
 		out.QueueLength = -1 // hoteling: 0 is "default", negative "none may wait"

@@ -108,7 +108,7 @@ func TestHotelingConversion(t *testing.T) {
 	c.Directory.Agents = []string{"agent1=agent1@example.com,4001", "Agent2=a2@other.test"}
 	got := c.Hoteling()
 	if got.StepTimeout != 5*time.Second || got.QueueLength != 4 || got.RefuseOccupiedHost ||
-		got.RecoverMode != hoteling.RecoverUndo {
+		got.RecoverMode != hoteling.RecoverUndo || got.DisableAdmission {
 		t.Errorf("Hoteling() = %+v", got)
 	}
 	if fs, ok := got.Store.(*hoteling.FileStore); !ok || fs.Path != "connector-hoteling.json" {
@@ -127,8 +127,8 @@ func TestHotelingConversion(t *testing.T) {
 
 	c.HotDesks = config.HotelingSettings{StepTimeout: time.Second, QueueLength: 0, RefuseOccupiedHost: true, RecoverMode: "complete"}
 	got = c.Hoteling()
-	if got.Store != nil || got.QueueLength >= 0 || !got.RefuseOccupiedHost || got.RecoverMode != hoteling.RecoverComplete {
-		t.Errorf("Hoteling() with queue 0 and no state file = %+v; want no Store and a negative QueueLength (none may wait)", got)
+	if got.Store != nil || got.QueueLength >= 0 || !got.RefuseOccupiedHost || got.RecoverMode != hoteling.RecoverComplete || !got.DisableAdmission {
+		t.Errorf("Hoteling() with queue 0, no state file, admission false = %+v; want no Store, a negative QueueLength (none may wait), admission disabled", got)
 	}
 }
 

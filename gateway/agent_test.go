@@ -64,6 +64,21 @@ func TestSetAgentState(t *testing.T) {
 			wantErr:  csta.ErrResourceBusy,
 		},
 		{
+			name:     "Login refused by admission (XSI capacity): resourceBusy, as for a full queue",
+			hotErr:   &hoteling.StepError{Op: "login", Step: "admission", Kind: hoteling.ErrOverloaded, Err: hoteling.ErrOverloaded},
+			req:      csta.SetAgentState{Device: "desk1", RequestedState: csta.ReqLoggedOn, AgentID: "A1"},
+			hotCalls: []string{"Login alice@example.com host1@example.com +15550001"},
+			wantErr:  csta.ErrResourceBusy,
+		},
+		{
+			name:     "Logout refused by admission: resourceBusy",
+			pre:      []*xsi.SubscriptionEvent{xev("alice@example.com", guestOf("host1@example.com", since))},
+			hotErr:   &hoteling.StepError{Op: "logout", Step: "admission", Kind: hoteling.ErrOverloaded, Err: hoteling.ErrOverloaded},
+			req:      csta.SetAgentState{Device: "desk1", RequestedState: csta.ReqLoggedOff, AgentID: "A1"},
+			hotCalls: []string{"Logout alice@example.com"},
+			wantErr:  csta.ErrResourceBusy,
+		},
+		{
 			name:     "Login: unknown guest",
 			hotErr:   &hoteling.StepError{Op: "login", Kind: hoteling.ErrUnknownUser, Err: &xsi.Error{Status: 404}},
 			req:      csta.SetAgentState{Device: "desk1", RequestedState: csta.ReqLoggedOn, AgentID: "zed"},

@@ -40,7 +40,9 @@ func (g *Gateway) cstaError(err error, notFound *csta.Error) error {
 		return notFound
 	case errors.Is(err, hoteling.ErrLinkDown), errors.Is(err, xsi.ErrLinkDown):
 		return csta.ErrResourceOutOfService
-	case errors.Is(err, hoteling.ErrTimeout), errors.Is(err, hoteling.ErrBusy):
+	case errors.Is(err, hoteling.ErrTimeout), errors.Is(err, hoteling.ErrBusy), errors.Is(err, hoteling.ErrOverloaded):
+		// ErrOverloaded: refused before any step, nothing changed; the
+		// client may try again (phones get the same, phones.go).
 		return csta.ErrResourceBusy
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return err // the front end answers resourceBusy

@@ -13,12 +13,13 @@ import (
 // errors.Is on what Login, Logout and Settle return (they see through
 // *StepError).
 var (
-	ErrHostBusy     = errors.New("hoteling: host held by another guest")               // another guest is on the host and Config.RefuseOccupiedHost is set
-	ErrUnknownUser  = errors.New("hoteling: unknown user")                             // the XSP answered 404 (xsi.ErrNotFound)
-	ErrLinkDown     = errors.New("hoteling: XSP unreachable")                          // xsi.ErrLinkDown, any 5xx (503 overload included), connection errors
-	ErrTimeout      = errors.New("hoteling: no confirming event")                      // the step's Action or its confirming event did not come within StepTimeout
-	ErrContradicted = errors.New("hoteling: contradicting event")                      // the view changed to something other than what the step asked for
-	ErrBusy         = errors.New("hoteling: too many sequences queued for agent/host") // the per-agent/per-host queue (Config.QueueLength) is full
+	ErrHostBusy     = errors.New("hoteling: host held by another guest")                   // another guest is on the host and Config.RefuseOccupiedHost is set
+	ErrUnknownUser  = errors.New("hoteling: unknown user")                                 // the XSP answered 404 (xsi.ErrNotFound)
+	ErrLinkDown     = errors.New("hoteling: XSP unreachable")                              // xsi.ErrLinkDown, any 5xx (503 overload included), connection errors
+	ErrTimeout      = errors.New("hoteling: no confirming event")                          // the step's Action or its confirming event did not come within StepTimeout of its send
+	ErrContradicted = errors.New("hoteling: contradicting event")                          // the view changed to something other than what the step asked for
+	ErrBusy         = errors.New("hoteling: too many sequences queued for agent/host")     // the per-agent/per-host queue (Config.QueueLength) is full
+	ErrOverloaded   = errors.New("hoteling: XSI capacity exhausted, sequence not started") // admission (admission.go) refused it before its first step; or a step found no XSI slot in time
 )
 
 // StepError is a failed Login, Logout or repair: the step that failed and its
@@ -75,8 +76,12 @@ func kindOf(parent context.Context, err error) error {
 		return nil
 	case errors.Is(err, ErrContradicted), errors.Is(err, ErrHostBusy), errors.Is(err, ErrBusy):
 		return nil // already the kind; the caller sets it
+	case errors.Is(err, ErrOverloaded):
+		return ErrOverloaded
 	case parent.Err() != nil:
 		return nil
+	case errors.Is(err, xsi.ErrNotSent):
+		return ErrOverloaded // no XSI slot within the step's queue bound
 	case errors.Is(err, context.DeadlineExceeded):
 		return ErrTimeout
 	case errors.Is(err, xsi.ErrNotFound):
@@ -92,8 +97,11 @@ func kindOf(parent context.Context, err error) error {
 }
 
 // refused reports whether the XSP definitely did not apply the request (a
-// 4xx answer), so that the failed step itself needs no undo.
+// 4xx answer, or it was never sent), so that the failed step itself needs no undo.
 func refused(err error) bool {
+	if errors.Is(err, xsi.ErrNotSent) {
+		return true // it never left: nothing to undo
+	}
 	var xe *xsi.Error
 	return errors.As(err, &xe) && xe.Status >= 400 && xe.Status < 500
 }

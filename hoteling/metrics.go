@@ -37,10 +37,11 @@ const (
 	resContradict  // ErrContradicted
 	resCanceled    // the caller gave up (its context ended)
 	resFailed      // anything else (a bad request, an empty ID)
+	resOverloaded  // ErrOverloaded: refused by admission, or a step found no XSI slot in time
 	numResults
 )
 
-var resultNames = [numResults]string{"ok", "busy", "host_busy", "unknown_user", "refused", "link_down", "timeout", "contradicted", "canceled", "failed"}
+var resultNames = [numResults]string{"ok", "busy", "host_busy", "unknown_user", "refused", "link_down", "timeout", "contradicted", "canceled", "failed", "overloaded"}
 
 type metrics struct {
 	sequences    *prometheus.CounterVec   // by op and result
@@ -50,6 +51,7 @@ type metrics struct {
 	undos        *prometheus.CounterVec   // by op and result
 	waiting      prometheus.Gauge
 	running      prometheus.Gauge
+	admitRefused *prometheus.CounterVec // by op and reason (admission.go)
 
 	sequence   [numOps][numResults]prometheus.Counter
 	opDuration [numOps]prometheus.Observer
@@ -63,7 +65,7 @@ func newMetrics() *metrics {
 	m := &metrics{
 		sequences: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "connector_hotdesk_sequences_total",
-			Help: "Hot-desk sequences finished, by op (login, logout, reconcile: the reconciler bringing BroadWorks back to a promise) and result (ok, busy: queue full, host_busy, unknown_user, refused, link_down, timeout, contradicted, canceled, failed).",
+			Help: "Hot-desk sequences finished, by op (login, logout, reconcile: the reconciler bringing BroadWorks back to a promise) and result (ok, busy: queue full, host_busy, unknown_user, refused, link_down, timeout, contradicted, canceled, failed, overloaded: refused by admission or no XSI slot in time).",
 		}, []string{"op", "result"}),
 		sequenceTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "connector_hotdesk_sequence_seconds",
@@ -91,6 +93,10 @@ func newMetrics() *metrics {
 			Name: "connector_hotdesk_sequences_running",
 			Help: "Sequences holding their agent's and desk's locks, running their steps.",
 		}),
+		admitRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "connector_hotdesk_admission_refused_total",
+			Help: "Hot-desk logins and logouts refused before their first step (resourceBusy) because the XSI capacity could not confirm them in time, by op and reason: latency (confirmations take longer than half hoteling.step_timeout), queue (the wait for one of xsi.max_in_flight slots would pass half hoteling.step_timeout), deadline (the sequence would not end within half the caller's time).",
+		}, []string{"op", "reason"}),
 	}
 	for op := range numOps {
 		for res := range numResults {
@@ -104,7 +110,22 @@ func newMetrics() *metrics {
 // Collectors are the sequencer's metrics, for a Prometheus registry.
 func (s *Sequencer) Collectors() []prometheus.Collector {
 	m := s.metrics
-	return []prometheus.Collector{m.sequences, m.sequenceTime, m.steps, m.stepTime, m.undos, m.waiting, m.running}
+	a := s.adm
+	return []prometheus.Collector{m.sequences, m.sequenceTime, m.steps, m.stepTime, m.undos, m.waiting, m.running, m.admitRefused,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "connector_hotdesk_step_answer_estimate_seconds",
+			Help: "Admission's estimate (moving average) of a hot-desk step's time from its Xsi-Actions request's send to its answer: how long it holds an XSI slot. 0 until measured.",
+		}, func() float64 { ans, _ := a.estimates(); return ans.Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "connector_hotdesk_step_confirm_estimate_seconds",
+			Help: "Admission's estimate (moving average) of a hot-desk step's time from its Xsi-Actions request's send to the XSI event that confirms it (hoteling.step_timeout when none came). 0 until measured.",
+		}, func() float64 { _, c := a.estimates(); return c.Seconds() }),
+	}
+}
+
+// refused counts a sequence refused by admission.
+func (m *metrics) refused(op int, reason string) {
+	m.admitRefused.WithLabelValues(opNames[op], reason).Inc()
 }
 
 // done counts one finished sequence.
@@ -141,6 +162,7 @@ func resultOf(err error) int {
 		err error
 		res int
 	}{
+		{ErrOverloaded, resOverloaded}, {xsi.ErrNotSent, resOverloaded},
 		{ErrBusy, resBusy}, {ErrHostBusy, resHostBusy}, {ErrContradicted, resContradict},
 		{ErrUnknownUser, resUnknownUser}, {xsi.ErrNotFound, resUnknownUser},
 		{ErrTimeout, resTimeout}, {ErrLinkDown, resLinkDown}, {xsi.ErrLinkDown, resLinkDown}, {xsi.ErrServerError, resLinkDown},

@@ -16,8 +16,18 @@ import (
 // Config tunes a Sequencer. Zero values get the defaults noted.
 type Config struct {
 	// StepTimeout bounds one step: the Actions call plus its confirming
-	// event. Default 5s.
+	// event, counted from when the request is sent (its wait for an XSI
+	// slot has a bound of its own, StepTimeout again). Default 5s.
 	StepTimeout time.Duration
+	// DisableAdmission lets every Login and Logout start, whatever the
+	// XSI capacity (admission.go); by default one that cannot be
+	// confirmed in time is refused with ErrOverloaded before its first
+	// step.
+	DisableAdmission bool
+	// XSILoad is the Xsi-Actions client's load (xsi.Client.Load: in
+	// flight, waiting, cap), what admission judges a new sequence by;
+	// nil: only the measured step latency counts.
+	XSILoad func() xsi.Load
 	// QueueLength is how many sequences may wait per agent and per host
 	// behind a running one; beyond that a request gets ErrBusy. Default 4;
 	// negative means none may wait.
@@ -86,6 +96,8 @@ type Sequencer struct {
 	logger *slog.Logger
 	// metrics are the sequencer's Prometheus collectors (metrics.go).
 	metrics *metrics
+	// adm admits Login and Logout against the XSI capacity (admission.go).
+	adm *admission
 
 	mu         sync.Mutex
 	locks      map[string]*keyLock
@@ -111,7 +123,8 @@ func New(cfg Config, act Actions, view View, logger *slog.Logger) *Sequencer {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Sequencer{cfg: cfg, act: act, view: view, logger: logger, metrics: newMetrics(),
+	m := newMetrics()
+	return &Sequencer{cfg: cfg, act: act, view: view, logger: logger, metrics: m, adm: newAdmission(cfg, m, logger),
 		locks: map[string]*keyLock{}, remembered: map[string]Remembered{}, desksOf: map[string][]string{}}
 }
 
@@ -266,11 +279,25 @@ func (s *Sequencer) Login(ctx context.Context, guestID, hostID, forwardTo string
 	if !own && forwardTo == "" {
 		return &StepError{Op: "login", Step: "check", Err: errors.New("empty forward-to number"), Guest: guestID, Host: hostID}
 	}
+	steps := stepsLoginHost
+	if own {
+		steps = stepsLoginOwn
+	}
+	// Admitted before its locks (a refused request waits for nothing),
+	// and again once they are held (the wait may have eaten its time).
+	leave, err := s.adm.enter(ctx, opLogin, steps)
+	if err != nil {
+		return &StepError{Op: "login", Step: "admission", Kind: ErrOverloaded, Err: err, Guest: guestID, Host: hostID}
+	}
+	defer leave()
 	release, err := s.lockFor(ctx, func() []string { return s.loginKeys(guestID, hostID, own) })
 	if err != nil {
 		return &StepError{Op: "login", Step: "queue", Kind: kindOrSelf(ctx, err), Err: err, Guest: guestID, Host: hostID}
 	}
 	defer release()
+	if err := s.adm.check(ctx, opLogin, steps); err != nil {
+		return &StepError{Op: "login", Step: "admission", Kind: ErrOverloaded, Err: err, Guest: guestID, Host: hostID}
+	}
 	if own {
 		return s.loginOwn(ctx, guestID)
 	}
@@ -474,7 +501,7 @@ func (s *Sequencer) hostCFA(ctx context.Context, host string) (xsi.Forwarding, e
 	if h := s.view.User(host); h.Known {
 		return h.CFA, nil
 	}
-	cctx, cancel := context.WithTimeout(ctx, s.cfg.StepTimeout)
+	cctx, _, cancel := xsi.WithSendTimeout(ctx, s.cfg.StepTimeout, s.cfg.StepTimeout)
 	defer cancel()
 	return s.act.GetCallForwardingAlways(cctx, host)
 }
@@ -488,6 +515,11 @@ func (s *Sequencer) Logout(ctx context.Context, guestID string) (err error) {
 	if guestID == "" {
 		return &StepError{Op: "logout", Step: "check", Err: errors.New("empty guest user ID")}
 	}
+	leave, err := s.adm.enter(ctx, opLogout, stepsLogout)
+	if err != nil {
+		return &StepError{Op: "logout", Step: "admission", Kind: ErrOverloaded, Err: err, Guest: guestID}
+	}
+	defer leave()
 	release, err := s.lockFor(ctx, func() []string {
 		keys := []string{agentKey(guestID)}
 		if h := s.view.User(guestID).HostUserID; h != "" {
@@ -499,6 +531,9 @@ func (s *Sequencer) Logout(ctx context.Context, guestID string) (err error) {
 		return &StepError{Op: "logout", Step: "queue", Kind: kindOrSelf(ctx, err), Err: err, Guest: guestID}
 	}
 	defer release()
+	if err := s.adm.check(ctx, opLogout, stepsLogout); err != nil {
+		return &StepError{Op: "logout", Step: "admission", Kind: ErrOverloaded, Err: err, Guest: guestID}
+	}
 	return s.logout(ctx, "logout", guestID)
 }
 

@@ -21,6 +21,9 @@ type step struct {
 	// assoc marks a change of the user's hoteling association (the View
 	// may want to know it is ours: AssociationNoter).
 	assoc bool
+	// compensation marks an undo sent by finish: it waits for an XSI slot
+	// as long as the client allows (xsi.request_timeout), never refused.
+	compensation bool
 }
 
 // done is a step that ran (or may have run), with the view before it.
@@ -103,6 +106,7 @@ func (r *run) finish() error {
 	for i := len(r.done) - 1; i >= 0; i-- {
 		d := r.done[i]
 		u := d.st.undo(d.before)
+		u.compensation = true
 		if err := r.s.exec(ctx, r.op, u, r.s.view.User(u.user)); err != nil {
 			if !refused(err) {
 				// The undo may land late as well (over a later change).
@@ -123,20 +127,46 @@ func (r *run) finish() error {
 }
 
 // exec sends st's Action (for the run op) and waits for the view to
-// confirm it, all within StepTimeout. A view change of st's part to
-// anything but the wanted result is a contradiction.
+// confirm it, within StepTimeout of the request's send: the wait for an XSI
+// slot before it does not count (a storm would eat the step's time in the
+// client's queue) but has a bound of its own, StepTimeout again, none for a
+// compensation. A view change of st's part to anything but the wanted
+// result is a contradiction.
 func (s *Sequencer) exec(ctx context.Context, op string, st step, before User) (err error) {
 	start := time.Now()
 	defer func() { s.metrics.step(st.name, start, err) }()
-	sctx, cancel := context.WithTimeout(ctx, s.cfg.StepTimeout)
+	queue := s.cfg.StepTimeout
+	if st.compensation {
+		queue = 0
+	}
+	sctx, sent, cancel := xsi.WithSendTimeout(ctx, queue, s.cfg.StepTimeout)
 	defer cancel()
 	s.logger.Debug("hoteling: step", "step", st.name, "user", st.user)
 	if n, ok := s.view.(AssociationNoter); ok && st.assoc {
 		n.AssociationChanging(st.user, op)
 	}
-	if err := st.do(sctx); err != nil {
+	s.adm.calling(1)
+	err = st.do(sctx)
+	s.adm.calling(-1)
+	if errors.Is(err, xsi.ErrNotSent) {
 		return err
 	}
+	sentAt := sent() // the transport marked it; else (not an xsi Client) now
+	s.adm.answered(time.Since(sentAt))
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			s.adm.confirmed(s.cfg.StepTimeout) // no answer, so no confirmation either: at least that
+		}
+		return err
+	}
+	defer func() {
+		switch {
+		case err == nil, errors.Is(err, ErrContradicted):
+			s.adm.confirmed(time.Since(sentAt))
+		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+			s.adm.confirmed(s.cfg.StepTimeout) // at least
+		}
+	}()
 	was := st.proj(before)
 	var mu sync.Mutex
 	var got User

@@ -90,8 +90,12 @@ var (
 // failed with err (so that what it asked for may show up later): not when
 // the XSP refused it (4xx), said it was overloaded (503; 429 is a 4xx:
 // nothing is done) or could not be reached at all (ErrLinkDown); yes for
-// other 5xx, a deadline passing and a connection lost on the way.
+// other 5xx, a deadline passing and a connection lost on the way. Not
+// either when it never left our own limits (ErrNotSent).
 func MayApplyLate(err error) bool {
+	if errors.Is(err, ErrNotSent) {
+		return false
+	}
 	var xe *Error
 	if errors.As(err, &xe) {
 		return xe.Status >= 500 && xe.Status != http.StatusServiceUnavailable

@@ -27,6 +27,7 @@ type actionsMetrics struct {
 	latency   *prometheus.HistogramVec // by method and operation
 	failovers *prometheus.CounterVec   // by xsp
 	inFlight  *prometheus.Desc         // read from each XSP's semaphore
+	waiting   *prometheus.Desc         // read from each XSP's count of waiters
 	servers   []*xspState
 }
 
@@ -47,6 +48,8 @@ func newActionsMetrics(servers []*xspState) *actionsMetrics {
 		}, []string{"xsp"}),
 		inFlight: prometheus.NewDesc("connector_xsi_actions_in_flight",
 			"Xsi-Actions requests on the wire to each XSP (at most xsi.max_in_flight).", []string{"xsp"}, nil),
+		waiting: prometheus.NewDesc("connector_xsi_actions_waiting",
+			"Xsi-Actions requests (attempts) waiting for one of an XSP's xsi.max_in_flight slots.", []string{"xsp"}, nil),
 		servers: servers,
 	}
 	for _, s := range servers { // shown at 0 from the start
@@ -61,14 +64,16 @@ func (c *Client) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.requests, m.latency, m.failovers, actionsGauges{m}}
 }
 
-// actionsGauges reads the in-flight bound of every XSP when scraped.
+// actionsGauges reads the in-flight bound (and its waiters) of every XSP
+// when scraped.
 type actionsGauges struct{ m *actionsMetrics }
 
-func (g actionsGauges) Describe(ch chan<- *prometheus.Desc) { ch <- g.m.inFlight }
+func (g actionsGauges) Describe(ch chan<- *prometheus.Desc) { ch <- g.m.inFlight; ch <- g.m.waiting }
 
 func (g actionsGauges) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range g.m.servers {
 		ch <- prometheus.MustNewConstMetric(g.m.inFlight, prometheus.GaugeValue, float64(len(s.inflight)), s.baseURL())
+		ch <- prometheus.MustNewConstMetric(g.m.waiting, prometheus.GaugeValue, float64(s.waiting.Load()), s.baseURL())
 	}
 }
 

@@ -45,6 +45,7 @@ type xsp struct {
 	logger   *slog.Logger
 	jar      http.CookieJar
 	inflight chan struct{} // semaphore, cap MaxInFlight
+	waiting  atomic.Int64  // attempts waiting for an in-flight slot
 	limiter  *rate.Limiter
 	rt       *http.Transport
 	client   *retryablehttp.Client
@@ -186,6 +187,10 @@ func (x *xsp) do(ctx context.Context, method, path string, body []byte) ([]byte,
 		if ctx.Err() != nil && wrote.Load() {
 			err = fmt.Errorf("%w: %w", errSentNoAnswer, err)
 		}
+		var lw *localWaitError
+		if !wrote.Load() && errors.As(err, &lw) {
+			err = fmt.Errorf("%w: %w", ErrNotSent, err)
+		}
 		return nil, fmt.Errorf("xsi: %s %s%s: %w", method, x.base, path, err)
 	}
 	defer resp.Body.Close()
@@ -209,6 +214,11 @@ func (x *xsp) do(ctx context.Context, method, path string, body []byte) ([]byte,
 // XSP asks for would outlast the deadline (then its answer is returned).
 func (x *xsp) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	if ctx.Err() != nil {
+		if err != nil {
+			// The attempt's own error (it wraps the context's): whether
+			// the request left at all (localWaitError) must survive.
+			return false, err
+		}
 		return false, ctx.Err()
 	}
 	if ok, _ := ctx.Value(retryKey{}).(bool); !ok {
@@ -292,9 +302,16 @@ func (b *boundedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	x := b.x
 	select {
 	case x.inflight <- struct{}{}:
-	case <-ctx.Done():
-		closeBody(req)
-		return nil, &localWaitError{what: "an in-flight slot", err: ctx.Err()}
+	default:
+		x.waiting.Add(1)
+		select {
+		case x.inflight <- struct{}{}:
+			x.waiting.Add(-1)
+		case <-ctx.Done():
+			x.waiting.Add(-1)
+			closeBody(req)
+			return nil, &localWaitError{what: "an in-flight slot", err: ctx.Err()}
+		}
 	}
 	if err := x.limiter.Wait(ctx); err != nil {
 		<-x.inflight
@@ -307,6 +324,7 @@ func (b *boundedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		}
 		return nil, &localWaitError{what: "the rate limit", err: err}
 	}
+	MarkSent(ctx) // a send deadline (WithSendTimeout) starts now
 	resp, err := x.rt.RoundTrip(req)
 	if err != nil {
 		<-x.inflight
