@@ -72,7 +72,7 @@ func (c *Connector) buildGateway() {
 	// The number a desk forwards to comes from the directory in force
 	// (SIGHUP may reload it).
 	hcfg.NumberOf = c.gateway.NumberOf // an entry's number, else BroadWorks' (users.go)
-	hcfg.XSILoad = c.client.Load      // admission judges by it
+	hcfg.XSILoad = c.client.Load       // admission judges by it
 	if fs, ok := hcfg.Store.(*hoteling.FileStore); ok {
 		c.store = fs
 	}
