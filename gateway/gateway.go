@@ -31,8 +31,10 @@ type Gateway struct {
 	// (phonesync.Version), so that a full state read at one version orders
 	// against them.
 	viewVersion uint64
-	// linkEpoch counts down→up transitions of the link.
-	linkEpoch uint64
+	// linkEpoch counts down→up transitions of the link; linkSeenUp: the
+	// link was reported up at least once (New takes it as up unreported).
+	linkEpoch  uint64
+	linkSeenUp bool
 	wakes     map[string]chan struct{} // per user: closed (and dropped) when an XSI event may change its view
 	claims    map[string]agentClaim    // per agent user: the last agent-state request (ConflictWindow)
 	observer  Observer                 // the operators' view, may be nil
@@ -128,6 +130,7 @@ func (g *Gateway) SetLinkUp(up bool) {
 	g.mu.Lock()
 	changed := g.linkUp != up
 	g.linkUp = up
+	g.linkSeenUp = g.linkSeenUp || up
 	if changed && up {
 		g.linkEpoch++
 	}

@@ -715,7 +715,15 @@ func (g *Gateway) Recover(ctx context.Context, users []string, snapshotWait time
 			return true
 		}
 	}
-	for !g.LinkUp() {
+	// The link reported up (not only taken as up since New): before it,
+	// reads fail and requests are refused.
+	for {
+		g.mu.Lock()
+		up := g.linkUp && g.linkSeenUp
+		g.mu.Unlock()
+		if up {
+			break
+		}
 		if !sleep(50 * time.Millisecond) {
 			return
 		}
