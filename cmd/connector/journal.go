@@ -10,13 +10,14 @@ import (
 	"github.com/broadworks-connector/connector/admin"
 	"github.com/broadworks-connector/connector/gateway"
 	"github.com/broadworks-connector/connector/journal"
+	"github.com/broadworks-connector/connector/store"
 )
 
 // journalAdapter puts package journal behind the gateway (which records)
 // and the admin API (which asks), and reconciles what the journal has with
 // what BroadWorks shows after a restart.
 type journalAdapter struct {
-	j   *journal.Journal
+	j   store.Journal
 	dir func() *gateway.Directory // the one in force
 	log *slog.Logger
 }

@@ -18,10 +18,12 @@ import (
 	"github.com/broadworks-connector/connector/admin"
 	"github.com/broadworks-connector/connector/config"
 	"github.com/broadworks-connector/connector/csta"
+	"github.com/broadworks-connector/connector/hoteling"
 	"github.com/broadworks-connector/connector/internal/logguard"
 	"github.com/broadworks-connector/connector/internal/netguard"
 	"github.com/broadworks-connector/connector/journal"
 	"github.com/broadworks-connector/connector/phonesync"
+	"github.com/broadworks-connector/connector/store"
 )
 
 // shutdownTimeout bounds a clean shutdown after SIGINT/SIGTERM.
@@ -39,8 +41,8 @@ type process struct {
 	xsi        *xsiLink      // the gateway, the XSI link and, with xsi.simulate, the XSP simulator
 	// phones is the phone sync server, nil when sip.listen is empty; set
 	// after the admin server has started, so its readers load it.
-	phones  atomic.Pointer[phonesync.Server]
-	journal *journal.Journal // nil when journal.path is empty
+	phones atomic.Pointer[phonesync.Server]
+	store  *store.Bolt // nil when store.path is empty
 	// budget caps connections across the guarded listeners below the
 	// descriptor limit (netguard.ProcessBudget); nil when unknown.
 	budget *netguard.Budget
@@ -116,8 +118,16 @@ func logSuppressed(l *slog.Logger) float64 {
 // admin server with the gateway as their service, and then the XSI link
 // feeding the gateway. On error whatever started is stopped again.
 func (p *process) start() error {
-	link, err := newXSILink(p.cfg, p.logger)
+	if err := p.openStore(); err != nil {
+		return err
+	}
+	var remembered hoteling.Store
+	if p.store != nil {
+		remembered = p.store.Remembered()
+	}
+	link, err := newXSILink(p.cfg, p.logger, remembered)
 	if err != nil {
+		p.closeStore()
 		return err
 	}
 	p.xsi = link
@@ -150,33 +160,62 @@ func (p *process) start() error {
 	return nil
 }
 
-// openJournal opens the association journal (journal.path) and has the
-// gateway record every association in it from the first XSI event on.
-func (p *process) openJournal() error {
-	jc := p.cfg.Journal
-	if jc.Path == "" {
-		p.logger.Info("association journal off (journal.path is empty)")
+// openStore opens the store (store.path) and migrates into it the files
+// of the three stores connectors kept before (journal.path,
+// hoteling.state_file, sip.state_file). A file that cannot be migrated
+// stops the start, named by its key: it stays in place, so nothing is lost.
+func (p *process) openStore() error {
+	sc := p.cfg.Store
+	if sc.Path == "" {
+		p.logger.Warn("store off (store.path is empty): no association journal; remembered desk forwarding and SIP dialogs are lost on restart")
 		return nil
 	}
-	j, err := journal.Open(jc.Path, journal.Options{Retention: jc.Retention, Logger: p.logger.With("component", "journal")})
+	log := p.logger.With("component", "store")
+	st, err := store.Open(sc.Path, store.Options{Journal: journal.Options{Retention: p.cfg.Journal.Retention}, Logger: log})
 	if err != nil {
+		return fmt.Errorf("store.path: %w", err)
+	}
+	legacy := store.Legacy{JournalPath: p.cfg.Journal.Path, HotelingPath: p.cfg.HotDesks.StateFile, SIPPath: p.cfg.SIP.StateFile}
+	if _, err := st.MigrateLegacy(legacy); err != nil {
+		st.Close()
 		return err
 	}
-	p.journal = j
-	a := &journalAdapter{j: j, dir: p.xsi.gateway.Directory, log: p.logger.With("component", "journal")}
-	p.xsi.journal = a
-	p.xsi.gateway.SetJournal(a)
-	p.logger.Info("association journal open", "path", jc.Path, "retention", jc.Retention)
+	p.store = st
+	log.Info("store open", "driver", sc.Driver, "path", sc.Path, "journal_retention", p.cfg.Journal.Retention)
 	return nil
 }
 
-// closeJournal stops recording (the gateway has stopped) and closes the file.
-func (p *process) closeJournal() error {
-	if p.journal == nil {
+// openJournal has the gateway record every association in the store's
+// journal from the first XSI event on.
+func (p *process) openJournal() error {
+	if p.store == nil {
 		return nil
 	}
-	p.xsi.gateway.CloseJournal()
-	return p.journal.Close()
+	a := &journalAdapter{j: p.store.Journal(), dir: p.xsi.gateway.Directory, log: p.logger.With("component", "journal")}
+	p.xsi.journal = a
+	p.xsi.gateway.SetJournal(a)
+	return nil
+}
+
+// closeJournal stops recording (the gateway has stopped) and closes the
+// store.
+func (p *process) closeJournal() error {
+	if p.store == nil {
+		return nil
+	}
+	if p.xsi != nil {
+		p.xsi.gateway.CloseJournal()
+	}
+	return p.closeStore()
+}
+
+func (p *process) closeStore() error {
+	if p.store == nil {
+		return nil
+	}
+	err := p.store.Close()
+	p.store = nil
+	return err
 }
 
 // startPhones starts phone sync when sip.listen is set: phonesync served by
@@ -184,6 +223,9 @@ func (p *process) closeJournal() error {
 // gateway publishing every change to it.
 func (p *process) startPhones() error {
 	pcfg := p.cfg.PhoneSync()
+	if p.store != nil && p.cfg.PersistSIPDialogs() {
+		pcfg.Dialogs = p.store.SIPDialogs()
+	}
 	pcfg.Budget = p.budget
 	if pcfg.Listen == "" {
 		p.logger.Info("phone sync off (sip.listen is empty)")

@@ -84,7 +84,7 @@ func shutdownSimulator(sim *xspsim.Server, logger *slog.Logger) {
 // simulator's actual URL in that case: simulator.listen may be port 0, so
 // xsi.servers cannot name it) and the gateway with its sequencer. Nothing
 // talks to BroadWorks until start.
-func newXSILink(cfg *config.Config, logger *slog.Logger) (*xsiLink, error) {
+func newXSILink(cfg *config.Config, logger *slog.Logger, remembered hoteling.Store) (*xsiLink, error) {
 	l := &xsiLink{logger: logger, done: make(chan struct{}), gatewayDone: make(chan struct{}),
 		publisher: &frontPublisher{}}
 	xcfg := cfg.XSI()
@@ -119,6 +119,7 @@ func newXSILink(cfg *config.Config, logger *slog.Logger) (*xsiLink, error) {
 	gcfg.RecheckAfter = max(2*xcfg.RequestTimeout, 10*time.Second)
 	l.gateway = gateway.New(gcfg, gateway.Deps{Actions: client, Publisher: l.publisher, Scopes: events}, glog)
 	hcfg := cfg.Hoteling()
+	hcfg.Store = remembered // the store's (store.path); nil keeps it in memory
 	// The number a desk forwards to comes from the directory in force
 	// (SIGHUP may reload it).
 	hcfg.NumberOf = l.gateway.NumberOf // an entry's number, else BroadWorks' (users.go)
