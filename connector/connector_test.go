@@ -29,8 +29,9 @@ func testConfig(dir string) *config.Config {
 	cfg.SIP.Listen = "127.0.0.1:0"
 	cfg.SIP.TLS.Listen = ""
 	cfg.SIP.StateFile = ""
-	cfg.HotDesks.StateFile = filepath.Join(dir, "hoteling.json")
-	cfg.Journal.Path = filepath.Join(dir, "journal.db")
+	cfg.HotDesks.StateFile = ""
+	cfg.Journal.Path = ""
+	cfg.Store.Path = filepath.Join(dir, "connector.db")
 	return cfg
 }
 
