@@ -156,6 +156,15 @@ func (c *Connector) repairLoop(ctx context.Context) {
 		users = c.opts.recover
 	}
 	c.gateway.Recover(ctx, users, recoverSnapshotWait, func() {
+		repaired, failed := 0, 0
+		for _, r := range c.gateway.Repairs() {
+			if r.Err != nil {
+				failed++
+			} else {
+				repaired++
+			}
+		}
+		c.logger.Info("reconciler: start-up recovery done", "users", len(users), "repairs", repaired, "failed", failed)
 		if c.journal != nil {
 			c.journal.reconcile(ctx, c.gateway)
 		}

@@ -106,7 +106,7 @@ func startRunCommand(t *testing.T, cmd *exec.Cmd) runAddrs {
 	})
 	sipListening := regexp.MustCompile(`msg="SIP listening".* addr=(127\.0\.0\.1:\d+)`)
 	running := regexp.MustCompile(`msg="connector running" csta=(127\.0\.0\.1:\d+) admin=(127\.0\.0\.1:\d+)`)
-	started := regexp.MustCompile(`msg="hoteling: recovery done" when=start-up`)
+	started := regexp.MustCompile(`msg="reconciler: start-up recovery done"`)
 	deadline := time.Now().Add(30 * time.Second)
 	for !started.MatchString(stderr.String()) || !sipListening.MatchString(stderr.String()) {
 		select {

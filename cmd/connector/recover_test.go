@@ -83,15 +83,15 @@ store:
 	}()
 
 	waitFor(t, "the start-up recovery", func() bool {
-		return strings.Contains(stderr.String(), `msg="hoteling: recovery done" when=start-up`)
+		return strings.Contains(stderr.String(), `msg="reconciler: start-up recovery done"`)
 	})
 	logged := stderr.String()
-	if !strings.Contains(logged, `msg="hoteling: recovery done" when=start-up users=6 repairs=2 failed=0`) {
+	if !strings.Contains(logged, `msg="reconciler: start-up recovery done" users=6 repairs=2 failed=0`) {
 		t.Errorf("recovery summary wrong:\n%s", logged)
 	}
 	for _, want := range []string{
-		`msg="hoteling: recovered half-done sequence" component=hoteling guest=agent1@example.com host=desk1@example.com`,
-		`msg="hoteling: recovered half-done sequence" component=hoteling guest=agent2@example.com host=desk2@example.com`,
+		`msg="reconciler: repaired" component=gateway user=agent1@example.com kind=owed`,
+		`msg="reconciler: repaired" component=gateway user=agent2@example.com kind=owed`,
 	} {
 		if !strings.Contains(logged, want) {
 			t.Errorf("log lacks %s:\n%s", want, logged)

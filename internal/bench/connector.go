@@ -97,7 +97,7 @@ var (
 	reSubs     = regexp.MustCompile(`msg="xsi: subscriptions".* active=(\d+) wanted=(\d+)`)
 	reRunning  = regexp.MustCompile(`msg="connector running" csta=(127\.0\.0\.1:\d+) admin=(127\.0\.0\.1:\d+)`)
 	reSIP      = regexp.MustCompile(`msg="SIP listening".* addr=(127\.0\.0\.1:\d+)`)
-	reRecovery = regexp.MustCompile(`msg="hoteling: recovery done" when=start-up`)
+	reRecovery = regexp.MustCompile(`msg="reconciler: start-up recovery done"`)
 )
 
 // startConnector runs `bin run --config path` and waits until it listens
@@ -177,7 +177,7 @@ func (c *connector) awaitStarted(t0 time.Time, timeout time.Duration) error {
 			return fmt.Errorf("bench: the connector exited during start-up (%v); its log ends:\n%s", c.waitErr, c.log.Tail(4000))
 		case <-deadline:
 			c.kill()
-			return fmt.Errorf("bench: the connector was not ready within %v (no \"connector running\", \"SIP listening\" and start-up \"recovery done\" lines); its log ends:\n%s", timeout, c.log.Tail(4000))
+			return fmt.Errorf("bench: the connector was not ready within %v (no \"connector running\", \"SIP listening\" and \"start-up recovery done\" lines); its log ends:\n%s", timeout, c.log.Tail(4000))
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
