@@ -27,6 +27,7 @@ type Config struct {
 	HotDesks     HotelingSettings `mapstructure:"hoteling"`
 	SIP          SIP              `mapstructure:"sip"`
 	Journal      JournalSettings  `mapstructure:"journal"`
+	Store        StoreSettings    `mapstructure:"store"`
 }
 
 // Log configures the process logger (slog, to stderr).
@@ -172,6 +173,7 @@ func Default() *Config {
 		GatewayCore:  defaultGateway(),
 		HotDesks:     defaultHoteling(),
 		Journal:      defaultJournal(),
+		Store:        defaultStore(),
 		SIP:          defaultSIP(),
 	}
 }

@@ -29,7 +29,7 @@ var restartKeys = []string{
 	"admin.token_file",
 }
 
-var restartSections = []string{"xsi.", "simulator.", "hoteling.", "sip.", "journal."}
+var restartSections = []string{"xsi.", "simulator.", "hoteling.", "sip.", "journal.", "store."}
 
 // liveKeys apply live although their section takes a restart: the phone
 // sync server's limits (phonesync.Server.Reload), and the simulator's users

@@ -59,8 +59,9 @@ type HotelingSettings struct {
 	// Admission refuses (resourceBusy) a login or logout the XSI capacity
 	// cannot confirm in time, before its first step (hoteling/admission.go).
 	Admission bool `mapstructure:"admission"`
-	// StateFile remembers hosts' own forwarding across a restart; empty keeps
-	// it in memory only.
+	// StateFile is where connectors before the store remembered hosts' own
+	// forwarding: a file there is migrated into store.path on first start
+	// and renamed *.migrated. The store keeps it now.
 	StateFile string `mapstructure:"state_file"`
 }
 
@@ -288,8 +289,8 @@ func parseItems[T any](items []string, parse func(string) (T, error)) []T {
 	return out
 }
 
-// Hoteling converts the configuration to the hot-desk sequencer's: a
-// FileStore when hoteling.state_file is set, and NumberOf from the
+// Hoteling converts the configuration to the hot-desk sequencer's, with
+// NumberOf from the
 // directory (an agent entry's number, else its agent ID; for a user of
 // directory.domain without an entry, the user part).
 func (c *Config) Hoteling() hoteling.Config {
@@ -304,9 +305,8 @@ func (c *Config) Hoteling() hoteling.Config {
 	if out.QueueLength == 0 {
 		out.QueueLength = -1 // hoteling: 0 is "default", negative "none may wait"
 	}
-	if h.StateFile != "" {
-		out.Store = &hoteling.FileStore{Path: h.StateFile}
-	}
+	// Store: the caller gives the store's (store.path), which holds what
+	// hoteling.state_file held before.
 	out.NumberOf = gateway.NewDirectory(c.Gateway()).NumberOf
 	return out
 }

@@ -5,7 +5,9 @@ import "time"
 // JournalSettings configures the hoteling association journal: who sat at
 // which desk when, kept across restarts and crashes.
 type JournalSettings struct {
-	// Path is the journal file (bbolt); empty: no journal.
+	// Path is the journal file of connectors before the store (bbolt): a
+	// file there is migrated into store.path on first start and renamed
+	// *.migrated. Empty: none to migrate. The journal itself is in the store.
 	Path string `mapstructure:"path"`
 	// Retention drops associations that ended longer ago; 0 keeps them all.
 	Retention time.Duration `mapstructure:"retention"`

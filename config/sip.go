@@ -33,8 +33,12 @@ type SIP struct {
 	AgentState       bool `mapstructure:"agent_state"`
 
 	Liveness SIPLiveness `mapstructure:"liveness"`
-	// StateFile persists UDP subscription dialogs across restarts; "" keeps
-	// them in memory only.
+	// PersistDialogs keeps UDP subscription dialogs across restarts, in the
+	// store (store.path).
+	PersistDialogs bool `mapstructure:"persist_dialogs"`
+	// StateFile is where connectors before the store kept the dialogs: a
+	// file there is migrated into the store on first start; set, it also
+	// turns PersistDialogs on, as it did.
 	StateFile      string        `mapstructure:"state_file"`
 	RequestTimeout time.Duration `mapstructure:"request_timeout"`
 	Presence       SIPPresence   `mapstructure:"presence"`
@@ -176,9 +180,10 @@ func (c *Config) PhoneSync() phonesync.Config {
 		AgentState:                 s.AgentState,
 		OptionsInterval:            s.Liveness.OptionsInterval,
 		LivenessTimeout:            s.Liveness.Timeout,
-		StateFile:                  s.StateFile,
-		RequestTimeout:             s.RequestTimeout,
-		Presence:                   phonesync.PresenceConfig{PBX: s.Presence.PBX, Expires: s.Presence.Expires},
+		// StateFile stays empty: the dialogs are kept in the store
+		// (PersistSIPDialogs), sip.state_file is only migrated into it.
+		RequestTimeout: s.RequestTimeout,
+		Presence:       phonesync.PresenceConfig{PBX: s.Presence.PBX, Expires: s.Presence.Expires},
 	}
 	if len(s.Presence.DNs) > 0 {
 		out.Presence.DNs = slices.Clone(s.Presence.DNs)

@@ -473,7 +473,7 @@ func TestPhoneSyncConversion(t *testing.T) {
 		TCPMaxConnections: 300, TCPMaxConnectionsPerSource: 30, TCPIdleTimeout: 90 * time.Second,
 		NotifyPerFeature: true, AgentState: false,
 		OptionsInterval: 0, LivenessTimeout: 45 * time.Second,
-		StateFile:      "sip.json",
+		StateFile:      "", // migrated into the store, not written
 		RequestTimeout: time.Second,
 		Presence:       phonesync.PresenceConfig{PBX: "cucm:5060", DNs: []string{"4001", "4002"}, Expires: 10 * time.Minute},
 	}

@@ -53,6 +53,7 @@ func validate(c *Config, ps *problems) {
 	validateGatewayAndHoteling(ps, c.GatewayCore, c.HotDesks)
 	validateSIP(ps, c)
 	validateJournal(ps, c.Journal)
+	validateStore(ps, c)
 }
 
 func oneOf(ps *problems, key, value string, allowed ...string) {

@@ -29,8 +29,8 @@ import (
 	"github.com/broadworks-connector/connector/gateway"
 	"github.com/broadworks-connector/connector/hoteling"
 	"github.com/broadworks-connector/connector/internal/netguard"
-	"github.com/broadworks-connector/connector/journal"
 	"github.com/broadworks-connector/connector/phonesync"
+	"github.com/broadworks-connector/connector/store"
 	"github.com/broadworks-connector/connector/xsi"
 	"github.com/broadworks-connector/connector/xsi/xspsim"
 )
@@ -67,7 +67,8 @@ func WithBudget(b *netguard.Budget) Option { return func(o *options) { o.budget 
 
 // WithCrashSimulation lets Crash and CrashBefore stop the connector as a
 // killed process would: every Xsi-Actions request and every write to the
-// hot-desk store and the journal passes a gate that a crash closes at once.
+// store (journal, remembered desk forwarding, SIP dialogs) passes a gate
+// that a crash closes at once.
 // The fault campaign needs it; `run` does not use it (a real crash needs no
 // simulation).
 func WithCrashSimulation() Option { return func(o *options) { o.crashable = true } }
@@ -102,11 +103,10 @@ type Connector struct {
 	events    *xsi.Events
 	gateway   *gateway.Gateway
 	sequencer *hoteling.Sequencer
-	store     *hoteling.FileStore // nil without hoteling.state_file
+	store     *store.Bolt // nil without store.path
 	front     *csta.Server
 	admin     *admin.Server
-	journal   *journalAdapter  // nil without journal.path
-	jfile     *journal.Journal // nil without journal.path
+	journal   *journalAdapter // nil without store.path
 	// phones is phone sync, nil when sip.listen is empty or not yet
 	// started; the admin view reads it.
 	phones    atomic.Pointer[phonesync.Server]
@@ -127,7 +127,8 @@ type Connector struct {
 
 // New builds the connector from cfg (a validated configuration, as
 // config.Load returns): with xsi.simulate the embedded simulator starts
-// (the XSI link needs its address); the journal opens; everything else is
+// (the XSI link needs its address); the store opens (and takes in the
+// files of the stores before it); everything else is
 // built but neither listens nor talks to BroadWorks until Start. On error
 // whatever was built is released again.
 func New(cfg *config.Config, opts ...Option) (*Connector, error) {
@@ -143,9 +144,11 @@ func New(cfg *config.Config, opts ...Option) (*Connector, error) {
 	if c.opts.crashable {
 		c.gate = newCrashGate()
 	}
-	err := c.buildXSILink()
+	// The store first: a file it cannot migrate stops the start before
+	// anything else is built.
+	err := c.openStore()
 	if err == nil {
-		err = c.openJournal()
+		err = c.buildXSILink()
 	}
 	if err == nil {
 		c.buildGateway()
@@ -159,18 +162,15 @@ func New(cfg *config.Config, opts ...Option) (*Connector, error) {
 }
 
 // release frees what New built when it fails, or when Start fails before
-// anything runs: the journal, the Actions client and the simulator.
+// anything runs: the store, the Actions client and the simulator.
 func (c *Connector) release() {
 	ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
-	if err := c.closeJournal(); err != nil {
-		c.logger.Error("connector: journal close", "error", err)
+	if err := c.closeStore(); err != nil {
+		c.logger.Error("connector: store close", "error", err)
 	}
 	if c.client != nil {
 		c.client.Close()
-	}
-	if c.store != nil {
-		c.store.Close()
 	}
 	if c.simulator != nil {
 		if err := c.simulator.Shutdown(ctx); err != nil {
@@ -207,7 +207,7 @@ func (c *Connector) Start(ctx context.Context) error {
 // terminating NOTIFY while the gateway can still answer), then the CSTA
 // front end (it tells WebSocket sessions too, which the admin server's
 // Shutdown leaves alone), the gateway, the admin server, the XSI link
-// (its channels deleted, the Actions client closed), the journal and only
+// (its channels deleted, the Actions client closed), the store and only
 // then the simulator. ctx bounds the waits.
 func (c *Connector) Shutdown(ctx context.Context) error {
 	return c.stop(ctx, false)
@@ -236,10 +236,7 @@ func (c *Connector) stop(ctx context.Context, hard bool) error {
 	c.gateway.SetObserver(nil)
 	keep(c.admin.Shutdown(ctx))
 	err = errors.Join(err, c.stopLink(ctx))
-	err = errors.Join(err, c.closeJournal())
-	if c.store != nil {
-		err = errors.Join(err, c.store.Close())
-	}
+	err = errors.Join(err, c.closeStore())
 	if c.simulator != nil {
 		err = errors.Join(err, c.simulator.Shutdown(ctx))
 	}
@@ -327,7 +324,11 @@ func (c *Connector) StartupRepaired() <-chan struct{} { return c.startupRepaired
 // the gateway (phones' requests take the CTI requests' path), and the
 // gateway publishing every change to it.
 func (c *Connector) startPhones(ctx context.Context) error {
-	pcfg := c.Config().PhoneSync()
+	cfg := c.Config()
+	pcfg := cfg.PhoneSync()
+	if c.store != nil && cfg.PersistSIPDialogs() {
+		pcfg.Dialogs = c.gatedDialogs(c.store.SIPDialogs())
+	}
 	pcfg.Budget = c.opts.budget
 	if pcfg.Listen == "" {
 		c.logger.Info("phone sync off (sip.listen is empty)")

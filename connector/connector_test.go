@@ -14,6 +14,7 @@ import (
 	"github.com/broadworks-connector/connector/csta"
 	"github.com/broadworks-connector/connector/csta/cticlient"
 	"github.com/broadworks-connector/connector/gateway"
+	"github.com/broadworks-connector/connector/store"
 	"github.com/broadworks-connector/connector/xsi"
 )
 
@@ -29,8 +30,9 @@ func testConfig(dir string) *config.Config {
 	cfg.SIP.Listen = "127.0.0.1:0"
 	cfg.SIP.TLS.Listen = ""
 	cfg.SIP.StateFile = ""
-	cfg.HotDesks.StateFile = filepath.Join(dir, "hoteling.json")
-	cfg.Journal.Path = filepath.Join(dir, "journal.db")
+	cfg.HotDesks.StateFile = ""
+	cfg.Journal.Path = ""
+	cfg.Store.Path = filepath.Join(dir, "connector.db")
 	return cfg
 }
 
@@ -148,7 +150,7 @@ func TestConnectorFromConfig(t *testing.T) {
 	if err := c.Shutdown(ctx); err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
-	// The journal (bbolt holds a file lock) and the state file were closed.
+	// The store (bbolt holds a file lock) was closed.
 	again := start(t, testConfig(dir))
 	awaitReady(t, again)
 }
@@ -193,6 +195,18 @@ func TestCrashThenStartupRepair(t *testing.T) {
 	if s, _ := sim.Snapshot("agent1@example.com"); s.GuestHostID != "" {
 		t.Fatalf("AssociateGuest reached BroadWorks after the crash: agent1 at %q", s.GuestHostID)
 	}
+	// The crashed connector closed the store (its lock is free) and wrote
+	// nothing after the crash: desk1's own forwarding, remembered before
+	// its CFA step, is still there for the next life to restore.
+	st, err := store.Open(cfg.Store.Path, store.Options{})
+	if err != nil {
+		t.Fatalf("the store after the crash: %v", err)
+	}
+	rs, err := st.Remembered().Load()
+	st.Close()
+	if err != nil || len(rs) != 1 || rs[0].HostUserID != "desk1@example.com" {
+		t.Fatalf("remembered forwarding after the crash: %+v, %v; want desk1's", rs, err)
+	}
 
 	again := start(t, cfg)
 	awaitReady(t, again)
@@ -219,7 +233,7 @@ func TestCrashNeedsTheOption(t *testing.T) {
 }
 
 // New releases what it built when a later part fails: the embedded
-// simulator's port and the journal's lock are free again.
+// simulator's port and the store's lock are free again.
 func TestNewReleasesOnError(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(dir)

@@ -8,13 +8,17 @@ import (
 
 	"github.com/broadworks-connector/connector/gateway"
 	"github.com/broadworks-connector/connector/hoteling"
+	"github.com/broadworks-connector/connector/journal"
+	"github.com/broadworks-connector/connector/phonesync"
+	"github.com/broadworks-connector/connector/store"
 	"github.com/broadworks-connector/connector/xsi"
 )
 
 // A simulated crash (WithCrashSimulation) for the fault campaign: a killed
 // process sends nothing more and writes nothing more, from one instant on.
 // In process, that instant is a gate that every Xsi-Actions request, every
-// write to the hot-desk store and every journal record passes; Crash closes
+// write to the store (remembered desk forwarding, journal records, SIP
+// dialogs) passes; Crash closes
 // it (requests in flight are cancelled), closes the CSTA listener and its
 // connections unanswered, and then tears the rest down.
 
@@ -53,7 +57,7 @@ func (g *crashGate) pass(ctx context.Context, step, userID string) (context.Cont
 
 // Crash stops the connector as a crash would: from this instant no
 // Xsi-Actions request leaves it (those in flight are cancelled), the
-// hot-desk store and the journal are written no more, and CTI clients see
+// store (remembered forwarding, journal, SIP dialogs) is written no more, and CTI clients see
 // their connections drop with requests unanswered; then everything is torn
 // down (its XSI channels deleted, as the XSP would expire them). Sequences
 // in progress fail and cannot compensate. It needs WithCrashSimulation.
@@ -199,31 +203,56 @@ func (s gatedStore) Delete(host string) error {
 	return s.Store.Delete(host)
 }
 
-// gatedJournal records associations until the crash.
+// gatedJournal is the store's journal; after a crash it records nothing
+// more, whoever writes (the gateway's associations, the start-up
+// reconciliation closing stale ones). Reads pass: the admin API may still
+// be asked while the crashed connector is torn down.
 type gatedJournal struct {
-	gateway.Journal
+	store.Journal
 	gate *crashGate
 }
 
-func (j gatedJournal) Begin(ctx context.Context, a gateway.Association) error {
+func (j gatedJournal) Begin(ctx context.Context, a journal.Association) (journal.ID, error) {
 	if j.gate.dead() {
-		return ErrCrashed
+		return 0, ErrCrashed
 	}
 	return j.Journal.Begin(ctx, a)
 }
 
-func (j gatedJournal) End(ctx context.Context, agentUserID string, at time.Time, reason, detail string) error {
+func (j gatedJournal) End(ctx context.Context, agentUserID string, at time.Time, by journal.EndReason, detail string) (journal.Association, error) {
 	if j.gate.dead() {
-		return ErrCrashed
+		return journal.Association{}, ErrCrashed
 	}
-	return j.Journal.End(ctx, agentUserID, at, reason, detail)
+	return j.Journal.End(ctx, agentUserID, at, by, detail)
 }
 
-// gatedJournal is what the gateway records in: the journal, behind the
-// crash gate when there is one.
-func (c *Connector) gatedJournal() gateway.Journal {
-	if c.gate == nil {
-		return c.journal
+// gatedDialogs is the store's SIP dialogs; after a crash phone sync's last
+// snapshot (written as it closes) is not saved: a killed process saves
+// nothing on its way down.
+type gatedDialogs struct {
+	phonesync.DialogStore
+	gate *crashGate
+}
+
+func (d gatedDialogs) SaveDialogs(snapshot []byte) error {
+	if d.gate.dead() {
+		return ErrCrashed
 	}
-	return gatedJournal{Journal: c.journal, gate: c.gate}
+	return d.DialogStore.SaveDialogs(snapshot)
+}
+
+// gatedJournal and gatedDialogs are the store's parts behind the crash
+// gate when there is one.
+func (c *Connector) gatedJournal(j store.Journal) store.Journal {
+	if c.gate == nil {
+		return j
+	}
+	return gatedJournal{Journal: j, gate: c.gate}
+}
+
+func (c *Connector) gatedDialogs(d phonesync.DialogStore) phonesync.DialogStore {
+	if c.gate == nil {
+		return d
+	}
+	return gatedDialogs{DialogStore: d, gate: c.gate}
 }

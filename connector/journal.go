@@ -10,13 +10,14 @@ import (
 	"github.com/broadworks-connector/connector/admin"
 	"github.com/broadworks-connector/connector/gateway"
 	"github.com/broadworks-connector/connector/journal"
+	"github.com/broadworks-connector/connector/store"
 )
 
 // journalAdapter puts package journal behind the gateway (which records)
 // and the admin API (which asks), and reconciles what the journal has with
 // what BroadWorks shows after a restart.
 type journalAdapter struct {
-	j   *journal.Journal
+	j   store.Journal
 	dir func() *gateway.Directory // the one in force
 	log *slog.Logger
 }
@@ -156,36 +157,48 @@ func (a journalAdapter) AgentBetween(ctx context.Context, agent string, from, to
 	return out, nil
 }
 
-// openJournal opens the association journal (journal.path); the gateway,
-// built next, records every association in it from the first XSI event on.
-func (c *Connector) openJournal() error {
-	jc := c.Config().Journal
-	if jc.Path == "" {
-		c.logger.Info("association journal off (journal.path is empty)")
+// openStore opens the store (store.path) and migrates into it the files
+// of the three stores connectors kept before (journal.path,
+// hoteling.state_file, sip.state_file). A file that cannot be migrated
+// stops the start, named by its key: it stays in place, so nothing is lost.
+// The gateway, built next, records every association in the store's
+// journal from the first XSI event on; the sequencer remembers desks' own
+// forwarding in it, and phone sync its UDP dialogs (sip.persist_dialogs).
+func (c *Connector) openStore() error {
+	cfg := c.Config()
+	sc := cfg.Store
+	if sc.Path == "" {
+		c.logger.Warn("store off (store.path is empty): no association journal; remembered desk forwarding and SIP dialogs are lost on restart")
 		return nil
 	}
-	log := c.logger.With("component", "journal")
-	j, err := journal.Open(jc.Path, journal.Options{Retention: jc.Retention, Logger: log})
+	log := c.logger.With("component", "store")
+	st, err := store.Open(sc.Path, store.Options{Journal: journal.Options{Retention: cfg.Journal.Retention}, Logger: log})
 	if err != nil {
+		return fmt.Errorf("store.path: %w", err)
+	}
+	legacy := store.Legacy{JournalPath: cfg.Journal.Path, HotelingPath: cfg.HotDesks.StateFile, SIPPath: cfg.SIP.StateFile}
+	if _, err := st.MigrateLegacy(legacy); err != nil {
+		st.Close()
 		return err
 	}
-	c.jfile = j
+	c.store = st
 	// The directory is the gateway's, built after the journal (it records
 	// from its first event): asked for when an admin request needs it.
-	c.journal = &journalAdapter{j: j, dir: func() *gateway.Directory { return c.gateway.Directory() }, log: log}
-	c.logger.Info("association journal open", "path", jc.Path, "retention", jc.Retention)
+	c.journal = &journalAdapter{j: c.gatedJournal(st.Journal()), dir: func() *gateway.Directory { return c.gateway.Directory() },
+		log: c.logger.With("component", "journal")}
+	log.Info("store open", "driver", sc.Driver, "path", sc.Path, "journal_retention", cfg.Journal.Retention)
 	return nil
 }
 
-// closeJournal stops recording (the gateway has stopped) and closes the file.
-func (c *Connector) closeJournal() error {
-	if c.jfile == nil {
+// closeStore stops recording (the gateway has stopped) and closes the store.
+func (c *Connector) closeStore() error {
+	if c.store == nil {
 		return nil
 	}
 	if c.gateway != nil {
 		c.gateway.CloseJournal()
 	}
-	err := c.jfile.Close()
-	c.jfile = nil
+	err := c.store.Close()
+	c.store = nil
 	return err
 }

@@ -66,15 +66,17 @@ func (c *Connector) buildGateway() {
 	c.gateway = gateway.New(gcfg, gateway.Deps{Actions: actions, Publisher: c.publisher, Scopes: c.events},
 		c.logger.With("component", "gateway"))
 	if c.journal != nil {
-		c.gateway.SetJournal(c.gatedJournal())
+		c.gateway.SetJournal(c.journal)
 	}
 	hcfg := cfg.Hoteling()
 	// The number a desk forwards to comes from the directory in force
 	// (SIGHUP may reload it).
 	hcfg.NumberOf = c.gateway.NumberOf // an entry's number, else BroadWorks' (users.go)
-	hcfg.XSILoad = c.client.Load       // admission judges by it
-	if fs, ok := hcfg.Store.(*hoteling.FileStore); ok {
-		c.store = fs
+	hcfg.XSILoad = c.client.Load // admission judges by it
+	if c.store != nil {
+		// The store's (store.path); without it the sequencer remembers
+		// desks' own forwarding in memory only.
+		hcfg.Store = c.store.Remembered()
 	}
 	if c.gate != nil && hcfg.Store != nil {
 		hcfg.Store = gatedStore{Store: hcfg.Store, gate: c.gate}

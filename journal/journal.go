@@ -36,6 +36,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/broadworks-connector/connector/internal/groupcommit"
 )
 
 // ID identifies one association in one journal file. IDs grow in the order
@@ -119,22 +121,18 @@ const (
 // A variable for the tests.
 var pruneBatch = 1000
 
-// Journal is an open journal file. It is safe for concurrent use: writes
-// (Begin, End) are grouped into shared transactions (commit.go), reads run
-// concurrently with them on bbolt snapshots.
-//
-// Lock order: wmu is never held while a bbolt transaction runs, nor while
-// waiting on a channel; bbolt's own locks are taken inside transactions
-// only.
+// Journal is an open journal: a file of its own (Open) or a bucket of the
+// connector's store (Attach). It is safe for concurrent use: writes (Begin,
+// End) are grouped into shared transactions (internal/groupcommit), reads
+// run concurrently with them on bbolt snapshots.
 type Journal struct {
 	db   *bolt.DB
+	gc   *groupcommit.Committer
+	root []byte // the bucket holding the journal's buckets; nil: the file's top level
+	own  bool   // Close closes db
 	path string
 	opts Options
 	log  *slog.Logger
-
-	wmu     sync.Mutex // guards queue and leading (commit.go)
-	queue   []*write
-	leading bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -150,21 +148,8 @@ func Open(path string, opts Options) (*Journal, error) {
 	if path == "" {
 		return nil, fmt.Errorf("%w: empty path", ErrInvalid)
 	}
-	if opts.Retention < 0 || opts.PruneInterval < 0 || opts.LockTimeout < 0 {
-		return nil, fmt.Errorf("%w: negative duration in options", ErrInvalid)
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	if opts.LockTimeout == 0 {
-		opts.LockTimeout = time.Second
-	}
-	if opts.PruneInterval == 0 {
-		opts.PruneInterval = min(max(opts.Retention/10, time.Minute), time.Hour)
-	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.Default()
+	if err := opts.fill(); err != nil {
+		return nil, err
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout})
 	if errors.Is(err, bolt.ErrTimeout) {
@@ -173,21 +158,92 @@ func Open(path string, opts Options) (*Journal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("journal: open %s: %w", path, err)
 	}
-	if err := db.Update(initBuckets); err != nil {
+	if err := db.Update(func(tx *bolt.Tx) error { return initBuckets(tx) }); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("journal: open %s: %w", path, err)
 	}
-	j := &Journal{db: db, path: path, opts: opts, log: log}
-	if opts.Retention > 0 {
+	j := &Journal{db: db, gc: groupcommit.New(db), own: true, path: path, opts: opts}
+	j.start()
+	return j, nil
+}
+
+// Attach keeps the journal in the bucket root of db, a file the caller
+// owns (the connector's store), writing through gc, which the caller's
+// other writers share so that their commits are shared too. Close stops
+// the pruner and leaves db open.
+func Attach(db *bolt.DB, gc *groupcommit.Committer, root []byte, opts Options) (*Journal, error) {
+	if len(root) == 0 {
+		return nil, fmt.Errorf("%w: empty root bucket", ErrInvalid)
+	}
+	if err := opts.fill(); err != nil {
+		return nil, err
+	}
+	err := db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(root)
+		if err != nil {
+			return err
+		}
+		return initBuckets(b)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("journal: %s: %w", db.Path(), err)
+	}
+	j := &Journal{db: db, gc: gc, root: root, path: db.Path(), opts: opts}
+	j.start()
+	return j, nil
+}
+
+// Root is the bucket name under which Attach keeps a journal's buckets;
+// a journal file of its own (Open) has them at the top level.
+var Root = []byte("journal")
+
+func (o *Options) fill() error {
+	if o.Retention < 0 || o.PruneInterval < 0 || o.LockTimeout < 0 {
+		return fmt.Errorf("%w: negative duration in options", ErrInvalid)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.LockTimeout == 0 {
+		o.LockTimeout = time.Second
+	}
+	if o.PruneInterval == 0 {
+		o.PruneInterval = min(max(o.Retention/10, time.Minute), time.Hour)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return nil
+}
+
+// start starts the pruner when a retention is set.
+func (j *Journal) start() {
+	j.log = j.opts.Logger
+	if j.opts.Retention > 0 {
 		ctx, cancel := context.WithCancel(context.Background())
 		j.stop = cancel
 		j.pruned = make(chan struct{})
 		go j.pruneLoop(ctx)
 	}
-	return j, nil
 }
 
-// Close stops the pruner and closes the file. It waits for running calls to
+// buckets are the journal's buckets in tx.
+func (j *Journal) buckets(tx *bolt.Tx) txBuckets {
+	if j.root == nil {
+		return buckets(tx)
+	}
+	return buckets(tx.Bucket(j.root))
+}
+
+// write runs fn in a shared read-write transaction (group commit) and
+// returns once it is on disk; the journal's own errors are refusals, which
+// fn returns before writing anything.
+func (j *Journal) write(fn func(txBuckets) error) error {
+	return j.gc.Write(func(tx *bolt.Tx) error { return fn(j.buckets(tx)) }, isOurs)
+}
+
+// Close stops the pruner and closes the file (one Open opened; an
+// attached journal's file stays open). It waits for running calls to
 // finish; later calls return ErrClosed. Closing again returns the first
 // Close's result.
 func (j *Journal) Close() error {
@@ -195,6 +251,9 @@ func (j *Journal) Close() error {
 		if j.stop != nil {
 			j.stop()
 			<-j.pruned
+		}
+		if !j.own {
+			return
 		}
 		if err := j.db.Close(); err != nil {
 			j.closeErr = fmt.Errorf("journal: close: %w", err)
@@ -226,48 +285,68 @@ func (j *Journal) Begin(ctx context.Context, a Association) (ID, error) {
 	a.Start = a.Start.UTC()
 	var id ID
 	err := j.write(func(b txBuckets) error {
-		if v := b.openAgent.Get([]byte(a.AgentUserID)); v != nil {
-			return fmt.Errorf("%w: agent %s in association %d", ErrAgentAssociated, a.AgentUserID, decodeID(v))
-		}
-		if v := b.openDesk.Get([]byte(a.DeviceID)); v != nil {
-			return fmt.Errorf("%w: desk %s in association %d", ErrDeskOccupied, a.DeviceID, decodeID(v))
-		}
-		if prev, ok, err := b.latest(b.desk, a.DeviceID); err != nil {
-			return err
-		} else if ok && a.Start.Before(prev.End) {
-			return fmt.Errorf("%w: desk %s: start %v before the end of association %d (%v)", ErrOverlap, a.DeviceID, a.Start, prev.ID, prev.End)
-		}
-		if prev, ok, err := b.latest(b.agent, a.AgentUserID); err != nil {
-			return err
-		} else if ok && a.Start.Before(prev.End) {
-			return fmt.Errorf("%w: agent %s: start %v before the end of association %d (%v)", ErrOverlap, a.AgentUserID, a.Start, prev.ID, prev.End)
-		}
-		seq, err := b.assoc.NextSequence()
-		if err != nil {
-			return err
-		}
-		id = ID(seq)
-		a.ID = id
-		if err := b.put(a); err != nil {
-			return err
-		}
-		start := timeKey(a.Start)
-		idk := encodeID(id)
-		if err := b.desk.Put(indexKey(a.DeviceID, start, id), nil); err != nil {
-			return err
-		}
-		if err := b.agent.Put(indexKey(a.AgentUserID, start, id), nil); err != nil {
-			return err
-		}
-		if err := b.openAgent.Put([]byte(a.AgentUserID), idk); err != nil {
-			return err
-		}
-		return b.openDesk.Put([]byte(a.DeviceID), idk)
+		var err error
+		id, err = b.begin(a)
+		return err
 	})
 	if err != nil {
 		return 0, wrapDB("begin", err)
 	}
 	return id, nil
+}
+
+// BeginTx is Begin inside tx, a read-write transaction of the file the
+// journal is attached to, so that the record commits with the caller's
+// other writes (one transaction per login). A refusal leaves nothing
+// written; the caller decides whether the rest of tx commits.
+func (j *Journal) BeginTx(tx *bolt.Tx, a Association) (ID, error) {
+	if err := validateBegin(a); err != nil {
+		return 0, err
+	}
+	a.Start = a.Start.UTC()
+	id, err := j.buckets(tx).begin(a)
+	return id, wrapDB("begin", err)
+}
+
+// begin records a (validated, Start in UTC); refusals come before any write.
+func (b txBuckets) begin(a Association) (ID, error) {
+	if v := b.openAgent.Get([]byte(a.AgentUserID)); v != nil {
+		return 0, fmt.Errorf("%w: agent %s in association %d", ErrAgentAssociated, a.AgentUserID, decodeID(v))
+	}
+	if v := b.openDesk.Get([]byte(a.DeviceID)); v != nil {
+		return 0, fmt.Errorf("%w: desk %s in association %d", ErrDeskOccupied, a.DeviceID, decodeID(v))
+	}
+	if prev, ok, err := b.latest(b.desk, a.DeviceID); err != nil {
+		return 0, err
+	} else if ok && a.Start.Before(prev.End) {
+		return 0, fmt.Errorf("%w: desk %s: start %v before the end of association %d (%v)", ErrOverlap, a.DeviceID, a.Start, prev.ID, prev.End)
+	}
+	if prev, ok, err := b.latest(b.agent, a.AgentUserID); err != nil {
+		return 0, err
+	} else if ok && a.Start.Before(prev.End) {
+		return 0, fmt.Errorf("%w: agent %s: start %v before the end of association %d (%v)", ErrOverlap, a.AgentUserID, a.Start, prev.ID, prev.End)
+	}
+	seq, err := b.assoc.NextSequence()
+	if err != nil {
+		return 0, err
+	}
+	id := ID(seq)
+	a.ID = id
+	if err := b.put(a); err != nil {
+		return 0, err
+	}
+	start := timeKey(a.Start)
+	idk := encodeID(id)
+	if err := b.desk.Put(indexKey(a.DeviceID, start, id), nil); err != nil {
+		return 0, err
+	}
+	if err := b.agent.Put(indexKey(a.AgentUserID, start, id), nil); err != nil {
+		return 0, err
+	}
+	if err := b.openAgent.Put([]byte(a.AgentUserID), idk); err != nil {
+		return 0, err
+	}
+	return id, b.openDesk.Put([]byte(a.DeviceID), idk)
 }
 
 // End ends the open association of the agent (by BroadWorks user ID) at at,
@@ -283,36 +362,53 @@ func (j *Journal) End(ctx context.Context, agentUserID string, at time.Time, by 
 	}
 	var a Association
 	err := j.write(func(b txBuckets) error {
-		v := b.openAgent.Get([]byte(agentUserID))
-		if v == nil {
-			return fmt.Errorf("%w: agent %s", ErrNoOpenAssociation, agentUserID)
-		}
 		var err error
-		if a, err = b.get(decodeID(v)); err != nil {
-			return err
-		}
-		if at.Before(a.Start) {
-			return fmt.Errorf("%w: end %v before start %v of association %d", ErrInvalid, at.UTC(), a.Start, a.ID)
-		}
-		a.End, a.EndedBy = at.UTC(), by
-		if detail != "" {
-			a.Detail = detail
-		}
-		if err := b.put(a); err != nil {
-			return err
-		}
-		if err := b.ended.Put(endedKey(a.End, a.ID), nil); err != nil {
-			return err
-		}
-		if err := b.openAgent.Delete([]byte(a.AgentUserID)); err != nil {
-			return err
-		}
-		return b.openDesk.Delete([]byte(a.DeviceID))
+		a, err = b.end(agentUserID, at, by, detail)
+		return err
 	})
 	if err != nil {
 		return Association{}, wrapDB("end", err)
 	}
 	return a, nil
+}
+
+// EndTx is End inside tx (see BeginTx).
+func (j *Journal) EndTx(tx *bolt.Tx, agentUserID string, at time.Time, by EndReason, detail string) (Association, error) {
+	if err := validateEnd(agentUserID, at, by, detail); err != nil {
+		return Association{}, err
+	}
+	a, err := j.buckets(tx).end(agentUserID, at, by, detail)
+	return a, wrapDB("end", err)
+}
+
+// end ends the agent's open association (validated input); refusals come
+// before any write.
+func (b txBuckets) end(agentUserID string, at time.Time, by EndReason, detail string) (Association, error) {
+	v := b.openAgent.Get([]byte(agentUserID))
+	if v == nil {
+		return Association{}, fmt.Errorf("%w: agent %s", ErrNoOpenAssociation, agentUserID)
+	}
+	a, err := b.get(decodeID(v))
+	if err != nil {
+		return Association{}, err
+	}
+	if at.Before(a.Start) {
+		return Association{}, fmt.Errorf("%w: end %v before start %v of association %d", ErrInvalid, at.UTC(), a.Start, a.ID)
+	}
+	a.End, a.EndedBy = at.UTC(), by
+	if detail != "" {
+		a.Detail = detail
+	}
+	if err := b.put(a); err != nil {
+		return Association{}, err
+	}
+	if err := b.ended.Put(endedKey(a.End, a.ID), nil); err != nil {
+		return Association{}, err
+	}
+	if err := b.openAgent.Delete([]byte(a.AgentUserID)); err != nil {
+		return Association{}, err
+	}
+	return a, b.openDesk.Delete([]byte(a.DeviceID))
 }
 
 // AtDesk answers "who was at desk deviceID at time at": the association
@@ -327,7 +423,7 @@ func (j *Journal) AtDesk(ctx context.Context, deviceID string, at time.Time) (As
 	var a Association
 	var found bool
 	err := j.db.View(func(tx *bolt.Tx) error {
-		b := buckets(tx)
+		b := j.buckets(tx)
 		id, ok := b.lastStartedBy(b.desk, deviceID, at)
 		if !ok {
 			return nil
@@ -369,7 +465,7 @@ func (j *Journal) AgentBetween(ctx context.Context, agentUserID string, from, to
 	}
 	var out []Association
 	err := j.db.View(func(tx *bolt.Tx) error {
-		b := buckets(tx)
+		b := j.buckets(tx)
 		// The agent's associations do not overlap, so only the last one that
 		// started at or before from can reach into the range; then every one
 		// starting before to.
@@ -425,7 +521,7 @@ func (j *Journal) OpenAssociations(ctx context.Context) ([]Association, error) {
 	}
 	var out []Association
 	err := j.db.View(func(tx *bolt.Tx) error {
-		b := buckets(tx)
+		b := j.buckets(tx)
 		return b.openAgent.ForEach(func(_, v []byte) error {
 			a, err := b.get(decodeID(v))
 			if err != nil {
@@ -461,7 +557,7 @@ func (j *Journal) Prune(ctx context.Context, now time.Time) (int, error) {
 		}
 		n := 0
 		err := j.db.Update(func(tx *bolt.Tx) error {
-			b := buckets(tx)
+			b := j.buckets(tx)
 			c := b.ended.Cursor()
 			limit := timeKey(cutoff)
 			for k, _ := c.First(); k != nil && n < pruneBatch; k, _ = c.First() {

@@ -40,13 +40,26 @@ var (
 	formatVersion  = []byte("1")
 )
 
-func initBuckets(tx *bolt.Tx) error {
-	for _, name := range [][]byte{bucketAssoc, bucketDesk, bucketAgent, bucketOpenAgent, bucketOpenDesk, bucketEnded, bucketMeta} {
-		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+// Buckets lists the journal's buckets (the file's top level for a journal
+// of its own, the store's journal bucket for an attached one), for
+// copying a journal file into the store.
+func Buckets() [][]byte {
+	return [][]byte{bucketAssoc, bucketDesk, bucketAgent, bucketOpenAgent, bucketOpenDesk, bucketEnded, bucketMeta}
+}
+
+// parent is where the journal's buckets are: a *bolt.Tx or a *bolt.Bucket.
+type parent interface {
+	Bucket(name []byte) *bolt.Bucket
+	CreateBucketIfNotExists(name []byte) (*bolt.Bucket, error)
+}
+
+func initBuckets(p parent) error {
+	for _, name := range Buckets() {
+		if _, err := p.CreateBucketIfNotExists(name); err != nil {
 			return err
 		}
 	}
-	meta := tx.Bucket(bucketMeta)
+	meta := p.Bucket(bucketMeta)
 	switch v := meta.Get(metaVersionKey); {
 	case v == nil:
 		return meta.Put(metaVersionKey, formatVersion)
@@ -60,7 +73,7 @@ type txBuckets struct {
 	assoc, desk, agent, openAgent, openDesk, ended *bolt.Bucket
 }
 
-func buckets(tx *bolt.Tx) txBuckets {
+func buckets(tx interface{ Bucket([]byte) *bolt.Bucket }) txBuckets {
 	return txBuckets{
 		assoc:     tx.Bucket(bucketAssoc),
 		desk:      tx.Bucket(bucketDesk),

@@ -76,9 +76,11 @@ type Config struct {
 	// silence after which a phone is out of service (default 30 s).
 	OptionsInterval, LivenessTimeout time.Duration
 
-	// StateFile persists UDP subscription dialogs across restarts ("" = off;
-	// sip.state_file).
+	// StateFile persists UDP subscription dialogs across restarts ("" = off)
+	// in a file of their own; Dialogs, when set, keeps them in the
+	// connector's store instead (sip.persist_dialogs).
 	StateFile string
+	Dialogs   DialogStore
 
 	// RequestTimeout bounds each Service call (sip.request_timeout, 5 s).
 	RequestTimeout time.Duration

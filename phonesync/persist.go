@@ -31,6 +31,25 @@ import (
 
 const stateVersion = 1
 
+// DialogStore keeps the dialog snapshot (this package's JSON) somewhere
+// durable other than StateFile: the connector's store. SaveDialogs returns
+// once the snapshot is on disk; LoadDialogs returns nil when none was saved.
+type DialogStore interface {
+	SaveDialogs(snapshot []byte) error
+	LoadDialogs() ([]byte, error)
+}
+
+// persisting reports whether UDP dialogs are kept across restarts.
+func (s *Server) persisting() bool { return s.cfg.Dialogs != nil || s.cfg.StateFile != "" }
+
+// stateName names where the dialogs are kept, for the log.
+func (s *Server) stateName() string {
+	if s.cfg.Dialogs != nil {
+		return "store"
+	}
+	return s.cfg.StateFile
+}
+
 type stateFile struct {
 	Version int               `json:"version"`
 	Saved   time.Time         `json:"saved"`
@@ -63,7 +82,7 @@ func (s *Server) markDirty(*subscription) { s.markDirtyLocked() }
 
 // markDirtyLocked is markDirty for callers holding s.mu (it takes no lock).
 func (s *Server) markDirtyLocked() {
-	if s.cfg.StateFile == "" {
+	if !s.persisting() {
 		return
 	}
 	select {
@@ -85,7 +104,7 @@ func (s *Server) persistLoop() {
 		case <-time.After(s.saveDelay):
 		}
 		if err := s.saveState(); err != nil {
-			s.log.Warn("saving SIP dialog state", "file", s.cfg.StateFile, "err", err)
+			s.log.Warn("saving SIP dialog state", "file", s.stateName(), "err", err)
 		}
 	}
 }
@@ -119,6 +138,12 @@ func (s *Server) saveState() error {
 	data, err := json.MarshalIndent(stateFile{Version: stateVersion, Saved: time.Now().UTC(), Dialogs: s.snapshot()}, "", "  ")
 	if err != nil {
 		return fmt.Errorf("phonesync: state: %w", err)
+	}
+	if s.cfg.Dialogs != nil {
+		if err := s.cfg.Dialogs.SaveDialogs(data); err != nil {
+			return fmt.Errorf("phonesync: state: %w", err)
+		}
+		return nil
 	}
 	dir, base := filepath.Split(s.cfg.StateFile)
 	if dir == "" {
@@ -164,6 +189,12 @@ func readState(path string, maxBytes int64) (stateFile, error) {
 	if int64(len(data)) > maxBytes {
 		return st, fmt.Errorf("larger than %d bytes", maxBytes)
 	}
+	return decodeState(data)
+}
+
+// decodeState parses a snapshot (a file's content, or the store's).
+func decodeState(data []byte) (stateFile, error) {
+	var st stateFile
 	if err := json.Unmarshal(data, &st); err != nil {
 		return st, err
 	}
@@ -176,9 +207,25 @@ func readState(path string, maxBytes int64) (stateFile, error) {
 // loadState brings back the persisted UDP dialogs that have not expired
 // and returns them (the caller NOTIFYs them the full state).
 func (s *Server) loadState() []*subscription {
-	st, err := readState(s.cfg.StateFile, int64(s.cfg.MaxSubscriptions)*2048+1<<20)
+	maxBytes := int64(s.cfg.MaxSubscriptions)*2048 + 1<<20
+	var st stateFile
+	var err error
+	if s.cfg.Dialogs != nil {
+		var data []byte
+		data, err = s.cfg.Dialogs.LoadDialogs()
+		switch {
+		case err != nil:
+		case data == nil: // none saved yet
+		case int64(len(data)) > maxBytes:
+			err = fmt.Errorf("larger than %d bytes", maxBytes)
+		default:
+			st, err = decodeState(data)
+		}
+	} else {
+		st, err = readState(s.cfg.StateFile, maxBytes)
+	}
 	if err != nil {
-		s.log.Warn("SIP dialog state not loaded", "file", s.cfg.StateFile, "err", err)
+		s.log.Warn("SIP dialog state not loaded", "file", s.stateName(), "err", err)
 		return nil
 	}
 	now := time.Now()
@@ -218,7 +265,7 @@ func (s *Server) loadState() []*subscription {
 		restored = append(restored, sub)
 	}
 	if len(restored) > 0 {
-		s.log.Info("SIP dialogs restored", "count", len(restored), "file", s.cfg.StateFile)
+		s.log.Info("SIP dialogs restored", "count", len(restored), "file", s.stateName())
 	}
 	return restored
 }

@@ -1,6 +1,7 @@
 package phonesync
 
 import (
+	"github.com/broadworks-connector/connector/store"
 	"os"
 	"path/filepath"
 	"strings"
@@ -170,4 +171,46 @@ func TestCSeqPersistedEveryHalfGap(t *testing.T) {
 		st, err := readState(cfg.StateFile, 1<<20)
 		return err == nil && len(st.Dialogs) == 1 && st.Dialogs[0].CSeq+restartCSeqGap > last+restartCSeqGap/2
 	})
+}
+
+// TestRestartKeepsUDPSubscriptionsInStore: with the dialogs kept in the
+// connector's store (sip.persist_dialogs) instead of a file, a UDP dialog
+// survives a crash as with a file: the restarted server NOTIFYs it in the
+// same dialog with a higher CSeq.
+func TestRestartKeepsUDPSubscriptionsInStore(t *testing.T) {
+	leakCheck(t)
+	st, err := store.Open(filepath.Join(t.TempDir(), "connector.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	svc := newFakeSvc("1001")
+	cfg := testConfig()
+	cfg.Dialogs = st.SIPDialogs()
+	s1 := startServer(t, cfg, svc)
+	udp := newPhone(t, "1001", "UDP", s1.Addr())
+	if res := udp.subscribe(subOpts{}); res.StatusCode != 200 {
+		t.Fatalf("SUBSCRIBE: %d", res.StatusCode)
+	}
+	udp.nextNotify()
+	s1.Publish("1001", Change{Kind: ChangeDoNotDisturb, DoNotDisturb: true})
+	last := cseqOf(udp.nextNotify())
+	waitFor(t, "the store with the UDP dialog", func() bool {
+		data, err := st.SIPDialogs().LoadDialogs()
+		if err != nil || data == nil {
+			return false
+		}
+		snap, err := decodeState(data)
+		return err == nil && len(snap.Dialogs) == 1 && snap.Dialogs[0].CallID == udp.callID
+	})
+	if err := s1.crash(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listen = s1.Addr()
+	startServer(t, cfg, svc)
+	n := udp.nextNotify()
+	checkDialogNotify(t, udp, n, eventFeature)
+	if cseqOf(n) <= last {
+		t.Fatalf("CSeq %d after restart, last before %d", cseqOf(n), last)
+	}
 }

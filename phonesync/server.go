@@ -310,7 +310,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.cfg.OptionsInterval > 0 {
 		s.bg.Go(s.pingLoop)
 	}
-	if s.cfg.StateFile != "" {
+	if s.persisting() {
 		restored := s.loadState()
 		s.bg.Go(s.persistLoop)
 		for _, sub := range restored {
@@ -445,7 +445,7 @@ func (s *Server) shutdown(graceful bool) error {
 	}
 	s.mu.Unlock()
 
-	persist := graceful && started && s.cfg.StateFile != ""
+	persist := graceful && started && s.persisting()
 	var kept []*subscription
 	for _, sub := range all {
 		sub.mu.Lock()

@@ -64,7 +64,9 @@ hoteling:
   state_file: %s
 journal:
   path: %s
-`, sim.URL(), filepath.Join(dir, "hoteling.json"), filepath.Join(dir, "journal.db")))
+store:
+  path: %s
+`, sim.URL(), filepath.Join(dir, "hoteling.json"), filepath.Join(dir, "journal.db"), filepath.Join(dir, "connector.db")))
 	return sim, a.csta, a.sip
 }
 

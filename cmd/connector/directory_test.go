@@ -72,6 +72,7 @@ func TestExampleConfigAgainstAnXSP(t *testing.T) {
 		"CONNECTOR_SIP_LISTEN=127.0.0.1:0",
 		"CONNECTOR_HOTELING_STATE_FILE=" + filepath.Join(dir, "hoteling.json"),
 		"CONNECTOR_JOURNAL_PATH=" + filepath.Join(dir, "journal.db"),
+		"CONNECTOR_STORE_PATH=" + filepath.Join(dir, "connector.db"),
 	}
 	a := startRunCommand(t, cmd)
 	waitFor(t, "/readyz 200 (channel up, scope active)", func() bool { return adminStatus(a.admin, "/readyz") == 200 })

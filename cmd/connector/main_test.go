@@ -19,8 +19,9 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/broadworks-connector/connector/csta"
-	"github.com/broadworks-connector/connector/hoteling"
 	"github.com/broadworks-connector/connector/internal/testlog"
+	"github.com/broadworks-connector/connector/journal"
+	"github.com/broadworks-connector/connector/store"
 )
 
 // binary is the connector built once for all tests; they run it from the
@@ -292,8 +293,8 @@ func freePort(t *testing.T) string {
 // hoteling state file is next to the configuration.
 func writeConfig(t *testing.T, path, cstaListen, adminListen, extra string) {
 	t.Helper()
-	content := fmt.Sprintf("csta:\n  listen: %s\n%sadmin:\n  listen: %s\n  token: "+testAdminToken+"\nsimulator:\n  listen: 127.0.0.1:0\nsip:\n  listen: 127.0.0.1:0\nhoteling:\n  state_file: %s\njournal:\n  path: %s\n",
-		cstaListen, extra, adminListen, filepath.Join(filepath.Dir(path), "hoteling.json"), filepath.Join(filepath.Dir(path), "journal.db"))
+	content := fmt.Sprintf("csta:\n  listen: %s\n%sadmin:\n  listen: %s\n  token: "+testAdminToken+"\nsimulator:\n  listen: 127.0.0.1:0\nsip:\n  listen: 127.0.0.1:0\nhoteling:\n  state_file: %s\njournal:\n  path: %s\nstore:\n  path: %s\n",
+		cstaListen, extra, adminListen, filepath.Join(filepath.Dir(path), "hoteling.json"), filepath.Join(filepath.Dir(path), "journal.db"), filepath.Join(filepath.Dir(path), "connector.db"))
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -454,25 +455,11 @@ func TestRunReloadAndShutdown(t *testing.T) {
 	cti.send(3, `<SetAgentState xmlns="`+ns6+`"><device>desk1</device><requestedAgentState>loggedOn</requestedAgentState><agentID>agent1</agentID></SetAgentState>`)
 	cti.expect(3, "SetAgentStateResponse")
 	cti.expect(csta.EventInvokeID, "AgentLoggedOnEvent")
-	// desk1's own forwarding (off) is remembered in hoteling.state_file.
-	stateFile := filepath.Join(dir, "hoteling.json")
-	remembered := func() []hoteling.Remembered {
-		t.Helper()
-		rs, err := (&hoteling.FileStore{Path: stateFile}).Load()
-		if err != nil {
-			t.Fatalf("loading the hoteling state file: %v", err)
-		}
-		return rs
-	}
-	if rs := remembered(); len(rs) != 1 || rs[0].HostUserID != "desk1@example.com" {
-		t.Errorf("hoteling state file after the login: %+v", rs)
-	}
+	// desk1's own forwarding (off) is remembered in the store (read after
+	// the exit below: the running connector holds the file's lock).
 	cti.send(4, `<SetAgentState xmlns="`+ns6+`"><device>desk1</device><requestedAgentState>loggedOff</requestedAgentState><agentID>agent1</agentID></SetAgentState>`)
 	cti.expect(4, "SetAgentStateResponse")
 	cti.expect(csta.EventInvokeID, "AgentLoggedOffEvent")
-	if rs := remembered(); len(rs) != 0 {
-		t.Errorf("hoteling state file after the logout: %+v", rs)
-	}
 
 	wsClosed := make(chan error, 1)
 	go func() {
@@ -507,6 +494,21 @@ func TestRunReloadAndShutdown(t *testing.T) {
 	if code := terminate(t, cmd, stderr, exited); code != exitOK {
 		t.Errorf("exit code = %d, want 0:\n%s", code, stderr.String())
 	}
+	// The store holds the login and logout: the journal has agent1's
+	// association at desk1, ended by the logout, and desk1's remembered
+	// forwarding, kept while agent1 sat there, is gone.
+	st, err := store.Open(filepath.Join(dir, "connector.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs, err := st.Remembered().Load(); err != nil || len(rs) != 0 {
+		t.Errorf("remembered forwarding after the logout: %+v, %v", rs, err)
+	}
+	if as, err := st.Journal().AgentBetween(t.Context(), "agent1@example.com", time.Now().Add(-time.Hour), time.Now()); err != nil ||
+		len(as) != 1 || as[0].DeviceID != "desk1" || as[0].EndedBy != journal.EndLogout {
+		t.Errorf("journal of agent1: %+v, %v", as, err)
+	}
+	st.Close()
 	// The CTI session was told before the connection closed (after the
 	// last events of the logout, if any were still queued).
 	tcp.SetReadDeadline(time.Now().Add(5 * time.Second))

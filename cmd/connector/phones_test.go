@@ -78,7 +78,9 @@ sip:
   state_file: %s
 journal:
   path: %s
-%s`, moreSimulator, moreSIP, filepath.Join(dir, "hoteling.json"), filepath.Join(dir, "journal.db"), moreTop)
+store:
+  path: %s
+%s`, moreSimulator, moreSIP, filepath.Join(dir, "hoteling.json"), filepath.Join(dir, "journal.db"), filepath.Join(dir, "connector.db"), moreTop)
 }
 
 // startRunConfig starts `connector run` with content as dir/connector.yaml

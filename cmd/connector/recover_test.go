@@ -68,7 +68,9 @@ hoteling:
   state_file: %s
 journal:
   path: %s
-`, freePort(t), freePort(t), sim.URL(), filepath.Join(dir, "hoteling.json"), filepath.Join(dir, "journal.db"))
+store:
+  path: %s
+`, freePort(t), freePort(t), sim.URL(), filepath.Join(dir, "hoteling.json"), filepath.Join(dir, "journal.db"), filepath.Join(dir, "connector.db"))
 	if err := os.WriteFile(configPath, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}

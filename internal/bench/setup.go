@@ -118,7 +118,7 @@ func shutdownSim(sim *xspsim.Server) {
 
 // connectorConfig is what the generated configuration holds.
 type connectorConfig struct {
-	Dir           string   // files: config, journal, hoteling state
+	Dir           string   // files: config, store
 	Servers       []string // XSP base URLs
 	Agents, Desks int      // directory: agents 1..Agents, desks 1..Desks
 	// PerUserTargets is the layout before issue 15: a user target and a
@@ -224,9 +224,11 @@ sip:
     subscribe_burst: 1000000
 journal:
   path: %s
+store:
+  path: %s
 `, c.LogLevel, c.MaxConnections, c.MaxConnections, (c.Timeout + 5*time.Second).String(), q(c.Token),
 		strings.Join(servers, ", "), xsiUser, q(xsiPass), c.ChannelSet, c.ChannelSet, to, c.MaxInFlight,
-		scopes, targets, domain, devices, agents, to, to, filepath.Join(c.Dir, "hoteling.json"), filepath.Join(c.Dir, "journal.db"))
+		scopes, targets, domain, devices, agents, to, to, filepath.Join(c.Dir, "hoteling.json"), filepath.Join(c.Dir, "journal.db"), filepath.Join(c.Dir, "connector.db"))
 	path := filepath.Join(c.Dir, "connector.yaml")
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
 		return "", err

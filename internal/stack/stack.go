@@ -3,13 +3,12 @@
 // and hot desks, and a connector assembled by package connector, the one
 // `connector run` uses, from a config.Config the stack fills in (the
 // simulator's URLs, its group as the scope, the hot desks in the directory,
-// CSTA, admin and phone sync on 127.0.0.1, the journal and the hoteling
-// state file in a temporary directory).
+// CSTA, admin and phone sync on 127.0.0.1, the store in a temporary
+// directory).
 //
-// The connector can be stopped and built again against the same simulator,
-// state file and journal, gracefully (StopConnector) or as a crash
-// (CrashConnector: from that moment nothing more reaches BroadWorks, the
-// state file or the journal).
+// The connector can be stopped and built again against the same simulator
+// and store, gracefully (StopConnector) or as a crash (CrashConnector: from
+// that moment nothing more reaches BroadWorks or the store).
 package stack
 
 import (
@@ -51,9 +50,10 @@ type Config struct {
 	// before the connector starts; "" leaves it off. Default: even desks
 	// forward to DeskOwnNumber(i), odd desks have none.
 	DeskCFA func(i int) string
-	// StateFile is the hoteling state file; default a file in a new
+	// StorePath is the connector's store (store.path: the journal, desks'
+	// remembered forwarding, SIP dialogs); default a file in a new
 	// temporary directory (removed by Close).
-	StateFile string
+	StorePath string
 
 	MaxInFlight    int           // xsi.max_in_flight; default 32
 	XSITimeout     time.Duration // xsi.request_timeout (includes waiting for one of the MaxInFlight slots); default 5s
@@ -113,7 +113,7 @@ func DeskUser(i int) string { return DeskID(i) + "@" + Domain }
 type Stack struct {
 	cfg     Config
 	sipAddr string // phone sync's address, kept across connector lives
-	tmpDir  string // the journal, and the state file unless Config.StateFile
+	tmpDir  string // the store unless Config.StorePath
 	users   []string
 	Sim     *xspsim.Server // nil with Config.LoadProcess
 	peer    simPeer        // the simulator, wherever it runs
@@ -186,8 +186,8 @@ func New(cfg Config) (*Stack, error) {
 		return nil, err
 	}
 	s.tmpDir = dir
-	if cfg.StateFile == "" {
-		s.cfg.StateFile = filepath.Join(dir, "hoteling.json")
+	if cfg.StorePath == "" {
+		s.cfg.StorePath = filepath.Join(dir, "connector.db")
 	}
 	var users []xspsim.User
 	for i := 1; i <= cfg.Agents; i++ {
@@ -218,8 +218,8 @@ func (s *Stack) Config() Config { return s.cfg }
 // Users are every seeded BroadWorks user, agents first.
 func (s *Stack) Users() []string { return s.users }
 
-// StateFile is the hoteling state file.
-func (s *Stack) StateFile() string { return s.cfg.StateFile }
+// StorePath is the connector's store (store.path).
+func (s *Stack) StorePath() string { return s.cfg.StorePath }
 
 // Conn is the running connector (nil when stopped).
 func (s *Stack) Conn() *Connector {
@@ -294,8 +294,11 @@ func (s *Stack) connectorConfig() *config.Config {
 	if s.cfg.RecoverMode != "" {
 		h.RecoverMode = s.cfg.RecoverMode
 	}
-	h.StateFile = s.cfg.StateFile
-	cfg.Journal.Path = filepath.Join(s.tmpDir, "journal.db")
+	// One store for every life of the connector; no legacy files to
+	// migrate into it.
+	h.StateFile = ""
+	cfg.Journal.Path = ""
+	cfg.Store.Path = s.cfg.StorePath
 
 	sip := &cfg.SIP
 	sip.Listen, sip.TLS.Listen = "", ""
@@ -462,7 +465,7 @@ func (s *Stack) StopConnector() error {
 // CrashConnector stops the connector as a crash would (connector.Crash):
 // from the first instant no Actions request leaves it (in-flight ones are
 // cancelled), its CTI clients see their connections drop with requests
-// unanswered, and the state file and the journal are no longer written;
+// unanswered, and the store is no longer written;
 // then everything is torn down. Sequences in progress fail and cannot
 // compensate.
 func (s *Stack) CrashConnector() error {
@@ -474,7 +477,7 @@ func (s *Stack) CrashConnector() error {
 }
 
 // RestartConnector stops the connector (a crash when crash is true) and
-// starts a new one against the same simulator, state file and journal.
+// starts a new one against the same simulator and store.
 func (s *Stack) RestartConnector(crash bool) error {
 	var err error
 	if crash {
