@@ -256,3 +256,41 @@ func (c *Connector) gatedDialogs(d phonesync.DialogStore) phonesync.DialogStore 
 	}
 	return gatedDialogs{DialogStore: d, gate: c.gate}
 }
+
+// promiseStore keeps the reconciler's promises in the store's intents
+// bucket (facet "promise"); after a crash it writes nothing more.
+type promiseStore struct {
+	intents store.Intents
+	gate    *crashGate // nil without WithCrashSimulation
+}
+
+// promiseFacet is the intents facet a promise is kept under.
+const promiseFacet = "promise"
+
+func (p promiseStore) SavePromise(user string, value []byte) error {
+	if p.gate != nil && p.gate.dead() {
+		return ErrCrashed
+	}
+	return p.intents.Put(user, promiseFacet, value)
+}
+
+func (p promiseStore) DeletePromise(user string) error {
+	if p.gate != nil && p.gate.dead() {
+		return ErrCrashed
+	}
+	return p.intents.Delete(user, promiseFacet)
+}
+
+func (p promiseStore) LoadPromises() (map[string][]byte, error) {
+	all, err := p.intents.Load()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]byte{}
+	for _, in := range all {
+		if in.Facet == promiseFacet {
+			out[in.UserID] = in.Value
+		}
+	}
+	return out, nil
+}

@@ -63,7 +63,11 @@ func (c *Connector) buildGateway() {
 	// request sent then has surely ended (the reconciler's doubts).
 	gcfg.DoubtWindow = max(2*cfg.XSILink.RequestTimeout, 10*time.Second)
 	gcfg.RecoverMode = cfg.Hoteling().RecoverMode
-	c.gateway = gateway.New(gcfg, gateway.Deps{Actions: actions, Publisher: c.publisher, Scopes: c.events},
+	deps := gateway.Deps{Actions: actions, Publisher: c.publisher, Scopes: c.events}
+	if c.store != nil {
+		deps.Promises = promiseStore{intents: c.store.Intents(), gate: c.gate}
+	}
+	c.gateway = gateway.New(gcfg, deps,
 		c.logger.With("component", "gateway"))
 	if c.journal != nil {
 		c.gateway.SetJournal(c.journal)

@@ -124,6 +124,15 @@ type Hoteling interface {
 	RememberedHosts() []string
 }
 
+// PromiseStore keeps, across a crash, the promises the reconciler still
+// has work on (owed, or with doubts): each is saved as it becomes one and
+// deleted once kept. The connector's store (store.Intents) backs it.
+type PromiseStore interface {
+	SavePromise(userID string, value []byte) error
+	DeletePromise(userID string) error
+	LoadPromises() (map[string][]byte, error)
+}
+
 // Publisher fans events out to CSTA monitors and tells clients the system
 // status; *csta.Server satisfies it.
 type Publisher interface {
@@ -151,6 +160,9 @@ type Deps struct {
 	Hoteling  Hoteling // may be nil (see SetHoteling): hot-desk logon/logoff then answer serviceNotSupported
 	Publisher Publisher
 	Phones    Phones // may be nil (see SetPhones): no phone sync
+	// Promises may be nil: a crash then loses the promises still to keep
+	// (start-up recovery finds what BroadWorks shows half done instead).
+	Promises PromiseStore
 }
 
 var (

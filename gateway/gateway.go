@@ -35,10 +35,10 @@ type Gateway struct {
 	// link was reported up at least once (New takes it as up unreported).
 	linkEpoch  uint64
 	linkSeenUp bool
-	wakes     map[string]chan struct{} // per user: closed (and dropped) when an XSI event may change its view
-	claims    map[string]agentClaim    // per agent user: the last agent-state request (ConflictWindow)
-	observer  Observer                 // the operators' view, may be nil
-	journal   *journalWriter           // association journal, may be nil
+	wakes      map[string]chan struct{} // per user: closed (and dropped) when an XSI event may change its view
+	claims     map[string]agentClaim    // per agent user: the last agent-state request (ConflictWindow)
+	observer   Observer                 // the operators' view, may be nil
+	journal    *journalWriter           // association journal, may be nil
 	// endReasons: why an agent's association is about to end (our logout
 	// or a forced one), for the journal; absent = ended outside (portal).
 	endReasons map[string]endNote

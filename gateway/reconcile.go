@@ -3,6 +3,7 @@ package gateway
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"sync"
@@ -83,6 +84,14 @@ type promise struct {
 	// retryAt (back-off), whatever wakes the user.
 	tries   int
 	retryAt time.Time
+	// stored: saved in Deps.Promises (it had work left when last saved).
+	stored bool
+}
+
+// storedPromise is a promise as Deps.Promises keeps it.
+type storedPromise struct {
+	Want   hoteling.Want
+	Origin string
 }
 
 type doubtAt struct {
@@ -129,6 +138,9 @@ type reconciler struct {
 	idle     *sync.Cond      // broadcast when the queue empties and nothing is active
 	repairs  []Repair
 	workers  int // running (Run); none: Settle has nothing to wait for
+	// saveMu orders the saves of promises (persist): the last save of a
+	// user writes its latest state.
+	saveMu sync.Mutex
 
 	counts map[string]*atomic.Uint64
 }
@@ -194,6 +206,7 @@ func (g *Gateway) promise(user string, w hoteling.Want, origin string, owed bool
 	g.rec.mu.Lock()
 	g.rec.setLocked(user, w, origin, owed)
 	g.rec.mu.Unlock()
+	g.persist(user)
 	g.rec.wake(user)
 }
 
@@ -207,6 +220,7 @@ func (g *Gateway) promiseAgentState(user string, state xsi.ACDState, code string
 	w.ACD, w.Code = state, code
 	g.rec.setLocked(user, w, origin, p.owed)
 	g.rec.mu.Unlock()
+	g.persist(user)
 	g.rec.wake(user)
 }
 
@@ -233,6 +247,7 @@ func (g *Gateway) doubt(ds ...hoteling.Doubt) {
 	}
 	r.mu.Unlock()
 	for u := range users {
+		g.persist(u)
 		r.after(time.Until(until), u)
 	}
 }
@@ -255,6 +270,9 @@ func (g *Gateway) owe(users ...string) {
 		}
 	}
 	r.mu.Unlock()
+	for _, u := range users {
+		g.persist(u)
+	}
 	r.wake(users...)
 }
 
@@ -276,6 +294,69 @@ func (g *Gateway) doubtWindow() time.Duration {
 		return d
 	}
 	return 2 * g.staleLogoutTimeout()
+}
+
+// persist saves user's promise while the reconciler has work on it (owed,
+// or doubts), and deletes it once it has none: a crash in between leaves
+// it to the next connector, owed (Recover).
+func (g *Gateway) persist(user string) {
+	ps := g.deps.Promises
+	if ps == nil {
+		return
+	}
+	r := g.rec
+	r.saveMu.Lock()
+	defer r.saveMu.Unlock()
+	r.mu.Lock()
+	p := r.promises[user]
+	keep := p != nil && (p.owed || len(p.doubts) > 0)
+	if p == nil || keep == p.stored && !keep {
+		r.mu.Unlock()
+		return
+	}
+	value, _ := json.Marshal(storedPromise{Want: p.want, Origin: p.origin})
+	p.stored = keep
+	r.mu.Unlock()
+	var err error
+	if keep {
+		err = ps.SavePromise(user, value)
+	} else {
+		err = ps.DeletePromise(user)
+	}
+	if err != nil {
+		g.log.Error("reconciler: keeping a promise in the store failed", "user", user, "err", err)
+	}
+}
+
+// loadPromises takes the promises a connector before this one left with
+// work on them, owed (they differ because of it); a user already promised
+// something since the start keeps that.
+func (g *Gateway) loadPromises() int {
+	ps := g.deps.Promises
+	if ps == nil {
+		return 0
+	}
+	all, err := ps.LoadPromises()
+	if err != nil {
+		g.log.Error("reconciler: reading the promises left in the store failed", "err", err)
+		return 0
+	}
+	n := 0
+	for user, value := range all {
+		var sp storedPromise
+		if err := json.Unmarshal(value, &sp); err != nil {
+			g.log.Error("reconciler: a promise in the store cannot be read; dropped", "user", user, "err", err)
+			_ = ps.DeletePromise(user)
+			continue
+		}
+		g.rec.mu.Lock()
+		if g.rec.promises[user] == nil {
+			g.rec.setLocked(user, sp.Want, sp.Origin, true).stored = true
+			n++
+		}
+		g.rec.mu.Unlock()
+	}
+	return n
 }
 
 // Promise is the promise of an agent (its want and origin), for tests and
@@ -402,7 +483,8 @@ func (r *reconciler) done(u string, retry time.Duration) {
 		case r.kick <- struct{}{}:
 		default:
 		}
-	} else if retry > 0 {
+	}
+	if retry > 0 {
 		defer r.after(retry, u)
 	}
 	if len(r.queue) == 0 && len(r.active) == 0 {
@@ -508,7 +590,7 @@ func (g *Gateway) reconcile(ctx context.Context, user string) time.Duration {
 	now := time.Now()
 	if tries > 0 && now.Before(p.retryAt) {
 		r.mu.Unlock()
-		return 0 // backing off: its timer wakes the user
+		return time.Until(p.retryAt) // backing off
 	}
 	p.doubts = slices.DeleteFunc(p.doubts, func(d doubtAt) bool { return now.After(d.until) })
 	doubts := slices.Clone(p.doubts)
@@ -553,6 +635,7 @@ func (g *Gateway) reconcile(ctx context.Context, user string) time.Duration {
 			}
 			r.mu.Unlock()
 		}
+		g.persist(user) // kept: nothing left to keep across a crash
 		return 0
 	}
 	kind := ""
@@ -585,6 +668,7 @@ func (g *Gateway) reconcile(ctx context.Context, user string) time.Duration {
 			r.mu.Unlock()
 			rp := Repair{User: user, Kind: RepairAdopted, Found: found, Promise: describeWant(adopted), At: time.Now()}
 			r.record(rp)
+			g.persist(user)
 			g.log.Info("reconciler: BroadWorks changed outside the connector; taken as the promise",
 				"user", user, "found", found, "was_promised", describeWant(want))
 			return 0
@@ -597,6 +681,7 @@ func (g *Gateway) reconcile(ctx context.Context, user string) time.Duration {
 		p = r.setLocked(user, adopted, OriginBroadWorks, true)
 		version = p.version
 		r.mu.Unlock()
+		g.persist(user)
 		want = adopted
 		if kind == RepairReleased {
 			g.log.Warn("reconciler: BroadWorks ended a hot-desk association; releasing the desk",
@@ -608,13 +693,17 @@ func (g *Gateway) reconcile(ctx context.Context, user string) time.Duration {
 	cancel()
 	if acted {
 		r.mu.Lock()
+		raced := false
 		if p := r.promises[user]; p != nil && p.version != version {
 			// A request made a newer promise while the repair ran (an
 			// agent-state request takes no sequencer lock): the repair may
 			// have overwritten it, so any difference now is ours.
-			p.owed = true
+			p.owed, raced = true, true
 		}
 		r.mu.Unlock()
+		if raced {
+			g.persist(user)
+		}
 	}
 	rp := Repair{User: user, Kind: kind, Found: found, Promise: describeWant(want), At: time.Now(), Err: err}
 	if !acted && err == nil {
@@ -735,6 +824,10 @@ func (g *Gateway) Recover(ctx context.Context, users []string, snapshotWait time
 			users = slices.DeleteFunc(users, func(id string) bool { return slices.Contains(unknown, id) })
 		}
 		cancel()
+	}
+	if n := g.loadPromises(); n > 0 {
+		g.log.Info("reconciler: promises a connector before this one had not kept yet", "promises", n)
+		g.rec.wakeAll()
 	}
 	// Users are looked at as their snapshots come in; after runs once all
 	// are (or snapshotWait has passed), the later ones are looked at still.

@@ -3,7 +3,9 @@ package gateway
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -262,6 +264,79 @@ func TestReconcilerRepairRacingRequest(t *testing.T) {
 		}
 		if w, origin, _ := h.g.Promise(alice); w.ACD != xsi.ACDWrapUp || origin != OriginCTI {
 			t.Errorf("promise %+v from %s, want Wrap-Up from the request", w, origin)
+		}
+	})
+}
+
+// memPromises is a PromiseStore in memory.
+type memPromises struct {
+	mu    sync.Mutex
+	saved map[string][]byte
+	ops   []string
+}
+
+func (m *memPromises) SavePromise(user string, value []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.saved == nil {
+		m.saved = map[string][]byte{}
+	}
+	m.saved[user] = value
+	m.ops = append(m.ops, "save "+user)
+	return nil
+}
+
+func (m *memPromises) DeletePromise(user string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.saved, user)
+	m.ops = append(m.ops, "delete "+user)
+	return nil
+}
+
+func (m *memPromises) LoadPromises() (map[string][]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return maps.Clone(m.saved), nil
+}
+
+// TestPromisesKeptAcrossACrash: a promise the reconciler has work on is in
+// the store until it is kept (and only then: a kept one costs no write);
+// a connector started on that store takes it, owed, and keeps it.
+func TestPromisesKeptAcrossACrash(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const alice = "alice@example.com"
+		store := &memPromises{}
+		h := newHarness(t)
+		h.g.deps.Promises = store
+		h.g.HandleXSIEvent(xev(alice, agentSnap("Available", "")))
+		h.g.promiseAgentState(alice, xsi.ACDAvailable, "", OriginCTI)
+		if len(store.ops) != 0 {
+			t.Fatalf("a kept promise was written: %q", store.ops)
+		}
+		h.g.owe(alice) // a failed undo: work left
+		if _, ok := store.saved[alice]; !ok {
+			t.Fatalf("the owed promise is not in the store: %q", store.ops)
+		}
+		// The connector dies here. The next one, on the same store:
+		next := newHarness(t)
+		next.g.deps.Promises = store
+		next.reconcile(t)
+		next.g.HandleXSIEvent(xev(alice, agentSnap("Sign-Out", "")))
+		if n := next.g.loadPromises(); n != 1 {
+			t.Fatalf("loaded %d promises, want 1", n)
+		}
+		next.g.rec.wakeAll()
+		synctest.Wait()
+		want := []string{"Settle " + alice + " host= left= acd=Available"}
+		if calls := next.hot.Calls(); !slices.Equal(calls, want) {
+			t.Errorf("sequencer calls %q, want %q", calls, want)
+		}
+		// Kept (the fake's Settle counts as done): gone from the store.
+		next.g.rec.wake(alice)
+		synctest.Wait()
+		if _, ok := store.saved[alice]; ok {
+			t.Errorf("the kept promise is still in the store: %q", store.ops)
 		}
 	})
 }
