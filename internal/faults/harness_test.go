@@ -1075,7 +1075,7 @@ func runScenario(t *testing.T, f fault, sz sizes) []string {
 	}
 	if c := st.Conn(); c != nil {
 		if reps := c.LinkRepairs(); len(reps) > 0 {
-			t.Logf("repairs after link recovery: %d", len(reps))
+			t.Logf("repairs after start-up recovery: %d (last 256 kept); by kind since the start: %v", len(reps), c.Gateway.RepairCounts())
 		}
 	}
 
