@@ -89,11 +89,7 @@ var faults = []fault{
 		// DoubtWindow: 10 s in the stack) and undoes it, or sets again
 		// what a later request set.
 		quiet: 14 * time.Second,
-		run: func(h *harness, hold time.Duration) {
-			h.st.Sim.SetActionsLatency(xspsim.Latency{Max: 5 * time.Millisecond, SpikeProb: 0.05, Spike: 10 * time.Second})
-			time.Sleep(hold)
-			h.st.Sim.ClearFaults()
-		},
+		run: latencySpikes(0.05, 10*time.Second),
 	},
 	{
 		// The connector dies mid-storm (nothing more leaves it, its state
@@ -107,18 +103,7 @@ var faults = []fault{
 				h.t.Logf("crash: %v", err)
 			}
 			time.Sleep(hold)
-			// Restarted as a supervisor would: again if a start fails.
-			for try := 1; ; try++ {
-				err := h.st.Start()
-				if err == nil {
-					break
-				}
-				h.t.Logf("connector start %d: %v", try, err)
-				if try == 3 {
-					must(h, err)
-					break
-				}
-			}
+			restartConnector(h)
 		},
 	},
 	{
@@ -160,11 +145,7 @@ var faults = []fault{
 		name:  "repairs-racing-requests",
 		hold:  func(sz sizes) time.Duration { return sz.churn },
 		quiet: 4 * time.Second,
-		run: func(h *harness, hold time.Duration) {
-			h.st.Sim.SetActionsLatency(xspsim.Latency{Max: 5 * time.Millisecond, SpikeProb: 0.15, Spike: 3 * time.Second})
-			time.Sleep(hold)
-			h.st.Sim.ClearFaults()
-		},
+		run:   latencySpikes(0.15, 3*time.Second),
 	},
 	{
 		// Every XSP dies mid-storm, so failed sequences cannot be undone
@@ -190,17 +171,7 @@ var faults = []fault{
 			if err := h.st.CrashConnector(); err != nil {
 				h.t.Logf("crash: %v", err)
 			}
-			for try := 1; ; try++ {
-				err := h.st.Start()
-				if err == nil {
-					break
-				}
-				h.t.Logf("connector start %d: %v", try, err)
-				if try == 3 {
-					must(h, err)
-					break
-				}
-			}
+			restartConnector(h)
 		},
 	},
 	{
@@ -229,6 +200,32 @@ func TestFaultCampaign(t *testing.T) {
 	}
 	for _, f := range faults {
 		t.Run(f.name, func(t *testing.T) { runFault(t, f) })
+	}
+}
+
+// latencySpikes holds a share prob of the Xsi-Actions requests spike long
+// (the others up to 5 ms) for the hold.
+func latencySpikes(prob float64, spike time.Duration) func(*harness, time.Duration) {
+	return func(h *harness, hold time.Duration) {
+		h.st.Sim.SetActionsLatency(xspsim.Latency{Max: 5 * time.Millisecond, SpikeProb: prob, Spike: spike})
+		time.Sleep(hold)
+		h.st.Sim.ClearFaults()
+	}
+}
+
+// restartConnector starts a new connector as a supervisor would: again if
+// a start fails, three times at most.
+func restartConnector(h *harness) {
+	for try := 1; ; try++ {
+		err := h.st.Start()
+		if err == nil {
+			return
+		}
+		h.t.Logf("connector start %d: %v", try, err)
+		if try == 3 {
+			must(h, err)
+			return
+		}
 	}
 }
 
