@@ -89,7 +89,7 @@ var faults = []fault{
 		// DoubtWindow: 10 s in the stack) and undoes it, or sets again
 		// what a later request set.
 		quiet: 14 * time.Second,
-		run: latencySpikes(0.05, 10*time.Second),
+		run:   latencySpikes(0.05, 10*time.Second),
 	},
 	{
 		// The connector dies mid-storm (nothing more leaves it, its state
