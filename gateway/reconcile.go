@@ -645,6 +645,16 @@ func (g *Gateway) reconcile(ctx context.Context, user string) time.Duration {
 	case slices.ContainsFunc(doubts, func(d doubtAt) bool { return d.d.Shows(g.User(d.d.User)) }):
 		kind = RepairLateLanding
 	}
+	// A request that started after the look above may be what the view
+	// shows: its end (which makes its promise first) wakes the user again.
+	for _, id := range involved {
+		if g.inFlight(id) {
+			return 0
+		}
+		if hot.Busy(id) {
+			return busyRetry
+		}
+	}
 	found := describe(v)
 	if kind == "" {
 		// Changed outside the connector: taken as the promise.
@@ -662,10 +672,15 @@ func (g *Gateway) reconcile(ctx context.Context, user string) time.Duration {
 		}
 		if kind == "" {
 			r.mu.Lock()
-			if p := r.promises[user]; p != nil && p.version == version {
+			p := r.promises[user]
+			current := p != nil && p.version == version
+			if current {
 				r.setLocked(user, adopted, OriginBroadWorks, false)
 			}
 			r.mu.Unlock()
+			if !current {
+				return 0 // a request set a newer promise meanwhile: nothing to take
+			}
 			rp := Repair{User: user, Kind: RepairAdopted, Found: found, Promise: describeWant(adopted), At: time.Now()}
 			r.record(rp)
 			g.persist(user)
