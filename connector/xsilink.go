@@ -76,7 +76,7 @@ func (c *Connector) buildGateway() {
 	// The number a desk forwards to comes from the directory in force
 	// (SIGHUP may reload it).
 	hcfg.NumberOf = c.gateway.NumberOf // an entry's number, else BroadWorks' (users.go)
-	hcfg.XSILoad = c.client.Load // admission judges by it
+	hcfg.XSILoad = c.client.Load       // admission judges by it
 	if c.store != nil {
 		// The store's (store.path); without it the sequencer remembers
 		// desks' own forwarding in memory only.
