@@ -2,6 +2,7 @@ package csta
 
 import (
 	"context"
+	"slices"
 	"sync"
 )
 
@@ -71,4 +72,55 @@ func (h *answerHooks) answer() {
 	for _, f := range hooks {
 		f()
 	}
+}
+
+// Timing out. When a request's csta.limits.request_timeout passes before
+// the Service answers, the front end answers resourceBusy ("not done") while
+// the Service may still be working on it. A Service that promises clients
+// what BroadWorks will end as must know which answer went out: it registers
+// OnTimeout, and the front end asks it before answering busy. f reports
+// whether the busy answer may go: true, and the Service takes the request as
+// failed whatever its work ends in (f may block briefly to make that
+// durable — a store write — and the answer waits for it); false, and the
+// Service has already settled on its own answer, which the front end then
+// sends when the Service returns (the request's context is cancelled all
+// the same).
+
+type timeoutVoteKey struct{}
+
+type timeoutVote struct {
+	mu sync.Mutex
+	fs []func() bool
+}
+
+// withTimeoutVote returns a context for one request whose OnTimeout
+// functions vote runs; vote reports whether the busy answer may go.
+func withTimeoutVote(parent context.Context) (ctx context.Context, vote func() bool) {
+	v := &timeoutVote{}
+	return context.WithValue(parent, timeoutVoteKey{}, v), v.vote
+}
+
+// OnTimeout registers f for the request ctx belongs to (see above). It
+// reports false when ctx belongs to no front end request: no answer can go
+// out before the caller returns.
+func OnTimeout(ctx context.Context, f func() bool) bool {
+	v, _ := ctx.Value(timeoutVoteKey{}).(*timeoutVote)
+	if v == nil {
+		return false
+	}
+	v.mu.Lock()
+	v.fs = append(v.fs, f)
+	v.mu.Unlock()
+	return true
+}
+
+func (v *timeoutVote) vote() bool {
+	v.mu.Lock()
+	fs := slices.Clone(v.fs)
+	v.mu.Unlock()
+	ok := true
+	for _, f := range fs {
+		ok = f() && ok
+	}
+	return ok
 }

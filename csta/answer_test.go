@@ -206,3 +206,74 @@ func TestWithAnswer(t *testing.T) {
 		t.Fatalf("late registration ran %d times in all, want 2", runs.Load())
 	}
 }
+
+// voteService registers an OnTimeout vote for each SetDoNotDisturb: device
+// "busy-ok" lets the deadline's busy answer go, "settled" refuses it (its
+// own answer is coming); either way the request then waits for proceed and
+// answers success.
+type voteService struct {
+	*fakeService
+	proceed chan struct{}
+	voted   chan string // the device of each vote, when it ran
+	found   atomic.Bool // OnTimeout found the front end's request
+}
+
+func (v *voteService) SetDoNotDisturb(ctx context.Context, _ Requester, r *SetDoNotDisturb) error {
+	device := string(r.Device)
+	v.found.Store(OnTimeout(ctx, func() bool {
+		v.voted <- device
+		return device == "busy-ok"
+	}))
+	<-v.proceed
+	return nil
+}
+
+// TestOnTimeoutVote: at the request deadline the front end asks the
+// Service's vote before answering busy; a vote against it leaves the
+// Service's own answer, which then comes when the Service returns.
+func TestOnTimeoutVote(t *testing.T) {
+	for _, tc := range []struct {
+		device, want string
+	}{
+		{"busy-ok", "systemResourceAvailibility/resourceBusy"},
+		{"settled", ""}, // the Service's success
+	} {
+		t.Run(tc.device, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.RequestTimeout = 20 * time.Millisecond
+			svc := &voteService{fakeService: newFakeService(), proceed: make(chan struct{}), voted: make(chan string, 1)}
+			s := startServer(t, cfg, svc)
+			c := dial(t, s)
+			c.send(7, `<SetDoNotDisturb `+ns6+`><device>`+tc.device+`</device><doNotDisturbOn>true</doNotDisturbOn></SetDoNotDisturb>`)
+			select {
+			case got := <-svc.voted:
+				if got != tc.device {
+					t.Fatalf("vote for %q, want %q", got, tc.device)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("no vote 10 s after the deadline")
+			}
+			close(svc.proceed) // after the vote: only the vote decides
+			f := c.read()
+			root := parseRoot(t, f.XML)
+			switch {
+			case f.InvokeID != 7:
+				t.Fatalf("answer %04d %s", f.InvokeID, f.XML)
+			case tc.want != "" && errorOf(root) != tc.want:
+				t.Fatalf("answered %s, want %s", f.XML, tc.want)
+			case tc.want == "" && root.Tag != "SetDoNotDisturbResponse":
+				t.Fatalf("answered %s, want the Service's SetDoNotDisturbResponse", f.XML)
+			}
+			if !svc.found.Load() {
+				t.Error("OnTimeout did not find the front end's request")
+			}
+			// Exactly one answer: the next frame belongs to the next request.
+			if name, _ := c.request(8, `<RequestSystemStatus `+ns6+`/>`); name != "RequestSystemStatusResponse" {
+				t.Fatalf("next answer %s", name)
+			}
+		})
+	}
+	if OnTimeout(context.Background(), func() bool { return true }) {
+		t.Error("OnTimeout found a request in context.Background()")
+	}
+}

@@ -429,23 +429,37 @@ func (c *conn) register() string {
 
 // pendingRequest guarantees one answer per invoke ID: whichever of the
 // Service and the deadline finishes first answers; the other is dropped
-// (sipgo's "the framework finishes every transaction").
+// (sipgo's "the framework finishes every transaction"). The deadline asks
+// the Service's OnTimeout vote first, holding mu: the Service's own answer
+// waits for the vote, and a vote for "busy" is final.
 type pendingRequest struct {
 	c        *conn
 	invokeID int
 	ed       Edition
 	request  string    // the request's root element, for the metrics
 	received time.Time // when it was dispatched
-	answered atomic.Bool
+	mu       sync.Mutex
+	answered bool // under mu
 	// queued runs the Service's AfterAnswer functions (answer.go): after
 	// the answer is queued, or instead of it once the connection is gone.
 	queued func()
 }
 
+// answer sends msg unless the request is answered already.
 func (p *pendingRequest) answer(msg Message) bool {
-	if !p.answered.CompareAndSwap(false, true) {
+	return p.answerIf(msg, nil)
+}
+
+// answerIf sends msg unless the request is answered already or vote (when
+// given) says no.
+func (p *pendingRequest) answerIf(msg Message, vote func() bool) bool {
+	p.mu.Lock()
+	if p.answered || (vote != nil && !vote()) {
+		p.mu.Unlock()
 		return false
 	}
+	p.answered = true
+	p.mu.Unlock()
 	p.c.srv.metrics.observe(p.request, msg, p.received)
 	p.c.outstanding.Add(-1)
 	p.c.send(p.invokeID, msg, p.ed) // queued, or dropped on a closed connection
@@ -477,10 +491,12 @@ func (c *conn) dispatch(invokeID int, msg Message, ed Edition) {
 	}
 	ctx, queued := WithAnswer(c.ctx)
 	p.queued = queued
+	ctx, vote := withTimeoutVote(ctx)
 	ctx, cancel := context.WithCancel(ctx)
 	timer := time.AfterFunc(cfg.RequestTimeout, func() {
 		cancel()
-		if p.answer(ErrResourceBusy) {
+		// Unless answered, or the Service has settled on its own answer.
+		if p.answerIf(ErrResourceBusy, vote) {
 			c.log.Warn("CSTA request timed out", "invoke", invokeID, "root", msg.Name(), "timeout", cfg.RequestTimeout)
 		}
 	})

@@ -127,7 +127,8 @@ type fakeHoteling struct {
 	settled           map[string]hoteling.Want // by guest: the last want Settle brought about
 }
 
-func (h *fakeHoteling) Login(_ context.Context, guest, host, fwd string) error {
+// Login leaves the guest at host, starting Unavailable (as a full login).
+func (h *fakeHoteling) Login(_ context.Context, guest, host, fwd string) (hoteling.Want, error) {
 	h.mu.Lock()
 	h.calls = append(h.calls, fmt.Sprintf("Login %s %s %s", guest, host, fwd))
 	err, hook := h.err, h.onLogin
@@ -135,7 +136,10 @@ func (h *fakeHoteling) Login(_ context.Context, guest, host, fwd string) error {
 	if hook != nil {
 		hook()
 	}
-	return err
+	if err != nil {
+		return hoteling.Want{}, err
+	}
+	return hoteling.Want{Guest: guest, Host: host, ForwardTo: fwd, ACD: xsi.ACDUnavailable}, nil
 }
 
 func (h *fakeHoteling) Logout(_ context.Context, guest string) error {

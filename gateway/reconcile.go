@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/broadworks-connector/connector/csta"
 	"github.com/broadworks-connector/connector/hoteling"
 	"github.com/broadworks-connector/connector/xsi"
 )
@@ -287,6 +288,46 @@ func (g *Gateway) failed(err error, users ...string) {
 	if se.Undo != nil {
 		g.owe(users...)
 	}
+}
+
+// requestFate is which answer a client got for one request, as its
+// promise must follow it. The front end may give up on a request
+// (csta.limits.request_timeout) and answer "not done" while its work goes
+// on: then the promises from before the request stand, owed whatever the
+// work ends in, and saved before that answer goes out (a crash right after
+// it leaves them to the next connector). Once the request has settled on
+// its own answer (commit), the front end waits for it instead.
+type requestFate struct {
+	mu                  sync.Mutex
+	timedOut, committed bool
+}
+
+// fateOf registers users' request's fate with the front end (none for a
+// request that is not a client's: it always commits).
+func (g *Gateway) fateOf(ctx context.Context, users ...string) *requestFate {
+	f := &requestFate{}
+	csta.OnTimeout(ctx, func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.committed {
+			return false
+		}
+		f.timedOut = true
+		g.owe(users...)
+		return true
+	})
+	return f
+}
+
+// commit reports whether the request may make its success the promise;
+// false: the client was answered "not done".
+func (f *requestFate) commit() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.timedOut {
+		f.committed = true
+	}
+	return f.committed
 }
 
 func (g *Gateway) doubtWindow() time.Duration {

@@ -158,6 +158,7 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, who csta.Reque
 	// that a failure keeps "as before" (reconcile.go).
 	g.baseline(agent, g.User(deviceUser).GuestUserID)
 	set := func(state xsi.ACDState, code string) error {
+		fate := g.fateOf(ctx, agent)
 		if err := g.deps.Actions.SetAgentState(ctx, agent, state, code); err != nil {
 			if xsi.MayApplyLate(err) {
 				g.doubtAgentState(agent, state, code)
@@ -165,6 +166,9 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, who csta.Reque
 			return g.cstaError(err, notFound)
 		}
 		g.expectAgentState(agent, state, code)
+		if !fate.commit() {
+			return csta.ErrResourceBusy // answered "not done": the promise before stands, owed
+		}
 		g.promiseAgentState(agent, state, code, promisedBy)
 		return nil
 	}
@@ -184,9 +188,12 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, who csta.Reque
 			}
 			defer g.hold(ctx, agent, deviceUser)()
 			other := g.User(deviceUser).GuestUserID
-			herr := hot.Login(ctx, agent, deviceUser, number)
-			if herr == nil {
-				g.promise(agent, hoteling.Want{Host: deviceUser, ForwardTo: number, ACD: xsi.ACDUnavailable}, promisedBy, false)
+			fate := g.fateOf(ctx, agent, other)
+			left, herr := hot.Login(ctx, agent, deviceUser, number)
+			if herr == nil && !fate.commit() {
+				herr = csta.ErrResourceBusy // answered "not done": the promises before stand, owed
+			} else if herr == nil {
+				g.promise(agent, left, promisedBy, false)
 				if other != "" && other != agent {
 					g.promise(other, hoteling.Want{ACD: xsi.ACDSignOut}, OriginTakeover, false)
 				}
@@ -218,8 +225,11 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, who csta.Reque
 			} else {
 				g.endingBy(agent, EndLogout)
 			}
+			fate := g.fateOf(ctx, agent)
 			herr := hot.Logout(ctx, agent)
-			if herr == nil {
+			if herr == nil && !fate.commit() {
+				herr = csta.ErrResourceBusy // answered "not done": the promise before stands, owed
+			} else if herr == nil {
 				g.promise(agent, hoteling.Want{ACD: xsi.ACDSignOut}, promisedBy, false)
 			} else {
 				g.failed(herr, agent)

@@ -101,7 +101,7 @@ func desks(n int) []User {
 // and how long it took.
 func storm(t *testing.T, s *Sequencer, n int, within time.Duration) ([]error, []time.Duration) {
 	t.Helper()
-	if err := s.Login(t.Context(), "g0", "d0", "n0"); err != nil {
+	if err := loginErr(s, t.Context(), "g0", "d0", "n0"); err != nil {
 		t.Fatalf("warm-up login: %v", err)
 	}
 	errs := make([]error, n)
@@ -112,7 +112,7 @@ func storm(t *testing.T, s *Sequencer, n int, within time.Duration) ([]error, []
 			ctx, cancel := context.WithTimeout(t.Context(), within)
 			defer cancel()
 			start := time.Now()
-			errs[i] = s.Login(ctx, fmt.Sprint("g", i), fmt.Sprint("d", i), fmt.Sprint("n", i))
+			errs[i] = loginErr(s, ctx, fmt.Sprint("g", i), fmt.Sprint("d", i), fmt.Sprint("n", i))
 			took[i] = time.Since(start)
 		})
 	}
@@ -230,7 +230,7 @@ func TestStepTimeoutCountsFromSend(t *testing.T) {
 		var wg sync.WaitGroup
 		errs := make([]error, 2)
 		for i := range 2 {
-			wg.Go(func() { errs[i] = s.Login(t.Context(), fmt.Sprint("g", i), fmt.Sprint("d", i), fmt.Sprint("n", i)) })
+			wg.Go(func() { errs[i] = loginErr(s, t.Context(), fmt.Sprint("g", i), fmt.Sprint("d", i), fmt.Sprint("n", i)) })
 		}
 		wg.Wait()
 		for i, err := range errs {
@@ -260,7 +260,7 @@ func TestStepQueueBound(t *testing.T) {
 			}
 		}
 		start := time.Now()
-		err := s.Login(t.Context(), "g0", "d0", "n0")
+		err := loginErr(s, t.Context(), "g0", "d0", "n0")
 		var se *StepError
 		if !errors.Is(err, ErrOverloaded) || !errors.Is(err, xsi.ErrNotSent) || !errors.As(err, &se) || se.Step != "host-cfa" || se.Undo != nil {
 			t.Fatalf("err = %v, want the host-cfa step not sent (ErrOverloaded), its predecessor undone", err)

@@ -210,3 +210,10 @@ func (f *fakeBW) Await(ctx context.Context, id string, cond func(User) bool) err
 		}
 	}
 }
+
+// loginErr is Login's error alone, for tests that look at what BroadWorks
+// shows rather than at the promise the login leaves.
+func loginErr(s *Sequencer, ctx context.Context, guest, host, forwardTo string) error {
+	_, err := s.Login(ctx, guest, host, forwardTo)
+	return err
+}

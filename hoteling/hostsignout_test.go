@@ -69,7 +69,7 @@ func TestHostSignOut(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				f, s := tt.sc.start(t, Config{}, 10*time.Millisecond)
 				hostBefore := f.snapshot()["desk1"].ACDState
-				if err := s.Login(t.Context(), "g1", "desk1", num1); err != nil {
+				if err := loginErr(s, t.Context(), "g1", "desk1", num1); err != nil {
 					t.Fatal(err)
 				}
 				if got := f.actions(); !slices.Equal(got, tt.want) {
@@ -130,7 +130,7 @@ func TestHostSignOutCompensation(t *testing.T) {
 					f, s := sc.start(t, Config{}, 10*time.Millisecond)
 					before := f.snapshot()
 					f.fault = &fault{call: tt.call, mode: "error", err: refusedErr}
-					err := s.Login(t.Context(), "g1", "desk1", num1)
+					err := loginErr(s, t.Context(), "g1", "desk1", num1)
 					var se *StepError
 					if !errors.As(err, &se) || se.Step != tt.step || se.Undo != nil {
 						t.Fatalf("err %v, want a failed %s fully undone", err, tt.step)
@@ -157,7 +157,7 @@ func TestHostSignOutFailure(t *testing.T) {
 		f, s := hostUnavailable.start(t, Config{}, 10*time.Millisecond)
 		before := f.snapshot()
 		f.fault = &fault{call: 0, mode: "error", err: &xsi.Error{Method: "PUT", Status: 404}}
-		err := s.Login(t.Context(), "g1", "desk1", num1)
+		err := loginErr(s, t.Context(), "g1", "desk1", num1)
 		var se *StepError
 		if !errors.As(err, &se) || se.Step != StepHostSignOut || !errors.Is(err, ErrUnknownUser) {
 			t.Fatalf("err %v, want host-sign-out failed, unknown user", err)
@@ -181,7 +181,7 @@ func TestHostSignedInDuringStay(t *testing.T) {
 			{ID: "desk1", CFA: fwd(num1), GuestUserID: "g1", ACDState: xsi.ACDWrapUp},
 		}, memory: loggedOn.memory}
 		f, s := sc.start(t, Config{}, time.Millisecond)
-		if err := s.Login(t.Context(), "g1", "desk1", num1); err != nil {
+		if err := loginErr(s, t.Context(), "g1", "desk1", num1); err != nil {
 			t.Fatal(err)
 		}
 		if got, want := f.actions(), []string{"SetAgentState desk1 Sign-Out "}; !slices.Equal(got, want) {
@@ -191,7 +191,7 @@ func TestHostSignedInDuringStay(t *testing.T) {
 			t.Errorf("remembered %+v, want %+v unchanged", r, loggedOn.memory[0])
 		}
 		// And again: now a no-op.
-		if err := s.Login(t.Context(), "g1", "desk1", num1); err != nil || len(f.actions()) != 1 {
+		if err := loginErr(s, t.Context(), "g1", "desk1", num1); err != nil || len(f.actions()) != 1 {
 			t.Errorf("third login: %v, actions %q", err, f.actions())
 		}
 	})
@@ -331,8 +331,8 @@ func TestHostOwnLoginRacesHotDesk(t *testing.T) {
 		f, s := hostSignedOut.start(t, Config{}, 10*time.Millisecond)
 		var wg sync.WaitGroup
 		var errGuest, errHost error
-		wg.Go(func() { errGuest = s.Login(t.Context(), "g1", "desk1", num1) })
-		wg.Go(func() { errHost = s.Login(t.Context(), "desk1", "", "") })
+		wg.Go(func() { errGuest = loginErr(s, t.Context(), "g1", "desk1", num1) })
+		wg.Go(func() { errHost = loginErr(s, t.Context(), "desk1", "", "") })
 		wg.Wait()
 		if errGuest != nil || errHost != nil {
 			t.Fatal(errGuest, errHost)

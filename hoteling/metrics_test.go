@@ -16,7 +16,7 @@ import (
 func TestSequencerMetrics(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f, s := plain.start(t, Config{}, 200*time.Millisecond)
-		if err := s.Login(t.Context(), "g1", "desk1", num1); err != nil {
+		if err := loginErr(s, t.Context(), "g1", "desk1", num1); err != nil {
 			t.Fatal(err)
 		}
 		got := promtest.Scrape(t, s.Collectors()...)
@@ -63,11 +63,11 @@ func TestSequencerQueueMetrics(t *testing.T) {
 		}}
 		_, s := sc.start(t, Config{QueueLength: 1}, time.Second)
 		var wg sync.WaitGroup
-		wg.Go(func() { s.Login(t.Context(), "g1", "desk1", num1) })
+		wg.Go(func() { loginErr(s, t.Context(), "g1", "desk1", num1) })
 		synctest.Wait()
-		wg.Go(func() { s.Login(t.Context(), "g2", "desk1", num2) })
+		wg.Go(func() { loginErr(s, t.Context(), "g2", "desk1", num2) })
 		synctest.Wait()
-		if err := s.Login(t.Context(), "g3", "desk1", "+15550003"); !errors.Is(err, ErrBusy) {
+		if err := loginErr(s, t.Context(), "g3", "desk1", "+15550003"); !errors.Is(err, ErrBusy) {
 			t.Fatalf("third login: %v, want ErrBusy", err)
 		}
 		promtest.WantSamples(t, promtest.Scrape(t, s.Collectors()...), map[string]float64{

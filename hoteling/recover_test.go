@@ -120,7 +120,7 @@ func recoverAll(t *testing.T, s *Sequencer, users []string) []Repair {
 func recoverDuringLogin(t *testing.T, f *fakeBW, s *Sequencer, reached func(User) bool, found string) {
 	t.Helper()
 	done := make(chan error, 1)
-	go func() { done <- s.Login(t.Context(), "g1", "desk1", num1) }()
+	go func() { done <- loginErr(s, t.Context(), "g1", "desk1", num1) }()
 	if err := f.Await(t.Context(), "desk1", reached); err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestRecoverLeavesRunningSequences(t *testing.T) {
 		t.Run("logout/"+mode, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				f, s := plain.start(t, Config{RecoverMode: mode}, 10*time.Millisecond)
-				if err := s.Login(t.Context(), "g1", "desk1", num1); err != nil {
+				if err := loginErr(s, t.Context(), "g1", "desk1", num1); err != nil {
 					t.Fatal(err)
 				}
 				synctest.Wait()

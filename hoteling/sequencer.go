@@ -269,15 +269,15 @@ func forwardsTo(f xsi.Forwarding, number string) bool {
 // any association ends, then (Sign-In and) Unavailable. Each step waits for
 // its confirming event; a failure undoes the completed steps and returns a
 // *StepError.
-func (s *Sequencer) Login(ctx context.Context, guestID, hostID, forwardTo string) (err error) {
+func (s *Sequencer) Login(ctx context.Context, guestID, hostID, forwardTo string) (_ Want, err error) {
 	start := time.Now()
 	defer func() { s.metrics.done(opLogin, start, err) }()
 	if guestID == "" {
-		return &StepError{Op: "login", Step: "check", Err: errors.New("empty guest user ID"), Guest: guestID, Host: hostID}
+		return Want{}, &StepError{Op: "login", Step: "check", Err: errors.New("empty guest user ID"), Guest: guestID, Host: hostID}
 	}
 	own := hostID == "" || hostID == guestID
 	if !own && forwardTo == "" {
-		return &StepError{Op: "login", Step: "check", Err: errors.New("empty forward-to number"), Guest: guestID, Host: hostID}
+		return Want{}, &StepError{Op: "login", Step: "check", Err: errors.New("empty forward-to number"), Guest: guestID, Host: hostID}
 	}
 	steps := stepsLoginHost
 	if own {
@@ -287,21 +287,34 @@ func (s *Sequencer) Login(ctx context.Context, guestID, hostID, forwardTo string
 	// and again once they are held (the wait may have eaten its time).
 	leave, err := s.adm.enter(ctx, opLogin, steps)
 	if err != nil {
-		return &StepError{Op: "login", Step: "admission", Kind: ErrOverloaded, Err: err, Guest: guestID, Host: hostID}
+		return Want{}, &StepError{Op: "login", Step: "admission", Kind: ErrOverloaded, Err: err, Guest: guestID, Host: hostID}
 	}
 	defer leave()
 	release, err := s.lockFor(ctx, func() []string { return s.loginKeys(guestID, hostID, own) })
 	if err != nil {
-		return &StepError{Op: "login", Step: "queue", Kind: kindOrSelf(ctx, err), Err: err, Guest: guestID, Host: hostID}
+		return Want{}, &StepError{Op: "login", Step: "queue", Kind: kindOrSelf(ctx, err), Err: err, Guest: guestID, Host: hostID}
 	}
 	defer release()
 	if err := s.adm.check(ctx, opLogin, steps); err != nil {
-		return &StepError{Op: "login", Step: "admission", Kind: ErrOverloaded, Err: err, Guest: guestID, Host: hostID}
+		return Want{}, &StepError{Op: "login", Step: "admission", Kind: ErrOverloaded, Err: err, Guest: guestID, Host: hostID}
 	}
 	if own {
-		return s.loginOwn(ctx, guestID)
+		err = s.loginOwn(ctx, guestID)
+	} else {
+		err = s.loginHost(ctx, guestID, hostID, forwardTo)
 	}
-	return s.loginHost(ctx, guestID, hostID, forwardTo)
+	if err != nil {
+		return Want{}, err
+	}
+	// What the login left, read under its locks: a login where the agent
+	// already sat leaves its agent state as it was (each step waited for
+	// its event, so the view shows what BroadWorks has).
+	g := s.view.User(guestID)
+	w := Want{Guest: guestID, ACD: g.ACDState, Code: g.UnavailableCode}
+	if !own {
+		w.Host, w.ForwardTo = hostID, forwardTo
+	}
+	return w, nil
 }
 
 // loginKeys are the locks a login of guest at host needs: the agent, the

@@ -131,7 +131,7 @@ func TestLoginLogout(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				f, s := tt.sc.start(t, Config{}, 10*time.Millisecond)
 				before := f.snapshot()
-				if err := s.Login(t.Context(), "g1", "desk1", num1); err != nil {
+				if err := loginErr(s, t.Context(), "g1", "desk1", num1); err != nil {
 					t.Fatal(err)
 				}
 				if got := f.actions(); !slices.Equal(got, tt.wantActions) {
@@ -171,7 +171,7 @@ func TestOwnDeviceLogin(t *testing.T) {
 		t.Run(fmt.Sprint("SignInFirst=", signInFirst), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				f, s := plain.start(t, Config{SignInFirst: signInFirst}, time.Millisecond)
-				if err := s.Login(t.Context(), "g1", "", ""); err != nil {
+				if err := loginErr(s, t.Context(), "g1", "", ""); err != nil {
 					t.Fatal(err)
 				}
 				want := []string{"SetAgentState g1 Unavailable "}
@@ -193,7 +193,7 @@ func TestAlreadyLoggedOn(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f, s := loggedOn.start(t, Config{}, time.Millisecond)
 		before := f.snapshot()
-		if err := s.Login(t.Context(), "g1", "desk1", num1); err != nil {
+		if err := loginErr(s, t.Context(), "g1", "desk1", num1); err != nil {
 			t.Fatal(err)
 		}
 		if a := f.actions(); len(a) != 0 {
@@ -209,7 +209,7 @@ func TestRefuseOccupiedHost(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f, s := takeover.start(t, Config{RefuseOccupiedHost: true}, time.Millisecond)
 		before := f.snapshot()
-		err := s.Login(t.Context(), "g1", "desk1", num1)
+		err := loginErr(s, t.Context(), "g1", "desk1", num1)
 		var se *StepError
 		if !errors.Is(err, ErrHostBusy) || !errors.As(err, &se) || se.Step != "check-host" {
 			t.Fatalf("err %v, want ErrHostBusy", err)
@@ -258,7 +258,7 @@ func TestStepFailures(t *testing.T) {
 		sc   scenario
 		run  func(ctx context.Context, s *Sequencer) error
 	}
-	login := func(ctx context.Context, s *Sequencer) error { return s.Login(ctx, "g1", "desk1", num1) }
+	login := func(ctx context.Context, s *Sequencer) error { return loginErr(s, ctx, "g1", "desk1", num1) }
 	seqs := []seq{
 		{"login/" + plain.name, plain, login},
 		{"login/" + hostForwarding.name, hostForwarding, login},
@@ -268,7 +268,7 @@ func TestStepFailures(t *testing.T) {
 		{"login/" + hostUnavailable.name, hostUnavailable, login},
 		{"login/" + hostWrapUp.name, hostWrapUp, login},
 		{"login/" + takeoverHostIn.name, takeoverHostIn, login},
-		{"login/own device while at desk2", move, func(ctx context.Context, s *Sequencer) error { return s.Login(ctx, "g1", "", "") }},
+		{"login/own device while at desk2", move, func(ctx context.Context, s *Sequencer) error { return loginErr(s, ctx, "g1", "", "") }},
 		{"logout/" + loggedOn.name, loggedOn, func(ctx context.Context, s *Sequencer) error { return s.Logout(ctx, "g1") }},
 	}
 	for _, sq := range seqs {
@@ -340,7 +340,7 @@ func TestConcurrentLoginsOneHost(t *testing.T) {
 		var wg sync.WaitGroup
 		errs := make([]error, 2)
 		for i, g := range []string{"g1", "g2"} {
-			wg.Go(func() { errs[i] = s.Login(t.Context(), g, "desk1", numbers[g]) })
+			wg.Go(func() { errs[i] = loginErr(s, t.Context(), g, "desk1", numbers[g]) })
 		}
 		wg.Wait()
 		if errs[0] != nil || errs[1] != nil {
@@ -377,11 +377,11 @@ func TestQueueBound(t *testing.T) {
 		f, s := sc.start(t, Config{QueueLength: 1}, time.Second)
 		var wg sync.WaitGroup
 		errs := make([]error, 2)
-		wg.Go(func() { errs[0] = s.Login(t.Context(), "g1", "desk1", num1) })
+		wg.Go(func() { errs[0] = loginErr(s, t.Context(), "g1", "desk1", num1) })
 		synctest.Wait() // g1 runs: waiting for its first event
-		wg.Go(func() { errs[1] = s.Login(t.Context(), "g2", "desk1", num2) })
+		wg.Go(func() { errs[1] = loginErr(s, t.Context(), "g2", "desk1", num2) })
 		synctest.Wait() // g2 queued behind it
-		err := s.Login(t.Context(), "g3", "desk1", "+15550003")
+		err := loginErr(s, t.Context(), "g3", "desk1", "+15550003")
 		if !errors.Is(err, ErrBusy) {
 			t.Errorf("third login: %v, want ErrBusy", err)
 		}
@@ -390,7 +390,7 @@ func TestQueueBound(t *testing.T) {
 		var logoutErr error
 		wg.Go(func() { logoutErr = s.Logout(t.Context(), "g1") })
 		synctest.Wait()
-		if err := s.Login(t.Context(), "g1", "desk2", num1); !errors.Is(err, ErrBusy) {
+		if err := loginErr(s, t.Context(), "g1", "desk2", num1); !errors.Is(err, ErrBusy) {
 			t.Errorf("g1 at desk2: %v, want ErrBusy", err)
 		}
 		wg.Wait()
@@ -419,7 +419,7 @@ func TestCallerCancel(t *testing.T) {
 		before := f.snapshot()
 		ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
 		defer cancel()
-		err := s.Login(ctx, "g1", "desk1", num1)
+		err := loginErr(s, ctx, "g1", "desk1", num1)
 		if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrTimeout) {
 			t.Fatalf("err %v", err)
 		}

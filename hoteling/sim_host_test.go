@@ -63,7 +63,7 @@ func TestAgainstSimulatorHostSignOut(t *testing.T) {
 		t.Run(tt.state+tt.code, func(t *testing.T) {
 			hostIn(t, tt.state, tt.code)
 			sim.ClearRequests()
-			if err := s.Login(ctx, guest, host, guestNumber); err != nil {
+			if err := loginErr(s, ctx, guest, host, guestNumber); err != nil {
 				t.Fatal(err)
 			}
 			want := []string{
@@ -100,7 +100,7 @@ func TestAgainstSimulatorHostSignOut(t *testing.T) {
 			hostIn(t, tt.state, tt.code)
 			sim.SetErrorRate("/services/hotelingguest", 1, http.StatusBadRequest)
 			sim.ClearRequests()
-			err := s.Login(ctx, guest, host, guestNumber)
+			err := loginErr(s, ctx, guest, host, guestNumber)
 			sim.ClearFaults()
 			var se *StepError
 			if !errors.As(err, &se) || se.Step != "associate" || se.Undo != nil {

@@ -228,8 +228,12 @@ func TestAgainstSimulator(t *testing.T) {
 
 	acts := &countingActions{Actions: client}
 	s := New(Config{StepTimeout: 5 * time.Second}, acts, view, slog.New(slog.DiscardHandler))
-	if err := s.Login(ctx, guest, host, guestNumber); err != nil {
+	left, err := s.Login(ctx, guest, host, guestNumber)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if left.Host != host || left.ForwardTo != guestNumber || left.ACD != xsi.ACDUnavailable {
+		t.Errorf("the login left %+v, want Unavailable at %s forwarding to %s", left, host, guestNumber)
 	}
 	g, _ := sim.Snapshot(guest)
 	h, _ := sim.Snapshot(host)
@@ -237,15 +241,28 @@ func TestAgainstSimulator(t *testing.T) {
 		!h.CFAActive || !sameNumber(h.CFANumber, guestNumber) {
 		t.Fatalf("after login: guest %+v host %+v", g, h)
 	}
-	// Again: already logged on, nothing sent.
+	// Again, once the agent is Available: already logged on, nothing
+	// sent, and the agent state is left as it is.
 	if n := acts.n.Load(); n != 3 {
 		t.Errorf("login sent %d Actions, want 3", n)
 	}
-	if err := s.Login(ctx, guest, host, guestNumber); err != nil {
+	if err := client.SetAgentState(ctx, guest, xsi.ACDAvailable, ""); err != nil {
+		t.Fatal(err)
+	}
+	for view.User(guest).ACDState != xsi.ACDAvailable {
+		if ctx.Err() != nil {
+			t.Fatal("the view never showed the agent Available")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if left, err = s.Login(ctx, guest, host, guestNumber); err != nil {
 		t.Fatal(err)
 	}
 	if n := acts.n.Load(); n != 3 {
 		t.Errorf("second login sent %d Actions, want none", n-3)
+	}
+	if left.Host != host || left.ACD != xsi.ACDAvailable {
+		t.Errorf("the second login left %+v, want Available at %s (as it was)", left, host)
 	}
 
 	if err := s.Logout(ctx, guest); err != nil {
