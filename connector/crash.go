@@ -18,9 +18,9 @@ import (
 // process sends nothing more and writes nothing more, from one instant on.
 // In process, that instant is a gate that every Xsi-Actions request, every
 // write to the store (remembered desk forwarding, journal records, SIP
-// dialogs) passes; Crash closes
-// it (requests in flight are cancelled), closes the CSTA listener and its
-// connections unanswered, and then tears the rest down.
+// dialogs) passes; Crash closes the CSTA listener and its connections
+// unanswered, then closes the gate (requests in flight are cancelled), and
+// then tears the rest down.
 
 // ErrCrashed is what the gated parts return once the connector crashed.
 var ErrCrashed = errors.New("connector: crashed")
@@ -29,6 +29,19 @@ type crashGate struct {
 	ctx     context.Context // ends at the crash
 	kill    context.CancelFunc
 	crashAt atomic.Pointer[crashPoint]
+	// silence closes the CSTA front end (its connections unanswered): at
+	// the crash, first, so that no answer of a request the crash makes
+	// fail goes out (a dead process answers nothing).
+	silence func()
+}
+
+// die is the crash's instant: the CTI connections drop, then no request
+// leaves and nothing is written.
+func (g *crashGate) die() {
+	if g.silence != nil {
+		g.silence()
+	}
+	g.kill()
 }
 
 // crashPoint is an Xsi-Actions request the connector dies just before.
@@ -45,7 +58,7 @@ func (g *crashGate) dead() bool { return g.ctx.Err() != nil }
 // pass lets one request through the gate: ctx is cancelled at the crash.
 func (g *crashGate) pass(ctx context.Context, step, userID string) (context.Context, context.CancelFunc, error) {
 	if p := g.crashAt.Load(); p != nil && p.step == step && p.userID == userID {
-		g.kill()
+		g.die()
 	}
 	if g.dead() {
 		return ctx, func() {}, ErrCrashed
@@ -68,8 +81,7 @@ func (c *Connector) Crash() error {
 	if !c.started || c.stopped {
 		return errNotStarted
 	}
-	c.gate.kill()
-	c.front.Close()
+	c.gate.die()
 	ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
 	return c.stop(ctx, true)

@@ -18,6 +18,9 @@ func (c *Connector) buildFronts() error {
 	c.front = csta.NewServer(cfg.CSTA(), c.gateway, c.logger)
 	c.front.SetBudget(c.opts.budget)
 	c.publisher.srv.Store(c.front)
+	if c.gate != nil {
+		c.gate.silence = func() { c.front.Close() }
+	}
 
 	view := adminView{c}
 	opts := []admin.Option{admin.WithLogger(c.logger), admin.WithSource(view),

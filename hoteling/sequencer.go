@@ -447,7 +447,13 @@ func (s *Sequencer) loginHost(ctx context.Context, guest, host, forwardTo string
 		s.startUnavailable(r, g)
 	}
 	if err := r.finish(); err != nil {
-		if r.err.Undo == nil { // else the host may still forward or be signed out: keep what it was for recovery
+		// Forgotten only when the host is surely as before: not when the
+		// undo failed (it may still forward or be signed out), nor when a
+		// step on the host given up on may still land after its undo (its
+		// CFA to the guest, its sign-out): what the host had is needed to
+		// put it back then (recovery, Settle).
+		hostInDoubt := slices.ContainsFunc(r.err.Doubts, func(d Doubt) bool { return d.User == host })
+		if r.err.Undo == nil && !hostInDoubt {
 			undoMemory()
 		}
 		return err

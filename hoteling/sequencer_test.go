@@ -307,8 +307,21 @@ func TestStepFailures(t *testing.T) {
 							t.Errorf("call %d (%s) failed; BroadWorks not restored:\n got %+v\nwant %+v\nactions %q",
 								n, se.Step, got, before, f.actions())
 						}
-						if got := memoryOf(s); !maps.Equal(got, mem) {
-							t.Errorf("call %d: remembered CFA %+v, want %+v", n, got, mem)
+						got, want := memoryOf(s), mem
+						if se.Op == "login" && slices.ContainsFunc(se.Doubts, func(d Doubt) bool { return d.User == "desk1" }) {
+							// A step on the desk given up on may land after
+							// its undo: what the desk had stays remembered
+							// (the login's record, or the one before it).
+							r, ok := got["desk1"]
+							if old, had := mem["desk1"]; !ok || (r != old || !had) && (r.GuestUserID != "g1" || r.ForwardTo != num1) {
+								t.Errorf("call %d (%s, in doubt): desk1 remembered %+v, want the login's or %+v", n, se.Step, r, mem["desk1"])
+							}
+							got, want = maps.Clone(got), maps.Clone(want)
+							delete(got, "desk1")
+							delete(want, "desk1")
+						}
+						if !maps.Equal(got, want) {
+							t.Errorf("call %d: remembered CFA %+v, want %+v", n, got, want)
 						}
 						if fm.f.mode == "drop" && time.Since(start) < 5*time.Second {
 							t.Errorf("timed out after %v, want the 5s default StepTimeout", time.Since(start))

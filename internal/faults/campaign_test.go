@@ -154,9 +154,25 @@ var faults = []fault{
 		// successor finds what is still half done in BroadWorks.
 		name: "connector-killed-during-repair",
 		at:   150 * time.Millisecond,
-		hold: func(sizes) time.Duration { return 1500 * time.Millisecond },
+		// Longer than a step takes to fail on a dead XSP (its retries
+		// over every XSP): the undo fails too.
+		hold: func(sizes) time.Duration { return 4 * time.Second },
 		run: func(h *harness, hold time.Duration) {
-			h.st.Sim.Kill()
+			// The XSPs die as they make an association (the churn logs
+			// agents in all the time) without answering it: that login
+			// fails half done and its undo cannot reach them.
+			killed := h.st.Sim.KillAfter("PUT", "/services/hotelingguest")
+			select {
+			case <-killed:
+			case <-time.After(5 * time.Second):
+				h.st.Sim.ClearFaults()
+				select {
+				case <-killed:
+				default:
+					h.t.Logf("no association made for 5 s: the XSPs killed at once")
+					h.st.Sim.Kill()
+				}
+			}
 			time.Sleep(hold)
 			must(h, h.st.Sim.Restart())
 			repairing := false

@@ -113,7 +113,8 @@ func baseConfig(t testing.TB, sz sizes) stack.Config {
 type life struct {
 	c           *cticlient.Client
 	tap         *Tap
-	droppedByUs bool // the harness cut it (a CTI client dropping)
+	droppedByUs bool             // the harness cut it (a CTI client dropping)
+	at          *stack.Connector // the connector it was dialled to
 }
 
 // ctiConn is one CTI client, reconnecting when its connection drops; its
@@ -186,7 +187,7 @@ func (cc *ctiConn) dial() (*life, error) {
 	// A timeout far beyond the connector's own request timeout: a call
 	// that times out in the client was never answered.
 	cl := cticlient.New(tap, cticlient.WithTimeout(3*time.Minute), cticlient.WithEventBuffer(cc.eventBuffer))
-	return &life{c: cl, tap: tap}, nil
+	return &life{c: cl, tap: tap, at: c}, nil
 }
 
 // drop cuts the live connection, as a CTI client vanishing would.
@@ -393,6 +394,7 @@ type monitor struct {
 	agents  map[string]agentView
 	desks   map[string]deskView
 	reseeds int
+	seeded  *life    // the connection the model was last seeded on
 	stray   []string // events the model cannot place
 	done    chan struct{}
 }
@@ -454,6 +456,7 @@ func (h *harness) startMonitor(name string) (*monitor, error) {
 		m.agents[stack.AgentID(i)] = agentViewOf(snaps[stack.AgentUser(i)])
 		m.desks[stack.DeskID(i)] = deskViewOf(snaps[stack.DeskUser(i)])
 	}
+	m.seeded = l
 	go m.run(l)
 	return m, nil
 }
@@ -550,8 +553,18 @@ func (m *monitor) reseed(l *life) error {
 	maps.Copy(m.agents, seeds)
 	maps.Copy(m.desks, desks)
 	m.reseeds++
+	m.seeded = l
 	m.mu.Unlock()
 	return nil
+}
+
+// live reports whether the monitor's connection is up and its model seeded
+// on it (after a connector restart: reconnected and reseeded).
+func (m *monitor) live() bool {
+	l := m.cc.current()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return l != nil && l == m.seeded && l.c.Err() == nil && l.at == m.h.st.Conn()
 }
 
 func (m *monitor) apply(ev cticlient.Event) {
@@ -1079,7 +1092,18 @@ func runScenario(t *testing.T, f fault, sz sizes) []string {
 		}
 	}
 
-	// (c) every monitor's last view is BroadWorks' final state.
+	// (c) every monitor's last view is BroadWorks' final state: once it is
+	// connected again (a connector restart dropped it) and reseeded.
+	for _, m := range monitors {
+		if bad := await(sz.settle/4, func() []string {
+			if !m.live() {
+				return []string{"not connected and reseeded"}
+			}
+			return nil
+		}); len(bad) > 0 {
+			h.violation("c: %s: not connected again and reseeded within %v", m.cc.name, sz.settle/4)
+		}
+	}
 	for _, m := range monitors {
 		var last map[int][]string
 		bad := await(sz.settle/4, func() []string {

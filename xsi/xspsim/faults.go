@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -22,7 +23,14 @@ type errorRule struct {
 	status       int
 }
 
+// killRule arms KillAfter.
+type killRule struct {
+	method, pathContains string // pathContains lower-case
+	killed               chan struct{}
+}
+
 type faultState struct {
+	killAfter        *killRule
 	latency          Latency
 	errorRules       []errorRule
 	overloadLeft     int // requests still answered 503; <0 = until cleared
@@ -54,6 +62,20 @@ func (s *Server) SetOverload(n int, retryAfter time.Duration) {
 	s.mu.Lock()
 	s.faults.overloadLeft, s.faults.retryAfter = n, retryAfter
 	s.mu.Unlock()
+}
+
+// KillAfter arms a crash: the next request with method whose URL path
+// contains pathContains (case-insensitive) is applied, and every XSP dies
+// (Kill) as it is about to answer: the client gets no answer to a change
+// that was made. Restart brings them back. The channel is closed once they
+// are killed. Arming again replaces the rule; a rule no request matched
+// stays armed until ClearFaults.
+func (s *Server) KillAfter(method, pathContains string) <-chan struct{} {
+	k := &killRule{method: method, pathContains: strings.ToLower(pathContains), killed: make(chan struct{})}
+	s.mu.Lock()
+	s.faults.killAfter = k
+	s.mu.Unlock()
+	return k.killed
 }
 
 // IgnoreHeartbeats makes heartbeat PUTs answer 200 without echoing
@@ -143,6 +165,11 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 				return
 			}
 		}
+		var kill *killRule
+		if k := f.killAfter; k != nil && r.Method == k.method && strings.Contains(path, k.pathContains) {
+			kill, f.killAfter = k, nil
+			w = &killWriter{ResponseWriter: w, kill: func() { s.Kill(); close(kill.killed) }}
+		}
 		var delay time.Duration
 		if strings.HasPrefix(r.URL.Path, ActionsPrefix) {
 			l := f.latency
@@ -204,3 +231,13 @@ func (s *Server) routes() http.Handler {
 	})
 	return s.middleware(mux)
 }
+
+// killWriter kills the simulator instead of writing the answer (KillAfter).
+type killWriter struct {
+	http.ResponseWriter
+	kill func()
+	once sync.Once
+}
+
+func (w *killWriter) WriteHeader(int)             { w.once.Do(w.kill) }
+func (w *killWriter) Write(b []byte) (int, error) { w.once.Do(w.kill); return 0, http.ErrHandlerTimeout }

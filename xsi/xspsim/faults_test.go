@@ -381,3 +381,42 @@ func TestMultiXSPAffinity(t *testing.T) {
 		t.Error("restart of a live XSP succeeded")
 	}
 }
+
+// TestFaultKillAfter: an armed KillAfter lets other requests through, then
+// applies the matching one and kills every XSP instead of answering it;
+// Restart serves again.
+func TestFaultKillAfter(t *testing.T) {
+	h := newHarness(t, baseConfig())
+	dnd := actions("plain@example.com", "DoNotDisturb")
+	killed := h.s.KillAfter("PUT", "services/donotdisturb")
+	h.mustStatus(200, "GET", dnd, "") // not the method: served, no kill
+	select {
+	case <-killed:
+		t.Fatal("killed by a GET")
+	default:
+	}
+	r, _ := http.NewRequest("PUT", h.base+dnd, strings.NewReader(`<DoNotDisturb xmlns="http://schema.broadsoft.com/xsi"><active>true</active></DoNotDisturb>`))
+	r.SetBasicAuth(testUser, testPass)
+	if resp, err := h.c.Do(r); err == nil {
+		resp.Body.Close()
+		t.Errorf("the matching request was answered %d", resp.StatusCode)
+	}
+	select {
+	case <-killed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("not killed 10 s after the matching request")
+	}
+	if snap, err := h.s.Snapshot("plain@example.com"); err != nil || !snap.DND {
+		t.Fatalf("the matching request was not applied: %+v %v", snap, err)
+	}
+	if _, err := h.c.Get(h.base + dnd); err == nil {
+		t.Error("request succeeded after the kill")
+	}
+	if err := h.s.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	h.mustStatus(200, "PUT", dnd, `<DoNotDisturb xmlns="http://schema.broadsoft.com/xsi"><active>false</active></DoNotDisturb>`) // disarmed
+	if err := h.s.Restart(); err == nil {
+		t.Error("a second kill after one arming")
+	}
+}
