@@ -239,5 +239,8 @@ type killWriter struct {
 	once sync.Once
 }
 
-func (w *killWriter) WriteHeader(int)             { w.once.Do(w.kill) }
-func (w *killWriter) Write(b []byte) (int, error) { w.once.Do(w.kill); return 0, http.ErrHandlerTimeout }
+func (w *killWriter) WriteHeader(int) { w.once.Do(w.kill) }
+func (w *killWriter) Write(b []byte) (int, error) {
+	w.once.Do(w.kill)
+	return 0, http.ErrHandlerTimeout
+}
