@@ -46,7 +46,12 @@
 // and until the reconciler has nothing left to do (Gateway.Settle). Two
 // faults aim at the reconciler itself: repairs-racing-requests (repairs
 // while the clients keep asking for the same agents) and
-// connector-killed-during-repair.
+// connector-killed-during-repair (the XSPs die as they make an association,
+// never answering it — xspsim KillAfter — so a login is left half done and
+// its undo fails; the connector is killed once the reconciler has started
+// repairing, and its successor finishes). After a connector restart the
+// monitors are checked once they are connected to the new connector and
+// reseeded.
 //
 // The long mode is not clean yet (one run of 2026-12-07 under -race on 2
 // cores, the machine shared): xsp-primary-killed, channel-cut-mid-document,
