@@ -1,13 +1,16 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/broadworks-connector/connector/csta"
+	"github.com/broadworks-connector/connector/hoteling"
 	"github.com/broadworks-connector/connector/xsi"
 )
 
@@ -67,5 +70,65 @@ func TestTimedOutSequenceKeepsThePromiseBefore(t *testing.T) {
 	f.g.rec.mu.Unlock()
 	if p.want.Host != host1 || !p.owed || p.want.ACD == xsi.ACDSignOut {
 		t.Fatalf("promise %+v owed=%v, want the login at %s, owed", p.want, p.owed, host1)
+	}
+}
+
+// TestSequenceIntentInTheStore: while a hot-desk sequence runs, the store
+// holds what start-up recovery makes of it (hoteling.recover_mode), so that
+// a crash in the middle leaves the next connector that promise whatever
+// shape the sequence reached; once it has ended (before its answer), the
+// record is gone, or replaced by a promise with work left.
+func TestSequenceIntentInTheStore(t *testing.T) {
+	const alice, host1 = "alice@example.com", "host1@example.com"
+	for _, tc := range []struct {
+		mode     string
+		req      csta.ReqAgentState
+		pre      bool // alice at host1 before
+		wantHost string
+		fail     error
+		kept     bool // a record after the sequence
+	}{
+		{mode: hoteling.RecoverUndo, req: csta.ReqLoggedOn},
+		{mode: hoteling.RecoverComplete, req: csta.ReqLoggedOn, wantHost: host1},
+		{mode: hoteling.RecoverUndo, req: csta.ReqLoggedOff, pre: true},
+		{mode: hoteling.RecoverComplete, req: csta.ReqLoggedOff, pre: true, wantHost: host1},
+		{mode: hoteling.RecoverUndo, req: csta.ReqLoggedOff, pre: true,
+			fail: &hoteling.StepError{Op: "logout", Step: "end-association", Kind: hoteling.ErrTimeout, Err: context.DeadlineExceeded,
+				Undo: errors.New("undo failed")}, kept: true},
+	} {
+		t.Run(fmt.Sprintf("%s/%s/failed=%v", tc.mode, tc.req, tc.fail != nil), func(t *testing.T) {
+			cfg := testConfig
+			cfg.RecoverMode = tc.mode
+			h := newHarnessConfig(t, cfg)
+			store := &memPromises{}
+			h.g.deps.Promises = store
+			h.g.HandleXSIEvent(xev(alice, agentSnap("Available", "")))
+			if tc.pre {
+				h.g.HandleXSIEvent(xev(alice, guestOf(host1, time.Now())))
+			}
+			var during []byte
+			hook := func() {
+				store.mu.Lock()
+				during = store.saved[alice]
+				store.mu.Unlock()
+			}
+			h.hot.mu.Lock()
+			h.hot.onLogin, h.hot.onLogout, h.hot.err = hook, hook, tc.fail
+			h.hot.mu.Unlock()
+			_, _ = h.g.SetAgentState(context.Background(), csta.Requester{}, &csta.SetAgentState{Device: "desk1", RequestedState: tc.req, AgentID: "A1"})
+			var sp storedPromise
+			if err := json.Unmarshal(during, &sp); err != nil {
+				t.Fatalf("no intent in the store while the sequence ran: %q (%v)", during, err)
+			}
+			if sp.Origin != OriginRecovery || sp.Want.Host != tc.wantHost {
+				t.Errorf("intent %+v, want recovery at %q", sp, tc.wantHost)
+			}
+			store.mu.Lock()
+			_, kept := store.saved[alice]
+			store.mu.Unlock()
+			if kept != tc.kept {
+				t.Errorf("a record after the sequence: %v, want %v (ops %q)", kept, tc.kept, store.ops)
+			}
+		})
 	}
 }

@@ -290,6 +290,43 @@ func (g *Gateway) failed(err error, users ...string) {
 	}
 }
 
+// recoveryWant is what hoteling.recover_mode makes of a hot-desk sequence
+// of guest at host a crash cut off: undo, at no desk (signed out); complete,
+// at host.
+func (g *Gateway) recoveryWant(guest, host, forwardTo string) hoteling.Want {
+	if g.cfg().RecoverMode == hoteling.RecoverComplete && host != "" {
+		return hoteling.Want{Guest: guest, Host: host, ForwardTo: forwardTo, ACD: xsi.ACDUnavailable}
+	}
+	return hoteling.Want{Guest: guest, ACD: xsi.ACDSignOut}
+}
+
+// intend saves, before a hot-desk sequence of guest at host runs, what
+// start-up recovery makes of it (recoveryWant): a crash in the middle leaves
+// the next connector that promise, owed, whatever shape the sequence or its
+// undo had reached (not every shape is one HalfDone can tell from BroadWorks:
+// an undo that got half through, say). Once the sequence has ended, persist
+// saves the promise it leaves instead (or deletes the record), before the
+// answer goes out.
+func (g *Gateway) intend(guest, host, forwardTo string) {
+	ps := g.deps.Promises
+	if ps == nil {
+		return
+	}
+	value, _ := json.Marshal(storedPromise{Want: g.recoveryWant(guest, host, forwardTo), Origin: OriginRecovery})
+	r := g.rec
+	r.saveMu.Lock()
+	defer r.saveMu.Unlock()
+	if err := ps.SavePromise(guest, value); err != nil {
+		g.log.Error("reconciler: keeping a sequence's intent in the store failed", "user", guest, "err", err)
+		return
+	}
+	r.mu.Lock()
+	if p := r.promises[guest]; p != nil {
+		p.stored = true // persist rewrites or deletes it
+	}
+	r.mu.Unlock()
+}
+
 // requestFate is which answer a client got for one request, as its
 // promise must follow it. The front end may give up on a request
 // (csta.limits.request_timeout) and answer "not done" while its work goes
@@ -927,10 +964,7 @@ func (g *Gateway) promiseRecovery(hot Hoteling, users []string) int {
 		if _, _, promised := g.Promise(f.GuestUserID); promised {
 			continue // a request since the start made its own promise
 		}
-		w := hoteling.Want{Guest: f.GuestUserID, ACD: xsi.ACDSignOut}
-		if g.cfg().RecoverMode == hoteling.RecoverComplete {
-			w = hoteling.Want{Guest: f.GuestUserID, Host: f.HostUserID, ACD: xsi.ACDUnavailable}
-		}
+		w := g.recoveryWant(f.GuestUserID, f.HostUserID, "")
 		g.log.Info("reconciler: half-done hot-desk sequence found", "guest", f.GuestUserID, "host", f.HostUserID,
 			"found", f.Found, "promise", describeWant(w))
 		g.endingBy(f.GuestUserID, EndRecovery)

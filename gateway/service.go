@@ -189,6 +189,8 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, who csta.Reque
 			defer g.hold(ctx, agent, deviceUser)()
 			other := g.User(deviceUser).GuestUserID
 			fate := g.fateOf(ctx, agent, other)
+			g.intend(agent, deviceUser, number)
+			defer g.persist(agent) // the intent replaced before the answer
 			left, herr := hot.Login(ctx, agent, deviceUser, number)
 			if herr == nil && !fate.commit() {
 				herr = csta.ErrResourceBusy // answered "not done": the promises before stand, owed
@@ -226,6 +228,8 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, who csta.Reque
 				g.endingBy(agent, EndLogout)
 			}
 			fate := g.fateOf(ctx, agent)
+			g.intend(agent, host, "")
+			defer g.persist(agent) // the intent replaced before the answer
 			herr := hot.Logout(ctx, agent)
 			if herr == nil && !fate.commit() {
 				herr = csta.ErrResourceBusy // answered "not done": the promise before stands, owed
