@@ -268,7 +268,9 @@ func forwardsTo(f xsi.Forwarding, number string) bool {
 // hostID empty or equal to guestID is a login at the agent's own device:
 // any association ends, then (Sign-In and) Unavailable. Each step waits for
 // its confirming event; a failure undoes the completed steps and returns a
-// *StepError.
+// *StepError. A login returns what it left, for the caller to promise: at
+// host, in the agent state the view shows once it is done (a login where the
+// agent already sat sends nothing and leaves that state as it was).
 func (s *Sequencer) Login(ctx context.Context, guestID, hostID, forwardTo string) (_ Want, err error) {
 	start := time.Now()
 	defer func() { s.metrics.done(opLogin, start, err) }()

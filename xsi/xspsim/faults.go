@@ -196,6 +196,9 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 			}
 		}
 		next.ServeHTTP(w, r)
+		if kw, ok := w.(*killWriter); ok {
+			kw.once.Do(kw.kill) // a handler that wrote nothing dies too
+		}
 	})
 }
 
