@@ -132,3 +132,39 @@ func TestSequenceIntentInTheStore(t *testing.T) {
 		})
 	}
 }
+
+// TestSignOutPromisesNoDesk: an agent signed out on its own (the view shows
+// no desk, the request signs it out) after a failed logout left it owed "at
+// the desk" is promised at no desk — not "at the desk, signed out", a shape
+// no sequence leaves and Settle cannot reach (the long campaign's
+// xsp-primary-killed repaired such a promise every few seconds, forever).
+func TestSignOutPromisesNoDesk(t *testing.T) {
+	const alice, host1 = "alice@example.com", "host1@example.com"
+	h := newHarness(t)
+	h.g.HandleXSIEvent(xev(alice, agentSnap("Unavailable", "100")))
+	h.g.promise(alice, hoteling.Want{Host: host1, ACD: xsi.ACDUnavailable}, OriginCTI, true)
+	if _, err := h.g.SetAgentState(context.Background(), csta.Requester{}, &csta.SetAgentState{Device: "+15550001", RequestedState: csta.ReqLoggedOff, AgentID: "A1"}); err != nil {
+		t.Fatal(err)
+	}
+	w, origin, _ := h.g.Promise(alice)
+	if w.Host != "" || w.ACD != xsi.ACDSignOut || origin != OriginCTI {
+		t.Fatalf("promise %+v from %s, want Sign-Out at no desk from the request", w, origin)
+	}
+}
+
+// TestDeskDoubtKeptWithTheAgent: a step on the desk given up on (its
+// forwarding) is a doubt of the agent whose sequence it was — desks have no
+// promise of their own — so its late landing is undone, not adopted.
+func TestDeskDoubtKeptWithTheAgent(t *testing.T) {
+	const alice, host1 = "alice@example.com", "host1@example.com"
+	h := newHarness(t)
+	h.g.HandleXSIEvent(xev(alice, agentSnap("Unavailable", "100")))
+	h.g.promise(alice, hoteling.Want{Host: host1, ACD: xsi.ACDUnavailable}, OriginCTI, false)
+	h.g.failed(&hoteling.StepError{Op: "logout", Step: "restore-host-cfa", Guest: alice, Host: host1,
+		Doubts: []hoteling.Doubt{{User: host1, Step: "undo-restore-host-cfa", Shows: func(hoteling.User) bool { return true }}}}, alice)
+	h.g.rec.mu.Lock()
+	defer h.g.rec.mu.Unlock()
+	if p := h.g.rec.promises[alice]; len(p.doubts) != 1 || p.doubts[0].d.User != host1 {
+		t.Fatalf("alice's doubts %+v, want the desk's", p.doubts)
+	}
+}

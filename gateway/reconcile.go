@@ -219,6 +219,12 @@ func (g *Gateway) promiseAgentState(user string, state xsi.ACDState, code string
 	p := g.rec.promises[user]
 	w := p.want
 	w.ACD, w.Code = state, code
+	if state == xsi.ACDSignOut {
+		// Signed out is logged off: at no desk (a promise "at a desk,
+		// signed out" is no shape a login or logout leaves, and Settle
+		// could never reach it).
+		w = hoteling.Want{ACD: xsi.ACDSignOut, LeftHost: w.LeftHost, ForwardTo: w.ForwardTo}
+	}
 	g.rec.setLocked(user, w, origin, p.owed)
 	g.rec.mu.Unlock()
 	g.persist(user)
@@ -226,8 +232,11 @@ func (g *Gateway) promiseAgentState(user string, state xsi.ACDState, code string
 }
 
 // doubt records changes a failed request may still see applied, and looks
-// at the user again when they can no longer land.
-func (g *Gateway) doubt(ds ...hoteling.Doubt) {
+// at the user again when they can no longer land. A doubt on a user with
+// no promise of its own (a desk) is kept with owner's (the agent whose
+// sequence it was): a desk's forwarding landing late is the agent's to
+// undo, not an outside change to adopt.
+func (g *Gateway) doubt(owner string, ds ...hoteling.Doubt) {
 	if len(ds) == 0 {
 		return
 	}
@@ -236,15 +245,19 @@ func (g *Gateway) doubt(ds ...hoteling.Doubt) {
 	r.mu.Lock()
 	users := map[string]bool{}
 	for _, d := range ds {
-		p := r.promises[d.User]
+		user := d.User
+		p := r.promises[user]
 		if p == nil {
-			continue // no promise on that user: nothing to keep
+			user, p = owner, r.promises[owner]
+		}
+		if p == nil {
+			continue // no promise to keep
 		}
 		p.doubts = append(p.doubts, doubtAt{d: d, until: until})
 		if len(p.doubts) > maxDoubts {
 			p.doubts = p.doubts[len(p.doubts)-maxDoubts:]
 		}
-		users[d.User] = true
+		users[user] = true
 	}
 	r.mu.Unlock()
 	for u := range users {
@@ -255,7 +268,7 @@ func (g *Gateway) doubt(ds ...hoteling.Doubt) {
 
 // doubtAgentState is doubt for a single agent-state request given up on.
 func (g *Gateway) doubtAgentState(user string, state xsi.ACDState, code string) {
-	g.doubt(hoteling.Doubt{User: user, Step: "agent-state", Shows: func(u hoteling.User) bool {
+	g.doubt(user, hoteling.Doubt{User: user, Step: "agent-state", Shows: func(u hoteling.User) bool {
 		return hoteling.ACDShows(u, state, code)
 	}})
 }
@@ -284,7 +297,7 @@ func (g *Gateway) failed(err error, users ...string) {
 	if !errors.As(err, &se) {
 		return
 	}
-	g.doubt(se.Doubts...)
+	g.doubt(se.Guest, se.Doubts...)
 	if se.Undo != nil {
 		g.owe(users...)
 	}
