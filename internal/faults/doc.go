@@ -63,7 +63,11 @@
 // client event buffers overflowed (thousands of events dropped), which
 // voids check (c). Before the reconciler (2026-11-21) the same faults left
 // 8 to 24 agents each, and xsp-primary-killed and heartbeats-ignored failed
-// too.
+// too. On 2026-12-07 (morning), after the fixes of that stop, long
+// xsp-primary-killed alone still left 1 of 200 agents logged in with the
+// desk not forwarding to it, and counted about 100 adoptions of agent
+// states its own failed requests may have set (the XSP failover); the whole
+// long campaign was not run again.
 //
 // Deadlines only bound waiting (so that a broken connector fails instead of
 // hanging); no test condition is a timing: latencies are benchmarks.
