@@ -125,13 +125,15 @@ type fakeHoteling struct {
 	released          map[string]bool          // guest|left host Settle was called for
 	onSettle          func()                   // runs in Settle, without mu
 	settled           map[string]hoteling.Want // by guest: the last want Settle brought about
+	seated            bool                     // Login finds the guest at the host signed in: it sends no agent state
 }
 
-// Login leaves the guest at host, starting Unavailable (as a full login).
+// Login leaves the guest at host, starting Unavailable (as a full login),
+// or, seated, in no agent state (it sent none).
 func (h *fakeHoteling) Login(_ context.Context, guest, host, fwd string) (hoteling.Want, error) {
 	h.mu.Lock()
 	h.calls = append(h.calls, fmt.Sprintf("Login %s %s %s", guest, host, fwd))
-	err, hook := h.err, h.onLogin
+	err, hook, seated := h.err, h.onLogin, h.seated
 	h.mu.Unlock()
 	if hook != nil {
 		hook()
@@ -139,7 +141,11 @@ func (h *fakeHoteling) Login(_ context.Context, guest, host, fwd string) (hoteli
 	if err != nil {
 		return hoteling.Want{}, err
 	}
-	return hoteling.Want{Guest: guest, Host: host, ForwardTo: fwd, ACD: xsi.ACDUnavailable}, nil
+	w := hoteling.Want{Guest: guest, Host: host, ForwardTo: fwd, ACD: xsi.ACDUnavailable}
+	if seated {
+		w.ACD = ""
+	}
+	return w, nil
 }
 
 func (h *fakeHoteling) Logout(_ context.Context, guest string) error {

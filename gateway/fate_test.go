@@ -168,3 +168,46 @@ func TestDeskDoubtKeptWithTheAgent(t *testing.T) {
 		t.Fatalf("alice's doubts %+v, want the desk's", p.doubts)
 	}
 }
+
+// TestLoginWhereTheAgentSitsKeepsItsPromise: a hot-desk login where the
+// agent already sits signed in sends no agent state, so the agent keeps the
+// state it was promised there — owed if it was (the view showed a difference
+// of ours still to repair) — not whatever the view shows; with no promise
+// at that desk, the view's.
+func TestLoginWhereTheAgentSitsKeepsItsPromise(t *testing.T) {
+	const alice, host1 = "alice@example.com", "host1@example.com"
+	login := &csta.SetAgentState{Device: "desk1", RequestedState: csta.ReqLoggedOn, AgentID: "A1"}
+	for _, tc := range []struct {
+		name     string
+		promise  *hoteling.Want
+		owed     bool
+		wantACD  xsi.ACDState
+		wantCode string
+		wantOwed bool
+	}{
+		{"promised there, owed", &hoteling.Want{Host: host1, ACD: xsi.ACDUnavailable, Code: "100"}, true, xsi.ACDUnavailable, "100", true},
+		{"promised there", &hoteling.Want{Host: host1, ACD: xsi.ACDAvailable}, false, xsi.ACDAvailable, "", false},
+		{"promised elsewhere", &hoteling.Want{Host: "host2@example.com", ACD: xsi.ACDAvailable}, false, xsi.ACDUnavailable, "200", false},
+		{"no promise", nil, false, xsi.ACDUnavailable, "200", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.hot.seated = true
+			h.g.HandleXSIEvent(xev(alice, agentSnap("Unavailable", "200")))
+			h.g.HandleXSIEvent(xev(alice, guestOf(host1, time.Now())))
+			if tc.promise != nil {
+				h.g.promise(alice, *tc.promise, OriginCTI, tc.owed)
+			}
+			if _, err := h.g.SetAgentState(context.Background(), csta.Requester{}, login); err != nil {
+				t.Fatal(err)
+			}
+			h.g.rec.mu.Lock()
+			p := h.g.rec.promises[alice]
+			w, owed := p.want, p.owed
+			h.g.rec.mu.Unlock()
+			if w.Host != host1 || w.ACD != tc.wantACD || w.Code != tc.wantCode || owed != tc.wantOwed {
+				t.Fatalf("promise %+v owed=%v, want %s/%s at %s owed=%v", w, owed, tc.wantACD, tc.wantCode, host1, tc.wantOwed)
+			}
+		})
+	}
+}

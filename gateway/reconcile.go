@@ -211,6 +211,27 @@ func (g *Gateway) promise(user string, w hoteling.Want, origin string, owed bool
 	g.rec.wake(user)
 }
 
+// promiseLogin makes a successful hot-desk login the promise. One that sent
+// no agent state (left.ACD "": the agent already sat there signed in) keeps
+// the agent state the agent was promised at that desk, owed if it was: the
+// client was told nothing new about it, and a difference the view shows is
+// still the reconciler's to judge. Without such a promise, the view's.
+func (g *Gateway) promiseLogin(user string, left hoteling.Want, origin string) {
+	owed := false
+	if left.ACD == "" {
+		g.rec.mu.Lock()
+		if p := g.rec.promises[user]; p != nil && p.want.Host == left.Host && p.want.ACD != "" && p.want.ACD != xsi.ACDSignOut {
+			left.ACD, left.Code, owed = p.want.ACD, p.want.Code, p.owed
+		}
+		g.rec.mu.Unlock()
+	}
+	if left.ACD == "" {
+		v := g.User(user)
+		left.ACD, left.Code = v.ACDState, v.UnavailableCode
+	}
+	g.promise(user, left, origin, owed)
+}
+
 // promiseAgentState changes only the agent state of user's promise (a
 // successful agent-state request on the user's own device).
 func (g *Gateway) promiseAgentState(user string, state xsi.ACDState, code string, origin string) {
@@ -290,15 +311,20 @@ func (g *Gateway) owe(users ...string) {
 	r.wake(users...)
 }
 
-// failed records what a failed hot-desk sequence left: its doubts, and the
-// promises of users owed when its undo failed.
+// failed records what a failed hot-desk sequence left: its doubts, and,
+// when it sent BroadWorks anything, the promises of users owed. Its undo
+// puts each user back as the view showed it, and the view may lag
+// BroadWorks (events held up by an XSP failover, say): an undo may restore
+// an agent state or a desk's forwarding older than the promise, and that
+// difference is the connector's to repair, not an outside change to adopt.
+// Owed promises the view already shows are cleared at the next look.
 func (g *Gateway) failed(err error, users ...string) {
 	var se *hoteling.StepError
 	if !errors.As(err, &se) {
 		return
 	}
 	g.doubt(se.Guest, se.Doubts...)
-	if se.Undo != nil {
+	if se.Undo != nil || se.Sent {
 		g.owe(users...)
 	}
 }
@@ -683,7 +709,7 @@ func (g *Gateway) reconcile(ctx context.Context, user string) time.Duration {
 		r.mu.Unlock()
 		return time.Until(p.retryAt) // backing off
 	}
-	p.doubts = slices.DeleteFunc(p.doubts, func(d doubtAt) bool { return now.After(d.until) })
+	p.doubts = slices.DeleteFunc(p.doubts, func(d doubtAt) bool { return !now.Before(d.until) })
 	doubts := slices.Clone(p.doubts)
 	r.mu.Unlock()
 
@@ -719,7 +745,11 @@ func (g *Gateway) reconcile(ctx context.Context, user string) time.Duration {
 		}
 	}
 	if hot.Satisfied(want) {
-		if owed {
+		// An owed promise the view shows is kept — unless a change of ours
+		// given up on may still show (a doubt): the view may lag, and that
+		// change landing, or its event arriving, makes the difference ours
+		// again. The doubt's end wakes the user.
+		if owed && !slices.ContainsFunc(doubts, func(d doubtAt) bool { return !d.d.Shows(g.User(d.d.User)) }) {
 			r.mu.Lock()
 			if p := r.promises[user]; p != nil && p.version == version {
 				p.owed = false
@@ -809,6 +839,12 @@ func (g *Gateway) reconcile(ctx context.Context, user string) time.Duration {
 		r.mu.Unlock()
 		if raced {
 			g.persist(user)
+		}
+	}
+	if err != nil {
+		var se *hoteling.StepError
+		if errors.As(err, &se) {
+			g.doubt(user, se.Doubts...) // the repair's own steps given up on
 		}
 	}
 	rp := Repair{User: user, Kind: kind, Found: found, Promise: describeWant(want), At: time.Now(), Err: err}

@@ -71,6 +71,27 @@ func TestReconciler(t *testing.T) {
 			wantOrigin: OriginCTI, wantACD: xsi.ACDAvailable,
 		},
 		{
+			// A hot-desk request failed and its undo, confirmed, put back
+			// what a lagging view showed (older than the promise).
+			name: "what a failed sequence's undo left is repaired, not adopted",
+			held: true,
+			whileHeld: func(h *harness) {
+				h.g.failed(&hoteling.StepError{Op: "logout", Step: "agent-sign-out", Guest: alice, Sent: true}, alice)
+			},
+			wantCalls: []string{keep}, wantKind: RepairOwed,
+			wantOrigin: OriginCTI, wantACD: xsi.ACDAvailable,
+		},
+		{
+			// Nothing sent (refused at admission): nothing of ours.
+			name: "a failed sequence that sent nothing owes nothing",
+			held: true,
+			whileHeld: func(h *harness) {
+				h.g.failed(&hoteling.StepError{Op: "logout", Step: "admission", Guest: alice}, alice)
+			},
+			wantKind:   RepairAdopted,
+			wantOrigin: OriginBroadWorks, wantACD: xsi.ACDSignOut,
+		},
+		{
 			name:      "a user a request is working on waits for it",
 			before:    func(h *harness) { h.g.doubtAgentState(alice, xsi.ACDSignOut, "") },
 			held:      true,
@@ -339,4 +360,53 @@ func TestPromisesKeptAcrossACrash(t *testing.T) {
 			t.Errorf("the kept promise is still in the store: %q", store.ops)
 		}
 	})
+}
+
+// TestOwedKeptWhileADoubtMayLand: an owed promise the view shows stays owed
+// while a change of ours given up on may still show: the view may lag
+// BroadWorks, and what it shows next (here an agent state older than the
+// promise, which an undo put back) is ours to repair, not an outside
+// change. Once the doubt has ended, the promise shown is kept no more.
+func TestOwedKeptWhileADoubtMayLand(t *testing.T) {
+	const alice = "alice@example.com"
+	keep := "Settle " + alice + " host= left= acd=Available"
+	for _, tc := range []struct {
+		name     string
+		after    time.Duration // from the doubt to the view's change
+		wantKind string
+	}{
+		{"within the doubt's window", 5 * time.Second, RepairOwed},
+		{"after the doubt's window", 12 * time.Second, RepairAdopted},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				cfg := testConfig
+				cfg.DoubtWindow = 10 * time.Second
+				h := newHarnessConfig(t, cfg)
+				h.reconcile(t)
+				h.g.HandleXSIEvent(xev(alice, agentSnap("Available", "")))
+				h.g.promiseAgentState(alice, xsi.ACDAvailable, "", OriginCTI)
+				synctest.Wait()
+				release := h.g.hold(context.Background(), alice)
+				h.g.failed(&hoteling.StepError{Op: "logout", Step: "agent-sign-out", Guest: alice, Sent: true,
+					Doubts: []hoteling.Doubt{{User: alice, Step: "agent-sign-out", Shows: func(u hoteling.User) bool { return u.ACDState == xsi.ACDSignOut }}}}, alice)
+				release()
+				time.Sleep(tc.after)
+				synctest.Wait()
+				h.g.HandleXSIEvent(xev(alice, agentState("Wrap-Up", "")))
+				time.Sleep(100 * time.Millisecond)
+				synctest.Wait()
+				var want []string
+				if tc.wantKind == RepairOwed {
+					want = []string{keep}
+				}
+				if calls := h.hot.Calls(); !slices.Equal(calls, want) {
+					t.Errorf("sequencer calls %q, want %q", calls, want)
+				}
+				if n := h.g.RepairCounts()[tc.wantKind]; n != 1 {
+					t.Errorf("repairs %s = %d, want 1 (%v)", tc.wantKind, n, h.g.RepairCounts())
+				}
+			})
+		})
+	}
 }

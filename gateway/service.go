@@ -195,7 +195,7 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, who csta.Reque
 			if herr == nil && !fate.commit() {
 				herr = csta.ErrResourceBusy // answered "not done": the promises before stand, owed
 			} else if herr == nil {
-				g.promise(agent, left, promisedBy, false)
+				g.promiseLogin(agent, left, promisedBy)
 				if other != "" && other != agent {
 					g.promise(other, hoteling.Want{ACD: xsi.ACDSignOut}, OriginTakeover, false)
 				}

@@ -42,6 +42,11 @@ type StepError struct {
 	// same way. A caller keeping promises (the gateway's reconciler) takes
 	// a later view showing one of them for its own late change.
 	Doubts []Doubt
+	// Sent: the sequence sent BroadWorks a change (a step or an undo,
+	// answered or not) before it failed. Its undo restores each user as
+	// the view showed it, which may lag BroadWorks: whatever differs from
+	// what the caller promised before is the sequence's doing.
+	Sent bool
 }
 
 // Doubt is one change a failed sequence may still see applied late.

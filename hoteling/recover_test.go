@@ -1,6 +1,7 @@
 package hoteling
 
 import (
+	"errors"
 	"path/filepath"
 	"testing"
 	"testing/synctest"
@@ -180,4 +181,34 @@ func TestRecoverLeavesRunningSequences(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestSettleLeavesItsFailedAgentStateStep: the agent-state step of a repair
+// whose event never comes (applied, unconfirmed) is not undone: undone, it
+// would put back the very state the repair was fixing (and overwrite what a
+// request set meanwhile). The error carries it as sent and in doubt; the
+// caller tries again.
+func TestSettleLeavesItsFailedAgentStateStep(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sc := scenario{name: "seated, Wrap-Up", users: []User{
+			{ID: "g1", ACDState: xsi.ACDWrapUp, HostUserID: "desk1"},
+			{ID: "desk1", CFA: fwd(num1), GuestUserID: "g1"},
+		}}
+		f, s := sc.start(t, Config{StepTimeout: time.Second}, 10*time.Millisecond)
+		f.fault = &fault{call: 0, mode: "drop"}
+		acted, err := s.Settle(t.Context(), Want{Guest: "g1", Host: "desk1", ACD: xsi.ACDAvailable}, nil)
+		var se *StepError
+		if !acted || !errors.As(err, &se) {
+			t.Fatalf("Settle acted=%v err=%v, want a failed step", acted, err)
+		}
+		if !se.Sent || len(se.Doubts) != 1 || se.Undo != nil {
+			t.Errorf("step error sent=%v doubts=%d undo=%v, want sent, one doubt, no undo", se.Sent, len(se.Doubts), se.Undo)
+		}
+		if got := f.actions(); len(got) != 1 {
+			t.Errorf("actions %q, want only the repair's (no undo)", got)
+		}
+		if st := f.snapshot()["g1"]; st.ACDState != xsi.ACDAvailable {
+			t.Errorf("BroadWorks shows %s, want the repair's Available left in place", st.ACDState)
+		}
+	})
 }

@@ -269,8 +269,10 @@ func forwardsTo(f xsi.Forwarding, number string) bool {
 // any association ends, then (Sign-In and) Unavailable. Each step waits for
 // its confirming event; a failure undoes the completed steps and returns a
 // *StepError. A login returns what it left, for the caller to promise: at
-// host, in the agent state the view shows once it is done (a login where the
-// agent already sat sends nothing and leaves that state as it was).
+// host, in the agent state the view shows once it is done — or, when the
+// agent already sat at host signed in, with no agent state (ACD ""): the
+// login sent none and the agent keeps whatever it was promised (the view may
+// show a difference the caller's reconciler has yet to look at).
 func (s *Sequencer) Login(ctx context.Context, guestID, hostID, forwardTo string) (_ Want, err error) {
 	start := time.Now()
 	defer func() { s.metrics.done(opLogin, start, err) }()
@@ -300,6 +302,10 @@ func (s *Sequencer) Login(ctx context.Context, guestID, hostID, forwardTo string
 	if err := s.adm.check(ctx, opLogin, steps); err != nil {
 		return Want{}, &StepError{Op: "login", Step: "admission", Kind: ErrOverloaded, Err: err, Guest: guestID, Host: hostID}
 	}
+	// A login where the agent already sits signed in sends no agent state
+	// (loginHost).
+	g := s.view.User(guestID)
+	seated := !own && g.HostUserID == hostID && signedIn(g)
 	if own {
 		err = s.loginOwn(ctx, guestID)
 	} else {
@@ -308,11 +314,13 @@ func (s *Sequencer) Login(ctx context.Context, guestID, hostID, forwardTo string
 	if err != nil {
 		return Want{}, err
 	}
-	// What the login left, read under its locks: a login where the agent
-	// already sat leaves its agent state as it was (each step waited for
-	// its event, so the view shows what BroadWorks has).
-	g := s.view.User(guestID)
-	w := Want{Guest: guestID, ACD: g.ACDState, Code: g.UnavailableCode}
+	// What the login left, read under its locks (each step waited for its
+	// event, so the view shows what BroadWorks has).
+	w := Want{Guest: guestID}
+	if !seated {
+		g = s.view.User(guestID)
+		w.ACD, w.Code = g.ACDState, g.UnavailableCode
+	}
 	if !own {
 		w.Host, w.ForwardTo = hostID, forwardTo
 	}

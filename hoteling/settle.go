@@ -187,6 +187,7 @@ func (s *Sequencer) Settle(ctx context.Context, w Want, current func() bool) (ac
 		return true, nil
 	}
 	r := s.newRun(ctx, "reconcile", w.Guest, w.Host)
+	r.repair = true
 	r.step(s.acdStep(w.Guest, "agent-state", w.ACD, w.Code))
 	return true, r.finish()
 }

@@ -261,8 +261,8 @@ func TestAgainstSimulator(t *testing.T) {
 	if n := acts.n.Load(); n != 3 {
 		t.Errorf("second login sent %d Actions, want none", n-3)
 	}
-	if left.Host != host || left.ACD != xsi.ACDAvailable {
-		t.Errorf("the second login left %+v, want Available at %s (as it was)", left, host)
+	if left.Host != host || left.ACD != "" {
+		t.Errorf("the second login left %+v, want %s with no agent state (it sent none)", left, host)
 	}
 
 	if err := s.Logout(ctx, guest); err != nil {

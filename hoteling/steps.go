@@ -45,6 +45,10 @@ type run struct {
 	// apply them (a timeout, a 5xx, a contradiction), for the caller
 	// (StepError.Doubts).
 	doubts []Doubt
+	// repair: a reconciler's step towards a promise, which finish does not
+	// undo (undone, it would put back the very difference it repairs, over
+	// whatever a request set meanwhile); the caller tries again.
+	repair bool
 }
 
 // newRun starts a sequence (a saga): one log line here, one when it ends
@@ -101,6 +105,10 @@ func (r *run) finish() error {
 			"steps", len(r.done), "elapsed", time.Since(r.start).Round(time.Millisecond))
 		return nil
 	}
+	if r.repair {
+		r.err.Doubts, r.err.Sent = r.doubts, len(r.done) > 0
+		return r.err
+	}
 	ctx := context.WithoutCancel(r.ctx)
 	var errs []error
 	for i := len(r.done) - 1; i >= 0; i-- {
@@ -118,6 +126,7 @@ func (r *run) finish() error {
 	}
 	r.err.Undo = errors.Join(errs...)
 	r.err.Doubts = r.doubts
+	r.err.Sent = r.err.Sent || len(r.done) > 0
 	r.s.metrics.compensated(r.op, len(r.done), r.err.Undo)
 	if r.err.Undo == nil {
 		r.s.logger.Info("hoteling: sequence undone", "op", r.op, "guest", r.guest, "host", r.host, "failed", r.err.Step,
