@@ -780,6 +780,16 @@ func (g *Gateway) reconcile(ctx context.Context, user string) time.Duration {
 	if kind == "" {
 		// Changed outside the connector: taken as the promise.
 		adopted := hoteling.Want{Guest: user, Host: v.HostUserID, Loose: v.HostUserID != "", ACD: v.ACDState, Code: v.UnavailableCode}
+		if onlyACD := want; want.Host != "" && !want.Loose {
+			onlyACD.ACD, onlyACD.Code = "", ""
+			if hot.Satisfied(onlyACD) {
+				// Only the agent state changed (BroadWorks' ACD after a
+				// call, a supervisor): the agent still sits at its desk
+				// as promised, whole.
+				adopted = want
+				adopted.ACD, adopted.Code = v.ACDState, v.UnavailableCode
+			}
+		}
 		if v.HostUserID == "" && want.Host != "" {
 			// BroadWorks ended the association (its limit, the portal):
 			// the desk is freed, the agent signed out, as at a logout.

@@ -410,3 +410,30 @@ func TestOwedKeptWhileADoubtMayLand(t *testing.T) {
 		})
 	}
 }
+
+// TestAdoptedAgentStateKeepsTheDesk: BroadWorks changing only the agent
+// state of an agent logged in at a desk (its ACD after a call, a
+// supervisor) is taken as the promise with the desk kept whole — not as an
+// association only, which would leave the desk's forwarding no longer
+// promised (and a later failed sequence's undo of it unrepaired).
+func TestAdoptedAgentStateKeepsTheDesk(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const alice, host1 = "alice@example.com", "host1@example.com"
+		h := newHarness(t)
+		h.reconcile(t)
+		h.g.HandleXSIEvent(xev(alice, agentSnap("Available", "")))
+		h.g.HandleXSIEvent(xev(alice, guestOf(host1, time.Now())))
+		h.g.promise(alice, hoteling.Want{Host: host1, ForwardTo: "+15550001", ACD: xsi.ACDAvailable}, OriginCTI, false)
+		synctest.Wait()
+		h.g.HandleXSIEvent(xev(alice, agentState("Wrap-Up", "")))
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		w, origin, _ := h.g.Promise(alice)
+		if w.Host != host1 || w.Loose || w.ForwardTo != "+15550001" || w.ACD != xsi.ACDWrapUp || origin != OriginBroadWorks {
+			t.Fatalf("promise %+v from %s, want Wrap-Up logged in at %s (whole) from BroadWorks", w, origin, host1)
+		}
+		if calls := h.hot.Calls(); len(calls) != 0 {
+			t.Errorf("sequencer calls %q, want none (adopted)", calls)
+		}
+	})
+}

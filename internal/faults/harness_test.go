@@ -1243,10 +1243,12 @@ func checkLeaks(t *testing.T, baseG int, baseHeap uint64) []string {
 	}
 	if n > baseG+goroutineSlack {
 		var sb strings.Builder
-		pprof.Lookup("goroutine").WriteTo(&sb, 1)
+		// Each goroutine with the line that started it (debug 2): which
+		// part left it running.
+		pprof.Lookup("goroutine").WriteTo(&sb, 2)
 		dump := sb.String()
-		if len(dump) > 8000 {
-			dump = dump[:8000] + "\n..."
+		if len(dump) > 20000 {
+			dump = dump[:20000] + "\n..."
 		}
 		bad = append(bad, fmt.Sprintf("d: %d goroutines after close, %d before:\n%s", n, baseG, dump))
 	}
