@@ -383,6 +383,7 @@ func (g *Gateway) applyAgent(u *userState, info xsi.AgentStateInfo) []csta.Event
 	same := prev == state && u.unavailableCode == code
 	u.acdState, u.unavailableCode = state, code
 	u.agentSeen, u.agentFresh = true, true
+	u.agentEvents++
 	if u.pendingACD == state && (u.pendingCode == "" || u.pendingCode == code) {
 		u.pendingACD = "" // our request's change, confirmed
 	}

@@ -704,6 +704,7 @@ func (g *Gateway) reconcile(ctx context.Context, user string) time.Duration {
 		return 0
 	}
 	want, version, owed, tries := p.want, p.version, p.owed, p.tries
+	origin, promisedAt := p.origin, p.at
 	now := time.Now()
 	if tries > 0 && now.Before(p.retryAt) {
 		r.mu.Unlock()
@@ -816,7 +817,8 @@ func (g *Gateway) reconcile(ctx context.Context, user string) time.Duration {
 			r.record(rp)
 			g.persist(user)
 			g.log.Info("reconciler: BroadWorks changed outside the connector; taken as the promise",
-				"user", user, "found", found, "was_promised", describeWant(want))
+				"user", user, "found", found, "was_promised", describeWant(want), "by", origin,
+				"promised_ago", time.Since(promisedAt).Round(time.Millisecond))
 			return 0
 		}
 		r.mu.Lock()

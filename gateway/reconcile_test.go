@@ -10,6 +10,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/broadworks-connector/connector/csta"
 	"github.com/broadworks-connector/connector/hoteling"
 	"github.com/broadworks-connector/connector/xsi"
 )
@@ -434,6 +435,46 @@ func TestAdoptedAgentStateKeepsTheDesk(t *testing.T) {
 		}
 		if calls := h.hot.Calls(); len(calls) != 0 {
 			t.Errorf("sequencer calls %q, want none (adopted)", calls)
+		}
+	})
+}
+
+// TestLateEventOfAnEarlierRequest: Available → LUNCH → Available, each
+// answered on its 200; LUNCH's event arrives after the second Available was
+// answered. The view keeps showing Available (the request's own event has
+// not come: the Available the view showed when it was sent is not its
+// confirmation) and the reconciler takes nothing for an outside change.
+func TestLateEventOfAnEarlierRequest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const alice = "alice@example.com"
+		h := newHarness(t)
+		h.reconcile(t)
+		h.g.HandleXSIEvent(xev(alice, agentSnap("Available", "")))
+		set := func(st csta.ReqAgentState, reason string) {
+			t.Helper()
+			if _, err := h.g.SetAgentState(context.Background(), csta.Requester{}, &csta.SetAgentState{Device: "+15550001", RequestedState: st, AgentID: "A1", ReasonCode: reason}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		set(csta.ReqNotReady, "lunch")
+		set(csta.ReqReady, "")
+		h.g.HandleXSIEvent(xev(alice, agentState("Unavailable", "100"))) // LUNCH's, late
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		if v := h.g.User(alice); v.ACDState != xsi.ACDAvailable {
+			t.Errorf("view shows %s, want Available (the last request's, its event to come)", v.ACDState)
+		}
+		if n := h.g.RepairCounts()[RepairAdopted]; n != 0 {
+			t.Errorf("%d outside changes taken", n)
+		}
+		h.g.HandleXSIEvent(xev(alice, agentState("Available", ""))) // its own
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		if w, origin, _ := h.g.Promise(alice); w.ACD != xsi.ACDAvailable || origin != OriginCTI {
+			t.Errorf("promise %+v from %s, want Available from the request", w, origin)
+		}
+		if n := h.g.RepairCounts()[RepairAdopted]; n != 0 {
+			t.Errorf("%d outside changes taken", n)
 		}
 	})
 }

@@ -159,13 +159,14 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, who csta.Reque
 	g.baseline(agent, g.User(deviceUser).GuestUserID)
 	set := func(state xsi.ACDState, code string) error {
 		fate := g.fateOf(ctx, agent)
+		mark := g.agentEventMark(agent)
 		if err := g.deps.Actions.SetAgentState(ctx, agent, state, code); err != nil {
 			if xsi.MayApplyLate(err) {
 				g.doubtAgentState(agent, state, code)
 			}
 			return g.cstaError(err, notFound)
 		}
-		g.expectAgentState(agent, state, code)
+		g.expectAgentState(agent, state, code, mark)
 		if !fate.commit() {
 			return csta.ErrResourceBusy // answered "not done": the promise before stands, owed
 		}
@@ -514,17 +515,30 @@ func (g *Gateway) GetDoNotDisturb(ctx context.Context, _ csta.Requester, req *cs
 // for its confirming event.
 const pendingWindow = 10 * time.Second
 
-// expectAgentState notes that the XSP accepted state (and code) for user:
-// until the event confirms it, the view hot-desk sequences read shows it
-// already. The request is answered on the 200, before the event; without
-// this a hot-desk login or logout following at once would start from the
-// state before, take the late event for a contradiction, and put that older
-// state back when it undoes itself (found by the fault campaign).
-func (g *Gateway) expectAgentState(user string, state xsi.ACDState, code string) {
+// agentEventMark is where user's agent-state events stand before a request
+// is sent (expectAgentState).
+func (g *Gateway) agentEventMark(user string) uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.user(user).agentEvents
+}
+
+// expectAgentState notes that the XSP accepted state (and code) for user,
+// asked for by a request sent at mark (agentEventMark): until the event
+// confirms it, the view shows it already (and the reconciler compares its
+// promise with that). The request is answered on the 200, before the event;
+// without this a hot-desk login or logout following at once would start
+// from the state before, take the late event for a contradiction, and put
+// that older state back when it undoes itself, and the reconciler would
+// take a previous request's late event (Available → LUNCH → Available: the
+// LUNCH event arriving after the second Available's 200) for an outside
+// change (both found by the fault campaign). Only an event applied since
+// mark can have come first: the view showing state already is not enough.
+func (g *Gateway) expectAgentState(user string, state xsi.ACDState, code string, mark uint64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	u := g.user(user)
-	if u.agentSeen && u.acdState == state && (code == "" || u.unavailableCode == code) {
+	if u.agentEvents > mark && u.acdState == state && (code == "" || u.unavailableCode == code) {
 		u.pendingACD = "" // the event came first
 		return
 	}
