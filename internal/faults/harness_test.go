@@ -437,7 +437,11 @@ func (h *harness) devices() []string {
 // startMonitor starts monitoring every device on a new client, seeded from
 // BroadWorks while nothing changes yet.
 func (h *harness) startMonitor(name string) (*monitor, error) {
-	cc, err := h.newConn(name, 8192)
+	// A reseed after a connector restart (MonitorStart on every device,
+	// then three queries per agent) does not read events meanwhile: the
+	// buffer holds what the churn sends during it (in the long mode under
+	// -race, 12,000 events and more).
+	cc, err := h.newConn(name, max(8192, 160*h.sz.agents))
 	if err != nil {
 		return nil, err
 	}
@@ -488,8 +492,10 @@ func (m *monitor) run(l *life) {
 				m.h.violation("c: %v", err)
 				return
 			}
-			// Events are read (and applied) while the snapshot is taken:
-			// those after a device's query answer are newer than it.
+			// Events sent while the snapshot is taken wait in the buffer
+			// and are applied after it, in order: a device's last one
+			// before its query's answer shows what the answer showed, the
+			// ones after it are newer.
 			if err = m.reseed(l); err == nil {
 				break
 			}
