@@ -277,7 +277,7 @@ func (g *Gateway) HandleXSIEvent(ev *xsi.SubscriptionEvent) {
 		return
 	}
 	u := g.user(subject)
-	u.known = true
+	u.known, u.heard = true, time.Now()
 	if f := facetOf(ev.Data); f >= 0 {
 		u.events[f]++
 	}
@@ -383,7 +383,6 @@ func (g *Gateway) applyAgent(u *userState, info xsi.AgentStateInfo) []csta.Event
 	same := prev == state && u.unavailableCode == code
 	u.acdState, u.unavailableCode = state, code
 	u.agentSeen, u.agentFresh = true, true
-	u.agentEvents++
 	if u.pendingACD == state && (u.pendingCode == "" || u.pendingCode == code) {
 		u.pendingACD = "" // our request's change, confirmed
 	}

@@ -135,8 +135,11 @@ type reconciler struct {
 	queued   map[string]bool
 	active   map[string]bool
 	dirty    map[string]bool // woken while active
-	kick     chan struct{}   // one pending: work in the queue
-	idle     *sync.Cond      // broadcast when the queue empties and nothing is active
+	// quieting: users whose difference waits for their events to be quiet
+	// (untilQuiet) before it is judged; Settle waits for them too.
+	quieting map[string]bool
+	kick     chan struct{} // one pending: work in the queue
+	idle     *sync.Cond    // broadcast when the queue empties and nothing is active
 	repairs  []Repair
 	workers  int // running (Run); none: Settle has nothing to wait for
 	// saveMu orders the saves of promises (persist): the last save of a
@@ -148,7 +151,7 @@ type reconciler struct {
 
 func newReconciler(g *Gateway) *reconciler {
 	r := &reconciler{g: g, promises: map[string]*promise{}, queued: map[string]bool{},
-		active: map[string]bool{}, dirty: map[string]bool{}, kick: make(chan struct{}, 1),
+		active: map[string]bool{}, dirty: map[string]bool{}, quieting: map[string]bool{}, kick: make(chan struct{}, 1),
 		counts: map[string]*atomic.Uint64{}}
 	r.idle = sync.NewCond(&r.mu)
 	for _, k := range repairKinds {
@@ -569,6 +572,7 @@ func (r *reconciler) next(ctx context.Context) (string, bool) {
 			r.queue[0] = ""
 			r.queue = r.queue[1:]
 			delete(r.queued, u)
+			delete(r.quieting, u)
 			r.active[u] = true
 			more := len(r.queue) > 0
 			r.mu.Unlock()
@@ -610,8 +614,9 @@ func (r *reconciler) done(u string, retry time.Duration) {
 	r.mu.Unlock()
 }
 
-// Settle waits until the reconciler has nothing queued and nothing in hand
-// (tests: instead of sleeping), or ctx ends.
+// Settle waits until the reconciler has nothing queued, nothing in hand
+// and no difference waiting for events to be quiet (tests: instead of
+// sleeping), or ctx ends.
 func (g *Gateway) Settle(ctx context.Context) error {
 	r := g.rec
 	stop := context.AfterFunc(ctx, func() {
@@ -622,7 +627,7 @@ func (g *Gateway) Settle(ctx context.Context) error {
 	defer stop()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for r.workers > 0 && (len(r.queue) > 0 || len(r.active) > 0) {
+	for r.workers > 0 && (len(r.queue) > 0 || len(r.active) > 0 || len(r.quieting) > 0) {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -779,7 +784,17 @@ func (g *Gateway) reconcile(ctx context.Context, user string) time.Duration {
 	}
 	found := describe(v)
 	if kind == "" {
-		// Changed outside the connector: taken as the promise.
+		// Changed outside the connector: taken as the promise — once the
+		// users' events have been quiet for a while. Events may come late
+		// and in a burst (a channel lost, redelivered on another): the
+		// view then passes through older states on its way to the last,
+		// and one of those is no change of anyone's.
+		if wait := g.untilQuiet(involved); wait > 0 {
+			r.mu.Lock()
+			r.quieting[user] = true
+			r.mu.Unlock()
+			return wait
+		}
 		adopted := hoteling.Want{Guest: user, Host: v.HostUserID, Loose: v.HostUserID != "", ACD: v.ACDState, Code: v.UnavailableCode}
 		if onlyACD := want; want.Host != "" && !want.Loose {
 			onlyACD.ACD, onlyACD.Code = "", ""
@@ -878,6 +893,24 @@ func (g *Gateway) reconcile(ctx context.Context, user string) time.Duration {
 	}
 	g.log.Info("reconciler: repaired", "user", user, "kind", kind, "found", found, "promise", rp.Promise)
 	return 0
+}
+
+// adoptQuiet is how long the events about a user must have been quiet
+// before a difference from its promise is taken for an outside change.
+const adoptQuiet = time.Second
+
+// untilQuiet is how long until the events about users have been quiet for
+// adoptQuiet (0: they have).
+func (g *Gateway) untilQuiet(users []string) time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var wait time.Duration
+	for _, id := range users {
+		if u := g.users[id]; u != nil {
+			wait = max(wait, adoptQuiet-time.Since(u.heard))
+		}
+	}
+	return wait
 }
 
 // freshEnough: the user's view can be compared with a promise. Without

@@ -158,7 +158,7 @@ func TestReconciler(t *testing.T) {
 				if tt.between != nil {
 					tt.between(h)
 				}
-				time.Sleep(100 * time.Millisecond)
+				time.Sleep(adoptQuiet + 100*time.Millisecond) // an outside change is taken once events are quiet
 				synctest.Wait()
 				if calls := h.hot.Calls(); !slices.Equal(calls, tt.wantCalls) {
 					t.Errorf("sequencer calls %q, want %q", calls, tt.wantCalls)
@@ -395,7 +395,7 @@ func TestOwedKeptWhileADoubtMayLand(t *testing.T) {
 				time.Sleep(tc.after)
 				synctest.Wait()
 				h.g.HandleXSIEvent(xev(alice, agentState("Wrap-Up", "")))
-				time.Sleep(100 * time.Millisecond)
+				time.Sleep(adoptQuiet + 100*time.Millisecond) // an outside change is taken once events are quiet
 				synctest.Wait()
 				var want []string
 				if tc.wantKind == RepairOwed {
@@ -427,7 +427,7 @@ func TestAdoptedAgentStateKeepsTheDesk(t *testing.T) {
 		h.g.promise(alice, hoteling.Want{Host: host1, ForwardTo: "+15550001", ACD: xsi.ACDAvailable}, OriginCTI, false)
 		synctest.Wait()
 		h.g.HandleXSIEvent(xev(alice, agentState("Wrap-Up", "")))
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(adoptQuiet + 100*time.Millisecond) // an outside change is taken once events are quiet
 		synctest.Wait()
 		w, origin, _ := h.g.Promise(alice)
 		if w.Host != host1 || w.Loose || w.ForwardTo != "+15550001" || w.ACD != xsi.ACDWrapUp || origin != OriginBroadWorks {
@@ -459,7 +459,7 @@ func TestLateEventOfAnEarlierRequest(t *testing.T) {
 		set(csta.ReqNotReady, "lunch")
 		set(csta.ReqReady, "")
 		h.g.HandleXSIEvent(xev(alice, agentState("Unavailable", "100"))) // LUNCH's, late
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(adoptQuiet + 100*time.Millisecond)                    // an outside change is taken once events are quiet
 		synctest.Wait()
 		if v := h.g.User(alice); v.ACDState != xsi.ACDAvailable {
 			t.Errorf("view shows %s, want Available (the last request's, its event to come)", v.ACDState)
@@ -468,13 +468,46 @@ func TestLateEventOfAnEarlierRequest(t *testing.T) {
 			t.Errorf("%d outside changes taken", n)
 		}
 		h.g.HandleXSIEvent(xev(alice, agentState("Available", ""))) // its own
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(adoptQuiet + 100*time.Millisecond)               // an outside change is taken once events are quiet
 		synctest.Wait()
 		if w, origin, _ := h.g.Promise(alice); w.ACD != xsi.ACDAvailable || origin != OriginCTI {
 			t.Errorf("promise %+v from %s, want Available from the request", w, origin)
 		}
 		if n := h.g.RepairCounts()[RepairAdopted]; n != 0 {
 			t.Errorf("%d outside changes taken", n)
+		}
+	})
+}
+
+// TestNoAdoptionWhileEventsComeIn: late events arrive in a burst (a channel
+// lost and its events redelivered on another) and the view passes through
+// an older state on its way to the promised one: nothing is taken for an
+// outside change, since the difference is judged once the events have been
+// quiet for adoptQuiet. One that stands after that is taken.
+func TestNoAdoptionWhileEventsComeIn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const alice = "alice@example.com"
+		h := newHarness(t)
+		h.reconcile(t)
+		h.g.HandleXSIEvent(xev(alice, agentSnap("Available", "")))
+		h.g.promiseAgentState(alice, xsi.ACDAvailable, "", OriginCTI)
+		synctest.Wait()
+		h.g.HandleXSIEvent(xev(alice, agentState("Unavailable", "100"))) // late
+		time.Sleep(adoptQuiet / 2)
+		h.g.HandleXSIEvent(xev(alice, agentState("Available", ""))) // the last
+		time.Sleep(2 * adoptQuiet)
+		synctest.Wait()
+		if n := h.g.RepairCounts()[RepairAdopted]; n != 0 {
+			t.Errorf("%d outside changes taken from a burst of late events", n)
+		}
+		h.g.HandleXSIEvent(xev(alice, agentState("Wrap-Up", ""))) // one that stands
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := h.g.Settle(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if w, origin, _ := h.g.Promise(alice); w.ACD != xsi.ACDWrapUp || origin != OriginBroadWorks {
+			t.Errorf("promise %+v from %s, want Wrap-Up taken from BroadWorks", w, origin)
 		}
 	})
 }

@@ -517,10 +517,10 @@ const pendingWindow = 10 * time.Second
 
 // agentEventMark is where user's agent-state events stand before a request
 // is sent (expectAgentState).
-func (g *Gateway) agentEventMark(user string) uint64 {
+func (g *Gateway) agentEventMark(user string) uint32 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.user(user).agentEvents
+	return g.user(user).events[facetAgent]
 }
 
 // expectAgentState notes that the XSP accepted state (and code) for user,
@@ -534,11 +534,11 @@ func (g *Gateway) agentEventMark(user string) uint64 {
 // LUNCH event arriving after the second Available's 200) for an outside
 // change (both found by the fault campaign). Only an event applied since
 // mark can have come first: the view showing state already is not enough.
-func (g *Gateway) expectAgentState(user string, state xsi.ACDState, code string, mark uint64) {
+func (g *Gateway) expectAgentState(user string, state xsi.ACDState, code string, mark uint32) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	u := g.user(user)
-	if u.agentEvents > mark && u.acdState == state && (code == "" || u.unavailableCode == code) {
+	if u.events[facetAgent] != mark && u.acdState == state && (code == "" || u.unavailableCode == code) {
 		u.pendingACD = "" // the event came first
 		return
 	}

@@ -25,9 +25,9 @@ type userState struct {
 	pendingACD   xsi.ACDState
 	pendingCode  string
 	pendingUntil time.Time
-	// agentEvents counts the agent-state events applied: an event that
-	// confirms a request is one counted after the request was sent.
-	agentEvents uint64
+	// heard: when an event about the user last came (the reconciler takes
+	// no outside change while late events may still be coming in).
+	heard time.Time
 
 	// Call Forwarding Always, Busy and No Answer, indexed by fwdIndex.
 	fwd [3]forwardingView
