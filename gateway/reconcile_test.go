@@ -511,3 +511,20 @@ func TestNoAdoptionWhileEventsComeIn(t *testing.T) {
 		}
 	})
 }
+
+// TestRequestForTheStateAlreadyThere: a request for the agent state the
+// agent already has changes nothing and gets no event; it must not stand in
+// the view (read-your-writes) and hide the next real change — the sign-out
+// of a hot-desk logout that follows at once waits for exactly that.
+func TestRequestForTheStateAlreadyThere(t *testing.T) {
+	const alice = "alice@example.com"
+	h := newHarness(t)
+	h.g.HandleXSIEvent(xev(alice, agentSnap("Unavailable", "999")))
+	if _, err := h.g.SetAgentState(context.Background(), csta.Requester{}, &csta.SetAgentState{Device: "+15550001", RequestedState: csta.ReqNotReady, AgentID: "A1"}); err != nil {
+		t.Fatal(err)
+	}
+	h.g.HandleXSIEvent(xev(alice, agentState("Sign-Out", ""))) // a logout's step
+	if v := h.g.User(alice); v.ACDState != xsi.ACDSignOut {
+		t.Fatalf("view shows %s, want the Sign-Out that followed", v.ACDState)
+	}
+}

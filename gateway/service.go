@@ -532,13 +532,19 @@ func (g *Gateway) agentEventMark(user string) uint32 {
 // that older state back when it undoes itself, and the reconciler would
 // take a previous request's late event (Available → LUNCH → Available: the
 // LUNCH event arriving after the second Available's 200) for an outside
-// change (both found by the fault campaign). Only an event applied since
-// mark can have come first: the view showing state already is not enough.
+// change (both found by the fault campaign). The view showing state
+// already is its event come first when an event was applied since mark, or
+// when no earlier request of ours is still unconfirmed (then it is
+// BroadWorks' state, and a request asking for it changes nothing and gets
+// no event: a pending state would hide the next real change for
+// pendingWindow). With one unconfirmed, it may be an older event.
 func (g *Gateway) expectAgentState(user string, state xsi.ACDState, code string, mark uint32) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	u := g.user(user)
-	if u.events[facetAgent] != mark && u.acdState == state && (code == "" || u.unavailableCode == code) {
+	ourEarlier := u.pendingACD != "" && time.Now().Before(u.pendingUntil)
+	if u.agentSeen && u.acdState == state && (code == "" || u.unavailableCode == code) &&
+		(u.events[facetAgent] != mark || !ourEarlier) {
 		u.pendingACD = "" // the event came first
 		return
 	}
