@@ -35,10 +35,15 @@ type Gateway struct {
 	// link was reported up at least once (New takes it as up unreported).
 	linkEpoch  uint64
 	linkSeenUp bool
-	wakes      map[string]chan struct{} // per user: closed (and dropped) when an XSI event may change its view
-	claims     map[string]agentClaim    // per agent user: the last agent-state request (ConflictWindow)
-	observer   Observer                 // the operators' view, may be nil
-	journal    *journalWriter           // association journal, may be nil
+	// linkPartial: some XSP of the link is down (the link may be up on
+	// another); linkWholeSince: when every XSP was last reported up again.
+	// Events may be held up until then (doubtsHeld).
+	linkPartial    bool
+	linkWholeSince time.Time
+	wakes          map[string]chan struct{} // per user: closed (and dropped) when an XSI event may change its view
+	claims         map[string]agentClaim    // per agent user: the last agent-state request (ConflictWindow)
+	observer       Observer                 // the operators' view, may be nil
+	journal        *journalWriter           // association journal, may be nil
 	// endReasons: why an agent's association is about to end (our logout
 	// or a forced one), for the journal; absent = ended outside (portal).
 	endReasons map[string]endNote
@@ -173,6 +178,31 @@ func anyUp(ls []xsi.LinkStatus) bool {
 	return false
 }
 
+func allUp(ls []xsi.LinkStatus) bool {
+	for _, l := range ls {
+		if l.State != xsi.LinkUp {
+			return false
+		}
+	}
+	return true
+}
+
+// setLinkPartial records whether some XSP of the link is down; once every
+// one is up again, the promises are looked at after doubtHoldGrace (their
+// doubts held meanwhile may end).
+func (g *Gateway) setLinkPartial(partial bool) {
+	g.mu.Lock()
+	changed := g.linkPartial != partial
+	g.linkPartial = partial
+	if changed && !partial {
+		g.linkWholeSince = time.Now()
+	}
+	g.mu.Unlock()
+	if changed && !partial {
+		time.AfterFunc(doubtHoldGrace, g.rec.wakeAll)
+	}
+}
+
 // Run feeds the gateway from the XSI event manager (xsi.Events: Events(),
 // LinkChanges(), LinkState) until ctx ends or events is closed. It is the
 // one goroutine that calls HandleXSIEvent, which keeps events in order.
@@ -197,7 +227,9 @@ func (g *Gateway) Run(ctx context.Context, events <-chan xsi.Event, linkChanges 
 			g.refreshStale(ctx)
 		})
 	}
-	setLink := func(up bool) {
+	setLink := func(ls []xsi.LinkStatus) {
+		up := anyUp(ls)
+		g.setLinkPartial(!allUp(ls))
 		before := g.LinkUp()
 		g.SetLinkUp(up)
 		if up && !before {
@@ -207,7 +239,7 @@ func (g *Gateway) Run(ctx context.Context, events <-chan xsi.Event, linkChanges 
 		}
 	}
 	if linkState != nil {
-		setLink(anyUp(linkState()))
+		setLink(linkState())
 	}
 	for {
 		select {
@@ -215,7 +247,7 @@ func (g *Gateway) Run(ctx context.Context, events <-chan xsi.Event, linkChanges 
 			return
 		case <-linkChanges:
 			if linkState != nil {
-				setLink(anyUp(linkState()))
+				setLink(linkState())
 			}
 		case ev, ok := <-events:
 			if !ok {
@@ -236,7 +268,7 @@ func (g *Gateway) Run(ctx context.Context, events <-chan xsi.Event, linkChanges 
 				// link change is seen here: ask, so that they count as
 				// fresh (an event handled while down does not).
 				if linkState != nil && !g.LinkUp() {
-					setLink(anyUp(linkState()))
+					setLink(linkState())
 				}
 				g.HandleXSIEvent(se)
 			}

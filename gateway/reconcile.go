@@ -409,6 +409,26 @@ func (f *requestFate) commit() bool {
 	return f.committed
 }
 
+// doubtHoldGrace: once every XSP is up again, the events they held up
+// (redelivered, or read again) are taken to be in by then.
+const doubtHoldGrace = 2 * time.Second
+
+// maxDoubtHold bounds how long past its window a doubt is held (an XSP that
+// stays down must not keep every doubt for ever).
+const maxDoubtHold = time.Minute
+
+// doubtsHeld: doubts past their window are kept while some XSP of the link
+// is down, and for doubtHoldGrace after every one is up again. The window
+// counts on events arriving: an XSP dying with events of a request given up
+// on still to deliver holds them up (for as long as it is down, in the long
+// xsp-primary-killed 20 s), and the request's late landing, seen after its
+// doubt had ended, was taken for an outside change.
+func (g *Gateway) doubtsHeld(now time.Time) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.linkPartial || now.Before(g.linkWholeSince.Add(doubtHoldGrace))
+}
+
 func (g *Gateway) doubtWindow() time.Duration {
 	if d := g.cfg().DoubtWindow; d > 0 {
 		return d
@@ -715,7 +735,10 @@ func (g *Gateway) reconcile(ctx context.Context, user string) time.Duration {
 		r.mu.Unlock()
 		return time.Until(p.retryAt) // backing off
 	}
-	p.doubts = slices.DeleteFunc(p.doubts, func(d doubtAt) bool { return !now.Before(d.until) })
+	held := g.doubtsHeld(now)
+	p.doubts = slices.DeleteFunc(p.doubts, func(d doubtAt) bool {
+		return !now.Before(d.until) && (!held || !now.Before(d.until.Add(maxDoubtHold)))
+	})
 	doubts := slices.Clone(p.doubts)
 	r.mu.Unlock()
 

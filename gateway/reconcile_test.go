@@ -58,6 +58,29 @@ func TestReconciler(t *testing.T) {
 			wantOrigin: OriginBroadWorks, wantACD: xsi.ACDSignOut,
 		},
 		{
+			// Its events may be held up by the XSP that is down.
+			name: "a doubt past its window while an XSP is down still explains",
+			before: func(h *harness) {
+				h.g.setLinkPartial(true)
+				h.g.doubtAgentState(alice, xsi.ACDSignOut, "")
+				time.Sleep(11 * time.Second)
+			},
+			wantCalls: []string{keep}, wantKind: RepairLateLanding,
+			wantOrigin: OriginCTI, wantACD: xsi.ACDAvailable,
+		},
+		{
+			name: "a doubt past its window once every XSP is back explains nothing",
+			before: func(h *harness) {
+				h.g.setLinkPartial(true)
+				h.g.doubtAgentState(alice, xsi.ACDSignOut, "")
+				time.Sleep(11 * time.Second)
+				h.g.setLinkPartial(false)
+				time.Sleep(doubtHoldGrace)
+			},
+			wantKind:   RepairAdopted,
+			wantOrigin: OriginBroadWorks, wantACD: xsi.ACDSignOut,
+		},
+		{
 			name:      "a doubt asking for something else explains nothing",
 			before:    func(h *harness) { h.g.doubtAgentState(alice, xsi.ACDWrapUp, "") },
 			wantKind:  RepairAdopted,
