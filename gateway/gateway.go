@@ -188,8 +188,8 @@ func allUp(ls []xsi.LinkStatus) bool {
 }
 
 // setLinkPartial records whether some XSP of the link is down; once every
-// one is up again, the promises are looked at after doubtHoldGrace (their
-// doubts held meanwhile may end).
+// one is up again, the promises are looked at a doubt window later (their
+// doubts held meanwhile may end then).
 func (g *Gateway) setLinkPartial(partial bool) {
 	g.mu.Lock()
 	changed := g.linkPartial != partial
@@ -199,7 +199,7 @@ func (g *Gateway) setLinkPartial(partial bool) {
 	}
 	g.mu.Unlock()
 	if changed && !partial {
-		time.AfterFunc(doubtHoldGrace, g.rec.wakeAll)
+		time.AfterFunc(g.doubtWindow(), g.rec.wakeAll)
 	}
 }
 

@@ -409,24 +409,22 @@ func (f *requestFate) commit() bool {
 	return f.committed
 }
 
-// doubtHoldGrace: once every XSP is up again, the events they held up
-// (redelivered, or read again) are taken to be in by then.
-const doubtHoldGrace = 2 * time.Second
-
 // maxDoubtHold bounds how long past its window a doubt is held (an XSP that
 // stays down must not keep every doubt for ever).
 const maxDoubtHold = time.Minute
 
 // doubtsHeld: doubts past their window are kept while some XSP of the link
-// is down, and for doubtHoldGrace after every one is up again. The window
-// counts on events arriving: an XSP dying with events of a request given up
-// on still to deliver holds them up (for as long as it is down, in the long
-// xsp-primary-killed 20 s), and the request's late landing, seen after its
-// doubt had ended, was taken for an outside change.
+// is down, and for a whole window more once every one is up again. The
+// window counts on events arriving: an XSP dying with events of a request
+// given up on still to deliver holds them up for as long as it is down (in
+// the long xsp-primary-killed 20 s), and once it is back they come, or the
+// users are read again, only seconds later; the request's late landing,
+// seen after its doubt had ended, was taken for an outside change.
 func (g *Gateway) doubtsHeld(now time.Time) bool {
+	window := g.doubtWindow()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.linkPartial || now.Before(g.linkWholeSince.Add(doubtHoldGrace))
+	return g.linkPartial || now.Before(g.linkWholeSince.Add(window))
 }
 
 func (g *Gateway) doubtWindow() time.Duration {

@@ -69,13 +69,26 @@ func TestReconciler(t *testing.T) {
 			wantOrigin: OriginCTI, wantACD: xsi.ACDAvailable,
 		},
 		{
+			// Held-up events (or the users read again) come seconds later.
+			name: "a doubt past its window shortly after every XSP is back still explains",
+			before: func(h *harness) {
+				h.g.setLinkPartial(true)
+				h.g.doubtAgentState(alice, xsi.ACDSignOut, "")
+				time.Sleep(11 * time.Second)
+				h.g.setLinkPartial(false)
+				time.Sleep(3 * time.Second)
+			},
+			wantCalls: []string{keep}, wantKind: RepairLateLanding,
+			wantOrigin: OriginCTI, wantACD: xsi.ACDAvailable,
+		},
+		{
 			name: "a doubt past its window once every XSP is back explains nothing",
 			before: func(h *harness) {
 				h.g.setLinkPartial(true)
 				h.g.doubtAgentState(alice, xsi.ACDSignOut, "")
 				time.Sleep(11 * time.Second)
 				h.g.setLinkPartial(false)
-				time.Sleep(doubtHoldGrace)
+				time.Sleep(10 * time.Second) // a whole window more
 			},
 			wantKind:   RepairAdopted,
 			wantOrigin: OriginBroadWorks, wantACD: xsi.ACDSignOut,
