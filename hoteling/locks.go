@@ -18,15 +18,17 @@ func hostKey(id string) string  { return "host:" + id }
 // lockKeys takes the locks of keys, always in sorted order so that two
 // sequences needing overlapping sets cannot deadlock. It refuses with ErrBusy
 // when a key already has a running sequence and QueueLength queued behind
-// it. The returned func releases everything.
-func (s *Sequencer) lockKeys(ctx context.Context, keys []string) (func(), error) {
+// it — unless admitted: a request that has waited already and comes back
+// for more keys (lockFor) is not refused after its wait. The returned func
+// releases everything.
+func (s *Sequencer) lockKeys(ctx context.Context, keys []string, admitted bool) (func(), error) {
 	keys = slices.Clone(keys)
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
 
 	s.mu.Lock()
 	for _, k := range keys {
-		if l := s.locks[k]; l != nil && l.refs >= 1+s.cfg.QueueLength {
+		if l := s.locks[k]; l != nil && l.refs >= 1+s.cfg.QueueLength && !admitted {
 			s.mu.Unlock()
 			return nil, ErrBusy
 		}
@@ -88,8 +90,11 @@ func (s *Sequencer) lockKeys(ctx context.Context, keys []string) (func(), error)
 // union (bounded).
 func (s *Sequencer) lockFor(ctx context.Context, need func() []string) (func(), error) {
 	keys := need()
-	for range 4 {
-		release, err := s.lockKeys(ctx, keys)
+	for try := range 4 {
+		// Admitted once: a request that waited and now needs another key
+		// (the view changed meanwhile: a login took the desk) is not
+		// refused for that desk's queue after its wait.
+		release, err := s.lockKeys(ctx, keys, try > 0)
 		if err != nil {
 			return nil, err
 		}
