@@ -514,7 +514,7 @@ func (r *reconciler) keeps(user string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p := r.promises[user]
-	return p != nil && (p.owed || len(p.doubts) > 0) || r.active[user] || r.queued[user]
+	return p != nil && (p.owed || len(p.doubts) > 0) || r.active[user] || r.queued[user] || r.quieting[user]
 }
 
 // forget drops user's promise (the user leaves memory).
@@ -534,6 +534,7 @@ func (r *reconciler) wake(users ...string) {
 	n := 0
 	for _, u := range users {
 		if u == "" || r.promises[u] == nil {
+			delete(r.quieting, u) // nothing to judge (Settle waits no more)
 			continue
 		}
 		if r.enqueueLocked(u) {
