@@ -721,6 +721,8 @@ func backoff(tries int) time.Duration {
 // difference; it returns when to look again (0: when woken).
 func (g *Gateway) reconcile(ctx context.Context, user string) time.Duration {
 	r := g.rec
+	// Gateway.mu before reconciler.mu (locksordering.txt): read first.
+	held := g.doubtsHeld(time.Now())
 	r.mu.Lock()
 	p := r.promises[user]
 	if p == nil {
@@ -734,7 +736,6 @@ func (g *Gateway) reconcile(ctx context.Context, user string) time.Duration {
 		r.mu.Unlock()
 		return time.Until(p.retryAt) // backing off
 	}
-	held := g.doubtsHeld(now)
 	p.doubts = slices.DeleteFunc(p.doubts, func(d doubtAt) bool {
 		return !now.Before(d.until) && (!held || !now.Before(d.until.Add(maxDoubtHold)))
 	})
