@@ -302,11 +302,7 @@ func TestReconcilerReleasesDesk(t *testing.T) {
 func TestReconcilerRepairRacingRequest(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const alice = "alice@example.com"
-		h := newHarness(t)
-		h.reconcile(t)
-		h.g.HandleXSIEvent(xev(alice, agentSnap("Available", "")))
-		h.g.promiseAgentState(alice, xsi.ACDAvailable, "", OriginCTI)
-		synctest.Wait()
+		h := promisedAvailable(t, alice)
 		h.hot.mu.Lock()
 		h.hot.onSettle = func() { h.g.promiseAgentState(alice, xsi.ACDWrapUp, "", OriginCTI) }
 		h.hot.mu.Unlock()
@@ -523,11 +519,7 @@ func TestLateEventOfAnEarlierRequest(t *testing.T) {
 func TestNoAdoptionWhileEventsComeIn(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const alice = "alice@example.com"
-		h := newHarness(t)
-		h.reconcile(t)
-		h.g.HandleXSIEvent(xev(alice, agentSnap("Available", "")))
-		h.g.promiseAgentState(alice, xsi.ACDAvailable, "", OriginCTI)
-		synctest.Wait()
+		h := promisedAvailable(t, alice)
 		h.g.HandleXSIEvent(xev(alice, agentState("Unavailable", "100"))) // late
 		time.Sleep(adoptQuiet / 2)
 		h.g.HandleXSIEvent(xev(alice, agentState("Available", ""))) // the last
@@ -563,4 +555,16 @@ func TestRequestForTheStateAlreadyThere(t *testing.T) {
 	if v := h.g.User(alice); v.ACDState != xsi.ACDSignOut {
 		t.Fatalf("view shows %s, want the Sign-Out that followed", v.ACDState)
 	}
+}
+
+// promisedAvailable is a harness with its reconciler running and user
+// Available, as a request promised it (inside a synctest bubble).
+func promisedAvailable(t *testing.T, user string) *harness {
+	t.Helper()
+	h := newHarness(t)
+	h.reconcile(t)
+	h.g.HandleXSIEvent(xev(user, agentSnap("Available", "")))
+	h.g.promiseAgentState(user, xsi.ACDAvailable, "", OriginCTI)
+	synctest.Wait()
+	return h
 }
