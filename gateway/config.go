@@ -112,7 +112,7 @@ type Actions interface {
 // Hoteling runs the hot-desk sequences; *hoteling.Sequencer satisfies it.
 type Hoteling interface {
 	Login(ctx context.Context, guestID, hostID, forwardTo string) (hoteling.Want, error)
-	Logout(ctx context.Context, guestID string) error
+	Logout(ctx context.Context, guestID string) (hoteling.Want, error)
 	// Satisfied: the view shows the promise; Settle brings BroadWorks to
 	// it under the sequencer's locks (the reconciler's repairs).
 	Satisfied(w hoteling.Want) bool

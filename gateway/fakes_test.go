@@ -148,7 +148,9 @@ func (h *fakeHoteling) Login(_ context.Context, guest, host, fwd string) (hoteli
 	return w, nil
 }
 
-func (h *fakeHoteling) Logout(_ context.Context, guest string) error {
+// Logout leaves the guest signed out at no desk (the desk's forwarding is
+// not modelled: no LeftHost).
+func (h *fakeHoteling) Logout(_ context.Context, guest string) (hoteling.Want, error) {
 	h.mu.Lock()
 	h.calls = append(h.calls, "Logout "+guest)
 	err, hook := h.err, h.onLogout
@@ -156,7 +158,10 @@ func (h *fakeHoteling) Logout(_ context.Context, guest string) error {
 	if hook != nil {
 		hook()
 	}
-	return err
+	if err != nil {
+		return hoteling.Want{}, err
+	}
+	return hoteling.Want{Guest: guest, ACD: xsi.ACDSignOut}, nil
 }
 
 // Satisfied compares the promise with the gateway's view (the desk's

@@ -645,3 +645,39 @@ func TestHotDeskReleasedByBroadWorks(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "the desk released", func() bool { return st.CheckSame(1, 1, before) == nil })
 }
+
+// TestHotDeskLateForwardingAfterLogout: a desk's forwarding to its last
+// guest that lands after the guest logged out (an earlier failed logout's
+// undo, given up on during an XSP failover, say) is put back to the desk's
+// own forwarding: nothing is remembered for the desk any more, and the
+// desk's event, not the guest's, is all that shows it.
+func TestHotDeskLateForwardingAfterLogout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration")
+	}
+	t.Parallel()
+	st := newStack(t, stack.Config{Agents: 1, Desks: 1, DeskCFA: func(int) string { return "+15550999" }})
+	c := dial(t, st)
+	ctx := t.Context()
+	before, err := st.State(1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := login(ctx, c, 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := logout(ctx, c, 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CheckSame(1, 1, before); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Sim.PortalSetCFA(stack.DeskUser(1), true, stack.AgentNumber(1)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 7*time.Second, "the desk's own forwarding back", func() bool { return st.CheckSame(1, 1, before) == nil })
+	gw := st.Conn().Gateway
+	if w, _, _ := gw.Promise(stack.AgentUser(1)); w.Host != "" || w.LeftHost != stack.DeskUser(1) {
+		t.Fatalf("promise %+v: want at no desk, having left %s", w, stack.DeskUser(1))
+	}
+}

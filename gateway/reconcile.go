@@ -138,6 +138,10 @@ type reconciler struct {
 	// quieting: users whose difference waits for their events to be quiet
 	// (untilQuiet) before it is judged; Settle waits for them too.
 	quieting map[string]bool
+	// watchers: for a desk, the agents whose promise or doubts name it
+	// (at it, left it, a change of it given up on): the desk's events
+	// wake them, and while they have work left it stays loaded.
+	watchers map[string]map[string]bool
 	kick     chan struct{} // one pending: work in the queue
 	idle     *sync.Cond    // broadcast when the queue empties and nothing is active
 	repairs  []Repair
@@ -151,7 +155,8 @@ type reconciler struct {
 
 func newReconciler(g *Gateway) *reconciler {
 	r := &reconciler{g: g, promises: map[string]*promise{}, queued: map[string]bool{},
-		active: map[string]bool{}, dirty: map[string]bool{}, quieting: map[string]bool{}, kick: make(chan struct{}, 1),
+		active: map[string]bool{}, dirty: map[string]bool{}, quieting: map[string]bool{}, watchers: map[string]map[string]bool{},
+		kick:   make(chan struct{}, 1),
 		counts: map[string]*atomic.Uint64{}}
 	r.idle = sync.NewCond(&r.mu)
 	for _, k := range repairKinds {
@@ -200,8 +205,40 @@ func (r *reconciler) setLocked(user string, w hoteling.Want, origin string, owed
 	}
 	r.version++
 	w.Guest = user
+	old := p.want
 	p.want, p.version, p.origin, p.at, p.owed, p.tries, p.retryAt = w, r.version, origin, time.Now(), owed, 0, time.Time{}
+	r.rewatchLocked(user, old.Host, old.LeftHost, w.Host, w.LeftHost)
 	return p
+}
+
+// involvesLocked: agent's promise or doubts name desk.
+func (r *reconciler) involvesLocked(agent, desk string) bool {
+	p := r.promises[agent]
+	return p != nil && desk != agent && (p.want.Host == desk || p.want.LeftHost == desk ||
+		slices.ContainsFunc(p.doubts, func(d doubtAt) bool { return d.d.User == desk }))
+}
+
+// rewatchLocked makes agent a watcher of each desk exactly while its
+// promise or doubts name it.
+func (r *reconciler) rewatchLocked(agent string, desks ...string) {
+	for _, desk := range desks {
+		if desk == "" {
+			continue
+		}
+		ws := r.watchers[desk]
+		if r.involvesLocked(agent, desk) {
+			if ws == nil {
+				ws = map[string]bool{}
+				r.watchers[desk] = ws
+			}
+			ws[agent] = true
+		} else if ws[agent] {
+			delete(ws, agent)
+			if len(ws) == 0 {
+				delete(r.watchers, desk)
+			}
+		}
+	}
 }
 
 // promise sets user's promise after a successful request (or a decision of
@@ -247,7 +284,7 @@ func (g *Gateway) promiseAgentState(user string, state xsi.ACDState, code string
 		// Signed out is logged off: at no desk (a promise "at a desk,
 		// signed out" is no shape a login or logout leaves, and Settle
 		// could never reach it).
-		w = hoteling.Want{ACD: xsi.ACDSignOut, LeftHost: w.LeftHost, ForwardTo: w.ForwardTo}
+		w = hoteling.Want{ACD: xsi.ACDSignOut, LeftHost: w.LeftHost, LeftCFA: w.LeftCFA, ForwardTo: w.ForwardTo}
 	}
 	g.rec.setLocked(user, w, origin, p.owed)
 	g.rec.mu.Unlock()
@@ -277,10 +314,15 @@ func (g *Gateway) doubt(owner string, ds ...hoteling.Doubt) {
 		if p == nil {
 			continue // no promise to keep
 		}
+		dropped := []string{d.User}
 		p.doubts = append(p.doubts, doubtAt{d: d, until: until})
 		if len(p.doubts) > maxDoubts {
+			for _, old := range p.doubts[:len(p.doubts)-maxDoubts] {
+				dropped = append(dropped, old.d.User)
+			}
 			p.doubts = p.doubts[len(p.doubts)-maxDoubts:]
 		}
+		r.rewatchLocked(user, dropped...)
 		users[user] = true
 	}
 	r.mu.Unlock()
@@ -509,12 +551,18 @@ func (g *Gateway) Promise(user string) (hoteling.Want, string, bool) {
 }
 
 // keeps: a promise still to be kept (owed, or doubts) keeps its user
-// loaded (users.go heldLocked); r.mu is taken under Gateway.mu.
+// loaded (users.go heldLocked), and the desks it names; r.mu is taken
+// under Gateway.mu.
 func (r *reconciler) keeps(user string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	p := r.promises[user]
-	return p != nil && (p.owed || len(p.doubts) > 0) || r.active[user] || r.queued[user] || r.quieting[user]
+	work := func(p *promise) bool { return p != nil && (p.owed || len(p.doubts) > 0) }
+	for agent := range r.watchers[user] {
+		if work(r.promises[agent]) {
+			return true
+		}
+	}
+	return work(r.promises[user]) || r.active[user] || r.queued[user] || r.quieting[user]
 }
 
 // forget drops user's promise (the user leaves memory).
@@ -523,16 +571,22 @@ func (r *reconciler) forget(user string) {
 	defer r.mu.Unlock()
 	if p := r.promises[user]; p != nil && !p.owed && len(p.doubts) == 0 {
 		delete(r.promises, user)
+		r.rewatchLocked(user, p.want.Host, p.want.LeftHost)
 	}
 }
 
 // ---- the queue ----
 
-// wake queues users that have promises.
+// wake queues users that have promises, and the agents watching them.
 func (r *reconciler) wake(users ...string) {
 	r.mu.Lock()
 	n := 0
 	for _, u := range users {
+		for agent := range r.watchers[u] {
+			if r.enqueueLocked(agent) {
+				n++
+			}
+		}
 		if u == "" || r.promises[u] == nil {
 			delete(r.quieting, u) // nothing to judge (Settle waits no more)
 			continue
@@ -736,9 +790,15 @@ func (g *Gateway) reconcile(ctx context.Context, user string) time.Duration {
 		r.mu.Unlock()
 		return time.Until(p.retryAt) // backing off
 	}
+	var ended []string
 	p.doubts = slices.DeleteFunc(p.doubts, func(d doubtAt) bool {
-		return !now.Before(d.until) && (!held || !now.Before(d.until.Add(maxDoubtHold)))
+		if !now.Before(d.until) && (!held || !now.Before(d.until.Add(maxDoubtHold))) {
+			ended = append(ended, d.d.User)
+			return true
+		}
+		return false
 	})
+	r.rewatchLocked(user, ended...)
 	doubts := slices.Clone(p.doubts)
 	r.mu.Unlock()
 
@@ -819,6 +879,10 @@ func (g *Gateway) reconcile(ctx context.Context, user string) time.Duration {
 			return wait
 		}
 		adopted := hoteling.Want{Guest: user, Host: v.HostUserID, Loose: v.HostUserID != "", ACD: v.ACDState, Code: v.UnavailableCode}
+		if v.HostUserID == "" && want.Host == "" {
+			// At no desk still: the desk it left stays its to put back.
+			adopted.LeftHost, adopted.LeftCFA, adopted.ForwardTo = want.LeftHost, want.LeftCFA, want.ForwardTo
+		}
 		if onlyACD := want; want.Host != "" && !want.Loose {
 			onlyACD.ACD, onlyACD.Code = "", ""
 			if hot.Satisfied(onlyACD) {

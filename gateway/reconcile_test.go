@@ -568,3 +568,53 @@ func promisedAvailable(t *testing.T, user string) *harness {
 	synctest.Wait()
 	return h
 }
+
+// TestDeskEventsWakeTheAgentsNamingIt: a desk's events wake the agents whose
+// promise or doubts name the desk, exactly while they do.
+func TestDeskEventsWakeTheAgentsNamingIt(t *testing.T) {
+	r := newReconciler(nil)
+	queued := func(desk string) []string {
+		r.mu.Lock()
+		r.queue, r.queued = nil, map[string]bool{}
+		r.mu.Unlock()
+		r.wake(desk)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return slices.Sorted(slices.Values(r.queue))
+	}
+	r.mu.Lock()
+	r.setLocked("a1", hoteling.Want{Host: "d1"}, OriginCTI, false)
+	r.setLocked("a2", hoteling.Want{LeftHost: "d1", ACD: xsi.ACDSignOut}, OriginCTI, false)
+	r.mu.Unlock()
+	if got := queued("d1"); !slices.Equal(got, []string{"a1", "a2"}) {
+		t.Fatalf("woken by d1: %v", got)
+	}
+	r.mu.Lock()
+	r.setLocked("a1", hoteling.Want{Host: "d2"}, OriginCTI, false)
+	r.promises["a2"].doubts = []doubtAt{{d: hoteling.Doubt{User: "d3"}}}
+	r.rewatchLocked("a2", "d3")
+	r.mu.Unlock()
+	if got := queued("d1"); !slices.Equal(got, []string{"a2"}) {
+		t.Fatalf("woken by d1 once a1 moved to d2: %v", got)
+	}
+	if got := queued("d3"); !slices.Equal(got, []string{"a2"}) {
+		t.Fatalf("woken by d3 (a doubt on it): %v", got)
+	}
+	if !r.keeps("d3") || r.keeps("d2") {
+		t.Fatal("a desk is kept loaded while an agent naming it has work left (doubts), and only then")
+	}
+	r.mu.Lock()
+	r.promises["a2"].doubts = nil
+	r.rewatchLocked("a2", "d3")
+	r.setLocked("a2", hoteling.Want{ACD: xsi.ACDAvailable}, OriginCTI, false)
+	r.mu.Unlock()
+	r.forget("a1")
+	if got := queued("d1"); len(got) != 0 {
+		t.Fatalf("woken by d1 with no promise naming it: %v", got)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.watchers) != 0 {
+		t.Fatalf("watchers left: %v", r.watchers)
+	}
+}

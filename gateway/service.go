@@ -231,11 +231,11 @@ func (g *Gateway) setAgentState(ctx context.Context, from origin, who csta.Reque
 			fate := g.fateOf(ctx, agent)
 			g.intend(agent, host, "")
 			defer g.persist(agent) // the intent replaced before the answer
-			herr := hot.Logout(ctx, agent)
+			left, herr := hot.Logout(ctx, agent)
 			if herr == nil && !fate.commit() {
 				herr = csta.ErrResourceBusy // answered "not done": the promise before stands, owed
 			} else if herr == nil {
-				g.promise(agent, hoteling.Want{ACD: xsi.ACDSignOut}, promisedBy, false)
+				g.promise(agent, left, promisedBy, false)
 			} else {
 				g.failed(herr, agent)
 			}

@@ -88,7 +88,7 @@ func TestHostSignOut(t *testing.T) {
 					t.Errorf("remembered after the login %+v %v: nothing is owed to the host any more", r, ok)
 				}
 				n := len(f.actions())
-				if err := s.Logout(t.Context(), "g1"); err != nil {
+				if _, err := s.Logout(t.Context(), "g1"); err != nil {
 					t.Fatal(err)
 				}
 				for _, a := range f.actions()[n:] {

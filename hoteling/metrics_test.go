@@ -40,7 +40,7 @@ func TestSequencerMetrics(t *testing.T) {
 		f.mu.Lock()
 		f.fault = &fault{call: f.calls + 1, mode: "error", err: &xsi.Error{Status: 400}}
 		f.mu.Unlock()
-		if err := s.Logout(t.Context(), "g1"); err == nil {
+		if _, err := s.Logout(t.Context(), "g1"); err == nil {
 			t.Fatal("logout succeeded despite the fault")
 		}
 		got = promtest.Scrape(t, s.Collectors()...)

@@ -162,7 +162,7 @@ func TestRecoverLeavesRunningSequences(t *testing.T) {
 				}
 				synctest.Wait()
 				done := make(chan error, 1)
-				go func() { done <- s.Logout(t.Context(), "g1") }()
+				go func() { _, err := s.Logout(t.Context(), "g1"); done <- err }()
 				// Signed out and association ended, host CFA not yet restored.
 				if err := f.Await(t.Context(), "g1", func(u User) bool { return u.HostUserID == "" }); err != nil {
 					t.Fatal(err)

@@ -536,17 +536,18 @@ func (s *Sequencer) hostCFA(ctx context.Context, host string) (xsi.Forwarding, e
 }
 
 // Logout signs the agent out, puts its host's CFA back and ends the
-// association. It is idempotent: an agent signed out and not associated
-// gets success with no XSI traffic.
-func (s *Sequencer) Logout(ctx context.Context, guestID string) (err error) {
+// association; it returns what it left (signed out at no desk, the desk it
+// left and that desk's own forwarding). It is idempotent: an agent signed
+// out and not associated gets success with no XSI traffic.
+func (s *Sequencer) Logout(ctx context.Context, guestID string) (_ Want, err error) {
 	start := time.Now()
 	defer func() { s.metrics.done(opLogout, start, err) }()
 	if guestID == "" {
-		return &StepError{Op: "logout", Step: "check", Err: errors.New("empty guest user ID")}
+		return Want{}, &StepError{Op: "logout", Step: "check", Err: errors.New("empty guest user ID")}
 	}
 	leave, err := s.adm.enter(ctx, opLogout, stepsLogout)
 	if err != nil {
-		return &StepError{Op: "logout", Step: "admission", Kind: ErrOverloaded, Err: err, Guest: guestID}
+		return Want{}, &StepError{Op: "logout", Step: "admission", Kind: ErrOverloaded, Err: err, Guest: guestID}
 	}
 	defer leave()
 	release, err := s.lockFor(ctx, func() []string {
@@ -557,20 +558,24 @@ func (s *Sequencer) Logout(ctx context.Context, guestID string) (err error) {
 		return keys
 	})
 	if err != nil {
-		return &StepError{Op: "logout", Step: "queue", Kind: kindOrSelf(ctx, err), Err: err, Guest: guestID}
+		return Want{}, &StepError{Op: "logout", Step: "queue", Kind: kindOrSelf(ctx, err), Err: err, Guest: guestID}
 	}
 	defer release()
 	if err := s.adm.check(ctx, opLogout, stepsLogout); err != nil {
-		return &StepError{Op: "logout", Step: "admission", Kind: ErrOverloaded, Err: err, Guest: guestID}
+		return Want{}, &StepError{Op: "logout", Step: "admission", Kind: ErrOverloaded, Err: err, Guest: guestID}
 	}
-	return s.logout(ctx, "logout", guestID)
+	return s.logout(ctx, guestID)
 }
 
 // logout runs under the locks of guest and its host.
-func (s *Sequencer) logout(ctx context.Context, op, guest string) error {
+func (s *Sequencer) logout(ctx context.Context, guest string) (Want, error) {
 	g := s.view.User(guest)
 	host := g.HostUserID
-	r := s.newRun(ctx, op, guest, host)
+	left := Want{Guest: guest, ACD: xsi.ACDSignOut, LeftHost: host}
+	if rem, ok := s.Remembered(host); ok && rem.GuestUserID == guest {
+		left.ForwardTo, left.LeftCFA = rem.ForwardTo, rem.PreviousCFA
+	}
+	r := s.newRun(ctx, "logout", guest, host)
 	r.step(s.acdStep(guest, "agent-sign-out", xsi.ACDSignOut, ""))
 	var restore func()
 	if host != "" {
@@ -580,10 +585,10 @@ func (s *Sequencer) logout(ctx context.Context, op, guest string) error {
 		if restore != nil {
 			restore()
 		}
-		return err
+		return Want{}, err
 	}
 	if host != "" {
 		s.forget(host)
 	}
-	return nil
+	return left, nil
 }

@@ -144,7 +144,7 @@ func TestLoginLogout(t *testing.T) {
 				if r, ok := s.Remembered("desk1"); !ok || r.GuestUserID != "g1" {
 					t.Errorf("remembered %+v %v", r, ok)
 				}
-				if err := s.Logout(t.Context(), "g1"); err != nil {
+				if _, err := s.Logout(t.Context(), "g1"); err != nil {
 					t.Fatal(err)
 				}
 				st := f.snapshot()
@@ -158,7 +158,7 @@ func TestLoginLogout(t *testing.T) {
 				}
 				// Logout again: idempotent, no traffic.
 				n := len(f.actions())
-				if err := s.Logout(t.Context(), "g1"); err != nil || len(f.actions()) != n {
+				if _, err := s.Logout(t.Context(), "g1"); err != nil || len(f.actions()) != n {
 					t.Errorf("second logout: %v, actions %q", err, f.actions()[n:])
 				}
 			})
@@ -269,7 +269,7 @@ func TestStepFailures(t *testing.T) {
 		{"login/" + hostWrapUp.name, hostWrapUp, login},
 		{"login/" + takeoverHostIn.name, takeoverHostIn, login},
 		{"login/own device while at desk2", move, func(ctx context.Context, s *Sequencer) error { return loginErr(s, ctx, "g1", "", "") }},
-		{"logout/" + loggedOn.name, loggedOn, func(ctx context.Context, s *Sequencer) error { return s.Logout(ctx, "g1") }},
+		{"logout/" + loggedOn.name, loggedOn, func(ctx context.Context, s *Sequencer) error { _, err := s.Logout(ctx, "g1"); return err }},
 	}
 	for _, sq := range seqs {
 		for _, fm := range failureModes {
@@ -401,7 +401,7 @@ func TestQueueBound(t *testing.T) {
 		// The agent's own queue counts too: g1's login runs, its logout
 		// waits, so g1 at another desk is refused.
 		var logoutErr error
-		wg.Go(func() { logoutErr = s.Logout(t.Context(), "g1") })
+		wg.Go(func() { _, logoutErr = s.Logout(t.Context(), "g1") })
 		synctest.Wait()
 		if err := loginErr(s, t.Context(), "g1", "desk2", num1); !errors.Is(err, ErrBusy) {
 			t.Errorf("g1 at desk2: %v, want ErrBusy", err)

@@ -25,10 +25,15 @@ type Want struct {
 	// ForwardTo is what Host forwards to while the guest sits there; ""
 	// takes the remembered number, else Config.NumberOf.
 	ForwardTo string
-	// LeftHost is a desk BroadWorks took the guest away from on its own
-	// (association limit, portal): its forwarding goes back (remembered,
-	// else off) if it still forwards to the guest and no one sits there.
+	// LeftHost is the desk the guest last left (a logout, or BroadWorks
+	// taking it away: association limit, portal): its forwarding goes back
+	// (remembered, else LeftCFA) if it still forwards to the guest and no
+	// one sits there — a change of ours given up on (an undo of a failed
+	// logout, say) may land after the desk was put back.
 	LeftHost string
+	// LeftCFA is the desk's own forwarding LeftHost went back to (off when
+	// not known).
+	LeftCFA xsi.Forwarding
 	// ACD is the agent state promised ("" leaves it as it is), Code the
 	// unavailable code ("" any).
 	ACD  xsi.ACDState
@@ -104,9 +109,9 @@ func (s *Sequencer) leftBehind(r Remembered) bool {
 	return owed
 }
 
-// leftForwarding is what w.LeftHost's forwarding goes back to, when it still
-// forwards to the guest, no one sits there and nothing is remembered for it
-// (a remembered entry is leftBehind's).
+// leftForwarding is what w.LeftHost's forwarding goes back to (w.LeftCFA),
+// when it still forwards to the guest, no one sits there and nothing is
+// remembered for it (a remembered entry is leftBehind's).
 func (s *Sequencer) leftForwarding(w Want) (xsi.Forwarding, bool) {
 	if r, ok := s.Remembered(w.LeftHost); ok && r.GuestUserID == w.Guest {
 		return xsi.Forwarding{}, false
@@ -116,10 +121,10 @@ func (s *Sequencer) leftForwarding(w Want) (xsi.Forwarding, bool) {
 	if number == "" && s.cfg.NumberOf != nil {
 		number = s.cfg.NumberOf(w.Guest)
 	}
-	if h.GuestUserID != "" || !forwardsTo(h.CFA, number) {
+	if h.GuestUserID != "" || !forwardsTo(h.CFA, number) || forwardsTo(w.LeftCFA, number) {
 		return xsi.Forwarding{}, false
 	}
-	return xsi.Forwarding{Active: false}, true
+	return w.LeftCFA, true
 }
 
 // settleKeys are the locks Settle needs: the guest, the desk it sits at,

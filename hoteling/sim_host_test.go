@@ -83,7 +83,7 @@ func TestAgainstSimulatorHostSignOut(t *testing.T) {
 			}
 
 			sim.ClearRequests()
-			if err := s.Logout(ctx, guest); err != nil {
+			if _, err := s.Logout(ctx, guest); err != nil {
 				t.Fatal(err)
 			}
 			for _, p := range xspsim.Changes(sim.Requests()) {

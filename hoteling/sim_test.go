@@ -265,7 +265,7 @@ func TestAgainstSimulator(t *testing.T) {
 		t.Errorf("the second login left %+v, want %s with no agent state (it sent none)", left, host)
 	}
 
-	if err := s.Logout(ctx, guest); err != nil {
+	if _, err := s.Logout(ctx, guest); err != nil {
 		t.Fatal(err)
 	}
 	g, _ = sim.Snapshot(guest)
