@@ -85,6 +85,9 @@ type promise struct {
 	// retryAt (back-off), whatever wakes the user.
 	tries   int
 	retryAt time.Time
+	// quietFrom: since when a difference has waited for the events to be
+	// quiet (untilQuiet), zero when none is waiting.
+	quietFrom time.Time
 	// stored: saved in Deps.Promises (it had work left when last saved).
 	stored bool
 }
@@ -207,6 +210,7 @@ func (r *reconciler) setLocked(user string, w hoteling.Want, origin string, owed
 	w.Guest = user
 	old := p.want
 	p.want, p.version, p.origin, p.at, p.owed, p.tries, p.retryAt = w, r.version, origin, time.Now(), owed, 0, time.Time{}
+	p.quietFrom = time.Time{}
 	r.rewatchLocked(user, old.Host, old.LeftHost, w.Host, w.LeftHost)
 	return p
 }
@@ -834,6 +838,11 @@ func (g *Gateway) reconcile(ctx context.Context, user string) time.Duration {
 		}
 	}
 	if hot.Satisfied(want) {
+		r.mu.Lock()
+		if p := r.promises[user]; p != nil && p.version == version {
+			p.quietFrom = time.Time{}
+		}
+		r.mu.Unlock()
 		// An owed promise the view shows is kept — unless a change of ours
 		// given up on may still show (a doubt): the view may lag, and that
 		// change landing, or its event arriving, makes the difference ours
@@ -874,9 +883,20 @@ func (g *Gateway) reconcile(ctx context.Context, user string) time.Duration {
 		// and one of those is no change of anyone's.
 		if wait := g.untilQuiet(involved); wait > 0 {
 			r.mu.Lock()
-			r.quieting[user] = true
+			if p := r.promises[user]; p != nil && p.version == version {
+				if p.quietFrom.IsZero() {
+					p.quietFrom = time.Now()
+				}
+				if time.Since(p.quietFrom) < maxQuietWait {
+					r.quieting[user] = true
+				} else {
+					wait = 0 // events that never stop: judged as they are
+				}
+			}
 			r.mu.Unlock()
-			return wait
+			if wait > 0 {
+				return wait
+			}
 		}
 		adopted := hoteling.Want{Guest: user, Host: v.HostUserID, Loose: v.HostUserID != "", ACD: v.ACDState, Code: v.UnavailableCode}
 		if v.HostUserID == "" && want.Host == "" {
@@ -983,8 +1003,13 @@ func (g *Gateway) reconcile(ctx context.Context, user string) time.Duration {
 }
 
 // adoptQuiet is how long the events about a user must have been quiet
-// before a difference from its promise is taken for an outside change.
-const adoptQuiet = time.Second
+// before a difference from its promise is taken for an outside change;
+// maxQuietWait how long a difference waits for that at most (a user whose
+// events never stop for adoptQuiet).
+const (
+	adoptQuiet   = time.Second
+	maxQuietWait = 30 * time.Second
+)
 
 // untilQuiet is how long until the events about users have been quiet for
 // adoptQuiet (0: they have).

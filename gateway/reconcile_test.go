@@ -618,3 +618,27 @@ func TestDeskEventsWakeTheAgentsNamingIt(t *testing.T) {
 		t.Fatalf("watchers left: %v", r.watchers)
 	}
 }
+
+// TestAdoptionWhenEventsNeverStop: a difference waits for the user's events
+// to be quiet, but not for ever: events that never stop for adoptQuiet are
+// judged as they are after maxQuietWait.
+func TestAdoptionWhenEventsNeverStop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const alice = "alice@example.com"
+		h := promisedAvailable(t, alice)
+		start := time.Now()
+		states := []string{"Unavailable", "Wrap-Up"}
+		for i := 0; time.Since(start) < maxQuietWait+5*time.Second; i++ {
+			h.g.HandleXSIEvent(xev(alice, agentState(states[i%2], "")))
+			time.Sleep(adoptQuiet / 2)
+			synctest.Wait()
+			if n := h.g.RepairCounts()[RepairAdopted]; n > 0 {
+				if took := time.Since(start); took < maxQuietWait {
+					t.Fatalf("taken after %v of unquiet events, before maxQuietWait", took)
+				}
+				return
+			}
+		}
+		t.Fatalf("no outside change taken after %v of events that never stop", time.Since(start))
+	})
+}
