@@ -621,13 +621,8 @@ func TestHotDeskReleasedByBroadWorks(t *testing.T) {
 		t.Skip("integration")
 	}
 	t.Parallel()
-	st := newStack(t, stack.Config{Agents: 1, Desks: 1, DeskCFA: func(int) string { return "+15550999" }})
-	c := dial(t, st)
+	st, c, before := deskWithItsOwnForwarding(t)
 	ctx := t.Context()
-	before, err := st.State(1, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if _, err := c.MonitorStart(ctx, stack.DeskID(1)); err != nil {
 		t.Fatal(err)
 	}
@@ -656,13 +651,8 @@ func TestHotDeskLateForwardingAfterLogout(t *testing.T) {
 		t.Skip("integration")
 	}
 	t.Parallel()
-	st := newStack(t, stack.Config{Agents: 1, Desks: 1, DeskCFA: func(int) string { return "+15550999" }})
-	c := dial(t, st)
+	st, c, before := deskWithItsOwnForwarding(t)
 	ctx := t.Context()
-	before, err := st.State(1, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := login(ctx, c, 1, 1); err != nil {
 		t.Fatal(err)
 	}
@@ -680,4 +670,16 @@ func TestHotDeskLateForwardingAfterLogout(t *testing.T) {
 	if w, _, _ := gw.Promise(stack.AgentUser(1)); w.Host != "" || w.LeftHost != stack.DeskUser(1) {
 		t.Fatalf("promise %+v: want at no desk, having left %s", w, stack.DeskUser(1))
 	}
+}
+
+// deskWithItsOwnForwarding is a stack of one agent and one desk that
+// forwards to a number of its own, a client, and the two as they start.
+func deskWithItsOwnForwarding(t *testing.T) (*stack.Stack, *cticlient.Client, stack.DeskState) {
+	st := newStack(t, stack.Config{Agents: 1, Desks: 1, DeskCFA: func(int) string { return "+15550999" }})
+	c := dial(t, st)
+	before, err := st.State(1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, c, before
 }
