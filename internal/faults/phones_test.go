@@ -9,6 +9,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -125,12 +126,49 @@ func (p *phone) track(hd sipgo.RequestHandler) sipgo.RequestHandler {
 	}
 }
 
-// subscribe opens a new subscription dialog (full state follows).
+// subscribe opens a new subscription dialog (full state follows). A 503
+// with Retry-After (the connector could not look the line up in time:
+// XSI overloaded) is tried again after it, as a phone does, a few times.
 func (p *phone) subscribe(st *stack.Stack, local string) error {
 	p.mu.Lock()
 	p.callID, p.fromTag, p.toTag, p.ended = "call-"+token(), "tag-"+token(), "", false
-	p.cseq++
 	p.life = st.Conn()
+	p.mu.Unlock()
+	for try := 1; ; try++ {
+		res, err := p.trySubscribe(st, local)
+		if err != nil {
+			return err
+		}
+		retry, _ := strconv.Atoi(headerValue(res, "Retry-After"))
+		if res.StatusCode == 503 && retry > 0 && try < 4 {
+			time.Sleep(min(time.Duration(retry)*time.Second, 10*time.Second))
+			continue
+		}
+		if res.StatusCode != 200 {
+			return fmt.Errorf("phone %s: SUBSCRIBE answered %d %s (try %d)", p.dn, res.StatusCode, res.Reason, try)
+		}
+		p.mu.Lock()
+		p.toTag, _ = res.To().Params.Get("tag")
+		if c := res.Contact(); c != nil {
+			p.target = c.Address
+		}
+		p.mu.Unlock()
+		return nil
+	}
+}
+
+func headerValue(res *sip.Response, name string) string {
+	if h := res.GetHeader(name); h != nil {
+		return strings.TrimSpace(h.Value())
+	}
+	return ""
+}
+
+// trySubscribe sends one SUBSCRIBE of the dialog-to-be and returns its
+// final response.
+func (p *phone) trySubscribe(st *stack.Stack, local string) (*sip.Response, error) {
+	p.mu.Lock()
+	p.cseq++
 	p.mu.Unlock()
 	server := st.SIPAddr()
 	host, port, _ := sip.ParseAddr(server)
@@ -154,18 +192,9 @@ func (p *phone) subscribe(st *stack.Stack, local string) error {
 	defer cancel()
 	res, err := p.cli.Do(ctx, req)
 	if err != nil {
-		return fmt.Errorf("phone %s: SUBSCRIBE: %w", p.dn, err)
+		return nil, fmt.Errorf("phone %s: SUBSCRIBE: %w", p.dn, err)
 	}
-	if res.StatusCode != 200 {
-		return fmt.Errorf("phone %s: SUBSCRIBE answered %d %s", p.dn, res.StatusCode, res.Reason)
-	}
-	p.mu.Lock()
-	p.toTag, _ = res.To().Params.Get("tag")
-	if c := res.Contact(); c != nil {
-		p.target = c.Address
-	}
-	p.mu.Unlock()
-	return nil
+	return res, nil
 }
 
 func (p *phone) onNotify(req *sip.Request, tx sip.ServerTransaction) {
