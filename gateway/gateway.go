@@ -36,14 +36,15 @@ type Gateway struct {
 	linkEpoch  uint64
 	linkSeenUp bool
 	// linkPartial: some XSP of the link is down (the link may be up on
-	// another); linkWholeSince: when every XSP was last reported up again.
-	// Events may be held up until then (doubtsHeld).
-	linkPartial    bool
-	linkWholeSince time.Time
-	wakes          map[string]chan struct{} // per user: closed (and dropped) when an XSI event may change its view
-	claims         map[string]agentClaim    // per agent user: the last agent-state request (ConflictWindow)
-	observer       Observer                 // the operators' view, may be nil
-	journal        *journalWriter           // association journal, may be nil
+	// another); rereading: users whose events may be lost are being read
+	// again (refreshStale); viewWholeSince: when neither last held.
+	// Until then the view may not show what BroadWorks has (doubtsHeld).
+	linkPartial, rereading bool
+	viewWholeSince         time.Time
+	wakes                  map[string]chan struct{} // per user: closed (and dropped) when an XSI event may change its view
+	claims                 map[string]agentClaim    // per agent user: the last agent-state request (ConflictWindow)
+	observer               Observer                 // the operators' view, may be nil
+	journal                *journalWriter           // association journal, may be nil
 	// endReasons: why an agent's association is about to end (our logout
 	// or a forced one), for the journal; absent = ended outside (portal).
 	endReasons map[string]endNote
@@ -187,18 +188,30 @@ func allUp(ls []xsi.LinkStatus) bool {
 	return true
 }
 
-// setLinkPartial records whether some XSP of the link is down; once every
-// one is up again, the promises are looked at a doubt window later (their
-// doubts held meanwhile may end then).
+// setLinkPartial records whether some XSP of the link is down.
 func (g *Gateway) setLinkPartial(partial bool) {
+	g.setViewPartial(func() { g.linkPartial = partial })
+}
+
+// setRereading records whether users whose events may be lost are being
+// read again.
+func (g *Gateway) setRereading(on bool) {
+	g.setViewPartial(func() { g.rereading = on })
+}
+
+// setViewPartial applies set (under Gateway.mu); once the view is whole
+// again (every XSP up, no user being read again), the promises are looked
+// at a doubt window later (their doubts held meanwhile may end then).
+func (g *Gateway) setViewPartial(set func()) {
 	g.mu.Lock()
-	changed := g.linkPartial != partial
-	g.linkPartial = partial
-	if changed && !partial {
-		g.linkWholeSince = time.Now()
+	was := g.linkPartial || g.rereading
+	set()
+	whole := was && !g.linkPartial && !g.rereading
+	if whole {
+		g.viewWholeSince = time.Now()
 	}
 	g.mu.Unlock()
-	if changed && !partial {
+	if whole {
 		time.AfterFunc(g.doubtWindow(), g.rec.wakeAll)
 	}
 }
@@ -222,8 +235,10 @@ func (g *Gateway) Run(ctx context.Context, events <-chan xsi.Event, linkChanges 
 		if !refreshing.CompareAndSwap(false, true) {
 			return
 		}
+		g.setRereading(true)
 		bg.Go(func() {
 			defer refreshing.Store(false)
+			defer g.setRereading(false)
 			g.refreshStale(ctx)
 		})
 	}

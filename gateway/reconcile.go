@@ -460,17 +460,20 @@ func (f *requestFate) commit() bool {
 const maxDoubtHold = time.Minute
 
 // doubtsHeld: doubts past their window are kept while some XSP of the link
-// is down, and for a whole window more once every one is up again. The
-// window counts on events arriving: an XSP dying with events of a request
-// given up on still to deliver holds them up for as long as it is down (in
-// the long xsp-primary-killed 20 s), and once it is back they come, or the
-// users are read again, only seconds later; the request's late landing,
-// seen after its doubt had ended, was taken for an outside change.
+// is down or users whose events may be lost are being read again, and for
+// a whole window more once neither holds. The window counts on events
+// arriving: an XSP dying with events of a request given up on still to
+// deliver holds them up for as long as it is down (in the long
+// xsp-primary-killed 20 s), and once it is back its users' events come,
+// or they are read again, only seconds later — up to 40 s later in one
+// run, the scope's sequence gaps having users read again over and over;
+// the request's late landing, seen after its doubt had ended, was taken
+// for an outside change.
 func (g *Gateway) doubtsHeld(now time.Time) bool {
 	window := g.doubtWindow()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.linkPartial || now.Before(g.linkWholeSince.Add(window))
+	return g.linkPartial || g.rereading || now.Before(g.viewWholeSince.Add(window))
 }
 
 func (g *Gateway) doubtWindow() time.Duration {

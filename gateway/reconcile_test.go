@@ -69,6 +69,20 @@ func TestReconciler(t *testing.T) {
 			wantOrigin: OriginCTI, wantACD: xsi.ACDAvailable,
 		},
 		{
+			// Users whose events may be lost are read again (a scope's
+			// sequence gap), and may show the landing only when read.
+			name: "a doubt past its window while users are read again still explains",
+			before: func(h *harness) {
+				h.g.doubtAgentState(alice, xsi.ACDSignOut, "")
+				h.g.setRereading(true)
+				time.Sleep(15 * time.Second)
+				h.g.setRereading(false)
+				time.Sleep(3 * time.Second)
+			},
+			wantCalls: []string{keep}, wantKind: RepairLateLanding,
+			wantOrigin: OriginCTI, wantACD: xsi.ACDAvailable,
+		},
+		{
 			// Held-up events (or the users read again) come seconds later.
 			name: "a doubt past its window shortly after every XSP is back still explains",
 			before: func(h *harness) {
