@@ -441,3 +441,32 @@ func TestCallerCancel(t *testing.T) {
 		}
 	})
 }
+
+// TestUndoConfirmedByNothingIsADoubt: a logout's sign-out is applied but
+// its event is not in when the step gives up; the undo puts back the state
+// the view still shows, so nothing confirms it. Its event (and the
+// step's) may come after a later request's change: the undo is one of the
+// sequence's doubts, for the reconciler to tell a late landing from an
+// outside change.
+func TestUndoConfirmedByNothingIsADoubt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, s := loggedOn.start(t, Config{}, 10*time.Millisecond)
+		f.fault = &fault{call: 0, mode: "drop"}
+		_, err := s.Logout(t.Context(), "g1")
+		var se *StepError
+		if !errors.As(err, &se) || se.Step != "agent-sign-out" {
+			t.Fatalf("err %v, want the agent-sign-out step's", err)
+		}
+		var steps []string
+		for _, d := range se.Doubts {
+			steps = append(steps, d.Step)
+		}
+		i := slices.Index(steps, "undo-agent-sign-out")
+		if i < 0 {
+			t.Fatalf("doubts %v, want the undo confirmed by nothing among them", steps)
+		}
+		if d := se.Doubts[i]; d.User != "g1" || !d.Shows(User{ID: "g1", ACDState: xsi.ACDAvailable}) {
+			t.Errorf("undo's doubt %+v: want g1 showing Available", d)
+		}
+	})
+}

@@ -115,13 +115,20 @@ func (r *run) finish() error {
 		d := r.done[i]
 		u := d.st.undo(d.before)
 		u.compensation = true
-		if err := r.s.exec(ctx, r.op, u, r.s.view.User(u.user)); err != nil {
+		cur := r.s.view.User(u.user)
+		if err := r.s.exec(ctx, r.op, u, cur); err != nil {
 			if !refused(err) {
 				// The undo may land late as well (over a later change).
 				r.doubts = append(r.doubts, Doubt{User: u.user, Step: u.name, Shows: u.want})
 			}
 			r.s.logger.Error("hoteling: compensation failed", "op", r.op, "guest", r.guest, "host", r.host, "step", u.name, "err", err)
 			errs = append(errs, fmt.Errorf("%s: %w", u.name, err))
+		} else if u.want(cur) {
+			// Confirmed by nothing: the view showed the undo's result
+			// before it was sent (the failed step's event not in yet).
+			// Its own event, and the step's, may come after a later
+			// request's change: a late landing, not an outside change.
+			r.doubts = append(r.doubts, Doubt{User: u.user, Step: u.name, Shows: u.want})
 		}
 	}
 	r.err.Undo = errors.Join(errs...)
