@@ -53,16 +53,20 @@
 // monitors are checked once they are connected to the new connector and
 // reseeded.
 //
-// The long mode is not clean yet. On 2026-12-07 the whole long campaign
-// passed once (fd7536d, under -race on the 2 cores, a CI run beside it),
-// after the reconciler's fixes of that day (a failed sequence owes the
-// promise before it; read-your-writes confirmed only by an event after the
-// request; an adopted agent-state change keeps the desk; outside changes
-// taken once the events have been quiet). The next run (aa61f92, same load)
-// left 3 of 200 agents wrong in xsp-primary-killed: events held up past the
-// doubt window while an XSP is dead let a failed sequence's late landing be
-// taken for BroadWorks' own change; doubts are now held while an XSP is
-// down. See the session's closing note for the runs after that.
+// The long mode is not clean yet: it has not passed three times in a row.
+// On 2026-12-07 it passed whole twice (fd7536d; 095e70f). Each failing run
+// that day failed in one of its 12 faults, on one agent (or one phone), and
+// each cause was fixed after it. In every case the reconciler, or a
+// sequence, had judged a view that lagged BroadWorks:
+//   - a failed logout's undo of the desk's forwarding that landed after the
+//     next logout (the logout now promises the desk it left);
+//   - doubts that ended while the users were still being read again after
+//     a failover (held now while any are);
+//   - an undo taken as confirmed because the view already showed its result
+//     (now a doubt).
+// The last run on 62fc3ed failed only its leak check: after
+// phones-vanishing, four sipgo UDP client readers (local address 0.0.0.0)
+// were still running — not traced yet.
 //
 // Deadlines only bound waiting (so that a broken connector fails instead of
 // hanging); no test condition is a timing: latencies are benchmarks.
