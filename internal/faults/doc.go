@@ -64,9 +64,10 @@
 //     a failover (held now while any are);
 //   - an undo taken as confirmed because the view already showed its result
 //     (now a doubt).
+//
 // The last run on 62fc3ed failed only its leak check: after
-// phones-vanishing, four sipgo UDP client readers (local address 0.0.0.0)
-// were still running — not traced yet.
+// phones-vanishing, four sipgo UDP readers of connections its client made
+// (TransportUDP.createConnection) were still running — not traced yet.
 //
 // Deadlines only bound waiting (so that a broken connector fails instead of
 // hanging); no test condition is a timing: latencies are benchmarks.
