@@ -54,10 +54,12 @@
 // reseeded.
 //
 // The long mode: on 2026-12-07 it passed whole on fd7536d and 095e70f, and
-// twice in a row on 0cf8b57. Each failing run that day failed in one of its
-// 12 faults, on one agent (or one phone), and each cause was fixed after
-// it. In every case the reconciler, or a sequence, had judged a view that
-// lagged BroadWorks:
+// twice in a row on 0cf8b57; the third run there failed one agent in
+// expiry-under-load (told Available, BroadWorks Unavailable/MEETING: the
+// earlier request's state taken for an outside change 2 s after the Ready;
+// not traced yet). Each failing run that day failed in one of its 12 faults,
+// on one agent (or one phone); the causes fixed after them were each a view
+// that lagged BroadWorks, judged by the reconciler or a sequence:
 //   - a failed logout's undo of the desk's forwarding that landed after the
 //     next logout (the logout now promises the desk it left);
 //   - doubts that ended while the users were still being read again after
