@@ -85,12 +85,16 @@ type promise struct {
 	// retryAt (back-off), whatever wakes the user.
 	tries   int
 	retryAt time.Time
-	// quietFrom: since when a difference has waited for the events to be
-	// quiet (untilQuiet), zero when none is waiting.
-	quietFrom time.Time
+	// differsSince: since when a difference not the connector's has
+	// waited to be judged (beforeAdopting), zero when none is waiting.
+	differsSince time.Time
 	// stored: saved in Deps.Promises (it had work left when last saved).
 	stored bool
 }
+
+// hasWork: the promise is still the reconciler's to keep — owed, or with
+// doubts that may land.
+func (p *promise) hasWork() bool { return p != nil && (p.owed || len(p.doubts) > 0) }
 
 // storedPromise is a promise as Deps.Promises keeps it.
 type storedPromise struct {
@@ -210,7 +214,7 @@ func (r *reconciler) setLocked(user string, w hoteling.Want, origin string, owed
 	w.Guest = user
 	old := p.want
 	p.want, p.version, p.origin, p.at, p.owed, p.tries, p.retryAt = w, r.version, origin, time.Now(), owed, 0, time.Time{}
-	p.quietFrom = time.Time{}
+	p.differsSince = time.Time{}
 	r.rewatchLocked(user, old.Host, old.LeftHost, w.Host, w.LeftHost)
 	return p
 }
@@ -496,7 +500,7 @@ func (g *Gateway) persist(user string) {
 	defer r.saveMu.Unlock()
 	r.mu.Lock()
 	p := r.promises[user]
-	keep := p != nil && (p.owed || len(p.doubts) > 0)
+	keep := p.hasWork()
 	if p == nil || keep == p.stored && !keep {
 		r.mu.Unlock()
 		return
@@ -563,20 +567,19 @@ func (g *Gateway) Promise(user string) (hoteling.Want, string, bool) {
 func (r *reconciler) keeps(user string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	work := func(p *promise) bool { return p != nil && (p.owed || len(p.doubts) > 0) }
 	for agent := range r.watchers[user] {
-		if work(r.promises[agent]) {
+		if r.promises[agent].hasWork() {
 			return true
 		}
 	}
-	return work(r.promises[user]) || r.active[user] || r.queued[user] || r.quieting[user]
+	return r.promises[user].hasWork() || r.active[user] || r.queued[user] || r.quieting[user]
 }
 
 // forget drops user's promise (the user leaves memory).
 func (r *reconciler) forget(user string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if p := r.promises[user]; p != nil && !p.owed && len(p.doubts) == 0 {
+	if p := r.promises[user]; p != nil && !p.hasWork() {
 		delete(r.promises, user)
 		r.rewatchLocked(user, p.want.Host, p.want.LeftHost)
 	}
@@ -843,7 +846,7 @@ func (g *Gateway) reconcile(ctx context.Context, user string) time.Duration {
 	if hot.Satisfied(want) {
 		r.mu.Lock()
 		if p := r.promises[user]; p != nil && p.version == version {
-			p.quietFrom = time.Time{}
+			p.differsSince = time.Time{}
 		}
 		r.mu.Unlock()
 		// An owed promise the view shows is kept — unless a change of ours
@@ -879,27 +882,10 @@ func (g *Gateway) reconcile(ctx context.Context, user string) time.Duration {
 	}
 	found := describe(v)
 	if kind == "" {
-		// Changed outside the connector: taken as the promise — once the
-		// users' events have been quiet for a while. Events may come late
-		// and in a burst (a channel lost, redelivered on another): the
-		// view then passes through older states on its way to the last,
-		// and one of those is no change of anyone's.
-		if wait := g.untilQuiet(involved); wait > 0 {
-			r.mu.Lock()
-			if p := r.promises[user]; p != nil && p.version == version {
-				if p.quietFrom.IsZero() {
-					p.quietFrom = time.Now()
-				}
-				if time.Since(p.quietFrom) < maxQuietWait {
-					r.quieting[user] = true
-				} else {
-					wait = 0 // events that never stop: judged as they are
-				}
-			}
-			r.mu.Unlock()
-			if wait > 0 {
-				return wait
-			}
+		// Changed outside the connector: taken as the promise — once
+		// BroadWorks itself has said so (beforeAdopting).
+		if wait := g.beforeAdopting(user, version, involved); wait > 0 {
+			return wait
 		}
 		adopted := hoteling.Want{Guest: user, Host: v.HostUserID, Loose: v.HostUserID != "", ACD: v.ACDState, Code: v.UnavailableCode}
 		if v.HostUserID == "" && want.Host == "" {
@@ -1007,12 +993,83 @@ func (g *Gateway) reconcile(ctx context.Context, user string) time.Duration {
 
 // adoptQuiet is how long the events about a user must have been quiet
 // before a difference from its promise is taken for an outside change;
-// maxQuietWait how long a difference waits for that at most (a user whose
-// events never stop for adoptQuiet).
+// maxQuietWait how long a difference waits to be judged at most (a user
+// whose events never stop for adoptQuiet, reads that keep failing).
 const (
 	adoptQuiet   = time.Second
 	maxQuietWait = 30 * time.Second
 )
+
+// beforeAdopting is how long user's difference from its promise (at
+// version), not the connector's, waits before it is taken for an outside
+// change; 0 to judge it now. Two things must hold first:
+//   - the events about the involved users have been quiet for adoptQuiet.
+//     Events may come late and in a burst (a channel lost, redelivered on
+//     another): the view then passes through older states on its way to
+//     the last, and one of those is no change of anyone's;
+//   - each involved user's view has been read from BroadWorks since the
+//     difference was first seen (with BroadWorks as the directory). The
+//     view is built from events, and an event can come after a newer read
+//     (a scope's re-read after lost events, the late event on the slower
+//     channel of the set) and take the view back to a state of ours long
+//     replaced: found by the long fault campaign (expiry-under-load, an
+//     agent's Ready answered 200 and its view back at the Not Ready before
+//     it, adopted). BroadWorks, read, says which it is.
+//
+// A difference waits at most maxQuietWait, then is judged as it is.
+func (g *Gateway) beforeAdopting(user string, version uint64, involved []string) time.Duration {
+	r := g.rec
+	r.mu.Lock()
+	p := r.promises[user]
+	if p == nil || p.version != version {
+		r.mu.Unlock()
+		return 0 // a newer promise: the caller finds it
+	}
+	if p.differsSince.IsZero() {
+		p.differsSince = time.Now()
+	}
+	since := p.differsSince
+	r.mu.Unlock()
+	if time.Since(since) >= maxQuietWait {
+		return 0
+	}
+	wait := g.untilQuiet(involved)
+	if wait == 0 {
+		wait = g.readSince(since, involved)
+	}
+	if wait > 0 {
+		r.mu.Lock()
+		if p := r.promises[user]; p != nil && p.version == version {
+			r.quieting[user] = true // Settle waits for the judgement
+		}
+		r.mu.Unlock()
+	}
+	return wait
+}
+
+// readSince starts reading again each of users whose view has not been
+// read from BroadWorks after t (userState.readAt), and says how long to wait
+// for the reads (their ends wake the reconciler); 0 when every one has
+// been, or nothing can be read (no Config.LoadUsers).
+func (g *Gateway) readSince(t time.Time, users []string) time.Duration {
+	if !g.cfg().LoadUsers {
+		return 0
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var wait time.Duration
+	for _, id := range users {
+		u := g.users[id]
+		if u == nil || u.readAt.After(t) {
+			continue
+		}
+		if u.loading == nil && !g.closed {
+			g.startLoadLocked(u)
+		}
+		wait = busyRetry * 5 // or sooner: the read's end wakes the user
+	}
+	return wait
+}
 
 // untilQuiet is how long until the events about users have been quiet for
 // adoptQuiet (0: they have).

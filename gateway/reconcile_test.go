@@ -656,3 +656,47 @@ func TestAdoptionWhenEventsNeverStop(t *testing.T) {
 		t.Fatalf("no outside change taken after %v of events that never stop", time.Since(start))
 	})
 }
+
+// TestAdoptionOnlyOfWhatBroadWorksSays: an event delivered after a newer
+// read takes the view back to a state of ours long replaced (the long
+// fault campaign's expiry-under-load); before the difference is taken for
+// an outside change the user is read again, and BroadWorks says the
+// promise holds. A real outside change is read too, and taken.
+func TestAdoptionOnlyOfWhatBroadWorksSays(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const alice = "alice@example.com"
+		h := newHarnessConfig(t, loadConfig)
+		defer h.g.Close()
+		h.reconcile(t)
+		h.act.cc = xsi.CallCenter{AgentACDState: xsi.ACDAvailable}
+		if err := h.g.ensure(context.Background(), alice); err != nil {
+			t.Fatal(err)
+		}
+		h.g.promiseAgentState(alice, xsi.ACDAvailable, "", OriginCTI)
+		synctest.Wait()
+		reads := func() int { return count(h.act.Calls(), "GetCallCenter "+alice) }
+		before := reads()
+
+		h.g.HandleXSIEvent(xev(alice, agentState("Unavailable", "MEETING"))) // late, of an earlier request
+		h.settle(t)
+		if n := h.g.RepairCounts()[RepairAdopted]; n != 0 {
+			t.Errorf("%d outside changes taken from a view gone back", n)
+		}
+		if w, origin, _ := h.g.Promise(alice); w.ACD != xsi.ACDAvailable || origin != OriginCTI {
+			t.Errorf("promise %+v from %s, want Available from cti", w, origin)
+		}
+		if v := h.g.User(alice); v.ACDState != xsi.ACDAvailable {
+			t.Errorf("view shows %s after the read, want BroadWorks' Available", v.ACDState)
+		}
+		if reads() == before {
+			t.Error("BroadWorks was not read before the judgement")
+		}
+
+		h.act.cc = xsi.CallCenter{AgentACDState: xsi.ACDUnavailable, AgentUnavailableCode: "MEETING"}
+		h.g.HandleXSIEvent(xev(alice, agentState("Unavailable", "MEETING"))) // the supervisor's
+		h.settle(t)
+		if w, origin, _ := h.g.Promise(alice); w.ACD != xsi.ACDUnavailable || w.Code != "MEETING" || origin != OriginBroadWorks {
+			t.Errorf("promise %+v from %s, want Unavailable/MEETING taken from BroadWorks", w, origin)
+		}
+	})
+}

@@ -50,6 +50,10 @@ type userState struct {
 	loading *userLoad
 	lastUse time.Time
 	events  [facetCount]uint32
+	// readAt: when the last snapshot read whose every value was taken
+	// began (no event came meanwhile): the view is BroadWorks' as of then
+	// or later (the reconciler's check before an adoption: readAgain).
+	readAt time.Time
 
 	// Requests in flight for this user (until their answer is queued) and
 	// the CSTA events held meanwhile, in order.

@@ -50,8 +50,9 @@ type userRoles struct {
 // userLoad is one snapshot read in flight; every caller waiting for the
 // user waits for done.
 type userLoad struct {
-	done chan struct{}
-	err  error
+	done    chan struct{}
+	err     error
+	started time.Time // when its event marks were taken
 }
 
 // Facets of a user that events change, for userState.events: a snapshot
@@ -127,7 +128,7 @@ func (g *Gateway) loadSoonLocked(u *userState) {
 // any one caller (a client that gives up does not fail the others) and
 // bounded by its own deadline once it has a slot. Gateway.mu is held.
 func (g *Gateway) startLoadLocked(u *userState) *userLoad {
-	l := &userLoad{done: make(chan struct{})}
+	l := &userLoad{done: make(chan struct{}), started: time.Now()}
 	u.loading = l
 	marks := u.events
 	withRoles := !u.roles.loaded
@@ -260,6 +261,9 @@ func (g *Gateway) finishLoad(u *userState, l *userLoad, s userSnapshot, marks [f
 		g.log.Info("gateway: reading a user from BroadWorks failed", "user", u.id, "err", err)
 	default:
 		out = g.applySnapshotLocked(u, s, marks)
+		if u.events == marks {
+			u.readAt = l.started // every part of the view is as read then, or newer
+		}
 	}
 	l.err = err
 	close(l.done)
