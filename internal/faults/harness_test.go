@@ -1239,7 +1239,9 @@ func checkLeaks(t *testing.T, baseG int, baseHeap uint64) []string {
 	var bad []string
 	var n int
 	deadline := time.Now().Add(20 * time.Second)
+	defer sweepClosedPhones(true)
 	for {
+		sweepClosedPhones(false)
 		runtime.GC()
 		n = runtime.NumGoroutine()
 		if n <= baseG+goroutineSlack || time.Now().After(deadline) {
