@@ -1012,9 +1012,10 @@ const (
 //     view is built from events, and an event can come after a newer read
 //     (a scope's re-read after lost events, the late event on the slower
 //     channel of the set) and take the view back to a state of ours long
-//     replaced: found by the long fault campaign (expiry-under-load, an
-//     agent's Ready answered 200 and its view back at the Not Ready before
-//     it, adopted). BroadWorks, read, says which it is.
+//     replaced. In the long fault campaign (expiry-under-load) an agent's
+//     Ready was answered 200 and 2 s later its view showed the Not Ready
+//     before it, and that was adopted (the logs did not show which event
+//     took the view back). BroadWorks, read, says which it is.
 //
 // A difference waits at most maxQuietWait, then is judged as it is.
 func (g *Gateway) beforeAdopting(user string, version uint64, involved []string) time.Duration {
