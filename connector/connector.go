@@ -113,7 +113,10 @@ type Connector struct {
 	publisher *frontPublisher
 	gate      *crashGate // nil without WithCrashSimulation
 
-	scheme          string        // of the admin server: http or https
+	scheme string // of the admin server: http or https
+	// firstRunToken: the admin token made at start when none is set and
+	// the admin server is on a loopback address (buildFronts).
+	firstRunToken   string
 	startupRepaired chan struct{} // closed once the start-up repair pass is done
 	startupOnce     sync.Once
 

@@ -2,10 +2,12 @@ package connector
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -245,3 +247,83 @@ func TestNewReleasesOnError(t *testing.T) {
 	c := start(t, testConfig(dir)) // the same journal file
 	awaitReady(t, c)
 }
+
+// The first run: no admin token in the configuration and the admin server
+// on 127.0.0.1 — a token is made for the run and the dashboard's URL logged
+// with it once; the URL opens the dashboard and the token the API, nothing
+// opens without it, and the next start makes another.
+func TestFirstRunToken(t *testing.T) {
+	var logs strings.Builder
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	c := start(t, testConfig(t.TempDir()), WithLogger(logger))
+	url := c.DashboardURL()
+	if !strings.HasPrefix(url, "http://"+c.AdminAddr()+"/?token=") || len(url) < len("http://"+c.AdminAddr()+"/?token=")+20 {
+		t.Fatalf("dashboard URL %q", url)
+	}
+	mu.Lock()
+	logged := strings.Count(logs.String(), url)
+	mu.Unlock()
+	if logged != 1 {
+		t.Errorf("the dashboard URL logged %d times, want once", logged)
+	}
+	token := strings.TrimPrefix(url, "http://"+c.AdminAddr()+"/?token=")
+	get := func(path, bearer string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, "http://"+c.AdminAddr()+path, nil)
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		body, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(body)
+	}
+	if code, body := get(strings.TrimPrefix(url, "http://"+c.AdminAddr()), ""); code != http.StatusOK || !strings.Contains(body, "<html") {
+		t.Errorf("the logged URL answered %d %.80q, want the dashboard", code, body)
+	}
+	if code, _ := get("/api/v1/agents", token); code != http.StatusOK {
+		t.Errorf("/api/v1/agents with the token: %d", code)
+	}
+	if code, _ := get("/api/v1/agents", ""); code != http.StatusUnauthorized {
+		t.Errorf("/api/v1/agents without a token: %d, want 401", code)
+	}
+	if code, _ := get("/metrics", "not-the-token-0123456789"); code != http.StatusUnauthorized {
+		t.Errorf("/metrics with a wrong token: %d, want 401", code)
+	}
+
+	again := start(t, testConfig(t.TempDir()), WithLogger(logger))
+	if again.DashboardURL() == url {
+		t.Error("the next start made the same token")
+	}
+
+	set := testConfig(t.TempDir())
+	set.Admin.Token = "configured-token-0123456789"
+	if u := start(t, set, WithLogger(logger)).DashboardURL(); u != "" {
+		t.Errorf("a token made although admin.token is set: %q", u)
+	}
+}
+
+// Only a loopback admin address gets a token made at start.
+func TestLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:8080": true, "127.0.0.2:0": true, "[::1]:8080": true, "localhost:8080": true,
+		":8080": false, "0.0.0.0:8080": false, "[::]:8080": false, "10.0.0.5:8080": false,
+		"admin.example.com:8080": false, "127.0.0.1": false,
+	} {
+		if got := loopback(addr); got != want {
+			t.Errorf("loopback(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

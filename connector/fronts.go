@@ -2,8 +2,11 @@ package connector
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"fmt"
+	"net"
+	"net/netip"
 
 	"github.com/broadworks-connector/connector/admin"
 	"github.com/broadworks-connector/connector/csta"
@@ -23,8 +26,16 @@ func (c *Connector) buildFronts() error {
 	}
 
 	view := adminView{c}
+	token := cfg.Admin.Token
+	if token == "" && cfg.Admin.TokenFile == "" && loopback(cfg.Admin.Listen) {
+		// First run: the README's first command opens the dashboard
+		// without editing the configuration. Only this host can reach
+		// it; a token for another address is the operator's to choose.
+		token = rand.Text()
+		c.firstRunToken = token
+	}
 	opts := []admin.Option{admin.WithLogger(c.logger), admin.WithSource(view),
-		admin.WithToken(cfg.Admin.Token), admin.WithReadiness(view.ready), admin.WithMetrics(view.metrics()),
+		admin.WithToken(token), admin.WithReadiness(view.ready), admin.WithMetrics(view.metrics()),
 		admin.WithBudget(c.opts.budget)}
 	if c.journal != nil {
 		opts = append(opts, admin.WithJournal(c.journal))
@@ -75,11 +86,38 @@ func (c *Connector) startFronts() error {
 		listening = append(listening, "csta_websocket", ws+"://"+addr+"/csta")
 	}
 	listening = append(listening, "admin_url", c.scheme+"://"+addr+"/")
-	if cfg.Admin.Token == "" {
-		c.logger.Warn("admin API locked: admin.token is empty, so every route but /healthz answers 401")
+	switch {
+	case c.firstRunToken != "":
+		c.logger.Warn("admin.token is empty: the admin API takes a token made for this run, on this host only; set admin.token or admin.token_file to keep one",
+			"dashboard", c.DashboardURL())
+	case cfg.Admin.Token == "":
+		c.logger.Warn("admin API locked: admin.token is empty and admin.listen is not a loopback address, so every route but /healthz answers 401")
 	}
 	c.logger.Info("connector running", listening...)
 	return nil
+}
+
+// DashboardURL is the admin dashboard's address with the token made for
+// this run in it; "" when the token is the configuration's (or none).
+func (c *Connector) DashboardURL() string {
+	if c.firstRunToken == "" {
+		return ""
+	}
+	return c.scheme + "://" + c.AdminAddr() + "/?token=" + c.firstRunToken
+}
+
+// loopback: the host:port listens on a loopback address only (a name
+// other than localhost, or no host, may be any interface).
+func loopback(hostPort string) bool {
+	host, _, err := net.SplitHostPort(hostPort)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // logSuppressed is the number of log lines the guard dropped, for metrics

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -23,13 +24,19 @@ import (
 )
 
 // TestDashboardInChromium: the dashboard of `connector run` on the demo
-// directory, opened in headless Chromium with the token in its URL, shows
+// directory with no admin token configured (a first run), opened in
+// headless Chromium at the URL the connector logged, shows
 // every agent and desk, and when agent1 logs in at desk1 from a CTI client
 // and agent2 from its sipp phone the page shows it without being reloaded. Chromium is driven over the
 // DevTools protocol (its WebSocket, with gorilla/websocket).
 func TestDashboardInChromium(t *testing.T) {
 	chromium := chromiumPath(t)
-	addrs := startRun(t, "", "", "")
+	dir := t.TempDir()
+	addrs := startRunConfig(t, dir, strings.Replace(runConfig(dir, "", "", ""), "  token: "+testAdminToken+"\n", "", 1))
+	logged := regexp.MustCompile(`dashboard="(http://` + regexp.QuoteMeta(addrs.admin) + `/\?token=[A-Z2-7]{26})"`).FindStringSubmatch(addrs.stderr.String())
+	if logged == nil {
+		t.Fatalf("no dashboard URL with a token made for the run in the log:\n%s", addrs.stderr.String())
+	}
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 
@@ -40,7 +47,7 @@ func TestDashboardInChromium(t *testing.T) {
 	var nav struct {
 		ErrorText string `json:"errorText"`
 	}
-	page.call("Page.navigate", map[string]any{"url": "http://" + addrs.admin + "/?token=" + testAdminToken}, &nav)
+	page.call("Page.navigate", map[string]any{"url": logged[1]}, &nav)
 	if nav.ErrorText != "" {
 		t.Fatalf("navigating to the dashboard: %s", nav.ErrorText)
 	}
