@@ -86,8 +86,10 @@ type promise struct {
 	tries   int
 	retryAt time.Time
 	// differsSince: since when a difference not the connector's has
-	// waited to be judged (beforeAdopting), zero when none is waiting.
+	// waited to be judged (beforeAdopting), zero when none is waiting;
+	// readAsked: its users were read again for it.
 	differsSince time.Time
+	readAsked    bool
 	// stored: saved in Deps.Promises (it had work left when last saved).
 	stored bool
 }
@@ -214,7 +216,7 @@ func (r *reconciler) setLocked(user string, w hoteling.Want, origin string, owed
 	w.Guest = user
 	old := p.want
 	p.want, p.version, p.origin, p.at, p.owed, p.tries, p.retryAt = w, r.version, origin, time.Now(), owed, 0, time.Time{}
-	p.differsSince = time.Time{}
+	p.differsSince, p.readAsked = time.Time{}, false
 	r.rewatchLocked(user, old.Host, old.LeftHost, w.Host, w.LeftHost)
 	return p
 }
@@ -844,11 +846,21 @@ func (g *Gateway) reconcile(ctx context.Context, user string) time.Duration {
 		}
 	}
 	if hot.Satisfied(want) {
+		var wentBack time.Duration // how long a view that went back differed
 		r.mu.Lock()
 		if p := r.promises[user]; p != nil && p.version == version {
-			p.differsSince = time.Time{}
+			if p.readAsked && !p.differsSince.IsZero() {
+				wentBack = time.Since(p.differsSince)
+			}
+			p.differsSince, p.readAsked = time.Time{}, false
 		}
 		r.mu.Unlock()
+		if wentBack > 0 {
+			// Rare, and worth knowing: the events had left the view
+			// showing what BroadWorks no longer had.
+			g.log.Info("reconciler: BroadWorks, read again, shows the promise; the view built from events differed",
+				"user", user, "for", wentBack.Round(time.Millisecond))
+		}
 		// An owed promise the view shows is kept — unless a change of ours
 		// given up on may still show (a doubt): the view may lag, and that
 		// change landing, or its event arriving, makes the difference ours
@@ -1034,14 +1046,16 @@ func (g *Gateway) beforeAdopting(user string, version uint64, involved []string)
 	if time.Since(since) >= maxQuietWait {
 		return 0
 	}
-	wait := g.untilQuiet(involved)
+	wait, reading := g.untilQuiet(involved), false
 	if wait == 0 {
 		wait = g.readSince(since, involved)
+		reading = wait > 0
 	}
 	if wait > 0 {
 		r.mu.Lock()
 		if p := r.promises[user]; p != nil && p.version == version {
 			r.quieting[user] = true // Settle waits for the judgement
+			p.readAsked = p.readAsked || reading
 		}
 		r.mu.Unlock()
 	}

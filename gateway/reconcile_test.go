@@ -3,8 +3,10 @@ package gateway
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/broadworks-connector/connector/csta"
 	"github.com/broadworks-connector/connector/hoteling"
+	"github.com/broadworks-connector/connector/internal/testlog"
 	"github.com/broadworks-connector/connector/xsi"
 )
 
@@ -667,8 +670,11 @@ func TestAdoptionOnlyOfWhatBroadWorksSays(t *testing.T) {
 		const alice = "alice@example.com"
 		h := newHarnessConfig(t, loadConfig)
 		defer h.g.Close()
+		var logs testlog.Buffer
+		h.g.log = slog.New(slog.NewTextHandler(&logs, nil))
 		h.reconcile(t)
 		h.act.cc = xsi.CallCenter{AgentACDState: xsi.ACDAvailable}
+		const wentBack = "BroadWorks, read again, shows the promise"
 		if err := h.g.ensure(context.Background(), alice); err != nil {
 			t.Fatal(err)
 		}
@@ -691,12 +697,18 @@ func TestAdoptionOnlyOfWhatBroadWorksSays(t *testing.T) {
 		if reads() == before {
 			t.Error("BroadWorks was not read before the judgement")
 		}
+		if n := strings.Count(logs.String(), wentBack); n != 1 {
+			t.Errorf("the view that went back logged %d times, want once:\n%s", n, logs.String())
+		}
 
 		h.act.cc = xsi.CallCenter{AgentACDState: xsi.ACDUnavailable, AgentUnavailableCode: "MEETING"}
 		h.g.HandleXSIEvent(xev(alice, agentState("Unavailable", "MEETING"))) // the supervisor's
 		h.settle(t)
 		if w, origin, _ := h.g.Promise(alice); w.ACD != xsi.ACDUnavailable || w.Code != "MEETING" || origin != OriginBroadWorks {
 			t.Errorf("promise %+v from %s, want Unavailable/MEETING taken from BroadWorks", w, origin)
+		}
+		if n := strings.Count(logs.String(), wentBack); n != 1 {
+			t.Errorf("a real outside change logged as a view that went back (%d lines)", n)
 		}
 	})
 }
