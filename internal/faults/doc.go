@@ -53,23 +53,29 @@
 // monitors are checked once they are connected to the new connector and
 // reseeded.
 //
-// The long mode: on 2026-12-07 it passed whole on fd7536d and 095e70f, and
-// twice in a row on 0cf8b57; the third run there failed one agent in
-// expiry-under-load (told Available, BroadWorks Unavailable/MEETING: the
-// earlier request's state taken for an outside change 2 s after the Ready;
-// not traced yet). Each failing run that day failed in one of its 12 faults,
-// on one agent (or one phone); the causes fixed after them were each a view
-// that lagged BroadWorks, judged by the reconciler or a sequence:
+// The long mode, on 2026-12-07: it passed whole on fd7536d and 095e70f,
+// twice in a row on 0cf8b57, and then three times in a row (f10 on
+// f7d43b7, f11 and f12 on 2100ab8: the same connector, the harness's phone
+// sweep added), with no outside change taken in any of the three. Each
+// failing run before failed in one of its 12 faults, on one agent or one
+// phone (or a leak check); each cause was fixed, and each was a view that
+// lagged BroadWorks, judged by the reconciler or a sequence:
 //   - a failed logout's undo of the desk's forwarding that landed after the
 //     next logout (the logout now promises the desk it left);
 //   - doubts that ended while the users were still being read again after
 //     a failover (held now while any are);
 //   - an undo taken as confirmed because the view already showed its result
-//     (now a doubt).
+//     (now a doubt);
+//   - an agent's Ready answered 200 whose view went back to the Not Ready
+//     before it 2 s later (expiry-under-load), adopted as an outside change:
+//     the reconciler now reads BroadWorks before it takes any difference for
+//     an outside change, and logs when the read shows the promise.
 //
-// The run on 62fc3ed failed only its leak check: after
-// phones-vanishing, four sipgo UDP readers of connections its client made
-// (TransportUDP.createConnection) were still running — not traced yet.
+// One run failed only its leak check, on the harness's own phones: sipgo
+// answers each request from a goroutine of its own, and one still running
+// when its phone closed opened a new socket, with a reader, after the phone's
+// agent had cleared its pool. checkLeaks now clears closed phones' pools
+// before counting (sweepClosedPhones).
 //
 // Deadlines only bound waiting (so that a broken connector fails instead of
 // hanging); no test condition is a timing: latencies are benchmarks.
