@@ -199,6 +199,9 @@ func (v adminView) metrics() *prometheus.Registry {
 	reg.MustRegister(v.c.events.Collectors()...)
 	reg.MustRegister(v.c.gateway.Collectors()...)
 	reg.MustRegister(v.c.sequencer.Collectors()...)
+	if v.c.store != nil {
+		reg.MustRegister(v.c.store.Collectors()...)
+	}
 	// Phone sync starts after the admin server (its registry is built
 	// here): its collectors are looked up at each scrape.
 	reg.MustRegister(lateCollectors(func() []prometheus.Collector {

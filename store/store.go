@@ -145,6 +145,7 @@ type Bolt struct {
 	journal *journal.Journal
 	path    string
 	log     *slog.Logger
+	metrics *metrics
 
 	closeOnce sync.Once
 	closeErr  error
@@ -179,6 +180,8 @@ func Open(path string, opts Options) (*Bolt, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	s := &Bolt{db: db, gc: groupcommit.New(db), path: path, log: opts.Logger}
+	s.metrics = newMetrics(s)
+	s.gc.SetObserver(s.metrics.observe)
 	jopts := opts.Journal
 	jopts.LockTimeout, jopts.Logger = opts.LockTimeout, opts.Logger
 	if s.journal, err = journal.Attach(db, s.gc, journal.Root, jopts); err != nil {

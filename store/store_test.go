@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/broadworks-connector/connector/hoteling"
+	"github.com/broadworks-connector/connector/internal/promtest"
 	"github.com/broadworks-connector/connector/journal"
 	"github.com/broadworks-connector/connector/xsi"
 )
@@ -413,5 +414,32 @@ func TestConcurrentUnits(t *testing.T) {
 	units := uint64(agents * (2*rounds - 1))
 	if c := s.Commits(); c > units {
 		t.Errorf("%d commits for %d units", c, units)
+	}
+}
+
+// TestWriteMetrics: every write is timed, whichever way it reaches the
+// file (Update, the journal's own, a refused one), and the transactions
+// that carried them counted.
+func TestWriteMetrics(t *testing.T) {
+	s := openStore(t, "")
+	before := promtest.Scrape(t, s.Collectors()...)
+	for i := range 3 {
+		if err := s.Intents().Put(fmt.Sprintf("a%d@example.com", i), "association", []byte("d1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Update(t.Context(), func(tx Tx) error { return errors.New("refused") }); err == nil {
+		t.Fatal("a failing write succeeded")
+	}
+	if _, err := s.Journal().Begin(t.Context(), assoc("a1", "d1", t0)); err != nil {
+		t.Fatal(err)
+	}
+	got := promtest.Scrape(t, s.Collectors()...)
+	promtest.WantSample(t, got, "connector_store_write_seconds_count", before["connector_store_write_seconds_count"]+5)
+	if c := got["connector_store_commits_total"] - before["connector_store_commits_total"]; c < 4 {
+		t.Errorf("%v transactions for 5 writes one after another, want at least 4 (the refused one may be retried)", c)
+	}
+	if got["connector_store_write_seconds_sum"] <= 0 {
+		t.Error("writes timed at 0 s")
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -42,7 +43,13 @@ type Committer struct {
 	mu      sync.Mutex // guards queue and leading
 	queue   []*write
 	leading bool
+
+	observe func(time.Duration) // SetObserver; nil: none
 }
+
+// SetObserver has f told how long each Write took, from its call until its
+// transaction was on disk (or failed). Call it before the first Write.
+func (c *Committer) SetObserver(f func(time.Duration)) { c.observe = f }
 
 type write struct {
 	fn      func(*bolt.Tx) error
@@ -62,6 +69,9 @@ func (c *Committer) Commits() uint64 { return c.commits.Load() }
 // and returns once that transaction is on disk (or failed). refused may be
 // nil (no error is a refusal).
 func (c *Committer) Write(fn func(*bolt.Tx) error, refused func(error) bool) error {
+	if c.observe != nil {
+		defer func(start time.Time) { c.observe(time.Since(start)) }(time.Now())
+	}
 	if refused == nil {
 		refused = never
 	}
