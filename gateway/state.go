@@ -52,7 +52,7 @@ type userState struct {
 	events  [facetCount]uint32
 	// readAt: when the last snapshot read whose every value was taken
 	// began (no event came meanwhile): the view is BroadWorks' as of then
-	// or later (the reconciler's check before an adoption: readAgain).
+	// or later (the reconciler's check before an adoption: readSince).
 	readAt time.Time
 
 	// Requests in flight for this user (until their answer is queued) and
