@@ -1,6 +1,10 @@
 // The connector's live dashboard: a snapshot from /api/v1/stream, then every
 // event applied in place. Data only ever reaches the page through
 // textContent, never parsed as HTML, and class names from fixed lists.
+// Built for a floor of thousands: counts by state on top (a segment filters
+// by its state), a search over agents and desks, sortable columns, tables
+// that hold only the rows in view (plus a margin), and one render per
+// animation frame however many events come.
 'use strict';
 (function () {
   // The token comes in the page's own URL; keep it in memory only and take
@@ -18,6 +22,10 @@
   const phones = new Map();  // dn -> Phone
   const links = new Map();   // server -> Link
   let live = false, retries = 0, reconnectAt = 0, lastUpdate = null, socket = null, renderQueued = false;
+  let filterText = '', filterState = '';
+  const sorts = { agents: { col: 0, dir: 1 }, desks: { col: -1, dir: 1 } }; // desks -1: hot desks first
+  const lists = { agents: null, desks: null }; // filtered and sorted; null: to do again
+  let rowHeight = 0; // px, measured from the first row drawn
 
   const STATES = { loggedOff: 'logged off', ready: 'ready', notReady: 'not ready', workingAfterCall: 'after-call work', unknown: 'unknown' };
   const LINKS = { up: 'up', down: 'down', degraded: 'degraded' };
@@ -42,8 +50,58 @@
     tr.append(...cells);
     return tr;
   }
+  const collator = new Intl.Collator(undefined, { numeric: true });
   function byKey(map) {
-    return [...map.keys()].sort((a, b) => a.localeCompare(b, undefined, { numeric: true })).map((k) => map.get(k));
+    return [...map.keys()].sort(collator.compare).map((k) => map.get(k));
+  }
+  function agentState(a) { return Object.hasOwn(STATES, a.state) ? a.state : 'unknown'; }
+  function stateLabel(a) {
+    const state = agentState(a);
+    return STATES[state] + (state === 'unknown' && a.state && a.state !== 'unknown' ? ' (' + a.state + ')' : '');
+  }
+  function matches(texts) {
+    if (!filterText) return true;
+    const q = filterText.toLowerCase();
+    return texts.some((t) => t && String(t).toLowerCase().includes(q));
+  }
+  // sortBy orders list by the texts key(item)[col], in dir; ties by the first.
+  function sortBy(list, key, col, dir) {
+    const keyed = list.map((item) => ({ item, k: key(item) }));
+    keyed.sort((x, y) => dir * (collator.compare(x.k[col] || '', y.k[col] || '') || collator.compare(x.k[0], y.k[0])));
+    return keyed.map((x) => x.item);
+  }
+  function agentKeys(a) { return [a.agentId, stateLabel(a), a.reason || '', a.desk || '', a.since || '']; }
+  function deskKeys(d) {
+    const p = phones.get(d.deviceId);
+    return [d.deviceId, d.hotDesk ? d.guestAgentId || 'free' : 'own line', d.doNotDisturb ? 'on' : 'off', forwarding(d), p ? (p.inService ? 'in service' : 'out of service') : 'no phone'];
+  }
+
+  // virtual draws into table id the rows of list in view (and a margin),
+  // with spacers standing in for the rest so that the scroll bar is true.
+  function virtual(id, list, makeRow) {
+    const scroll = document.getElementById(id + '-scroll');
+    const h = rowHeight || 30;
+    const first = Math.max(0, Math.floor(scroll.scrollTop / h) - 15);
+    const last = Math.min(list.length, first + Math.ceil((scroll.clientHeight || 800) / h) + 30);
+    const rows = [];
+    if (first > 0) rows.push(spacer(first * h));
+    for (let i = first; i < last; i++) rows.push(makeRow(list[i]));
+    if (last < list.length) rows.push(spacer((list.length - last) * h));
+    const tbody = document.querySelector('#' + id + ' tbody');
+    tbody.replaceChildren(...rows);
+    if (!rowHeight) {
+      const r = tbody.querySelector('tr[data-key]');
+      if (r) rowHeight = r.getBoundingClientRect().height || 0;
+    }
+  }
+  function spacer(px) {
+    const tr = document.createElement('tr');
+    tr.className = 'spacer';
+    const td = document.createElement('td');
+    td.colSpan = 5;
+    td.style.height = px + 'px';
+    tr.appendChild(td);
+    return tr;
   }
 
   function ago(ms) {
@@ -62,18 +120,39 @@
     return (today ? d.toLocaleTimeString() : d.toLocaleString()) + ' (' + ago(Date.now() - d) + ' ago)';
   }
 
-  function renderAgents() {
-    const rows = byKey(agents).map((a) => {
-      const state = Object.hasOwn(STATES, a.state) ? a.state : 'unknown';
-      return row(a.agentId, [
-        cell(a.agentId),
-        pill(STATES[state] + (state === 'unknown' && a.state && a.state !== 'unknown' ? ' (' + a.state + ')' : ''), 'st-' + state),
-        cell(a.reason || ''),
-        a.desk ? cell(a.desk) : cell('—', 'muted'),
-        cell(when(a.since), 'muted'),
-      ]);
+  const ORDER = ['ready', 'notReady', 'workingAfterCall', 'loggedOff', 'unknown'];
+  function renderCounts() {
+    const n = Object.fromEntries(ORDER.map((s) => [s, 0]));
+    for (const a of agents.values()) n[agentState(a)]++;
+    const segs = ORDER.filter((s) => n[s] > 0).map((s) => {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'seg st-' + s + (filterState === s ? ' chosen' : filterState ? ' faded' : '');
+      b.dataset.state = s;
+      b.style.flexGrow = String(n[s]);
+      b.textContent = STATES[s] + ' ' + n[s];
+      b.title = STATES[s] + ': ' + n[s] + ' of ' + agents.size + (filterState === s ? ' (click: show all)' : ' (click: show only these)');
+      return b;
     });
-    document.querySelector('#agents tbody').replaceChildren(...rows);
+    document.getElementById('counts').replaceChildren(...segs);
+  }
+
+  function agentList() {
+    if (!lists.agents) {
+      const shown = [...agents.values()].filter((a) => (!filterState || agentState(a) === filterState) && matches(agentKeys(a)));
+      lists.agents = sortBy(shown, agentKeys, sorts.agents.col, sorts.agents.dir);
+    }
+    return lists.agents;
+  }
+  function renderAgents() {
+    const list = agentList();
+    virtual('agents', list, (a) => row(a.agentId, [
+      cell(a.agentId),
+      pill(stateLabel(a), 'st-' + agentState(a)),
+      cell(a.reason || ''),
+      a.desk ? cell(a.desk) : cell('—', 'muted'),
+      cell(when(a.since), 'muted'),
+    ]));
     document.getElementById('agents-count').textContent = '(' + [...agents.values()].filter((a) => a.state && a.state !== 'loggedOff').length + ' of ' + agents.size + ' logged on)';
   }
 
@@ -87,9 +166,18 @@
     const on = (d.forwarding || []).filter((f) => f.active);
     return on.length ? on.map((f) => f.type + (f.number ? ' → ' + f.number : '')).join(', ') : '';
   }
+  function deskList() {
+    if (!lists.desks) {
+      const shown = [...devices.values()].filter((d) => matches(deskKeys(d)));
+      const s = sorts.desks;
+      lists.desks = s.col < 0 ? byKey(new Map(shown.map((d) => [d.deviceId, d]))).sort((a, b) => Number(b.hotDesk) - Number(a.hotDesk))
+        : sortBy(shown, deskKeys, s.col, s.dir);
+    }
+    return lists.desks;
+  }
   function renderDesks() {
-    const list = byKey(devices).sort((a, b) => Number(b.hotDesk) - Number(a.hotDesk));
-    const rows = list.map((d) => {
+    const list = deskList();
+    virtual('desks', list, (d) => {
       const guest = !d.hotDesk ? cell('own line', 'muted') : d.guestAgentId ? cell(d.guestAgentId) : cell('free', 'free');
       const fwd = forwarding(d);
       return row(d.deviceId, [
@@ -100,9 +188,21 @@
         phoneCell(d.deviceId),
       ]);
     });
-    document.querySelector('#desks tbody').replaceChildren(...rows);
-    const hot = list.filter((d) => d.hotDesk);
+    const hot = [...devices.values()].filter((d) => d.hotDesk);
     document.getElementById('desks-count').textContent = '(' + hot.filter((d) => !d.guestAgentId).length + ' of ' + hot.length + ' hot desks free)';
+    const filtered = filterText || filterState;
+    document.getElementById('filter').textContent = filtered
+      ? 'showing ' + agentList().length + ' of ' + agents.size + ' agents, ' + list.length + ' of ' + devices.size + ' desks' : '';
+  }
+  function renderSortMarks() {
+    for (const id of ['agents', 'desks']) {
+      const s = sorts[id];
+      for (const th of document.querySelectorAll('#' + id + ' th')) {
+        const col = Number(th.dataset.col);
+        if (col === s.col) th.setAttribute('aria-sort', s.dir > 0 ? 'ascending' : 'descending');
+        else th.removeAttribute('aria-sort');
+      }
+    }
   }
 
   function renderLinks() {
@@ -136,16 +236,24 @@
 
   function render() {
     renderQueued = false;
+    renderCounts();
     renderAgents();
     renderDesks();
+    renderSortMarks();
     renderLinks();
     renderStatus();
   }
+  // queueRender draws once in the next animation frame, whatever came
+  // meanwhile (a page in the background draws when it is shown again).
   function queueRender() {
     if (!renderQueued) {
       renderQueued = true;
-      setTimeout(render, 0);
+      requestAnimationFrame(render);
     }
+  }
+  function changed() {
+    lists.agents = lists.desks = null;
+    queueRender();
   }
 
   function fill(map, list, key) {
@@ -167,7 +275,7 @@
       default: return; // a kind this page does not know
     }
     lastUpdate = new Date();
-    queueRender();
+    changed();
   }
 
   function connect() {
@@ -196,6 +304,28 @@
       renderStatus();
     };
     renderStatus();
+  }
+
+  document.getElementById('search').addEventListener('input', (e) => {
+    filterText = e.target.value.trim();
+    changed();
+  });
+  document.getElementById('counts').addEventListener('click', (e) => {
+    const seg = e.target.closest('.seg');
+    if (!seg) return;
+    filterState = filterState === seg.dataset.state ? '' : seg.dataset.state;
+    changed();
+  });
+  for (const id of ['agents', 'desks']) {
+    document.querySelector('#' + id + ' thead').addEventListener('click', (e) => {
+      const th = e.target.closest('th');
+      if (!th) return;
+      const col = Number(th.dataset.col), s = sorts[id];
+      if (s.col === col) s.dir = -s.dir;
+      else { s.col = col; s.dir = 1; }
+      changed();
+    });
+    document.getElementById(id + '-scroll').addEventListener('scroll', queueRender, { passive: true });
   }
 
   render();

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -100,6 +101,36 @@ func TestDashboardInChromium(t *testing.T) {
 	if row := view.Desks["desk2"]; row[1] != "free" {
 		t.Errorf("desk2 after agent1's login: %q", row)
 	}
+
+	// A supervisor's tools: counts by state, a search, a state's segment
+	// as a filter, sorting by a column.
+	page.waitView(t, "the counts by state", func(v dashboardView) bool {
+		return slices.Equal(v.Counts, []string{"not ready 1", "logged off 3"})
+	})
+	page.eval(`(() => { const s = document.getElementById('search'); s.value = 'agent3'; s.dispatchEvent(new Event('input')); })()`, nil)
+	page.waitView(t, "only agent3 once searched for", func(v dashboardView) bool {
+		return len(v.Agents) == 1 && v.Agents["agent3"] != nil && len(v.Desks) == 0 && strings.HasPrefix(v.Filter, "showing 1 of 4 agents, 0 of ")
+	})
+	page.eval(`(() => { const s = document.getElementById('search'); s.value = 'desk1'; s.dispatchEvent(new Event('input')); })()`, nil)
+	page.waitView(t, "agent1 and desk1 found by the desk", func(v dashboardView) bool {
+		return len(v.Agents) == 1 && v.Agents["agent1"] != nil && len(v.Desks) == 1 && v.Desks["desk1"] != nil
+	})
+	page.eval(`(() => { const s = document.getElementById('search'); s.value = ''; s.dispatchEvent(new Event('input')); document.querySelector('#counts .seg.st-notReady').click(); })()`, nil)
+	page.waitView(t, "only the agents not ready", func(v dashboardView) bool {
+		return len(v.Agents) == 1 && v.Agents["agent1"] != nil && v.Filter != ""
+	})
+	page.eval(`document.querySelector('#counts .seg.st-notReady').click()`, nil)
+	page.waitView(t, "every agent again", func(v dashboardView) bool {
+		return len(v.Agents) == 4 && v.Filter == "" && slices.Equal(v.AgentOrder, []string{"agent1", "agent2", "agent3", "agent4"})
+	})
+	page.eval(`document.querySelector('#agents th[data-col="0"]').click()`, nil)
+	page.waitView(t, "agents sorted the other way", func(v dashboardView) bool {
+		return slices.Equal(v.AgentOrder, []string{"agent4", "agent3", "agent2", "agent1"})
+	})
+	page.eval(`document.querySelector('#agents th[data-col="1"]').click()`, nil)
+	page.waitView(t, "agents sorted by state", func(v dashboardView) bool {
+		return len(v.AgentOrder) == 4 && v.AgentOrder[3] == "agent1" // "logged off" < "not ready"
+	})
 
 	// agent2 logs in from its desk phone (a sipp phone, DN 4002, through
 	// as-feature-event): the dashboard shows that too.
@@ -373,18 +404,24 @@ func (p *devtoolsPage) eval(expression string, into any) {
 // dashboardView is what the page shows: each table's rows by their key,
 // each row as its cells' text.
 type dashboardView struct {
-	Agents map[string][]string `json:"agents"`
-	Desks  map[string][]string `json:"desks"`
-	Links  map[string][]string `json:"links"`
-	Conn   string              `json:"conn"`
-	Href   string              `json:"href"`
-	Marker string              `json:"marker"`
+	Agents     map[string][]string `json:"agents"`
+	AgentOrder []string            `json:"agentOrder"`
+	Desks      map[string][]string `json:"desks"`
+	Links      map[string][]string `json:"links"`
+	Counts     []string            `json:"counts"` // the state bar's segments
+	Filter     string              `json:"filter"`
+	Conn       string              `json:"conn"`
+	Href       string              `json:"href"`
+	Marker     string              `json:"marker"`
 }
 
 const readView = `(() => {
-  const rows = (id) => Object.fromEntries(Array.from(document.querySelectorAll('#' + id + ' tbody tr'))
+  const rows = (id) => Object.fromEntries(Array.from(document.querySelectorAll('#' + id + ' tbody tr[data-key]'))
     .map((tr) => [tr.dataset.key, Array.from(tr.cells).map((td) => td.innerText.trim())]));
   return { agents: rows('agents'), desks: rows('desks'), links: rows('links'),
+    agentOrder: Array.from(document.querySelectorAll('#agents tbody tr[data-key]')).map((tr) => tr.dataset.key),
+    counts: Array.from(document.querySelectorAll('#counts .seg')).map((b) => b.innerText.trim()),
+    filter: (document.getElementById('filter') || {}).innerText || '',
     conn: (document.getElementById('conn') || {}).innerText || '', href: location.href,
     marker: String(window.dashboardTestMarker || '') };
 })()`
