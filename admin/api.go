@@ -115,6 +115,9 @@ type Journal interface {
 	// AgentBetween is every association of agent overlapping [from, to],
 	// oldest first.
 	AgentBetween(ctx context.Context, agent string, from, to time.Time) ([]Association, error)
+	// DeskBetween is every association at desk overlapping [from, to],
+	// oldest first.
+	DeskBetween(ctx context.Context, desk string, from, to time.Time) ([]Association, error)
 }
 
 // Event kinds used by the wiring; Kind is free text to admin, these are the

@@ -126,6 +126,14 @@ func (j fakeJournal) AgentBetween(ctx context.Context, agent string, from, to ti
 	return []admin.Association{{AgentID: agent, DeviceID: "2001", Start: from, End: to, EndedBy: "forced", Detail: "supervisor"}}, nil
 }
 
+func (j fakeJournal) DeskBetween(ctx context.Context, desk string, from, to time.Time) ([]admin.Association, error) {
+	if j.err != nil || desk == "empty" {
+		return nil, j.err
+	}
+	return []admin.Association{{AgentID: "7001", DeviceID: desk, Start: from, End: from.Add(time.Hour), EndedBy: "logout"},
+		{AgentID: "7002", DeviceID: desk, Start: from.Add(2 * time.Hour)}}, nil
+}
+
 type client struct {
 	t    *testing.T
 	http *http.Client
@@ -396,7 +404,15 @@ func TestJournalRoutes(t *testing.T) {
 		{c, "/api/v1/journal/agent/7001?to=2026-11-22T00:00:00Z", 400, `{"error":"from is required once, as an RFC 3339 time","parameter":"from"}`},
 		{c, "/api/v1/journal/agent/7001?from=2026-11-21T00:00:00Z&to=tomorrow", 400, `{"error":"to is not an RFC 3339 time","parameter":"to"}`},
 		{c, "/api/v1/journal/agent/7001?from=2026-11-22T00:00:00Z&to=2026-11-21T00:00:00Z", 400, `{"error":"to is before from","parameter":"to"}`},
+		{c, "/api/v1/journal/desk/2001?from=2026-11-21T00:00:00Z&to=2026-11-22T00:00:00Z", 200,
+			`[{"agentId":"7001","agentUserId":"","deviceId":"2001","deskUserId":"","start":"2026-11-21T00:00:00Z",
+			  "end":"2026-11-21T01:00:00Z","endedBy":"logout"},
+			  {"agentId":"7002","agentUserId":"","deviceId":"2001","deskUserId":"","start":"2026-11-21T02:00:00Z"}]`},
+		{c, "/api/v1/journal/desk/empty?from=2026-11-21T00:00:00Z&to=2026-11-22T00:00:00Z", 200, `[]`},
+		{c, "/api/v1/journal/desk/2001?from=2026-11-21T00:00:00Z", 400, `{"error":"to is required once, as an RFC 3339 time","parameter":"to"}`},
+		{c, "/api/v1/journal/desk/2001?from=2026-11-22T00:00:00Z&to=2026-11-21T00:00:00Z", 400, `{"error":"to is before from","parameter":"to"}`},
 		{failing, "/api/v1/journal/desk/2001?at=2026-11-21T10:00:00Z", 500, `{"error":"journal query failed"}`},
+		{failing, "/api/v1/journal/desk/2001?from=2026-11-21T00:00:00Z&to=2026-11-22T00:00:00Z", 500, `{"error":"journal query failed"}`},
 		{failing, "/api/v1/journal/agent/7001?from=2026-11-21T00:00:00Z&to=2026-11-22T00:00:00Z", 500, `{"error":"journal query failed"}`},
 	}
 	for _, tt := range tests {

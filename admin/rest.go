@@ -299,6 +299,10 @@ func (s *Server) journalDesk(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotImplemented, "no journal configured", "")
 		return
 	}
+	if q := r.URL.Query(); !q.Has("at") && (q.Has("from") || q.Has("to")) {
+		s.journalBetween(w, r, "desk", s.journal.DeskBetween)
+		return
+	}
 	at, ok := timeParam(w, r, "at")
 	if !ok {
 		return
@@ -323,6 +327,12 @@ func (s *Server) journalAgent(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotImplemented, "no journal configured", "")
 		return
 	}
+	s.journalBetween(w, r, "id", s.journal.AgentBetween)
+}
+
+// journalBetween answers the associations of the agent or desk named by the
+// path value key that overlap the query's from–to, oldest first.
+func (s *Server) journalBetween(w http.ResponseWriter, r *http.Request, key string, between func(context.Context, string, time.Time, time.Time) ([]Association, error)) {
 	from, ok := timeParam(w, r, "from")
 	if !ok {
 		return
@@ -337,9 +347,9 @@ func (s *Server) journalAgent(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), journalTimeout)
 	defer cancel()
-	associations, err := s.journal.AgentBetween(ctx, r.PathValue("id"), from, to)
+	associations, err := between(ctx, r.PathValue(key), from, to)
 	if err != nil {
-		s.logger.Error("admin: journal query failed", "agent", r.PathValue("id"), "error", err)
+		s.logger.Error("admin: journal query failed", key, r.PathValue(key), "error", err)
 		writeError(w, http.StatusInternalServerError, "journal query failed", "")
 		return
 	}

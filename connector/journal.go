@@ -146,7 +146,15 @@ func (a journalAdapter) AgentBetween(ctx context.Context, agent string, from, to
 	if !ok {
 		return nil, nil
 	}
-	list, err := a.j.AgentBetween(ctx, user, from, to)
+	return adminAssociations(a.j.AgentBetween(ctx, user, from, to))
+}
+
+// DeskBetween takes the desk's device ID, which the journal keys desks by.
+func (a journalAdapter) DeskBetween(ctx context.Context, desk string, from, to time.Time) ([]admin.Association, error) {
+	return adminAssociations(a.j.DeskBetween(ctx, desk, from, to))
+}
+
+func adminAssociations(list []journal.Association, err error) ([]admin.Association, error) {
 	if err != nil {
 		return nil, err
 	}

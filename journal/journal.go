@@ -448,10 +448,23 @@ func (j *Journal) AtDesk(ctx context.Context, deviceID string, at time.Time) (As
 // though AtDesk never returns it. from == to asks about that instant: the
 // association covering it, as AtDesk does for a desk.
 func (j *Journal) AgentBetween(ctx context.Context, agentUserID string, from, to time.Time) ([]Association, error) {
+	return j.between(ctx, "agent", "agent user ID", agentUserID, from, to)
+}
+
+// DeskBetween answers "who sat at desk deviceID between from and to", as
+// AgentBetween does for an agent: the desk's associations overlapping
+// [from, to), oldest first.
+func (j *Journal) DeskBetween(ctx context.Context, deviceID string, from, to time.Time) ([]Association, error) {
+	return j.between(ctx, "desk", "device ID", deviceID, from, to)
+}
+
+// between is AgentBetween over the agent index, DeskBetween over the desk's.
+func (j *Journal) between(ctx context.Context, index, what, key string, from, to time.Time) ([]Association, error) {
+	op := index + " between"
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("journal: agent between: %w", err)
+		return nil, fmt.Errorf("journal: %s: %w", op, err)
 	}
-	if err := validateQuery("agent user ID", agentUserID, from); err != nil {
+	if err := validateQuery(what, key, from); err != nil {
 		return nil, err
 	}
 	if err := validTime("to", to); err != nil {
@@ -466,12 +479,16 @@ func (j *Journal) AgentBetween(ctx context.Context, agentUserID string, from, to
 	var out []Association
 	err := j.db.View(func(tx *bolt.Tx) error {
 		b := j.buckets(tx)
-		// The agent's associations do not overlap, so only the last one that
-		// started at or before from can reach into the range; then every one
-		// starting before to.
-		c := b.agent.Cursor()
-		prefix := keyPrefix(agentUserID)
-		seek := indexKey(agentUserID, timeKey(from), 0) // IDs start at 1: before every key starting at from
+		idx := b.agent
+		if index == "desk" {
+			idx = b.desk
+		}
+		// An agent's (a desk's) associations do not overlap, so only the
+		// last one that started at or before from can reach into the
+		// range; then every one starting before to.
+		c := idx.Cursor()
+		prefix := keyPrefix(key)
+		seek := indexKey(key, timeKey(from), 0) // IDs start at 1: before every key starting at from
 		k, _ := c.Seek(seek)
 		if pk, _ := prevKey(c, k); pk != nil && hasPrefix(pk, prefix) {
 			k = pk
@@ -497,7 +514,7 @@ func (j *Journal) AgentBetween(ctx context.Context, agentUserID string, from, to
 		return nil
 	})
 	if err != nil {
-		return nil, wrapDB("agent between", err)
+		return nil, wrapDB(op, err)
 	}
 	return out, nil
 }

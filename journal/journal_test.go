@@ -171,6 +171,50 @@ func TestAgentBetween(t *testing.T) {
 	}
 }
 
+// TestDeskBetween: who sat at a desk over a range, the desk's own index
+// (desks whose IDs share a prefix kept apart).
+func TestDeskBetween(t *testing.T) {
+	j := openTest(t, Options{})
+	setup(t, j, day)
+	tests := []struct {
+		name     string
+		desk     string
+		from, to string
+		want     []string // agent/start of each association, oldest first
+	}{
+		{"the whole day, guests in turn", "d1", "08:00", "23:00", []string{"a1/10:00", "a2/11:00", "a3/12:45", "a1/13:00"}},
+		{"range ends at a start (exclusive)", "d1", "09:00", "10:00", nil},
+		{"range starts at an end: the next guest", "d1", "11:00", "11:30", []string{"a2/11:00"}},
+		{"the gap", "d1", "12:30", "12:44", nil},
+		{"zero-length guest at the range's start is not listed", "d1", "12:45", "12:50", nil},
+		{"longer desk with the same prefix", "d10", "00:00", "23:00", []string{"a2/12:30"}},
+		{"shorter desk with the same prefix", "d", "00:00", "23:00", []string{"a4/09:00"}},
+		{"an instant inside an open one", "d1", "18:00", "18:00", []string{"a1/13:00"}},
+		{"unknown desk", "d2", "00:00", "23:00", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			as, err := j.DeskBetween(t.Context(), tt.desk, at(tt.from), at(tt.to))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, a := range as {
+				got = append(got, strings.TrimSuffix(a.AgentUserID, "@example.com")+"/"+a.Start.Format("15:04"))
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Fatalf("DeskBetween(%s, %s, %s) = %v; want %v", tt.desk, tt.from, tt.to, got, tt.want)
+			}
+		})
+	}
+	if _, err := j.DeskBetween(t.Context(), "d1", at("11:00"), at("10:00")); !errors.Is(err, ErrInvalid) {
+		t.Errorf("reversed range: %v, want ErrInvalid", err)
+	}
+	if _, err := j.DeskBetween(t.Context(), "", at("10:00"), at("11:00")); !errors.Is(err, ErrInvalid) {
+		t.Errorf("empty desk: %v, want ErrInvalid", err)
+	}
+}
+
 func TestOpenAssociationsAndEnd(t *testing.T) {
 	j := openTest(t, Options{})
 	setup(t, j, day)

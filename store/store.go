@@ -73,6 +73,7 @@ type Journal interface {
 	End(ctx context.Context, agentUserID string, at time.Time, by journal.EndReason, detail string) (journal.Association, error)
 	AtDesk(ctx context.Context, deviceID string, at time.Time) (journal.Association, bool, error)
 	AgentBetween(ctx context.Context, agentUserID string, from, to time.Time) ([]journal.Association, error)
+	DeskBetween(ctx context.Context, deviceID string, from, to time.Time) ([]journal.Association, error)
 	OpenAssociations(ctx context.Context) ([]journal.Association, error)
 }
 
