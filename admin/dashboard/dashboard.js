@@ -275,6 +275,7 @@
       default: return; // a kind this page does not know
     }
     lastUpdate = new Date();
+    historyChanged(msg);
     changed();
   }
 
@@ -304,6 +305,83 @@
       renderStatus();
     };
     renderStatus();
+  }
+
+  // ---- history: an agent's desks or a desk's guests, from the journal ----
+  const DAY = 24 * 3600 * 1000;
+  let opened = null; // the history shown: { kind: 'agent' or 'desk', key }
+  let historySeq = 0, historyTimer = 0;
+  const ENDS = { logout: 'logged out', forced: 'logged out by a supervisor', stale: 'its CTI connection lost', 'association-limit': 'association limit',
+    recovery: 'repaired by the connector', portal: 'ended outside the connector', unknown: 'found ended' };
+
+  function openHistory(kind, key) {
+    opened = { kind, key };
+    document.getElementById('history').hidden = false;
+    document.getElementById('history-title').textContent = (kind === 'agent' ? 'Where ' + key + ' sat' : 'Who sat at ' + key);
+    document.getElementById('history-who').textContent = kind === 'agent' ? 'Desk' : 'Agent';
+    loadHistory();
+  }
+  function loadHistory() {
+    if (!opened) return;
+    const h = opened, seq = ++historySeq;
+    const to = new Date(), from = new Date(to - DAY);
+    const path = '/api/v1/journal/' + h.kind + '/' + encodeURIComponent(h.key) + '?from=' + encodeURIComponent(from.toISOString()) + '&to=' + encodeURIComponent(to.toISOString());
+    const note = document.getElementById('history-note');
+    fetch(path, { headers: { Authorization: 'Bearer ' + token }, cache: 'no-store', credentials: 'omit', referrerPolicy: 'no-referrer' })
+      .then((r) => r.ok ? r.json() : r.json().catch(() => ({})).then((b) => { throw new Error(b.error || 'HTTP ' + r.status); }))
+      .then((list) => { if (seq === historySeq) drawHistory(Array.isArray(list) ? list : [], from, to); })
+      .catch((e) => {
+        if (seq !== historySeq) return;
+        note.textContent = 'history unavailable: ' + e.message;
+        document.getElementById('timeline').replaceChildren();
+        document.querySelector('#history-list tbody').replaceChildren();
+      });
+  }
+  function drawHistory(list, from, to) {
+    const span = to - from, bars = [], rows = [];
+    const colours = new Map();
+    list.forEach((a) => {
+      const who = opened.kind === 'agent' ? a.deviceId : a.agentId;
+      if (!colours.has(who)) colours.set(who, colours.size % 4);
+      const start = new Date(a.start), end = a.end ? new Date(a.end) : to;
+      const left = Math.max(0, (start - from) / span), right = Math.min(1, (end - from) / span);
+      const bar = document.createElement('div');
+      bar.className = 'tl tl-' + colours.get(who) + (a.end ? '' : ' open');
+      bar.style.left = (left * 100) + '%';
+      bar.style.width = (Math.max(0, right - left) * 100) + '%';
+      bar.textContent = who;
+      bar.title = who + ': ' + start.toLocaleString() + ' – ' + (a.end ? end.toLocaleString() : 'now');
+      bars.push(bar);
+      rows.push(row(a.id || who + a.start, [
+        cell(who),
+        cell(when(a.start)),
+        a.end ? cell(when(a.end)) : cell('still there', 'free'),
+        cell(a.end ? (ENDS[a.endedBy] || a.endedBy || '') + (a.detail ? ' (' + a.detail + ')' : '') : ''),
+      ]));
+    });
+    document.getElementById('timeline').replaceChildren(...bars);
+    document.querySelector('#history-list tbody').replaceChildren(...rows);
+    document.getElementById('history-note').textContent = list.length ? '' : (opened.kind === 'agent' ? 'at no desk' : 'nobody sat here') + ' in the last 24 hours';
+  }
+  // historyChanged reloads an open history its agent's or desk's change may
+  // have ended or begun (once, a moment after a burst).
+  function historyChanged(msg) {
+    if (!opened) return;
+    const key = opened.kind === 'agent' ? msg.agent && msg.agent.agentId : msg.device && msg.device.deviceId;
+    if (key !== opened.key) return;
+    clearTimeout(historyTimer);
+    historyTimer = setTimeout(loadHistory, 300);
+  }
+  document.getElementById('history-close').addEventListener('click', () => {
+    opened = null;
+    historySeq++;
+    document.getElementById('history').hidden = true;
+  });
+  for (const kind of ['agent', 'desk']) {
+    document.querySelector('#' + kind + 's tbody').addEventListener('click', (e) => {
+      const tr = e.target.closest('tr[data-key]');
+      if (tr) openHistory(kind, tr.dataset.key);
+    });
   }
 
   document.getElementById('search').addEventListener('input', (e) => {

@@ -132,6 +132,35 @@ func TestDashboardInChromium(t *testing.T) {
 		return len(v.AgentOrder) == 4 && v.AgentOrder[3] == "agent1" // "logged off" < "not ready"
 	})
 
+	// A desk's history: agent1 leaves desk1, agent3 sits down; desk1's
+	// timeline shows both, in turn, from the journal.
+	if _, err := cti.SetAgentState(ctx, "desk1", csta.ReqLoggedOff, "agent1", ""); err != nil {
+		t.Fatalf("agent1 logout: %v", err)
+	}
+	if _, err := cti.SetAgentState(ctx, "desk1", csta.ReqLoggedOn, "agent3", ""); err != nil {
+		t.Fatalf("agent3 login at desk1: %v", err)
+	}
+	page.waitView(t, "agent3 at desk1", func(v dashboardView) bool { d := v.Desks["desk1"]; return len(d) == 5 && d[1] == "agent3" })
+	var desk dashboardView
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		// The journal writes after the events: open the history until it
+		// has both (an open history also reloads on the desk's changes).
+		page.eval(`document.querySelector('#desks tbody tr[data-key="desk1"]').click()`, nil)
+		time.Sleep(300 * time.Millisecond)
+		page.eval(readView, &desk)
+		if len(desk.History) == 2 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if desk.HistoryOf != "Who sat at desk1" || len(desk.History) != 2 || !slices.Equal(desk.Timeline, []string{"agent1", "agent3"}) ||
+		desk.History[0][0] != "agent1" || desk.History[0][3] != "logged out" || desk.History[1][0] != "agent3" || desk.History[1][2] != "still there" {
+		t.Errorf("desk1's history: %q %q, timeline %q", desk.HistoryOf, desk.History, desk.Timeline)
+	}
+	page.eval(`document.querySelector('#agents tbody tr[data-key="agent1"]').click()`, nil)
+	page.waitView(t, "agent1's history", func(v dashboardView) bool {
+		return v.HistoryOf == "Where agent1 sat" && len(v.History) == 1 && v.History[0][0] == "desk1" && v.History[0][3] == "logged out"
+	})
+
 	// agent2 logs in from its desk phone (a sipp phone, DN 4002, through
 	// as-feature-event): the dashboard shows that too.
 	phone := sipptest.NewPhone("4002", "4002", "phone4002").
@@ -409,6 +438,9 @@ type dashboardView struct {
 	Desks      map[string][]string `json:"desks"`
 	Links      map[string][]string `json:"links"`
 	Counts     []string            `json:"counts"` // the state bar's segments
+	History    [][]string          `json:"history"`  // the open history's rows
+	Timeline   []string            `json:"timeline"` // its bars' labels
+	HistoryOf  string              `json:"historyOf"`
 	Filter     string              `json:"filter"`
 	Conn       string              `json:"conn"`
 	Href       string              `json:"href"`
@@ -421,6 +453,9 @@ const readView = `(() => {
   return { agents: rows('agents'), desks: rows('desks'), links: rows('links'),
     agentOrder: Array.from(document.querySelectorAll('#agents tbody tr[data-key]')).map((tr) => tr.dataset.key),
     counts: Array.from(document.querySelectorAll('#counts .seg')).map((b) => b.innerText.trim()),
+    history: Array.from(document.querySelectorAll('#history-list tbody tr')).map((tr) => Array.from(tr.cells).map((td) => td.innerText.trim())),
+    timeline: Array.from(document.querySelectorAll('#timeline .tl')).map((b) => b.innerText.trim()),
+    historyOf: (document.getElementById('history') || { hidden: true }).hidden ? '' : document.getElementById('history-title').innerText,
     filter: (document.getElementById('filter') || {}).innerText || '',
     conn: (document.getElementById('conn') || {}).innerText || '', href: location.href,
     marker: String(window.dashboardTestMarker || '') };
