@@ -120,10 +120,16 @@ func TestDashboardPage(t *testing.T) {
 	if m := regexp.MustCompile(`(?i)url\(|@import|\bimport\(|XMLHttpRequest|<iframe|<object|<embed`).FindString(body); m != "" {
 		t.Errorf("the page has %q, which could fetch from elsewhere", m)
 	}
-	// The one fetch: the journal's history, from this host's API (a path).
+	// Fetches: the journal's history and the CTI sessions, from this host's
+	// API (paths, no host).
 	for _, m := range regexp.MustCompile(`\bfetch\(([^,)]*)`).FindAllStringSubmatch(body, -1) {
-		if m[1] != "path" || !strings.Contains(body, "const path = '/api/v1/journal/'") {
-			t.Errorf("the page fetches %q, not a path of this host's journal API", m[1])
+		if m[1] != "path" {
+			t.Errorf("the page fetches %q, not a path of this host's API", m[1])
+		}
+	}
+	for _, m := range regexp.MustCompile(`const path = ([^;\n]*)`).FindAllStringSubmatch(body, -1) {
+		if !strings.HasPrefix(m[1], "'/api/v1/") {
+			t.Errorf("the page builds a path %q outside this host's API", m[1])
 		}
 	}
 	for _, m := range regexp.MustCompile(`(?i)\b(?:src|href)\s*=\s*"([^"]*)"`).FindAllStringSubmatch(body, -1) {

@@ -215,6 +215,49 @@
     document.querySelector('#links tbody').replaceChildren(...rows);
   }
 
+  function renderPhones() {
+    const list = byKey(phones);
+    const rows = list.map((p) => row(p.dn, [
+      cell(p.dn),
+      phoneCell(p.dn),
+      cell(p.address ? p.address + (p.port ? ':' + p.port : '') : ''),
+      cell(p.transport || ''),
+      cell(when(p.lastSeen), 'muted'),
+      cell((p.events || []).join(', ')),
+    ]));
+    document.querySelector('#phones tbody').replaceChildren(...rows);
+    const out = list.filter((p) => !p.inService).length;
+    document.getElementById('phones-count').textContent = list.length ? '(' + list.length + (out ? ', ' + out + ' out of service' : '') + ')' : '';
+  }
+
+  // CTI sessions are not on the stream: read from the API while their tab
+  // is shown, every 5 s.
+  let sessionsTimer = 0;
+  function loadSessions() {
+    clearTimeout(sessionsTimer);
+    if (tab !== 'sessions') return;
+    const path = '/api/v1/sessions';
+    fetch(path, { headers: { Authorization: 'Bearer ' + token }, cache: 'no-store', credentials: 'omit', referrerPolicy: 'no-referrer' })
+      .then((r) => r.ok ? r.json() : Promise.reject(new Error('HTTP ' + r.status)))
+      .then((list) => {
+        const rows = (Array.isArray(list) ? list : []).map((x) => row(x.id, [
+          cell(x.id), cell(x.remote), cell(x.user || ''), cell(x.transport), cell(when(x.since), 'muted'), cell(x.monitors),
+        ]));
+        document.querySelector('#sessions tbody').replaceChildren(...rows);
+        document.getElementById('sessions-note').textContent = '(' + rows.length + ', read ' + new Date().toLocaleTimeString() + ')';
+      })
+      .catch((e) => { document.getElementById('sessions-note').textContent = '(unavailable: ' + e.message + ')'; })
+      .finally(() => { if (tab === 'sessions') sessionsTimer = setTimeout(loadSessions, 5000); });
+  }
+  let tab = 'floor';
+  function showTab(name) {
+    tab = name;
+    for (const b of document.querySelectorAll('.tabs button')) b.setAttribute('aria-selected', String(b.dataset.tab === name));
+    for (const el of document.querySelectorAll('.tab')) el.hidden = el.id !== 'tab-' + name;
+    loadSessions();
+    queueRender();
+  }
+
   function renderStatus() {
     const conn = document.getElementById('conn');
     if (!token) {
@@ -240,6 +283,7 @@
     renderAgents();
     renderDesks();
     renderSortMarks();
+    renderPhones();
     renderLinks();
     renderStatus();
   }
@@ -383,6 +427,11 @@
       if (tr) openHistory(kind, tr.dataset.key);
     });
   }
+
+  document.querySelector('.tabs').addEventListener('click', (e) => {
+    const b = e.target.closest('button[data-tab]');
+    if (b) showTab(b.dataset.tab);
+  });
 
   document.getElementById('search').addEventListener('input', (e) => {
     filterText = e.target.value.trim();

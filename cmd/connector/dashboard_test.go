@@ -161,6 +161,19 @@ func TestDashboardInChromium(t *testing.T) {
 		return v.HistoryOf == "Where agent1 sat" && len(v.History) == 1 && v.History[0][0] == "desk1" && v.History[0][3] == "logged out"
 	})
 
+	// The CTI sessions tab reads the sessions from the API: this test's
+	// client is one.
+	page.eval(`document.querySelector('.tabs button[data-tab="sessions"]').click()`, nil)
+	page.waitView(t, "the CTI sessions", func(v dashboardView) bool {
+		for _, row := range v.Sessions {
+			if len(row) == 6 && row[3] == "tcp" && strings.HasPrefix(row[1], "127.0.0.1:") {
+				return v.Tab == "sessions"
+			}
+		}
+		return false
+	})
+	page.eval(`document.querySelector('.tabs button[data-tab="floor"]').click()`, nil)
+
 	// agent2 logs in from its desk phone (a sipp phone, DN 4002, through
 	// as-feature-event): the dashboard shows that too.
 	phone := sipptest.NewPhone("4002", "4002", "phone4002").
@@ -441,6 +454,8 @@ type dashboardView struct {
 	History    [][]string          `json:"history"`  // the open history's rows
 	Timeline   []string            `json:"timeline"` // its bars' labels
 	HistoryOf  string              `json:"historyOf"`
+	Sessions   map[string][]string `json:"sessions"`
+	Tab        string              `json:"tab"` // the tab shown
 	Filter     string              `json:"filter"`
 	Conn       string              `json:"conn"`
 	Href       string              `json:"href"`
@@ -450,7 +465,8 @@ type dashboardView struct {
 const readView = `(() => {
   const rows = (id) => Object.fromEntries(Array.from(document.querySelectorAll('#' + id + ' tbody tr[data-key]'))
     .map((tr) => [tr.dataset.key, Array.from(tr.cells).map((td) => td.innerText.trim())]));
-  return { agents: rows('agents'), desks: rows('desks'), links: rows('links'),
+  return { agents: rows('agents'), desks: rows('desks'), links: rows('links'), sessions: rows('sessions'),
+    tab: ((document.querySelector('.tabs button[aria-selected="true"]') || {}).dataset || {}).tab || '',
     agentOrder: Array.from(document.querySelectorAll('#agents tbody tr[data-key]')).map((tr) => tr.dataset.key),
     counts: Array.from(document.querySelectorAll('#counts .seg')).map((b) => b.innerText.trim()),
     history: Array.from(document.querySelectorAll('#history-list tbody tr')).map((tr) => Array.from(tr.cells).map((td) => td.innerText.trim())),
