@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -309,7 +310,13 @@ func startChromium(t *testing.T, ctx context.Context, chromium string) *devtools
 		t.Fatalf("DevTools: %v", err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &devtoolsPage{t: t, ctx: ctx, conn: conn}
+	page := &devtoolsPage{t: t, ctx: ctx, conn: conn}
+	t.Cleanup(func() { // before chromium is killed (cleanups run last first)
+		if t.Failed() {
+			page.keepScreenshot()
+		}
+	})
+	return page
 }
 
 // pageTarget is the DevTools WebSocket URL of Chromium's first page, "" when
@@ -341,6 +348,62 @@ func pageTarget(ctx context.Context, port string) string {
 
 // call sends method and decodes its result into result (unless nil); a
 // failure fails the test.
+// keepScreenshot saves what the page showed as a PNG in
+// $TEST_ARTIFACTS_DIR (default: connector-test-artifacts in the system's
+// temporary folder), named after the test, and logs where: a failed test's
+// artifact. A page that no longer answers is logged, not fatal.
+func (p *devtoolsPage) keepScreenshot() {
+	p.next++
+	id := p.next
+	deadline := time.Now().Add(5 * time.Second)
+	p.conn.SetWriteDeadline(deadline)
+	p.conn.SetReadDeadline(deadline)
+	err := p.conn.WriteJSON(map[string]any{"id": id, "method": "Page.captureScreenshot", "params": map[string]any{"format": "png"}})
+	var png []byte
+	for err == nil && png == nil {
+		var msg struct {
+			ID     int `json:"id"`
+			Result struct {
+				Data []byte `json:"data"` // base64 in JSON
+			} `json:"result"`
+			Error *struct {
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		if err = p.conn.ReadJSON(&msg); err == nil && msg.ID == id {
+			if msg.Error != nil {
+				err = errors.New(msg.Error.Message)
+			} else {
+				png = msg.Result.Data
+			}
+		}
+	}
+	if err != nil {
+		p.t.Logf("no screenshot of the page: %v", err)
+		return
+	}
+	dir := os.Getenv("TEST_ARTIFACTS_DIR")
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "connector-test-artifacts")
+	}
+	name := strings.Map(func(r rune) rune {
+		if r == '/' || r == ' ' || r == ':' {
+			return '_'
+		}
+		return r
+	}, p.t.Name()) + ".png"
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		p.t.Logf("no screenshot of the page: %v", err)
+		return
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		p.t.Logf("no screenshot of the page: %v", err)
+		return
+	}
+	p.t.Logf("the page when the test failed: %s", path)
+}
+
 func (p *devtoolsPage) call(method string, params, result any) {
 	p.t.Helper()
 	p.next++
