@@ -3,8 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -513,7 +513,7 @@ type dashboardView struct {
 	AgentOrder []string            `json:"agentOrder"`
 	Desks      map[string][]string `json:"desks"`
 	Links      map[string][]string `json:"links"`
-	Counts     []string            `json:"counts"` // the state bar's segments
+	Counts     []string            `json:"counts"`   // the state bar's segments
 	History    [][]string          `json:"history"`  // the open history's rows
 	Timeline   []string            `json:"timeline"` // its bars' labels
 	HistoryOf  string              `json:"historyOf"`
