@@ -54,9 +54,14 @@
 // reseeded.
 //
 // The long mode, on 2026-12-07: it passed whole on fd7536d and 095e70f,
-// twice in a row on 0cf8b57, and then three times in a row (f10 on
-// f7d43b7, f11 and f12 on 2100ab8: the same connector, the harness's phone
-// sweep added), with no outside change taken in any of the three. Each
+// twice in a row on 0cf8b57, and then five times in a row: f10 on f7d43b7,
+// f11 and f12 on 2100ab8 (the same connector, the harness's phone sweep
+// added), f13 on df4a331, f14 on 7ef89d7 (store metrics, the desk journal
+// range, the first-run token). One outside change was taken in the five
+// (f14, latency-spikes-10s: agent 104 found Available 4 s after a Sign-Out
+// it was promised, and the run still ended as every client was told), and
+// one view that had gone back was put right by the read (f14,
+// cti-clients-drop-mid-sequence, agent 111, 71 ms). Each
 // failing run before failed in one of its 12 faults, on one agent or one
 // phone (or a leak check); each cause was fixed, and each was a view that
 // lagged BroadWorks, judged by the reconciler or a sequence:
