@@ -120,17 +120,21 @@ func TestDashboardPage(t *testing.T) {
 	if m := regexp.MustCompile(`(?i)url\(|@import|\bimport\(|XMLHttpRequest|<iframe|<object|<embed`).FindString(body); m != "" {
 		t.Errorf("the page has %q, which could fetch from elsewhere", m)
 	}
-	// Fetches: the journal's history and the CTI sessions, from this host's
-	// API (paths, no host).
+	// Fetches: only through api(path), and only paths of this host's API
+	// (the journal's history, the CTI sessions).
 	for _, m := range regexp.MustCompile(`\bfetch\(([^,)]*)`).FindAllStringSubmatch(body, -1) {
-		if m[1] != "path" {
-			t.Errorf("the page fetches %q, not a path of this host's API", m[1])
+		if m[1] != "path" || !strings.Contains(body, "function api(path) {") {
+			t.Errorf("the page fetches %q, not through api(path)", m[1])
 		}
 	}
-	for _, m := range regexp.MustCompile(`const path = ([^;\n]*)`).FindAllStringSubmatch(body, -1) {
-		if !strings.HasPrefix(m[1], "'/api/v1/") {
-			t.Errorf("the page builds a path %q outside this host's API", m[1])
+	calls := regexp.MustCompile(`\bapi\(([^)]*)`).FindAllStringSubmatch(body, -1)
+	for _, m := range calls {
+		if m[1] != "path" && !strings.HasPrefix(m[1], "'/api/v1/") {
+			t.Errorf("the page reads %q, not a path of this host's API", m[1])
 		}
+	}
+	if len(calls) < 3 {
+		t.Errorf("api( found %d times, want its definition and its two uses", len(calls))
 	}
 	for _, m := range regexp.MustCompile(`(?i)\b(?:src|href)\s*=\s*"([^"]*)"`).FindAllStringSubmatch(body, -1) {
 		if m[1] != "data:," {

@@ -230,15 +230,20 @@
     document.getElementById('phones-count').textContent = list.length ? '(' + list.length + (out ? ', ' + out + ' out of service' : '') + ')' : '';
   }
 
+  // api reads a path of this host's API with the token (the stream's
+  // companions: CTI sessions, the journal); an error names the answer.
+  function api(path) {
+    return fetch(path, { headers: { Authorization: 'Bearer ' + token }, cache: 'no-store', credentials: 'omit', referrerPolicy: 'no-referrer' })
+      .then((r) => r.ok ? r.json() : r.json().catch(() => ({})).then((b) => { throw new Error(b.error || 'HTTP ' + r.status); }));
+  }
+
   // CTI sessions are not on the stream: read from the API while their tab
   // is shown, every 5 s.
   let sessionsTimer = 0;
   function loadSessions() {
     clearTimeout(sessionsTimer);
     if (tab !== 'sessions') return;
-    const path = '/api/v1/sessions';
-    fetch(path, { headers: { Authorization: 'Bearer ' + token }, cache: 'no-store', credentials: 'omit', referrerPolicy: 'no-referrer' })
-      .then((r) => r.ok ? r.json() : Promise.reject(new Error('HTTP ' + r.status)))
+    api('/api/v1/sessions')
       .then((list) => {
         const rows = (Array.isArray(list) ? list : []).map((x) => row(x.id, [
           cell(x.id), cell(x.remote), cell(x.user || ''), cell(x.transport), cell(when(x.since), 'muted'), cell(x.monitors),
@@ -369,10 +374,8 @@
     if (!opened) return;
     const h = opened, seq = ++historySeq;
     const to = new Date(), from = new Date(to - DAY);
-    const path = '/api/v1/journal/' + h.kind + '/' + encodeURIComponent(h.key) + '?from=' + encodeURIComponent(from.toISOString()) + '&to=' + encodeURIComponent(to.toISOString());
     const note = document.getElementById('history-note');
-    fetch(path, { headers: { Authorization: 'Bearer ' + token }, cache: 'no-store', credentials: 'omit', referrerPolicy: 'no-referrer' })
-      .then((r) => r.ok ? r.json() : r.json().catch(() => ({})).then((b) => { throw new Error(b.error || 'HTTP ' + r.status); }))
+    api('/api/v1/journal/' + h.kind + '/' + encodeURIComponent(h.key) + '?from=' + encodeURIComponent(from.toISOString()) + '&to=' + encodeURIComponent(to.toISOString()))
       .then((list) => { if (seq === historySeq) drawHistory(Array.isArray(list) ? list : [], from, to); })
       .catch((e) => {
         if (seq !== historySeq) return;
