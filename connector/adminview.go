@@ -3,6 +3,7 @@ package connector
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"time"
 
@@ -188,20 +189,24 @@ func (v adminView) ready() (bool, string) {
 	return false, "no XSI event channel is up"
 }
 
+// partCollectors are the collectors each part keeps beside it (its
+// metrics.go), but phone sync's, which starts later (metrics).
+func (v adminView) partCollectors() []prometheus.Collector {
+	cs := slices.Concat(v.c.front.Collectors(), v.c.client.Collectors(), v.c.events.Collectors(),
+		v.c.gateway.Collectors(), v.c.sequencer.Collectors())
+	if v.c.store != nil {
+		cs = append(cs, v.c.store.Collectors()...)
+	}
+	return cs
+}
+
 // metrics is the connector's own Prometheus registry: the Go runtime and
 // process, each part's own collectors (kept beside it, in its metrics.go),
 // and gauges read from the running parts when scraped.
 func (v adminView) metrics() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(v.c.front.Collectors()...)
-	reg.MustRegister(v.c.client.Collectors()...)
-	reg.MustRegister(v.c.events.Collectors()...)
-	reg.MustRegister(v.c.gateway.Collectors()...)
-	reg.MustRegister(v.c.sequencer.Collectors()...)
-	if v.c.store != nil {
-		reg.MustRegister(v.c.store.Collectors()...)
-	}
+	reg.MustRegister(v.partCollectors()...)
 	// Phone sync starts after the admin server (its registry is built
 	// here): its collectors are looked up at each scrape.
 	reg.MustRegister(lateCollectors(func() []prometheus.Collector {

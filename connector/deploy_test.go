@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"testing"
 
@@ -64,8 +63,7 @@ func exportedMetrics(t *testing.T) map[string]bool {
 		names[f.GetName()] = true
 	}
 	// A vector with no series yet is not gathered: its description is.
-	cs := slices.Concat(c.front.Collectors(), c.client.Collectors(), c.events.Collectors(),
-		c.gateway.Collectors(), c.sequencer.Collectors(), c.phones.Load().Collectors())
+	cs := append(adminView{c}.partCollectors(), c.phones.Load().Collectors()...)
 	fq := regexp.MustCompile(`fqName: "([^"]+)"`)
 	for _, col := range cs {
 		ch := make(chan *prometheus.Desc)
