@@ -12,6 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/broadworks-connector/connector/internal/testtool"
 )
 
 // The operator's kit in deploy/ (README "Running in production") against
@@ -22,22 +24,6 @@ import (
 
 // deployDir is the repository's deploy/ folder.
 const deployDir = "../deploy"
-
-// tool is an operator's tool from Debian: a missing one fails the test
-// when CI=true (scripts/test installs it) and skips it elsewhere, like
-// sipptest.
-func tool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		msg := name + " not found; install Debian's " + pkg + " (scripts/test does)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return p
-}
 
 func run(t *testing.T, dir, name string, args ...string) {
 	t.Helper()
@@ -184,7 +170,7 @@ func TestDeployKit(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "dashboard.yml"), []byte(rules.String()), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		run(t, dir, tool(t, "promtool", "prometheus"), "check", "rules", "dashboard.yml")
+		run(t, dir, testtool.Path(t, "promtool", "prometheus"), "check", "rules", "dashboard.yml")
 	})
 
 	t.Run("alerts", func(t *testing.T) {
@@ -217,13 +203,13 @@ func TestDeployKit(t *testing.T) {
 		if n == 0 {
 			t.Fatal("no alert rules")
 		}
-		promtool := tool(t, "promtool", "prometheus")
+		promtool := testtool.Path(t, "promtool", "prometheus")
 		run(t, dir, promtool, "check", "rules", "connector-alerts.yml")
 		run(t, dir, promtool, "test", "rules", "connector-alerts.test.yml")
 	})
 
 	t.Run("systemd", func(t *testing.T) {
-		analyze := tool(t, "systemd-analyze", "systemd")
+		analyze := testtool.Path(t, "systemd-analyze", "systemd")
 		raw, err := os.ReadFile(filepath.Join(deployDir, "systemd", "connector.service"))
 		if err != nil {
 			t.Fatal(err)

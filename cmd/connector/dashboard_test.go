@@ -23,6 +23,7 @@ import (
 	"github.com/broadworks-connector/connector/csta/cticlient"
 	"github.com/broadworks-connector/connector/internal/sipptest"
 	"github.com/broadworks-connector/connector/internal/testlog"
+	"github.com/broadworks-connector/connector/internal/testtool"
 )
 
 // TestDashboardInChromium: the dashboard of `connector run` on the demo
@@ -211,19 +212,10 @@ func TestDashboardInChromium(t *testing.T) {
 	}
 }
 
-// chromiumPath is Debian's chromium: a missing one fails the test when
-// CI=true (scripts/test installs it) and skips it elsewhere, like sipptest.
+// chromiumPath is Debian's chromium.
 func chromiumPath(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("chromium")
-	if err != nil {
-		msg := "chromium not found; install Debian's chromium (scripts/test does)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return p
+	return testtool.Path(t, "chromium", "chromium")
 }
 
 // devtoolsPage is one Chromium page target spoken to over the DevTools

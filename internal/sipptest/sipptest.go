@@ -14,20 +14,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/broadworks-connector/connector/internal/testtool"
 )
 
 // Path is sipp's path.
 func Path(t testing.TB) string {
 	t.Helper()
-	p, err := exec.LookPath("sipp")
-	if err != nil {
-		msg := "sipptest: sipp not found; install Debian's sip-tester (scripts/test does)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return p
+	return testtool.Path(t, "sipp", "sip-tester")
 }
 
 // FreeUDPPort is a UDP port on 127.0.0.1 free at the time of asking.
