@@ -170,7 +170,7 @@
     if (!lists.desks) {
       const shown = [...devices.values()].filter((d) => matches(deskKeys(d)));
       const s = sorts.desks;
-      lists.desks = s.col < 0 ? byKey(new Map(shown.map((d) => [d.deviceId, d]))).sort((a, b) => Number(b.hotDesk) - Number(a.hotDesk))
+      lists.desks = s.col < 0 ? shown.sort((a, b) => Number(b.hotDesk) - Number(a.hotDesk) || collator.compare(a.deviceId, b.deviceId))
         : sortBy(shown, deskKeys, s.col, s.dir);
     }
     return lists.desks;

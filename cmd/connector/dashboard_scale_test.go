@@ -77,22 +77,13 @@ func TestDashboardAtScale(t *testing.T) {
 	page.call("Runtime.enable", nil, nil)
 	page.call("Page.enable", nil, nil)
 
-	// fast is waitView polling every 5 ms: the times below are its.
+	// fast is waitView polling every 5 ms, timed: the times below are its.
+	page.poll = 5 * time.Millisecond
 	fast := func(what string, ok func(dashboardView) bool) (dashboardView, time.Duration) {
 		t.Helper()
 		start := time.Now()
-		for {
-			var v dashboardView
-			page.eval(readView, &v)
-			if ok(v) {
-				return v, time.Since(start)
-			}
-			select {
-			case <-ctx.Done():
-				t.Fatalf("the dashboard never showed %s; counts %q, %d agent rows, problems %q", what, v.Counts, len(v.Agents), page.problems)
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
+		v := page.waitView(t, what, ok)
+		return v, time.Since(start)
 	}
 	counted := func(v dashboardView) int {
 		total := 0

@@ -225,6 +225,7 @@ type devtoolsPage struct {
 	ctx  context.Context
 	conn *websocket.Conn
 	next int
+	poll time.Duration // waitView's interval; 0: 100 ms
 
 	problems []string // uncaught exceptions, console errors, CSP violations
 }
@@ -542,11 +543,15 @@ func (p *devtoolsPage) waitView(t *testing.T, what string, ok func(dashboardView
 		if ok(v) {
 			return v
 		}
+		poll := p.poll
+		if poll == 0 {
+			poll = 100 * time.Millisecond
+		}
 		select {
 		case <-p.ctx.Done():
 			last, _ := json.MarshalIndent(v, "", "  ")
 			t.Fatalf("the dashboard never showed %s; last view:\n%s\nproblems: %q", what, bytes.TrimSpace(last), p.problems)
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(poll):
 		}
 	}
 }
