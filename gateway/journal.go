@@ -40,8 +40,8 @@ const (
 // only after its agent's records are durable (journalWriter.sync), which is
 // what "written before it is acknowledged" means here.
 const (
-	journalShards     = 4
-	journalQueue      = 4096 // per shard
+	journalShards     = 32
+	journalQueue      = 512 // per shard (16,384 in all)
 	journalOpDeadline = 10 * time.Second
 )
 

@@ -155,9 +155,11 @@ type reconciler struct {
 	idle     *sync.Cond    // broadcast when the queue empties and nothing is active
 	repairs  []Repair
 	workers  int // running (Run); none: Settle has nothing to wait for
-	// saveMu orders the saves of promises (persist): the last save of a
-	// user writes its latest state.
-	saveMu sync.Mutex
+	// saves orders each user's saves of its promise (intend, persist):
+	// the last save of a user writes its latest state. Different users'
+	// saves go on side by side, so that the store's group commit shares
+	// one disk sync between them.
+	saves saveOrder
 
 	counts map[string]*atomic.Uint64
 }
@@ -408,8 +410,7 @@ func (g *Gateway) intend(guest, host, forwardTo string) {
 	}
 	value, _ := json.Marshal(storedPromise{Want: g.recoveryWant(guest, host, forwardTo), Origin: OriginRecovery})
 	r := g.rec
-	r.saveMu.Lock()
-	defer r.saveMu.Unlock()
+	defer r.saves.lock(guest)()
 	if err := ps.SavePromise(guest, value); err != nil {
 		g.log.Error("reconciler: keeping a sequence's intent in the store failed", "user", guest, "err", err)
 		return
@@ -498,8 +499,7 @@ func (g *Gateway) persist(user string) {
 		return
 	}
 	r := g.rec
-	r.saveMu.Lock()
-	defer r.saveMu.Unlock()
+	defer r.saves.lock(user)()
 	r.mu.Lock()
 	p := r.promises[user]
 	keep := p.hasWork()
@@ -518,6 +518,43 @@ func (g *Gateway) persist(user string) {
 	}
 	if err != nil {
 		g.log.Error("reconciler: keeping a promise in the store failed", "user", user, "err", err)
+	}
+}
+
+// saveOrder is a lock per user, held while one save of the user's promise
+// goes to the store; a user's entry lives while someone holds or waits
+// for it.
+type saveOrder struct {
+	mu    sync.Mutex
+	users map[string]*userSave
+}
+
+type userSave struct {
+	mu    sync.Mutex
+	users int // holding or waiting
+}
+
+// lock takes user's save lock; the returned func releases it.
+func (o *saveOrder) lock(user string) (unlock func()) {
+	o.mu.Lock()
+	if o.users == nil {
+		o.users = map[string]*userSave{}
+	}
+	s := o.users[user]
+	if s == nil {
+		s = &userSave{}
+		o.users[user] = s
+	}
+	s.users++
+	o.mu.Unlock()
+	s.mu.Lock()
+	return func() {
+		s.mu.Unlock()
+		o.mu.Lock()
+		if s.users--; s.users == 0 {
+			delete(o.users, user)
+		}
+		o.mu.Unlock()
 	}
 }
 

@@ -270,6 +270,10 @@ type Result struct {
 		// IdealAllMS counts every request of the storm through the C
 		// slots: (GETs + PUTs) × L / C.
 		IdealAllMS float64 `json:"ideal_all_requests_ms"`
+		// StoreCommits is how many store transactions reached the disk
+		// during the storm (connector_store_commits_total): each is a
+		// disk sync that the logins waiting on it share.
+		StoreCommits float64 `json:"store_commits"`
 	} `json:"storm"`
 
 	Churn struct {
@@ -535,10 +539,19 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	if sipp != nil {
 		sippPid = sipp.cmd.Process.Pid
 	}
+	commits := func() float64 {
+		m, err := conn.metrics(ctx)
+		if err != nil {
+			logf("%v", err)
+		}
+		return m["connector_store_commits_total"]
+	}
+	commitsBefore := commits()
 	meter := startMeter(conn.pid, sippPid)
 	storm := cti.storm(ctx, cfg.Agents, false)
 	res.Storm.CPU = meter.stop()
 	res.XSI.AfterStorm = requests()
+	res.Storm.StoreCommits = commits() - commitsBefore
 	ideal := time.Duration(cfg.Agents) * 3 * cfg.Latency / time.Duration(cfg.MaxInFlight)
 	st := &res.Storm
 	st.N = cfg.Agents

@@ -50,6 +50,7 @@ func (r *Result) Rows() []Row {
 	add("login storm: failed logins", fmt.Sprintf("%d", st.Failed), "0", yesNo(st.Failed == 0))
 	add("login storm: Xsi-Actions requests", fmt.Sprintf("%.0f PUT + %.0f GET (%.2f GET per login: first references); all through C: ideal %.0f ms, measured / that %.2f ×",
 		st.PUTs, st.GETs, st.GETs/float64(max(1, st.N)), st.IdealAllMS, st.WallMS/max(st.IdealAllMS, 1e-9)), "", "")
+	add("login storm: store commits", fmt.Sprintf("%.0f (%.2f per login; each a disk sync shared by the writes waiting on it)", st.StoreCommits, st.StoreCommits/float64(max(1, st.N))), "", "")
 
 	c := r.Churn
 	rateMet := yesNo(c.Rate >= 0.98*r.Config.ChurnRate && c.CTILost == 0 && c.PortalErrs == 0)
