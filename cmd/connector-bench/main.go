@@ -47,7 +47,7 @@ func main() {
 	fs.IntVar(&cfg.DirectoryUsers, "directory-users", 0, "run the start-up scenario instead: this many users in the simulator's group, the scope only; time to /readyz 200 and idle RSS")
 	fs.DurationVar(&cfg.Settle, "settle", 0, "start-up scenario: idle time after settling before the memory sample (default 10s)")
 	fs.IntVar(&cfg.XSPs, "xsps", 2, "XSPs the simulator serves, one event channel on each (their events are not ordered with each other)")
-	fs.StringVar(&cfg.Pin, "pin", "", "run the connector under `taskset -c CPUS` (e.g. 1) for steadier CPU figures")
+	fs.StringVar(&cfg.Pin, "pin", "", "run the connector under `taskset -c CPUS` (e.g. 1) and the load (this process, the simulator, phones, sipp) on the other CPUs, for steadier CPU figures")
 	fs.StringVar(&cfg.Connector, "connector", "", "a connector binary to run instead of building ./cmd/connector")
 	fs.StringVar(&cfg.WorkDir, "workdir", "", "directory for the generated config, journal and sipp files (default a temporary one, removed)")
 	asJSON := fs.Bool("json", false, "print the result as JSON instead of the table")

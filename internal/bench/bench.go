@@ -78,7 +78,8 @@ type Config struct {
 	// each); 2. The channels of a set are not ordered with each other.
 	XSPs int
 	// Pin runs the connector under `taskset -c Pin` (e.g. "1"), so that its
-	// CPU figures are not spread over cores the load side uses too.
+	// CPU figures are not spread over cores the load side uses too; the
+	// load side (this process and what it starts) moves to the other CPUs.
 	Pin string
 	Log io.Writer // progress; os.Stderr
 }
@@ -228,6 +229,10 @@ type Result struct {
 		GoVersion string `json:"go_version"`
 		LoadAvg   string `json:"loadavg_at_start"`
 		LoadAfter string `json:"loadavg_at_end"`
+		// LoadCPUs are the CPUs the load side (this process, its
+		// simulator and phones, sipp) ran on with -pin: the ones the
+		// connector was not pinned to. "" without -pin.
+		LoadCPUs string `json:"load_cpus"`
 	} `json:"machine"`
 	StartUp struct {
 		Baseline float64 `json:"baseline_s"`
@@ -340,6 +345,11 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		fmt.Fprintf(cfg.Log, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
 	}
 	res = &Result{}
+	if cfg.Pin != "" {
+		if res.Machine.LoadCPUs, err = pinLoad(cfg.Pin); err != nil {
+			return nil, err
+		}
+	}
 	rc := &res.Config
 	rc.Agents, rc.Desks, rc.Configured, rc.Phones, rc.GoPhones, rc.SippPhones, rc.Monitors =
 		cfg.Agents, cfg.Desks, cfg.Configured, cfg.Phones, cfg.GoPhones, cfg.Phones-cfg.GoPhones, cfg.Monitors

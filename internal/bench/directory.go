@@ -145,6 +145,6 @@ func (r *DirectoryResult) rows() []Row {
 
 func (r *DirectoryResult) table(res *Result, w interface{ Write([]byte) (int, error) }) {
 	fmt.Fprintf(w, "connector-bench start-up: %d users in the simulator's group, directory %s\n", r.Users, res.Config.Directory)
-	fmt.Fprintf(w, "machine: %d CPUs, %s, load average %s at start, %s at end; connector pinned to CPUs %q\n\n",
-		res.Machine.CPUs, res.Machine.GoVersion, res.Machine.LoadAvg, res.Machine.LoadAfter, res.Config.Pin)
+	fmt.Fprintf(w, "machine: %d CPUs, %s, load average %s at start, %s at end; connector pinned to CPUs %q, load on CPUs %q\n\n",
+		res.Machine.CPUs, res.Machine.GoVersion, res.Machine.LoadAvg, res.Machine.LoadAfter, res.Config.Pin, res.Machine.LoadCPUs)
 }
