@@ -2,10 +2,12 @@ package csta
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -953,10 +955,10 @@ func decodeAgentPassword(s string) string {
 // ---- character sets ----
 
 // latin1ToUTF8 handles the ISO-8859-1 documents BroadWorks-style clients send
-// (research/csta.md §1.1) before etree sees them: the declaration is dropped
-// and the rest transcoded, so the parser reads UTF-8 without a second
-// buffered reader per message. A pure-ASCII body is only re-sliced. Anything
-// else is returned unchanged (charsetReader remains the fallback).
+// (research/csta.md §1.1) before the scanner sees them: the declaration is
+// dropped and the rest transcoded. A pure-ASCII body is only re-sliced.
+// Anything else is returned unchanged (the scanner's Charset, transcode,
+// serves a declaration this does not recognise).
 func latin1ToUTF8(doc []byte) []byte {
 	if !bytes.HasPrefix(doc, []byte("<?xml")) {
 		return doc
@@ -970,14 +972,7 @@ func latin1ToUTF8(doc []byte) []byte {
 		return doc
 	}
 	body := doc[end+2:]
-	ascii := true
-	for _, b := range body {
-		if b >= utf8.RuneSelf {
-			ascii = false
-			break
-		}
-	}
-	if ascii {
+	if isASCII(body) {
 		return body
 	}
 	out := make([]byte, 0, len(body)+len(body)/8)
@@ -991,34 +986,86 @@ func latin1ToUTF8(doc []byte) []byte {
 	return out
 }
 
+// isASCII tests eight bytes at a time.
+func isASCII(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b)&0x8080808080808080 != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
 // declaredEncoding finds encoding="..." (or '...') in an XML declaration.
-func declaredEncoding(decl []byte) (string, bool) {
+func declaredEncoding(decl []byte) ([]byte, bool) {
 	i := bytes.Index(decl, []byte("encoding"))
 	if i < 0 {
-		return "", false
+		return nil, false
 	}
 	rest := bytes.TrimLeft(decl[i+len("encoding"):], " \t\r\n")
 	if len(rest) == 0 || rest[0] != '=' {
-		return "", false
+		return nil, false
 	}
 	rest = bytes.TrimLeft(rest[1:], " \t\r\n")
 	if len(rest) < 2 || (rest[0] != '"' && rest[0] != '\'') {
-		return "", false
+		return nil, false
 	}
 	q := rest[0]
 	j := bytes.IndexByte(rest[1:], q)
 	if j < 0 {
-		return "", false
+		return nil, false
 	}
-	return string(rest[1 : 1+j]), true
+	return rest[1 : 1+j], true
 }
 
-func isLatin1Label(label string) bool {
-	switch strings.ToLower(strings.TrimSpace(label)) {
-	case "iso-8859-1", "iso8859-1", "latin1", "latin-1", "l1", "iso_8859-1", "cp819", "iso-ir-100":
-		return true
+var latin1Labels = []string{"iso-8859-1", "iso8859-1", "latin1", "latin-1", "l1", "iso_8859-1", "cp819", "iso-ir-100"}
+
+// isLatin1Label compares the trimmed label case-insensitively with the names
+// of ISO-8859-1, without allocating for an ASCII label.
+func isLatin1Label[T ~string | ~[]byte](label T) bool {
+	for i := 0; i < len(label); i++ {
+		if label[i] >= utf8.RuneSelf {
+			// Unicode lower-casing, as strings.ToLower does it ("İ" is "i").
+			return slices.Contains(latin1Labels, strings.ToLower(strings.TrimSpace(string(label))))
+		}
+	}
+	i, j := 0, len(label)
+	for i < j && isASCIISpace(label[i]) {
+		i++
+	}
+	for j > i && isASCIISpace(label[j-1]) {
+		j--
+	}
+	for _, name := range latin1Labels {
+		if j-i != len(name) {
+			continue
+		}
+		k := 0
+		for k < len(name) && lowerASCII(label[i+k]) == name[k] {
+			k++
+		}
+		if k == len(name) {
+			return true
+		}
 	}
 	return false
+}
+
+func isASCIISpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 func (r *requestReader) getForwarding() (Message, error) {
