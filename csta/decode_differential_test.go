@@ -111,3 +111,47 @@ func FuzzDecodeAgainstOracle(f *testing.F) {
 		sameDecode(t, doc, int(depth%40))
 	})
 }
+
+// TestDecodeCopiesWhatItKeeps holds Decode to owning its result: the reader
+// and its buffers go back to a pool and the frame buffer is reused, so a
+// message must not point into either.
+func TestDecodeCopiesWhatItKeeps(t *testing.T) {
+	docs := append([]string{string(setAgentState600)}, oracleSeeds...)
+	for _, doc := range docs {
+		buf := []byte(doc)
+		got, gotErr := Decode(buf, 0)
+		for i := range buf {
+			buf[i] = 'x'
+		}
+		Decode([]byte(oracleSeeds[0]), 0) // reuses the pooled reader
+		want, wantErr := Decode([]byte(doc), 0)
+		if !reflect.DeepEqual(got, want) || (gotErr == nil) != (wantErr == nil) {
+			t.Errorf("%q: decoded %#v, after the buffer changed it reads %#v", doc, got, want)
+		}
+	}
+}
+
+// TestDecodeConcurrently runs Decode from several goroutines over pooled
+// readers; run with -race.
+func TestDecodeConcurrently(t *testing.T) {
+	docs := append([]string{string(setAgentState600)}, oracleSeeds...)
+	want := make([]Decoded, len(docs))
+	for i, doc := range docs {
+		want[i], _ = oracleDecode([]byte(doc), 0)
+	}
+	done := make(chan struct{})
+	for g := 0; g < 4; g++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range docs {
+				j := (i + g) % len(docs)
+				if got, _ := Decode([]byte(docs[j]), 0); !reflect.DeepEqual(got, want[j]) {
+					t.Errorf("%q: %#v, want %#v", docs[j], got, want[j])
+				}
+			}
+		}()
+	}
+	for g := 0; g < 4; g++ {
+		<-done
+	}
+}
