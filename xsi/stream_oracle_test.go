@@ -200,9 +200,9 @@ func splitErrClass(err error) string {
 		return "text outside"
 	case strings.Contains(err.Error(), "unexpected end tag"):
 		return "end tag"
-	case strings.Contains(err.Error(), "charset"):
+	case strings.Contains(err.Error(), `charset "`): // names hold no quotes
 		return "charset"
-	case strings.Contains(err.Error(), "version"):
+	case strings.Contains(err.Error(), `unsupported version "`), strings.Contains(err.Error(), `XML version "`):
 		return "version"
 	}
 	return "other"
