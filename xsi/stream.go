@@ -274,6 +274,19 @@ func (s *splitter) scan() ([]byte, error) {
 				continue // c is the name's first byte
 			}
 		case spStartTag:
+			// Names and white space: skip to the next byte that matters.
+			if c != '>' && c != '"' && c != '\'' && c != '/' {
+				s.slash = false
+				i := s.pos + 1
+				for i < len(buf) {
+					if b := buf[i]; b == '>' || b == '"' || b == '\'' || b == '/' {
+						break
+					}
+					i++
+				}
+				s.pos = i
+				continue
+			}
 			switch c {
 			case '>':
 				s.depth++
@@ -291,8 +304,6 @@ func (s *splitter) scan() ([]byte, error) {
 				s.st, s.quote, s.slash = spAttrValue, c, false
 			case '/':
 				s.slash = true
-			default:
-				s.slash = false
 			}
 		case spAttrValue:
 			i := bytes.IndexByte(buf[s.pos:], s.quote)
