@@ -440,20 +440,26 @@ func checkDeclaration(pi []byte) error {
 	if string(pi[:i]) != "xml" {
 		return nil
 	}
-	content := strings.TrimLeft(string(pi[i:]), " \r\n\t")
-	if ver := procInstParam("version", content); ver != "" && ver != "1.0" {
+	content := bytes.TrimLeft(pi[i:], " \r\n\t")
+	if ver := procInstParam(paramVersion, content); len(ver) != 0 && string(ver) != "1.0" {
 		return fmt.Errorf("xsi: event channel: XML version %q not supported", ver)
 	}
-	enc := procInstParam("encoding", content)
-	if enc == "" || strings.EqualFold(enc, "utf-8") {
+	enc := procInstParam(paramEncoding, content)
+	if len(enc) == 0 || bytes.EqualFold(enc, utf8Label) {
 		return nil
 	}
-	switch strings.ToLower(strings.TrimSpace(enc)) {
+	switch strings.ToLower(strings.TrimSpace(string(enc))) {
 	case "utf-8", "utf8", "us-ascii", "ascii":
 		return nil
 	}
 	return fmt.Errorf("xsi: event channel charset %q not supported", enc)
 }
+
+var (
+	paramVersion  = []byte("version=")
+	paramEncoding = []byte("encoding=")
+	utf8Label     = []byte("utf-8")
+)
 
 func isNameByte(c byte) bool {
 	return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' ||
@@ -461,17 +467,16 @@ func isNameByte(c byte) bool {
 }
 
 // procInstParam is encoding/xml's reading of a pseudo-attribute of the
-// <?xml?> declaration, quirks included.
-func procInstParam(param, s string) string {
-	param += "="
+// <?xml?> declaration (param ends with '='), quirks included.
+func procInstParam(param, s []byte) []byte {
 	lenp := len(param)
 	i := 0
 	var sep byte
 	for i < len(s) {
 		sub := s[i:]
-		k := strings.Index(sub, param)
+		k := bytes.Index(sub, param)
 		if k < 0 || lenp+k >= len(sub) {
-			return ""
+			return nil
 		}
 		i += lenp + k + 1
 		if c := sub[lenp+k]; c == '\'' || c == '"' {
@@ -480,11 +485,11 @@ func procInstParam(param, s string) string {
 		}
 	}
 	if sep == 0 {
-		return ""
+		return nil
 	}
-	j := strings.IndexByte(s[i:], sep)
+	j := bytes.IndexByte(s[i:], sep)
 	if j < 0 {
-		return ""
+		return nil
 	}
 	return s[i : i+j]
 }

@@ -365,3 +365,33 @@ func TestSplitterBound(t *testing.T) {
 		})
 	}
 }
+
+// TestEventPathAllocs holds the event path to its allocation budget
+// (issue 17: at most 20 per event): the splitter allocates nothing per
+// document once its buffer is warm, and ParseEvent stays within the
+// budget for every fixture.
+func TestEventPathAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under the race detector")
+	}
+	doc := readFixture(t, "agent-state-r19.xml")
+	sp := newSplitter(bytes.NewReader(bytes.Repeat(doc, 1000)), 0)
+	defer sp.release()
+	if n := testing.AllocsPerRun(500, func() {
+		if _, err := sp.Next(); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("splitter: %.1f allocations per document, want 0", n)
+	}
+	for _, name := range documentFixtures(t) {
+		root := rootOf(readFixture(t, name))
+		if n := testing.AllocsPerRun(100, func() {
+			if _, err := ParseEvent(root); err != nil {
+				t.Fatal(err)
+			}
+		}); n > 20 {
+			t.Errorf("%s: %.1f allocations per event, want at most 20", name, n)
+		}
+	}
+}
