@@ -451,8 +451,16 @@ func (d *evDecoder) bool(s evSlot) bool {
 	return v == "true" || v == "1"
 }
 
-func (d *evDecoder) atoi(s evSlot) int {
-	n, _ := strconv.Atoi(d.str(s))
+func (d *evDecoder) atoi(s evSlot) int { return evAtoi(d.str(s)) }
+
+// evAtoi is strconv.Atoi with its error dropped, as the etree parser did
+// (0 for text that is not a number, the clamped value out of range),
+// without the error's allocation for the common empty text.
+func evAtoi(v string) int {
+	if v == "" {
+		return 0
+	}
+	n, _ := strconv.Atoi(v)
 	return n
 }
 
@@ -494,8 +502,7 @@ func (d *evDecoder) event() (Event, error) {
 		case "ChannelTerminatedEvent":
 			return &ChannelTerminatedEvent{ChannelID: d.str(slChannelID), Reason: d.str(slReason)}, nil
 		case "ErrorEvent":
-			code, _ := strconv.Atoi(d.str(slErrorCode))
-			return &ErrorEvent{ErrorCode: code, ErrorMessage: d.str(slErrorMessage)}, nil
+			return &ErrorEvent{ErrorCode: d.atoi(slErrorCode), ErrorMessage: d.str(slErrorMessage)}, nil
 		}
 		return nil, fmt.Errorf("xsi: Event: unknown type %q", d.rootType)
 	}
@@ -614,8 +621,7 @@ func (d *evDecoder) eventData() (EventData, error) {
 	case "SubscriptionTerminatedEvent":
 		return &SubscriptionTerminatedEvent{}, nil
 	case "ErrorEvent":
-		code, _ := strconv.Atoi(d.str(slDataErrorCode))
-		return &ErrorEvent{ErrorCode: code, ErrorMessage: d.str(slDataErrorMessage)}, nil
+		return &ErrorEvent{ErrorCode: d.atoi(slDataErrorCode), ErrorMessage: d.str(slDataErrorMessage)}, nil
 	}
 	return &UnknownEventData{Namespace: ns, Type: typ}, nil
 }
@@ -637,8 +643,7 @@ func (d *evDecoder) joinList(list evSlot) []ACDAgentJoinInfo {
 		if j.list != list {
 			continue
 		}
-		skill, _ := strconv.Atoi(d.fstr(&j.skill))
-		out = append(out, ACDAgentJoinInfo{ACDUserID: d.fstr(&j.acd), Joined: j.joined, SkillLevel: skill})
+		out = append(out, ACDAgentJoinInfo{ACDUserID: d.fstr(&j.acd), Joined: j.joined, SkillLevel: evAtoi(d.fstr(&j.skill))})
 	}
 	return out
 }
