@@ -318,6 +318,11 @@ func TestSplitterMarkup(t *testing.T) {
 		{"ends in a comment between", `<a/><!-- `, []string{`<a/>`}, "inside markup between documents"},
 		{"ends in an element", `<a><b/>`, nil, io.ErrUnexpectedEOF.Error()},
 		{"ends in CDATA inside", `<a><![CDATA[`, nil, io.ErrUnexpectedEOF.Error()},
+		// What the splitter does not check is the parser's business: the
+		// document is cut, ParseEvent rejects it, the stream goes on
+		// (the encoding/xml-driven splitter ended the stream here).
+		{"undefined entity inside", `<a>&bogus;</a> <b/>`, []string{`<a>&bogus;</a>`, `<b/>`}, ""},
+		{"bad name inside", `<a><1/></a><b/>`, []string{`<a><1/></a>`, `<b/>`}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
