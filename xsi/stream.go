@@ -181,7 +181,9 @@ func (s *splitter) fill() error {
 		}
 	}
 	if cap(s.buf)-len(s.buf) < splitReadSize/4 {
-		nb := make([]byte, len(s.buf), max(2*cap(s.buf), len(s.buf)+splitReadSize))
+		// What is kept is under maxDoc bytes (Next checked), so the
+		// buffer never exceeds maxDoc plus one read.
+		nb := make([]byte, len(s.buf), min(max(2*cap(s.buf), len(s.buf)+splitReadSize), s.maxDoc+splitReadSize))
 		copy(nb, s.buf)
 		s.buf = nb
 	}

@@ -218,6 +218,18 @@ func TestSplitterBoundedMemory(t *testing.T) {
 	if n != 2000 {
 		t.Fatalf("got %d documents", n)
 	}
+	// A document that grows the buffer to the bound: never beyond the
+	// bound plus one read.
+	big := append(append([]byte("<a>"), bytes.Repeat([]byte("x"), 200<<10)...), "</a>"...)
+	sp = newSplitter(iotest.HalfReader(bytes.NewReader(bytes.Repeat(big, 3))), len(big))
+	for range 3 {
+		if _, err := sp.Next(); err != nil {
+			t.Fatal(err)
+		}
+		if cap(sp.buf) > len(big)+splitReadSize {
+			t.Fatalf("buffer grew to %d bytes for a bound of %d", cap(sp.buf), len(big))
+		}
+	}
 }
 
 // FuzzSplitter: no panic; every document is within the bound, starts with
