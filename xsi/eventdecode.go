@@ -27,7 +27,9 @@ func ParseEvent(doc []byte) (Event, error) {
 	d := evDecoders.Get().(*evDecoder)
 	ev, err := d.decode(doc)
 	d.reset()
-	if cap(d.tbuf) <= 64<<10 && cap(d.arena) <= 64<<10 && cap(d.joins) <= 1024 {
+	// A large document leaves large buffers (the scanner's too): let
+	// them go rather than keep them in the pool.
+	if len(doc) <= 64<<10 && cap(d.tbuf) <= 64<<10 && cap(d.arena) <= 64<<10 && cap(d.joins) <= 1024 {
 		evDecoders.Put(d)
 	}
 	return ev, err
