@@ -322,24 +322,41 @@ func qname(prefix, local []byte) string {
 
 // ---- names ----
 
-func isNameByte(c byte) bool {
-	return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' ||
-		c == '_' || c == ':' || c == '.' || c == '-'
-}
+// nameClass classifies bytes in names as encoding/xml reads them: it takes
+// every name byte and every non-ASCII byte, then checks the whole name.
+const (
+	ncNot   = iota // ends a name
+	ncInner        // digit, '.', '-': not first
+	ncStart        // letter, '_', ':'
+	ncColon        // ':' (a start byte too)
+	ncWide         // non-ASCII: checked against the tables
+)
 
-// nameEnd returns the end of the name-like run at i: encoding/xml reads name
-// bytes and every non-ASCII byte, then checks the whole.
-func nameEnd(d []byte, i int) int {
-	for i < len(d) {
-		c := d[i]
-		if c < utf8.RuneSelf && !isNameByte(c) {
-			break
+var nameClass = func() (t [256]uint8) {
+	for c := 0; c < 256; c++ {
+		switch {
+		case c >= utf8.RuneSelf:
+			t[c] = ncWide
+		case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', c == '_':
+			t[c] = ncStart
+		case c == ':':
+			t[c] = ncColon
+		case '0' <= c && c <= '9', c == '.', c == '-':
+			t[c] = ncInner
 		}
+	}
+	return t
+}()
+
+// nameEnd returns the end of the name-like run at i.
+func nameEnd(d []byte, i int) int {
+	for i < len(d) && nameClass[d[i]] != ncNot {
 		i++
 	}
 	return i
 }
 
+// isName checks a name-like run as encoding/xml's isName does.
 func isName(s []byte) bool {
 	if len(s) == 0 {
 		return false
@@ -352,11 +369,8 @@ func isName(s []byte) bool {
 		}
 	}
 	if ascii {
-		c := s[0]
-		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || c == '_' || c == ':') {
-			return false
-		}
-		return true // the rest are name bytes by construction
+		c := nameClass[s[0]]
+		return c == ncStart || c == ncColon // the rest are name bytes by construction
 	}
 	c, n := utf8.DecodeRune(s)
 	if c == utf8.RuneError && n == 1 || !unicode.Is(first, c) {
@@ -375,31 +389,44 @@ func isName(s []byte) bool {
 	return true
 }
 
-// readNSName reads a name at i as encoding/xml's nsname does. ok is false
-// when there is no valid name there; msg then says why when it is invalid
-// rather than absent.
+// readNSName reads a name at i as encoding/xml's nsname does, in one pass.
+// local is nil when there is no valid name there; msg then says why when it
+// is invalid rather than absent.
 func readNSName(d []byte, i int) (prefix, local []byte, end int, msg string) {
-	end = nameEnd(d, i)
-	if end == i {
+	start := i
+	colon, colons := -1, 0
+	wide := false
+	for i < len(d) {
+		switch nameClass[d[i]] {
+		case ncNot:
+			goto done
+		case ncColon:
+			colon = i - start
+			colons++
+		case ncWide:
+			wide = true
+		}
+		i++
+	}
+done:
+	if i == start {
 		return nil, nil, i, ""
 	}
-	name := d[i:end]
-	if !isName(name) {
-		return nil, nil, end, "invalid XML name: " + string(name)
-	}
-	colon := -1
-	for k, c := range name {
-		if c == ':' {
-			if colon >= 0 {
-				return nil, nil, end, "more than one colon in name " + string(name)
-			}
-			colon = k
+	name := d[start:i]
+	if wide {
+		if !isName(name) {
+			return nil, nil, i, "invalid XML name: " + string(name)
 		}
+	} else if c := nameClass[name[0]]; c != ncStart && c != ncColon {
+		return nil, nil, i, "invalid XML name: " + string(name)
+	}
+	if colons > 1 {
+		return nil, nil, i, "more than one colon in name " + string(name)
 	}
 	if colon <= 0 || colon == len(name)-1 {
-		return nil, name, end, ""
+		return nil, name, i, ""
 	}
-	return name[:colon], name[colon+1:], end, ""
+	return name[:colon], name[colon+1:], i, ""
 }
 
 func skipSpace(d []byte, i int) int {
