@@ -322,24 +322,41 @@ func qname(prefix, local []byte) string {
 
 // ---- names ----
 
-func isNameByte(c byte) bool {
-	return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' ||
-		c == '_' || c == ':' || c == '.' || c == '-'
-}
+// nameClass classifies bytes in names as encoding/xml reads them: it takes
+// every name byte and every non-ASCII byte, then checks the whole name.
+const (
+	ncNot   = iota // ends a name
+	ncInner        // digit, '.', '-': not first
+	ncStart        // letter, '_', ':'
+	ncColon        // ':' (a start byte too)
+	ncWide         // non-ASCII: checked against the tables
+)
 
-// nameEnd returns the end of the name-like run at i: encoding/xml reads name
-// bytes and every non-ASCII byte, then checks the whole.
-func nameEnd(d []byte, i int) int {
-	for i < len(d) {
-		c := d[i]
-		if c < utf8.RuneSelf && !isNameByte(c) {
-			break
+var nameClass = func() (t [256]uint8) {
+	for c := 0; c < 256; c++ {
+		switch {
+		case c >= utf8.RuneSelf:
+			t[c] = ncWide
+		case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', c == '_':
+			t[c] = ncStart
+		case c == ':':
+			t[c] = ncColon
+		case '0' <= c && c <= '9', c == '.', c == '-':
+			t[c] = ncInner
 		}
+	}
+	return t
+}()
+
+// nameEnd returns the end of the name-like run at i.
+func nameEnd(d []byte, i int) int {
+	for i < len(d) && nameClass[d[i]] != ncNot {
 		i++
 	}
 	return i
 }
 
+// isName checks a name-like run as encoding/xml's isName does.
 func isName(s []byte) bool {
 	if len(s) == 0 {
 		return false
@@ -352,11 +369,8 @@ func isName(s []byte) bool {
 		}
 	}
 	if ascii {
-		c := s[0]
-		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || c == '_' || c == ':') {
-			return false
-		}
-		return true // the rest are name bytes by construction
+		c := nameClass[s[0]]
+		return c == ncStart || c == ncColon // the rest are name bytes by construction
 	}
 	c, n := utf8.DecodeRune(s)
 	if c == utf8.RuneError && n == 1 || !unicode.Is(first, c) {
@@ -375,31 +389,66 @@ func isName(s []byte) bool {
 	return true
 }
 
-// readNSName reads a name at i as encoding/xml's nsname does. ok is false
-// when there is no valid name there; msg then says why when it is invalid
-// rather than absent.
+// readNSName reads a name at i as encoding/xml's nsname does, in one pass.
+// local is nil when there is no valid name there; msg then says why when it
+// is invalid rather than absent.
 func readNSName(d []byte, i int) (prefix, local []byte, end int, msg string) {
-	end = nameEnd(d, i)
-	if end == i {
+	start := i
+	colon, colons := -1, 0
+	wide := false
+	for i < len(d) {
+		c := nameClass[d[i]]
+		if c == ncStart || c == ncInner {
+			i++
+			continue
+		}
+		if c == ncColon {
+			colon = i - start
+			colons++
+		} else if c == ncWide {
+			wide = true
+		} else {
+			break
+		}
+		i++
+	}
+	if i == start {
 		return nil, nil, i, ""
 	}
-	name := d[i:end]
-	if !isName(name) {
-		return nil, nil, end, "invalid XML name: " + string(name)
-	}
-	colon := -1
-	for k, c := range name {
-		if c == ':' {
-			if colon >= 0 {
-				return nil, nil, end, "more than one colon in name " + string(name)
-			}
-			colon = k
+	name := d[start:i]
+	if wide {
+		if !isName(name) {
+			return nil, nil, i, "invalid XML name: " + string(name)
 		}
+	} else if c := nameClass[name[0]]; c != ncStart && c != ncColon {
+		return nil, nil, i, "invalid XML name: " + string(name)
+	}
+	if colons > 1 {
+		return nil, nil, i, "more than one colon in name " + string(name)
 	}
 	if colon <= 0 || colon == len(name)-1 {
-		return nil, name, end, ""
+		return nil, name, i, ""
 	}
-	return name[:colon], name[colon+1:], end, ""
+	return name[:colon], name[colon+1:], i, ""
+}
+
+// hasQName reports whether the name at d[i:] is exactly prefix:local (local
+// alone when prefix is empty), and where it ends.
+func hasQName(d []byte, i int, prefix, local []byte) (int, bool) {
+	if len(prefix) > 0 {
+		if !bytes.HasPrefix(d[i:], prefix) || i+len(prefix) >= len(d) || d[i+len(prefix)] != ':' {
+			return 0, false
+		}
+		i += len(prefix) + 1
+	}
+	if !bytes.HasPrefix(d[i:], local) {
+		return 0, false
+	}
+	i += len(local)
+	if i < len(d) && nameClass[d[i]] != ncNot {
+		return 0, false
+	}
+	return i, true
 }
 
 func skipSpace(d []byte, i int) int {
@@ -515,6 +564,21 @@ func (s *Scanner) scanEnd(i int) (Kind, error) {
 	if i >= len(d) {
 		return s.eof()
 	}
+	if n := len(s.stack); n > 0 {
+		// The common case: the name of the open element, which was read
+		// and checked at its start.
+		top := s.stack[n-1]
+		if j, ok := hasQName(d, i, top.prefix, top.local); ok {
+			j = skipSpace(d, j)
+			if j < len(d) && d[j] == '>' {
+				s.pos = j + 1
+				s.prefix, s.local = top.prefix, top.local
+				s.pendingPop = true
+				s.kind = EndElement
+				return EndElement, nil
+			}
+		}
+	}
 	prefix, local, i, msg := readNSName(d, i)
 	if local == nil {
 		if i >= len(d) {
@@ -548,28 +612,33 @@ func (s *Scanner) scanEnd(i int) (Kind, error) {
 
 // ---- text ----
 
-// Character classes of ASCII bytes in text.
+// Classes of bytes in text (textClass) and in attribute values (attrClass).
 const (
 	clsPlain   = iota
-	clsLT      // ends text
+	clsLT      // ends text; refused in attribute values
 	clsAmp     // reference: decode
 	clsCR      // newline normalisation: decode
-	clsBracket // may start "]]>"
+	clsBracket // may start "]]>" in text
 	clsQuote   // may end an attribute value
 	clsBad     // not an XML Char
+	clsWide    // non-ASCII: checked as UTF-8
 )
 
-var textClass = func() (t [utf8.RuneSelf]uint8) {
+var textClass, attrClass = func() (t, a [256]uint8) {
 	for c := 0; c < 0x20; c++ {
 		t[c] = clsBad
+	}
+	for c := utf8.RuneSelf; c < 256; c++ {
+		t[c] = clsWide
 	}
 	t['\t'], t['\n'] = clsPlain, clsPlain
 	t['\r'] = clsCR
 	t['<'] = clsLT
 	t['&'] = clsAmp
+	a = t
 	t[']'] = clsBracket
-	t['"'], t['\''] = clsQuote, clsQuote
-	return t
+	a['"'], a['\''] = clsQuote, clsQuote
+	return t, a
 }()
 
 func isInCharacterRange(r rune) bool {
@@ -597,15 +666,12 @@ func (s *Scanner) scanText() (Kind, error) {
 	decode := false
 	for i < len(d) {
 		c := d[i]
-		if c >= utf8.RuneSelf {
-			n, msg := checkRune(d, i)
-			if n == 0 {
-				return s.fail(i, "%s", msg)
-			}
-			i += n
+		cls := textClass[c]
+		if cls == clsPlain {
+			i++
 			continue
 		}
-		switch textClass[c] {
+		switch cls {
 		case clsLT:
 			goto done
 		case clsAmp, clsCR:
@@ -616,6 +682,13 @@ func (s *Scanner) scanText() (Kind, error) {
 			}
 		case clsBad:
 			return s.fail(i, "illegal character code %U", rune(c))
+		case clsWide:
+			n, msg := checkRune(d, i)
+			if n == 0 {
+				return s.fail(i, "%s", msg)
+			}
+			i += n
+			continue
 		}
 		i++
 	}
@@ -735,19 +808,18 @@ func (s *Scanner) scanCDATA(i int) (Kind, error) {
 	decode := false
 	for j := 0; j < len(raw); {
 		c := raw[j]
-		if c >= utf8.RuneSelf {
+		switch textClass[c] {
+		case clsBad:
+			return s.fail(start+j, "illegal character code %U", rune(c))
+		case clsCR:
+			decode = true
+		case clsWide:
 			n, msg := checkRune(raw, j)
 			if n == 0 {
 				return s.fail(start+j, "%s", msg)
 			}
 			j += n
 			continue
-		}
-		switch textClass[c] {
-		case clsBad:
-			return s.fail(start+j, "illegal character code %U", rune(c))
-		case clsCR:
-			decode = true
 		}
 		j++
 	}
@@ -775,19 +847,15 @@ func (s *Scanner) attrValue(i int, q byte) (val []byte, next int, err error) {
 			return nil, 0, err
 		}
 		c := d[i]
+		cls := attrClass[c]
+		if cls == clsPlain {
+			i++
+			continue
+		}
 		if c == q {
 			break
 		}
-		if c >= utf8.RuneSelf {
-			n, msg := checkRune(d, i)
-			if n == 0 {
-				_, err = s.fail(i, "%s", msg)
-				return nil, 0, err
-			}
-			i += n
-			continue
-		}
-		switch textClass[c] {
+		switch cls {
 		case clsLT:
 			_, err = s.fail(i, "unescaped < inside quoted string")
 			return nil, 0, err
@@ -796,6 +864,14 @@ func (s *Scanner) attrValue(i int, q byte) (val []byte, next int, err error) {
 		case clsBad:
 			_, err = s.fail(i, "illegal character code %U", rune(c))
 			return nil, 0, err
+		case clsWide:
+			n, msg := checkRune(d, i)
+			if n == 0 {
+				_, err = s.fail(i, "%s", msg)
+				return nil, 0, err
+			}
+			i += n
+			continue
 		}
 		i++
 	}
