@@ -809,6 +809,7 @@ func (ch *evChannel) deleteChannel(ctx context.Context) error {
 func (ch *evChannel) read(ctx context.Context, body io.Reader) error {
 	e := ch.link.e
 	sp := newSplitter(body, DefaultMaxDocument)
+	defer sp.release()
 	for {
 		raw, err := sp.Next()
 		if err != nil {

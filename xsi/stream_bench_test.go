@@ -50,6 +50,7 @@ func BenchmarkStreamEvents(b *testing.B) {
 				events++
 			}
 		}
+		sp.release()
 	}
 	close(out)
 	if n := <-done; n != events {
@@ -76,6 +77,7 @@ func BenchmarkSplitterOnly(b *testing.B) {
 			}
 			n++
 		}
+		sp.release()
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "docs/s")
 }

@@ -211,12 +211,24 @@ func TestSplitterBoundedMemory(t *testing.T) {
 			t.Fatal(err)
 		}
 		n++
-		if cap(sp.rec.buf) > 64<<10 {
-			t.Fatalf("recorder grew to %d bytes", cap(sp.rec.buf))
+		if cap(sp.buf) > 64<<10 {
+			t.Fatalf("buffer grew to %d bytes", cap(sp.buf))
 		}
 	}
 	if n != 2000 {
 		t.Fatalf("got %d documents", n)
+	}
+	// A document that grows the buffer to the bound: never beyond the
+	// bound plus one read.
+	big := append(append([]byte("<a>"), bytes.Repeat([]byte("x"), 200<<10)...), "</a>"...)
+	sp = newSplitter(iotest.HalfReader(bytes.NewReader(bytes.Repeat(big, 3))), len(big))
+	for range 3 {
+		if _, err := sp.Next(); err != nil {
+			t.Fatal(err)
+		}
+		if cap(sp.buf) > len(big)+splitReadSize {
+			t.Fatalf("buffer grew to %d bytes for a bound of %d", cap(sp.buf), len(big))
+		}
 	}
 }
 
@@ -290,4 +302,113 @@ func FuzzParseEvent(f *testing.F) {
 			t.Fatalf("unknown event kind %T", ev)
 		}
 	})
+}
+
+// TestSplitterMarkup: the constructs the byte-level splitter tracks by hand
+// cut where a tokeniser would cut, at every chunk boundary.
+func TestSplitterMarkup(t *testing.T) {
+	tests := []struct {
+		name  string
+		input string
+		want  []string
+		err   string // "" = clean end; else a substring of the error
+	}{
+		{"quoted > and /", `<a b='>' c="/>"/> <b x="'>">t</b>`, []string{`<a b='>' c="/>"/>`, `<b x="'>">t</b>`}, ""},
+		{"comment, CDATA and PI inside", `<a><!-- </a> --><![CDATA[</a>]]><?pi </a>?></a>`, []string{`<a><!-- </a> --><![CDATA[</a>]]><?pi </a>?></a>`}, ""},
+		{"DOCTYPE with an internal subset", `<!DOCTYPE a [ <!ENTITY x "<>"> <!-- > --> ]><a/>`, []string{`<a/>`}, ""},
+		{"declarations and comments between", "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<a/>\n<?xml version='1.0'?><!-- x --><b/>", []string{`<a/>`, `<b/>`}, ""},
+		{"character references to white space between", "<a/>&#32;&#x9;\u00a0<![CDATA[ ]]><b/>", []string{`<a/>`, `<b/>`}, ""},
+		{"character reference to a letter between", "<a/>&#65;<b/>", []string{`<a/>`}, "text outside"},
+		{"CDATA text between", "<a/><![CDATA[x]]>", []string{`<a/>`}, "text outside"},
+		{"XML 1.1", `<?xml version="1.1"?><a/>`, nil, "version"},
+		{"latin-1", `<?xml version="1.0" encoding="latin1"?><a/>`, nil, "charset"},
+		{"stray end tag", `<a/></a>`, []string{`<a/>`}, "unexpected end tag </a>"},
+		{"double dash in a comment", `<!-- -- --><a/>`, nil, `"--"`},
+		{"not a comment", `<!-x><a/>`, nil, "<!-"},
+		{"not CDATA", `<![CDAT[x]]><a/>`, nil, "<!["},
+		{"ends in the root start tag", `<a b="`, nil, "inside a start tag"},
+		{"ends in a comment between", `<a/><!-- `, []string{`<a/>`}, "inside markup between documents"},
+		{"ends in an element", `<a><b/>`, nil, io.ErrUnexpectedEOF.Error()},
+		{"ends in CDATA inside", `<a><![CDATA[`, nil, io.ErrUnexpectedEOF.Error()},
+		// What the splitter does not check is the parser's business: the
+		// document is cut, ParseEvent rejects it, the stream goes on
+		// (the encoding/xml-driven splitter ended the stream here).
+		{"undefined entity inside", `<a>&bogus;</a> <b/>`, []string{`<a>&bogus;</a>`, `<b/>`}, ""},
+		{"bad name inside", `<a><1/></a><b/>`, []string{`<a><1/></a>`, `<b/>`}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for cut := 0; cut <= len(tt.input); cut++ {
+				in := []byte(tt.input)
+				docs, err := splitAll(&chunkReader{chunks: [][]byte{bytes.Clone(in[:cut]), bytes.Clone(in[cut:])}}, 0)
+				if tt.err == "" && err != nil || tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)) {
+					t.Fatalf("cut %d: err = %v, want %q", cut, err, tt.err)
+				}
+				if len(docs) != len(tt.want) {
+					t.Fatalf("cut %d: %d documents %q, want %q", cut, len(docs), docs, tt.want)
+				}
+				for i := range docs {
+					if string(docs[i]) != tt.want[i] {
+						t.Fatalf("cut %d: document %d = %q, want %q", cut, i, docs[i], tt.want[i])
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestSplitterBound: a document of exactly the bound passes, one byte more
+// is too large; so is a run of white space longer than the bound.
+func TestSplitterBound(t *testing.T) {
+	doc := rootOf(readFixture(t, "agent-state-r19.xml"))
+	for _, tt := range []struct {
+		name  string
+		input []byte
+		max   int
+		docs  int
+		err   error
+	}{
+		{"exactly the bound", doc, len(doc), 1, nil},
+		{"one byte over", doc, len(doc) - 1, 0, ErrDocumentTooLarge},
+		{"two documents at the bound", append(append(bytes.Clone(doc), '\n'), doc...), len(doc), 2, nil},
+		{"white space at the bound", append(bytes.Repeat([]byte(" "), 100), doc...), 100, 0, ErrDocumentTooLarge},
+		{"unterminated comment", append([]byte("<!--"), bytes.Repeat([]byte("x"), 200)...), 100, 0, ErrDocumentTooLarge},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			docs, err := splitAll(iotest.HalfReader(bytes.NewReader(tt.input)), tt.max)
+			if !errors.Is(err, tt.err) || len(docs) != tt.docs {
+				t.Fatalf("%d documents, %v; want %d, %v", len(docs), err, tt.docs, tt.err)
+			}
+		})
+	}
+}
+
+// TestEventPathAllocs holds the event path to its allocation budget
+// (issue 17: at most 20 per event): the splitter allocates nothing per
+// document once its buffer is warm, and ParseEvent stays within the
+// budget for every fixture.
+func TestEventPathAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under the race detector")
+	}
+	doc := readFixture(t, "agent-state-r19.xml")
+	sp := newSplitter(bytes.NewReader(bytes.Repeat(doc, 1000)), 0)
+	defer sp.release()
+	if n := testing.AllocsPerRun(500, func() {
+		if _, err := sp.Next(); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("splitter: %.1f allocations per document, want 0", n)
+	}
+	for _, name := range documentFixtures(t) {
+		root := rootOf(readFixture(t, name))
+		if n := testing.AllocsPerRun(100, func() {
+			if _, err := ParseEvent(root); err != nil {
+				t.Fatal(err)
+			}
+		}); n > 20 {
+			t.Errorf("%s: %.1f allocations per event, want at most 20", name, n)
+		}
+	}
 }

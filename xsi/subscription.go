@@ -925,3 +925,20 @@ func evParseSubscription(body []byte) (id string, exp time.Duration, err error) 
 	}
 	return id, exp, nil
 }
+
+// evChild returns the first child element with local name tag (any prefix).
+func evChild(e *etree.Element, tag string) *etree.Element {
+	for _, c := range e.Child {
+		if ce, ok := c.(*etree.Element); ok && ce.Tag == tag {
+			return ce
+		}
+	}
+	return nil
+}
+
+func evText(e *etree.Element, tag string) string {
+	if c := evChild(e, tag); c != nil {
+		return strings.TrimSpace(c.Text())
+	}
+	return ""
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package xsi
+
+const raceEnabled = false
