@@ -393,11 +393,13 @@ func (g *Gateway) HandleXSIEvent(ev *xsi.SubscriptionEvent) {
 	}
 	g.rec.wake(subject, hostBefore, hostAfter)
 	if obs != nil {
-		// A guest's change shows on its desk too (hosts before and after).
-		obs.UsersChanged(subject, hostBefore, hostAfter)
+		// Counted before it is shown: a page that reads the history on
+		// seeing the change finds it there.
 		if activity.Login || activity.StateChanged || activity.HasDelay {
 			obs.AgentActivity(activity)
 		}
+		// A guest's change shows on its desk too (hosts before and after).
+		obs.UsersChanged(subject, hostBefore, hostAfter)
 	}
 }
 
