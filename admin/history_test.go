@@ -3,6 +3,7 @@ package admin_test
 import (
 	"encoding/json"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -164,4 +165,33 @@ func TestHistoryRoute(t *testing.T) {
 	if err := json.Unmarshal(raw["delay"], &delay); err != nil || len(delay["meanMs"]) != admin.HistoryBuckets || delay["meanMs"][0] != nil {
 		t.Errorf("delay: %v, meanMs[0] = %v; want null where no event", err, delay["meanMs"])
 	}
+}
+
+// TestHistoryConcurrent: records from many goroutines while the view is
+// read and the clock moves on within one bucket; every record is counted
+// once.
+func TestHistoryConcurrent(t *testing.T) {
+	clock := newFakeClock(historyBase)
+	h := admin.NewHistory(clock.now)
+	const writers, each = 4, 250
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				clock.at(historyBase, time.Duration(w*each+i)*time.Millisecond) // all within the first bucket
+				h.Record(admin.Activity{Login: i%2 == 0, StateChanged: true, HasDelay: true, Delay: time.Duration(i) * time.Millisecond})
+			}
+		})
+	}
+	wg.Go(func() {
+		for range 20 {
+			if v := h.View(); len(v.Logins) != admin.HistoryBuckets {
+				t.Errorf("%d buckets", len(v.Logins))
+			}
+		}
+	})
+	wg.Wait()
+	clock.at(historyBase, 0)
+	checkHistory(t, h.View(), clock.now(), map[int]bucketWant{admin.HistoryBuckets - 1: {
+		logins: writers * each / 2, changes: writers * each, delays: writers * each, meanMs: 124.5, maxMs: 249}})
 }
