@@ -20,6 +20,12 @@ func WithJournal(journal Journal) Option {
 	return func(s *Server) { s.journal = journal }
 }
 
+// WithHistory serves h on /api/v1/history (tests give one on their own
+// clock); without it the server keeps its own on time.Now.
+func WithHistory(h *History) Option {
+	return func(s *Server) { s.history = h }
+}
+
 // WithToken sets the bearer token for everything admin serves except
 // /healthz. An empty token (the default) means nobody is let in.
 func WithToken(token string) Option {

@@ -28,10 +28,13 @@
 //	GET  /api/v1/journal/desk/{desk}?at=RFC3339              Association; 404 when the desk was free
 //	GET  /api/v1/journal/agent/{id}?from=RFC3339&to=RFC3339  []Association
 //	                                   (both 501 without WithJournal, 400 naming a bad parameter)
+//	GET  /api/v1/history               HistoryView: the last hour in 10 s buckets (logins, state
+//	                                   changes, XSI agent-state event delay), for the charts
 //	GET  /api/v1/stream                WebSocket: a Snapshot, then every Event given to Publish
 //	GET  /, /dashboard                 the live dashboard page (HTML; token also as ?token=)
 //
-// The /api/v1/ routes answer 503 until a Source is given (WithSource). With
+// The /api/v1/ routes that read the Source answer 503 until one is given
+// (WithSource). With
 // WithTLS everything, Handle's routes included, is served over TLS.
 package admin
 
@@ -96,7 +99,8 @@ type Server struct {
 	api          *http.ServeMux // the authenticated routes under /api/v1/
 	source       Source
 	journal      Journal
-	token        []byte // "" refuses everyone
+	history      *History // the last hour, for the charts
+	token        []byte   // "" refuses everyone
 	ready        func() (bool, string)
 	metrics      *metrics
 	stream       *stream
@@ -124,6 +128,9 @@ func New(listen string, opts ...Option) *Server {
 	}
 	for _, opt := range opts {
 		opt(s)
+	}
+	if s.history == nil {
+		s.history = NewHistory(time.Now)
 	}
 	s.metrics = newMetrics(s.registry, s.logger)
 	s.stream = newStream(s)

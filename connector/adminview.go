@@ -144,6 +144,14 @@ func (v adminView) UsersChanged(userIDs ...string) {
 	}
 }
 
+// AgentActivity counts what an XSI event did to an agent in the last
+// hour's history (the dashboard's charts).
+func (v adminView) AgentActivity(act gateway.AgentActivity) {
+	if a := v.c.admin; a != nil {
+		a.History().Record(admin.Activity{Login: act.Login, StateChanged: act.StateChanged, Delay: act.Delay, HasDelay: act.HasDelay})
+	}
+}
+
 func (v adminView) LinkChanged(bool) {
 	a := v.c.admin
 	if a == nil {

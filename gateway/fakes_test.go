@@ -283,12 +283,12 @@ type harness struct {
 	pub *fakePublisher
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	return newHarnessConfig(t, testConfig)
 }
 
-func newHarnessConfig(t *testing.T, cfg Config) *harness {
+func newHarnessConfig(t testing.TB, cfg Config) *harness {
 	t.Helper()
 	h := &harness{act: &fakeActions{}, hot: &fakeHoteling{}, pub: &fakePublisher{}}
 	h.g = New(cfg, Deps{Actions: h.act, Hoteling: h.hot, Publisher: h.pub}, nil)

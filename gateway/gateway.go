@@ -54,6 +54,8 @@ type Gateway struct {
 	closed     bool
 	// rec keeps the promises made to clients (reconcile.go).
 	rec *reconciler
+	// metrics measured on the event path (metrics.go).
+	metrics eventMetrics
 
 	pubMu sync.Mutex
 
@@ -89,6 +91,7 @@ func New(cfg Config, deps Deps, logger *slog.Logger) *Gateway {
 		loginOwner: make(map[string]uint64),
 	}
 	g.rec = newReconciler(g)
+	g.metrics = newEventMetrics()
 	if cfg.MaxUserLoads <= 0 {
 		cfg.MaxUserLoads = defaultMaxUserLoads
 	}
@@ -299,6 +302,7 @@ func (g *Gateway) HandleXSIEvent(ev *xsi.SubscriptionEvent) {
 	if ev == nil {
 		return
 	}
+	taken := time.Now()
 	// userId is the subscriber (for the connector's admin credential, the
 	// admin); targetId is the user the event is about (research/xsi.md).
 	subject := ev.TargetID
@@ -331,6 +335,7 @@ func (g *Gateway) HandleXSIEvent(ev *xsi.SubscriptionEvent) {
 	// A guest's event also changes its hosts' views; an association's end
 	// is explained by how long it lasted under which limit.
 	hostBefore, sinceBefore, limitBefore := u.hostUserID, u.hostSince, u.hostLimit
+	agentBefore := agentOf(u)
 	var out []csta.Event
 	switch d := ev.Data.(type) {
 	case *xsi.AgentSubscriptionEvent:
@@ -377,6 +382,7 @@ func (g *Gateway) HandleXSIEvent(ev *xsi.SubscriptionEvent) {
 	jw := g.journal
 	g.wakeLocked(subject, hostBefore, u.hostUserID)
 	hostAfter, obs := u.hostUserID, g.observer
+	activity := g.activityLocked(u, ev.Data, taken, agentBefore, hostBefore)
 	g.mu.Unlock()
 	for _, op := range ops {
 		jw.send(op)
@@ -387,9 +393,41 @@ func (g *Gateway) HandleXSIEvent(ev *xsi.SubscriptionEvent) {
 	}
 	g.rec.wake(subject, hostBefore, hostAfter)
 	if obs != nil {
+		// Counted before it is shown: a page that reads the history on
+		// seeing the change finds it there.
+		if activity.Login || activity.StateChanged || activity.HasDelay {
+			obs.AgentActivity(activity)
+		}
 		// A guest's change shows on its desk too (hosts before and after).
 		obs.UsersChanged(subject, hostBefore, hostAfter)
 	}
+}
+
+// agentView is the part of a user's view AgentActivity compares.
+type agentView struct {
+	seen  bool
+	state xsi.ACDState
+	code  string
+}
+
+func agentOf(u *userState) agentView {
+	return agentView{seen: u.agentSeen, state: u.acdState, code: u.unavailableCode}
+}
+
+// activityLocked is what the event d, taken at taken, did to u's agent
+// (before: as it was); it feeds the event-delay histogram.
+func (g *Gateway) activityLocked(u *userState, d xsi.EventData, taken time.Time, before agentView, hostBefore string) AgentActivity {
+	after := agentOf(u)
+	a := AgentActivity{UserID: u.id}
+	a.StateChanged = before.seen && (before.state != after.state || before.code != after.code)
+	signedOut := func(v agentView) bool { return v.seen && v.state == xsi.ACDSignOut }
+	a.Login = (signedOut(before) && after.seen && !signedOut(after)) ||
+		(u.hostUserID != "" && u.hostUserID != hostBefore && !signedOut(after))
+	if se, ok := d.(*xsi.AgentStateEvent); ok && !se.Info.StateTimestamp.IsZero() {
+		a.Delay, a.HasDelay = taken.Sub(se.Info.StateTimestamp), true
+		g.metrics.observeDelay(a.Delay)
+	}
+	return a
 }
 
 // facetOf is the facet an XSI event changes (userState.events), -1 none.

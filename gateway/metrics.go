@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -9,10 +10,11 @@ import (
 )
 
 // The gateway's own Prometheus collectors (CoreDNS keeps each plugin's
-// metrics beside it). Everything here is read from the state view and the
-// journal writer when scraped: the event path pays nothing for it. A scrape
-// walks the users under Gateway.mu once (well under a millisecond for tens
-// of thousands).
+// metrics beside it). Everything here but the XSI event delay is read from
+// the state view and the journal writer when scraped: the event path pays
+// nothing for it (the delay costs it a histogram observation per
+// agent-state event). A scrape walks the users under Gateway.mu once (well
+// under a millisecond for tens of thousands).
 var (
 	descAgents = prometheus.NewDesc("connector_gateway_agents",
 		"Call-center agents in the XSI view, by ACD state as BroadWorks names it (Sign-Out, Available, Unavailable, Wrap-Up, …).",
@@ -37,7 +39,38 @@ var (
 
 // Collectors are the gateway's metrics, for a Prometheus registry.
 func (g *Gateway) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{gatewayGauges{g}}
+	return []prometheus.Collector{gatewayGauges{g}, g.metrics.delay, g.metrics.ahead}
+}
+
+// eventMetrics are the few measured on the event path itself (an atomic
+// add or two per agent-state event).
+type eventMetrics struct {
+	delay prometheus.Histogram
+	ahead prometheus.Counter
+}
+
+func newEventMetrics() eventMetrics {
+	return eventMetrics{
+		delay: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "connector_xsi_event_delay_seconds",
+			Help: "Delay of XSI agent-state events: when the gateway took the event minus BroadWorks' stateTimestamp of the change. " +
+				"Includes the connector's event queue and the skew between the application server's clock and this host's; " +
+				"an event stamped ahead of this clock is counted here as 0 and in connector_xsi_event_stamped_ahead_total.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}),
+		ahead: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "connector_xsi_event_stamped_ahead_total",
+			Help: "XSI agent-state events whose stateTimestamp is later than this host's clock when taken (clock skew).",
+		}),
+	}
+}
+
+func (m eventMetrics) observeDelay(d time.Duration) {
+	if d < 0 {
+		m.ahead.Inc()
+		d = 0
+	}
+	m.delay.Observe(d.Seconds())
 }
 
 type gatewayGauges struct{ g *Gateway }

@@ -52,6 +52,29 @@ type Observer interface {
 	LinkChanged(up bool)
 	// PhoneChanged: a phone went silent or came back.
 	PhoneChanged(dn string, inService bool)
+	// AgentActivity: what one XSI event did to an agent (the operators'
+	// charts of the last hour); only called when it did something.
+	AgentActivity(a AgentActivity)
+}
+
+// AgentActivity is what one XSI event did to one agent.
+type AgentActivity struct {
+	UserID string
+	// Login: the agent went from Sign-Out to any signed-in state, or got
+	// a desk (a hoteling host, or another one) while not known to be
+	// signed out. A hot-desk login associates first and signs in after
+	// (hoteling's order), so it counts once, at the sign-in.
+	Login bool
+	// StateChanged: the ACD state, or the unavailable code, changed from
+	// one the view knew (the first state seen of an agent is no change).
+	StateChanged bool
+	// Delay of an agent-state event (HasDelay; only events carrying a
+	// stateTimestamp): when the gateway took the event minus BroadWorks'
+	// timestamp of the change. It includes the time in the connector's
+	// event queue and the skew between the application server's clock
+	// and this host's, so it may be negative.
+	Delay    time.Duration
+	HasDelay bool
 }
 
 // SetObserver connects the operators' view (the admin stream).

@@ -13,8 +13,9 @@ import (
 )
 
 type fakeObserver struct {
-	mu    sync.Mutex
-	calls []string
+	mu       sync.Mutex
+	calls    []string
+	activity []AgentActivity
 }
 
 func (o *fakeObserver) UsersChanged(ids ...string) {
@@ -26,6 +27,11 @@ func (o *fakeObserver) LinkChanged(up bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.calls = append(o.calls, map[bool]string{true: "link up", false: "link down"}[up])
+}
+func (o *fakeObserver) AgentActivity(a AgentActivity) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.activity = append(o.activity, a)
 }
 func (o *fakeObserver) PhoneChanged(dn string, in bool) {
 	o.mu.Lock()

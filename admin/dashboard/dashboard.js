@@ -254,6 +254,99 @@
       .catch((e) => { document.getElementById('sessions-note').textContent = '(unavailable: ' + e.message + ')'; })
       .finally(() => { if (tab === 'sessions') sessionsTimer = setTimeout(loadSessions, 5000); });
   }
+  // ---- charts: the last hour from /api/v1/history (10 s buckets) ----
+  // Three inline SVGs, one path per series, redrawn every 10 s and soon
+  // after an agent changes; the latest value in the caption and in the
+  // chart's aria-label (and data-latest, a number).
+  const CHART_W = 360, CHART_H = 60;
+  let chartsTimer = 0, chartsSoonTimer = 0, chartsSeq = 0;
+  function loadCharts() {
+    clearTimeout(chartsTimer);
+    const seq = ++chartsSeq;
+    const note = document.getElementById('charts-note');
+    api('/api/v1/history')
+      .then((h) => { if (seq === chartsSeq) { drawCharts(h); note.hidden = true; } })
+      .catch((e) => { if (seq === chartsSeq) { note.textContent = 'charts unavailable: ' + e.message; note.hidden = false; } })
+      .finally(() => { if (seq === chartsSeq) chartsTimer = setTimeout(loadCharts, 10000); });
+  }
+  function chartsSoon() {
+    if (!chartsSoonTimer) chartsSoonTimer = setTimeout(() => { chartsSoonTimer = 0; loadCharts(); }, 1000);
+  }
+  function num(x) {
+    if (x == null || !isFinite(x)) return '–';
+    return x >= 100 ? String(Math.round(x)) : String(Math.round(x * 100) / 100);
+  }
+  function ms(x) { return x >= 1000 ? num(x / 1000) + ' s' : num(x) + ' ms'; }
+  // niceTop is the scale's top: 1, 2 or 5 times a power of ten, at least v.
+  function niceTop(v) {
+    if (!(v > 0)) return 1;
+    const p = 10 ** Math.floor(Math.log10(v));
+    return [1, 2, 5, 10].map((m) => m * p).find((t) => t >= v);
+  }
+  // pathOf is the SVG path of values across the chart, top at top: a line,
+  // or (bars) a vertical bar per value, none where a value is null.
+  function pathOf(values, top, bars) {
+    const n = values.length, dx = n > 1 ? CHART_W / (n - 1) : 0;
+    const r = (x) => Math.round(x * 10) / 10;
+    let d = '';
+    values.forEach((v, i) => {
+      if (v == null || !isFinite(v)) return;
+      const x = r(i * dx), y = r(CHART_H - 2 - Math.min(1, v / top) * (CHART_H - 4));
+      d += bars ? 'M' + x + ' ' + CHART_H + 'V' + y : (d ? 'L' : 'M') + x + ' ' + y;
+    });
+    return d;
+  }
+  function sumOf(list) { return list.reduce((a, b) => a + (b || 0), 0); }
+  // chart draws one figure: its paths (class -> values), scale, caption
+  // and accessible label.
+  function chart(id, series, top, scale, latest, caption, label, bars) {
+    const fig = document.getElementById(id);
+    for (const [cls, values] of Object.entries(series)) fig.querySelector('path.' + cls).setAttribute('d', pathOf(values, top, bars));
+    fig.querySelector('.scale').textContent = scale;
+    fig.querySelector('.now').textContent = caption;
+    fig.dataset.latest = String(latest);
+    fig.querySelector('svg').setAttribute('aria-label', label);
+  }
+  function drawCharts(h) {
+    const per = Number(h.intervalSeconds) || 10;
+    const logins = Array.isArray(h.logins) ? h.logins : [];
+    const changes = Array.isArray(h.stateChanges) ? h.stateChanges : [];
+    const delay = h.delay || {};
+    const count = delay.count || [], ahead = delay.ahead || [], mean = delay.meanMs || [], most = delay.maxMs || [];
+    const minute = Math.max(1, Math.round(60 / per)); // buckets in a minute
+    const recent = (list) => list.slice(-minute);
+
+    // Logins per minute: whole minutes counted back from now, the last
+    // one ending now.
+    const perMinute = [];
+    for (let end = logins.length; end > 0; end -= minute) perMinute.unshift(sumOf(logins.slice(Math.max(0, end - minute), end)));
+    const loginsNow = perMinute.length ? perMinute[perMinute.length - 1] : 0;
+    const loginsTop = niceTop(Math.max(...perMinute, 0));
+    chart('chart-logins', { line: perMinute }, loginsTop, 'top ' + loginsTop + '/min', loginsNow,
+      loginsNow + ' last minute',
+      'Logins per minute over the last hour: ' + loginsNow + ' in the last minute, at most ' + Math.max(...perMinute, 0) + ' in a minute');
+
+    const rate = changes.map((n) => (n || 0) / per);
+    const changesNow = sumOf(recent(changes)) / (minute * per);
+    const changesTop = niceTop(Math.max(...rate, 0));
+    chart('chart-changes', { line: rate }, changesTop, 'top ' + num(changesTop) + '/s', changesNow,
+      num(changesNow) + '/s last minute',
+      'Agent state changes per second over the last hour: ' + num(changesNow) + ' per second over the last minute, at most ' + num(Math.max(...rate, 0)) + ' in 10 seconds');
+
+    // Delay: the mean and the max of each bucket, as bars (none where no
+    // event came, so a lone event shows); the caption is the
+    // last minute's (weighted mean, max) and tells of events stamped
+    // ahead of this host's clock (clock skew).
+    const n = sumOf(recent(count)), skewed = sumOf(recent(ahead)) ;
+    const lastMean = n ? recent(mean).reduce((a, m, i) => a + (m || 0) * (recent(count)[i] || 0), 0) / n : null;
+    const lastMax = n ? Math.max(...recent(most).map((m) => m || 0)) : null;
+    const delayTop = niceTop(Math.max(...most.map((m) => m || 0), 0));
+    const skewNote = skewed ? ', ' + skewed + ' stamped ahead of this clock (skew)' : '';
+    chart('chart-delay', { line: mean, max: most }, delayTop, 'top ' + ms(delayTop), lastMean == null ? '' : lastMean,
+      n ? ms(lastMean) + ', max ' + ms(lastMax) + skewNote : 'no event in the last minute',
+      'XSI agent-state event delay over the last hour: ' + (n ? 'mean ' + ms(lastMean) + ', max ' + ms(lastMax) + ' over the last minute (' + n + (n === 1 ? ' event' : ' events') + skewNote + ')' : 'no event in the last minute'), true);
+  }
+
   let tab = 'floor';
   function showTab(name) {
     tab = name;
@@ -317,7 +410,7 @@
         fill(phones, msg.phones, 'dn');
         fill(links, msg.links, 'server');
         break;
-      case 'agent': if (msg.agent) agents.set(msg.agent.agentId, msg.agent); break;
+      case 'agent': if (msg.agent) { agents.set(msg.agent.agentId, msg.agent); chartsSoon(); } break;
       case 'device': if (msg.device) devices.set(msg.device.deviceId, msg.device); break;
       case 'phone': if (msg.phone) phones.set(msg.phone.dn, msg.phone); break;
       case 'link': if (msg.link) links.set(msg.link.server, msg.link); break;
@@ -461,5 +554,8 @@
   render();
   setInterval(renderStatus, 1000);
   setInterval(queueRender, 15000); // the "ago" columns
-  if (token) connect();
+  if (token) {
+    connect();
+    loadCharts();
+  }
 })();

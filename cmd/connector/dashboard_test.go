@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -100,6 +101,18 @@ func TestDashboardInChromium(t *testing.T) {
 		t.Error("the page was reloaded to show the login")
 	}
 	t.Logf("agent1 on the dashboard: %q; desk1: %q", view.Agents["agent1"], view.Desks["desk1"])
+
+	// The charts of the last hour count the login, the state changes and
+	// the delay of the agent-state events (the simulator stamps them).
+	view = page.waitView(t, "the login on the charts", func(v dashboardView) bool {
+		logins, changes, delay := v.Charts["logins"], v.Charts["changes"], v.Charts["delay"]
+		return logins.latest() >= 1 && changes.latest() > 0 && delay.Latest != "" &&
+			strings.Contains(logins.Label, ": "+logins.Latest+" in the last minute") && strings.Contains(delay.Label, " event") &&
+			logins.Path != "" && changes.Path != "" && delay.Path != ""
+	})
+	for name, c := range view.Charts {
+		t.Logf("chart %s: %q (%s)", name, c.Caption, c.Label)
+	}
 	if row := view.Desks["desk2"]; row[1] != "free" {
 		t.Errorf("desk2 after agent1's login: %q", row)
 	}
@@ -502,20 +515,39 @@ func (p *devtoolsPage) eval(expression string, into any) {
 // dashboardView is what the page shows: each table's rows by their key,
 // each row as its cells' text.
 type dashboardView struct {
-	Agents     map[string][]string `json:"agents"`
-	AgentOrder []string            `json:"agentOrder"`
-	Desks      map[string][]string `json:"desks"`
-	Links      map[string][]string `json:"links"`
-	Counts     []string            `json:"counts"`   // the state bar's segments
-	History    [][]string          `json:"history"`  // the open history's rows
-	Timeline   []string            `json:"timeline"` // its bars' labels
-	HistoryOf  string              `json:"historyOf"`
-	Sessions   map[string][]string `json:"sessions"`
-	Tab        string              `json:"tab"` // the tab shown
-	Filter     string              `json:"filter"`
-	Conn       string              `json:"conn"`
-	Href       string              `json:"href"`
-	Marker     string              `json:"marker"`
+	Agents     map[string][]string  `json:"agents"`
+	AgentOrder []string             `json:"agentOrder"`
+	Desks      map[string][]string  `json:"desks"`
+	Links      map[string][]string  `json:"links"`
+	Counts     []string             `json:"counts"`   // the state bar's segments
+	History    [][]string           `json:"history"`  // the open history's rows
+	Timeline   []string             `json:"timeline"` // its bars' labels
+	HistoryOf  string               `json:"historyOf"`
+	Sessions   map[string][]string  `json:"sessions"`
+	Tab        string               `json:"tab"` // the tab shown
+	Filter     string               `json:"filter"`
+	Conn       string               `json:"conn"`
+	Href       string               `json:"href"`
+	Marker     string               `json:"marker"`
+	Charts     map[string]chartView `json:"charts"` // by name: logins, changes, delay
+}
+
+// chartView is one chart of the last hour: its latest value (data-latest),
+// accessible label, caption and the path of its (mean) series.
+type chartView struct {
+	Latest  string `json:"latest"`
+	Label   string `json:"label"`
+	Caption string `json:"caption"`
+	Path    string `json:"path"`
+}
+
+// latest is the chart's latest value, -1 when it has none.
+func (c chartView) latest() float64 {
+	f, err := strconv.ParseFloat(c.Latest, 64)
+	if err != nil {
+		return -1
+	}
+	return f
 }
 
 const readView = `(() => {
@@ -530,7 +562,12 @@ const readView = `(() => {
     historyOf: (document.getElementById('history') || { hidden: true }).hidden ? '' : document.getElementById('history-title').innerText,
     filter: (document.getElementById('filter') || {}).innerText || '',
     conn: (document.getElementById('conn') || {}).innerText || '', href: location.href,
-    marker: String(window.dashboardTestMarker || '') };
+    marker: String(window.dashboardTestMarker || ''),
+    charts: Object.fromEntries(['logins', 'changes', 'delay'].map((name) => {
+      const fig = document.getElementById('chart-' + name);
+      return [name, fig ? { latest: fig.dataset.latest || '', label: fig.querySelector('svg').getAttribute('aria-label') || '',
+        caption: fig.querySelector('.now').textContent, path: fig.querySelector('path.line').getAttribute('d') || '' } : {}];
+    })) };
 })()`
 
 // waitView polls the page until ok holds, failing the test at the context's
