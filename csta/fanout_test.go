@@ -50,7 +50,7 @@ func (t *memTransport) writeFrames(frames [][]byte, _ time.Time) error {
 	return nil
 }
 
-func (t *memTransport) remoteAddr() string       { return "mem" }
+func (t *memTransport) remoteAddr() string        { return "mem" }
 func (t *memTransport) closing(closeCode, string) {}
 func (t *memTransport) close()                    { t.once.Do(func() { close(t.gone) }) }
 
