@@ -26,7 +26,7 @@ type conn struct {
 	connected     time.Time
 	log           *slog.Logger
 
-	out       chan []byte   // framed messages; bounded
+	out       writeQueue    // framed messages; bounded
 	done      chan struct{} // closed when the connection is ending
 	graceful  atomic.Bool   // writer flushes the queue before closing the socket
 	closeOnce sync.Once
@@ -81,10 +81,9 @@ func newConn(s *Server, t transport, kind, source string) *conn {
 		source:        source,
 		connected:     now,
 		sessionless:   now,
-		out:           make(chan []byte, cfg.WriteQueueLength),
+		out:           newWriteQueue(),
 		done:          make(chan struct{}),
 		edition:       cfg.DefaultEdition,
-		monitors:      make(map[string]*monitor),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	// "source" first: logguard rate limits a line per (message, first
@@ -173,10 +172,8 @@ func (c *conn) enqueue(frame []byte) {
 	if c.closed() {
 		return
 	}
-	select {
-	case c.out <- frame:
-	default:
-		c.log.Warn("CSTA client not reading: write queue full, disconnecting", "queue", cap(c.out))
+	if limit := c.srv.config().WriteQueueLength; !c.out.push(frame, limit) {
+		c.log.Warn("CSTA client not reading: write queue full, disconnecting", "queue", limit)
 		c.closeHard(closePolicyViolation, "slow consumer")
 	}
 }
@@ -218,43 +215,37 @@ func finishFrame(buf []byte, invokeID int) ([]byte, error) {
 func (c *conn) writeLoop() {
 	defer c.srv.wg.Done()
 	defer c.t.close()
-	batch := make([][]byte, 0, 64)
 	for {
 		select {
-		case f := <-c.out:
-			batch = c.collect(append(batch, f))
-			if !c.write(batch) {
+		case <-c.out.ready:
+			// Everything queued leaves in one flush: pipelined answers too.
+			if !c.writeQueued() {
 				return
 			}
-			clear(batch)
-			batch = batch[:0]
 		case <-c.done:
 			if !c.graceful.Load() {
 				return
 			}
 			// Graceful close: write what is still queued, then close.
-			for {
-				batch = c.collect(batch[:0])
-				if len(batch) == 0 || !c.write(batch) {
+			for c.out.len() > 0 {
+				if !c.writeQueued() {
 					return
 				}
 			}
+			return
 		}
 	}
 }
 
-// collect adds whatever else is queued, up to the batch's capacity, so that
-// pipelined answers leave in one flush.
-func (c *conn) collect(batch [][]byte) [][]byte {
-	for len(batch) < cap(batch) {
-		select {
-		case f := <-c.out:
-			batch = append(batch, f)
-		default:
-			return batch
-		}
+// writeQueued writes the frames waiting; false when the connection failed.
+func (c *conn) writeQueued() bool {
+	batch := c.out.take()
+	if len(batch) == 0 {
+		return true
 	}
-	return batch
+	ok := c.write(batch)
+	c.out.done(batch)
+	return ok
 }
 
 func (c *conn) write(batch [][]byte) bool {
@@ -674,6 +665,9 @@ func (c *conn) startMonitor(ctx context.Context, who Requester, m MonitorStart) 
 	c.startingMonitors--
 	c.nextCrossRef++
 	mon := &monitor{conn: c, crossRefID: strconv.FormatUint(c.nextCrossRef, 10), device: m.Device, filter: m.Filter}
+	if c.monitors == nil {
+		c.monitors = make(map[string]*monitor)
+	}
 	c.monitors[mon.crossRefID] = mon
 	// Indexed while c.mu is held, so cleanup cannot miss it (lock order conn.mu → monMu).
 	c.srv.addMonitor(mon)
@@ -697,7 +691,7 @@ func (c *conn) stopMonitor(id string) Message {
 func (c *conn) dropMonitors() {
 	c.mu.Lock()
 	mons := c.monitors
-	c.monitors = map[string]*monitor{}
+	c.monitors = nil
 	c.mu.Unlock()
 	for _, m := range mons {
 		c.srv.removeMonitor(m)

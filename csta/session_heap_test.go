@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"testing"
@@ -29,6 +30,9 @@ import (
 const (
 	idleClientsEnv = "CSTA_IDLE_CLIENTS" // "tcp|websocket ADDR N MONITORS"
 	idleSessions   = 1000
+	// idleHeapProfileEnv names a file prefix: the benchmark then writes the
+	// server's heap profile with the sessions open to PREFIX.KIND.MONITORS.
+	idleHeapProfileEnv = "CSTA_IDLE_HEAP_PROFILE"
 )
 
 func init() {
@@ -125,7 +129,7 @@ type serverFootprint struct {
 func measureFootprint() serverFootprint {
 	// Several cycles: a goroutine's stack is shrunk by half at most once a
 	// cycle when it uses under a quarter of it, and sync.Pools empty over two.
-	for range 4 {
+	for range 8 {
 		runtime.GC()
 	}
 	var ms runtime.MemStats
@@ -188,6 +192,15 @@ func idleSessionFootprint(tb testing.TB, kind string, n, monitors int) (heap, st
 			break
 		}
 		after = next
+	}
+	if path := os.Getenv(idleHeapProfileEnv); path != "" {
+		// Where the bytes are: go tool pprof -sample_index=inuse_space FILE
+		f, err := os.Create(fmt.Sprintf("%s.%s.%d", path, kind, monitors))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		pprof.Lookup("heap").WriteTo(f, 0)
+		f.Close()
 	}
 	if got := s.Stats().Connections; got != n {
 		tb.Fatalf("%d connections open, want %d", got, n)
