@@ -30,6 +30,7 @@
 //	                                   (both 501 without WithJournal, 400 naming a bad parameter)
 //	GET  /api/v1/stream                WebSocket: a Snapshot, then every Event given to Publish
 //	GET  /, /dashboard                 the live dashboard page (HTML; token also as ?token=)
+//	GET  /debug/pprof/...              the Go runtime's profiles (net/http/pprof; pprof.go), header token only
 //
 // The /api/v1/ routes answer 503 until a Source is given (WithSource). With
 // WithTLS everything, Handle's routes included, is served over TLS.
