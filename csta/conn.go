@@ -706,16 +706,15 @@ func (c *conn) eventEdition() Edition {
 	return c.edition
 }
 
-func (c *conn) sendEvent(ev *Event, crossRefID string) {
-	buf, err := AppendEvent(make([]byte, HeaderSize, 512), ev, crossRefID, c.eventEdition())
-	if err == nil {
-		buf, err = finishFrame(buf, EventInvokeID)
-	}
+// sendEvent queues the event for the monitor crossRefID, framed from the
+// encodings the Publish shares among its monitors.
+func (c *conn) sendEvent(f *eventFrames, crossRefID string) {
+	frame, err := f.frame(c.eventEdition(), crossRefID)
 	if err != nil {
-		c.log.Error("CSTA event cannot be sent", "event", ev.Kind.String(), "err", err)
+		c.log.Error("CSTA event cannot be sent", "event", f.ev.Kind.String(), "err", err)
 		return
 	}
-	c.enqueue(buf)
+	c.enqueue(frame)
 }
 
 // sendSystemStatus tells the client about a link change, unless it has not

@@ -1,9 +1,13 @@
 package csta
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -154,4 +158,187 @@ func BenchmarkFanout(b *testing.B) {
 			}
 		})
 	}
+}
+
+// appendEventOracle is AppendEvent as it was before events were shared
+// among monitors (encoded whole for each monitor): the shared path must
+// put the very same bytes on the wire.
+func appendEventOracle(dst []byte, ev *Event, crossRefID string, ed Edition) ([]byte, error) {
+	if !ev.Kind.valid() {
+		return dst, fmt.Errorf("csta: cannot encode event kind %d", ev.Kind)
+	}
+	name := eventInfo[ev.Kind].root
+	w := xmlWriter{b: dst}
+	w.root(name, ed.Namespace())
+	w.leaf("monitorCrossRefID", crossRefID)
+	switch ev.Kind {
+	case EventAgentLoggedOn, EventAgentLoggedOff, EventAgentReady, EventAgentNotReady,
+		EventAgentWorkingAfterCall, EventAgentBusy:
+		w.subjectDevice("agentDevice", ev.Device)
+		w.opt("agentID", ev.AgentID)
+		w.opt("acdGroup", string(ev.ACDGroup))
+		if ev.Kind == EventAgentBusy || ev.Kind == EventAgentWorkingAfterCall {
+			w.opt("pendingAgentState", ev.PendingAgentState)
+		}
+		w.opt("cause", ev.Cause)
+		if ev.Kind == EventAgentNotReady {
+			w.reasonExtension(ev.ReasonCode)
+		}
+	case EventForwarding:
+		w.subjectDevice("device", ev.Device)
+		w.leaf("forwardingType", string(ev.ForwardingType))
+		w.boolean("forwardStatus", ev.ForwardStatus)
+		w.opt("forwardTo", string(ev.ForwardTo))
+		if ev.RingCount > 0 {
+			w.leaf("ringCount", strconv.Itoa(ev.RingCount))
+		}
+	case EventDoNotDisturb:
+		w.subjectDevice("device", ev.Device)
+		w.boolean("doNotDisturbOn", ev.DoNotDisturbOn)
+	case EventOutOfService, EventBackInService:
+		w.subjectDevice("device", ev.Device)
+		w.opt("cause", ev.Cause)
+	}
+	w.close(name)
+	return w.b, nil
+}
+
+// oracleFrame is the frame a monitor got before events were shared.
+func oracleFrame(tb testing.TB, ev *Event, crossRefID string, ed Edition) []byte {
+	tb.Helper()
+	doc, err := appendEventOracle(nil, ev, crossRefID, ed)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f, err := AppendFrame(nil, EventInvokeID, doc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return f
+}
+
+var fanoutEditions = []Edition{EditionNone, Edition2, Edition3, Edition4, Edition5, Edition6}
+
+// fanoutEvents are every kind, full and bare, and with text to escape.
+func fanoutEvents() []Event {
+	var evs []Event
+	for k := EventKind(1); k < eventKindCount; k++ {
+		evs = append(evs, *codecFullEvent(k), Event{Kind: k, Device: "4711"}, Event{Kind: k},
+			Event{Kind: k, Device: `a<b&"c'>`, AgentID: "ä\x01", ACDGroup: "g&", Cause: "<", ReasonCode: "&", PendingAgentState: "null", ForwardingType: ForwardImmediate, ForwardTo: "x>y"})
+	}
+	return evs
+}
+
+// TestSharedEventFramesMatchAppendEvent: for every kind, edition and
+// crossRefID, the frame the shared path makes (one monitor, or many) is
+// byte for byte the one AppendEvent made for each monitor before.
+func TestSharedEventFramesMatchAppendEvent(t *testing.T) {
+	crossRefs := []string{"1", "17", "4294967296", "", "a<b&c"}
+	for _, ev := range fanoutEvents() {
+		for _, ed := range fanoutEditions {
+			shared := newEventFrames(&ev, 2)
+			for _, id := range crossRefs {
+				want := oracleFrame(t, &ev, id, ed)
+				doc, err := AppendEvent([]byte("prefix"), &ev, id, ed)
+				if err != nil || string(doc) != "prefix"+string(want[HeaderSize:]) {
+					t.Fatalf("%v %v %q: AppendEvent\n got %q, %v\nwant %q", ev.Kind, ed, id, doc, err, want[HeaderSize:])
+				}
+				single, err := newEventFrames(&ev, 1).frame(ed, id)
+				if err != nil || !bytes.Equal(single, want) {
+					t.Fatalf("%v %v %q: one monitor\n got %q, %v\nwant %q", ev.Kind, ed, id, single, err, want)
+				}
+				for range 2 { // made, then taken from the frames made
+					got, err := shared.frame(ed, id)
+					if err != nil || !bytes.Equal(got, want) {
+						t.Fatalf("%v %v %q: shared\n got %q, %v\nwant %q", ev.Kind, ed, id, got, err, want)
+					}
+				}
+			}
+		}
+	}
+	// An event whose document cannot be framed is refused on both paths.
+	big := Event{Kind: EventAgentReady, Device: DeviceID(strings.Repeat("x", MaxFrameSize))}
+	for _, n := range []int{1, 2} {
+		if _, err := newEventFrames(&big, n).frame(Edition6, "1"); err == nil {
+			t.Errorf("%d monitors: a frame over %d bytes was made", n, MaxFrameSize)
+		}
+	}
+	if _, err := newEventFrames(&Event{Kind: eventKindCount}, 2).frame(Edition6, "1"); err == nil {
+		t.Error("an event of no kind was framed")
+	}
+}
+
+// TestFanoutManyMonitorsSameBytes publishes every event kind to monitors on
+// several connections of every edition, some with filters, and holds each
+// connection's bytes to what it got before events were shared: per event,
+// one frame per monitor the filter lets through, in publish order.
+func TestFanoutManyMonitorsSameBytes(t *testing.T) {
+	s := startServer(t, testConfig(), noopService{})
+	type conn struct {
+		fc     *fanoutConn
+		ed     Edition
+		filter MonitorFilter
+	}
+	// agentReady and forwarding suppressed: the filter of codec_test's MonitorStart.
+	filterXML := `<requestedMonitorFilter><logicalDeviceFeature><agentReady>true</agentReady><forwarding>true</forwarding></logicalDeviceFeature></requestedMonitorFilter>`
+	filtered := MonitorFilter{}.Suppress(EventAgentReady, true).Suppress(EventForwarding, true)
+	var conns []conn
+	for i, ed := range fanoutEditions {
+		for _, withFilter := range []bool{false, true} {
+			x, f := "", MonitorFilter{}
+			if withFilter {
+				x, f = filterXML, filtered
+			}
+			conns = append(conns, conn{openFanoutConn(t, s, ed, "4711", 1+i%3, x, true), ed, f})
+		}
+	}
+	// A monitor on another device hears nothing of these.
+	other := openFanoutConn(t, s, Edition6, "4712", 2, "", true)
+
+	evs := fanoutEvents()
+	for _, ev := range evs {
+		ev.Device = "4711"
+		s.Publish(ev)
+	}
+	for ci, c := range conns {
+		var want [][]byte
+		groups := []int{}
+		for _, ev := range evs {
+			ev.Device = "4711"
+			if c.filter.Suppresses(ev.Kind) {
+				continue
+			}
+			for _, id := range c.fc.crossRefs {
+				want = append(want, oracleFrame(t, &ev, id, c.ed))
+			}
+			groups = append(groups, len(c.fc.crossRefs))
+		}
+		c.fc.t.waitWritten(t, c.fc.frames+int64(len(want)))
+		got := c.fc.t.taken()
+		if len(got) != len(want) {
+			t.Fatalf("connection %d (%v): %d frames, want %d", ci, c.ed, len(got), len(want))
+		}
+		// One event's frames for several monitors may come in any order;
+		// the events come in publish order.
+		at := 0
+		for _, n := range groups {
+			g, w := sortedFrames(got[at:at+n]), sortedFrames(want[at:at+n])
+			for i := range g {
+				if !bytes.Equal(g[i], w[i]) {
+					t.Fatalf("connection %d (%v), frame %d:\n got %q\nwant %q", ci, c.ed, at+i, g[i], w[i])
+				}
+			}
+			at += n
+		}
+	}
+	time.Sleep(10 * time.Millisecond) // a wrongly sent frame would be written by now
+	if n := other.t.written.Load(); n != other.frames {
+		t.Fatalf("the monitors of another device got %d frames", n-other.frames)
+	}
+}
+
+func sortedFrames(fs [][]byte) [][]byte {
+	out := slices.Clone(fs)
+	slices.SortFunc(out, bytes.Compare)
+	return out
 }
