@@ -342,3 +342,38 @@ func sortedFrames(fs [][]byte) [][]byte {
 	slices.SortFunc(out, bytes.Compare)
 	return out
 }
+
+// FuzzEventFrames holds the shared event frames to the old encoder's bytes
+// for any event, crossRefID and edition.
+//
+//	go test -run='^$' -fuzz=FuzzEventFrames -fuzztime=30s ./csta/
+func FuzzEventFrames(f *testing.F) {
+	for _, ev := range fanoutEvents() {
+		f.Add(uint8(ev.Kind), string(ev.Device), ev.AgentID, string(ev.ACDGroup), ev.ReasonCode, ev.PendingAgentState, ev.Cause,
+			string(ev.ForwardingType), string(ev.ForwardTo), ev.ForwardStatus, ev.DoNotDisturbOn, ev.RingCount, "17", uint8(6))
+	}
+	f.Fuzz(func(t *testing.T, kind uint8, device, agent, acd, reason, pending, cause, fwdType, fwdTo string,
+		fwdStatus, dnd bool, ring int, crossRefID string, edition uint8) {
+		ev := Event{Kind: EventKind(kind), Device: DeviceID(device), AgentID: agent, ACDGroup: DeviceID(acd), ReasonCode: reason,
+			PendingAgentState: pending, Cause: cause, ForwardingType: ForwardingType(fwdType), ForwardTo: DeviceID(fwdTo),
+			ForwardStatus: fwdStatus, DoNotDisturbOn: dnd, RingCount: ring}
+		ed := Edition(edition % 8)
+		doc, oerr := appendEventOracle(nil, &ev, crossRefID, ed)
+		var want []byte
+		if oerr == nil {
+			want, oerr = AppendFrame(nil, EventInvokeID, doc)
+		}
+		for _, monitors := range []int{1, 3} {
+			frames := newEventFrames(&ev, monitors)
+			for range 2 {
+				got, err := frames.frame(ed, crossRefID)
+				if (err != nil) != (oerr != nil) {
+					t.Fatalf("%d monitors: error %v, the old encoder's %v", monitors, err, oerr)
+				}
+				if err == nil && !bytes.Equal(got, want) {
+					t.Fatalf("%d monitors:\n got %q\nwant %q", monitors, got, want)
+				}
+			}
+		}
+	})
+}
