@@ -218,34 +218,32 @@ func (c *conn) writeLoop() {
 	for {
 		select {
 		case <-c.out.ready:
-			// Everything queued leaves in one flush: pipelined answers too.
 			if !c.writeQueued() {
 				return
 			}
 		case <-c.done:
-			if !c.graceful.Load() {
-				return
-			}
-			// Graceful close: write what is still queued, then close.
-			for c.out.len() > 0 {
-				if !c.writeQueued() {
-					return
-				}
+			if c.graceful.Load() {
+				c.writeQueued() // what is still queued, then close
 			}
 			return
 		}
 	}
 }
 
-// writeQueued writes the frames waiting; false when the connection failed.
+// writeQueued writes what is queued, maxBatch frames a flush, so that
+// pipelined answers leave together; false when the connection failed.
 func (c *conn) writeQueued() bool {
-	batch := c.out.take()
-	if len(batch) == 0 {
-		return true
+	for {
+		batch := c.out.take()
+		if len(batch) == 0 {
+			return true
+		}
+		ok := c.write(batch)
+		c.out.done(batch)
+		if !ok {
+			return false
+		}
 	}
-	ok := c.write(batch)
-	c.out.done(batch)
-	return ok
 }
 
 func (c *conn) write(batch [][]byte) bool {

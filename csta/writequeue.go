@@ -41,11 +41,19 @@ func (q *writeQueue) push(frame []byte, limit int) bool {
 	return true
 }
 
-// take returns every waiting frame, in order, and empties the queue.
+// maxBatch is the most frames written in one flush, under one write
+// deadline (csta.limits.write_timeout is "one flush to the socket").
+const maxBatch = 64
+
+// take returns the oldest waiting frames, at most maxBatch, in order.
 func (q *writeQueue) take() [][]byte {
 	q.mu.Lock()
 	batch := q.frames
-	q.frames = nil
+	if len(batch) <= maxBatch {
+		q.frames = nil
+	} else {
+		batch, q.frames = batch[:maxBatch:maxBatch], batch[maxBatch:]
+	}
 	q.mu.Unlock()
 	return batch
 }

@@ -77,3 +77,33 @@ func TestFrameReaderHoldsNoBufferWhenIdle(t *testing.T) {
 		t.Fatalf("at the end: %v, want EOF", err)
 	}
 }
+
+// TestWriteQueueTakesAtMostABatch: a long queue leaves maxBatch frames a
+// flush, oldest first, and a frame pushed meanwhile goes behind.
+func TestWriteQueueTakesAtMostABatch(t *testing.T) {
+	q := newWriteQueue()
+	n := 2*maxBatch + 3
+	for i := range n {
+		q.push([]byte{byte(i)}, 1000)
+	}
+	next := 0
+	for i, want := range []int{maxBatch, maxBatch, 4, 0} {
+		batch := q.take()
+		if len(batch) != want {
+			t.Fatalf("take %d: %d frames, want %d", i, len(batch), want)
+		}
+		for _, f := range batch {
+			if int(f[0]) != next {
+				t.Fatalf("take %d: frame %d, want %d", i, f[0], next)
+			}
+			next++
+		}
+		if i == 0 {
+			q.push([]byte{byte(n)}, 1000)
+		}
+		q.done(batch)
+	}
+	if q.frames != nil {
+		t.Fatal("emptied queue holds an array")
+	}
+}
