@@ -278,38 +278,48 @@ func (c *conn) readLoop() {
 
 		f, err := c.t.readFrame(cfg.MaxFrameBytes)
 		if err != nil {
-			var tooLarge *FrameTooLargeError
-			var ne net.Error
-			switch {
-			case errors.As(err, &tooLarge):
-				c.log.Warn("CSTA frame too large, answered", "invoke", tooLarge.InvokeID, "bytes", tooLarge.Length, "limit", tooLarge.Limit)
-				c.send(tooLarge.InvokeID, ErrResourceLimitExceeded, c.replyEdition(Decoded{}))
+			if c.readFailed(err, cfg, preSession) {
 				continue
-			case errors.Is(err, ErrBadHeader):
-				c.log.Warn("CSTA framing error, closing", "err", err) // FrameReader's errors quote no more than the 8-byte header
-				code := closeProtocolError
-				var wce *wsCloseError
-				if errors.As(err, &wce) {
-					code = wce.code
-				}
-				// The reason is also a WebSocket Close frame's: no prefix to spend its 123 bytes on.
-				c.closeGraceful(code, "framing error: "+strings.TrimPrefix(err.Error(), ErrBadHeader.Error()+": "))
-			case c.closed():
-			case errors.Is(err, io.EOF), errors.Is(err, errEOF):
-				c.closeGraceful(closeNormal, "client closed the connection")
-			case errors.As(err, &ne) && ne.Timeout() && preSession:
-				c.srv.metrics.dropped.WithLabelValues(c.transportKind, dropSessionStartTimeout).Inc()
-				c.log.Info("CSTA connection closed: no session started in time", "timeout", cfg.SessionStartTimeout)
-				c.closeGraceful(closePolicyViolation, "session start timeout")
-			case errors.As(err, &ne) && ne.Timeout():
-				c.closeGraceful(closePolicyViolation, "idle timeout")
-			default:
-				c.closeGraceful(closeNormal, "read failed: "+err.Error())
 			}
 			return
 		}
 		c.handleFrame(f)
 	}
+}
+
+// readFailed handles what readFrame returned instead of a frame: true when
+// the connection goes on (a frame over the limit, answered), false when it
+// is closing.
+func (c *conn) readFailed(err error, cfg *Config, preSession bool) bool {
+	var tooLarge *FrameTooLargeError
+	var ne net.Error
+	switch {
+	case errors.As(err, &tooLarge):
+		c.log.Warn("CSTA frame too large, answered", "invoke", tooLarge.InvokeID, "bytes", tooLarge.Length, "limit", tooLarge.Limit)
+		c.send(tooLarge.InvokeID, ErrResourceLimitExceeded, c.replyEdition(Decoded{}))
+		return true
+	case errors.Is(err, ErrBadHeader):
+		c.log.Warn("CSTA framing error, closing", "err", err) // FrameReader's errors quote no more than the 8-byte header
+		code := closeProtocolError
+		var wce *wsCloseError
+		if errors.As(err, &wce) {
+			code = wce.code
+		}
+		// The reason is also a WebSocket Close frame's: no prefix to spend its 123 bytes on.
+		c.closeGraceful(code, "framing error: "+strings.TrimPrefix(err.Error(), ErrBadHeader.Error()+": "))
+	case c.closed():
+	case errors.Is(err, io.EOF), errors.Is(err, errEOF):
+		c.closeGraceful(closeNormal, "client closed the connection")
+	case errors.As(err, &ne) && ne.Timeout() && preSession:
+		c.srv.metrics.dropped.WithLabelValues(c.transportKind, dropSessionStartTimeout).Inc()
+		c.log.Info("CSTA connection closed: no session started in time", "timeout", cfg.SessionStartTimeout)
+		c.closeGraceful(closePolicyViolation, "session start timeout")
+	case errors.As(err, &ne) && ne.Timeout():
+		c.closeGraceful(closePolicyViolation, "idle timeout")
+	default:
+		c.closeGraceful(closeNormal, "read failed: "+err.Error())
+	}
+	return false
 }
 
 // readDeadline is the deadline of the next frame. With a session there is

@@ -149,19 +149,27 @@ func (fr *FrameReader) take(dst []byte) int {
 // io.ErrUnexpectedEOF inside a frame, ErrBadHeader (close the connection),
 // *FrameTooLargeError (frame skipped, answer it), or the reader's error.
 func (fr *FrameReader) ReadFrame() (Frame, error) {
-	defer fr.release()
 	if fr.buffered() == 0 {
 		fr.release()
-		// Idle: wait for the next header holding no buffer.
+		// Idle: wait for the next header holding no buffer, in a small
+		// frame (the rest is in frame): an idle connection's reader then
+		// needs little stack.
 		if _, err := io.ReadFull(fr.r, fr.header[:]); err != nil {
 			return Frame{}, err
 		}
-	} else {
-		if err := fr.fill(HeaderSize); err != nil {
-			return Frame{}, noEOF(err)
-		}
-		fr.take(fr.header[:])
+		return fr.frame()
 	}
+	if err := fr.fill(HeaderSize); err != nil {
+		fr.release()
+		return Frame{}, noEOF(err)
+	}
+	fr.take(fr.header[:])
+	return fr.frame()
+}
+
+// frame reads the rest of the frame whose header is in fr.header.
+func (fr *FrameReader) frame() (Frame, error) {
+	defer fr.release()
 	length, invokeID, err := parseHeader(fr.header[:])
 	if err != nil {
 		return Frame{}, err
