@@ -218,41 +218,52 @@ func (c *conn) writeLoop() {
 	for {
 		select {
 		case <-c.out.ready:
-			if !c.writeQueued() {
-				return
+			// What is queued leaves maxBatch frames a flush: pipelined
+			// answers together. Written from here, not through helpers:
+			// the deepest write then fits the 2 KiB a goroutine starts
+			// with, which an idle writer keeps (a stack grown to 4 KiB
+			// never shrinks back, its select alone using too much of it).
+			for {
+				batch := c.out.take()
+				if len(batch) == 0 {
+					break
+				}
+				err := c.t.writeFrames(batch, time.Now().Add(c.srv.config().WriteTimeout))
+				c.out.done(batch)
+				if err != nil {
+					c.writeFailed(err)
+					return
+				}
 			}
 		case <-c.done:
-			if c.graceful.Load() {
-				c.writeQueued() // what is still queued, then close
-			}
+			c.drain()
 			return
 		}
 	}
 }
 
-// writeQueued writes what is queued, maxBatch frames a flush, so that
-// pipelined answers leave together; false when the connection failed.
-func (c *conn) writeQueued() bool {
+// drain writes what is still queued when the connection closes gracefully.
+func (c *conn) drain() {
+	if !c.graceful.Load() {
+		return
+	}
 	for {
 		batch := c.out.take()
 		if len(batch) == 0 {
-			return true
+			return
 		}
-		ok := c.write(batch)
+		err := c.t.writeFrames(batch, time.Now().Add(c.srv.config().WriteTimeout))
 		c.out.done(batch)
-		if !ok {
-			return false
+		if err != nil {
+			c.writeFailed(err)
+			return
 		}
 	}
 }
 
-func (c *conn) write(batch [][]byte) bool {
-	if err := c.t.writeFrames(batch, time.Now().Add(c.srv.config().WriteTimeout)); err != nil {
-		c.log.Warn("CSTA write failed", "err", err)
-		c.closeHard(closeNormal, "write failed")
-		return false
-	}
-	return true
+func (c *conn) writeFailed(err error) {
+	c.log.Warn("CSTA write failed", "err", err)
+	c.closeHard(closeNormal, "write failed")
 }
 
 // ---- reading ----
