@@ -300,7 +300,9 @@ func (c *conn) readLoop() {
 
 // readFailed handles what readFrame returned instead of a frame: true when
 // the connection goes on (a frame over the limit, answered), false when it
-// is closing.
+// is closing. Not in readLoop itself: an idle reader waits under readLoop's
+// frame, kept small so that its stack shrinks back to 4 KiB (BENCHMARKS.md,
+// issue 17).
 func (c *conn) readFailed(err error, cfg *Config, preSession bool) bool {
 	var tooLarge *FrameTooLargeError
 	var ne net.Error
