@@ -33,6 +33,7 @@ func (s *Server) routes() {
 	s.mux.Handle("/readyz", s.requireToken(s.counted("/readyz", getOnly(http.HandlerFunc(s.readyz)))))
 	s.mux.Handle("/metrics", s.requireToken(s.counted("/metrics", getOnly(s.metrics.handler()))))
 	s.mux.Handle("/api/v1/", s.requireToken(s.api))
+	s.mux.Handle("/debug/pprof/", s.requireToken(s.counted("/debug/pprof/", pprofMux())))   // pprof.go
 	s.mux.Handle("/api/v1/stream", s.requireTokenOrQuery(http.HandlerFunc(s.stream.serve))) // token from header or query
 	s.mux.Handle("/{$}", s.dashboardHandler())                                              // the dashboard page; token from header or query
 	s.mux.Handle("/dashboard", s.dashboardHandler())

@@ -32,6 +32,7 @@
 //	                                   changes, XSI agent-state event delay), for the charts
 //	GET  /api/v1/stream                WebSocket: a Snapshot, then every Event given to Publish
 //	GET  /, /dashboard                 the live dashboard page (HTML; token also as ?token=)
+//	GET  /debug/pprof/...              the Go runtime's profiles (net/http/pprof; pprof.go), header token only
 //
 // The /api/v1/ routes that read the Source answer 503 until one is given
 // (WithSource). With

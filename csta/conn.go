@@ -26,7 +26,7 @@ type conn struct {
 	connected     time.Time
 	log           *slog.Logger
 
-	out       chan []byte   // framed messages; bounded
+	out       writeQueue    // framed messages; bounded
 	done      chan struct{} // closed when the connection is ending
 	graceful  atomic.Bool   // writer flushes the queue before closing the socket
 	closeOnce sync.Once
@@ -81,10 +81,9 @@ func newConn(s *Server, t transport, kind, source string) *conn {
 		source:        source,
 		connected:     now,
 		sessionless:   now,
-		out:           make(chan []byte, cfg.WriteQueueLength),
+		out:           newWriteQueue(),
 		done:          make(chan struct{}),
 		edition:       cfg.DefaultEdition,
-		monitors:      make(map[string]*monitor),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	// "source" first: logguard rate limits a line per (message, first
@@ -173,10 +172,8 @@ func (c *conn) enqueue(frame []byte) {
 	if c.closed() {
 		return
 	}
-	select {
-	case c.out <- frame:
-	default:
-		c.log.Warn("CSTA client not reading: write queue full, disconnecting", "queue", cap(c.out))
+	if limit := c.srv.config().WriteQueueLength; !c.out.push(frame, limit) {
+		c.log.Warn("CSTA client not reading: write queue full, disconnecting", "queue", limit)
 		c.closeHard(closePolicyViolation, "slow consumer")
 	}
 }
@@ -218,52 +215,55 @@ func finishFrame(buf []byte, invokeID int) ([]byte, error) {
 func (c *conn) writeLoop() {
 	defer c.srv.wg.Done()
 	defer c.t.close()
-	batch := make([][]byte, 0, 64)
 	for {
 		select {
-		case f := <-c.out:
-			batch = c.collect(append(batch, f))
-			if !c.write(batch) {
-				return
-			}
-			clear(batch)
-			batch = batch[:0]
-		case <-c.done:
-			if !c.graceful.Load() {
-				return
-			}
-			// Graceful close: write what is still queued, then close.
+		case <-c.out.ready:
+			// What is queued leaves maxBatch frames a flush: pipelined
+			// answers together. Written from here, not through helpers:
+			// the deepest write then fits the 2 KiB a goroutine starts
+			// with, which an idle writer keeps (a stack grown to 4 KiB
+			// never shrinks back, its select alone using too much of it).
 			for {
-				batch = c.collect(batch[:0])
-				if len(batch) == 0 || !c.write(batch) {
+				batch := c.out.take()
+				if len(batch) == 0 {
+					break
+				}
+				err := c.t.writeFrames(batch, time.Now().Add(c.srv.config().WriteTimeout))
+				c.out.done(batch)
+				if err != nil {
+					c.writeFailed(err)
 					return
 				}
 			}
+		case <-c.done:
+			c.drain()
+			return
 		}
 	}
 }
 
-// collect adds whatever else is queued, up to the batch's capacity, so that
-// pipelined answers leave in one flush.
-func (c *conn) collect(batch [][]byte) [][]byte {
-	for len(batch) < cap(batch) {
-		select {
-		case f := <-c.out:
-			batch = append(batch, f)
-		default:
-			return batch
+// drain writes what is still queued when the connection closes gracefully.
+func (c *conn) drain() {
+	if !c.graceful.Load() {
+		return
+	}
+	for {
+		batch := c.out.take()
+		if len(batch) == 0 {
+			return
+		}
+		err := c.t.writeFrames(batch, time.Now().Add(c.srv.config().WriteTimeout))
+		c.out.done(batch)
+		if err != nil {
+			c.writeFailed(err)
+			return
 		}
 	}
-	return batch
 }
 
-func (c *conn) write(batch [][]byte) bool {
-	if err := c.t.writeFrames(batch, time.Now().Add(c.srv.config().WriteTimeout)); err != nil {
-		c.log.Warn("CSTA write failed", "err", err)
-		c.closeHard(closeNormal, "write failed")
-		return false
-	}
-	return true
+func (c *conn) writeFailed(err error) {
+	c.log.Warn("CSTA write failed", "err", err)
+	c.closeHard(closeNormal, "write failed")
 }
 
 // ---- reading ----
@@ -289,38 +289,50 @@ func (c *conn) readLoop() {
 
 		f, err := c.t.readFrame(cfg.MaxFrameBytes)
 		if err != nil {
-			var tooLarge *FrameTooLargeError
-			var ne net.Error
-			switch {
-			case errors.As(err, &tooLarge):
-				c.log.Warn("CSTA frame too large, answered", "invoke", tooLarge.InvokeID, "bytes", tooLarge.Length, "limit", tooLarge.Limit)
-				c.send(tooLarge.InvokeID, ErrResourceLimitExceeded, c.replyEdition(Decoded{}))
+			if c.readFailed(err, cfg, preSession) {
 				continue
-			case errors.Is(err, ErrBadHeader):
-				c.log.Warn("CSTA framing error, closing", "err", err) // FrameReader's errors quote no more than the 8-byte header
-				code := closeProtocolError
-				var wce *wsCloseError
-				if errors.As(err, &wce) {
-					code = wce.code
-				}
-				// The reason is also a WebSocket Close frame's: no prefix to spend its 123 bytes on.
-				c.closeGraceful(code, "framing error: "+strings.TrimPrefix(err.Error(), ErrBadHeader.Error()+": "))
-			case c.closed():
-			case errors.Is(err, io.EOF), errors.Is(err, errEOF):
-				c.closeGraceful(closeNormal, "client closed the connection")
-			case errors.As(err, &ne) && ne.Timeout() && preSession:
-				c.srv.metrics.dropped.WithLabelValues(c.transportKind, dropSessionStartTimeout).Inc()
-				c.log.Info("CSTA connection closed: no session started in time", "timeout", cfg.SessionStartTimeout)
-				c.closeGraceful(closePolicyViolation, "session start timeout")
-			case errors.As(err, &ne) && ne.Timeout():
-				c.closeGraceful(closePolicyViolation, "idle timeout")
-			default:
-				c.closeGraceful(closeNormal, "read failed: "+err.Error())
 			}
 			return
 		}
 		c.handleFrame(f)
 	}
+}
+
+// readFailed handles what readFrame returned instead of a frame: true when
+// the connection goes on (a frame over the limit, answered), false when it
+// is closing. Not in readLoop itself: an idle reader waits under readLoop's
+// frame, kept small so that its stack shrinks back to 4 KiB (BENCHMARKS.md,
+// issue 17).
+func (c *conn) readFailed(err error, cfg *Config, preSession bool) bool {
+	var tooLarge *FrameTooLargeError
+	var ne net.Error
+	switch {
+	case errors.As(err, &tooLarge):
+		c.log.Warn("CSTA frame too large, answered", "invoke", tooLarge.InvokeID, "bytes", tooLarge.Length, "limit", tooLarge.Limit)
+		c.send(tooLarge.InvokeID, ErrResourceLimitExceeded, c.replyEdition(Decoded{}))
+		return true
+	case errors.Is(err, ErrBadHeader):
+		c.log.Warn("CSTA framing error, closing", "err", err) // FrameReader's errors quote no more than the 8-byte header
+		code := closeProtocolError
+		var wce *wsCloseError
+		if errors.As(err, &wce) {
+			code = wce.code
+		}
+		// The reason is also a WebSocket Close frame's: no prefix to spend its 123 bytes on.
+		c.closeGraceful(code, "framing error: "+strings.TrimPrefix(err.Error(), ErrBadHeader.Error()+": "))
+	case c.closed():
+	case errors.Is(err, io.EOF), errors.Is(err, errEOF):
+		c.closeGraceful(closeNormal, "client closed the connection")
+	case errors.As(err, &ne) && ne.Timeout() && preSession:
+		c.srv.metrics.dropped.WithLabelValues(c.transportKind, dropSessionStartTimeout).Inc()
+		c.log.Info("CSTA connection closed: no session started in time", "timeout", cfg.SessionStartTimeout)
+		c.closeGraceful(closePolicyViolation, "session start timeout")
+	case errors.As(err, &ne) && ne.Timeout():
+		c.closeGraceful(closePolicyViolation, "idle timeout")
+	default:
+		c.closeGraceful(closeNormal, "read failed: "+err.Error())
+	}
+	return false
 }
 
 // readDeadline is the deadline of the next frame. With a session there is
@@ -674,6 +686,9 @@ func (c *conn) startMonitor(ctx context.Context, who Requester, m MonitorStart) 
 	c.startingMonitors--
 	c.nextCrossRef++
 	mon := &monitor{conn: c, crossRefID: strconv.FormatUint(c.nextCrossRef, 10), device: m.Device, filter: m.Filter}
+	if c.monitors == nil {
+		c.monitors = make(map[string]*monitor)
+	}
 	c.monitors[mon.crossRefID] = mon
 	// Indexed while c.mu is held, so cleanup cannot miss it (lock order conn.mu → monMu).
 	c.srv.addMonitor(mon)
@@ -697,7 +712,7 @@ func (c *conn) stopMonitor(id string) Message {
 func (c *conn) dropMonitors() {
 	c.mu.Lock()
 	mons := c.monitors
-	c.monitors = map[string]*monitor{}
+	c.monitors = nil
 	c.mu.Unlock()
 	for _, m := range mons {
 		c.srv.removeMonitor(m)
@@ -712,16 +727,15 @@ func (c *conn) eventEdition() Edition {
 	return c.edition
 }
 
-func (c *conn) sendEvent(ev *Event, crossRefID string) {
-	buf, err := AppendEvent(make([]byte, HeaderSize, 512), ev, crossRefID, c.eventEdition())
-	if err == nil {
-		buf, err = finishFrame(buf, EventInvokeID)
-	}
+// sendEvent queues the event for the monitor crossRefID, framed from the
+// encodings the Publish shares among its monitors.
+func (c *conn) sendEvent(f *eventFrames, crossRefID string) {
+	frame, err := f.frame(c.eventEdition(), crossRefID)
 	if err != nil {
-		c.log.Error("CSTA event cannot be sent", "event", ev.Kind.String(), "err", err)
+		c.log.Error("CSTA event cannot be sent", "event", f.ev.Kind.String(), "err", err)
 		return
 	}
-	c.enqueue(buf)
+	c.enqueue(frame)
 }
 
 // sendSystemStatus tells the client about a link change, unless it has not

@@ -289,13 +289,25 @@ func (w *xmlWriter) monitorFilter(name string, f MonitorFilter, inverted bool) {
 
 // AppendEvent writes ev as the event document a monitor with crossRefID gets.
 func AppendEvent(dst []byte, ev *Event, crossRefID string, ed Edition) ([]byte, error) {
+	b, _, err := appendEventDoc(dst, ev, crossRefID, ed)
+	return b, err
+}
+
+// appendEventDoc writes ev's document for the monitor crossRefID and
+// returns where in the result the crossRefID's text starts. With an empty
+// crossRefID it is the document every monitor of one edition gets, with
+// its own crossRefID put in there (eventFrames).
+func appendEventDoc(dst []byte, ev *Event, crossRefID string, ed Edition) (b []byte, at int, err error) {
 	if !ev.Kind.valid() {
-		return dst, fmt.Errorf("csta: cannot encode event kind %d", ev.Kind)
+		return dst, 0, fmt.Errorf("csta: cannot encode event kind %d", ev.Kind)
 	}
 	name := eventInfo[ev.Kind].root
 	w := xmlWriter{b: dst}
 	w.root(name, ed.Namespace())
-	w.leaf("monitorCrossRefID", crossRefID)
+	w.open("monitorCrossRefID")
+	at = len(w.b)
+	w.b = appendEscaped(w.b, crossRefID)
+	w.close("monitorCrossRefID")
 	switch ev.Kind {
 	case EventAgentLoggedOn, EventAgentLoggedOff, EventAgentReady, EventAgentNotReady,
 		EventAgentWorkingAfterCall, EventAgentBusy:
@@ -325,7 +337,7 @@ func AppendEvent(dst []byte, ev *Event, crossRefID string, ed Edition) ([]byte, 
 		w.opt("cause", ev.Cause)
 	}
 	w.close(name)
-	return w.b, nil
+	return w.b, at, nil
 }
 
 // valid reports whether c is one of the CSTAErrorCode choices the encoder writes.

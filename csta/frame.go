@@ -1,11 +1,11 @@
 package csta
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // Framing of CSTA XML over TCP (research/csta.md §0.1, §2.1):
@@ -69,15 +69,29 @@ func parseHeader(h []byte) (length, invokeID int, err error) {
 
 // FrameReader reads frames from a byte stream, reassembling messages split
 // across reads and splitting messages merged into one read.
+//
+// It holds no buffer between frames when nothing more has arrived: an idle
+// connection waits for the next header in the reader's own 8 bytes, and the
+// read-ahead buffer that gathers pipelined frames is taken from a pool once
+// a header has come in and given back as soon as it is drained.
 type FrameReader struct {
-	r       *bufio.Reader
+	r       io.Reader
 	maxSize int
+	buf     *[]byte // pooled read-ahead, nil when nothing is buffered
+	start   int     // unread bytes are (*buf)[start:end]
+	end     int
 	header  [HeaderSize]byte
 }
 
+// readAheadSize is the pooled read-ahead buffer: dozens of pipelined
+// requests in one read.
+const readAheadSize = 16 << 10
+
+var readAheadPool = sync.Pool{New: func() any { b := make([]byte, readAheadSize); return &b }}
+
 // NewFrameReader reads frames of at most maxSize bytes (header included).
 func NewFrameReader(r io.Reader, maxSize int) *FrameReader {
-	fr := &FrameReader{r: bufio.NewReaderSize(r, 16<<10)}
+	fr := &FrameReader{r: r}
 	fr.SetMaxSize(maxSize)
 	return fr
 }
@@ -90,28 +104,101 @@ func (fr *FrameReader) SetMaxSize(maxSize int) {
 	fr.maxSize = maxSize
 }
 
+func (fr *FrameReader) buffered() int { return fr.end - fr.start }
+
+// release gives the read-ahead buffer back to the pool once it is drained.
+func (fr *FrameReader) release() {
+	if fr.buf != nil && fr.buffered() == 0 {
+		readAheadPool.Put(fr.buf)
+		fr.buf, fr.start, fr.end = nil, 0, 0
+	}
+}
+
+// fill reads until at least n (at most readAheadSize) bytes are buffered,
+// and more if they have arrived.
+func (fr *FrameReader) fill(n int) error {
+	if fr.buf == nil {
+		fr.buf = readAheadPool.Get().(*[]byte)
+		fr.start, fr.end = 0, 0
+	}
+	b := *fr.buf
+	if fr.buffered() >= n {
+		return nil
+	}
+	if fr.start+n > len(b) { // no room behind the unread bytes: move them to the front
+		fr.end = copy(b, b[fr.start:fr.end])
+		fr.start = 0
+	}
+	got, err := io.ReadAtLeast(fr.r, b[fr.end:], n-fr.buffered())
+	fr.end += got
+	return err
+}
+
+// take copies up to len(dst) buffered bytes into dst.
+func (fr *FrameReader) take(dst []byte) int {
+	if fr.buf == nil {
+		return 0
+	}
+	n := copy(dst, (*fr.buf)[fr.start:fr.end])
+	fr.start += n
+	return n
+}
+
 // ReadFrame returns the next frame. The XML slice is freshly allocated and
 // owned by the caller. Errors: io.EOF at a clean end of stream,
 // io.ErrUnexpectedEOF inside a frame, ErrBadHeader (close the connection),
 // *FrameTooLargeError (frame skipped, answer it), or the reader's error.
 func (fr *FrameReader) ReadFrame() (Frame, error) {
-	if _, err := io.ReadFull(fr.r, fr.header[:]); err != nil {
-		return Frame{}, err
+	if fr.buffered() == 0 {
+		fr.release()
+		// Idle: wait for the next header holding no buffer, in a small
+		// frame (the rest is in frame): an idle connection's reader then
+		// needs little stack.
+		if _, err := io.ReadFull(fr.r, fr.header[:]); err != nil {
+			return Frame{}, err
+		}
+		return fr.frame()
 	}
+	if err := fr.fill(HeaderSize); err != nil {
+		fr.release()
+		return Frame{}, noEOF(err)
+	}
+	fr.take(fr.header[:])
+	return fr.frame()
+}
+
+// frame reads the rest of the frame whose header is in fr.header.
+func (fr *FrameReader) frame() (Frame, error) {
+	defer fr.release()
 	length, invokeID, err := parseHeader(fr.header[:])
 	if err != nil {
 		return Frame{}, err
 	}
 	body := length - HeaderSize
 	if length > fr.maxSize {
-		if _, err := fr.r.Discard(body); err != nil {
-			return Frame{}, noEOF(err)
+		skipped := fr.buffered()
+		if skipped >= body {
+			fr.start += body
+		} else {
+			fr.start = fr.end
+			if _, err := io.CopyN(io.Discard, fr.r, int64(body-skipped)); err != nil {
+				return Frame{}, noEOF(err)
+			}
 		}
 		return Frame{}, &FrameTooLargeError{InvokeID: invokeID, Length: length, Limit: fr.maxSize}
 	}
 	xml := make([]byte, body)
-	if _, err := io.ReadFull(fr.r, xml); err != nil {
-		return Frame{}, noEOF(err)
+	n := fr.take(xml)
+	if rest := body - n; rest > 0 {
+		if rest <= readAheadSize/2 {
+			// Read ahead: the frames pipelined behind this one come along.
+			if err := fr.fill(rest); err != nil {
+				return Frame{}, noEOF(err)
+			}
+			fr.take(xml[n:])
+		} else if _, err := io.ReadFull(fr.r, xml[n:]); err != nil {
+			return Frame{}, noEOF(err)
+		}
 	}
 	return Frame{InvokeID: invokeID, XML: xml}, nil
 }

@@ -70,7 +70,7 @@ func (w writeQueues) Collect(ch chan<- prometheus.Metric) {
 	w.s.mu.Unlock()
 	total, most := 0, 0
 	for _, c := range conns {
-		n := len(c.out)
+		n := c.out.len()
 		total += n
 		most = max(most, n)
 	}

@@ -402,8 +402,10 @@ func (s *Server) Publish(ev Event) {
 		}
 	}
 	s.monMu.RUnlock()
+	// Encoded once per edition, framed once per crossRefID and edition.
+	frames := newEventFrames(&ev, len(targets))
 	for _, m := range targets {
-		m.conn.sendEvent(&ev, m.crossRefID)
+		m.conn.sendEvent(frames, m.crossRefID)
 	}
 }
 

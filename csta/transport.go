@@ -26,13 +26,19 @@ type transport interface {
 type tcpTransport struct {
 	nc        net.Conn
 	reader    *FrameReader
-	w         *bufio.Writer
 	closeOnce sync.Once
 }
 
 func newTCPTransport(nc net.Conn) *tcpTransport {
-	return &tcpTransport{nc: nc, w: bufio.NewWriterSize(nc, 32<<10)}
+	return &tcpTransport{nc: nc}
 }
+
+// writeBufferSize is the pooled buffer a batch of frames is gathered in,
+// so that pipelined answers leave in few writes. An idle connection holds
+// none.
+const writeBufferSize = 32 << 10
+
+var writeBufferPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBufferSize) }}
 
 func (t *tcpTransport) readFrame(maxSize int) (Frame, error) {
 	if t.reader == nil {
@@ -48,12 +54,22 @@ func (t *tcpTransport) writeFrames(frames [][]byte, deadline time.Time) error {
 	if err := t.nc.SetWriteDeadline(deadline); err != nil {
 		return err
 	}
+	if len(frames) == 1 { // nothing to gather
+		_, err := t.nc.Write(frames[0])
+		return err
+	}
+	w := writeBufferPool.Get().(*bufio.Writer)
+	w.Reset(t.nc)
+	defer func() {
+		w.Reset(nil)
+		writeBufferPool.Put(w)
+	}()
 	for _, f := range frames {
-		if _, err := t.w.Write(f); err != nil {
+		if _, err := w.Write(f); err != nil {
 			return err
 		}
 	}
-	return t.w.Flush()
+	return w.Flush()
 }
 
 func (t *tcpTransport) remoteAddr() string { return t.nc.RemoteAddr().String() }

@@ -183,6 +183,12 @@ func closeReasonText(reason string) string {
 	return reason[:cut]
 }
 
+const wsReadBufferSize = 1024
+
+// wsWriteBufferPool lends every WebSocket connection its write buffer for
+// the time of one message.
+var wsWriteBufferPool sync.Pool
+
 // WebSocketHandler serves CSTA over WebSocket; mount it at "/csta".
 func (s *Server) WebSocketHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -199,8 +205,12 @@ func (s *Server) WebSocketHandler() http.Handler {
 		}
 		up := websocket.Upgrader{
 			HandshakeTimeout: cfg.HandshakeTimeout,
-			ReadBufferSize:   4096,
-			WriteBufferSize:  4096,
+			// Small sessions (issue 17): a small read buffer (a message
+			// larger than it is read past it), and a write buffer taken
+			// from a pool for each message.
+			ReadBufferSize:  wsReadBufferSize,
+			WriteBufferSize: 4096,
+			WriteBufferPool: &wsWriteBufferPool,
 		}
 		ws, err := up.Upgrade(w, r, nil)
 		if err != nil {
