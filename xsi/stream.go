@@ -10,6 +10,8 @@ import (
 	"sync"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/broadworks-connector/connector/internal/xmlscan"
 )
 
 // DefaultMaxDocument bounds one document on the event channel (and each
@@ -443,10 +445,10 @@ func checkDeclaration(pi []byte) error {
 		return nil
 	}
 	content := bytes.TrimLeft(pi[i:], " \r\n\t")
-	if ver := procInstParam(paramVersion, content); len(ver) != 0 && string(ver) != "1.0" {
+	if ver := xmlscan.DeclParam("version", content); len(ver) != 0 && string(ver) != "1.0" {
 		return fmt.Errorf("xsi: event channel: XML version %q not supported", ver)
 	}
-	enc := procInstParam(paramEncoding, content)
+	enc := xmlscan.DeclParam("encoding", content)
 	if len(enc) == 0 || bytes.EqualFold(enc, utf8Label) {
 		return nil
 	}
@@ -458,42 +460,12 @@ func checkDeclaration(pi []byte) error {
 }
 
 var (
-	paramVersion  = []byte("version=")
-	paramEncoding = []byte("encoding=")
-	utf8Label     = []byte("utf-8")
+	utf8Label = []byte("utf-8")
 )
 
 func isNameByte(c byte) bool {
 	return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' ||
 		c == '_' || c == ':' || c == '.' || c == '-'
-}
-
-// procInstParam is encoding/xml's reading of a pseudo-attribute of the
-// <?xml?> declaration (param ends with '='), quirks included.
-func procInstParam(param, s []byte) []byte {
-	lenp := len(param)
-	i := 0
-	var sep byte
-	for i < len(s) {
-		sub := s[i:]
-		k := bytes.Index(sub, param)
-		if k < 0 || lenp+k >= len(sub) {
-			return nil
-		}
-		i += lenp + k + 1
-		if c := sub[lenp+k]; c == '\'' || c == '"' {
-			sep = c
-			break
-		}
-	}
-	if sep == 0 {
-		return nil
-	}
-	j := bytes.IndexByte(s[i:], sep)
-	if j < 0 {
-		return nil
-	}
-	return s[i : i+j]
 }
 
 // gapIsSpace reports whether character data between documents is white

@@ -914,11 +914,11 @@ func (s *Scanner) scanProcInst(i int) (Kind, error) {
 	s.prefix, s.local, s.text = nil, target, content
 	s.kind = ProcInst
 	if string(target) == "xml" {
-		if ver := procInstParam("version", content); len(ver) > 0 && string(ver) != "1.0" {
+		if ver := DeclParam("version", content); len(ver) > 0 && string(ver) != "1.0" {
 			s.err = fmt.Errorf("xml: unsupported version %q; only version 1.0 is supported", ver)
 			return 0, s.err
 		}
-		enc := procInstParam("encoding", content)
+		enc := DeclParam("encoding", content)
 		if !s.sawDecl {
 			s.sawDecl = true
 			s.encoding = enc
@@ -941,7 +941,7 @@ func (s *Scanner) scanProcInst(i int) (Kind, error) {
 
 // procInstParam is encoding/xml's procInst: the value of param="..." or
 // param='...' in a declaration, found as loosely as encoding/xml finds it.
-func procInstParam(param string, s []byte) []byte {
+func DeclParam(param string, s []byte) []byte {
 	lenp := len(param) + 1
 	i := 0
 	var sep byte
