@@ -84,15 +84,7 @@ func transcode(label string, rest []byte) ([]byte, error) {
 		return rest, nil
 	}
 	if isLatin1Label(label) {
-		out := make([]byte, 0, len(rest)+len(rest)/8)
-		for _, b := range rest {
-			if b < utf8.RuneSelf {
-				out = append(out, b)
-			} else {
-				out = utf8.AppendRune(out, rune(b))
-			}
-		}
-		return out, nil
+		return latin1AsUTF8(rest), nil
 	}
 	return nil, fmt.Errorf("unsupported encoding %q (UTF-8 and ISO-8859-1 are)", label)
 }
@@ -975,15 +967,7 @@ func latin1ToUTF8(doc []byte) []byte {
 	if isASCII(body) {
 		return body
 	}
-	out := make([]byte, 0, len(body)+len(body)/8)
-	for _, b := range body {
-		if b < utf8.RuneSelf {
-			out = append(out, b)
-		} else {
-			out = utf8.AppendRune(out, rune(b))
-		}
-	}
-	return out
+	return latin1AsUTF8(body)
 }
 
 // isASCII tests eight bytes at a time.
@@ -1082,4 +1066,17 @@ func (r *requestReader) getDoNotDisturb() (Message, error) {
 		return nil, err
 	}
 	return GetDoNotDisturb{Device: d}, nil
+}
+
+// latin1AsUTF8 is ISO-8859-1 text in UTF-8 (each byte its own code point).
+func latin1AsUTF8(b []byte) []byte {
+	out := make([]byte, 0, len(b)+len(b)/8)
+	for _, c := range b {
+		if c < utf8.RuneSelf {
+			out = append(out, c)
+		} else {
+			out = utf8.AppendRune(out, rune(c))
+		}
+	}
+	return out
 }
