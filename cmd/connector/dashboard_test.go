@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -591,4 +592,51 @@ func (p *devtoolsPage) waitView(t *testing.T, what string, ok func(dashboardView
 		case <-time.After(poll):
 		}
 	}
+}
+
+// TestReadmeFirstRunDashboard: the README's first command as a newcomer
+// types it — `connector run --config config.example.yaml`, nothing set but
+// what a test must move (free loopback ports, files in a temporary
+// directory) — logs the dashboard's URL with a token made for the run, and
+// that URL serves the dashboard, whose API answers with the demo directory.
+func TestReadmeFirstRunDashboard(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(binary, "run", "--config", filepath.Join("..", "..", "config.example.yaml"))
+	cmd.Env = []string{
+		"CONNECTOR_CSTA_LISTEN=127.0.0.1:0",
+		"CONNECTOR_ADMIN_LISTEN=127.0.0.1:0",
+		"CONNECTOR_SIP_LISTEN=127.0.0.1:0",
+		"CONNECTOR_SIMULATOR_LISTEN=127.0.0.1:0",
+		"CONNECTOR_HOTELING_STATE_FILE=" + filepath.Join(dir, "hoteling.json"),
+		"CONNECTOR_JOURNAL_PATH=" + filepath.Join(dir, "journal.db"),
+		"CONNECTOR_STORE_PATH=" + filepath.Join(dir, "connector.db"),
+	}
+	a := startRunCommand(t, cmd)
+	logged := regexp.MustCompile(`dashboard="(http://` + regexp.QuoteMeta(a.admin) + `/\?token=([A-Z2-7]{26}))"`).FindStringSubmatch(a.stderr.String())
+	if logged == nil {
+		t.Fatalf("no dashboard URL with a token made for the run in the log:\n%s", a.stderr.String())
+	}
+	get := func(url, token string) (int, string) {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return resp.StatusCode, string(body)
+	}
+	if code, body := get(logged[1], ""); code != http.StatusOK || !strings.Contains(body, "<title>") {
+		t.Fatalf("the logged URL answered %d:\n%.300s", code, body)
+	}
+	if code, _ := get("http://"+a.admin+"/", ""); code != http.StatusUnauthorized {
+		t.Errorf("the dashboard without the token answered %d, want 401", code)
+	}
+	waitFor(t, "the demo's four agents on the API", func() bool {
+		code, body := get("http://"+a.admin+"/api/v1/agents", logged[2])
+		return code == http.StatusOK && strings.Count(body, `"agentId"`) == 4
+	})
 }
