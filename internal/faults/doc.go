@@ -54,10 +54,13 @@
 // reseeded.
 //
 // The long mode, on 2026-12-07: it passed whole on fd7536d and 095e70f,
-// twice in a row on 0cf8b57, and then five times in a row: f10 on f7d43b7,
+// twice in a row on 0cf8b57, and then six times in a row: f10 on f7d43b7,
 // f11 and f12 on 2100ab8 (the same connector, the harness's phone sweep
 // added), f13 on df4a331, f14 on 7ef89d7 (store metrics, the desk journal
-// range, the first-run token). One outside change was taken in the five
+// range, the first-run token), f15 on 7232ab2 (issue 17's one-pass XSI and
+// CSTA decoders, shared event frames, small sessions, promise saves ordered
+// per user; no outside change taken, 505 repairs). One outside change was
+// taken in the six
 // (f14, latency-spikes-10s: agent 104 found Available 4 s after a Sign-Out
 // it was promised, and the run still ended as every client was told), and
 // one view that had gone back was put right by the read (f14,
