@@ -6,7 +6,6 @@ import (
 	"io"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -160,53 +159,12 @@ func BenchmarkFanout(b *testing.B) {
 	}
 }
 
-// appendEventOracle is AppendEvent as it was before events were shared
-// among monitors (encoded whole for each monitor): the shared path must
-// put the very same bytes on the wire.
-func appendEventOracle(dst []byte, ev *Event, crossRefID string, ed Edition) ([]byte, error) {
-	if !ev.Kind.valid() {
-		return dst, fmt.Errorf("csta: cannot encode event kind %d", ev.Kind)
-	}
-	name := eventInfo[ev.Kind].root
-	w := xmlWriter{b: dst}
-	w.root(name, ed.Namespace())
-	w.leaf("monitorCrossRefID", crossRefID)
-	switch ev.Kind {
-	case EventAgentLoggedOn, EventAgentLoggedOff, EventAgentReady, EventAgentNotReady,
-		EventAgentWorkingAfterCall, EventAgentBusy:
-		w.subjectDevice("agentDevice", ev.Device)
-		w.opt("agentID", ev.AgentID)
-		w.opt("acdGroup", string(ev.ACDGroup))
-		if ev.Kind == EventAgentBusy || ev.Kind == EventAgentWorkingAfterCall {
-			w.opt("pendingAgentState", ev.PendingAgentState)
-		}
-		w.opt("cause", ev.Cause)
-		if ev.Kind == EventAgentNotReady {
-			w.reasonExtension(ev.ReasonCode)
-		}
-	case EventForwarding:
-		w.subjectDevice("device", ev.Device)
-		w.leaf("forwardingType", string(ev.ForwardingType))
-		w.boolean("forwardStatus", ev.ForwardStatus)
-		w.opt("forwardTo", string(ev.ForwardTo))
-		if ev.RingCount > 0 {
-			w.leaf("ringCount", strconv.Itoa(ev.RingCount))
-		}
-	case EventDoNotDisturb:
-		w.subjectDevice("device", ev.Device)
-		w.boolean("doNotDisturbOn", ev.DoNotDisturbOn)
-	case EventOutOfService, EventBackInService:
-		w.subjectDevice("device", ev.Device)
-		w.opt("cause", ev.Cause)
-	}
-	w.close(name)
-	return w.b, nil
-}
-
-// oracleFrame is the frame a monitor got before events were shared.
+// oracleFrame is the frame a monitor got before events were shared: the
+// document encoded whole with its crossRefID (AppendEvent), where the shared
+// path encodes it once and copies each crossRefID in.
 func oracleFrame(tb testing.TB, ev *Event, crossRefID string, ed Edition) []byte {
 	tb.Helper()
-	doc, err := appendEventOracle(nil, ev, crossRefID, ed)
+	doc, err := AppendEvent(nil, ev, crossRefID, ed) // the whole document, crossRefID encoded in place
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -358,7 +316,7 @@ func FuzzEventFrames(f *testing.F) {
 			PendingAgentState: pending, Cause: cause, ForwardingType: ForwardingType(fwdType), ForwardTo: DeviceID(fwdTo),
 			ForwardStatus: fwdStatus, DoNotDisturbOn: dnd, RingCount: ring}
 		ed := Edition(edition % 8)
-		doc, oerr := appendEventOracle(nil, &ev, crossRefID, ed)
+		doc, oerr := AppendEvent(nil, &ev, crossRefID, ed)
 		var want []byte
 		if oerr == nil {
 			want, oerr = AppendFrame(nil, EventInvokeID, doc)
