@@ -601,17 +601,7 @@ func (p *devtoolsPage) waitView(t *testing.T, what string, ok func(dashboardView
 // that URL serves the dashboard, whose API answers with the demo directory.
 func TestReadmeFirstRunDashboard(t *testing.T) {
 	dir := t.TempDir()
-	cmd := exec.Command(binary, "run", "--config", filepath.Join("..", "..", "config.example.yaml"))
-	cmd.Env = []string{
-		"CONNECTOR_CSTA_LISTEN=127.0.0.1:0",
-		"CONNECTOR_ADMIN_LISTEN=127.0.0.1:0",
-		"CONNECTOR_SIP_LISTEN=127.0.0.1:0",
-		"CONNECTOR_SIMULATOR_LISTEN=127.0.0.1:0",
-		"CONNECTOR_HOTELING_STATE_FILE=" + filepath.Join(dir, "hoteling.json"),
-		"CONNECTOR_JOURNAL_PATH=" + filepath.Join(dir, "journal.db"),
-		"CONNECTOR_STORE_PATH=" + filepath.Join(dir, "connector.db"),
-	}
-	a := startRunCommand(t, cmd)
+	a := startRunCommand(t, exampleCommand(dir, "CONNECTOR_SIMULATOR_LISTEN=127.0.0.1:0"))
 	logged := regexp.MustCompile(`dashboard="(http://` + regexp.QuoteMeta(a.admin) + `/\?token=([A-Z2-7]{26}))"`).FindStringSubmatch(a.stderr.String())
 	if logged == nil {
 		t.Fatalf("no dashboard URL with a token made for the run in the log:\n%s", a.stderr.String())

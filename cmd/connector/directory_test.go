@@ -55,25 +55,34 @@ func directoryXSP(t *testing.T) *xspsim.Server {
 // events, sets Ready / Not Ready / After Call Work, forwarding and DND on
 // another user of the scope, hears a portal change, uses a user added to
 // BroadWorks after start, and logs out.
-func TestExampleConfigAgainstAnXSP(t *testing.T) {
-	sim := directoryXSP(t)
-	dir := t.TempDir()
+// exampleCommand is `connector run --config config.example.yaml` with what
+// a test must move — listeners on free loopback ports, files in dir — and
+// the environment overrides in env.
+func exampleCommand(dir string, env ...string) *exec.Cmd {
 	cmd := exec.Command(binary, "run", "--config", filepath.Join("..", "..", "config.example.yaml"))
-	cmd.Env = []string{
-		"CONNECTOR_XSI_SIMULATE=false",
-		"CONNECTOR_XSI_SERVERS=" + sim.URL(),
-		"CONNECTOR_XSI_USERNAME=admin@acme.test",
-		"CONNECTOR_XSI_PASSWORD=acme-secret",
-		"CONNECTOR_XSI_RECONNECT_MIN=50ms",
-		"CONNECTOR_DIRECTORY_DOMAIN=acme.test",
-		"CONNECTOR_ADMIN_TOKEN=" + testAdminToken,
+	cmd.Env = append([]string{
 		"CONNECTOR_CSTA_LISTEN=127.0.0.1:0",
 		"CONNECTOR_ADMIN_LISTEN=127.0.0.1:0",
 		"CONNECTOR_SIP_LISTEN=127.0.0.1:0",
 		"CONNECTOR_HOTELING_STATE_FILE=" + filepath.Join(dir, "hoteling.json"),
 		"CONNECTOR_JOURNAL_PATH=" + filepath.Join(dir, "journal.db"),
 		"CONNECTOR_STORE_PATH=" + filepath.Join(dir, "connector.db"),
-	}
+	}, env...)
+	return cmd
+}
+
+func TestExampleConfigAgainstAnXSP(t *testing.T) {
+	sim := directoryXSP(t)
+	dir := t.TempDir()
+	cmd := exampleCommand(dir,
+		"CONNECTOR_XSI_SIMULATE=false",
+		"CONNECTOR_XSI_SERVERS="+sim.URL(),
+		"CONNECTOR_XSI_USERNAME=admin@acme.test",
+		"CONNECTOR_XSI_PASSWORD=acme-secret",
+		"CONNECTOR_XSI_RECONNECT_MIN=50ms",
+		"CONNECTOR_DIRECTORY_DOMAIN=acme.test",
+		"CONNECTOR_ADMIN_TOKEN="+testAdminToken,
+	)
 	a := startRunCommand(t, cmd)
 	waitFor(t, "/readyz 200 (channel up, scope active)", func() bool { return adminStatus(a.admin, "/readyz") == 200 })
 
