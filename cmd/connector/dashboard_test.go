@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -606,27 +605,14 @@ func TestReadmeFirstRunDashboard(t *testing.T) {
 	if logged == nil {
 		t.Fatalf("no dashboard URL with a token made for the run in the log:\n%s", a.stderr.String())
 	}
-	get := func(url, token string) (int, string) {
-		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		return resp.StatusCode, string(body)
-	}
-	if code, body := get(logged[1], ""); code != http.StatusOK || !strings.Contains(body, "<title>") {
+	if code, body := adminGet(t, a.admin, strings.TrimPrefix(logged[1], "http://"+a.admin), ""); code != http.StatusOK || !bytes.Contains(body, []byte("<title>")) {
 		t.Fatalf("the logged URL answered %d:\n%.300s", code, body)
 	}
-	if code, _ := get("http://"+a.admin+"/", ""); code != http.StatusUnauthorized {
+	if code, _ := adminGet(t, a.admin, "/", ""); code != http.StatusUnauthorized {
 		t.Errorf("the dashboard without the token answered %d, want 401", code)
 	}
 	waitFor(t, "the demo's four agents on the API", func() bool {
-		code, body := get("http://"+a.admin+"/api/v1/agents", logged[2])
-		return code == http.StatusOK && strings.Count(body, `"agentId"`) == 4
+		code, body := adminGet(t, a.admin, "/api/v1/agents", logged[2])
+		return code == http.StatusOK && bytes.Count(body, []byte(`"agentId"`)) == 4
 	})
 }
