@@ -108,7 +108,9 @@ func TestDeadServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls := map[string]func() error{
-		"Update":  func() error { return s.Update(context.Background(), func(tx store.Tx) error { return tx.PutIntent("u", "g", nil) }) },
+		"Update": func() error {
+			return s.Update(context.Background(), func(tx store.Tx) error { return tx.PutIntent("u", "g", nil) })
+		},
 		"Begin":   func() error { _, err := s.Journal().Begin(context.Background(), assoc("a", "d", t0)); return err },
 		"AtDesk":  func() error { _, _, err := s.Journal().AtDesk(context.Background(), "d", t0); return err },
 		"Load":    func() error { _, err := s.Intents().Load(); return err },
