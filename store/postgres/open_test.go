@@ -184,3 +184,40 @@ func TestMaskDSN(t *testing.T) {
 		}
 	}
 }
+
+// TestPruner: with a journal retention, the store prunes by itself every
+// PruneInterval (by Options.Journal.Now), and Close stops it.
+func TestPruner(t *testing.T) {
+	dsn := pgtest.Shared(t).NewDatabase(t)
+	s := openAt(t, dsn, Options{Journal: journal.Options{Retention: time.Hour, PruneInterval: 20 * time.Millisecond,
+		Now: func() time.Time { return t0.Add(48 * time.Hour) }}})
+	j := s.Journal()
+	for i, agent := range []string{"a1", "a2"} {
+		if _, err := j.Begin(t.Context(), assoc(agent, fmt.Sprint("d", i), t0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := j.End(t.Context(), "a1@example.com", t0.Add(time.Minute), journal.EndLogout, ""); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		as, err := j.AgentBetween(t.Context(), "a1@example.com", t0, t0.Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(as) == 0 {
+			break
+		}
+		select {
+		case <-t.Context().Done():
+			t.Fatal("the pruner never pruned the ended association")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if open, err := j.OpenAssociations(t.Context()); err != nil || len(open) != 1 || open[0].AgentID != "a2" {
+		t.Fatalf("open after pruning = %+v, %v; want a2's kept", open, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
