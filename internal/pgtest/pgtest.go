@@ -116,8 +116,7 @@ func Start() (*Cluster, error) {
 			os.RemoveAll(c.dir)
 			return nil, fmt.Errorf("pgtest: %w", err)
 		}
-		opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c shared_buffers=16MB -c max_connections=200", c.port, c.dir)
-		out, err := c.run("pg_ctl", "start", "-w", "-t", "30", "-D", c.data, "-l", filepath.Join(c.dir, "log"), "-o", opts).CombinedOutput()
+		out, err := c.pgStart()
 		if err == nil {
 			break
 		}
@@ -151,6 +150,21 @@ func (c *Cluster) startWatchdog() {
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// pgStart starts the server on c.port.
+func (c *Cluster) pgStart() ([]byte, error) {
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c shared_buffers=16MB -c max_connections=200", c.port, c.dir)
+	return c.run("pg_ctl", "start", "-w", "-t", "30", "-D", c.data, "-l", filepath.Join(c.dir, "log"), "-o", opts).CombinedOutput()
+}
+
+// Restart starts the server again after Kill, on the same port with the
+// same data (crash recovery replays its WAL): the database back.
+func (c *Cluster) Restart() error {
+	if out, err := c.pgStart(); err != nil {
+		return fmt.Errorf("pgtest: pg_ctl start: %v: %s", err, out)
+	}
+	return nil
+}
 
 // run runs a PostgreSQL program as the cluster's owner.
 func (c *Cluster) run(prog string, args ...string) *exec.Cmd {

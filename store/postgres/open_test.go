@@ -134,6 +134,25 @@ func TestDeadServer(t *testing.T) {
 	if _, err := Open(ctx, dsn, Options{Timeout: time.Second}); err == nil || !strings.HasPrefix(err.Error(), "store: postgres: open") {
 		t.Errorf("Open with the server down: %v", err)
 	}
+	// The server back (crash recovery): the same store writes and reads
+	// again, what it committed before is there.
+	if err := c.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		err := s.Intents().Put("u", "h", []byte("w"))
+		if err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the store never wrote again after the server came back: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if in, err := s.Intents().Load(); err != nil || len(in) != 2 || in[0].Facet != "f" || in[1].Facet != "h" {
+		t.Fatalf("intents after the restart = %q, %v; want f (before the crash) and h", in, err)
+	}
 }
 
 // TestSharedDatabase: instances of different channel sets share one
