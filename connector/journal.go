@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -202,6 +203,15 @@ func (c *Connector) openStore() error {
 			return fmt.Errorf("store.postgres: %w", err)
 		}
 		st, c.cluster = pg, pg
+		// The old files are bbolt's migration sources: say so once if
+		// one is there, so that nobody believes it was copied.
+		for _, legacy := range []struct{ key, path string }{
+			{"journal.path", cfg.Journal.Path}, {"hoteling.state_file", cfg.HotDesks.StateFile}, {"sip.state_file", cfg.SIP.StateFile},
+		} {
+			if _, err := os.Stat(legacy.path); legacy.path != "" && err == nil {
+				log.Warn("store: an old file is not migrated into PostgreSQL (only the bbolt store migrates them)", "key", legacy.key, "path", legacy.path)
+			}
+		}
 		log.Info("store open", "driver", sc.Driver, "dsn", pg.DSN(), "channel_set", cfg.XSILink.ChannelSetID,
 			"journal_retention", cfg.Journal.Retention, "schema_version", postgres.SchemaVersion())
 	case sc.Path == "":
