@@ -229,6 +229,48 @@ func (c *Cluster) Kill() error {
 	return nil
 }
 
+// Freeze stops every process of the server (SIGSTOP): connections stay
+// open and nothing answers, as a hung server or a network that drops
+// packets. Thaw resumes them.
+func (c *Cluster) Freeze() error { return c.signalAll(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen server (SIGCONT).
+func (c *Cluster) Thaw() error { return c.signalAll(syscall.SIGCONT) }
+
+// signalAll sends sig to the postmaster (data/postmaster.pid) and its
+// children.
+func (c *Cluster) signalAll(sig syscall.Signal) error {
+	pidFile, err := os.ReadFile(filepath.Join(c.data, "postmaster.pid"))
+	if err != nil {
+		return fmt.Errorf("pgtest: %w", err)
+	}
+	first, _, _ := strings.Cut(string(pidFile), "\n")
+	master, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil {
+		return fmt.Errorf("pgtest: postmaster.pid: %w", err)
+	}
+	pids := []int{master}
+	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, p := range procs {
+		stat, err := os.ReadFile(p)
+		if err != nil {
+			continue // ended meanwhile
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so after the last ')'.
+		rest := string(stat[strings.LastIndexByte(string(stat), ')')+1:])
+		if f := strings.Fields(rest); len(f) > 1 && f[1] == strconv.Itoa(master) {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+			pids = append(pids, pid)
+		}
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("pgtest: signal %d: %w", pid, err)
+		}
+	}
+	return nil
+}
+
 // Stop stops the server and removes its folder. Stopping again does nothing.
 func (c *Cluster) Stop() error {
 	if c.stopped.Swap(true) {
@@ -237,6 +279,7 @@ func (c *Cluster) Stop() error {
 	if c.watchdog != nil {
 		c.watchdog.Process.Kill() //nolint:errcheck // it may have ended
 	}
+	c.Thaw() //nolint:errcheck // a frozen server cannot stop; a stopped one has no pid file
 	err := c.Kill()
 	if strings.Contains(fmt.Sprint(err), "Is server running?") {
 		err = nil // already killed

@@ -155,6 +155,67 @@ func TestDeadServer(t *testing.T) {
 	}
 }
 
+// TestHungServer: a server that accepts nothing more and answers nothing
+// (every process stopped) makes calls fail at their deadline, not hang:
+// the caller's, or the store's timeout; once it answers again, so does the
+// store.
+func TestHungServer(t *testing.T) {
+	c := pgtest.Own(t)
+	ctx := t.Context()
+	dsn, err := c.CreateDatabase(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := openAt(t, dsn, Options{Timeout: time.Second})
+	if err := s.Intents().Put("u", "f", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	thawed := false
+	defer func() {
+		if !thawed {
+			c.Thaw() //nolint:errcheck // the cleanup's Stop thaws too
+		}
+	}()
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	calls := map[string]func() error{
+		"Put (store timeout)":  func() error { return s.Intents().Put("u", "g", nil) },
+		"Load (store timeout)": func() error { _, err := s.Intents().Load(); return err },
+		"Update (caller's deadline)": func() error {
+			return s.Update(short, func(tx store.Tx) error { return tx.PutIntent("u", "h", nil) })
+		},
+		"Renew (caller's deadline)": func() error {
+			_, err := s.RenewLease(short, store.Lease{Name: "cs", Holder: "A", Token: 1}, time.Second)
+			return err
+		},
+	}
+	for name, call := range calls {
+		err := call()
+		if err == nil || !strings.HasPrefix(err.Error(), "store: postgres: ") || !errors.Is(err, context.DeadlineExceeded) && !strings.Contains(err.Error(), "timeout") {
+			t.Errorf("%s with the server hung: %v, want a store: postgres: deadline error", name, err)
+		}
+		t.Logf("%s: %v", name, err)
+	}
+	if err := c.Thaw(); err != nil {
+		t.Fatal(err)
+	}
+	thawed = true
+	for {
+		err := s.Intents().Put("u", "i", nil)
+		if err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the store never wrote again after the server answered again: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 // TestSharedDatabase: instances of different channel sets share one
 // database: either answers for the journal, each keeps its own SIP dialogs.
 func TestSharedDatabase(t *testing.T) {
