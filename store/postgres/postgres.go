@@ -170,7 +170,8 @@ func (s *Store) deadline(ctx context.Context) (context.Context, context.CancelFu
 
 // ---- errors ----
 
-// journalErrors are the journal's refusals: returned as they are.
+// ours are the errors callers tell apart (store and journal sentinels):
+// returned as they are, without another prefix.
 var ours = []error{store.ErrInvalid, store.ErrClosed, store.ErrFenced, store.ErrLeaseHeld, store.ErrLeaseLost, store.ErrFormat,
 	journal.ErrInvalid, journal.ErrClosed, journal.ErrNoOpenAssociation, journal.ErrAgentAssociated,
 	journal.ErrDeskOccupied, journal.ErrOverlap, journal.ErrCorrupt}
