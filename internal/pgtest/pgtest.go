@@ -351,14 +351,24 @@ func StopShared() error {
 	return err
 }
 
-// Main runs a test package's tests and then stops the shared cluster:
+// Main runs a test package's tests, stops the shared cluster, then runs
+// the after checks (goleak.Find, say) when the tests passed:
 //
 //	func TestMain(m *testing.M) { pgtest.Main(m) }
-func Main(m *testing.M) {
+func Main(m *testing.M, after ...func() error) {
 	code := m.Run()
 	if err := StopShared(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		if code == 0 {
+			code = 1
+		}
+	}
+	for _, check := range after {
+		if code != 0 {
+			break
+		}
+		if err := check(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			code = 1
 		}
 	}
