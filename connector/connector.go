@@ -103,7 +103,8 @@ type Connector struct {
 	events    *xsi.Events
 	gateway   *gateway.Gateway
 	sequencer *hoteling.Sequencer
-	store     *store.Bolt // nil without store.path
+	store     durableStore  // nil with the bbolt driver and no store.path
+	cluster   store.Cluster // the PostgreSQL store's lease and instances; nil with bbolt
 	front     *csta.Server
 	admin     *admin.Server
 	journal   *journalAdapter // nil without store.path
