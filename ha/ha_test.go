@@ -39,7 +39,9 @@ func start(t *testing.T, db *memcluster.DB, id string) *instance {
 	t.Helper()
 	in := &instance{t: t, id: id, conn: db.Connect(), done: make(chan error, 1)}
 	e, err := ha.New(ha.Config{Cluster: in.conn, LeaseName: leaseName, InstanceID: id, TTL: ttl,
-		Instance: func() store.Instance { return store.Instance{Scope: []string{"group:g@e"}, Admin: "http://" + id, Health: "ok"} },
+		Instance: func() store.Instance {
+			return store.Instance{Scope: []string{"group:g@e"}, Admin: "http://" + id, Health: "ok"}
+		},
 		OnActive: func(l store.Lease) {
 			now := time.Now()
 			in.active.Store(&now)
