@@ -78,9 +78,10 @@ type Elector struct {
 	log     *slog.Logger
 	metrics *metrics
 
-	role  atomic.Pointer[Role]
-	lease atomic.Pointer[store.Lease] // while active
-	ran   atomic.Bool
+	abandon atomic.Bool // a stop that does not release the lease
+	role    atomic.Pointer[Role]
+	lease   atomic.Pointer[store.Lease] // while active
+	ran     atomic.Bool
 }
 
 // New checks cfg and builds an Elector; Run runs it.
@@ -163,7 +164,9 @@ func (e *Elector) Run(ctx context.Context) error {
 	defer func() {
 		stopHeartbeats()
 		heartbeats.Wait()
-		e.heartbeat(context.Background()) // the last word: stopping or deposed
+		if !e.abandon.Load() {
+			e.heartbeat(context.Background()) // the last word: stopping or deposed
+		}
 	}()
 
 	e.log.Info("ha: standing by", "reason", "waiting for the lease", "lease_ttl", e.cfg.TTL)
@@ -346,12 +349,21 @@ func (e *Elector) depose(reason string) error {
 	return ErrDeposed
 }
 
+// Abandon makes the end of Run leave the lease to expire instead of
+// releasing it, as a killed process would (the connector's simulated
+// crash).
+func (e *Elector) Abandon() { e.abandon.Store(true) }
+
 // release gives the lease up so that a standby takes over at its next
 // try; it waits no longer than the lease would hold anyway.
 func (e *Elector) release(l store.Lease, deadline time.Time) {
 	e.lease.Store(nil)
 	e.setRole(RoleStopping)
 	e.metrics.token.Set(0)
+	if e.abandon.Load() {
+		e.log.Info("ha: lease abandoned; it expires on its own", "token", l.Token)
+		return
+	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	if err := e.cfg.Cluster.ReleaseLease(ctx, l); err != nil {
