@@ -14,7 +14,9 @@ type fakeCluster struct {
 	err       error
 }
 
-func (f fakeCluster) Instances(context.Context) ([]admin.ClusterInstance, error) { return f.instances, f.err }
+func (f fakeCluster) Instances(context.Context) ([]admin.ClusterInstance, error) {
+	return f.instances, f.err
+}
 
 func TestClusterRoute(t *testing.T) {
 	at := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
