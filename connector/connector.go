@@ -114,6 +114,10 @@ type Connector struct {
 	publisher *frontPublisher
 	gate      *crashGate // nil without WithCrashSimulation or ha.mode active-standby
 	ha        *haState   // nil in standalone mode
+	// cluster is the shared store's lease and heartbeat side, nil on the
+	// embedded store.
+	cluster       store.Cluster
+	stopReporting func() // a standalone instance's heartbeats, nil unless running
 
 	// life serializes starting the parts (Start, or a standby taking
 	// over) with stopping them.
@@ -230,6 +234,7 @@ func (c *Connector) Start(ctx context.Context) error {
 		c.stop(context.Background(), true)
 		return err
 	}
+	c.startReporting()
 	return nil
 }
 
@@ -275,6 +280,9 @@ func (c *Connector) stop(ctx context.Context, hard bool) error {
 	keep(c.admin.Shutdown(ctx))
 	err = errors.Join(err, c.stopLink(ctx))
 	c.stopHA()
+	if c.stopReporting != nil {
+		c.stopReporting()
+	}
 	err = errors.Join(err, c.closeStore())
 	if c.simulator != nil {
 		err = errors.Join(err, c.simulator.Shutdown(ctx))

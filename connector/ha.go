@@ -40,7 +40,6 @@ func WithCluster(cl store.Cluster) Option { return func(o *options) { o.cluster 
 
 // haState is the lease side of an active/standby connector.
 type haState struct {
-	cluster store.Cluster
 	elector *ha.Elector
 	cancel  context.CancelFunc // ends the elector's Run
 	ran     chan struct{}      // closed when Run returned
@@ -49,31 +48,28 @@ type haState struct {
 	activations sync.WaitGroup
 }
 
-// buildHA builds the elector of an active/standby connector (nil in
-// standalone mode).
+// buildHA finds the cluster side of a shared store and builds the elector
+// of an active/standby connector (nil in standalone mode).
 func (c *Connector) buildHA() error {
 	cfg := c.Config()
+	c.cluster = c.opts.cluster
+	if c.cluster == nil {
+		c.cluster, _ = any(c.store).(store.Cluster) // nil on the embedded store
+	}
 	if !cfg.ActiveStandby() {
 		return nil
 	}
-	cl := c.opts.cluster
-	if cl == nil {
-		var ok bool
-		if cl, ok = any(c.store).(store.Cluster); !ok {
-			return errors.New("ha.mode: active-standby needs a store shared by the instances (store.driver: postgres)")
-		}
+	if c.cluster == nil {
+		return errors.New("ha.mode: active-standby needs a store shared by the instances (store.driver: postgres)")
 	}
-	h := &haState{cluster: cl, ran: make(chan struct{})}
-	started := time.Now()
+	h := &haState{ran: make(chan struct{})}
 	e, err := ha.New(ha.Config{
-		Cluster:           cl,
+		Cluster:           c.cluster,
 		LeaseName:         cfg.XSILink.ChannelSetID,
 		InstanceID:        cfg.InstanceName(),
 		TTL:               cfg.HA.LeaseTTL,
 		HeartbeatInterval: cfg.HA.HeartbeatInterval,
-		Instance: func() store.Instance {
-			return store.Instance{Scope: slices.Clone(c.Config().XSILink.Scope), Admin: c.adminURL(), Health: c.health(), Started: started}
-		},
+		Instance:          c.instance,
 		OnActive: func(l store.Lease) {
 			h.activations.Add(1)
 			go func() {
@@ -90,6 +86,32 @@ func (c *Connector) buildHA() error {
 	h.elector = e
 	c.ha = h
 	return nil
+}
+
+// instance is what this instance reports of itself to the shared store
+// (the elector or reportInstance fill in role and names).
+func (c *Connector) instance() store.Instance {
+	cfg := c.Config()
+	return store.Instance{ID: cfg.InstanceName(), ChannelSet: cfg.XSILink.ChannelSetID, Role: string(ha.RoleStandalone),
+		Scope: slices.Clone(cfg.XSILink.Scope), Admin: c.adminURL(), Health: c.health(), Started: c.startedAt}
+}
+
+// startReporting has a standalone instance on a shared store report itself
+// there (scale-out by scope: every instance's /api/v1/cluster lists all).
+func (c *Connector) startReporting() {
+	if c.cluster == nil || c.ha != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	c.stopReporting = func() {
+		cancel()
+		<-done
+	}
+	go func() {
+		defer close(done)
+		ha.Report(ctx, c.cluster, c.Config().HA.HeartbeatInterval, c.instance, c.logger.With("component", "ha"))
+	}()
 }
 
 // startStandby opens the admin server and runs the lease.
@@ -241,13 +263,12 @@ type clusterView struct{ c *Connector }
 func (v clusterView) Instances(ctx context.Context) ([]admin.ClusterInstance, error) {
 	c := v.c
 	self := c.Config().InstanceName()
-	if c.ha == nil {
-		cfg := c.Config()
-		return []admin.ClusterInstance{{ID: self, ChannelSet: cfg.XSILink.ChannelSetID, Role: string(ha.RoleStandalone),
-			Scope: slices.Clone(cfg.XSILink.Scope), Admin: c.adminURL(), Health: c.health(), Started: c.startedAt,
-			Seen: time.Now(), Self: true}}, nil
+	if c.cluster == nil {
+		in := c.instance()
+		return []admin.ClusterInstance{{ID: in.ID, ChannelSet: in.ChannelSet, Role: in.Role, Scope: in.Scope, Admin: in.Admin,
+			Health: in.Health, Started: in.Started, Seen: time.Now(), Self: true}}, nil
 	}
-	insts, err := c.ha.cluster.Instances(ctx)
+	insts, err := c.cluster.Instances(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -256,7 +277,7 @@ func (v clusterView) Instances(ctx context.Context) ([]admin.ClusterInstance, er
 	for _, in := range insts {
 		l, seen := leases[in.ChannelSet]
 		if !seen && in.ChannelSet != "" {
-			lease, ok, err := c.ha.cluster.LeaseOf(ctx, in.ChannelSet)
+			lease, ok, err := c.cluster.LeaseOf(ctx, in.ChannelSet)
 			if err != nil {
 				return nil, err
 			}

@@ -235,3 +235,45 @@ func TestPairTakeOver(t *testing.T) {
 		})
 	}
 }
+
+// TestClusterViewStandalone: on the embedded store /api/v1/cluster is this
+// instance alone; standalone instances on a shared store (scale-out by
+// scope) report themselves there and each lists all.
+func TestClusterViewStandalone(t *testing.T) {
+	sim := sharedSimulator(t)
+	cfg := pairConfig(t, sim, "")
+	cfg.HA = config.HA{Mode: config.HAStandalone, LeaseTTL: time.Second, HeartbeatInterval: 100 * time.Millisecond}
+	alone := start(t, cfg)
+	code, body := adminGet(t, alone, "/api/v1/cluster")
+	var insts []admin.ClusterInstance
+	if err := json.Unmarshal([]byte(body), &insts); code != http.StatusOK || err != nil || len(insts) != 1 {
+		t.Fatalf("cluster: %d %s (%v)", code, body, err)
+	}
+	if in := insts[0]; in.ID != cfg.InstanceName() || in.Role != "standalone" || !in.Self || in.Lease != nil || in.ChannelSet != "connector-1" {
+		t.Errorf("alone: %+v", in)
+	}
+
+	db := memcluster.New()
+	var shards []*Connector
+	for i, scope := range []string{"group:grp1@ent1", "group:grp2@ent1"} {
+		cfg := pairConfig(t, sim, []string{"east", "west"}[i])
+		cfg.HA.Mode = config.HAStandalone
+		cfg.XSILink.Scope = []string{scope}
+		cfg.XSILink.ChannelSetID = "connector-" + cfg.HA.InstanceID
+		shards = append(shards, start(t, cfg, WithCluster(db.Connect())))
+	}
+	waitUntil(t, "both shards' heartbeats", func() bool {
+		_, east := db.Instance("east")
+		_, west := db.Instance("west")
+		return east && west
+	})
+	code, body = adminGet(t, shards[1], "/api/v1/cluster")
+	insts = nil
+	if err := json.Unmarshal([]byte(body), &insts); code != http.StatusOK || err != nil || len(insts) != 2 {
+		t.Fatalf("cluster: %d %s (%v)", code, body, err)
+	}
+	if insts[0].ID != "east" || insts[0].Scope[0] != "group:grp1@ent1" || insts[0].Self || insts[0].Role != "standalone" ||
+		insts[1].ID != "west" || !insts[1].Self || insts[1].Lease != nil {
+		t.Errorf("cluster %+v", insts)
+	}
+}

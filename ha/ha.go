@@ -375,18 +375,39 @@ func (e *Elector) release(l store.Lease, deadline time.Time) {
 
 // heartbeats reports the instance every HeartbeatInterval until ctx ends.
 func (e *Elector) heartbeats(ctx context.Context) {
+	Report(ctx, e.cfg.Cluster, e.cfg.HeartbeatInterval, e.instance, e.log)
+}
+
+func (e *Elector) instance() store.Instance {
+	var inst store.Instance
+	if e.cfg.Instance != nil {
+		inst = e.cfg.Instance()
+	}
+	inst.ID, inst.ChannelSet, inst.Role = e.cfg.InstanceID, e.cfg.LeaseName, string(e.Role())
+	return inst
+}
+
+func (e *Elector) heartbeat(ctx context.Context) error {
+	return beat(ctx, e.cfg.Cluster, e.cfg.HeartbeatInterval, e.instance())
+}
+
+// Report records instance() in the store every interval until ctx ends:
+// the heartbeat /api/v1/cluster lists. An Elector reports its own; a
+// standalone instance on a shared store (scale-out by scope) runs Report.
+// A failing heartbeat is logged once, and its recovery once.
+func Report(ctx context.Context, cl store.Cluster, interval time.Duration, instance func() store.Instance, log *slog.Logger) {
 	var failing error
 	for {
-		err := e.heartbeat(ctx)
+		err := beat(ctx, cl, interval, instance())
 		switch {
 		case ctx.Err() != nil:
 		case err != nil && failing == nil:
-			e.log.Warn("ha: heartbeat failed", "error", err)
+			log.Warn("ha: heartbeat failed", "error", err)
 		case err == nil && failing != nil:
-			e.log.Info("ha: heartbeat recorded again")
+			log.Info("ha: heartbeat recorded again")
 		}
 		failing = err
-		t := time.NewTimer(e.cfg.HeartbeatInterval)
+		t := time.NewTimer(interval)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -396,13 +417,9 @@ func (e *Elector) heartbeats(ctx context.Context) {
 	}
 }
 
-func (e *Elector) heartbeat(ctx context.Context) error {
-	var inst store.Instance
-	if e.cfg.Instance != nil {
-		inst = e.cfg.Instance()
-	}
-	inst.ID, inst.ChannelSet, inst.Role = e.cfg.InstanceID, e.cfg.LeaseName, string(e.Role())
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.HeartbeatInterval)
+// beat records inst once, waiting no longer than interval.
+func beat(ctx context.Context, cl store.Cluster, interval time.Duration, inst store.Instance) error {
+	ctx, cancel := context.WithTimeout(ctx, interval)
 	defer cancel()
-	return e.cfg.Cluster.Heartbeat(ctx, inst)
+	return cl.Heartbeat(ctx, inst)
 }
