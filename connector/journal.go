@@ -202,7 +202,7 @@ func (c *Connector) openStore() error {
 		if err != nil {
 			return fmt.Errorf("store.postgres: %w", err)
 		}
-		st, c.cluster = pg, pg
+		st = pg
 		// The old files are bbolt's migration sources: say so once if
 		// one is there, so that nobody believes it was copied.
 		for _, legacy := range []struct{ key, path string }{
@@ -247,6 +247,6 @@ func (c *Connector) closeStore() error {
 		c.gateway.CloseJournal()
 	}
 	err := c.store.Close()
-	c.store, c.cluster = nil, nil
+	c.store = nil
 	return err
 }
