@@ -204,16 +204,33 @@ func (s *Sequencer) RememberedHosts() []string {
 	return slices.Compact(out)
 }
 
-func (s *Sequencer) remember(r Remembered) {
+// remember keeps r, in memory and in the store. A store that refuses it
+// keeps what it had, and so does the memory: a login must not change the
+// host before what it changes is durable (a crash would lose the host's
+// own forwarding), so it fails on the error.
+func (s *Sequencer) remember(r Remembered) error {
 	s.mu.Lock()
 	s.loadLocked()
+	old, hadOld := s.remembered[r.HostUserID]
 	s.setLocked(r)
 	s.mu.Unlock()
-	if s.cfg.Store != nil {
-		if err := s.cfg.Store.Save(r); err != nil {
-			s.logger.Error("hoteling: saving remembered host forwarding", "host", r.HostUserID, "err", err)
-		}
+	if s.cfg.Store == nil {
+		return nil
 	}
+	err := s.cfg.Store.Save(r)
+	if err != nil {
+		s.logger.Error("hoteling: saving remembered host forwarding", "host", r.HostUserID, "err", err)
+		s.mu.Lock()
+		if cur, ok := s.remembered[r.HostUserID]; ok && cur == r {
+			if hadOld {
+				s.setLocked(old)
+			} else {
+				s.dropLocked(r.HostUserID)
+			}
+		}
+		s.mu.Unlock()
+	}
+	return err
 }
 
 func (s *Sequencer) forget(hostUserID string) {
@@ -232,7 +249,7 @@ func (s *Sequencer) forget(hostUserID string) {
 // compensated sequence.
 func (s *Sequencer) setRemembered(host string, r Remembered, ok bool) {
 	if ok {
-		s.remember(r)
+		s.remember(r) // a failure is logged; the memory stays as the store has it
 	} else {
 		s.forget(host)
 	}
@@ -439,7 +456,10 @@ func (s *Sequencer) loginHost(ctx context.Context, guest, host, forwardTo string
 				// finish: what the host is owed is still that.
 				rem.HostAgentState, rem.HostUnavailableCode = old.HostAgentState, old.HostUnavailableCode
 			}
-			s.remember(rem)
+			if err := s.remember(rem); err != nil {
+				r.failNow("remember-host-cfa", err)
+				break
+			}
 			restores = append(restores, func() { s.setRemembered(host, old, hadOld) })
 			// (3) The host subscriber signed out, if it is an agent signed
 			// in (nothing is sent when it is signed out already).
@@ -475,7 +495,7 @@ func (s *Sequencer) loginHost(ctx context.Context, guest, host, forwardTo string
 	// does not), so nothing is owed to it any more.
 	if rem, ok := s.Remembered(host); ok && rem.HostAgentState != "" {
 		rem.HostAgentState, rem.HostUnavailableCode = "", ""
-		s.remember(rem)
+		s.remember(rem) // a failure is logged: Settle may sign the host in again, as after a crash
 	}
 	return nil
 }

@@ -2,13 +2,17 @@ package hoteling
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/broadworks-connector/connector/xsi"
 )
@@ -355,4 +359,47 @@ func BenchmarkFileStoreSave(b *testing.B) {
 			}
 		}
 	})
+}
+
+// refusingStore is a store that cannot save (the database is down, the
+// write was fenced): Load and Delete work, Save fails.
+type refusingStore struct{ saves int }
+
+func (s *refusingStore) Save(Remembered) error {
+	s.saves++
+	return errors.New("store: postgres: write refused")
+}
+func (s *refusingStore) Delete(string) error         { return nil }
+func (s *refusingStore) Load() ([]Remembered, error) { return nil, nil }
+
+// TestLoginNeedsTheHostRemembered: a login whose host forwarding cannot be
+// stored fails before it changes the host (a crash would lose the desk's
+// own forwarding), and the memory stays as the store has it.
+func TestLoginNeedsTheHostRemembered(t *testing.T) {
+	for _, sc := range []scenario{plain, hostForwarding} {
+		t.Run(sc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				st := &refusingStore{}
+				f, s := sc.start(t, Config{Store: st}, 10*time.Millisecond)
+				before := f.snapshot()
+				err := loginErr(s, t.Context(), "g1", "desk1", num1)
+				var se *StepError
+				if !errors.As(err, &se) || se.Step != "remember-host-cfa" {
+					t.Fatalf("login = %v, want a StepError at remember-host-cfa", err)
+				}
+				if st.saves != 1 {
+					t.Errorf("%d saves, want 1", st.saves)
+				}
+				if got := f.actions(); len(got) != 0 {
+					t.Errorf("actions after a refused save: %q, want none", got)
+				}
+				if !maps.Equal(f.snapshot(), before) {
+					t.Errorf("BroadWorks changed:\n got %+v\nwant %+v", f.snapshot(), before)
+				}
+				if r, ok := s.Remembered("desk1"); ok {
+					t.Errorf("desk1 remembered in memory only: %+v", r)
+				}
+			})
+		})
+	}
 }
