@@ -200,6 +200,7 @@ var apiRoutes = []struct{ method, path string }{
 	{"GET", "/api/v1/links"},
 	{"GET", "/api/v1/desks/free"},
 	{"GET", "/api/v1/history"},
+	{"GET", "/api/v1/cluster"},
 	{"GET", "/api/v1/journal/desk/2001?at=2026-11-21T10:00:00Z"},
 	{"GET", "/api/v1/journal/agent/7001?from=2026-11-21T00:00:00Z&to=2026-11-22T00:00:00Z"},
 	{"GET", "/api/v1/stream"}, // the upgrade fails later without WebSocket headers; auth comes first

@@ -51,6 +51,7 @@ func (s *Server) routes() {
 		"GET /api/v1/journal/desk/{desk}": s.journalDesk,
 		"GET /api/v1/journal/agent/{id}":  s.journalAgent,
 		"GET /api/v1/history":             s.getHistory,
+		"GET /api/v1/cluster":             s.listCluster,
 	}
 	for pattern, h := range api {
 		s.api.Handle(pattern, s.counted(pattern, h))

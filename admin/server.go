@@ -28,6 +28,10 @@
 //	GET  /api/v1/journal/desk/{desk}?at=RFC3339              Association; 404 when the desk was free
 //	GET  /api/v1/journal/agent/{id}?from=RFC3339&to=RFC3339  []Association
 //	                                   (both 501 without WithJournal, 400 naming a bad parameter)
+//	GET  /api/v1/cluster               []ClusterInstance: the instances sharing the store, with
+//	                                   role, scope, admin URL, health, last heartbeat and the
+//	                                   lease of their channel set (501 without WithCluster,
+//	                                   503 when the store does not answer)
 //	GET  /api/v1/history               HistoryView: the last hour in 10 s buckets (logins, state
 //	                                   changes, XSI agent-state event delay), for the charts
 //	GET  /api/v1/stream                WebSocket: a Snapshot, then every Event given to Publish
@@ -100,6 +104,7 @@ type Server struct {
 	api          *http.ServeMux // the authenticated routes under /api/v1/
 	source       Source
 	journal      Journal
+	cluster      Cluster
 	history      *History // the last hour, for the charts
 	token        []byte   // "" refuses everyone
 	ready        func() (bool, string)

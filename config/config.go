@@ -28,6 +28,7 @@ type Config struct {
 	SIP          SIP              `mapstructure:"sip"`
 	Journal      JournalSettings  `mapstructure:"journal"`
 	Store        StoreSettings    `mapstructure:"store"`
+	HA           HA               `mapstructure:"ha"`
 }
 
 // Log configures the process logger (slog, to stderr).
@@ -174,6 +175,7 @@ func Default() *Config {
 		HotDesks:     defaultHoteling(),
 		Journal:      defaultJournal(),
 		Store:        defaultStore(),
+		HA:           defaultHA(),
 		SIP:          defaultSIP(),
 	}
 }

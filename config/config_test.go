@@ -681,7 +681,7 @@ func TestPlanReload(t *testing.T) {
 				"simulator.users", "simulator.hoteling_hosts", "simulator.call_center_agents", "simulator.signed_in_agents"}, key) ||
 			strings.HasPrefix(key, "hoteling.") ||
 			strings.HasPrefix(key, "sip.") && !strings.HasPrefix(key, "sip.limits.") || strings.HasPrefix(key, "journal.") ||
-			strings.HasPrefix(key, "store.")
+			strings.HasPrefix(key, "store.") || strings.HasPrefix(key, "ha.")
 		if config.NeedsRestart(key) != want {
 			t.Errorf("NeedsRestart(%s) = %v", key, config.NeedsRestart(key))
 		}

@@ -10,9 +10,9 @@ import (
 // (and the WebSocket mounted) once at startup. log.format is here because the
 // log handler is built once; log.level changes live. Every key under
 // restartSections needs a restart too: the XSI link (its channels and
-// subscriptions), the simulator, the hot-desk sequencer and the journal are
-// built once, and so is the phonesync server, which takes only new limits
-// while it runs (liveKeys; its listeners, TLS, state file and PBX presence
+// subscriptions), the simulator, the hot-desk sequencer, the journal, the
+// store and the lease (ha.*) are built once, and so is the phonesync
+// server, which takes only new limits while it runs (liveKeys; its listeners, TLS, state file and PBX presence
 // subscriptions could not change live anyway, credentials and lifetimes
 // could, once it can). directory.* and gateway.* apply live
 // (gateway.Reload).
@@ -29,7 +29,7 @@ var restartKeys = []string{
 	"admin.token_file",
 }
 
-var restartSections = []string{"xsi.", "simulator.", "hoteling.", "sip.", "journal.", "store."}
+var restartSections = []string{"xsi.", "simulator.", "hoteling.", "sip.", "journal.", "store.", "ha."}
 
 // liveKeys apply live although their section takes a restart: the phone
 // sync server's limits (phonesync.Server.Reload), and the simulator's users

@@ -54,6 +54,7 @@ func validate(c *Config, ps *problems) {
 	validateSIP(ps, c)
 	validateJournal(ps, c.Journal)
 	validateStore(ps, c)
+	validateHA(ps, c)
 }
 
 func oneOf(ps *problems, key, value string, allowed ...string) {

@@ -3,6 +3,7 @@ package connector
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"time"
@@ -108,6 +109,9 @@ func (v adminView) Links() []admin.Link {
 }
 
 func (v adminView) ForceLogout(ctx context.Context, agentID string) error {
+	if reason := v.c.notServing(); reason != "" {
+		return fmt.Errorf("connector: %s: this instance does not serve; ask the active one", reason)
+	}
 	err := v.c.gateway.ForceLogout(ctx, agentID)
 	switch {
 	case errors.Is(err, gateway.ErrUnknownAgent):
@@ -175,12 +179,16 @@ func (v adminView) PhoneChanged(dn string, _ bool) {
 	}
 }
 
-// ready is /readyz: every listener serving (a CSTA or SIP listener that
+// ready is /readyz: with ha.mode active-standby, "standby" (or "taking
+// over", "deposed", "stopping") unless this instance serves; then every listener serving (a CSTA or SIP listener that
 // stopped, or whose accepts have been failing, names itself and why), the
 // XSI channel up on at least one XSP, and every xsi.scope subscribed (one
 // that is forbidden, unknown or not yet active names itself and why). The
 // listeners are bound before the admin server starts.
 func (v adminView) ready() (bool, string) {
+	if reason := v.c.notServing(); reason != "" {
+		return false, reason // an instance of a pair that does not hold the lease
+	}
 	if err := v.c.front.Health(); err != nil {
 		return false, err.Error()
 	}
@@ -204,6 +212,9 @@ func (v adminView) partCollectors() []prometheus.Collector {
 		v.c.gateway.Collectors(), v.c.sequencer.Collectors())
 	if v.c.store != nil {
 		cs = append(cs, v.c.store.Collectors()...)
+	}
+	if v.c.ha != nil {
+		cs = append(cs, v.c.ha.elector.Collectors()...)
 	}
 	return cs
 }

@@ -55,6 +55,7 @@ type options struct {
 	recover    []string
 	hasRecover bool
 	bindRetry  time.Duration
+	cluster    store.Cluster
 }
 
 // WithLogger is the logger of every part (each names its component); the
@@ -111,7 +112,20 @@ type Connector struct {
 	// started; the admin view reads it.
 	phones    atomic.Pointer[phonesync.Server]
 	publisher *frontPublisher
-	gate      *crashGate // nil without WithCrashSimulation
+	gate      *crashGate // nil without WithCrashSimulation or ha.mode active-standby
+	ha        *haState   // nil in standalone mode
+	// cluster is the shared store's lease and heartbeat side, nil on the
+	// embedded store.
+	cluster       store.Cluster
+	stopReporting func() // a standalone instance's heartbeats, nil unless running
+
+	// life serializes starting the parts (Start, or a standby taking
+	// over) with stopping them.
+	life      sync.Mutex
+	startedAt time.Time
+	ended     chan struct{} // Done
+	endOnce   sync.Once
+	endErr    error
 
 	scheme string // of the admin server: http or https
 	// firstRunToken: the admin token made at start when none is set and
@@ -136,7 +150,7 @@ type Connector struct {
 // whatever was built is released again.
 func New(cfg *config.Config, opts ...Option) (*Connector, error) {
 	c := &Connector{cfg: cfg, publisher: &frontPublisher{}, startupRepaired: make(chan struct{}),
-		gatewayDone: make(chan struct{}), linkLogDone: make(chan struct{})}
+		gatewayDone: make(chan struct{}), linkLogDone: make(chan struct{}), ended: make(chan struct{})}
 	for _, o := range opts {
 		o(&c.opts)
 	}
@@ -144,7 +158,8 @@ func New(cfg *config.Config, opts ...Option) (*Connector, error) {
 		c.opts.logger = slog.New(slog.DiscardHandler)
 	}
 	c.logger = c.opts.logger
-	if c.opts.crashable {
+	if c.opts.crashable || cfg.ActiveStandby() {
+		// A deposed instance of a pair stops as a crashed one does.
 		c.gate = newCrashGate()
 	}
 	// The store first: a file it cannot migrate stops the start before
@@ -155,6 +170,9 @@ func New(cfg *config.Config, opts ...Option) (*Connector, error) {
 	}
 	if err == nil {
 		c.buildGateway()
+		err = c.buildHA() // before the fronts: the admin's metrics include the lease's
+	}
+	if err == nil {
 		err = c.buildFronts()
 	}
 	if err != nil {
@@ -184,12 +202,25 @@ func (c *Connector) release() {
 
 // Start opens the CSTA listener and the admin server, starts the gateway's
 // event loop, the repair loop and the XSI channel set, and then phone sync.
+// With ha.mode active-standby it opens the admin server only and runs the
+// lease; the rest starts once the lease is this instance's (ha.go).
 // On error whatever started is stopped again and the connector is done.
 func (c *Connector) Start(ctx context.Context) error {
+	c.life.Lock()
+	defer c.life.Unlock()
 	if c.started {
 		return errors.New("connector: already started")
 	}
 	c.started = true
+	c.startedAt = time.Now()
+	if c.ha != nil {
+		if err := c.startStandby(); err != nil {
+			c.release()
+			c.stopped = true
+			return err
+		}
+		return nil
+	}
 	if err := c.startFronts(); err != nil {
 		c.release()
 		c.stopped = true
@@ -203,6 +234,7 @@ func (c *Connector) Start(ctx context.Context) error {
 		c.stop(context.Background(), true)
 		return err
 	}
+	c.startReporting()
 	return nil
 }
 
@@ -216,14 +248,22 @@ func (c *Connector) Shutdown(ctx context.Context) error {
 	return c.stop(ctx, false)
 }
 
-// stop is Shutdown; hard (after a crash or a failed start) leaves out the
-// errors of parts that a crash leaves broken (phones, the CSTA sessions,
-// the admin server).
+// stop is Shutdown; hard (after a crash, a deposition or a failed start)
+// leaves out the errors of parts that a crash leaves broken (phones, the
+// CSTA sessions, the admin server). An instance of a pair releases its
+// lease once its parts have stopped (its last writes under the fence are
+// done).
 func (c *Connector) stop(ctx context.Context, hard bool) error {
+	if c.ha != nil {
+		defer c.ha.activations.Wait() // a take-over that found the connector stopped
+	}
+	c.life.Lock()
+	defer c.life.Unlock()
 	if c.stopped {
 		return nil
 	}
 	c.stopped = true
+	hard = hard || c.gate != nil && c.gate.dead()
 	var err error
 	keep := func(e error) {
 		if !hard {
@@ -239,6 +279,10 @@ func (c *Connector) stop(ctx context.Context, hard bool) error {
 	c.gateway.SetObserver(nil)
 	keep(c.admin.Shutdown(ctx))
 	err = errors.Join(err, c.stopLink(ctx))
+	c.stopHA()
+	if c.stopReporting != nil {
+		c.stopReporting()
+	}
 	err = errors.Join(err, c.closeStore())
 	if c.simulator != nil {
 		err = errors.Join(err, c.simulator.Shutdown(ctx))
@@ -297,8 +341,14 @@ func (c *Connector) Reload(next *config.Config) ([]string, error) {
 
 // Accessors, for the process's log lines and for tests.
 
-// CSTAAddr is the CSTA listener's address (after Start).
-func (c *Connector) CSTAAddr() string { return c.front.Addr().String() }
+// CSTAAddr is the CSTA listener's address (after Start; "" while a
+// standby's listener is closed).
+func (c *Connector) CSTAAddr() string {
+	if a := c.front.Addr(); a != nil {
+		return a.String()
+	}
+	return ""
+}
 
 // AdminAddr is the admin server's address (after Start).
 func (c *Connector) AdminAddr() string { return c.admin.Addr().String() }

@@ -235,3 +235,16 @@ func TestDeployKit(t *testing.T) {
 		run(t, dir, analyze, "security", "--offline=yes", "--threshold=20", path)
 	})
 }
+
+// TestUnitRestartsOnFailure: a deposed instance of an active/standby pair
+// exits 1 (cmd/connector); the unit must bring it back (as a standby).
+func TestUnitRestartsOnFailure(t *testing.T) {
+	unit, err := os.ReadFile(filepath.Join(deployDir, "systemd", "connector.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	restart := regexp.MustCompile(`(?m)^Restart=(on-failure|always)$`)
+	if !restart.Match(unit) {
+		t.Error("connector.service: want Restart=on-failure (or always), so that a deposed instance (exit 1) comes back as a standby")
+	}
+}

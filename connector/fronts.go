@@ -40,6 +40,7 @@ func (c *Connector) buildFronts() error {
 	if c.journal != nil {
 		opts = append(opts, admin.WithJournal(c.journal))
 	}
+	opts = append(opts, admin.WithCluster(clusterView{c}))
 	c.scheme = "http"
 	if t := cfg.Admin.TLS; t.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
@@ -55,9 +56,9 @@ func (c *Connector) buildFronts() error {
 		// CSTA password auth the session asks for them; without, the admin
 		// token guards the upgrade (header or ?token=).
 		if cfg.CSTAFrontEnd.WebSocket.Auth.Mode == "password" {
-			c.admin.Handle("/csta", c.front.WebSocketHandler())
+			c.admin.Handle("/csta", c.servedWhenActive(c.front.WebSocketHandler()))
 		} else {
-			c.admin.HandleWithToken("/csta", c.front.WebSocketHandler())
+			c.admin.HandleWithToken("/csta", c.servedWhenActive(c.front.WebSocketHandler()))
 		}
 	}
 	c.gateway.SetObserver(view)
@@ -67,7 +68,6 @@ func (c *Connector) buildFronts() error {
 // startFronts opens the CSTA listener and the admin server, and logs where
 // the connector listens.
 func (c *Connector) startFronts() error {
-	cfg := c.Config()
 	if err := c.front.Start(); err != nil {
 		return err
 	}
@@ -79,6 +79,14 @@ func (c *Connector) startFronts() error {
 		}
 		return err
 	}
+	c.logAdmin()
+	c.logListening()
+	return nil
+}
+
+// logListening logs where the connector serves: "connector running".
+func (c *Connector) logListening() {
+	cfg := c.Config()
 	addr := c.AdminAddr()
 	listening := []any{"csta", c.CSTAAddr(), "admin", addr}
 	if cfg.CSTAFrontEnd.WebSocket.Enabled {
@@ -86,6 +94,15 @@ func (c *Connector) startFronts() error {
 		listening = append(listening, "csta_websocket", ws+"://"+addr+"/csta")
 	}
 	listening = append(listening, "admin_url", c.scheme+"://"+addr+"/")
+	if c.ha != nil {
+		listening = append(listening, "instance_id", cfg.InstanceName(), "role", string(c.Role()))
+	}
+	c.logger.Info("connector running", listening...)
+}
+
+// logAdmin warns about the admin token once the admin server listens.
+func (c *Connector) logAdmin() {
+	cfg := c.Config()
 	switch {
 	case c.firstRunToken != "":
 		c.logger.Warn("admin.token is empty: the admin API takes a token made for this run, on this host only; set admin.token or admin.token_file to keep one",
@@ -93,8 +110,6 @@ func (c *Connector) startFronts() error {
 	case cfg.Admin.Token == "":
 		c.logger.Warn("admin API locked: admin.token is empty and admin.listen is not a loopback address, so every route but /healthz answers 401")
 	}
-	c.logger.Info("connector running", listening...)
-	return nil
 }
 
 // DashboardURL is the admin dashboard's address with the token made for

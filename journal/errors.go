@@ -1,6 +1,9 @@
 package journal
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 // The kinds of failure callers must tell apart, one per line; match them with
 // errors.Is (the returned errors add which agent, desk or association).
@@ -16,3 +19,21 @@ var (
 )
 
 var sentinels = []error{ErrInvalid, ErrClosed, ErrLocked, ErrNoOpenAssociation, ErrAgentAssociated, ErrDeskOccupied, ErrOverlap, ErrCorrupt}
+
+// ValidateBegin, ValidateEnd and ValidateQuery check what Begin, End and the
+// queries accept (ErrInvalid otherwise), for another implementation of the
+// journal (store/postgres) to refuse exactly what this one refuses.
+func ValidateBegin(a Association) error { return validateBegin(a) }
+
+// ValidateEnd: see ValidateBegin.
+func ValidateEnd(agentUserID string, at time.Time, by EndReason, detail string) error {
+	return validateEnd(agentUserID, at, by, detail)
+}
+
+// ValidateQuery checks a query's key (named what: "device ID", "agent user
+// ID") and its time: see ValidateBegin.
+func ValidateQuery(what, key string, at time.Time) error { return validateQuery(what, key, at) }
+
+// ValidTime checks a time the journal stores or compares (named name): not
+// zero, within 1678..2262.
+func ValidTime(name string, t time.Time) error { return validTime(name, t) }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -86,17 +87,32 @@ func newLogger(w io.Writer, format string, level slog.Leveler) *slog.Logger {
 	return l
 }
 
-// serveSignals runs until SIGINT or SIGTERM; SIGHUP reloads.
+// serveSignals runs until SIGINT or SIGTERM, or until the connector stops
+// serving on its own (an instance of an active/standby pair deposed, or
+// unable to take over): then the process ends with a failure, so that its
+// supervisor (systemd's Restart=on-failure) starts it again, as a standby.
+// SIGHUP reloads.
 func (p *process) serveSignals(signals <-chan os.Signal) int {
-	for sig := range signals {
-		if sig == syscall.SIGHUP {
-			p.reload()
-			continue
+	for {
+		select {
+		case sig := <-signals:
+			if sig == syscall.SIGHUP {
+				p.reload()
+				continue
+			}
+			p.logger.Info("connector shutting down", "signal", sig.String())
+			return p.shutdown()
+		case <-p.conn.Done():
+			err := p.conn.Err()
+			if errors.Is(err, connector.ErrDeposed) {
+				p.logger.Error("connector deposed: another instance may take the lease; exiting so that the supervisor starts this one again as a standby", "reason", err)
+			} else {
+				p.logger.Error("connector stopped serving", "error", err)
+			}
+			p.shutdown()
+			return exitFailure
 		}
-		p.logger.Info("connector shutting down", "signal", sig.String())
-		return p.shutdown()
 	}
-	return exitOK
 }
 
 func (p *process) shutdown() int {
