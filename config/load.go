@@ -105,6 +105,7 @@ func readPasswordFiles(c *Config, ps *problems) {
 	readPasswordFile("csta.websocket.auth", &a.Password, a.PasswordFile, ps)
 	readPasswordFile("xsi", &c.XSILink.Password, c.XSILink.PasswordFile, ps)
 	readSecretFile("admin.token_file", "admin.token", &c.Admin.Token, c.Admin.TokenFile, ps)
+	readSecretFile("store.postgres.dsn_file", "store.postgres.dsn", &c.Store.Postgres.DSN, c.Store.Postgres.DSNFile, ps)
 }
 
 // readPasswordFile moves the secret from <section>.password_file into

@@ -143,14 +143,17 @@ func (c *Connector) activate(l store.Lease) {
 	}
 	steps := []func() error{c.front.Start, c.startLink, func() error { return c.startPhones(context.Background()) }}
 	for _, step := range steps {
+		if c.gate.dead() {
+			return // deposed while starting: start nothing more
+		}
 		if err := step(); err != nil {
 			c.logger.Error("ha: cannot take over", "error", err, "token", l.Token)
 			c.end(fmt.Errorf("connector: taking over: %w", err))
 			return
 		}
-		if c.gate.dead() {
-			return // deposed while starting
-		}
+	}
+	if c.gate.dead() {
+		return
 	}
 	c.ha.serving.Store(true)
 	c.logListening()

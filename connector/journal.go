@@ -7,10 +7,14 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/broadworks-connector/connector/admin"
+	"github.com/broadworks-connector/connector/config"
 	"github.com/broadworks-connector/connector/gateway"
 	"github.com/broadworks-connector/connector/journal"
 	"github.com/broadworks-connector/connector/store"
+	"github.com/broadworks-connector/connector/store/postgres"
 )
 
 // journalAdapter puts package journal behind the gateway (which records)
@@ -175,6 +179,9 @@ func adminAssociations(list []journal.Association, err error) ([]admin.Associati
 func (c *Connector) openStore() error {
 	cfg := c.Config()
 	sc := cfg.Store
+	if sc.Driver == config.StorePostgres {
+		return c.openPostgres()
+	}
 	if sc.Path == "" {
 		c.logger.Warn("store off (store.path is empty): no association journal; remembered desk forwarding and SIP dialogs are lost on restart")
 		return nil
@@ -189,13 +196,45 @@ func (c *Connector) openStore() error {
 		st.Close()
 		return err
 	}
+	c.useStore(st)
+	log.Info("store open", "driver", sc.Driver, "path", sc.Path, "journal_retention", cfg.Journal.Retention)
+	return nil
+}
+
+// openPostgres opens the store on PostgreSQL (store.postgres.dsn), shared
+// with the other instances: an active/standby pair's (the SIP dialogs are
+// its channel set's), or instances scaled out by scope. The files of the
+// stores before it are the embedded store's to migrate: not read here.
+func (c *Connector) openPostgres() error {
+	cfg := c.Config()
+	log := c.logger.With("component", "store")
+	ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	st, err := postgres.Open(ctx, cfg.Store.Postgres.DSN, postgres.Options{ChannelSet: cfg.XSILink.ChannelSetID,
+		Journal: journal.Options{Retention: cfg.Journal.Retention}, Logger: log})
+	if err != nil {
+		return fmt.Errorf("store.postgres: %w", err)
+	}
+	c.useStore(st)
+	log.Info("store open", "driver", config.StorePostgres, "dsn", st.DSN(), "journal_retention", cfg.Journal.Retention)
+	return nil
+}
+
+// useStore makes st the connector's store and its journal the gateway's
+// and the admin API's.
+func (c *Connector) useStore(st durableStore) {
 	c.store = st
 	// The directory is the gateway's, built after the journal (it records
 	// from its first event): asked for when an admin request needs it.
 	c.journal = &journalAdapter{j: c.gatedJournal(st.Journal()), dir: func() *gateway.Directory { return c.gateway.Directory() },
 		log: c.logger.With("component", "journal")}
-	log.Info("store open", "driver", sc.Driver, "path", sc.Path, "journal_retention", cfg.Journal.Retention)
-	return nil
+}
+
+// durableStore is what the connector keeps across restarts, with its
+// metrics: store.Bolt or postgres.Store.
+type durableStore interface {
+	store.Store
+	Collectors() []prometheus.Collector
 }
 
 // closeStore stops recording (the gateway has stopped) and closes the store.
