@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -229,29 +230,34 @@ func (w *Watch) Result() (lastOK, firstFailed time.Time, how string) {
 }
 
 // Audit records, in the database, every committed change to the tables an
-// instance writes under its fence, with the writer's application_name and
-// the commit time (deferred constraint triggers fire at COMMIT): a write
-// held by a partition and delivered later shows its real landing time.
+// instance writes under its fence, with the writer's application_name, the
+// commit time (deferred constraint triggers fire at COMMIT: a write held by
+// a partition and delivered later shows when it really landed) and the
+// lease as it stood then: a change by an instance that did not hold the
+// lease when it committed is a write under an old fencing token.
 type Audit struct{ dsn string }
 
 // auditedTables are the store's fenced tables (store/postgres migrations).
 var auditedTables = []string{"journal_associations", "remembered", "intents", "sip_dialogs", "lease"}
 
 // InstallAudit creates the audit table and triggers in the database at dsn
-// (after the store's migrations ran: an instance has started).
-func InstallAudit(ctx context.Context, dsn string) (*Audit, error) {
+// (after the store's migrations ran: an instance has started); lease is
+// the channel set whose lease is recorded with each change.
+func InstallAudit(ctx context.Context, dsn, lease string) (*Audit, error) {
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		return nil, fmt.Errorf("failover: audit: %w", err)
 	}
 	defer conn.Close(context.Background())
 	stmts := []string{
-		`CREATE TABLE failover_audit (app text NOT NULL, tbl text NOT NULL, op text NOT NULL, at timestamptz NOT NULL)`,
-		`CREATE FUNCTION failover_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+		`CREATE TABLE failover_audit (app text NOT NULL, tbl text NOT NULL, op text NOT NULL, at timestamptz NOT NULL,
+			lease_holder text, lease_token bigint)`,
+		fmt.Sprintf(`CREATE FUNCTION failover_audit() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  INSERT INTO failover_audit VALUES (current_setting('application_name'), TG_TABLE_NAME, TG_OP, clock_timestamp());
+  INSERT INTO failover_audit SELECT current_setting('application_name'), TG_TABLE_NAME, TG_OP, clock_timestamp(), l.holder, l.token
+    FROM (SELECT 1) AS one LEFT JOIN lease l ON l.name = %s;
   RETURN NULL;
-END $$`,
+END $$`, quoteLiteral(lease)),
 	}
 	for _, t := range auditedTables {
 		stmts = append(stmts, fmt.Sprintf(`CREATE CONSTRAINT TRIGGER failover_audit AFTER INSERT OR UPDATE OR DELETE ON %s
@@ -265,26 +271,39 @@ DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION failover_audit()`, t
 	return &Audit{dsn: dsn}, nil
 }
 
-// Write is one audited change.
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// Write is one audited change and the lease when it committed.
 type Write struct {
 	App, Table, Op string
 	At             time.Time
+	LeaseHolder    string
+	LeaseToken     int64
 }
 
-// Since lists the changes app committed after t.
-func (a *Audit) Since(ctx context.Context, app string, t time.Time) ([]Write, error) {
+func (w Write) String() string {
+	return fmt.Sprintf("%s %s by %s at %s (lease: %s, token %d)", w.Op, w.Table, w.App, w.At.Format(time.StampMicro), w.LeaseHolder, w.LeaseToken)
+}
+
+// Writes lists the changes app committed after t; unfenced only those it
+// committed while another instance held the lease.
+func (a *Audit) Writes(ctx context.Context, app string, t time.Time, unfenced bool) ([]Write, error) {
 	conn, err := pgx.Connect(ctx, a.dsn)
 	if err != nil {
 		return nil, fmt.Errorf("failover: audit: %w", err)
 	}
 	defer conn.Close(context.Background())
-	rows, err := conn.Query(ctx, `SELECT app, tbl, op, at FROM failover_audit WHERE app = $1 AND at > $2 ORDER BY at`, app, t)
+	q := `SELECT app, tbl, op, at, coalesce(lease_holder, ''), coalesce(lease_token, 0) FROM failover_audit WHERE app = $1 AND at > $2`
+	if unfenced {
+		q += ` AND lease_holder IS DISTINCT FROM app`
+	}
+	rows, err := conn.Query(ctx, q+` ORDER BY at`, app, t)
 	if err != nil {
 		return nil, fmt.Errorf("failover: audit: %w", err)
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Write, error) {
 		var w Write
-		err := r.Scan(&w.App, &w.Table, &w.Op, &w.At)
+		err := r.Scan(&w.App, &w.Table, &w.Op, &w.At, &w.LeaseHolder, &w.LeaseToken)
 		return w, err
 	})
 }

@@ -67,7 +67,7 @@ func FreePort() (string, error) {
 // InstanceConfig is one instance's configuration.
 type InstanceConfig struct {
 	ID         string   // ha.instance_id
-	ChannelSet string   // xsi.channel_set_id
+	ChannelSet string   // xsi.channel_set_id (xsi.application_id connector-<ChannelSet>: one per channel set, as the XSP requires)
 	Scope      []string // xsi.scope
 	HA         bool     // ha.mode active-standby (else standalone)
 	LeaseTTL   time.Duration
@@ -113,6 +113,7 @@ xsi:
   username: admin@example.com
   password: secret
   channel_set_id: %s
+  application_id: connector-%s
   scope: [%s]
   heartbeat_interval: 1s
   reconnect_min: 20ms
@@ -125,7 +126,7 @@ directory:
   reason_codes: []
   default_unavailable_code: ""
   idle_ttl: 0s
-  devices: [`, cstaAddr, adminAddr, AdminToken, c.SimURL, c.ChannelSet, strings.Join(c.Scope, ", "), stack.Domain)
+  devices: [`, cstaAddr, adminAddr, AdminToken, c.SimURL, c.ChannelSet, c.ChannelSet, strings.Join(c.Scope, ", "), stack.Domain)
 	for i := 1; i <= c.Desks; i++ {
 		if i > 1 {
 			b.WriteString(", ")
@@ -183,6 +184,9 @@ func StartInstance(binary, dir string, cfg InstanceConfig) (*Instance, error) {
 			in.cmd.Env = append(in.cmd.Env, kv)
 		}
 	}
+	// The instance dies with this process, even killed (a test timing
+	// out), rather than keep ports and the database busy.
+	in.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	in.cmd.Stderr = in.log
 	in.cmd.Stdout = in.log
 	if err := in.cmd.Start(); err != nil {

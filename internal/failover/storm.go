@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,12 +26,13 @@ const requestTimeout = time.Minute
 type CTIClient struct {
 	links    []string
 	deadline time.Duration // how long a reconnect tries
+	closed   atomic.Bool
 
 	mu     sync.Mutex
 	cur    *cticlient.Client
-	curAt  int // index in links of cur
+	curAt  int   // index in links of cur
+	gaveUp error // a reconnect gave up: later ones fail at once
 	all    []*cticlient.Client
-	closed bool
 }
 
 // NewCTIClient connects to links[0] (or, failing that, the next).
@@ -53,19 +55,22 @@ func (c *CTIClient) current() (*cticlient.Client, string) {
 }
 
 // reconnect replaces old by a connection to the next link that accepts,
-// unless another caller already did.
+// unless another caller already did. Once it gave up, it fails at once.
 func (c *CTIClient) reconnect(ctx context.Context, old *cticlient.Client) (*cticlient.Client, string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
-		return nil, "", errors.New("failover: client closed")
+	if c.gaveUp != nil {
+		return nil, "", c.gaveUp
 	}
 	if c.cur != old {
 		return c.cur, c.links[c.curAt], nil
 	}
 	deadline := time.Now().Add(c.deadline)
-	var last error
 	for {
+		if c.closed.Load() {
+			c.gaveUp = errors.New("failover: client closed")
+			return nil, "", c.gaveUp
+		}
 		c.curAt = (c.curAt + 1) % len(c.links)
 		dctx, cancel := context.WithTimeout(ctx, time.Second)
 		cl, err := cticlient.Dial(dctx, c.links[c.curAt], cticlient.WithTimeout(requestTimeout), cticlient.WithEventBuffer(64))
@@ -75,20 +80,22 @@ func (c *CTIClient) reconnect(ctx context.Context, old *cticlient.Client) (*ctic
 			c.all = append(c.all, cl)
 			return cl, c.links[c.curAt], nil
 		}
-		last = err
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			c.cur = nil
-			return nil, "", fmt.Errorf("failover: no link accepts after %v: %w", c.deadline, last)
+			c.gaveUp = fmt.Errorf("failover: no link accepts after %v: %w", c.deadline, err)
+			return nil, "", c.gaveUp
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-// Close closes every connection the client had.
+// Close closes every connection the client had; a reconnect under way
+// gives up.
 func (c *CTIClient) Close() {
+	c.closed.Store(true)
 	c.mu.Lock()
-	c.closed = true
 	all := c.all
+	c.all = nil
 	c.mu.Unlock()
 	for _, cl := range all {
 		cl.Close()
@@ -172,6 +179,7 @@ type AgentRun struct {
 // until the churn ends; every third agent logs out at the end.
 type Storm struct {
 	Agents  []*AgentRun
+	names   *strings.Replacer // links → instance names, for failure messages
 	clients []*CTIClient
 	stop    atomic.Bool
 	wg      sync.WaitGroup
@@ -193,6 +201,18 @@ func StartStorm(clients []*CTIClient, n int, churn time.Duration) *Storm {
 		}()
 	}
 	return s
+}
+
+// Name names links (CSTA addresses) in failure messages: pairs of
+// address, name.
+func (s *Storm) Name(addrName ...string) { s.names = strings.NewReplacer(addrName...) }
+
+// Label names the links in s (see Name).
+func (s *Storm) Label(str string) string {
+	if s.names == nil {
+		return str
+	}
+	return s.names.Replace(str)
 }
 
 // Started is when the storm began.
@@ -247,10 +267,10 @@ func (s *Storm) set(a *AgentRun, c *CTIClient, st csta.ReqAgentState) {
 		if st == csta.ReqLoggedOn {
 			a.Acks = append(a.Acks, Ack{Agent: a.I, At: ans.At, Link: ans.Link})
 		}
-		a.Ops = append(a.Ops, fmt.Sprintf("%s:ok@%s×%d", st, ans.Link, ans.Attempts))
+		a.Ops = append(a.Ops, fmt.Sprintf("%s:ok@%s×%d@%s", st, ans.Link, ans.Attempts, ans.At.Format("05.000")))
 	case errors.As(ans.Err, new(*cticlient.Error)):
 		a.Promise.Refused(st)
-		a.Ops = append(a.Ops, fmt.Sprintf("%s:err@%s×%d", st, ans.Link, ans.Attempts))
+		a.Ops = append(a.Ops, fmt.Sprintf("%s:err@%s×%d@%s(%v)", st, ans.Link, ans.Attempts, ans.At.Format("05.000"), ans.Err))
 	default:
 		a.Promise.Lost()
 		a.Failed = append(a.Failed, fmt.Sprintf("%s: %v", st, ans.Err))
