@@ -20,20 +20,26 @@ import (
 // binary is the connector, built once for the package's tests.
 var binary string
 
-func TestMain(m *testing.M) {
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
 	dir, err := os.MkdirTemp("", "failover-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		return 1
 	}
+	defer os.RemoveAll(dir)
 	binary, err = BuildConnector(dir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
+		return 1
 	}
-	defer os.RemoveAll(dir)
-	pgtest.Main(m) // stops the shared PostgreSQL after the tests
+	code := m.Run()
+	if err := pgtest.StopShared(); err != nil { // the package's PostgreSQL
+		fmt.Fprintln(os.Stderr, err)
+		code = max(code, 1)
+	}
+	return code
 }
 
 // Sizes: a few hundred agents, so that a test stays under a minute on two
@@ -189,6 +195,17 @@ func checkJournal(t *testing.T, in *Instance, storm *Storm) {
 	t.Logf("journal of %s: %d acknowledged logins of %d agents checked", in.Cfg.ID, acks, len(storm.Agents))
 }
 
+// grepTail is the last n lines of log that contain s.
+func grepTail(log, s string, n int) string {
+	var hits []string
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, s) {
+			hits = append(hits, l)
+		}
+	}
+	return strings.Join(hits[max(0, len(hits)-n):], "\n")
+}
+
 func describe(as []Association) string {
 	var s []string
 	for _, a := range as {
@@ -234,7 +251,8 @@ func TestFailoverKillMidStorm(t *testing.T) {
 	}()
 	killed := a.Kill()
 	if err := <-probeErr; err != nil {
-		t.Fatalf("the standby never served CSTA after the kill: %v", err)
+		code, body := b.Readyz(ctx)
+		t.Fatalf("the standby never served CSTA after the kill: %v; its /readyz: %d %q; its last lease lines:\n%s", err, code, body, grepTail(b.Log(), "ha:", 5))
 	}
 	served := (<-probe)[1]
 	takeover := served.Sub(killed)
@@ -251,16 +269,29 @@ func TestFailoverKillMidStorm(t *testing.T) {
 	}
 }
 
-// TestSplitBrainSilentPartition: the active reaches PostgreSQL through a
-// proxy the test controls; the proxy drops everything silently (a
-// partition: the active's database connections hang, they do not fail).
-// The active stops serving CTI before the standby starts (no successful
-// answer from the old active after the first request the new one
-// answered was sent), and once the partition heals and the old active's
-// held traffic is delivered, nothing it wrote lands: in PostgreSQL, no
-// change committed by the old active after the cut, and the lease's token
+// TestSplitBrain: the active reaches PostgreSQL through a proxy the test
+// controls, which cuts it off in the middle of a storm: silently (a
+// partition, the realistic case: the active's database connections hang,
+// they do not fail) or with resets. The active stops serving CTI before
+// the standby starts (no successful answer from the old active after the
+// first request the new one answered was sent), and once the path heals
+// and the old active's held traffic is delivered, none of its writes
+// lands while it does not hold the lease (checked in PostgreSQL: every
+// commit is audited with the lease as it stood), and the lease's token
 // advanced to the new holder.
-func TestSplitBrainSilentPartition(t *testing.T) {
+func TestSplitBrain(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		cut  tcpproxy.Mode
+	}{
+		{"silent partition", tcpproxy.Blackhole},
+		{"connections reset", tcpproxy.Refuse},
+	} {
+		t.Run(tt.name, func(t *testing.T) { splitBrain(t, tt.cut) })
+	}
+}
+
+func splitBrain(t *testing.T, mode tcpproxy.Mode) {
 	env := newEnv(t, EnvConfig{Agents: stormAgents})
 	proxy, err := tcpproxy.New(hostOf(t, env.DSN))
 	if err != nil {
@@ -295,9 +326,10 @@ func TestSplitBrainSilentPartition(t *testing.T) {
 		probe <- [2]time.Time{sent, answered}
 	}()
 	cut := time.Now()
-	proxy.Set(tcpproxy.Blackhole)
+	proxy.Set(mode)
 	if err := <-probeErr; err != nil {
-		t.Fatalf("the standby never served CSTA after the cut: %v", err)
+		code, body := b.Readyz(ctx)
+		t.Fatalf("the standby never served CSTA after the cut: %v; its /readyz: %d %q; its last lease lines:\n%s", err, code, body, grepTail(b.Log(), "ha:", 5))
 	}
 	bp := <-probe
 	bSent, bServed := bp[0], bp[1]
