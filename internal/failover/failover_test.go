@@ -267,6 +267,23 @@ func TestFailoverKillMidStorm(t *testing.T) {
 	if code, body := b.Readyz(t.Context()); code != 200 {
 		t.Errorf("the new active's /readyz: %d %q", code, body)
 	}
+	// The cluster view: b active under the lease's second token; a, dead,
+	// still listed as it last reported.
+	insts, err := b.Cluster(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, in := range insts {
+		lease := "none"
+		if in.Lease != nil {
+			lease = fmt.Sprintf("%s/%d", in.Lease.Holder, in.Lease.Token)
+		}
+		got = append(got, fmt.Sprintf("%s:%s:%s", in.ID, in.Role, lease))
+	}
+	if !slices.Contains(got, "b:active:b/2") || len(got) != 2 || !strings.HasPrefix(got[0], "a:") {
+		t.Errorf("b's /api/v1/cluster: %q, want a listed and b active holding token 2", got)
+	}
 }
 
 // TestSplitBrain: the active reaches PostgreSQL through a proxy the test
