@@ -227,11 +227,11 @@ func (c *Connector) Start(ctx context.Context) error {
 		return err
 	}
 	if err := c.startLink(); err != nil {
-		c.stop(context.Background(), true)
+		c.stopLocked(context.Background(), true)
 		return err
 	}
 	if err := c.startPhones(ctx); err != nil {
-		c.stop(context.Background(), true)
+		c.stopLocked(context.Background(), true)
 		return err
 	}
 	c.startReporting()
@@ -259,6 +259,11 @@ func (c *Connector) stop(ctx context.Context, hard bool) error {
 	}
 	c.life.Lock()
 	defer c.life.Unlock()
+	return c.stopLocked(ctx, hard)
+}
+
+// stopLocked is stop with c.life held (Start's failures).
+func (c *Connector) stopLocked(ctx context.Context, hard bool) error {
 	if c.stopped {
 		return nil
 	}

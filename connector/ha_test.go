@@ -277,3 +277,37 @@ func TestClusterViewStandalone(t *testing.T) {
 		t.Errorf("cluster %+v", insts)
 	}
 }
+
+// TestStartFailsWhenSIPPortIsTaken: a start that fails after the link is
+// up (phone sync cannot bind) stops what it started and returns the error,
+// standalone and in a pair taking over (then Done tells why).
+func TestStartFailsWhenSIPPortIsTaken(t *testing.T) {
+	taken, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	cfg := testConfig(t.TempDir())
+	cfg.SIP.Listen = taken.LocalAddr().String()
+	c, err := New(cfg, WithLogger(testLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(t.Context()); err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("Start: %v, want address already in use", err)
+	}
+
+	sim := sharedSimulator(t)
+	db := memcluster.New()
+	pcfg := pairConfig(t, sim, "a")
+	pcfg.SIP.Listen = taken.LocalAddr().String()
+	p := start(t, pcfg, WithCluster(db.Connect()))
+	select {
+	case <-p.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("a take-over that cannot bind sip.listen did not end")
+	}
+	if err := p.Err(); err == nil || !strings.Contains(err.Error(), "taking over") {
+		t.Errorf("Err() = %v", err)
+	}
+}

@@ -79,9 +79,12 @@ type Elector struct {
 	metrics *metrics
 
 	abandon atomic.Bool // a stop that does not release the lease
-	role    atomic.Pointer[Role]
-	lease   atomic.Pointer[store.Lease] // while active
-	ran     atomic.Bool
+	// warnedSelfHeld: the lease was found held under this instance's ID
+	// by another process, and that was logged (Run's goroutine only).
+	warnedSelfHeld bool
+	role           atomic.Pointer[Role]
+	lease          atomic.Pointer[store.Lease] // while active
+	ran            atomic.Bool
 }
 
 // New checks cfg and builds an Elector; Run runs it.
@@ -186,12 +189,12 @@ func (e *Elector) standby(ctx context.Context) (store.Lease, time.Time, bool) {
 	for {
 		sent := time.Now()
 		actx, cancel := context.WithTimeout(ctx, e.renewEvery())
-		l, err := e.cfg.Cluster.AcquireLease(actx, e.cfg.LeaseName, e.cfg.InstanceID, e.cfg.TTL)
+		l, err := e.acquire(actx)
 		cancel()
 		switch {
 		case err == nil:
 			reason := "the lease was free"
-			if holder != "" && holder != e.cfg.InstanceID {
+			if holder != "" {
 				reason = "the lease of " + holder + " expired or was released"
 			}
 			e.becomeActive(l, reason)
@@ -221,6 +224,28 @@ func (e *Elector) standby(ctx context.Context) (store.Lease, time.Time, bool) {
 		case <-t.C:
 		}
 	}
+}
+
+// acquire takes the lease unless it is held, which includes held under
+// this instance's own ID but not by this process: AcquireLease would renew
+// that one, and two processes would serve under one token. It is this
+// instance's previous run (which crashed less than a TTL ago: its lease
+// expires first, on the local clock's reading of the store's expiry) or
+// another process configured with the same ha.instance_id.
+func (e *Elector) acquire(ctx context.Context) (store.Lease, error) {
+	cur, ok, err := e.cfg.Cluster.LeaseOf(ctx, e.cfg.LeaseName)
+	if err != nil {
+		return store.Lease{}, err
+	}
+	if ok && cur.Holder == e.cfg.InstanceID && time.Now().Before(cur.Expires) {
+		if !e.warnedSelfHeld {
+			e.warnedSelfHeld = true
+			e.log.Warn("ha: the lease is held under this ha.instance_id by another process (this instance's previous run, or another instance with the same ha.instance_id); waiting for it to expire",
+				"token", cur.Token, "expires", cur.Expires)
+		}
+		return cur, fmt.Errorf("ha: %s held under this instance id by another process: %w", e.cfg.LeaseName, store.ErrLeaseHeld)
+	}
+	return e.cfg.Cluster.AcquireLease(ctx, e.cfg.LeaseName, e.cfg.InstanceID, e.cfg.TTL)
 }
 
 func (e *Elector) becomeActive(l store.Lease, reason string) {

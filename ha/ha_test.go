@@ -302,3 +302,26 @@ func TestNewRefusesAnIncompleteConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestSameInstanceIDWaits: a second process under the same instance ID
+// (a misconfiguration, or the previous run of a restarted instance) does
+// not renew the other's lease as its own: it waits for it to expire and
+// then takes it under a new token.
+func TestSameInstanceIDWaits(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		db := memcluster.New()
+		first := start(t, db, "a")
+		second := start(t, db, "a")
+		time.Sleep(10 * ttl)
+		synctest.Wait()
+		if second.elector.Role() != ha.RoleStandby || first.elector.Role() != ha.RoleActive {
+			t.Fatalf("roles: first %s, second %s", first.elector.Role(), second.elector.Role())
+		}
+		first.conn.Stall() // the first dies without releasing
+		time.Sleep(2 * ttl)
+		synctest.Wait()
+		if second.elector.Role() != ha.RoleActive || second.token.Load() != 2 {
+			t.Fatalf("second: role %s, token %d", second.elector.Role(), second.token.Load())
+		}
+	})
+}

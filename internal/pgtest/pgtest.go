@@ -26,6 +26,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,14 +35,15 @@ import (
 
 // Cluster is one running throwaway PostgreSQL cluster.
 type Cluster struct {
-	dir     string // the temporary folder (data, socket, log)
-	data    string
-	bin     string // folder of initdb, pg_ctl
-	port    int
-	asUser  string // "postgres" when run as root, "" otherwise
-	dbUser  string // the cluster's superuser
-	stopped atomic.Bool
-	dbs     atomic.Int64
+	dir      string // the temporary folder (data, socket, log)
+	data     string
+	bin      string // folder of initdb, pg_ctl
+	port     int
+	asUser   string // "postgres" when run as root, "" otherwise
+	dbUser   string // the cluster's superuser
+	stopped  atomic.Bool
+	dbs      atomic.Int64
+	watchdog *exec.Cmd // stops the cluster if this process dies first
 }
 
 // Bin finds the folder holding initdb and pg_ctl: PATH first, then Debian's
@@ -125,8 +127,30 @@ func Start() (*Cluster, error) {
 			return nil, fmt.Errorf("pgtest: pg_ctl start: %v: %s\n%s", err, out, logTail)
 		}
 	}
+	c.startWatchdog()
 	return c, nil
 }
+
+// startWatchdog starts a shell that stops the cluster and removes its
+// folder when this process is gone without calling Stop (a test binary
+// killed by its timeout, a fatal error): no cluster outlives its tests.
+// Stop ends it first. Without a shell the cluster runs unwatched.
+func (c *Cluster) startWatchdog() {
+	stop := shellQuote(filepath.Join(c.bin, "pg_ctl")) + " stop -m immediate -D " + shellQuote(c.data)
+	if c.asUser != "" {
+		stop = "runuser -u " + c.asUser + " -- " + stop
+	}
+	script := fmt.Sprintf("while kill -0 %d 2>/dev/null; do sleep 1; done; %s >/dev/null 2>&1; rm -rf %s",
+		os.Getpid(), stop, shellQuote(c.dir))
+	cmd := exec.Command("sh", "-c", script)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // not killed with the test's process group
+	if cmd.Start() == nil {
+		c.watchdog = cmd
+		go cmd.Wait() //nolint:errcheck // reaped; its end is Stop's doing or this process's
+	}
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // run runs a PostgreSQL program as the cluster's owner.
 func (c *Cluster) run(prog string, args ...string) *exec.Cmd {
@@ -195,6 +219,9 @@ func (c *Cluster) Kill() error {
 func (c *Cluster) Stop() error {
 	if c.stopped.Swap(true) {
 		return nil
+	}
+	if c.watchdog != nil {
+		c.watchdog.Process.Kill() //nolint:errcheck // it may have ended
 	}
 	err := c.Kill()
 	if strings.Contains(fmt.Sprint(err), "Is server running?") {

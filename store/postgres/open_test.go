@@ -1,0 +1,184 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/broadworks-connector/connector/internal/pgtest"
+	"github.com/broadworks-connector/connector/journal"
+	"github.com/broadworks-connector/connector/store"
+)
+
+// TestMigrations: Open applies the embedded schema once: reopening changes
+// nothing, instances opening together take turns (none fails), and a
+// database migrated by a newer build is refused with ErrFormat.
+func TestMigrations(t *testing.T) {
+	dsn := pgtest.Shared(t).NewDatabase(t)
+	const n = 6
+	errs := make([]error, n)
+	stores := make([]*Store, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { stores[i], errs[i] = Open(context.Background(), dsn, Options{Logger: quiet}) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("Open %d of %d at once: %v", i, n, err)
+		}
+		defer stores[i].Close()
+	}
+	s := openAt(t, dsn, Options{}) // and once more
+	var versions []int32
+	rows, err := s.pool.Query(t.Context(), `SELECT version FROM schema_migrations ORDER BY version`)
+	if err == nil {
+		versions, err = pgx.CollectRows(rows, pgx.RowTo[int32])
+	}
+	if err != nil || len(versions) != SchemaVersion() || int(versions[len(versions)-1]) != SchemaVersion() {
+		t.Fatalf("schema_migrations = %v (%v), want 1..%d once each", versions, err, SchemaVersion())
+	}
+	if _, err := s.pool.Exec(t.Context(), `INSERT INTO schema_migrations (version, name) VALUES ($1, 'from_the_future')`, SchemaVersion()+1); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(t.Context(), dsn, Options{Logger: quiet})
+	if !errors.Is(err, store.ErrFormat) || !strings.Contains(err.Error(), fmt.Sprint(SchemaVersion()+1)) {
+		t.Fatalf("Open on a newer schema: %v, want ErrFormat naming version %d", err, SchemaVersion()+1)
+	}
+}
+
+// TestOpenRefusals: what Open refuses, with a clear error that never shows
+// the password.
+func TestOpenRefusals(t *testing.T) {
+	c := pgtest.Shared(t)
+	tests := []struct {
+		name    string
+		dsn     string
+		opts    Options
+		wantErr error  // nil: any error
+		want    string // in the message
+	}{
+		{"empty DSN", "", Options{}, store.ErrInvalid, "empty PostgreSQL DSN"},
+		{"unparsable DSN", "postgres://u:s3cret@host:notaport/db", Options{}, store.ErrInvalid, "does not parse"},
+		{"negative timeout", c.DSN("postgres"), Options{Timeout: -1}, store.ErrInvalid, "negative"},
+		{"no such database", strings.Replace(c.DSN("postgres"), "/postgres?", "/nosuchdb?", 1) + "&password=s3cret", Options{}, nil, "nosuchdb"},
+		{"nothing listening", "postgres://u:s3cret@127.0.0.1:1/db?sslmode=disable&connect_timeout=2", Options{}, nil, "store: postgres: open"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Open(t.Context(), tc.dsn, tc.opts)
+			if err == nil {
+				s.Close()
+				t.Fatal("Open succeeded")
+			}
+			if tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
+				t.Fatalf("Open: %v, want %v", err, tc.wantErr)
+			}
+			if !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "store: ") {
+				t.Fatalf("Open: %q, want it to start with \"store: \" and say %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Fatalf("the error shows the password: %q", err)
+			}
+		})
+	}
+}
+
+// TestDeadServer: with the server gone, every call fails with a clear
+// error within its deadline (the store's timeout when the caller set none)
+// instead of hanging; the store works again once the server is back.
+func TestDeadServer(t *testing.T) {
+	c := pgtest.Own(t)
+	ctx := t.Context()
+	dsn, err := c.CreateDatabase(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := openAt(t, dsn, Options{Timeout: 2 * time.Second})
+	if err := s.Intents().Put("u", "f", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	calls := map[string]func() error{
+		"Update":  func() error { return s.Update(context.Background(), func(tx store.Tx) error { return tx.PutIntent("u", "g", nil) }) },
+		"Begin":   func() error { _, err := s.Journal().Begin(context.Background(), assoc("a", "d", t0)); return err },
+		"AtDesk":  func() error { _, _, err := s.Journal().AtDesk(context.Background(), "d", t0); return err },
+		"Load":    func() error { _, err := s.Intents().Load(); return err },
+		"Acquire": func() error { _, err := s.AcquireLease(context.Background(), "cs", "A", time.Second); return err },
+		"Renew": func() error {
+			_, err := s.RenewLease(context.Background(), store.Lease{Name: "cs", Holder: "A", Token: 1}, time.Second)
+			return err
+		},
+		"Heartbeat": func() error { return s.Heartbeat(context.Background(), store.Instance{ID: "a"}) },
+	}
+	for name, call := range calls {
+		err := call()
+		if err == nil || !strings.HasPrefix(err.Error(), "store: postgres: ") {
+			t.Errorf("%s with the server down: %v, want a store: postgres: error", name, err)
+		}
+		if errors.Is(err, store.ErrLeaseLost) || errors.Is(err, store.ErrLeaseHeld) || errors.Is(err, store.ErrFenced) {
+			t.Errorf("%s with the server down: %v: a lease answer the database did not give", name, err)
+		}
+	}
+	// A second store cannot open.
+	if _, err := Open(ctx, dsn, Options{Timeout: time.Second}); err == nil || !strings.HasPrefix(err.Error(), "store: postgres: open") {
+		t.Errorf("Open with the server down: %v", err)
+	}
+}
+
+// TestSharedDatabase: instances of different channel sets share one
+// database: either answers for the journal, each keeps its own SIP dialogs.
+func TestSharedDatabase(t *testing.T) {
+	dsn := pgtest.Shared(t).NewDatabase(t)
+	a := openAt(t, dsn, Options{ChannelSet: "cs-a"})
+	b := openAt(t, dsn, Options{ChannelSet: "cs-b"})
+	if _, err := a.Journal().Begin(t.Context(), assoc("a1", "d1", t0)); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok, err := b.Journal().AtDesk(t.Context(), "d1", t0.Add(time.Minute)); err != nil || !ok || got.AgentID != "a1" {
+		t.Fatalf("the other instance's AtDesk = %+v, %v, %v", got, ok, err)
+	}
+	if _, err := b.Journal().Begin(t.Context(), assoc("a1", "d2", t0.Add(time.Minute))); !errors.Is(err, journal.ErrAgentAssociated) {
+		t.Fatalf("the other instance's Begin of the same agent: %v, want ErrAgentAssociated", err)
+	}
+	for _, s := range []*Store{a, b} {
+		if err := s.SIPDialogs().SaveDialogs([]byte(s.opts.ChannelSet)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range []*Store{a, b} {
+		if got, err := s.SIPDialogs().LoadDialogs(); err != nil || string(got) != s.opts.ChannelSet {
+			t.Errorf("%s's dialogs = %q, %v", s.opts.ChannelSet, got, err)
+		}
+	}
+}
+
+func TestMaskDSN(t *testing.T) {
+	tests := []struct{ dsn, want string }{
+		{"postgres://connector:s3cret@db.example.com:5432/connector?sslmode=require",
+			"postgres://connector:***@db.example.com:5432/connector?sslmode=require"},
+		{"postgresql://connector@db/connector", "postgresql://connector@db/connector"},
+		{"postgres://db/connector?user=c&password=s3cret", "postgres://db/connector?password=***&user=c"},
+		{"host=db user=connector password=s3cret dbname=connector", "host=db user=connector password=*** dbname=connector"},
+		{"host=db password = 's3 cr\\'et' dbname=x", "host=db password = *** dbname=x"},
+		{"host=db dbname=x", "host=db dbname=x"},
+		{"postgres://u:s3cret@host:notaport/db", "(unparsable DSN)"},
+	}
+	for _, tc := range tests {
+		got := MaskDSN(tc.dsn)
+		if got != tc.want {
+			t.Errorf("MaskDSN(%q) = %q, want %q", tc.dsn, got, tc.want)
+		}
+		if strings.Contains(got, "s3") {
+			t.Errorf("MaskDSN(%q) = %q shows the password", tc.dsn, got)
+		}
+	}
+}
