@@ -79,7 +79,7 @@ func startInstance(t *testing.T, env *Env, cfg InstanceConfig) *Instance {
 		}
 		// FAILOVER_LOGS=dir keeps every instance's whole log.
 		if dir := os.Getenv("FAILOVER_LOGS"); dir != "" {
-			os.WriteFile(filepath.Join(dir, t.Name()+"-"+in.Cfg.ID+".log"), []byte(in.Log()), 0o644)
+			os.WriteFile(filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_")+"-"+in.Cfg.ID+".log"), []byte(in.Log()), 0o644)
 		}
 	})
 	return in
