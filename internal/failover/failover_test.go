@@ -232,8 +232,22 @@ func firstN(s []string, n int) string {
 // bound: lease_ttl 3 s + 2 s), BroadWorks ends as every client was last
 // told, and the journal has every acknowledged association.
 func TestFailoverKillMidStorm(t *testing.T) {
-	env := newEnv(t, EnvConfig{Agents: stormAgents})
+	env := newEnv(t, EnvConfig{Agents: stormAgents + 1})
 	a, b := startPair(t, env, "")
+
+	// The standby serves read-only admin views from the shared store: it
+	// answers who sits where the active logged someone in.
+	extra := stormAgents + 1
+	login := &Storm{}
+	ag := &AgentRun{I: extra, Promise: stack.Promise{Login: stack.LoggedOut}}
+	login.set(ag, clients(t, 1, a.CSTA)[0], csta.ReqLoggedOn)
+	if len(ag.Acks) != 1 {
+		t.Fatalf("login of agent %d through a: %v", extra, ag.Ops)
+	}
+	if as, err := b.JournalOfAgent(t.Context(), stack.AgentID(extra), ag.Acks[0].At.Add(-time.Minute), time.Now()); err != nil ||
+		len(as) != 1 || as[0].DeviceID != stack.DeskID(extra) || !as[0].End.IsZero() {
+		t.Errorf("the standby's journal of agent %d: %s (%v), want it open at %s", extra, describe(as), err, stack.DeskID(extra))
+	}
 
 	storm := StartStorm(clients(t, stormClients, a.CSTA, b.CSTA), stormAgents, stormChurn)
 	storm.Name(a.CSTA, "a", b.CSTA, "b")
