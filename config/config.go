@@ -251,7 +251,7 @@ func (c *Config) Masked() *Config {
 	maskAuth(&masked.CSTAFrontEnd.WebSocket.Auth)
 	maskSecret(&masked.XSILink.Password, masked.XSILink.PasswordFile)
 	maskSecret(&masked.Admin.Token, masked.Admin.TokenFile)
-	maskSecret(&masked.Store.Postgres.DSN, masked.Store.Postgres.DSNFile) // it may hold a password
+	maskSecret(&masked.Store.Postgres.DSN, masked.Store.Postgres.DSNFile)
 	masked.SIP.Auth.Phones = maskPairs(c.SIP.Auth.Phones)
 	masked.SIP.Auth.AgentPasswords = maskPairs(c.SIP.Auth.AgentPasswords)
 	return &masked

@@ -14,20 +14,13 @@ import (
 func TestStoreSettings(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, "c.db")
+	pg := "store:\n  driver: postgres\n  postgres:\n    dsn: postgres://c:pw@db/c\n"
 	tests := []struct {
 		name, yaml string
 		problem    string // want "key: text" substring; "" valid
 		persistSIP bool
 	}{
 		{"defaults", "", "", false},
-		{"postgres without a dsn", "store:\n  driver: postgres\n", "store.postgres.dsn: required when store.driver is postgres", false},
-		{"postgres", "store:\n  driver: postgres\n  postgres:\n    dsn: postgres://connector@db1:5432/connector\n", "", false},
-		{"postgres, key=value", "store:\n  driver: postgres\n  postgres:\n    dsn: host=db1 user=connector\n", "", false},
-		{"postgres, no directory needed", "store:\n  driver: postgres\n  path: " + filepath.Join(dir, "no", "c.db") + "\n  postgres:\n    dsn: postgres://db1/c\n", "", false},
-		{"postgres keeps dialogs", "store:\n  driver: postgres\n  path: \"\"\n  postgres:\n    dsn: postgres://db1/c\nsip:\n  persist_dialogs: true\n", "", true},
-		{"not a dsn", "store:\n  driver: postgres\n  postgres:\n    dsn: db1:5432\n", "store.postgres.dsn: must be a PostgreSQL connection string", false},
-		{"dsn and dsn_file", "store:\n  driver: postgres\n  postgres:\n    dsn: postgres://db1/c\n    dsn_file: " + filepath.Join(dir, "dsn") + "\n", "store.postgres.dsn_file: cannot be set together with store.postgres.dsn", false},
-		{"dsn_file missing", "store:\n  driver: postgres\n  postgres:\n    dsn_file: " + filepath.Join(dir, "nothing") + "\n", "store.postgres.dsn_file: cannot read", false},
 		{"unknown driver", "store:\n  driver: sqlite\n", `store.driver: must be bbolt or postgres, got "sqlite"`, false},
 		{"no such directory", "store:\n  path: " + filepath.Join(dir, "no", "c.db") + "\n", "store.path: directory", false},
 		{"the old journal file", "store:\n  path: " + db + "\njournal:\n  path: " + db + "\n", "store.path: must differ from journal.path", false},
@@ -35,6 +28,15 @@ func TestStoreSettings(t *testing.T) {
 		{"persist dialogs", "sip:\n  persist_dialogs: true\n", "", true},
 		{"sip.state_file asks for it too", "sip:\n  state_file: " + filepath.Join(dir, "s.json") + "\n", "", true},
 		{"nothing kept without a store", "store:\n  path: \"\"\nsip:\n  persist_dialogs: true\n", "", false},
+		{"postgres", pg, "", false},
+		{"postgres keeps dialogs without store.path", pg + "  path: \"\"\nsip:\n  persist_dialogs: true\n", "", true},
+		{"postgres ignores store.path", pg + "  path: " + filepath.Join(dir, "no", "c.db") + "\n", "", false},
+		{"postgres without a DSN", "store:\n  driver: postgres\n", "store.postgres.dsn: required with store.driver postgres", false},
+		{"a DSN for bbolt", "store:\n  postgres:\n    dsn: postgres://db/c\n", "store.postgres.dsn: is for store.driver postgres", false},
+		{"no pool", pg + "    max_conns: 0\n", "store.postgres.max_conns: must be 1..1000, got 0", false},
+		{"pool too big", pg + "    max_conns: 5000\n", "store.postgres.max_conns: must be 1..1000, got 5000", false},
+		{"no timeout", pg + "    timeout: 0s\n", "store.postgres.timeout: must be positive and at most 60s", false},
+		{"timeout too long", pg + "    timeout: 2h\n", "store.postgres.timeout: must be positive and at most 60s", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -55,30 +57,57 @@ func TestStoreSettings(t *testing.T) {
 	}
 }
 
-// TestPostgresDSNFile: the connection string from a file, without its
-// trailing newline, and never printed (it may hold a password).
-func TestPostgresDSNFile(t *testing.T) {
+// TestStorePostgresDSN: the DSN inline or from store.postgres.dsn_file
+// (exactly one), read at load; a secret: masked when printed, never in an
+// error.
+func TestStorePostgresDSN(t *testing.T) {
 	dir := t.TempDir()
+	const dsn = "postgres://connector:s3cret@db.example.com/connector"
 	file := filepath.Join(dir, "dsn")
-	const dsn = "postgres://connector:s3cret@db1:5432/connector"
 	if err := os.WriteFile(file, []byte(dsn+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Load(writeConfig(t, "store:\n  driver: postgres\n  postgres:\n    dsn_file: "+file+"\n"))
-	if err != nil {
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Store.Postgres.DSN != dsn {
-		t.Errorf("dsn %q", cfg.Store.Postgres.DSN)
+	head := "store:\n  driver: postgres\n  postgres:\n"
+	tests := []struct {
+		name, yaml string
+		dsn        string // want after load
+		problem    string
+	}{
+		{"inline", head + "    dsn: " + dsn + "\n", dsn, ""},
+		{"from file, newline dropped", head + "    dsn_file: " + file + "\n", dsn, ""},
+		{"both", head + "    dsn: " + dsn + "\n    dsn_file: " + file + "\n", "", "store.postgres.dsn_file: cannot be set together with store.postgres.dsn"},
+		{"missing file", head + "    dsn_file: " + filepath.Join(dir, "nope") + "\n", "", "store.postgres.dsn_file: cannot read"},
+		{"empty file", head + "    dsn_file: " + empty + "\n", "", "store.postgres.dsn_file: " + empty + " is empty"},
 	}
-	if m := cfg.Masked(); m.Store.Postgres.DSN != "" || m.Store.Postgres.DSNFile != file {
-		t.Errorf("masked %+v", m.Store.Postgres)
-	}
-	inline, err := config.Load(writeConfig(t, "store:\n  driver: postgres\n  postgres:\n    dsn: "+dsn+"\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m := inline.Masked(); m.Store.Postgres.DSN != config.MaskedSecret {
-		t.Errorf("masked inline dsn %q", m.Store.Postgres.DSN)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := config.Load(writeConfig(t, tt.yaml))
+			if tt.problem != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.problem) {
+					t.Fatalf("err %v, want %q", err, tt.problem)
+				}
+				if strings.Contains(err.Error(), "s3cret") {
+					t.Errorf("the error shows the password: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Store.Postgres.DSN != tt.dsn {
+				t.Errorf("DSN %q, want %q", cfg.Store.Postgres.DSN, tt.dsn)
+			}
+			out, err := cfg.Masked().YAML()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(string(out), "s3cret") {
+				t.Errorf("masked output shows the DSN's password:\n%s", out)
+			}
+		})
 	}
 }

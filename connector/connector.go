@@ -104,7 +104,7 @@ type Connector struct {
 	events    *xsi.Events
 	gateway   *gateway.Gateway
 	sequencer *hoteling.Sequencer
-	store     durableStore // nil with bbolt and no store.path
+	store     durableStore // nil with the bbolt driver and no store.path
 	front     *csta.Server
 	admin     *admin.Server
 	journal   *journalAdapter // nil without store.path

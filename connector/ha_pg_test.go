@@ -18,8 +18,6 @@ import (
 	"github.com/broadworks-connector/connector/xsi/xspsim"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
-
 // pgPairConfig is pairConfig on the shared PostgreSQL store dsn.
 func pgPairConfig(t *testing.T, sim *xspsim.Server, id, dsn string) *config.Config {
 	cfg := pairConfig(t, sim, id)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -169,72 +170,72 @@ func adminAssociations(list []journal.Association, err error) ([]admin.Associati
 	return out, nil
 }
 
-// openStore opens the store (store.path) and migrates into it the files
-// of the three stores connectors kept before (journal.path,
-// hoteling.state_file, sip.state_file). A file that cannot be migrated
-// stops the start, named by its key: it stays in place, so nothing is lost.
-// The gateway, built next, records every association in the store's
-// journal from the first XSI event on; the sequencer remembers desks' own
-// forwarding in it, and phone sync its UDP dialogs (sip.persist_dialogs).
+// durableStore is the store whichever driver keeps it (store.driver):
+// what the connector reads and writes, and its metrics.
+type durableStore interface {
+	store.Store
+	Collectors() []prometheus.Collector
+}
+
+// openStore opens the store of store.driver: the bbolt file (store.path),
+// into which it migrates the files of the three stores connectors kept
+// before (journal.path, hoteling.state_file, sip.state_file), or the
+// PostgreSQL database (store.postgres), whose schema it migrates and which
+// nothing is copied into. A store that cannot open, or a file that cannot
+// be migrated, stops the start, named by its key: the file stays in place,
+// so nothing is lost. The gateway, built next, records every association
+// in the store's journal from the first XSI event on; the sequencer
+// remembers desks' own forwarding in it, and phone sync its UDP dialogs
+// (sip.persist_dialogs).
 func (c *Connector) openStore() error {
 	cfg := c.Config()
 	sc := cfg.Store
-	if sc.Driver == config.StorePostgres {
-		return c.openPostgres()
-	}
-	if sc.Path == "" {
+	log := c.logger.With("component", "store")
+	var st durableStore
+	switch {
+	case sc.Driver == config.StorePostgres:
+		ctx, cancel := context.WithTimeout(context.Background(), 2*sc.Postgres.Timeout)
+		defer cancel()
+		pg, err := postgres.Open(ctx, sc.Postgres.DSN, postgres.Options{
+			ChannelSet: cfg.XSILink.ChannelSetID, Journal: journal.Options{Retention: cfg.Journal.Retention},
+			Timeout: sc.Postgres.Timeout, MaxConns: int32(sc.Postgres.MaxConns), Logger: log})
+		if err != nil {
+			return fmt.Errorf("store.postgres: %w", err)
+		}
+		st = pg
+		// The old files are bbolt's migration sources: say so once if
+		// one is there, so that nobody believes it was copied.
+		for _, legacy := range []struct{ key, path string }{
+			{"journal.path", cfg.Journal.Path}, {"hoteling.state_file", cfg.HotDesks.StateFile}, {"sip.state_file", cfg.SIP.StateFile},
+		} {
+			if _, err := os.Stat(legacy.path); legacy.path != "" && err == nil {
+				log.Warn("store: an old file is not migrated into PostgreSQL (only the bbolt store migrates them)", "key", legacy.key, "path", legacy.path)
+			}
+		}
+		log.Info("store open", "driver", sc.Driver, "dsn", pg.DSN(), "channel_set", cfg.XSILink.ChannelSetID,
+			"journal_retention", cfg.Journal.Retention, "schema_version", postgres.SchemaVersion())
+	case sc.Path == "":
 		c.logger.Warn("store off (store.path is empty): no association journal; remembered desk forwarding and SIP dialogs are lost on restart")
 		return nil
+	default:
+		b, err := store.Open(sc.Path, store.Options{Journal: journal.Options{Retention: cfg.Journal.Retention}, Logger: log})
+		if err != nil {
+			return fmt.Errorf("store.path: %w", err)
+		}
+		legacy := store.Legacy{JournalPath: cfg.Journal.Path, HotelingPath: cfg.HotDesks.StateFile, SIPPath: cfg.SIP.StateFile}
+		if _, err := b.MigrateLegacy(legacy); err != nil {
+			b.Close()
+			return err
+		}
+		st = b
+		log.Info("store open", "driver", sc.Driver, "path", sc.Path, "journal_retention", cfg.Journal.Retention)
 	}
-	log := c.logger.With("component", "store")
-	st, err := store.Open(sc.Path, store.Options{Journal: journal.Options{Retention: cfg.Journal.Retention}, Logger: log})
-	if err != nil {
-		return fmt.Errorf("store.path: %w", err)
-	}
-	legacy := store.Legacy{JournalPath: cfg.Journal.Path, HotelingPath: cfg.HotDesks.StateFile, SIPPath: cfg.SIP.StateFile}
-	if _, err := st.MigrateLegacy(legacy); err != nil {
-		st.Close()
-		return err
-	}
-	c.useStore(st)
-	log.Info("store open", "driver", sc.Driver, "path", sc.Path, "journal_retention", cfg.Journal.Retention)
-	return nil
-}
-
-// openPostgres opens the store on PostgreSQL (store.postgres.dsn), shared
-// with the other instances: an active/standby pair's (the SIP dialogs are
-// its channel set's), or instances scaled out by scope. The files of the
-// stores before it are the embedded store's to migrate: not read here.
-func (c *Connector) openPostgres() error {
-	cfg := c.Config()
-	log := c.logger.With("component", "store")
-	ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
-	defer cancel()
-	st, err := postgres.Open(ctx, cfg.Store.Postgres.DSN, postgres.Options{ChannelSet: cfg.XSILink.ChannelSetID,
-		Journal: journal.Options{Retention: cfg.Journal.Retention}, Logger: log})
-	if err != nil {
-		return fmt.Errorf("store.postgres: %w", err)
-	}
-	c.useStore(st)
-	log.Info("store open", "driver", config.StorePostgres, "dsn", st.DSN(), "journal_retention", cfg.Journal.Retention)
-	return nil
-}
-
-// useStore makes st the connector's store and its journal the gateway's
-// and the admin API's.
-func (c *Connector) useStore(st durableStore) {
 	c.store = st
 	// The directory is the gateway's, built after the journal (it records
 	// from its first event): asked for when an admin request needs it.
 	c.journal = &journalAdapter{j: c.gatedJournal(st.Journal()), dir: func() *gateway.Directory { return c.gateway.Directory() },
 		log: c.logger.With("component", "journal")}
-}
-
-// durableStore is what the connector keeps across restarts, with its
-// metrics: store.Bolt or postgres.Store.
-type durableStore interface {
-	store.Store
-	Collectors() []prometheus.Collector
+	return nil
 }
 
 // closeStore stops recording (the gateway has stopped) and closes the store.

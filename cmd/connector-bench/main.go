@@ -54,6 +54,8 @@ func main() {
 	fs.StringVar(&cfg.Pin, "pin", "", "run the connector under `taskset -c CPUS` (e.g. 1) and the load (this process, the simulator, phones, sipp) on the other CPUs, for steadier CPU figures")
 	fs.StringVar(&cfg.Connector, "connector", "", "a connector binary to run instead of building ./cmd/connector")
 	fs.StringVar(&cfg.WorkDir, "workdir", "", "directory for the generated config, journal and sipp files (default a temporary one, removed)")
+	fs.StringVar(&cfg.Store, "store", "bbolt", "the connector's store driver: bbolt (a file in the work directory) or postgres")
+	fs.StringVar(&cfg.StoreDSN, "store-dsn", "", "-store postgres: the database's DSN (default a throwaway PostgreSQL cluster, started and removed by this run)")
 	takeovers := fs.Int("takeover", 0, "run the takeover scenario instead: an active/standby pair on a throwaway PostgreSQL, the active SIGKILLed this many times; time from the kill to the standby's first successful CSTA answer")
 	takeoverAgents := fs.Int("takeover-agents", 50, "takeover scenario: agents logged in at their desks before the first kill")
 	asJSON := fs.Bool("json", false, "print the result as JSON instead of the table")

@@ -20,6 +20,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -35,6 +36,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/broadworks-connector/connector/config"
+	"github.com/broadworks-connector/connector/internal/pgtest"
 	"github.com/broadworks-connector/connector/xsi/xspsim"
 )
 
@@ -81,7 +84,12 @@ type Config struct {
 	// CPU figures are not spread over cores the load side uses too; the
 	// load side (this process and what it starts) moves to the other CPUs.
 	Pin string
-	Log io.Writer // progress; os.Stderr
+	// Store is the connector's store driver: "bbolt" (default, a file in
+	// the work directory) or "postgres": StoreDSN's database, or without
+	// one a throwaway cluster this run starts and removes (internal/pgtest).
+	Store    string
+	StoreDSN string
+	Log      io.Writer // progress; os.Stderr
 }
 
 func (c *Config) defaults() error {
@@ -221,6 +229,7 @@ type Result struct {
 		MaxInFlight                                                       int
 		Soak                                                              string
 		Directory                                                         string // "scope" or "per-user targets"
+		Store                                                             string // the store driver: bbolt or postgres
 		XSPs                                                              int
 		Pin                                                               string
 	} `json:"config"`
@@ -361,6 +370,25 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	res.Machine.GoVersion = runtime.Version()
 	res.Machine.LoadAvg = loadAvg()
 	rc.Directory, rc.Pin, rc.XSPs = "scope", cfg.Pin, cfg.XSPs
+	rc.Store = cmp.Or(cfg.Store, config.StoreBolt)
+	storeDSN := ""
+	switch rc.Store {
+	case config.StoreBolt:
+	case config.StorePostgres:
+		if storeDSN = cfg.StoreDSN; storeDSN == "" {
+			pg, err := pgtest.Start()
+			if err != nil {
+				return nil, fmt.Errorf("-store postgres without -store-dsn: %w", err)
+			}
+			defer pg.Stop() //nolint:errcheck // a throwaway cluster; its watchdog removes it if this fails
+			if storeDSN, err = pg.CreateDatabase(ctx); err != nil {
+				return nil, err
+			}
+			logf("store: a throwaway PostgreSQL cluster on 127.0.0.1:%d", pg.Port())
+		}
+	default:
+		return nil, fmt.Errorf("store %q: must be bbolt or postgres", cfg.Store)
+	}
 	if cfg.PerUserTargets {
 		rc.Directory = "per-user targets"
 	}
@@ -403,7 +431,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		}
 		return writeConfig(connectorConfig{Dir: d, Servers: servers, Agents: agents, Desks: desks, PerUserTargets: cfg.PerUserTargets,
 			MaxInFlight: cfg.MaxInFlight, MaxConnections: rc.Sessions + cfg.Monitors + 64, Token: token,
-			ChannelSet: "bench-" + name, Timeout: 120 * time.Second, LogLevel: "info"})
+			ChannelSet: "bench-" + name, Timeout: 120 * time.Second, LogLevel: "info", StoreDSN: storeDSN})
 	}
 	settle := func() { time.Sleep(time.Second) }
 	simStats := func() (int, int) { st := sim.Stats(); return st.EventsSent, st.EventsAcked }

@@ -113,8 +113,8 @@ func (r *Result) Table(w io.Writer) error {
 	}
 	fmt.Fprintf(w, "connector-bench: %d agents logged in at %d of %d desks (%d agents configured), %d CTI sessions (%d agents each) + %d monitors of desk 1, %d phones (%d Go, %d sipp), churn %.0f/s for %s, L = %s, C = %d\n",
 		c.Agents, c.Agents, c.Desks, c.Configured, c.Sessions, c.AgentsPerSession, c.Monitors, c.Phones, c.GoPhones, c.SippPhones, c.ChurnRate, c.ChurnDuration, c.Latency, c.MaxInFlight)
-	fmt.Fprintf(w, "directory: %s; machine: %d CPUs, %s, load average %s at start, %s at end; connector pinned to CPUs %q, load on CPUs %q; ready %.1f s (/readyz 200 at %.1f s), settled %.1f s after start (baseline %.1f s)\n\n",
-		c.Directory, r.Machine.CPUs, r.Machine.GoVersion, r.Machine.LoadAvg, r.Machine.LoadAfter, c.Pin, r.Machine.LoadCPUs, r.StartUp.Full, r.StartUp.Readyz, r.StartUp.Settled, r.StartUp.Baseline)
+	fmt.Fprintf(w, "store: %s; directory: %s; machine: %d CPUs, %s, load average %s at start, %s at end; connector pinned to CPUs %q, load on CPUs %q; ready %.1f s (/readyz 200 at %.1f s), settled %.1f s after start (baseline %.1f s)\n\n",
+		c.Store, c.Directory, r.Machine.CPUs, r.Machine.GoVersion, r.Machine.LoadAvg, r.Machine.LoadAfter, c.Pin, r.Machine.LoadCPUs, r.StartUp.Full, r.StartUp.Readyz, r.StartUp.Settled, r.StartUp.Baseline)
 	if err := r.writeRows(w); err != nil {
 		return err
 	}

@@ -132,6 +132,7 @@ type connectorConfig struct {
 	ChannelSet     string // xsi.channel_set_id and application_id
 	Timeout        time.Duration
 	LogLevel       string
+	StoreDSN       string // store.driver postgres with this DSN; "" bbolt in Dir
 }
 
 // writeConfig writes the connector's configuration: every listener on
@@ -226,12 +227,21 @@ journal:
   path: %s
 store:
   path: %s
-`, c.LogLevel, c.MaxConnections, c.MaxConnections, (c.Timeout + 5*time.Second).String(), q(c.Token),
+%s`, c.LogLevel, c.MaxConnections, c.MaxConnections, (c.Timeout + 5*time.Second).String(), q(c.Token),
 		strings.Join(servers, ", "), xsiUser, q(xsiPass), c.ChannelSet, c.ChannelSet, to, c.MaxInFlight,
-		scopes, targets, domain, devices, agents, to, to, filepath.Join(c.Dir, "hoteling.json"), filepath.Join(c.Dir, "journal.db"), filepath.Join(c.Dir, "connector.db"))
+		scopes, targets, domain, devices, agents, to, to, filepath.Join(c.Dir, "hoteling.json"), filepath.Join(c.Dir, "journal.db"), filepath.Join(c.Dir, "connector.db"), storeDriver(c.StoreDSN))
 	path := filepath.Join(c.Dir, "connector.yaml")
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
 		return "", err
 	}
 	return path, nil
+}
+
+// storeDriver is the store section's driver lines: none (bbolt) without a
+// DSN.
+func storeDriver(dsn string) string {
+	if dsn == "" {
+		return ""
+	}
+	return "  driver: postgres\n  postgres:\n    dsn: \"" + dsn + "\"\n"
 }

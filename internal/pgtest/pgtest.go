@@ -116,8 +116,7 @@ func Start() (*Cluster, error) {
 			os.RemoveAll(c.dir)
 			return nil, fmt.Errorf("pgtest: %w", err)
 		}
-		opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c shared_buffers=16MB -c max_connections=200", c.port, c.dir)
-		out, err := c.run("pg_ctl", "start", "-w", "-t", "30", "-D", c.data, "-l", filepath.Join(c.dir, "log"), "-o", opts).CombinedOutput()
+		out, err := c.pgStart()
 		if err == nil {
 			break
 		}
@@ -151,6 +150,21 @@ func (c *Cluster) startWatchdog() {
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// pgStart starts the server on c.port.
+func (c *Cluster) pgStart() ([]byte, error) {
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c shared_buffers=16MB -c max_connections=200", c.port, c.dir)
+	return c.run("pg_ctl", "start", "-w", "-t", "30", "-D", c.data, "-l", filepath.Join(c.dir, "log"), "-o", opts).CombinedOutput()
+}
+
+// Restart starts the server again after Kill, on the same port with the
+// same data (crash recovery replays its WAL): the database back.
+func (c *Cluster) Restart() error {
+	if out, err := c.pgStart(); err != nil {
+		return fmt.Errorf("pgtest: pg_ctl start: %v: %s", err, out)
+	}
+	return nil
+}
 
 // run runs a PostgreSQL program as the cluster's owner.
 func (c *Cluster) run(prog string, args ...string) *exec.Cmd {
@@ -215,6 +229,48 @@ func (c *Cluster) Kill() error {
 	return nil
 }
 
+// Freeze stops every process of the server (SIGSTOP): connections stay
+// open and nothing answers, as a hung server or a network that drops
+// packets. Thaw resumes them.
+func (c *Cluster) Freeze() error { return c.signalAll(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen server (SIGCONT).
+func (c *Cluster) Thaw() error { return c.signalAll(syscall.SIGCONT) }
+
+// signalAll sends sig to the postmaster (data/postmaster.pid) and its
+// children.
+func (c *Cluster) signalAll(sig syscall.Signal) error {
+	pidFile, err := os.ReadFile(filepath.Join(c.data, "postmaster.pid"))
+	if err != nil {
+		return fmt.Errorf("pgtest: %w", err)
+	}
+	first, _, _ := strings.Cut(string(pidFile), "\n")
+	master, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil {
+		return fmt.Errorf("pgtest: postmaster.pid: %w", err)
+	}
+	pids := []int{master}
+	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, p := range procs {
+		stat, err := os.ReadFile(p)
+		if err != nil {
+			continue // ended meanwhile
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so after the last ')'.
+		rest := string(stat[strings.LastIndexByte(string(stat), ')')+1:])
+		if f := strings.Fields(rest); len(f) > 1 && f[1] == strconv.Itoa(master) {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+			pids = append(pids, pid)
+		}
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("pgtest: signal %d: %w", pid, err)
+		}
+	}
+	return nil
+}
+
 // Stop stops the server and removes its folder. Stopping again does nothing.
 func (c *Cluster) Stop() error {
 	if c.stopped.Swap(true) {
@@ -223,6 +279,7 @@ func (c *Cluster) Stop() error {
 	if c.watchdog != nil {
 		c.watchdog.Process.Kill() //nolint:errcheck // it may have ended
 	}
+	c.Thaw() //nolint:errcheck // a frozen server cannot stop; a stopped one has no pid file
 	err := c.Kill()
 	if strings.Contains(fmt.Sprint(err), "Is server running?") {
 		err = nil // already killed
@@ -294,14 +351,24 @@ func StopShared() error {
 	return err
 }
 
-// Main runs a test package's tests and then stops the shared cluster:
+// Main runs a test package's tests, stops the shared cluster, then runs
+// the after checks (goleak.Find, say) when the tests passed:
 //
 //	func TestMain(m *testing.M) { pgtest.Main(m) }
-func Main(m *testing.M) {
+func Main(m *testing.M, after ...func() error) {
 	code := m.Run()
 	if err := StopShared(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		if code == 0 {
+			code = 1
+		}
+	}
+	for _, check := range after {
+		if code != 0 {
+			break
+		}
+		if err := check(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			code = 1
 		}
 	}

@@ -108,7 +108,9 @@ func TestDeadServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls := map[string]func() error{
-		"Update":  func() error { return s.Update(context.Background(), func(tx store.Tx) error { return tx.PutIntent("u", "g", nil) }) },
+		"Update": func() error {
+			return s.Update(context.Background(), func(tx store.Tx) error { return tx.PutIntent("u", "g", nil) })
+		},
 		"Begin":   func() error { _, err := s.Journal().Begin(context.Background(), assoc("a", "d", t0)); return err },
 		"AtDesk":  func() error { _, _, err := s.Journal().AtDesk(context.Background(), "d", t0); return err },
 		"Load":    func() error { _, err := s.Intents().Load(); return err },
@@ -131,6 +133,86 @@ func TestDeadServer(t *testing.T) {
 	// A second store cannot open.
 	if _, err := Open(ctx, dsn, Options{Timeout: time.Second}); err == nil || !strings.HasPrefix(err.Error(), "store: postgres: open") {
 		t.Errorf("Open with the server down: %v", err)
+	}
+	// The server back (crash recovery): the same store writes and reads
+	// again, what it committed before is there.
+	if err := c.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		err := s.Intents().Put("u", "h", []byte("w"))
+		if err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the store never wrote again after the server came back: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if in, err := s.Intents().Load(); err != nil || len(in) != 2 || in[0].Facet != "f" || in[1].Facet != "h" {
+		t.Fatalf("intents after the restart = %q, %v; want f (before the crash) and h", in, err)
+	}
+}
+
+// TestHungServer: a server that accepts nothing more and answers nothing
+// (every process stopped) makes calls fail at their deadline, not hang:
+// the caller's, or the store's timeout; once it answers again, so does the
+// store.
+func TestHungServer(t *testing.T) {
+	c := pgtest.Own(t)
+	ctx := t.Context()
+	dsn, err := c.CreateDatabase(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := openAt(t, dsn, Options{Timeout: time.Second})
+	if err := s.Intents().Put("u", "f", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	thawed := false
+	defer func() {
+		if !thawed {
+			c.Thaw() //nolint:errcheck // the cleanup's Stop thaws too
+		}
+	}()
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	calls := map[string]func() error{
+		"Put (store timeout)":  func() error { return s.Intents().Put("u", "g", nil) },
+		"Load (store timeout)": func() error { _, err := s.Intents().Load(); return err },
+		"Update (caller's deadline)": func() error {
+			return s.Update(short, func(tx store.Tx) error { return tx.PutIntent("u", "h", nil) })
+		},
+		"Renew (caller's deadline)": func() error {
+			_, err := s.RenewLease(short, store.Lease{Name: "cs", Holder: "A", Token: 1}, time.Second)
+			return err
+		},
+	}
+	for name, call := range calls {
+		err := call()
+		if err == nil || !strings.HasPrefix(err.Error(), "store: postgres: ") || !errors.Is(err, context.DeadlineExceeded) && !strings.Contains(err.Error(), "timeout") {
+			t.Errorf("%s with the server hung: %v, want a store: postgres: deadline error", name, err)
+		}
+		t.Logf("%s: %v", name, err)
+	}
+	if err := c.Thaw(); err != nil {
+		t.Fatal(err)
+	}
+	thawed = true
+	for {
+		err := s.Intents().Put("u", "i", nil)
+		if err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the store never wrote again after the server answered again: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 
@@ -180,5 +262,42 @@ func TestMaskDSN(t *testing.T) {
 		if strings.Contains(got, "s3") {
 			t.Errorf("MaskDSN(%q) = %q shows the password", tc.dsn, got)
 		}
+	}
+}
+
+// TestPruner: with a journal retention, the store prunes by itself every
+// PruneInterval (by Options.Journal.Now), and Close stops it.
+func TestPruner(t *testing.T) {
+	dsn := pgtest.Shared(t).NewDatabase(t)
+	s := openAt(t, dsn, Options{Journal: journal.Options{Retention: time.Hour, PruneInterval: 20 * time.Millisecond,
+		Now: func() time.Time { return t0.Add(48 * time.Hour) }}})
+	j := s.Journal()
+	for i, agent := range []string{"a1", "a2"} {
+		if _, err := j.Begin(t.Context(), assoc(agent, fmt.Sprint("d", i), t0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := j.End(t.Context(), "a1@example.com", t0.Add(time.Minute), journal.EndLogout, ""); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		as, err := j.AgentBetween(t.Context(), "a1@example.com", t0, t0.Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(as) == 0 {
+			break
+		}
+		select {
+		case <-t.Context().Done():
+			t.Fatal("the pruner never pruned the ended association")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if open, err := j.OpenAssociations(t.Context()); err != nil || len(open) != 1 || open[0].AgentID != "a2" {
+		t.Fatalf("open after pruning = %+v, %v; want a2's kept", open, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"net/url"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -57,6 +58,15 @@ type Options struct {
 	// slog.Default().
 	Logger *slog.Logger
 }
+
+// IdleInTransactionTimeout is how long the server lets a transaction wait
+// for its client before ending it (idle_in_transaction_session_timeout,
+// unless the DSN sets it): a takeover waits at most this long for the
+// writes of an active cut off from the database. Within ha.lease_ttl's
+// default (3 s), it costs a takeover nothing.
+const IdleInTransactionTimeout = 3 * time.Second
+
+var idleInTransactionMillis = strconv.FormatInt(IdleInTransactionTimeout.Milliseconds(), 10)
 
 // Defaults for Options.
 const (
@@ -120,6 +130,15 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("%w: PostgreSQL DSN %s does not parse", store.ErrInvalid, masked)
 	}
 	cfg.MaxConns = opts.MaxConns
+	// A fenced write holds the lease row FOR SHARE until it commits, so a
+	// takeover waits for it. A writer cut off mid-transaction (a silent
+	// partition: the server never hears of it again) would hold that lock
+	// until TCP gives up, hours later, and no standby could take the lease:
+	// the server ends such a transaction (rolled back) once it has waited
+	// this long for the client.
+	if _, set := cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !set {
+		cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = idleInTransactionMillis
+	}
 	if cfg.ConnConfig.ConnectTimeout == 0 || cfg.ConnConfig.ConnectTimeout > opts.Timeout {
 		cfg.ConnConfig.ConnectTimeout = opts.Timeout
 	}
@@ -170,7 +189,8 @@ func (s *Store) deadline(ctx context.Context) (context.Context, context.CancelFu
 
 // ---- errors ----
 
-// journalErrors are the journal's refusals: returned as they are.
+// ours are the errors callers tell apart (store and journal sentinels):
+// returned as they are, without another prefix.
 var ours = []error{store.ErrInvalid, store.ErrClosed, store.ErrFenced, store.ErrLeaseHeld, store.ErrLeaseLost, store.ErrFormat,
 	journal.ErrInvalid, journal.ErrClosed, journal.ErrNoOpenAssociation, journal.ErrAgentAssociated,
 	journal.ErrDeskOccupied, journal.ErrOverlap, journal.ErrCorrupt}

@@ -6,12 +6,18 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/broadworks-connector/connector/internal/pgtest"
 	"github.com/broadworks-connector/connector/journal"
 	"github.com/broadworks-connector/connector/store/storetest"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+// TestMain runs the tests on the package's one cluster, then checks that
+// no goroutine outlived its store (the pool's, the pruner).
+func TestMain(m *testing.M) {
+	pgtest.Main(m, func() error { return goleak.Find() })
+}
 
 var quiet = slog.New(slog.DiscardHandler)
 
