@@ -85,3 +85,29 @@ func TestJournalRecordsAssociations(t *testing.T) {
 	}
 	h.settle(t)
 }
+
+// TestJournalRecordsAssociationFirstRead: an association BroadWorks already
+// shows when the gateway first reads the agent, with no event reporting
+// it (after a takeover the new active adopts the dead one's subscriptions,
+// and the dead one may have made the association without writing it), is
+// journalled too, from BroadWorks' association time; reading the agent
+// again records nothing more.
+func TestJournalRecordsAssociationFirstRead(t *testing.T) {
+	const alice = "alice@example.com"
+	cfg := testConfig
+	cfg.LoadUsers = true
+	h := newHarnessConfig(t, cfg)
+	j := &fakeJournal{}
+	h.g.SetJournal(j)
+	h.act.guest = xsi.HotelingGuest{Active: true, HostUserID: "host1@example.com", HostAssociationDateTime: time.Now().Add(-time.Minute)}
+	for range 2 {
+		if unknown := h.g.Load(context.Background(), []string{alice}); len(unknown) > 0 {
+			t.Fatalf("unknown: %q", unknown)
+		}
+	}
+	h.g.Close() // waits for the loads: their records are queued
+	h.g.CloseJournal()
+	if got, want := j.entries(), []string{"begin A1 desk1 at host1@example.com"}; !slices.Equal(got, want) {
+		t.Errorf("journal\n got %q\nwant %q", got, want)
+	}
+}

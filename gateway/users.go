@@ -251,6 +251,8 @@ func (g *Gateway) finishLoad(u *userState, l *userLoad, s userSnapshot, marks [f
 	g.mu.Lock()
 	u.loading = nil
 	var out []csta.Event
+	var ops []journalOp
+	var jw *journalWriter
 	switch {
 	case errors.Is(err, errUnknownUser):
 		g.log.Debug("gateway: BroadWorks has no such user", "user", u.id)
@@ -260,9 +262,19 @@ func (g *Gateway) finishLoad(u *userState, l *userLoad, s userSnapshot, marks [f
 	case err != nil:
 		g.log.Info("gateway: reading a user from BroadWorks failed", "user", u.id, "err", err)
 	default:
+		hostBefore := u.hostUserID
 		out = g.applySnapshotLocked(u, s, marks)
 		if u.events == marks {
 			u.readAt = l.started // every part of the view is as read then, or newer
+		}
+		// An association first seen by reading BroadWorks is recorded as
+		// one first seen in an event is: after a takeover the new active
+		// adopts the channel set's subscriptions, so no event reports
+		// what the dead active made and never wrote (issue 18). The
+		// journal keeps one it already has as it is.
+		if hostBefore == "" && u.hostUserID != "" {
+			ops = g.journalLocked(u, "", u.hostUserID, u.hostSince, "")
+			jw = g.journal
 		}
 	}
 	l.err = err
@@ -272,6 +284,9 @@ func (g *Gateway) finishLoad(u *userState, l *userLoad, s userSnapshot, marks [f
 	}
 	g.wakeLocked(u.id)
 	g.mu.Unlock()
+	for _, op := range ops {
+		jw.send(op)
+	}
 	if len(out) > 0 {
 		g.flush(u.id)
 	}

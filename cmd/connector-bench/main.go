@@ -10,18 +10,22 @@
 //	go run ./cmd/connector-bench -soak 30m
 //	go run ./cmd/connector-bench -directory-users 100000   # start-up with 100,000 users in scope
 //	go run ./cmd/connector-bench -per-user-targets          # the directory layout before issue 15
+//	go run ./cmd/connector-bench -takeover 10               # an active/standby pair on PostgreSQL: takeover time over ten kills
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/broadworks-connector/connector/internal/bench"
+	"github.com/broadworks-connector/connector/internal/failover"
 )
 
 func main() {
@@ -52,6 +56,8 @@ func main() {
 	fs.StringVar(&cfg.WorkDir, "workdir", "", "directory for the generated config, journal and sipp files (default a temporary one, removed)")
 	fs.StringVar(&cfg.Store, "store", "bbolt", "the connector's store driver: bbolt (a file in the work directory) or postgres")
 	fs.StringVar(&cfg.StoreDSN, "store-dsn", "", "-store postgres: the database's DSN (default a throwaway PostgreSQL cluster, started and removed by this run)")
+	takeovers := fs.Int("takeover", 0, "run the takeover scenario instead: an active/standby pair on a throwaway PostgreSQL, the active SIGKILLed this many times; time from the kill to the standby's first successful CSTA answer")
+	takeoverAgents := fs.Int("takeover-agents", 50, "takeover scenario: agents logged in at their desks before the first kill")
 	asJSON := fs.Bool("json", false, "print the result as JSON instead of the table")
 	jsonFile := fs.String("json-file", "", "also write the result as JSON to this `file`")
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -66,6 +72,9 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if *takeovers > 0 {
+		os.Exit(runTakeovers(ctx, cfg.Connector, *takeovers, *takeoverAgents, *asJSON))
+	}
 	res, err := bench.Run(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "connector-bench:", err)
@@ -90,4 +99,42 @@ func main() {
 		fmt.Fprintln(os.Stderr, "connector-bench:", err)
 		os.Exit(1)
 	}
+}
+
+// runTakeovers is the -takeover scenario (internal/failover.Takeovers).
+func runTakeovers(ctx context.Context, binary string, kills, agents int, asJSON bool) int {
+	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+	res, err := failover.Takeovers(ctx, failover.TakeoverConfig{Binary: binary, Kills: kills, Agents: agents, Logf: logf})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "connector-bench:", err)
+		return 1
+	}
+	if asJSON {
+		out := struct {
+			LeaseTTL    string  `json:"leaseTTL"`
+			Agents      int     `json:"agents"`
+			TakeoversMS []int64 `json:"takeoversMs"`
+			P50MS       int64   `json:"p50Ms"`
+			P99MS       int64   `json:"p99Ms"`
+			Max         string  `json:"max"`
+		}{LeaseTTL: res.LeaseTTL.String(), Agents: res.Agents, P50MS: res.Percentile(50).Milliseconds(), P99MS: res.Percentile(99).Milliseconds(), Max: res.Percentile(100).String()}
+		for _, d := range res.Takeovers {
+			out.TakeoversMS = append(out.TakeoversMS, d.Milliseconds())
+		}
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(out); err != nil {
+			fmt.Fprintln(os.Stderr, "connector-bench:", err)
+			return 1
+		}
+		return 0
+	}
+	fmt.Printf("takeover (SIGKILL of the active → the standby's first successful CSTA answer), lease_ttl %v, %d agents at desks, %d kills\n",
+		res.LeaseTTL, res.Agents, len(res.Takeovers))
+	fmt.Printf("  p50 %v   p99 %v   min %v   max %v\n", res.Percentile(50).Round(time.Millisecond), res.Percentile(99).Round(time.Millisecond),
+		res.Percentile(0).Round(time.Millisecond), res.Percentile(100).Round(time.Millisecond))
+	for i, d := range res.Takeovers {
+		fmt.Printf("  kill %2d: %v\n", i+1, d.Round(time.Millisecond))
+	}
+	return 0
 }

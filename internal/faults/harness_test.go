@@ -244,24 +244,12 @@ func (h *harness) classify(l *life, what string, err error) outcome {
 
 // ---- agents ----
 
-// tri is what the harness knows of an agent's hot-desk login.
-type tri int
-
-const (
-	unknown tri = iota
-	in
-	out
-)
-
 // agentRun drives agent i at desk i and models what its answers promise.
 type agentRun struct {
-	i  int
-	cc *ctiConn
-	// expected, from the answers: hotel (associated at the desk) and the
-	// ACD state; acd "" is unknown, code "*" any code.
-	hotel     tri
-	acd, code string
-	ops       []string // the request log, for failure messages
+	i       int
+	cc      *ctiConn
+	promise stack.Promise // from the answers (stack.AgentProblems checks it)
+	ops     []string      // the request log, for failure messages
 }
 
 func (a *agentRun) record(op string, o outcome) {
@@ -285,38 +273,14 @@ func (h *harness) setState(a *agentRun, st csta.ReqAgentState, reason string) {
 	}
 	switch o {
 	case lost:
-		// Its outcome is checked through the state (consistency only).
-		a.hotel, a.acd = unknown, ""
+		a.promise.Lost()
 		if !h.stopped() {
 			a.cc.reconnect(l)
 		}
 	case answeredError:
-		// Told "failed": a login or logout left BroadWorks as it was;
-		// a single ACD change may or may not have been applied.
-		if st != csta.ReqLoggedOn && st != csta.ReqLoggedOff {
-			a.acd = ""
-		}
+		a.promise.Refused(st)
 	case answeredOK:
-		switch st {
-		case csta.ReqLoggedOn:
-			// A login from logged out starts the agent Not Ready; one
-			// while logged in at the desk already changes nothing.
-			switch a.hotel {
-			case out:
-				a.acd, a.code = xspsim.StateUnavailable, "*"
-			case unknown:
-				a.acd = ""
-			}
-			a.hotel = in
-		case csta.ReqLoggedOff:
-			a.hotel, a.acd, a.code = out, xspsim.StateSignOut, ""
-		case csta.ReqReady:
-			a.acd, a.code = xspsim.StateAvailable, ""
-		case csta.ReqNotReady:
-			a.acd, a.code = xspsim.StateUnavailable, codeOf(reason)
-		case csta.ReqWorkingAfterCall:
-			a.acd, a.code = xspsim.StateWrapUp, ""
-		}
+		a.promise.Answered(st, codeOf(reason))
 	}
 }
 
@@ -346,7 +310,7 @@ func (h *harness) drive(a *agentRun, churnEnd time.Time) {
 			return
 		}
 		time.Sleep(time.Duration(20+rng.IntN(60)) * time.Millisecond)
-		if a.hotel != in {
+		if a.promise.Login != stack.LoggedIn {
 			// Logged out, or not known after a lost answer: log in (a
 			// login where the agent is already changes nothing). State
 			// changes go to logged-in agents only: the connector does
@@ -847,52 +811,6 @@ func (h *harness) viewDiff() []string {
 	return bad
 }
 
-// agentProblems lists how agent a's BroadWorks state is not fully logged
-// in at its desk nor fully logged out, or not what its answers promised.
-func agentProblems(a *agentRun, snaps map[string]xspsim.UserSnapshot, ownCFA string) []string {
-	ag, dk := snaps[stack.AgentUser(a.i)], snaps[stack.DeskUser(a.i)]
-	var bad []string
-	agentAt := ag.GuestHostID == stack.DeskUser(a.i)
-	deskHas := dk.HostGuestID == stack.AgentUser(a.i)
-	if ag.GuestHostID != "" && !agentAt {
-		bad = append(bad, "agent associated with another host "+ag.GuestHostID)
-	}
-	if dk.HostGuestID != "" && !deskHas {
-		bad = append(bad, "desk's guest is another agent "+dk.HostGuestID)
-	}
-	if agentAt != deskHas {
-		bad = append(bad, fmt.Sprintf("orphan association: agent's host %q, desk's guest %q", ag.GuestHostID, dk.HostGuestID))
-	}
-	cfaTo := strings.TrimPrefix(dk.CFANumber, "tel:")
-	if agentAt || deskHas {
-		if !dk.CFAActive || cfaTo != stack.AgentNumber(a.i) {
-			bad = append(bad, fmt.Sprintf("logged in but the desk's CFA is %v %q", dk.CFAActive, dk.CFANumber))
-		}
-		if ag.AgentState == xspsim.StateSignOut || ag.AgentState == xspsim.StateSignIn {
-			bad = append(bad, "logged in but the agent is "+ag.AgentState)
-		}
-	} else {
-		if dk.CFAActive && cfaTo == stack.AgentNumber(a.i) {
-			bad = append(bad, "orphan CFA: the desk forwards to the agent without an association")
-		} else if dk.CFAActive != (ownCFA != "") || (ownCFA != "" && cfaTo != ownCFA) {
-			bad = append(bad, fmt.Sprintf("logged out but the desk's own CFA is %v %q, want %q", dk.CFAActive, dk.CFANumber, ownCFA))
-		}
-		if ag.AgentState != xspsim.StateSignOut {
-			bad = append(bad, "logged out but the agent is "+ag.AgentState)
-		}
-	}
-	switch {
-	case a.hotel == in && !agentAt:
-		bad = append(bad, "told logged in, but not associated")
-	case a.hotel == out && (agentAt || deskHas):
-		bad = append(bad, "told logged out, but associated")
-	}
-	if a.acd != "" && (ag.AgentState != a.acd || (a.code != "*" && a.code != ag.UnavailableCode)) {
-		bad = append(bad, fmt.Sprintf("told %s/%s, BroadWorks %s/%s", a.acd, a.code, ag.AgentState, ag.UnavailableCode))
-	}
-	return bad
-}
-
 // await polls check until it reports nothing or the deadline passes, and
 // returns its last report.
 func await(deadline time.Duration, check func() []string) []string {
@@ -1017,7 +935,7 @@ func runScenario(t *testing.T, f fault, sz sizes) []string {
 	h.monitors = monitors
 	agents := make([]*agentRun, sz.agents)
 	for i := range agents {
-		agents[i] = &agentRun{i: i + 1, cc: conns[i%len(conns)], hotel: out, acd: xspsim.StateSignOut} // as seeded
+		agents[i] = &agentRun{i: i + 1, cc: conns[i%len(conns)], promise: stack.Promise{Login: stack.LoggedOut, ACD: xspsim.StateSignOut}} // as seeded
 	}
 
 	// The storm, the churn, the fault.
@@ -1083,7 +1001,7 @@ func runScenario(t *testing.T, f fault, sz sizes) []string {
 		}
 		var bad []string
 		for _, a := range agents {
-			for _, p := range agentProblems(a, snaps, ownCFA[a.i]) {
+			for _, p := range stack.AgentProblems(a.i, a.promise, snaps, ownCFA[a.i]) {
 				bad = append(bad, fmt.Sprintf("agent %d: %s (requests: %s)", a.i, p, strings.Join(lastN(a.ops, 6), " ")))
 			}
 		}

@@ -46,6 +46,10 @@ const (
 type Config struct {
 	Agents int // call-center agents agent0001..; default 1
 	Desks  int // hot desks desk0001..; default 1
+	// Groups spreads agent i and desk i over the simulator's groups
+	// grp1..grpN of ent1 (Group(i)), a hot desk's guests being of its own
+	// group; default 1. The connector's scope is every group.
+	Groups int
 	// DeskCFA is the own Call Forwarding Always of desk i (1-based) seeded
 	// before the connector starts; "" leaves it off. Default: even desks
 	// forward to DeskOwnNumber(i), odd desks have none.
@@ -90,6 +94,17 @@ type Config struct {
 	// gateway, in that order, just before the gateway does (diagnostics).
 	OnEvent func(xsi.Event)
 }
+
+// Group is the group of agent i and desk i (1-based) when a stack has
+// groups of them, and Scope that group as an xsi.scope entry.
+func Group(i, groups int) string { return fmt.Sprintf("grp%d", (i-1)%max(groups, 1)+1) }
+
+// Scope is group g (grp1..) of the simulator's enterprise as an xsi.scope
+// entry.
+func Scope(group string) string { return "group:" + group + "@" + Enterprise }
+
+// Enterprise is the simulator's enterprise.
+const Enterprise = "ent1"
 
 // DeskOwnNumber is the default own forwarding number of desk i.
 func DeskOwnNumber(i int) string { return fmt.Sprintf("+1555000%04d", i) }
@@ -148,6 +163,9 @@ func New(cfg Config) (*Stack, error) {
 	if cfg.Desks <= 0 {
 		cfg.Desks = 1
 	}
+	if cfg.Groups <= 0 {
+		cfg.Groups = 1
+	}
 	if cfg.DeskCFA == nil {
 		cfg.DeskCFA = func(i int) string {
 			if i%2 == 0 {
@@ -191,12 +209,12 @@ func New(cfg Config) (*Stack, error) {
 	}
 	var users []xspsim.User
 	for i := 1; i <= cfg.Agents; i++ {
-		users = append(users, xspsim.User{ID: AgentUser(i), FirstName: AgentID(i), LastName: "Agent", CallCenter: true})
+		users = append(users, xspsim.User{ID: AgentUser(i), FirstName: AgentID(i), LastName: "Agent", CallCenter: true, GroupID: Group(i, cfg.Groups)})
 		s.users = append(s.users, AgentUser(i))
 	}
 	for i := 1; i <= cfg.Desks; i++ {
 		// CallCenter too, so that one event package list fits every target.
-		users = append(users, xspsim.User{ID: DeskUser(i), FirstName: DeskID(i), LastName: "Desk", HotelingHost: true, CallCenter: true})
+		users = append(users, xspsim.User{ID: DeskUser(i), FirstName: DeskID(i), LastName: "Desk", HotelingHost: true, CallCenter: true, GroupID: Group(i, cfg.Groups)})
 		s.users = append(s.users, DeskUser(i))
 	}
 	cfa := map[string]string{}
@@ -270,7 +288,10 @@ func (s *Stack) connectorConfig() *config.Config {
 	x.ReconnectMin, x.ReconnectMax = 20*time.Millisecond, 200*time.Millisecond
 	// The simulator's group as the scope, users read from BroadWorks on
 	// first reference.
-	x.Scope = []string{"group:grp1@ent1"}
+	x.Scope = nil
+	for g := 1; g <= s.cfg.Groups; g++ {
+		x.Scope = append(x.Scope, Scope(Group(g, s.cfg.Groups)))
+	}
 	x.Targets = nil
 
 	// The hot desks are in the directory; agents are BroadWorks' (the
