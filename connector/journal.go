@@ -25,6 +25,16 @@ type journalAdapter struct {
 	j   store.Journal
 	dir func() *gateway.Directory // the one in force
 	log *slog.Logger
+	// holdOnOutage: a record the store could not take because the
+	// database did not answer (store.ErrUnavailable) is tried again until
+	// the caller's deadline, so that the login or logout waiting for it is
+	// not answered meanwhile. An active of a pair sets it: it loses its
+	// lease within ha.lease_ttl when its database is gone, and is then
+	// silenced (the crash gate) before it can answer what it did not
+	// record; the standby, which reaches the database, takes over.
+	// Standalone, the journal gives way: the login is answered, the record
+	// is lost and logged.
+	holdOnOutage bool
 }
 
 var (
@@ -41,6 +51,28 @@ const endedUnseen = "ended while the connector was not watching"
 // another agent at this desk, ended while the connector was not watching:
 // it is closed as "unknown" first.
 func (a journalAdapter) Begin(ctx context.Context, as gateway.Association) error {
+	return a.holding(ctx, func() error { return a.begin(ctx, as) })
+}
+
+// holding runs write, and again while the database does not answer and
+// holdOnOutage is set, until ctx ends.
+func (a journalAdapter) holding(ctx context.Context, write func() error) error {
+	wait := 20 * time.Millisecond
+	for {
+		err := write()
+		if err == nil || !a.holdOnOutage || !errors.Is(err, store.ErrUnavailable) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 500*time.Millisecond)
+	}
+}
+
+func (a journalAdapter) begin(ctx context.Context, as gateway.Association) error {
 	rec := journal.Association{AgentID: as.AgentID, AgentUserID: as.AgentUserID, DeviceID: as.DeskDeviceID,
 		DeskUserID: as.DeskUserID, Start: as.Start}
 	movedStart := false
@@ -98,11 +130,13 @@ func endAt(oldStart, newStart time.Time) time.Time {
 // End records the end of an agent's open association; none on record (the
 // journal is younger than the association) is not an error.
 func (a journalAdapter) End(ctx context.Context, agentUserID string, at time.Time, reason, detail string) error {
-	_, err := a.j.End(ctx, agentUserID, at, journal.EndReason(reason), detail)
-	if errors.Is(err, journal.ErrNoOpenAssociation) {
-		return nil
-	}
-	return err
+	return a.holding(ctx, func() error {
+		_, err := a.j.End(ctx, agentUserID, at, journal.EndReason(reason), detail)
+		if errors.Is(err, journal.ErrNoOpenAssociation) {
+			return nil // none on record, or an earlier try that landed unanswered
+		}
+		return err
+	})
 }
 
 // reconcile closes associations the journal has open but BroadWorks no
@@ -234,7 +268,7 @@ func (c *Connector) openStore() error {
 	// The directory is the gateway's, built after the journal (it records
 	// from its first event): asked for when an admin request needs it.
 	c.journal = &journalAdapter{j: c.gatedJournal(st.Journal()), dir: func() *gateway.Directory { return c.gateway.Directory() },
-		log: c.logger.With("component", "journal")}
+		log: c.logger.With("component", "journal"), holdOnOutage: cfg.ActiveStandby()}
 	return nil
 }
 

@@ -15,6 +15,10 @@ var (
 	ErrLeaseHeld = errors.New("store: lease held by another instance") // Acquire: someone else holds it and it has not expired
 	ErrLeaseLost = errors.New("store: lease lost")                     // Renew: expired, taken over, or released
 	ErrFenced    = errors.New("store: write refused: fencing token no longer holds the lease")
+	// ErrUnavailable: the database did not answer (connection refused or
+	// reset, the call's deadline passed); the write may or may not have
+	// landed. Any database error the server itself answered is not this.
+	ErrUnavailable = errors.New("store: database unavailable")
 )
 
 // Lease is who holds the right to serve one channel set (the lease's

@@ -129,6 +129,9 @@ func TestDeadServer(t *testing.T) {
 		if errors.Is(err, store.ErrLeaseLost) || errors.Is(err, store.ErrLeaseHeld) || errors.Is(err, store.ErrFenced) {
 			t.Errorf("%s with the server down: %v: a lease answer the database did not give", name, err)
 		}
+		if !errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("%s with the server down: %v, want store.ErrUnavailable", name, err)
+		}
 	}
 	// A second store cannot open.
 	if _, err := Open(ctx, dsn, Options{Timeout: time.Second}); err == nil || !strings.HasPrefix(err.Error(), "store: postgres: open") {
@@ -196,6 +199,11 @@ func TestHungServer(t *testing.T) {
 		err := call()
 		if err == nil || !strings.HasPrefix(err.Error(), "store: postgres: ") || !errors.Is(err, context.DeadlineExceeded) && !strings.Contains(err.Error(), "timeout") {
 			t.Errorf("%s with the server hung: %v, want a store: postgres: deadline error", name, err)
+		}
+		// (A caller's deadline may have passed before the call went out:
+		// that is the caller's, not the database's.)
+		if strings.Contains(name, "store timeout") && !errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("%s with the server hung: %v, want store.ErrUnavailable", name, err)
 		}
 		t.Logf("%s: %v", name, err)
 	}

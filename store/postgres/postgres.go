@@ -22,7 +22,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"regexp"
 	"sort"
@@ -34,6 +36,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/broadworks-connector/connector/hoteling"
@@ -208,7 +211,19 @@ func (s *Store) wrap(op string, err error) error {
 	if s.closed.Load() {
 		return fmt.Errorf("%w (%s)", store.ErrClosed, op)
 	}
+	if unavailable(err) {
+		return fmt.Errorf("store: postgres: %s: %w: %w", op, store.ErrUnavailable, err)
+	}
 	return fmt.Errorf("store: postgres: %s: %w", op, err)
+}
+
+// unavailable reports whether err says the database did not answer: no
+// connection, a connection lost, the deadline passed.
+func unavailable(err error) bool {
+	var ne net.Error
+	var ce *pgconn.ConnectError
+	return errors.As(err, &ne) || errors.As(err, &ce) || pgconn.Timeout(err) || pgconn.SafeToRetry(err) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // closedErr is what a call on a closed store returns; journal calls also
