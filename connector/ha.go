@@ -141,7 +141,11 @@ func (c *Connector) activate(l store.Lease) {
 	if c.stopped || c.gate.dead() {
 		return
 	}
-	steps := []func() error{c.front.Start, c.startLink, func() error { return c.startPhones(context.Background()) }}
+	// The channel set first (it adopts the subscriptions the instance
+	// before left; the gateway then loads the promises it left and the
+	// reconciler finishes what it left half done, as BroadWorks shows it),
+	// then the listeners: a CTI client that comes back finds the link up.
+	steps := []func() error{c.startLink, c.front.Start, func() error { return c.startPhones(context.Background()) }}
 	for _, step := range steps {
 		if c.gate.dead() {
 			return // deposed while starting: start nothing more
