@@ -1,10 +1,12 @@
 package connector
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/broadworks-connector/connector/csta"
 	"github.com/broadworks-connector/connector/ha"
 	"github.com/broadworks-connector/connector/internal/pgtest"
+	"github.com/broadworks-connector/connector/internal/udpphones"
 	"github.com/broadworks-connector/connector/store"
 	"github.com/broadworks-connector/connector/store/postgres"
 	"github.com/broadworks-connector/connector/xsi/xspsim"
@@ -24,6 +27,10 @@ func pgPairConfig(t *testing.T, sim *xspsim.Server, id, dsn string) *config.Conf
 	cfg.Store.Driver = config.StorePostgres
 	cfg.Store.Postgres.DSN = dsn
 	cfg.SIP.PersistDialogs = true
+	// The default TTL: a renewal through a real database on a loaded
+	// machine (the whole suite under -race) may take longer than a
+	// second's TTL allows, and the active would be deposed mid-test.
+	cfg.HA.LeaseTTL = 3 * time.Second
 	return cfg
 }
 
@@ -103,5 +110,64 @@ func TestPairOnPostgres(t *testing.T) {
 	}
 	if insts[1].ID != "b" || insts[1].Role != "active" || !insts[1].Self {
 		t.Errorf("b in the cluster view: %+v", insts[1])
+	}
+}
+
+// TestPairKeepsUDPPhones: a UDP phone subscribed to the active is
+// NOTIFYed by the instance that takes over, on its dialog as the store
+// kept it (the snapshot belongs to the channel set), without subscribing
+// again.
+func TestPairKeepsUDPPhones(t *testing.T) {
+	dsn := pgtest.Shared(t).NewDatabase(t)
+	sim := sharedSimulator(t)
+	phoneConfig := func(id string) *config.Config {
+		cfg := pgPairConfig(t, sim, id, dsn)
+		cfg.SIP.Auth.Required = false // the light phones do not answer digest challenges
+		return cfg
+	}
+	a := start(t, phoneConfig("a"))
+	waitUntil(t, "a active", func() bool { return a.Role() == ha.RoleActive })
+	awaitReady(t, a)
+
+	var notifies atomic.Int64
+	phones, err := udpphones.Start(udpphones.Config{N: 1, Server: a.SIPAddr(), DN: func(int) string { return "desk1" },
+		Tag: "pair", Notify: func(udpphones.Notify) { notifies.Add(1) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer phones.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := phones.SubscribeAll(ctx); err != nil {
+		t.Fatalf("the phone's subscription to a: %v (rejected %d)", err, phones.Rejected())
+	}
+	// The dialog is in the channel set's snapshot before a dies.
+	kept, err := postgres.Open(t.Context(), dsn, postgres.Options{ChannelSet: "connector-1", Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kept.Close()
+	waitUntil(t, "the phone's dialog in the store", func() bool {
+		snap, err := kept.SIPDialogs().LoadDialogs()
+		return err == nil && strings.Contains(string(snap), "pair-0")
+	})
+	b := start(t, phoneConfig("b"))
+	waitUntil(t, "b standing by", func() bool { return b.Role() == ha.RoleStandby })
+	if err := a.Crash(); err != nil {
+		t.Fatal(err)
+	}
+	before := notifies.Load()
+	waitUntil(t, "b active", func() bool { return b.Role() == ha.RoleActive })
+	// b resynchronises the restored dialog with the full state, and a
+	// change made through b reaches the phone too.
+	waitUntil(t, "a NOTIFY from b on the kept dialog", func() bool { return notifies.Load() > before })
+	after := notifies.Load()
+	cl := dial(t, b)
+	if _, err := cl.SetAgentState(t.Context(), "desk1", csta.ReqLoggedOn, "agent1", ""); err != nil {
+		t.Fatalf("login through b: %v", err)
+	}
+	waitUntil(t, "the login's NOTIFY from b", func() bool { return notifies.Load() > after })
+	if n := phones.Rejected(); n != 0 {
+		t.Errorf("%d SUBSCRIBEs rejected", n)
 	}
 }

@@ -151,6 +151,7 @@ type subscription struct {
 	running      bool // a sender goroutine owns the queue
 	dead         bool // terminated or replaced: accepts nothing more
 	resync       bool // NOTIFYs were coalesced while the phone was out of service
+	fullTries    int  // full states the Service could not give, in a row (fullStateLater)
 	hotel        hotelingChallenge
 	// shown is the version of each value last sent to the phone, by
 	// feature.slot (see Version and showLocked).
@@ -966,8 +967,10 @@ func (s *Server) sendFullState(sub *subscription) {
 		h, err := s.svc.Hoteling(ctx, sub.dn)
 		if err != nil {
 			s.log.Warn("hoteling state for NOTIFY", "dn", sub.dn, "err", err)
+			s.fullStateLater(sub)
 			return
 		}
+		s.fullStateGiven(sub)
 		if !sub.show(feature{kind: ChangeHoteling}, h.Version, true) {
 			return
 		}
@@ -977,8 +980,10 @@ func (s *Server) sendFullState(sub *subscription) {
 	st, err := s.svc.FeatureState(ctx, sub.dn)
 	if err != nil {
 		s.log.Warn("feature state for NOTIFY", "dn", sub.dn, "err", err)
+		s.fullStateLater(sub)
 		return
 	}
+	s.fullStateGiven(sub)
 	sub.mu.Lock()
 	for _, f := range fullStateFeatures {
 		sub.showLocked(f, st.Version, true)
@@ -1013,6 +1018,37 @@ func (s *Server) sendFullState(sub *subscription) {
 			return
 		}
 	}
+}
+
+// A full state the Service could not give (its link to BroadWorks not up
+// yet: a connector that has just started, or taken over a pair's dialogs)
+// is asked for again: after fullStateRetryMin, doubling up to
+// fullStateRetryMax, at most fullStateTries times in a row.
+const (
+	fullStateRetryMin = 250 * time.Millisecond
+	fullStateRetryMax = 30 * time.Second
+	fullStateTries    = 8
+)
+
+func (s *Server) fullStateLater(sub *subscription) {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	if sub.dead || sub.fullTries >= fullStateTries || s.reqCtx.Err() != nil {
+		return
+	}
+	wait := min(fullStateRetryMin<<sub.fullTries, fullStateRetryMax)
+	sub.fullTries++
+	time.AfterFunc(wait, func() {
+		if s.reqCtx.Err() == nil {
+			s.enqueue(sub, notifyJob{kind: jobFull})
+		}
+	})
+}
+
+func (s *Server) fullStateGiven(sub *subscription) {
+	sub.mu.Lock()
+	sub.fullTries = 0
+	sub.mu.Unlock()
 }
 
 // sendNotify sends one in-dialog NOTIFY (sip.md §4.3) and waits for the

@@ -214,3 +214,43 @@ func TestRestartKeepsUDPSubscriptionsInStore(t *testing.T) {
 		t.Fatalf("CSeq %d after restart, last before %d", cseqOf(n), last)
 	}
 }
+
+// TestRestoredDialogWaitsForTheService: a connector that starts (or takes
+// over a pair's dialogs) before its link to BroadWorks is up cannot give a
+// restored dialog its full state at once; it asks again, and the phone
+// gets it in the same dialog once the state can be read.
+func TestRestoredDialogWaitsForTheService(t *testing.T) {
+	leakCheck(t)
+	svc := newFakeSvc("1001")
+	cfg := testConfig()
+	cfg.StateFile = filepath.Join(t.TempDir(), "sip-state.json")
+	s1 := startServer(t, cfg, svc)
+	udp := newPhone(t, "1001", "UDP", s1.Addr())
+	if res := udp.subscribe(subOpts{}); res.StatusCode != 200 {
+		t.Fatalf("SUBSCRIBE: %d", res.StatusCode)
+	}
+	last := cseqOf(udp.nextNotify())
+	waitFor(t, "state file with the UDP dialog", func() bool {
+		st, err := readState(cfg.StateFile, 1<<20)
+		return err == nil && len(st.Dialogs) == 1
+	})
+	if err := s1.crash(); err != nil {
+		t.Fatal(err)
+	}
+	svc.mu.Lock()
+	svc.unavailable = 2
+	svc.mu.Unlock()
+	cfg.Listen = s1.Addr()
+	startServer(t, cfg, svc)
+	n := udp.nextNotify()
+	checkDialogNotify(t, udp, n, eventFeature)
+	if cseqOf(n) <= last || !strings.HasPrefix(hdr(n, "Content-Type"), "multipart/mixed") {
+		t.Fatalf("after the service came up: CSeq %d (last %d), Content-Type %q", cseqOf(n), last, hdr(n, "Content-Type"))
+	}
+	svc.mu.Lock()
+	left := svc.unavailable
+	svc.mu.Unlock()
+	if left != 0 {
+		t.Errorf("the full state came with %d failures left", left)
+	}
+}

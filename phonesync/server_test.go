@@ -36,6 +36,9 @@ type fakeSvc struct {
 	authorized []string        // AuthorizeAgent's questions, "dn agent state"
 	service    chan string     // "dn:true" / "dn:false"
 	version    Version         // raised by change, as the gateway's view version
+	// unavailable: FeatureState fails this many more times as a gateway
+	// whose link to BroadWorks is not up yet does.
+	unavailable int
 }
 
 func newFakeSvc(dns ...string) *fakeSvc {
@@ -116,6 +119,10 @@ func (f *fakeSvc) change(dn string, c Change) Change {
 func (f *fakeSvc) FeatureState(ctx context.Context, dn string) (FeatureState, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.unavailable > 0 {
+		f.unavailable--
+		return FeatureState{}, errors.New("csta: systemResourceAvailibility/resourceOutOfService")
+	}
 	st, ok := f.devices[dn]
 	if !ok {
 		return FeatureState{}, ErrUnknownDevice
