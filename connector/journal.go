@@ -150,15 +150,11 @@ func (a journalAdapter) reconcile(ctx context.Context, g *gateway.Gateway) {
 	}
 	closed := 0
 	for _, o := range open {
-		v := g.User(o.AgentUserID)
-		if !v.Known || v.HostUserID == o.DeskUserID {
-			continue
+		// Through the gateway: ordered with the agent's own records (a
+		// login that lands meanwhile is a new record, not this one).
+		if g.EndUnseen(o.AgentUserID, o.DeskUserID, string(journal.EndUnknown), endedUnseen) {
+			closed++
 		}
-		if _, err := a.j.End(ctx, o.AgentUserID, time.Now(), journal.EndUnknown, endedUnseen); err != nil && !errors.Is(err, journal.ErrNoOpenAssociation) {
-			a.log.Error("journal: closing a stale association failed", "agent", o.AgentID, "desk", o.DeviceID, "err", err)
-			continue
-		}
-		closed++
 	}
 	a.log.Info("journal: reconciled with BroadWorks", "open", len(open), "closed_as_ended_unseen", closed)
 }

@@ -51,6 +51,7 @@ type journalOp struct {
 	agent  string // agent user ID
 	at     time.Time
 	reason string
+	detail string
 }
 
 type journalWriter struct {
@@ -103,7 +104,7 @@ func (w *journalWriter) run(q chan journalOp) {
 		if op.begin != nil {
 			err = w.j.Begin(ctx, *op.begin)
 		} else {
-			err = w.j.End(ctx, op.agent, op.at, op.reason, "")
+			err = w.j.End(ctx, op.agent, op.at, op.reason, op.detail)
 		}
 		cancel()
 		if err != nil {
@@ -189,6 +190,28 @@ func (g *Gateway) journalLocked(guest *userState, prevHost, host string, since t
 		w.reserve(op)
 	}
 	return ops
+}
+
+// EndUnseen ends agent's open journal record, with reason and detail, if
+// the view knows the agent and does not show it at desk (a user ID): an
+// association the journal kept open across a restart or a takeover that
+// BroadWorks no longer shows. The check and the queueing are one step
+// under the view's lock, and the end goes on the agent's writer: an
+// association the view sees after the check is recorded after this end,
+// as a new record, never merged into the one being closed. It reports
+// whether the end was queued.
+func (g *Gateway) EndUnseen(agent, desk, reason, detail string) bool {
+	g.mu.Lock()
+	w, u := g.journal, g.users[agent]
+	if w == nil || u == nil || !u.view().Known || u.hostUserID == desk {
+		g.mu.Unlock()
+		return false
+	}
+	op := journalOp{end: true, agent: agent, at: time.Now(), reason: reason, detail: detail}
+	w.reserve(op)
+	g.mu.Unlock()
+	w.send(op)
+	return true
 }
 
 // endingBy tells why the agent's association is about to end (our logout,

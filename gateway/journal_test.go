@@ -111,3 +111,38 @@ func TestJournalRecordsAssociationFirstRead(t *testing.T) {
 		t.Errorf("journal\n got %q\nwant %q", got, want)
 	}
 }
+
+// TestEndUnseen: a record the journal kept open is ended only when the
+// view knows the agent and does not show it at that desk, on the agent's
+// writer: in order with the agent's own records.
+func TestEndUnseen(t *testing.T) {
+	const alice = "alice@example.com"
+	cfg := testConfig
+	cfg.LoadUsers = true
+	h := newHarnessConfig(t, cfg)
+	j := &fakeJournal{delay: 5 * time.Millisecond}
+	h.g.SetJournal(j)
+	h.act.guest = xsi.HotelingGuest{Active: true, HostUserID: "host1@example.com", HostAssociationDateTime: time.Now().Add(-time.Minute)}
+	if unknown := h.g.Load(context.Background(), []string{alice}); len(unknown) > 0 {
+		t.Fatalf("unknown: %q", unknown)
+	}
+	tests := []struct {
+		agent, desk string
+		want        bool
+	}{
+		{alice, "host1@example.com", false},                // she is there
+		{"nobody@example.com", "host1@example.com", false}, // a user the view does not know (another instance's)
+		{alice, "host2@example.com", true},                 // the journal's desk is not hers any more
+	}
+	for _, tt := range tests {
+		if got := h.g.EndUnseen(tt.agent, tt.desk, "unknown", "ended while the connector was not watching"); got != tt.want {
+			t.Errorf("EndUnseen(%s, %s) = %v, want %v", tt.agent, tt.desk, got, tt.want)
+		}
+	}
+	h.g.Close()
+	h.g.CloseJournal()
+	// The end queued behind the begin the load queued, on alice's writer.
+	if got, want := j.entries(), []string{"begin A1 desk1 at host1@example.com", "end alice@example.com unknown"}; !slices.Equal(got, want) {
+		t.Errorf("journal\n got %q\nwant %q", got, want)
+	}
+}
