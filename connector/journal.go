@@ -152,7 +152,7 @@ func (a journalAdapter) reconcile(ctx context.Context, g *gateway.Gateway) {
 	for _, o := range open {
 		// Through the gateway: ordered with the agent's own records (a
 		// login that lands meanwhile is a new record, not this one).
-		if g.EndUnseen(o.AgentUserID, o.DeskUserID, string(journal.EndUnknown), endedUnseen) {
+		if g.EndUnseen(o.AgentUserID, string(journal.EndUnknown), endedUnseen) {
 			closed++
 		}
 	}

@@ -193,17 +193,19 @@ func (g *Gateway) journalLocked(guest *userState, prevHost, host string, since t
 }
 
 // EndUnseen ends agent's open journal record, with reason and detail, if
-// the view knows the agent and does not show it at desk (a user ID): an
-// association the journal kept open across a restart or a takeover that
-// BroadWorks no longer shows. The check and the queueing are one step
-// under the view's lock, and the end goes on the agent's writer: an
-// association the view sees after the check is recorded after this end,
-// as a new record, never merged into the one being closed. It reports
-// whether the end was queued.
-func (g *Gateway) EndUnseen(agent, desk, reason, detail string) bool {
+// the view knows the agent and shows it at no desk: a record the journal
+// kept open across a restart or a takeover that BroadWorks no longer
+// shows. (An agent the view shows at a desk needs nothing here: the view
+// queued that association's record when it first saw it, and recording it
+// ends whatever else the agent had open.) The check and the queueing are
+// one step under the view's lock, and the end goes on the agent's writer:
+// an association the view sees after the check is recorded after this
+// end, as a new record, never merged into the one being closed. It
+// reports whether the end was queued.
+func (g *Gateway) EndUnseen(agent, reason, detail string) bool {
 	g.mu.Lock()
 	w, u := g.journal, g.users[agent]
-	if w == nil || u == nil || !u.view().Known || u.hostUserID == desk {
+	if w == nil || u == nil || !u.view().Known || u.hostUserID != "" {
 		g.mu.Unlock()
 		return false
 	}
