@@ -2,7 +2,6 @@ package connector
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -272,20 +271,7 @@ func TestFirstRunToken(t *testing.T) {
 		t.Errorf("the dashboard URL logged %d times, want once", logged)
 	}
 	token := strings.TrimPrefix(url, "http://"+c.AdminAddr()+"/?token=")
-	get := func(path, bearer string) (int, string) {
-		t.Helper()
-		req, _ := http.NewRequest(http.MethodGet, "http://"+c.AdminAddr()+path, nil)
-		if bearer != "" {
-			req.Header.Set("Authorization", "Bearer "+bearer)
-		}
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		body, _ := io.ReadAll(res.Body)
-		return res.StatusCode, string(body)
-	}
+	get := func(path, bearer string) (int, string) { t.Helper(); return adminGetAs(t, c, path, bearer) }
 	if code, body := get(strings.TrimPrefix(url, "http://"+c.AdminAddr()), ""); code != http.StatusOK || !strings.Contains(body, "<html") {
 		t.Errorf("the logged URL answered %d %.80q, want the dashboard", code, body)
 	}

@@ -84,10 +84,19 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// adminGet asks c's admin server for path with the pair's token.
 func adminGet(t *testing.T, c *Connector, path string) (int, string) {
 	t.Helper()
+	return adminGetAs(t, c, path, pairToken)
+}
+
+// adminGetAs asks c's admin server for path with bearer ("": none).
+func adminGetAs(t *testing.T, c *Connector, path, bearer string) (int, string) {
+	t.Helper()
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+c.AdminAddr()+path, nil)
-	req.Header.Set("Authorization", "Bearer "+pairToken)
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
