@@ -559,14 +559,15 @@ const readView = `(() => {
     counts: Array.from(document.querySelectorAll('#counts .seg')).map((b) => b.innerText.trim()),
     history: Array.from(document.querySelectorAll('#history-list tbody tr')).map((tr) => Array.from(tr.cells).map((td) => td.innerText.trim())),
     timeline: Array.from(document.querySelectorAll('#timeline .tl')).map((b) => b.innerText.trim()),
-    historyOf: (document.getElementById('history') || { hidden: true }).hidden ? '' : document.getElementById('history-title').innerText,
+    historyOf: (document.getElementById('history') || { hidden: true }).hidden ? '' : document.getElementById('history-title')?.innerText || '',
     filter: (document.getElementById('filter') || {}).innerText || '',
     conn: (document.getElementById('conn') || {}).innerText || '', href: location.href,
     marker: String(window.dashboardTestMarker || ''),
     charts: Object.fromEntries(['logins', 'changes', 'delay'].map((name) => {
       const fig = document.getElementById('chart-' + name);
-      return [name, fig ? { latest: fig.dataset.latest || '', label: fig.querySelector('svg').getAttribute('aria-label') || '',
-        caption: fig.querySelector('.now').textContent, path: fig.querySelector('path.line').getAttribute('d') || '' } : {}];
+      // A page still being parsed may have the figure and not yet its parts.
+      return [name, fig ? { latest: fig.dataset.latest || '', label: fig.querySelector('svg')?.getAttribute('aria-label') || '',
+        caption: fig.querySelector('.now')?.textContent || '', path: fig.querySelector('path.line')?.getAttribute('d') || '' } : {}];
     })) };
 })()`
 
