@@ -470,3 +470,24 @@ func TestUndoConfirmedByNothingIsADoubt(t *testing.T) {
 		}
 	})
 }
+
+// TestGuestUndoIsADoubt: a logout fails after its sign-out (the desk's
+// forwarding put back, its event lost); the sign-out's undo is confirmed by
+// an event, yet it is one of the sequence's doubts: an older event of the
+// guest delivered late (a channel lost mid-document) may have been what
+// confirmed it, and its own may come after a later request's change.
+func TestGuestUndoIsADoubt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, s := loggedOn.start(t, Config{}, 10*time.Millisecond)
+		f.fault = &fault{call: 1, mode: "drop"}
+		_, err := s.Logout(t.Context(), "g1")
+		var se *StepError
+		if !errors.As(err, &se) || se.Step != "restore-host-cfa" || se.Undo != nil {
+			t.Fatalf("err %v, want the restore-host-cfa step's, undone", err)
+		}
+		i := slices.IndexFunc(se.Doubts, func(d Doubt) bool { return d.Step == "undo-agent-sign-out" })
+		if i < 0 || se.Doubts[i].User != "g1" || !se.Doubts[i].Shows(User{ID: "g1", ACDState: xsi.ACDAvailable}) {
+			t.Errorf("doubts %+v, want the guest's confirmed undo (g1 showing Available) among them", se.Doubts)
+		}
+	})
+}

@@ -123,11 +123,16 @@ func (r *run) finish() error {
 			}
 			r.s.logger.Error("hoteling: compensation failed", "op", r.op, "guest", r.guest, "host", r.host, "step", u.name, "err", err)
 			errs = append(errs, fmt.Errorf("%s: %w", u.name, err))
-		} else if u.want(cur) {
-			// Confirmed by nothing: the view showed the undo's result
-			// before it was sent (the failed step's event not in yet).
-			// Its own event, and the step's, may come after a later
-			// request's change: a late landing, not an outside change.
+		} else if u.want(cur) || u.user == r.guest {
+			// Confirmed by nothing (the view showed the undo's result
+			// before it was sent: the failed step's event not in yet), or
+			// the guest's, which an older event delivered late may have
+			// confirmed (a channel lost mid-document). Its own event, and
+			// the step's, may come after a later request's change, and
+			// that request may have skipped a step on a view still showing
+			// them: the undo's result showing then is a late landing, not
+			// an outside change. (A desk's undo is left out: a doubt on
+			// the desk keeps its remembered forwarding, Login.)
 			r.doubts = append(r.doubts, Doubt{User: u.user, Step: u.name, Shows: u.want})
 		}
 	}
