@@ -299,7 +299,6 @@ func (c *Config) Hoteling() hoteling.Config {
 		StepTimeout:        h.StepTimeout,
 		QueueLength:        h.QueueLength,
 		RefuseOccupiedHost: h.RefuseOccupiedHost,
-		RecoverMode:        h.RecoverMode,
 		DisableAdmission:   !h.Admission,
 	}
 	if out.QueueLength == 0 {
@@ -311,10 +310,11 @@ func (c *Config) Hoteling() hoteling.Config {
 	return out
 }
 
-// RecoverUsers are the BroadWorks users whose half-done hot-desk sequences
-// are looked for at start: every hot-desk host and every agent of the
-// directory, each once, in configuration order.
-func (c *Config) RecoverUsers() []string {
+// StartUpUsers are the users read from BroadWorks at start, before the
+// start-up recovery settles: every hot-desk host and every agent of the
+// directory, each once, in configuration order (the view, the dashboard
+// and the first requests know them from the start).
+func (c *Config) StartUpUsers() []string {
 	g := c.Gateway()
 	var out []string
 	seen := make(map[string]bool, len(g.Devices)+len(g.Agents))

@@ -9,7 +9,6 @@ import (
 
 	"github.com/broadworks-connector/connector/config"
 	"github.com/broadworks-connector/connector/gateway"
-	"github.com/broadworks-connector/connector/hoteling"
 	"github.com/broadworks-connector/connector/xsi"
 )
 
@@ -55,11 +54,11 @@ func TestDefaultDirectoryMatchesSimulator(t *testing.T) {
 			t.Errorf("reason %s maps to %s, not a simulator unavailable code", r.Reason, r.Code)
 		}
 	}
-	if got, want := c.RecoverUsers(), []string{
+	if got, want := c.StartUpUsers(), []string{
 		"desk1@example.com", "desk2@example.com",
 		"agent1@example.com", "agent2@example.com", "agent3@example.com", "agent4@example.com",
 	}; !reflect.DeepEqual(got, want) {
-		t.Errorf("RecoverUsers() = %v, want %v", got, want)
+		t.Errorf("StartUpUsers() = %v, want %v", got, want)
 	}
 }
 
@@ -107,8 +106,7 @@ func TestHotelingConversion(t *testing.T) {
 	c := config.Default()
 	c.Directory.Agents = []string{"agent1=agent1@example.com,4001", "Agent2=a2@other.test"}
 	got := c.Hoteling()
-	if got.StepTimeout != 5*time.Second || got.QueueLength != 4 || got.RefuseOccupiedHost ||
-		got.RecoverMode != hoteling.RecoverUndo || got.DisableAdmission {
+	if got.StepTimeout != 5*time.Second || got.QueueLength != 4 || got.RefuseOccupiedHost || got.DisableAdmission {
 		t.Errorf("Hoteling() = %+v", got)
 	}
 	if got.Store != nil {
@@ -127,7 +125,7 @@ func TestHotelingConversion(t *testing.T) {
 
 	c.HotDesks = config.HotelingSettings{StepTimeout: time.Second, QueueLength: 0, RefuseOccupiedHost: true, RecoverMode: "complete"}
 	got = c.Hoteling()
-	if got.Store != nil || got.QueueLength >= 0 || !got.RefuseOccupiedHost || got.RecoverMode != hoteling.RecoverComplete || !got.DisableAdmission {
+	if got.Store != nil || got.QueueLength >= 0 || !got.RefuseOccupiedHost || !got.DisableAdmission {
 		t.Errorf("Hoteling() with queue 0, no state file, admission false = %+v; want no Store, a negative QueueLength (none may wait), admission disabled", got)
 	}
 }

@@ -52,8 +52,8 @@ type options struct {
 	budget     *netguard.Budget
 	crashable  bool
 	tap        func(xsi.Event)
-	recover    []string
-	hasRecover bool
+	startUp    []string
+	hasStartUp bool
 	bindRetry  time.Duration
 	cluster    store.Cluster
 }
@@ -78,11 +78,11 @@ func WithCrashSimulation() Option { return func(o *options) { o.crashable = true
 // gateway, in that order, just before the gateway does (diagnostics).
 func WithEventTap(tap func(xsi.Event)) Option { return func(o *options) { o.tap = tap } }
 
-// WithRecoverUsers replaces the users the repair passes look at (by
-// default the directory's hot desks and agents, config.RecoverUsers), for a
-// directory that BroadWorks alone holds.
-func WithRecoverUsers(users []string) Option {
-	return func(o *options) { o.recover, o.hasRecover = slices.Clone(users), true }
+// WithStartUpUsers replaces the users read at start (by default the
+// directory's hot desks and agents, config.StartUpUsers), for a directory
+// that BroadWorks alone holds.
+func WithStartUpUsers(users []string) Option {
+	return func(o *options) { o.startUp, o.hasStartUp = slices.Clone(users), true }
 }
 
 // WithPhonesBindRetry keeps trying to bind sip.listen for up to d when it

@@ -17,6 +17,7 @@ import (
 	"github.com/broadworks-connector/connector/ha"
 	"github.com/broadworks-connector/connector/internal/memcluster"
 	"github.com/broadworks-connector/connector/store"
+	"github.com/broadworks-connector/connector/xsi"
 	"github.com/broadworks-connector/connector/xsi/xspsim"
 )
 
@@ -238,9 +239,16 @@ func TestPairTakeOver(t *testing.T) {
 			if err != nil || snap.GuestHostID != "desk2@example.com" {
 				t.Errorf("agent2 at %q (%v), want desk2", snap.GuestHostID, err)
 			}
-			// b sees what a did: the channel set's subscriptions and the
-			// snapshot give it agent1 at desk1.
-			waitUntil(t, "b sees agent1 at desk1", func() bool { return b.Gateway().User("agent1@example.com").HostUserID == "desk1@example.com" })
+			// b serves what a did: agent1, named, is read from BroadWorks at
+			// desk1 and made Ready there. (The instances here share the
+			// lease only; with one store, as in production, b also reads at
+			// once the agents the journal has at desks: TestJournalReconcileReads.)
+			if _, err := cl2.SetAgentState(t.Context(), "desk1", csta.ReqReady, "agent1", ""); err != nil {
+				t.Errorf("agent1 Ready at desk1 through b: %v", err)
+			}
+			if v := b.Gateway().User("agent1@example.com"); v.HostUserID != "desk1@example.com" || v.ACDState != xsi.ACDAvailable {
+				t.Errorf("b's view of agent1: %s at %q, want Available at desk1", v.ACDState, v.HostUserID)
+			}
 		})
 	}
 }

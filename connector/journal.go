@@ -148,6 +148,16 @@ func (a journalAdapter) reconcile(ctx context.Context, g *gateway.Gateway) {
 		a.log.Error("journal: reconciliation failed", "err", err)
 		return
 	}
+	// The view must know an agent before it can show it at no desk: with
+	// BroadWorks as the directory an agent is read on first use, and the
+	// agents the journal has at desks are read now.
+	agents := make([]string, 0, len(open))
+	for _, o := range open {
+		agents = append(agents, o.AgentUserID)
+	}
+	lctx, cancel := context.WithTimeout(ctx, recoverSnapshotWait)
+	g.Load(lctx, agents)
+	cancel()
 	closed := 0
 	for _, o := range open {
 		// Through the gateway: ordered with the agent's own records (a

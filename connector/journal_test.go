@@ -86,3 +86,55 @@ func TestJournalHoldsOnOutage(t *testing.T) {
 		}
 	}
 }
+
+// TestJournalReconcileReads: a connector starts on a store whose journal
+// has two associations open: agent3 at desk1, which BroadWorks no longer
+// shows, and agent4 at desk2, which it still does. Nothing else names those
+// agents at start-up (no promise, no remembered desk, no request): the
+// reconciliation reads both from BroadWorks, closes agent3's record as
+// ended unseen and leaves agent4's open.
+func TestJournalReconcileReads(t *testing.T) {
+	sim := sharedSimulator(t)
+	if err := sim.PortalAssociateGuest("agent4@example.com", "desk2@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t.TempDir())
+	cfg.XSILink.Simulate = false
+	cfg.XSILink.Servers = []string{sim.URL()}
+	st, err := store.Open(cfg.Store.Path, store.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []journal.Association{
+		{AgentID: "agent3", AgentUserID: "agent3@example.com", DeviceID: "desk1", DeskUserID: "desk1@example.com"},
+		{AgentID: "agent4", AgentUserID: "agent4@example.com", DeviceID: "desk2", DeskUserID: "desk2@example.com"},
+	} {
+		a.Start = time.Now().Add(-time.Hour)
+		if _, err := st.Journal().Begin(t.Context(), a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	c := start(t, cfg)
+	select {
+	case <-c.StartupRepaired():
+	case <-time.After(30 * time.Second): // a deadline for a hang, not a timing check
+		t.Fatal("no start-up repair pass")
+	}
+	// The end goes on agent3's journal writer: it lands soon after.
+	waitUntil(t, "agent3's record ended", func() bool {
+		ended, err := c.journal.j.AgentBetween(t.Context(), "agent3@example.com", time.Now().Add(-2*time.Hour), time.Now())
+		return err == nil && len(ended) == 1 && !ended[0].Open()
+	})
+	ended, err := c.journal.j.AgentBetween(t.Context(), "agent3@example.com", time.Now().Add(-2*time.Hour), time.Now())
+	if err != nil || len(ended) != 1 || ended[0].EndedBy != journal.EndUnknown {
+		t.Errorf("agent3's records: %+v (%v), want one ended %q", ended, err, journal.EndUnknown)
+	}
+	open, err := c.journal.j.OpenAssociations(t.Context())
+	if err != nil || len(open) != 1 || open[0].AgentUserID != "agent4@example.com" {
+		t.Errorf("open after start-up: %+v (%v), want agent4's alone", open, err)
+	}
+}

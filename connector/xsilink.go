@@ -62,7 +62,7 @@ func (c *Connector) buildGateway() {
 	// A request given up on may still be applied by the XSP until any
 	// request sent then has surely ended (the reconciler's doubts).
 	gcfg.DoubtWindow = max(2*cfg.XSILink.RequestTimeout, 10*time.Second)
-	gcfg.RecoverMode = cfg.Hoteling().RecoverMode
+	gcfg.RecoverMode = cfg.HotDesks.RecoverMode
 	deps := gateway.Deps{Actions: actions, Publisher: c.publisher, Scopes: c.events}
 	if c.store != nil {
 		deps.Promises = promiseStore{intents: c.store.Intents(), gate: c.gate}
@@ -148,17 +148,18 @@ func (c *Connector) startLink() error {
 	return c.events.Start(context.Background())
 }
 
-// repairLoop has the reconciler look, once the link is first up and the
-// users' snapshots are in, for hot-desk sequences a crash left half done
-// (hoteling.recover_mode); once those repairs have settled, the journal
-// closes what BroadWorks no longer shows. Every later repair (a failed
-// request, a lost link, an association BroadWorks ended) is the
-// reconciler's own work, in the gateway.
+// repairLoop reads the start-up users once the link is first up, and has
+// the reconciler take the promises a connector before this one left
+// unkept (a hot-desk sequence a crash cut off: hoteling.recover_mode) and
+// the desks the sequencer remembers; once those repairs have settled, the
+// journal closes what BroadWorks no longer shows. Every later repair (a failed request, a lost
+// link, an association BroadWorks ended) is the reconciler's own work, in
+// the gateway.
 func (c *Connector) repairLoop(ctx context.Context) {
 	defer c.startupOnce.Do(func() { close(c.startupRepaired) }) // also when ctx ends first
-	users := c.Config().RecoverUsers()
-	if c.opts.hasRecover {
-		users = c.opts.recover
+	users := c.Config().StartUpUsers()
+	if c.opts.hasStartUp {
+		users = c.opts.startUp
 	}
 	c.gateway.Recover(ctx, users, recoverSnapshotWait, func() {
 		repaired, failed := 0, 0
@@ -169,7 +170,7 @@ func (c *Connector) repairLoop(ctx context.Context) {
 				repaired++
 			}
 		}
-		c.logger.Info("reconciler: start-up recovery done", "users", len(users), "repairs", repaired, "failed", failed)
+		c.logger.Info("reconciler: start-up recovery done", "repairs", repaired, "failed", failed)
 		if c.journal != nil {
 			c.journal.reconcile(ctx, c.gateway)
 		}

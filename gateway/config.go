@@ -47,8 +47,9 @@ type Config struct {
 	// late and undoes it (reconcile.go). 0: twice RequestTimeout. Not
 	// reloaded.
 	DoubtWindow time.Duration
-	// RecoverMode is what start-up recovery promises a half-done hot-desk
-	// sequence: hoteling.RecoverUndo (default) or RecoverComplete.
+	// RecoverMode is what start-up recovery promises a guest whose hot-desk
+	// sequence a crash cut off: hoteling.RecoverUndo (default) or
+	// RecoverComplete.
 	RecoverMode string
 	// LoadUsers makes BroadWorks the directory: a user is read from the
 	// XSP on first reference (roles, number, snapshot; users.go) and a user
@@ -119,9 +120,8 @@ type Hoteling interface {
 	Settle(ctx context.Context, w hoteling.Want, current func() bool) (acted bool, err error)
 	// Busy: a sequence holds or waits for the user (as agent or desk).
 	Busy(userID string) bool
-	// HalfDone and RememberedHosts serve start-up recovery.
-	HalfDone(users []string) []hoteling.Repair
-	RememberedHosts() []string
+	// RememberedDesks serves start-up recovery.
+	RememberedDesks() []hoteling.Remembered
 }
 
 // PromiseStore keeps, across a crash, the promises the reconciler still
@@ -161,7 +161,7 @@ type Deps struct {
 	Publisher Publisher
 	Phones    Phones // may be nil (see SetPhones): no phone sync
 	// Promises may be nil: a crash then loses the promises still to keep
-	// (start-up recovery finds what BroadWorks shows half done instead).
+	// (start-up recovery puts back only the desks the sequencer remembers).
 	Promises PromiseStore
 }
 

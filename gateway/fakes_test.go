@@ -213,9 +213,8 @@ func (h *fakeHoteling) Settle(_ context.Context, w hoteling.Want, current func()
 	return true, h.err
 }
 
-func (h *fakeHoteling) Busy(string) bool                    { return false }
-func (h *fakeHoteling) HalfDone([]string) []hoteling.Repair { return nil }
-func (h *fakeHoteling) RememberedHosts() []string           { return nil }
+func (h *fakeHoteling) Busy(string) bool                       { return false }
+func (h *fakeHoteling) RememberedDesks() []hoteling.Remembered { return nil }
 
 func (h *fakeHoteling) Calls() []string {
 	h.mu.Lock()

@@ -181,9 +181,9 @@ func awaitEvents(t *testing.T, c *cticlient.Client, want map[string]func(cticlie
 
 // TestHotDeskCrashAfterHostSignOut: the connector dies just after a login
 // signed the desk user out (before the desk's CFA, and before the
-// association); a new connector on the same state file finds the login
-// half done at start-up and, with recover_mode undo, signs the desk user
-// back in to its state and code.
+// association); a new connector on the same store takes the login's intent
+// at start-up and, with recover_mode undo, signs the desk user back in to
+// its state and code.
 func TestHotDeskCrashAfterHostSignOut(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration")

@@ -345,8 +345,8 @@ func loginCrashing(t *testing.T, st *stack.Stack, c *cticlient.Client, a, d int,
 
 // TestHotDeskConnectorCrashMidLogin: the connector dies between two steps
 // of a login (nothing more leaves it, its state file is as the crash left
-// it); a new connector against the same simulator and state file finds the
-// half-done sequence at start-up and, with recover_mode undo, leaves the
+// it); a new connector against the same simulator and store takes the
+// sequence's intent at start-up and, with recover_mode undo, leaves the
 // desk fully as before.
 func TestHotDeskConnectorCrashMidLogin(t *testing.T) {
 	if testing.Short() {

@@ -399,8 +399,8 @@ func (g *Gateway) recoveryWant(guest, host, forwardTo string) hoteling.Want {
 // intend saves, before a hot-desk sequence of guest at host runs, what
 // start-up recovery makes of it (recoveryWant): a crash in the middle leaves
 // the next connector that promise, owed, whatever shape the sequence or its
-// undo had reached (not every shape is one HalfDone can tell from BroadWorks:
-// an undo that got half through, say). Once the sequence has ended, persist
+// undo had reached (BroadWorks alone cannot tell a half-done sequence of
+// ours from someone's choice, nor an undo that got half through). Once the sequence has ended, persist
 // saves the promise it leaves instead (or deletes the record), before the
 // answer goes out.
 func (g *Gateway) intend(guest, host, forwardTo string) {
@@ -1194,19 +1194,24 @@ func describeWant(w hoteling.Want) string {
 
 // ---- start-up recovery ----
 
-// Recover looks, once the link is first up and the snapshots of users (and
-// of the desks the sequencer remembers, with their guests) are in, for
-// hot-desk sequences a crash left half done, and promises each guest the
-// shape hoteling.recover_mode says (undo: at no desk; complete: at its
-// desk), owed: the reconciler finishes them. after runs once that pass has
-// settled (the journal's reconciliation). It returns when ctx ends or the
-// pass is done.
+// Recover, once the link is first up, reads users (the directory's hot
+// desks and agents: the view knows them from the start) and the desks the
+// sequencer remembers with their guests; takes the promises a connector
+// before this one left with work on them (loadPromises: a crash in the
+// middle of a hot-desk sequence left what hoteling.recover_mode makes of
+// it, intend); and looks at the guest of each remembered desk once their
+// snapshots are in: a desk left forwarding to its guest with no one at it,
+// or its subscriber still signed out by a login, is the connector's to put
+// back (a store from before promises were kept). Nothing else BroadWorks
+// shows is taken for the connector's: an agent forwarding to another, a
+// guest a portal placed at a desk, are someone's. after runs once that
+// pass has settled (the journal's reconciliation). It returns when ctx
+// ends or the pass is done.
 func (g *Gateway) Recover(ctx context.Context, users []string, snapshotWait time.Duration, after func()) {
 	hot := g.hoteling()
 	if hot == nil {
 		return
 	}
-	users = slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(users), hot.RememberedHosts()...))))
 	sleep := func(d time.Duration) bool {
 		select {
 		case <-ctx.Done():
@@ -1228,36 +1233,37 @@ func (g *Gateway) Recover(ctx context.Context, users []string, snapshotWait time
 			return
 		}
 	}
+	desks := hot.RememberedDesks()
 	if g.cfg().LoadUsers {
+		users = slices.Clone(users)
+		for _, r := range desks {
+			users = append(users, r.GuestUserID, r.HostUserID)
+		}
 		lctx, cancel := context.WithTimeout(ctx, snapshotWait)
 		if unknown := g.loadUsers(lctx, users); len(unknown) > 0 {
-			g.log.Info("reconciler: users to recover that BroadWorks does not know are left out", "users", len(unknown))
-			users = slices.DeleteFunc(users, func(id string) bool { return slices.Contains(unknown, id) })
+			g.log.Info("reconciler: users BroadWorks does not know are left out", "users", len(unknown))
+			desks = slices.DeleteFunc(desks, func(r hoteling.Remembered) bool {
+				return slices.Contains(unknown, r.GuestUserID) || slices.Contains(unknown, r.HostUserID)
+			})
 		}
 		cancel()
 	}
-	if n := g.loadPromises(); n > 0 {
-		g.log.Info("reconciler: promises a connector before this one had not kept yet", "promises", n)
-		g.rec.wakeAll()
-	}
-	// Users are looked at as their snapshots come in; after runs once all
-	// are (or snapshotWait has passed), the later ones are looked at still.
-	deadline, handled, wait := time.Now().Add(snapshotWait), map[string]bool{}, 50*time.Millisecond
+	g.log.Info("reconciler: start-up recovery", "promises", g.loadPromises(), "remembered_desks", len(desks))
+	g.rec.wakeAll()
+	deadline, wait := time.Now().Add(snapshotWait), 50*time.Millisecond
 	for {
-		var fresh []string
-		for _, id := range users {
-			if !handled[id] && g.Fresh(id) {
-				handled[id] = true
-				fresh = append(fresh, id)
+		desks = slices.DeleteFunc(desks, func(r hoteling.Remembered) bool {
+			if !g.Fresh(r.GuestUserID) || !g.Fresh(r.HostUserID) {
+				return false
 			}
-		}
-		if found := g.promiseRecovery(hot, fresh); found > 0 || len(fresh) > 0 {
-			g.log.Info("reconciler: start-up recovery", "users", len(fresh), "half_done", found)
-		}
-		if after != nil && (len(handled) == len(users) || time.Now().After(deadline)) {
-			if len(handled) < len(users) {
+			g.baseline(r.GuestUserID) // unless promised: the reconciler judges the desk
+			g.rec.wake(r.GuestUserID)
+			return true
+		})
+		if after != nil && (len(desks) == 0 || time.Now().After(deadline)) {
+			if len(desks) > 0 {
 				g.log.Warn("reconciler: start-up recovery without every snapshot; the others are looked at once theirs are in",
-					"stale", len(users)-len(handled), "users", len(users))
+					"remembered_desks", len(desks))
 			}
 			_ = g.Settle(ctx)
 			if ctx.Err() == nil {
@@ -1265,28 +1271,8 @@ func (g *Gateway) Recover(ctx context.Context, users []string, snapshotWait time
 			}
 			after, wait = nil, time.Second
 		}
-		if len(handled) == len(users) || !sleep(wait) {
+		if len(desks) == 0 || !sleep(wait) {
 			return
 		}
 	}
-}
-
-// promiseRecovery promises each half-done sequence among users the
-// recover_mode's shape; it returns how many it found.
-func (g *Gateway) promiseRecovery(hot Hoteling, users []string) int {
-	if len(users) == 0 {
-		return 0
-	}
-	found := hot.HalfDone(users)
-	for _, f := range found {
-		if _, _, promised := g.Promise(f.GuestUserID); promised {
-			continue // a request since the start made its own promise
-		}
-		w := g.recoveryWant(f.GuestUserID, f.HostUserID, "")
-		g.log.Info("reconciler: half-done hot-desk sequence found", "guest", f.GuestUserID, "host", f.HostUserID,
-			"found", f.Found, "promise", describeWant(w))
-		g.endingBy(f.GuestUserID, EndRecovery)
-		g.promise(f.GuestUserID, w, OriginRecovery, true)
-	}
-	return len(found)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -42,21 +43,18 @@ type Config struct {
 	// from any state (research/xsi.md §7) and which never exposes the agent
 	// as Available in between (Sign-In lands in Available on the XSP).
 	SignInFirst bool
-	// RecoverMode is what start-up recovery promises a half-done sequence
-	// (HalfDone; the gateway's reconciler keeps it): "undo"
-	// (default: back to logged out) or "complete" (on to logged in).
-	RecoverMode string
 	// NumberOf gives the number a guest's host forwards to (the directory's
-	// forwardTo for Login). Optional; HalfDone needs it to recognise a host
-	// forwarding to a guest, and Logout uses it to leave alone a host CFA
-	// that no longer points at the guest when nothing is remembered.
+	// forwardTo for Login). Optional; Logout uses it to leave alone a host
+	// CFA that no longer points at the guest when nothing is remembered.
 	NumberOf func(guestUserID string) string
 	// Store keeps the remembered host forwarding across restarts. Optional
 	// (memory only when nil); see FileStore.
 	Store Store
 }
 
-// Recover modes.
+// Recover modes: what the gateway's start-up recovery promises a guest
+// whose hot-desk sequence a crash cut off (undo: back to logged out;
+// complete: on to logged in).
 const (
 	RecoverUndo     = "undo"
 	RecoverComplete = "complete"
@@ -116,9 +114,6 @@ func New(cfg Config, act Actions, view View, logger *slog.Logger) *Sequencer {
 		cfg.QueueLength = 4
 	case cfg.QueueLength < 0:
 		cfg.QueueLength = 0
-	}
-	if cfg.RecoverMode == "" {
-		cfg.RecoverMode = RecoverUndo
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -190,18 +185,15 @@ func (s *Sequencer) rememberedOf(guest string) []Remembered {
 	return out
 }
 
-// RememberedHosts are the hosts with a remembered entry (start-up
-// recovery looks at them and their guests).
-func (s *Sequencer) RememberedHosts() []string {
+// RememberedDesks are the remembered entries, by desk (start-up recovery
+// looks at their guests).
+func (s *Sequencer) RememberedDesks() []Remembered {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.loadLocked()
-	out := make([]string, 0, len(s.remembered))
-	for h, r := range s.remembered {
-		out = append(out, h, r.GuestUserID)
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
+	out := slices.Collect(maps.Values(s.remembered))
+	slices.SortFunc(out, func(a, b Remembered) int { return strings.Compare(a.HostUserID, b.HostUserID) })
+	return out
 }
 
 // remember keeps r, in memory and in the store. A store that refuses it

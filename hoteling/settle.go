@@ -109,6 +109,16 @@ func (s *Sequencer) leftBehind(r Remembered) bool {
 	return owed
 }
 
+// owedAgentState is the remembered entry of host when an unfinished login
+// signed the host subscriber out and the view shows it signed out still.
+func (s *Sequencer) owedAgentState(host string) (Remembered, bool) {
+	r, ok := s.Remembered(host)
+	if !ok || !signedIn(User{ACDState: r.HostAgentState}) || s.view.User(host).ACDState != xsi.ACDSignOut {
+		return Remembered{}, false
+	}
+	return r, true
+}
+
 // leftForwarding is what w.LeftHost's forwarding goes back to (w.LeftCFA),
 // when it still forwards to the guest, no one sits there and nothing is
 // remembered for it (a remembered entry is leftBehind's).

@@ -359,8 +359,8 @@ func (s *Stack) Start() error {
 		connector.WithLogger(s.cfg.Logger),
 		connector.WithCrashSimulation(),
 		// BroadWorks is the directory: agents are not listed, so name
-		// every seeded user to start-up recovery.
-		connector.WithRecoverUsers(s.users),
+		// every seeded user to be read at start.
+		connector.WithStartUpUsers(s.users),
 		// The previous life's phone sync may hold the address a moment.
 		connector.WithPhonesBindRetry(time.Second),
 	}
