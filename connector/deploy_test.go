@@ -9,10 +9,13 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/broadworks-connector/connector/ha"
+	"github.com/broadworks-connector/connector/internal/memcluster"
 	"github.com/broadworks-connector/connector/internal/testtool"
 )
 
@@ -48,8 +51,14 @@ func exportedMetrics(t *testing.T) map[string]bool {
 	for _, f := range fams {
 		names[f.GetName()] = true
 	}
-	// A vector with no series yet is not gathered: its description is.
+	// A vector with no series yet is not gathered: its description is. An
+	// instance of an active/standby pair adds the lease's (ha).
+	e, err := ha.New(ha.Config{Cluster: memcluster.New().Connect(), LeaseName: "connector-1", InstanceID: "a", TTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
 	cs := append(adminView{c}.partCollectors(), c.phones.Load().Collectors()...)
+	cs = append(cs, e.Collectors()...)
 	fq := regexp.MustCompile(`fqName: "([^"]+)"`)
 	for _, col := range cs {
 		ch := make(chan *prometheus.Desc)
