@@ -152,9 +152,9 @@ func (c *Connector) startLink() error {
 // the reconciler take the promises a connector before this one left
 // unkept (a hot-desk sequence a crash cut off: hoteling.recover_mode) and
 // the desks the sequencer remembers; once those repairs have settled, the
-// journal closes what BroadWorks no longer shows. Every later repair (a failed request, a lost
-// link, an association BroadWorks ended) is the reconciler's own work, in
-// the gateway.
+// journal closes what BroadWorks no longer shows. Every later repair (a
+// failed request, a lost link, an association BroadWorks ended) is the
+// reconciler's own work, in the gateway.
 func (c *Connector) repairLoop(ctx context.Context) {
 	defer c.startupOnce.Do(func() { close(c.startupRepaired) }) // also when ctx ends first
 	users := c.Config().StartUpUsers()

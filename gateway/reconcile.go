@@ -400,9 +400,9 @@ func (g *Gateway) recoveryWant(guest, host, forwardTo string) hoteling.Want {
 // start-up recovery makes of it (recoveryWant): a crash in the middle leaves
 // the next connector that promise, owed, whatever shape the sequence or its
 // undo had reached (BroadWorks alone cannot tell a half-done sequence of
-// ours from someone's choice, nor an undo that got half through). Once the sequence has ended, persist
-// saves the promise it leaves instead (or deletes the record), before the
-// answer goes out.
+// ours from someone's choice, nor an undo that got half through). Once the
+// sequence has ended, persist saves the promise it leaves instead (or
+// deletes the record), before the answer goes out.
 func (g *Gateway) intend(guest, host, forwardTo string) {
 	ps := g.deps.Promises
 	if ps == nil {
