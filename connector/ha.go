@@ -110,7 +110,7 @@ func (c *Connector) startReporting() {
 	}
 	go func() {
 		defer close(done)
-		ha.Report(ctx, c.cluster, c.Config().HA.HeartbeatInterval, c.instance, c.logger.With("component", "ha"))
+		ha.Report(ctx, c.cluster, c.Config().HA.HeartbeatInterval, c.instance, nil, c.logger.With("component", "ha"))
 	}()
 }
 

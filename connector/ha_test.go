@@ -124,6 +124,8 @@ func TestPairStandbyServesNothingButAdmin(t *testing.T) {
 	awaitReady(t, a)
 	b, _ := startInstance(t, sim, db, "b")
 	waitUntil(t, "b's heartbeat", func() bool { _, ok := db.Instance("b"); return ok })
+	// a reports its new role at once (ha.Report), not a heartbeat later.
+	waitUntil(t, "a's heartbeat as active", func() bool { in, ok := db.Instance("a"); return ok && in.Role == string(ha.RoleActive) })
 
 	if b.Role() != ha.RoleStandby {
 		t.Fatalf("b: role %s", b.Role())

@@ -83,6 +83,7 @@ type Elector struct {
 	// by another process, and that was logged (Run's goroutine only).
 	warnedSelfHeld bool
 	role           atomic.Pointer[Role]
+	roleChanged    chan struct{}               // one pending: a heartbeat reports the new role now
 	lease          atomic.Pointer[store.Lease] // while active
 	ran            atomic.Bool
 }
@@ -106,7 +107,7 @@ func New(cfg Config) (*Elector, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	e := &Elector{cfg: cfg, log: cfg.Logger.With("component", "ha", "instance_id", cfg.InstanceID, "lease", cfg.LeaseName),
-		metrics: newMetrics()}
+		metrics: newMetrics(), roleChanged: make(chan struct{}, 1)}
 	e.setRole(RoleStandby)
 	return e, nil
 }
@@ -144,6 +145,10 @@ func (e *Elector) setRole(r Role) {
 			v = 1
 		}
 		e.metrics.role.WithLabelValues(string(each)).Set(v)
+	}
+	select {
+	case e.roleChanged <- struct{}{}:
+	default:
 	}
 }
 
@@ -400,7 +405,7 @@ func (e *Elector) release(l store.Lease, deadline time.Time) {
 
 // heartbeats reports the instance every HeartbeatInterval until ctx ends.
 func (e *Elector) heartbeats(ctx context.Context) {
-	Report(ctx, e.cfg.Cluster, e.cfg.HeartbeatInterval, e.instance, e.log)
+	Report(ctx, e.cfg.Cluster, e.cfg.HeartbeatInterval, e.instance, e.roleChanged, e.log)
 }
 
 func (e *Elector) instance() store.Instance {
@@ -416,11 +421,13 @@ func (e *Elector) heartbeat(ctx context.Context) error {
 	return beat(ctx, e.cfg.Cluster, e.cfg.HeartbeatInterval, e.instance())
 }
 
-// Report records instance() in the store every interval until ctx ends:
-// the heartbeat /api/v1/cluster lists. An Elector reports its own; a
-// standalone instance on a shared store (scale-out by scope) runs Report.
-// A failing heartbeat is logged once, and its recovery once.
-func Report(ctx context.Context, cl store.Cluster, interval time.Duration, instance func() store.Instance, log *slog.Logger) {
+// Report records instance() in the store every interval until ctx ends,
+// and at once when changed (nil: never) says it changed: the heartbeat
+// /api/v1/cluster lists. An Elector reports its own (a new role without
+// waiting for the interval); a standalone instance on a shared store
+// (scale-out by scope) runs Report. A failing heartbeat is logged once,
+// and its recovery once.
+func Report(ctx context.Context, cl store.Cluster, interval time.Duration, instance func() store.Instance, changed <-chan struct{}, log *slog.Logger) {
 	var failing error
 	for {
 		err := beat(ctx, cl, interval, instance())
@@ -438,6 +445,8 @@ func Report(ctx context.Context, cl store.Cluster, interval time.Duration, insta
 			t.Stop()
 			return
 		case <-t.C:
+		case <-changed:
+			t.Stop()
 		}
 	}
 }

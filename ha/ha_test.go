@@ -325,3 +325,39 @@ func TestSameInstanceIDWaits(t *testing.T) {
 		}
 	})
 }
+
+// TestHeartbeatReportsANewRoleAtOnce: a standby that takes over reports
+// itself active in its heartbeat at once, not a heartbeat interval later
+// (/api/v1/cluster shows the takeover as it happens).
+func TestHeartbeatReportsANewRoleAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		db := memcluster.New()
+		a := start(t, db, "a")
+		b, err := ha.New(ha.Config{Cluster: db.Connect(), LeaseName: leaseName, InstanceID: "b", TTL: ttl, HeartbeatInterval: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- b.Run(ctx) }()
+		defer func() {
+			cancel()
+			<-done
+		}()
+		synctest.Wait()
+		if inst, ok := db.Instance("b"); !ok || inst.Role != string(ha.RoleStandby) {
+			t.Fatalf("b's first heartbeat %+v (%v), want standby", inst, ok)
+		}
+		if err := a.stop(); err != nil { // releases the lease
+			t.Fatal(err)
+		}
+		time.Sleep(ttl) // b's next try takes it
+		synctest.Wait()
+		if b.Role() != ha.RoleActive {
+			t.Fatalf("b: role %s, want active", b.Role())
+		}
+		if inst, _ := db.Instance("b"); inst.Role != string(ha.RoleActive) {
+			t.Errorf("b's heartbeat says %q, want active (its interval is an hour)", inst.Role)
+		}
+	})
+}
