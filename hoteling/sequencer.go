@@ -422,7 +422,7 @@ func (s *Sequencer) loginHost(ctx context.Context, guest, host, forwardTo string
 	//
 	// (2) Remember the host's CFA (and its agent state, which the
 	// sign-out changes) before either changes: a crash between the two
-	// steps leaves what HalfDone and Settle need.
+	// steps leaves what Settle needs to put the desk back.
 	if r.ok() {
 		old, hadOld := s.Remembered(host)
 		prevCFA, err := s.hostCFA(ctx, host)
