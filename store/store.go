@@ -74,6 +74,9 @@ type Journal interface {
 	AtDesk(ctx context.Context, deviceID string, at time.Time) (journal.Association, bool, error)
 	AgentBetween(ctx context.Context, agentUserID string, from, to time.Time) ([]journal.Association, error)
 	DeskBetween(ctx context.Context, deviceID string, from, to time.Time) ([]journal.Association, error)
+	// OpenAssociations lists the associations not ended that this
+	// instance's channel set began (a shared database holds other
+	// shards' too).
 	OpenAssociations(ctx context.Context) ([]journal.Association, error)
 }
 

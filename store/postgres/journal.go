@@ -80,7 +80,7 @@ func (j journalView) Begin(ctx context.Context, a journal.Association) (journal.
 	var id journal.ID
 	err := j.s.write(ctx, "journal begin", true, func(t *pgTx) error {
 		var err error
-		id, err = beginAssociation(t.ctx, t.tx, a)
+		id, err = beginAssociation(t.ctx, t.tx, t.s.opts.ChannelSet, a)
 		return err
 	})
 	if err != nil {
@@ -130,15 +130,15 @@ func validateQuery(what, key string, at time.Time) error {
 // A Begin racing another for the same agent or desk is refused by the
 // unique index (ON CONFLICT DO NOTHING waits for the other to commit), and
 // then classified like the sequential case.
-func beginAssociation(ctx context.Context, tx pgx.Tx, a journal.Association) (journal.ID, error) {
+func beginAssociation(ctx context.Context, tx pgx.Tx, channelSet string, a journal.Association) (journal.ID, error) {
 	start := a.Start.UnixNano()
 	if err := beginRefusal(ctx, tx, a, start); err != nil {
 		return 0, err
 	}
 	var id int64
-	err := tx.QueryRow(ctx, `INSERT INTO journal_associations (agent_id, agent_user_id, device_id, desk_user_id, start_ns, detail)
-		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING id`,
-		a.AgentID, a.AgentUserID, a.DeviceID, a.DeskUserID, start, a.Detail).Scan(&id)
+	err := tx.QueryRow(ctx, `INSERT INTO journal_associations (agent_id, agent_user_id, device_id, desk_user_id, start_ns, detail, channel_set)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING id`,
+		a.AgentID, a.AgentUserID, a.DeviceID, a.DeskUserID, start, a.Detail, channelSet).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		// Another transaction opened one for this agent or desk meanwhile.
 		if err := beginRefusal(ctx, tx, a, start); err != nil {
@@ -290,10 +290,13 @@ func (j journalView) between(ctx context.Context, column, what, key string, from
 	return out, nil
 }
 
+// OpenAssociations lists the open associations this channel set began
+// (Options.ChannelSet): the ones it reconciles. Another shard's are its own.
 func (j journalView) OpenAssociations(ctx context.Context) ([]journal.Association, error) {
 	var out []journal.Association
 	err := j.s.read(ctx, "journal open associations", true, func(ctx context.Context) error {
-		rows, err := j.s.pool.Query(ctx, `SELECT `+assocColumns+` FROM journal_associations WHERE end_ns IS NULL ORDER BY id`)
+		rows, err := j.s.pool.Query(ctx, `SELECT `+assocColumns+` FROM journal_associations
+			WHERE end_ns IS NULL AND channel_set = $1 ORDER BY id`, j.s.opts.ChannelSet)
 		if err != nil {
 			return err
 		}

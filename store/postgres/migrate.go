@@ -101,6 +101,11 @@ func (s *Store) migrate(ctx context.Context) error {
 			if _, err := tx.Exec(ctx, m.sql); err != nil {
 				return fmt.Errorf("migration %04d_%s: %w", m.version, m.name, err)
 			}
+			if after := afterMigration[m.version]; after != nil {
+				if err := after(ctx, tx, s); err != nil {
+					return fmt.Errorf("migration %04d_%s: %w", m.version, m.name, err)
+				}
+			}
 			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.version, m.name); err != nil {
 				return fmt.Errorf("migration %04d_%s: %w", m.version, m.name, err)
 			}
@@ -108,4 +113,32 @@ func (s *Store) migrate(ctx context.Context) error {
 		}
 		return nil
 	})
+}
+
+// afterMigration are the steps a migration needs that its SQL cannot do,
+// run in its transaction right after it.
+var afterMigration = map[int]func(ctx context.Context, tx pgx.Tx, s *Store) error{
+	2: claimUnpartitioned,
+}
+
+// claimUnpartitioned gives the rows written before channel sets partitioned
+// the database (migration 2) to the channel set of the instance migrating
+// it: with one active/standby pair, the only one there is. Shards that
+// shared a version 1 database had their promises mixed already; the first
+// to start takes them all, and says so.
+func claimUnpartitioned(ctx context.Context, tx pgx.Tx, s *Store) error {
+	if s.opts.ChannelSet == "" {
+		return nil
+	}
+	var claimed []any
+	for _, table := range []string{"intents", "remembered", "journal_associations"} {
+		tag, err := tx.Exec(ctx, `UPDATE `+table+` SET channel_set = $1 WHERE channel_set = ''`, s.opts.ChannelSet)
+		if err != nil {
+			return fmt.Errorf("claiming %s: %w", table, err)
+		}
+		claimed = append(claimed, table, tag.RowsAffected())
+	}
+	s.log.Info("store: postgres: rows from before channel sets given to this one",
+		append([]any{"component", "store", "channel_set", s.opts.ChannelSet}, claimed...)...)
+	return nil
 }

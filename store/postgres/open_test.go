@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/broadworks-connector/connector/hoteling"
 	"github.com/broadworks-connector/connector/internal/pgtest"
 	"github.com/broadworks-connector/connector/journal"
 	"github.com/broadworks-connector/connector/store"
@@ -225,7 +226,9 @@ func TestHungServer(t *testing.T) {
 }
 
 // TestSharedDatabase: instances of different channel sets share one
-// database: either answers for the journal, each keeps its own SIP dialogs.
+// database: either answers for the journal; each keeps its own SIP
+// dialogs, intents and remembered desks, and reconciles only the open
+// associations it began.
 func TestSharedDatabase(t *testing.T) {
 	dsn := pgtest.Shared(t).NewDatabase(t)
 	a := openAt(t, dsn, Options{ChannelSet: "cs-a"})
@@ -248,6 +251,90 @@ func TestSharedDatabase(t *testing.T) {
 		if got, err := s.SIPDialogs().LoadDialogs(); err != nil || string(got) != s.opts.ChannelSet {
 			t.Errorf("%s's dialogs = %q, %v", s.opts.ChannelSet, got, err)
 		}
+	}
+	// The same user and desk in both: each channel set keeps its own.
+	for _, s := range []*Store{a, b} {
+		if err := s.Intents().Put("u1", "acd", []byte(s.opts.ChannelSet)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Remembered().Save(hoteling.Remembered{HostUserID: "desk1", GuestUserID: s.opts.ChannelSet}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Intents().Put("u2", "dnd", []byte("on")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Intents().Delete("u1", "acd"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Remembered().Delete("desk1"); err != nil {
+		t.Fatal(err)
+	}
+	if in, err := a.Intents().Load(); err != nil || len(in) != 0 {
+		t.Errorf("cs-a's intents after its delete = %q, %v; want none (cs-b's are cs-b's)", in, err)
+	}
+	if rem, err := a.Remembered().Load(); err != nil || len(rem) != 0 {
+		t.Errorf("cs-a's remembered desks after its delete = %+v, %v; want none", rem, err)
+	}
+	if in, err := b.Intents().Load(); err != nil || len(in) != 2 || string(in[0].Value) != "cs-b" {
+		t.Errorf("cs-b's intents = %q, %v; want its u1 and u2", in, err)
+	}
+	if rem, err := b.Remembered().Load(); err != nil || len(rem) != 1 || rem[0].GuestUserID != "cs-b" {
+		t.Errorf("cs-b's remembered desks = %+v, %v; want its desk1", rem, err)
+	}
+	if _, err := b.Journal().Begin(t.Context(), assoc("b1", "d3", t0)); err != nil {
+		t.Fatal(err)
+	}
+	for s, want := range map[*Store]string{a: "a1", b: "b1"} {
+		open, err := s.Journal().OpenAssociations(t.Context())
+		if err != nil || len(open) != 1 || open[0].AgentID != want {
+			t.Errorf("%s's open associations = %+v, %v; want only %s's, which it began", s.opts.ChannelSet, open, err, want)
+		}
+	}
+}
+
+// TestMigrationClaimsVersion1Rows: the promises in a database from before
+// channel sets (schema version 1) go to the instance that migrates it,
+// which keeps them; another channel set gets none of them.
+func TestMigrationClaimsVersion1Rows(t *testing.T) {
+	dsn := pgtest.Shared(t).NewDatabase(t)
+	ms, err := migrations()
+	if err != nil || ms[0].version != 1 {
+		t.Fatalf("migrations: %v, %v", ms, err)
+	}
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	for _, q := range []string{
+		`CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+		ms[0].sql,
+		`INSERT INTO schema_migrations (version, name) VALUES (1, 'initial')`,
+		`INSERT INTO intents (user_id, facet, value) VALUES ('u1', 'acd', 'v1')`,
+		`INSERT INTO remembered (host_user_id, value) VALUES ('desk1', '{"HostUserID":"desk1","GuestUserID":"u1"}')`,
+		`INSERT INTO journal_associations (agent_id, agent_user_id, device_id, desk_user_id, start_ns) VALUES ('1', 'u1', 'desk1', 'desk1', 1)`,
+	} {
+		if _, err := conn.Exec(t.Context(), q); err != nil {
+			t.Fatalf("%.60s: %v", q, err)
+		}
+	}
+	a := openAt(t, dsn, Options{ChannelSet: "pair-1"})
+	b := openAt(t, dsn, Options{ChannelSet: "shard-2"})
+	if in, err := a.Intents().Load(); err != nil || len(in) != 1 || string(in[0].Value) != "v1" {
+		t.Errorf("the migrating instance's intents = %q, %v; want version 1's", in, err)
+	}
+	if rem, err := a.Remembered().Load(); err != nil || len(rem) != 1 || rem[0].GuestUserID != "u1" {
+		t.Errorf("the migrating instance's remembered desks = %+v, %v; want version 1's", rem, err)
+	}
+	if open, err := a.Journal().OpenAssociations(t.Context()); err != nil || len(open) != 1 {
+		t.Errorf("the migrating instance's open associations = %+v, %v; want version 1's", open, err)
+	}
+	if in, _ := b.Intents().Load(); len(in) != 0 {
+		t.Errorf("another channel set's intents = %q, want none", in)
+	}
+	if open, _ := b.Journal().OpenAssociations(t.Context()); len(open) != 0 {
+		t.Errorf("another channel set's open associations = %+v, want none", open)
 	}
 }
 

@@ -47,7 +47,11 @@ import (
 // Options configure a PostgreSQL store.
 type Options struct {
 	// ChannelSet is the channel set (xsi.channel_set_id) this instance
-	// serves: the SIP dialog snapshot belongs to it, shared by the pair.
+	// serves. Its promises belong to it, shared by an active/standby pair
+	// and apart from other channel sets' (scale-out shards): the intents,
+	// the remembered desk forwarding, the SIP dialog snapshot, and the
+	// open journal associations it reconciles. The journal's queries
+	// read every channel set's.
 	ChannelSet string
 	// Journal: Retention and PruneInterval (and Now, for the pruner) as
 	// for the bbolt journal; LockTimeout is not used.
@@ -309,7 +313,7 @@ func (t *pgTx) JournalBegin(a journal.Association) (journal.ID, error) {
 	if err := validateBegin(a); err != nil {
 		return 0, err
 	}
-	return beginAssociation(t.ctx, t.tx, a)
+	return beginAssociation(t.ctx, t.tx, t.s.opts.ChannelSet, a)
 }
 
 func (t *pgTx) JournalEnd(agentUserID string, at time.Time, by journal.EndReason, detail string) (journal.Association, error) {
@@ -330,8 +334,8 @@ func (t *pgTx) PutRemembered(r hoteling.Remembered) error {
 	if len(v) > maxRememberedLen {
 		return fmt.Errorf("%w: remembered forwarding of %s is %d bytes (limit %d)", store.ErrInvalid, r.HostUserID, len(v), maxRememberedLen)
 	}
-	_, err = t.tx.Exec(t.ctx, `INSERT INTO remembered (host_user_id, value) VALUES ($1, $2)
-		ON CONFLICT (host_user_id) DO UPDATE SET value = EXCLUDED.value`, r.HostUserID, string(v))
+	_, err = t.tx.Exec(t.ctx, `INSERT INTO remembered (channel_set, host_user_id, value) VALUES ($1, $2, $3)
+		ON CONFLICT (channel_set, host_user_id) DO UPDATE SET value = EXCLUDED.value`, t.s.opts.ChannelSet, r.HostUserID, string(v))
 	return err
 }
 
@@ -339,7 +343,7 @@ func (t *pgTx) DeleteRemembered(hostUserID string) error {
 	if err := validKey("host user ID", hostUserID, store.MaxKeyLen); err != nil {
 		return err
 	}
-	_, err := t.tx.Exec(t.ctx, `DELETE FROM remembered WHERE host_user_id = $1`, hostUserID)
+	_, err := t.tx.Exec(t.ctx, `DELETE FROM remembered WHERE channel_set = $1 AND host_user_id = $2`, t.s.opts.ChannelSet, hostUserID)
 	return err
 }
 
@@ -353,8 +357,8 @@ func (t *pgTx) PutIntent(userID, facet string, value []byte) error {
 	if value == nil {
 		value = []byte{} // bbolt stores nil as empty too
 	}
-	_, err := t.tx.Exec(t.ctx, `INSERT INTO intents (user_id, facet, value) VALUES ($1, $2, $3)
-		ON CONFLICT (user_id, facet) DO UPDATE SET value = EXCLUDED.value`, userID, facet, value)
+	_, err := t.tx.Exec(t.ctx, `INSERT INTO intents (channel_set, user_id, facet, value) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (channel_set, user_id, facet) DO UPDATE SET value = EXCLUDED.value`, t.s.opts.ChannelSet, userID, facet, value)
 	return err
 }
 
@@ -362,7 +366,7 @@ func (t *pgTx) DeleteIntent(userID, facet string) error {
 	if err := validIntentKey(userID, facet); err != nil {
 		return err
 	}
-	_, err := t.tx.Exec(t.ctx, `DELETE FROM intents WHERE user_id = $1 AND facet = $2`, userID, facet)
+	_, err := t.tx.Exec(t.ctx, `DELETE FROM intents WHERE channel_set = $1 AND user_id = $2 AND facet = $3`, t.s.opts.ChannelSet, userID, facet)
 	return err
 }
 
@@ -422,7 +426,7 @@ func (r rememberedStore) Delete(hostUserID string) error {
 func (r rememberedStore) Load() ([]hoteling.Remembered, error) {
 	var out []hoteling.Remembered
 	err := r.s.read(context.Background(), "load remembered", false, func(ctx context.Context) error {
-		rows, err := r.s.pool.Query(ctx, `SELECT host_user_id, value::text FROM remembered`)
+		rows, err := r.s.pool.Query(ctx, `SELECT host_user_id, value::text FROM remembered WHERE channel_set = $1`, r.s.opts.ChannelSet)
 		if err != nil {
 			return err
 		}
@@ -464,7 +468,7 @@ func (i intentStore) Delete(userID, facet string) error {
 func (i intentStore) Load() ([]store.Intent, error) {
 	var out []store.Intent
 	err := i.s.read(context.Background(), "load intents", false, func(ctx context.Context) error {
-		rows, err := i.s.pool.Query(ctx, `SELECT user_id, facet, value FROM intents`)
+		rows, err := i.s.pool.Query(ctx, `SELECT user_id, facet, value FROM intents WHERE channel_set = $1`, i.s.opts.ChannelSet)
 		if err != nil {
 			return err
 		}
