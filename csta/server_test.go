@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/broadworks-connector/connector/internal/testtool"
 )
 
 func TestMain(m *testing.M) {
@@ -405,13 +407,7 @@ func TestMonitorsEndWithTheConnection(t *testing.T) {
 // waitFor polls a condition that a goroutine elsewhere will make true.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached within 5 s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testtool.WaitFor(t, 5*time.Second, "the condition", cond)
 }
 
 func TestSystemStatusOnLinkChange(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"github.com/broadworks-connector/connector/csta/cticlient"
 	"github.com/broadworks-connector/connector/gateway"
 	"github.com/broadworks-connector/connector/internal/stack"
+	"github.com/broadworks-connector/connector/internal/testtool"
 	"github.com/broadworks-connector/connector/xsi/xspsim"
 )
 
@@ -87,18 +88,6 @@ func state(t testing.TB, st *stack.Stack, a, d int) stack.DeskState {
 		t.Fatal(err)
 	}
 	return s
-}
-
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // TestHotDeskStepFailures: each step of login and of logout fails in turn
@@ -260,7 +249,7 @@ func TestHotDeskXSPKilledMidLogin(t *testing.T) {
 			before := state(t, st, a, d)
 			st.Sim.SetActionsLatency(xspsim.Latency{Min: 300 * time.Millisecond, Max: 300 * time.Millisecond})
 			ans := loginAsync(t.Context(), c, a, d)
-			waitFor(t, 5*time.Second, "the host CFA step", deskForwardsTo(st, a, d))
+			testtool.WaitFor(t, 5*time.Second, "the host CFA step", deskForwardsTo(st, a, d))
 			st.Sim.Kill()
 			st.Sim.ClearFaults()
 			var err error
@@ -277,7 +266,7 @@ func TestHotDeskXSPKilledMidLogin(t *testing.T) {
 				}
 			}
 			t.Logf("answer: %v", err)
-			waitFor(t, 15*time.Second, "the link", st.Conn().Gateway.LinkUp)
+			testtool.WaitFor(t, 15*time.Second, "the link", st.Conn().Gateway.LinkUp)
 			if err == nil {
 				// The XSP was back in time for the sequence's retries:
 				// told "done" → fully logged in.
@@ -290,12 +279,12 @@ func TestHotDeskXSPKilledMidLogin(t *testing.T) {
 			repairsBefore := len(st.Conn().LinkRepairs())
 			// Told "failed" → fully as before, by the undo itself or by the
 			// repair after the link recovery.
-			waitFor(t, 20*time.Second, "the desk and agent as before", func() bool { return st.CheckSame(a, d, before) == nil })
+			testtool.WaitFor(t, 20*time.Second, "the desk and agent as before", func() bool { return st.CheckSame(a, d, before) == nil })
 			if !tc.quickBack {
 				// The XSP stayed dead past the answer: the undo could not
 				// run, so the desk was half done until the repair, which
 				// is recorded once its last step is confirmed.
-				waitFor(t, 20*time.Second, "the repair after the link recovery", func() bool { return len(st.Conn().LinkRepairs()) > repairsBefore })
+				testtool.WaitFor(t, 20*time.Second, "the repair after the link recovery", func() bool { return len(st.Conn().LinkRepairs()) > repairsBefore })
 			}
 			if err := st.AwaitViewSettled(10 * time.Second); err != nil {
 				t.Fatal(err)
@@ -638,7 +627,7 @@ func TestHotDeskReleasedByBroadWorks(t *testing.T) {
 	if ev := nextEvent(t, c, "AgentLoggedOffEvent", func(e cticlient.Event) bool { return e.Device == stack.DeskID(1) }); ev.AgentID != stack.AgentID(1) {
 		t.Fatalf("logged-off event %+v", ev)
 	}
-	waitFor(t, 10*time.Second, "the desk released", func() bool { return st.CheckSame(1, 1, before) == nil })
+	testtool.WaitFor(t, 10*time.Second, "the desk released", func() bool { return st.CheckSame(1, 1, before) == nil })
 }
 
 // TestHotDeskLateForwardingAfterLogout: a desk's forwarding to its last
@@ -665,7 +654,7 @@ func TestHotDeskLateForwardingAfterLogout(t *testing.T) {
 	if err := st.Sim.PortalSetCFA(stack.DeskUser(1), true, stack.AgentNumber(1)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 7*time.Second, "the desk's own forwarding back", func() bool { return st.CheckSame(1, 1, before) == nil })
+	testtool.WaitFor(t, 7*time.Second, "the desk's own forwarding back", func() bool { return st.CheckSame(1, 1, before) == nil })
 	gw := st.Conn().Gateway
 	if w, _, _ := gw.Promise(stack.AgentUser(1)); w.Host != "" || w.LeftHost != stack.DeskUser(1) {
 		t.Fatalf("promise %+v: want at no desk, having left %s", w, stack.DeskUser(1))

@@ -21,6 +21,8 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/icholy/digest"
 	"go.uber.org/goleak"
+
+	"github.com/broadworks-connector/connector/internal/testtool"
 )
 
 // ---- fake gateway ----
@@ -583,13 +585,7 @@ var nonceRE = regexp.MustCompile(`<nonce>([^<]+)</nonce>`)
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testtool.WaitFor(t, 15*time.Second, what, cond)
 }
 
 func dndBody(dn string, on bool) string {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/broadworks-connector/connector/internal/promtest"
+	"github.com/broadworks-connector/connector/internal/testtool"
 	"github.com/broadworks-connector/connector/internal/xmlcheck"
 	"github.com/broadworks-connector/connector/xsi/xspsim"
 )
@@ -158,13 +159,7 @@ func (f *scopeFront) requests(method, pathSuffix string) []frontReq {
 // channel manager's goroutines) until it holds, or fails after 10 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testtool.WaitFor(t, 10*time.Second, what, cond)
 }
 
 func scopeConfig(server string, scopes ...Target) Config {

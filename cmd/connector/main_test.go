@@ -20,6 +20,7 @@ import (
 
 	"github.com/broadworks-connector/connector/csta"
 	"github.com/broadworks-connector/connector/internal/testlog"
+	"github.com/broadworks-connector/connector/internal/testtool"
 	"github.com/broadworks-connector/connector/journal"
 	"github.com/broadworks-connector/connector/store"
 )
@@ -303,13 +304,7 @@ func writeConfig(t *testing.T, path, cstaListen, adminListen, extra string) {
 // waitFor polls until cond holds or 10 s passed.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testtool.WaitFor(t, 10*time.Second, what, cond)
 }
 
 func accepts(addr string) bool {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/broadworks-connector/connector/internal/testtool"
 )
 
 // echoServer answers every line with the same line, until closed.
@@ -260,11 +262,5 @@ func TestProxyCloseWhileHeld(t *testing.T) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testtool.WaitFor(t, 10*time.Second, what, cond)
 }
