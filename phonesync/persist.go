@@ -103,7 +103,7 @@ func (s *Server) persistLoop() {
 			return
 		case <-time.After(s.saveDelay):
 		}
-		if err := s.saveState(); err != nil {
+		if err := s.saveState(false); err != nil {
 			s.log.Warn("saving SIP dialog state", "file", s.stateName(), "err", err)
 		}
 	}
@@ -131,10 +131,17 @@ func (s *Server) snapshot() []persistedDialog {
 	return out
 }
 
-// saveState writes the UDP dialogs atomically.
-func (s *Server) saveState() error {
+// saveState writes the UDP dialogs atomically. Close's write is the last
+// (final): the persist loop, woken by the dialogs Close ends, may come to
+// write after it, once the dialogs are gone, and must not write the empty
+// list over the kept ones.
+func (s *Server) saveState(final bool) error {
 	s.saveMu.Lock()
 	defer s.saveMu.Unlock()
+	if s.savedFinal {
+		return nil
+	}
+	s.savedFinal = final
 	data, err := json.MarshalIndent(stateFile{Version: stateVersion, Saved: time.Now().UTC(), Dialogs: s.snapshot()}, "", "  ")
 	if err != nil {
 		return fmt.Errorf("phonesync: state: %w", err)

@@ -254,3 +254,29 @@ func TestRestoredDialogWaitsForTheService(t *testing.T) {
 		t.Errorf("the full state came with %d failures left", left)
 	}
 }
+
+// TestNoWriteAfterCloseWrote: the persist loop, woken by the dialogs a clean
+// Close ends, can come to write once they are gone; Close's write of the
+// kept UDP dialog is the last one, and stays.
+func TestNoWriteAfterCloseWrote(t *testing.T) {
+	leakCheck(t)
+	svc := newFakeSvc("1001")
+	cfg := testConfig()
+	cfg.StateFile = filepath.Join(t.TempDir(), "sip-state.json")
+	s := startServer(t, cfg, svc)
+	udp := newPhone(t, "1001", "UDP", s.Addr())
+	if res := udp.subscribe(subOpts{}); res.StatusCode != 200 {
+		t.Fatalf("SUBSCRIBE: %d", res.StatusCode)
+	}
+	udp.nextNotify()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.saveState(false); err != nil { // the persist loop, late
+		t.Fatal(err)
+	}
+	st, err := readState(cfg.StateFile, 1<<20)
+	if err != nil || len(st.Dialogs) != 1 || st.Dialogs[0].CallID != udp.callID {
+		t.Fatalf("state after Close and a late write: %+v %v, want the UDP dialog", st, err)
+	}
+}

@@ -122,6 +122,9 @@ type Server struct {
 
 	dirty  chan struct{} // persistence wake-up (cap 1)
 	saveMu sync.Mutex    // one state-file write at a time
+	// savedFinal: Close's write of the state is done (saveState), under
+	// saveMu.
+	savedFinal bool
 
 	lifeMu sync.Mutex // Start and Close, one at a time; taken before all others
 
@@ -468,7 +471,7 @@ func (s *Server) shutdown(graceful bool) error {
 	s.workers.Wait()
 	s.draining.Store(true)
 	if persist {
-		if err := s.saveState(); err != nil {
+		if err := s.saveState(true); err != nil {
 			s.log.Warn("saving SIP dialog state", "err", err)
 		}
 	}
