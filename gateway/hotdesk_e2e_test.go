@@ -250,6 +250,9 @@ func TestHotDeskXSPKilledMidLogin(t *testing.T) {
 			st.Sim.SetActionsLatency(xspsim.Latency{Min: 300 * time.Millisecond, Max: 300 * time.Millisecond})
 			ans := loginAsync(t.Context(), c, a, d)
 			testtool.WaitFor(t, 5*time.Second, "the host CFA step", deskForwardsTo(st, a, d))
+			// Counted before the kill: the repair may be done by the time
+			// the test sees the link back.
+			repairsBefore := len(st.Conn().LinkRepairs())
 			st.Sim.Kill()
 			st.Sim.ClearFaults()
 			var err error
@@ -276,7 +279,6 @@ func TestHotDeskXSPKilledMidLogin(t *testing.T) {
 				return
 			}
 			cstaErr(t, err)
-			repairsBefore := len(st.Conn().LinkRepairs())
 			// Told "failed" → fully as before, by the undo itself or by the
 			// repair after the link recovery.
 			testtool.WaitFor(t, 20*time.Second, "the desk and agent as before", func() bool { return st.CheckSame(a, d, before) == nil })
