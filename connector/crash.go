@@ -186,6 +186,12 @@ func (a *gatedActions) GetProfile(ctx context.Context, u string) (xsi.Profile, e
 	return gated(a, ctx, "GetProfile", u, func(ctx context.Context) (xsi.Profile, error) { return a.Client.GetProfile(ctx, u) })
 }
 
+func (a *gatedActions) SearchEnterpriseDirectory(ctx context.Context, u string, q xsi.DirectoryQuery) ([]xsi.DirectoryEntry, error) {
+	return gated(a, ctx, "SearchEnterpriseDirectory", u, func(ctx context.Context) ([]xsi.DirectoryEntry, error) {
+		return a.Client.SearchEnterpriseDirectory(ctx, u, q)
+	})
+}
+
 func (a *gatedActions) AssociateGuest(ctx context.Context, guest, host string) error {
 	return a.set(ctx, "AssociateGuest", guest, func(ctx context.Context) error { return a.Client.AssociateGuest(ctx, guest, host) })
 }

@@ -19,7 +19,7 @@ import (
 // An agent not named is the one at the request's device, which the device
 // check already covered.
 func (g *Gateway) requestAgent(ctx context.Context, who csta.Requester, from origin, agentID, deviceUser string, state csta.ReqAgentState) (userID, number string, err error) {
-	userID, number, err = g.agentAt(agentID, deviceUser)
+	userID, number, err = g.agentAt(ctx, agentID, deviceUser)
 	if err != nil {
 		if agentID != "" && who.Devices.Limited {
 			// Not known to sit at the requester's devices; and a limited

@@ -108,6 +108,7 @@ type Actions interface {
 	GetHotelingGuest(ctx context.Context, userID string) (xsi.HotelingGuest, error)
 	GetHotelingHost(ctx context.Context, userID string) (xsi.HotelingHost, error)
 	GetProfile(ctx context.Context, userID string) (xsi.Profile, error)
+	SearchEnterpriseDirectory(ctx context.Context, userID string, q xsi.DirectoryQuery) ([]xsi.DirectoryEntry, error)
 }
 
 // Hoteling runs the hot-desk sequences; *hoteling.Sequencer satisfies it.

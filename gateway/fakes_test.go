@@ -100,6 +100,9 @@ func (f *fakeActions) GetHotelingHost(_ context.Context, u string) (xsi.Hoteling
 	}
 	return xsi.HotelingHost{Active: true}, nil
 }
+func (f *fakeActions) SearchEnterpriseDirectory(_ context.Context, u string, q xsi.DirectoryQuery) ([]xsi.DirectoryEntry, error) {
+	return nil, f.rec("SearchEnterpriseDirectory", "%s %+v", u, q)
+}
 func (f *fakeActions) GetProfile(_ context.Context, u string) (xsi.Profile, error) {
 	if err := f.rec("GetProfile", "%s", u); err != nil {
 		return xsi.Profile{}, err

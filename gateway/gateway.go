@@ -61,10 +61,13 @@ type Gateway struct {
 
 	// User loads (users.go): at most cap(loadSlots) at once, all ended by
 	// Close.
-	loadSlots  chan struct{}
-	loads      sync.WaitGroup
-	loadCtx    context.Context
-	loadCancel context.CancelFunc
+	loadSlots chan struct{}
+	// guestSearches bounds the searches for desks' unnamed guests
+	// (guest.go) started in the background.
+	guestSearches chan struct{}
+	loads         sync.WaitGroup
+	loadCtx       context.Context
+	loadCancel    context.CancelFunc
 }
 
 var (
@@ -96,6 +99,7 @@ func New(cfg Config, deps Deps, logger *slog.Logger) *Gateway {
 		cfg.MaxUserLoads = defaultMaxUserLoads
 	}
 	g.loadSlots = make(chan struct{}, cfg.MaxUserLoads)
+	g.guestSearches = make(chan struct{}, maxGuestSearches)
 	g.loadCtx, g.loadCancel = context.WithCancel(context.Background())
 	g.live.Store(&liveConfig{cfg: cfg, dir: NewDirectory(cfg)})
 	return g
@@ -589,6 +593,7 @@ func (g *Gateway) applyHoteling(u *userState, d *xsi.HotelingGuestEvent) []csta.
 	if host != "" {
 		h := g.user(host)
 		h.guestUserID, h.guestSince = u.id, since
+		h.unknownGuest = guestContact{}
 	}
 	if prev == host {
 		return nil

@@ -89,8 +89,8 @@ func (g *Gateway) MonitorStart(ctx context.Context, _ csta.Requester, req *csta.
 }
 
 // agentAt resolves the agent of a request: agentID if given, else the guest
-// hot-desked at the device, else the device's user.
-func (g *Gateway) agentAt(agentID, deviceUser string) (userID, number string, err error) {
+// hot-desked at the device (guestAt), else the device's user.
+func (g *Gateway) agentAt(ctx context.Context, agentID, deviceUser string) (userID, number string, err error) {
 	if agentID != "" {
 		u, n, ok := g.dir().Agent(agentID)
 		if !ok {
@@ -98,7 +98,11 @@ func (g *Gateway) agentAt(agentID, deviceUser string) (userID, number string, er
 		}
 		return u, n, nil
 	}
-	if guest := g.User(deviceUser).GuestUserID; guest != "" {
+	guest, err := g.guestAt(ctx, deviceUser)
+	if err != nil {
+		return "", "", err
+	}
+	if guest != "" {
 		deviceUser = guest
 	}
 	id := g.dir().AgentID(deviceUser)

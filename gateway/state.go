@@ -41,6 +41,11 @@ type userState struct {
 	hostLimit             time.Duration // the association limit in force, 0 none
 	guestUserID           string        // as a host, from the guest's events
 	guestSince            time.Time
+	// unknownGuest: as a host, the guest its last read showed while no
+	// event or read has named one (guest.go); findingGuest: a search for
+	// it runs.
+	unknownGuest guestContact
+	findingGuest bool
 
 	// What BroadWorks says the user is, the snapshot read in flight, when
 	// a request or monitor last used the user (Config.IdleTTL), and how

@@ -3,7 +3,11 @@ package xsi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
 )
 
 // Profile is what the connector uses of a user's BroadWorks profile
@@ -49,4 +53,70 @@ func (c *Client) GetProfile(ctx context.Context, userID string) (Profile, error)
 		Number:            f.text("number"),
 		Extension:         f.text("extension"),
 	}, nil
+}
+
+// DirectoryEntry is one user an enterprise directory search found
+// (XSIDirectories.xsd Enterprise, enterpriseDirectory/directoryDetails:
+// XSD UserAdditionalEnterpriseGroupDetails).
+type DirectoryEntry struct {
+	UserID    string
+	FirstName string
+	LastName  string
+	GroupID   string
+	Number    string
+	Extension string
+}
+
+// DirectoryQuery searches the enterprise directory by one user's number or
+// extension (the one given; Number wins). BroadWorks' search may match
+// more loosely than asked (its values take '*' wildcards and a /i suffix),
+// so SearchEnterpriseDirectory keeps only exact matches.
+type DirectoryQuery struct {
+	Number    string
+	Extension string
+}
+
+// maxDirectoryResults bounds a directory search's answer: a number or an
+// extension names one user, a few in different groups at most.
+const maxDirectoryResults = 20
+
+// SearchEnterpriseDirectory finds, in userID's enterprise directory, the
+// users whose number (or extension) is exactly q's:
+// GET /v2.0/user/{userId}/directories/Enterprise?number=…&results=20.
+func (c *Client) SearchEnterpriseDirectory(ctx context.Context, userID string, q DirectoryQuery) ([]DirectoryEntry, error) {
+	key, value := "number", q.Number
+	if value == "" {
+		key, value = "extension", q.Extension
+	}
+	if strings.TrimSpace(value) == "" || strings.ContainsAny(value, "*\x00") {
+		return nil, fmt.Errorf("xsi: directory search for %s %q", key, value)
+	}
+	p, err := userPath(userID, "/directories/Enterprise")
+	if err != nil {
+		return nil, err
+	}
+	query := url.Values{key: {value}, "results": {strconv.Itoa(maxDirectoryResults)}}
+	data, err := c.call(ctx, http.MethodGet, p+"?"+query.Encode(), nil)
+	if err != nil {
+		return nil, err
+	}
+	root, err := parseRoot(data, "Enterprise")
+	if err != nil {
+		return nil, err
+	}
+	var out []DirectoryEntry
+	if list := root.SelectElement("enterpriseDirectory"); list != nil {
+		for _, d := range list.SelectElements("directoryDetails") {
+			f := fields{el: d, what: "Enterprise directoryDetails"}
+			e := DirectoryEntry{UserID: f.text("userId"), FirstName: f.text("firstName"), LastName: f.text("lastName"),
+				GroupID: f.text("groupId"), Number: f.text("number"), Extension: f.text("extension")}
+			if e.UserID == "" {
+				continue
+			}
+			if (key == "number" && e.Number == value) || (key == "extension" && e.Extension == value) {
+				out = append(out, e)
+			}
+		}
+	}
+	return out, nil
 }

@@ -412,14 +412,23 @@ func (s *Server) putHostLocked(h *userState, body *etree.Element) *simError {
 	return nil
 }
 
-// handleDirectory serves GET .../user/{userId}/directories/HotelingHosts:
+// handleDirectory serves GET .../user/{userId}/directories/{dir}: the
+// HotelingHosts and Enterprise directories (names case-insensitive).
+func (s *Server) handleDirectory(w http.ResponseWriter, r *http.Request) {
+	switch strings.ToLower(r.PathValue("dir")) {
+	case "hotelinghosts":
+		s.handleHotelingHosts(w, r)
+	case "enterprise":
+		s.handleEnterpriseDirectory(w, r)
+	default:
+		s.writeError(w, errf(http.StatusNotFound, ErrCodeNotFound, "directory %s not supported by the simulator", r.PathValue("dir")))
+	}
+}
+
+// handleHotelingHosts serves GET .../user/{userId}/directories/HotelingHosts:
 // hosts with an active Hoteling Host service that carry no guest (or this
 // guest).
-func (s *Server) handleDirectory(w http.ResponseWriter, r *http.Request) {
-	if !strings.EqualFold(r.PathValue("dir"), "HotelingHosts") {
-		s.writeError(w, errf(http.StatusNotFound, ErrCodeNotFound, "directory %s not supported by the simulator", r.PathValue("dir")))
-		return
-	}
+func (s *Server) handleHotelingHosts(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	g, err := s.lookupUser(r.PathValue("userId"))
 	var hosts []string

@@ -15,6 +15,11 @@ import (
 type enterprise struct {
 	id   string
 	subs map[string]*subscription // ServiceProvider targets, by subscription ID; nil while none
+	// users are its users in the order they were added. The slice only
+	// grows by append and users are never changed or removed, so a slice
+	// taken under the lock can be read after it (the Enterprise directory
+	// searches it without holding the lock).
+	users []*userState
 }
 
 type group struct {
@@ -99,9 +104,11 @@ func (s *Server) insertLocked(u *User, now time.Time, defaultCode string) {
 	if grp == "" {
 		grp = s.cfg.GroupID
 	}
-	us := newUserState(u, s.groupLocked(ent, grp), now, defaultCode)
+	g := s.groupLocked(ent, grp)
+	us := newUserState(u, g, now, defaultCode)
 	us.seedIdx = int32(len(s.order))
 	s.users[u.ID] = us
+	g.ent.users = append(g.ent.users, us)
 	s.order = append(s.order, us)
 	if u.HotelingHost {
 		s.hosts = append(s.hosts, us)

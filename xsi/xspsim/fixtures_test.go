@@ -101,7 +101,7 @@ func writeFixtures(t *testing.T, dir string) {
 	ch := h.openChannel("fixture-set", "fixture-app")
 	h.subscribe("user/agent2@example.com", "fixture-set", PkgCallCenterAgent)
 	ch.ack(ch.next(""))
-	h.subscribe("user/plain@example.com", "fixture-set", PkgDoNotDisturb, PkgCallForwardingAlways, PkgHotelingGuest)
+	plainSub := h.subscribe("user/plain@example.com", "fixture-set", PkgDoNotDisturb, PkgCallForwardingAlways, PkgHotelingGuest)
 	for i := 0; i < 3; i++ {
 		ch.ack(ch.next(""))
 	}
@@ -118,6 +118,7 @@ func writeFixtures(t *testing.T, dir string) {
 	h.mustStatus(200, "GET", actions("agent1@example.com", "CallCenter"), "")
 	h.mustStatus(200, "GET", actions("desk1@example.com", "HotelingHost"), "")
 	h.mustStatus(200, "GET", ActionsPrefix+"/user/agent1@example.com/directories/HotelingHosts", "")
+	h.mustStatus(200, "GET", ActionsPrefix+"/user/plain@example.com/directories/Enterprise?firstName=*&results=2", "")
 	h.mustStatus(200, "GET", ActionsPrefix+"/group/grp1/services/CallCenter/UnavailableCodes", "")
 	h.mustStatus(404, "GET", actions("nobody@example.com", "DoNotDisturb"), "")
 	h.mustStatus(200, "GET", ActionsPrefix+"/user/agent1@example.com/profile", "")
@@ -125,8 +126,9 @@ func writeFixtures(t *testing.T, dir string) {
 	h.mustStatus(200, "GET", EventsPrefix+"/subscription?channelSetId=fixture-set", "")
 	ch.heartbeat()
 	ch.next("ChannelHeartBeat")
-	subs := h.s.Subscriptions()
-	h.mustStatus(200, "DELETE", EventsPrefix+"/subscription/"+subs[len(subs)-1].ID, "")
+	// A subscription of fixture-set: its SubscriptionTerminatedEvent comes
+	// on ch (one of fixture-raw's would wait for a channel of that set).
+	h.mustStatus(200, "DELETE", EventsPrefix+"/subscription/"+plainSub, "")
 	ch.ack(ch.next("SubscriptionEvent:SubscriptionTerminatedEvent"))
 	h.mustStatus(200, "DELETE", EventsPrefix+"/channel/"+ch.id, "")
 	ch.next("ChannelTerminatedEvent")

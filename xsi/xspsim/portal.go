@@ -1,6 +1,9 @@
 package xspsim
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Portal* methods change user state as the BroadWorks web portal, a phone or
 // an administrator would, outside Xsi-Actions. They apply the same rules and
@@ -121,12 +124,9 @@ func (s *Server) PortalEndGuestAssociation(guestID string) error {
 func (s *Server) PortalSetHotelingHost(hostID string, active bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	h, err := s.portalUser(hostID)
+	h, err := s.portalHostLocked(hostID)
 	if err != nil {
 		return err
-	}
-	if !h.HotelingHost {
-		return errors.New("xspsim: Hoteling Host service not assigned to " + hostID)
 	}
 	h.svc().host.active = active
 	if !active && h.svc().host.guestID != "" {
@@ -135,6 +135,35 @@ func (s *Server) PortalSetHotelingHost(hostID string, active bool) error {
 		}
 	}
 	return nil
+}
+
+// PortalSetHostAccessLevel sets a host's accessLevel: "Group" (guests of
+// its group only, the default) or "Enterprise" (of its enterprise).
+func (s *Server) PortalSetHostAccessLevel(hostID, level string) error {
+	if level != "Group" && level != "Enterprise" {
+		return fmt.Errorf("xspsim: access level %q is neither Group nor Enterprise", level)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h, err := s.portalHostLocked(hostID)
+	if err != nil {
+		return err
+	}
+	h.svc().host.accessLevel = level
+	return nil
+}
+
+// portalHostLocked is hostID, which must have the Hoteling Host service
+// assigned. s.mu is held.
+func (s *Server) portalHostLocked(hostID string) (*userState, error) {
+	h, err := s.portalUser(hostID)
+	if err != nil {
+		return nil, err
+	}
+	if !h.HotelingHost {
+		return nil, errors.New("xspsim: Hoteling Host service not assigned to " + hostID)
+	}
+	return h, nil
 }
 
 // UserSnapshot is the observable state of one user.

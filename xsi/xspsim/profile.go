@@ -27,7 +27,15 @@ func (s *Server) handleProfile(w http.ResponseWriter, r *http.Request) {
 }
 
 func profileXML(u *userState, root *etree.Element) {
-	d := root.CreateElement("details")
+	userDetailsXML(root.CreateElement("details"), u)
+	root.CreateElement("additionalDetails")
+}
+
+// userDetailsXML fills d with u as XSD UserDetails (Profile/details,
+// Enterprise directoryDetails), in the XSD's element order: userId,
+// firstName, lastName, groupId, serviceProvider, number (PhoneNumber),
+// extension; empty ones left out.
+func userDetailsXML(d *etree.Element, u *userState) {
 	add(d, "userId", u.ID)
 	if u.FirstName != "" {
 		add(d, "firstName", u.FirstName)
@@ -43,5 +51,4 @@ func profileXML(u *userState, root *etree.Element) {
 	if u.Extension != "" {
 		add(d, "extension", u.Extension)
 	}
-	root.CreateElement("additionalDetails")
 }

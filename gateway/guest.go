@@ -1,0 +1,146 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+
+	"github.com/broadworks-connector/connector/csta"
+	"github.com/broadworks-connector/connector/xsi"
+)
+
+// A desk's guest is known from the guest's side: its Hoteling Guest events
+// or read name the desk (applyHoteling). BroadWorks has no Hoteling Host
+// event package, and the desk's Hoteling Host read shows a guest by name,
+// number and extension only, not by user ID. So a guest associated out of
+// the connector's sight (before a start or a takeover, on the portal, a
+// guest outside every xsi.scope) is named by nothing: it is looked up in
+// the enterprise directory by its number, each user found read, and the one
+// whose read shows it at the desk is the guest. A request that names no
+// agent on a hot desk whose guest the view does not know reads the desk
+// first; a guest no one can name is refused, never served as the desk's
+// own subscriber.
+
+// guestContact is what a desk's Hoteling Host read showed of a guest no
+// event or read has named.
+type guestContact struct {
+	number, extension string
+}
+
+// errGuestUnknown: BroadWorks shows a guest at the desk and the directory
+// did not say who.
+var errGuestUnknown = errors.New("gateway: the desk's guest is not known")
+
+// maxGuestCandidates bounds the users read for one desk's guest (an
+// extension may be in several groups of the enterprise).
+const maxGuestCandidates = 4
+
+// maxGuestSearches bounds the searches started by reads (findGuestLocked);
+// a request on the desk searches itself whenever it finds no guest named.
+const maxGuestSearches = 4
+
+// noteHostLocked records what the desk's Hoteling Host read showed of its
+// guest: kept while no event or read names the guest. Gateway.mu is held.
+func (g *Gateway) noteHostLocked(u *userState, h xsi.HotelingHost, ok bool) {
+	u.unknownGuest = guestContact{}
+	if ok && h.HasGuest() && u.guestUserID == "" {
+		u.unknownGuest = guestContact{number: h.GuestPhoneNumber, extension: h.GuestExtension}
+		g.findGuestLocked(u)
+	}
+}
+
+// findGuestLocked starts looking for the desk's unnamed guest in the
+// background (the dashboard, the journal and the desk's phones learn who
+// sits there), at most maxGuestSearches at once. Gateway.mu is held.
+func (g *Gateway) findGuestLocked(u *userState) {
+	if g.closed || u.findingGuest || u.unknownGuest == (guestContact{}) {
+		return
+	}
+	select {
+	case g.guestSearches <- struct{}{}:
+	default:
+		return
+	}
+	u.findingGuest = true
+	desk := u.id
+	g.loads.Add(1)
+	go func() {
+		defer g.loads.Done()
+		ctx, cancel := context.WithTimeout(g.loadCtx, 2*defaultLoadTimeout)
+		guest, err := g.identifyGuest(ctx, desk)
+		cancel()
+		<-g.guestSearches
+		g.mu.Lock()
+		u.findingGuest = false
+		g.mu.Unlock()
+		switch {
+		case err == nil && guest != "":
+			g.log.Info("gateway: a desk's guest found in the directory", "host", desk, "guest", guest)
+		case err != nil && !errors.Is(err, context.Canceled):
+			g.log.Debug("gateway: a desk's guest not found", "host", desk, "err", err)
+		}
+	}()
+}
+
+// identifyGuest finds who sits at desk as a guest that no event or read
+// has named: the desk is read again (the guest may have left: ""), the
+// enterprise directory searched for the guest's number (else its
+// extension), and each user found read until one shows itself at desk. A
+// guest the directory does not give is errGuestUnknown.
+func (g *Gateway) identifyGuest(ctx context.Context, desk string) (string, error) {
+	a := g.deps.Actions
+	h, err := a.GetHotelingHost(ctx, desk)
+	if notAssigned(err) {
+		return "", nil // no Hoteling Host service: no guest
+	}
+	if err != nil {
+		return "", err
+	}
+	g.mu.Lock()
+	u := g.users[desk]
+	known := ""
+	if u != nil {
+		known = u.guestUserID
+		if known == "" && !h.HasGuest() {
+			u.unknownGuest = guestContact{}
+		}
+	}
+	g.mu.Unlock()
+	if known != "" || !h.HasGuest() {
+		return known, nil
+	}
+	q := xsi.DirectoryQuery{Number: h.GuestPhoneNumber, Extension: h.GuestExtension}
+	if q.Number == "" && q.Extension == "" {
+		return "", errGuestUnknown
+	}
+	found, err := a.SearchEnterpriseDirectory(ctx, desk, q)
+	if err != nil {
+		return "", err
+	}
+	for i, e := range found {
+		if i == maxGuestCandidates {
+			break
+		}
+		if err := g.ensure(ctx, e.UserID); err != nil {
+			continue
+		}
+		if g.User(e.UserID).HostUserID == desk {
+			return e.UserID, nil
+		}
+	}
+	return "", errGuestUnknown
+}
+
+// guestAt is the guest of desk for a request that names no agent: the one
+// the view knows; else, on a hot desk, the one identifyGuest finds; "" when
+// the desk has none. A guest BroadWorks shows and no one can name is
+// invalidAgentIdentifier: the client must name the agent.
+func (g *Gateway) guestAt(ctx context.Context, desk string) (string, error) {
+	if guest := g.User(desk).GuestUserID; guest != "" || !g.hotDesk(desk, g.dir().hotDeskUsers[desk]) {
+		return guest, nil
+	}
+	guest, err := g.identifyGuest(ctx, desk)
+	if errors.Is(err, errGuestUnknown) {
+		return "", csta.ErrInvalidAgentIdentifier
+	}
+	return guest, g.cstaError(err, csta.ErrInvalidDeviceID)
+}
