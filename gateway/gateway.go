@@ -593,7 +593,6 @@ func (g *Gateway) applyHoteling(u *userState, d *xsi.HotelingGuestEvent) []csta.
 	if host != "" {
 		h := g.user(host)
 		h.guestUserID, h.guestSince = u.id, since
-		h.unknownGuest = guestContact{}
 	}
 	if prev == host {
 		return nil

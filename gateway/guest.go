@@ -20,12 +20,6 @@ import (
 // first; a guest no one can name is refused, never served as the desk's
 // own subscriber.
 
-// guestContact is what a desk's Hoteling Host read showed of a guest no
-// event or read has named.
-type guestContact struct {
-	number, extension string
-}
-
 // errGuestUnknown: BroadWorks shows a guest at the desk and the directory
 // did not say who.
 var errGuestUnknown = errors.New("gateway: the desk's guest is not known")
@@ -38,21 +32,12 @@ const maxGuestCandidates = 4
 // a request on the desk searches itself whenever it finds no guest named.
 const maxGuestSearches = 4
 
-// noteHostLocked records what the desk's Hoteling Host read showed of its
-// guest: kept while no event or read names the guest. Gateway.mu is held.
-func (g *Gateway) noteHostLocked(u *userState, h xsi.HotelingHost, ok bool) {
-	u.unknownGuest = guestContact{}
-	if ok && h.HasGuest() && u.guestUserID == "" {
-		u.unknownGuest = guestContact{number: h.GuestPhoneNumber, extension: h.GuestExtension}
-		g.findGuestLocked(u)
-	}
-}
-
-// findGuestLocked starts looking for the desk's unnamed guest in the
-// background (the dashboard, the journal and the desk's phones learn who
-// sits there), at most maxGuestSearches at once. Gateway.mu is held.
-func (g *Gateway) findGuestLocked(u *userState) {
-	if g.closed || u.findingGuest || u.unknownGuest == (guestContact{}) {
+// findGuestLocked starts looking, in the background, for the guest desk
+// u's Hoteling Host read h shows when no event or read has named one (the
+// dashboard, the journal and the desk's phones learn who sits there), at
+// most maxGuestSearches at once. Gateway.mu is held.
+func (g *Gateway) findGuestLocked(u *userState, h xsi.HotelingHost) {
+	if !h.HasGuest() || u.guestUserID != "" || g.closed || u.findingGuest {
 		return
 	}
 	select {
@@ -95,18 +80,8 @@ func (g *Gateway) identifyGuest(ctx context.Context, desk string) (string, error
 	if err != nil {
 		return "", err
 	}
-	g.mu.Lock()
-	u := g.users[desk]
-	known := ""
-	if u != nil {
-		known = u.guestUserID
-		if known == "" && !h.HasGuest() {
-			u.unknownGuest = guestContact{}
-		}
-	}
-	g.mu.Unlock()
-	if known != "" || !h.HasGuest() {
-		return known, nil
+	if known := g.User(desk).GuestUserID; known != "" || !h.HasGuest() {
+		return known, nil // named meanwhile, or gone
 	}
 	q := xsi.DirectoryQuery{Number: h.GuestPhoneNumber, Extension: h.GuestExtension}
 	if q.Number == "" && q.Extension == "" {

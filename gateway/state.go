@@ -41,10 +41,8 @@ type userState struct {
 	hostLimit             time.Duration // the association limit in force, 0 none
 	guestUserID           string        // as a host, from the guest's events
 	guestSince            time.Time
-	// unknownGuest: as a host, the guest its last read showed while no
-	// event or read has named one (guest.go); findingGuest: a search for
-	// it runs.
-	unknownGuest guestContact
+	// findingGuest: as a host, a search runs for the guest its read
+	// showed and no event or read has named (guest.go).
 	findingGuest bool
 
 	// What BroadWorks says the user is, the snapshot read in flight, when

@@ -320,7 +320,9 @@ func (g *Gateway) applySnapshotLocked(u *userState, s userSnapshot, marks [facet
 	u.roles.loaded = true
 	u.roles.agent = s.ccOK
 	u.roles.host = s.hostOK && s.host.Active
-	g.noteHostLocked(u, s.host, s.hostOK)
+	if s.hostOK {
+		g.findGuestLocked(u, s.host)
+	}
 	u.known = true
 	var out []csta.Event
 	keep := func(f int, seen bool, evs []csta.Event) {
