@@ -16,6 +16,7 @@ import (
 	"github.com/broadworks-connector/connector/csta"
 	"github.com/broadworks-connector/connector/ha"
 	"github.com/broadworks-connector/connector/internal/memcluster"
+	"github.com/broadworks-connector/connector/internal/testtool"
 	"github.com/broadworks-connector/connector/store"
 	"github.com/broadworks-connector/connector/xsi"
 	"github.com/broadworks-connector/connector/xsi/xspsim"
@@ -75,14 +76,7 @@ func startInstance(t *testing.T, sim *xspsim.Server, db *memcluster.DB, id strin
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	giveUp := time.After(30 * time.Second)
-	for !cond() {
-		select {
-		case <-giveUp:
-			t.Fatalf("timed out waiting for %s", what)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	testtool.WaitFor(t, 30*time.Second, what, cond)
 }
 
 // adminGet asks c's admin server for path with the pair's token.
