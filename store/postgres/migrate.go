@@ -122,8 +122,9 @@ var afterMigration = map[int]func(ctx context.Context, tx pgx.Tx, s *Store) erro
 }
 
 // claimUnpartitioned gives the rows written before channel sets partitioned
-// the database (migration 2) to the channel set of the instance migrating
-// it: with one active/standby pair, the only one there is. Shards that
+// the database (migration 2) — intents, remembered desks and open journal
+// associations — to the channel set of the instance migrating it: with one
+// active/standby pair, the only one there is. Shards that
 // shared a version 1 database had their promises mixed already; the first
 // to start takes them all, and says so.
 func claimUnpartitioned(ctx context.Context, tx pgx.Tx, s *Store) error {
@@ -131,12 +132,17 @@ func claimUnpartitioned(ctx context.Context, tx pgx.Tx, s *Store) error {
 		return nil
 	}
 	var claimed []any
-	for _, table := range []string{"intents", "remembered", "journal_associations"} {
-		tag, err := tx.Exec(ctx, `UPDATE `+table+` SET channel_set = $1 WHERE channel_set = ''`, s.opts.ChannelSet)
+	for _, c := range []struct{ table, which string }{
+		{"intents", ""}, {"remembered", ""},
+		// The open associations only: the start-up reconcile reads
+		// those, and a journal of months is not rewritten at start.
+		{"journal_associations", " AND end_ns IS NULL"},
+	} {
+		tag, err := tx.Exec(ctx, `UPDATE `+c.table+` SET channel_set = $1 WHERE channel_set = ''`+c.which, s.opts.ChannelSet)
 		if err != nil {
-			return fmt.Errorf("claiming %s: %w", table, err)
+			return fmt.Errorf("claiming %s: %w", c.table, err)
 		}
-		claimed = append(claimed, table, tag.RowsAffected())
+		claimed = append(claimed, c.table, tag.RowsAffected())
 	}
 	s.log.Info("store: postgres: rows from before channel sets given to this one",
 		append([]any{"component", "store", "channel_set", s.opts.ChannelSet}, claimed...)...)

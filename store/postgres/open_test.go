@@ -314,6 +314,7 @@ func TestMigrationClaimsVersion1Rows(t *testing.T) {
 		`INSERT INTO intents (user_id, facet, value) VALUES ('u1', 'acd', 'v1')`,
 		`INSERT INTO remembered (host_user_id, value) VALUES ('desk1', '{"HostUserID":"desk1","GuestUserID":"u1"}')`,
 		`INSERT INTO journal_associations (agent_id, agent_user_id, device_id, desk_user_id, start_ns) VALUES ('1', 'u1', 'desk1', 'desk1', 1)`,
+		`INSERT INTO journal_associations (agent_id, agent_user_id, device_id, desk_user_id, start_ns, end_ns, ended_by) VALUES ('2', 'u2', 'desk2', 'desk2', 1, 2, 'logout')`,
 	} {
 		if _, err := conn.Exec(t.Context(), q); err != nil {
 			t.Fatalf("%.60s: %v", q, err)
@@ -335,6 +336,14 @@ func TestMigrationClaimsVersion1Rows(t *testing.T) {
 	}
 	if open, _ := b.Journal().OpenAssociations(t.Context()); len(open) != 0 {
 		t.Errorf("another channel set's open associations = %+v, want none", open)
+	}
+	// An ended record is not rewritten, and every channel set reads it.
+	var claimedEnded int
+	if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM journal_associations WHERE end_ns IS NOT NULL AND channel_set <> ''`).Scan(&claimedEnded); err != nil || claimedEnded != 0 {
+		t.Errorf("ended records given a channel set: %d (%v), want 0", claimedEnded, err)
+	}
+	if ended, err := b.Journal().AgentBetween(t.Context(), "u2", time.Unix(0, 0), time.Unix(0, 3)); err != nil || len(ended) != 1 {
+		t.Errorf("another channel set's query of an ended version 1 record = %+v, %v; want it", ended, err)
 	}
 }
 
