@@ -124,9 +124,9 @@ var afterMigration = map[int]func(ctx context.Context, tx pgx.Tx, s *Store) erro
 // claimUnpartitioned gives the rows written before channel sets partitioned
 // the database (migration 2) — intents, remembered desks and open journal
 // associations — to the channel set of the instance migrating it: with one
-// active/standby pair, the only one there is. Shards that
-// shared a version 1 database had their promises mixed already; the first
-// to start takes them all, and says so.
+// active/standby pair, the only one there is. Shards that shared a version
+// 1 database had their promises mixed already; the first to start takes
+// them all, and says so.
 func claimUnpartitioned(ctx context.Context, tx pgx.Tx, s *Store) error {
 	if s.opts.ChannelSet == "" {
 		return nil

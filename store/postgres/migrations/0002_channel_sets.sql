@@ -3,8 +3,9 @@
 -- own promises: what it owes a user, the desks whose forwarding it
 -- remembers, and the open associations it reconciles at start. An
 -- active/standby pair shares its channel set, and so all of these.
--- Rows written before this migration are claimed by the instance that
--- applies it (store/postgres migrate.go: claimUnpartitioned).
+-- The intents, remembered desks and open associations written before this
+-- migration are claimed by the instance that applies it (migrate.go:
+-- claimUnpartitioned); ended associations keep none.
 
 ALTER TABLE intents ADD COLUMN channel_set text NOT NULL DEFAULT '';
 ALTER TABLE intents DROP CONSTRAINT intents_pkey;
