@@ -14,18 +14,18 @@ import (
 // number and extension only, not by user ID. So a guest associated out of
 // the connector's sight (before a start or a takeover, on the portal, a
 // guest outside every xsi.scope) is named by nothing: it is looked up in
-// the enterprise directory by its number, each user found read, and the one
-// whose read shows it at the desk is the guest. A request that names no
-// agent on a hot desk whose guest the view does not know reads the desk
-// first; a guest no one can name is refused, never served as the desk's
-// own subscriber.
+// the enterprise directory by its number, extension or name, each user
+// found read, and the one whose read shows it at the desk is the guest. A
+// request that names no agent on a hot desk whose guest the view does not
+// know reads the desk first; a guest no one can name is refused, never
+// served as the desk's own subscriber.
 
 // errGuestUnknown: BroadWorks shows a guest at the desk and the directory
 // did not say who.
 var errGuestUnknown = errors.New("gateway: the desk's guest is not known")
 
 // maxGuestCandidates bounds the users read for one desk's guest (an
-// extension may be in several groups of the enterprise).
+// extension may be in several groups of the enterprise, a name anywhere).
 const maxGuestCandidates = 4
 
 // maxGuestSearches bounds the searches started by reads (findGuestLocked);
@@ -68,9 +68,10 @@ func (g *Gateway) findGuestLocked(u *userState, h xsi.HotelingHost) {
 
 // identifyGuest finds who sits at desk as a guest that no event or read
 // has named: the desk is read again (the guest may have left: ""), the
-// enterprise directory searched for the guest's number (else its
-// extension), and each user found read until one shows itself at desk. A
-// guest the directory does not give is errGuestUnknown.
+// enterprise directory searched for the guest's number, then its
+// extension, then its name, and each user found read (at most
+// maxGuestCandidates) until one shows itself at desk. A guest the
+// directory does not give is errGuestUnknown.
 func (g *Gateway) identifyGuest(ctx context.Context, desk string) (string, error) {
 	a := g.deps.Actions
 	h, err := a.GetHotelingHost(ctx, desk)
@@ -83,23 +84,35 @@ func (g *Gateway) identifyGuest(ctx context.Context, desk string) (string, error
 	if known := g.User(desk).GuestUserID; known != "" || !h.HasGuest() {
 		return known, nil // named meanwhile, or gone
 	}
-	q := xsi.DirectoryQuery{Number: h.GuestPhoneNumber, Extension: h.GuestExtension}
-	if q.Number == "" && q.Extension == "" {
-		return "", errGuestUnknown
+	// By number, else extension, else name: BroadWorks may leave any of
+	// them out, and only the read below decides.
+	var searches []xsi.DirectoryQuery
+	if h.GuestPhoneNumber != "" {
+		searches = append(searches, xsi.DirectoryQuery{Number: h.GuestPhoneNumber})
 	}
-	found, err := a.SearchEnterpriseDirectory(ctx, desk, q)
-	if err != nil {
-		return "", err
+	if h.GuestExtension != "" {
+		searches = append(searches, xsi.DirectoryQuery{Extension: h.GuestExtension})
 	}
-	for i, e := range found {
-		if i == maxGuestCandidates {
-			break
+	if h.GuestFirstName != "" || h.GuestLastName != "" {
+		searches = append(searches, xsi.DirectoryQuery{FirstName: h.GuestFirstName, LastName: h.GuestLastName})
+	}
+	tried := map[string]bool{}
+	for _, q := range searches {
+		found, err := a.SearchEnterpriseDirectory(ctx, desk, q)
+		if err != nil {
+			return "", err
 		}
-		if err := g.ensure(ctx, e.UserID); err != nil {
-			continue
-		}
-		if g.User(e.UserID).HostUserID == desk {
-			return e.UserID, nil
+		for _, e := range found {
+			if tried[e.UserID] || len(tried) == maxGuestCandidates {
+				continue
+			}
+			tried[e.UserID] = true
+			if err := g.ensure(ctx, e.UserID); err != nil {
+				continue
+			}
+			if g.User(e.UserID).HostUserID == desk {
+				return e.UserID, nil
+			}
 		}
 	}
 	return "", errGuestUnknown

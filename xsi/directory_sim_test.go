@@ -51,7 +51,10 @@ func TestSearchEnterpriseDirectoryAgainstSimulator(t *testing.T) {
 	}{
 		{"number", DirectoryQuery{Number: "+12025550101"}, "number=%2B12025550101&results=20", []DirectoryEntry{guest1}},
 		{"number that is a prefix of another", DirectoryQuery{Number: "+1202555010"}, "number=%2B1202555010&results=20", []DirectoryEntry{prefix}},
-		{"number wins over extension", DirectoryQuery{Number: "+12025550199", Extension: "10"}, "number=%2B12025550199&results=20", []DirectoryEntry{other}},
+		{"number and extension, both", DirectoryQuery{Number: "+12025550199", Extension: "101"}, "extension=101&number=%2B12025550199&results=20", []DirectoryEntry{other}},
+		{"number and another's extension", DirectoryQuery{Number: "+12025550199", Extension: "10"}, "extension=10&number=%2B12025550199&results=20", nil},
+		{"first and last name", DirectoryQuery{FirstName: "O", LastName: "Grp"}, "firstName=O&lastName=Grp&results=20", []DirectoryEntry{other}},
+		{"a first name that is a prefix", DirectoryQuery{FirstName: "G", LastName: "On"}, "firstName=G&lastName=On&results=20", nil},
 		{"unknown number", DirectoryQuery{Number: "+1999"}, "number=%2B1999&results=20", nil},
 		{"extension in two groups", DirectoryQuery{Extension: "101"}, "extension=101&results=20", []DirectoryEntry{guest1, other}},
 		{"extension that is a prefix of another", DirectoryQuery{Extension: "10"}, "extension=10&results=20", []DirectoryEntry{prefix}},
@@ -86,7 +89,7 @@ func TestSearchEnterpriseDirectoryAgainstSimulator(t *testing.T) {
 	sim.ClearRequests()
 	for _, q := range []DirectoryQuery{
 		{Number: "+1202555*"}, {Number: "*"}, {Extension: "1*1"}, {Extension: "*"}, {}, {Number: " "},
-		{Number: "+1202555010\x00"}, {Extension: "10", Number: "+1*"},
+		{Number: "+1202555010\x00"}, {Extension: "10", Number: "+1*"}, {FirstName: "G*"}, {LastName: "*"},
 	} {
 		if got, err := c.SearchEnterpriseDirectory(ctx, asAgent, q); err == nil {
 			t.Errorf("%+v: %+v, want an error", q, got)

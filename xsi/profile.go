@@ -67,13 +67,16 @@ type DirectoryEntry struct {
 	Extension string
 }
 
-// DirectoryQuery searches the enterprise directory by one user's number or
-// extension (the one given; Number wins). BroadWorks' search may match
-// more loosely than asked (its values take '*' wildcards and a /i suffix),
-// so SearchEnterpriseDirectory keeps only exact matches.
+// DirectoryQuery searches the enterprise directory for the users whose
+// every field given is exactly the one asked for (empty fields are not
+// searched). BroadWorks' search may match more loosely than asked (its
+// values take '*' wildcards and a /i suffix), so SearchEnterpriseDirectory
+// keeps only exact matches.
 type DirectoryQuery struct {
 	Number    string
 	Extension string
+	FirstName string
+	LastName  string
 }
 
 // maxDirectoryResults bounds a directory search's answer: a number or an
@@ -81,21 +84,35 @@ type DirectoryQuery struct {
 const maxDirectoryResults = 20
 
 // SearchEnterpriseDirectory finds, in userID's enterprise directory, the
-// users whose number (or extension) is exactly q's:
+// users whose fields are exactly q's:
 // GET /v2.0/user/{userId}/directories/Enterprise?number=…&results=20.
 func (c *Client) SearchEnterpriseDirectory(ctx context.Context, userID string, q DirectoryQuery) ([]DirectoryEntry, error) {
-	key, value := "number", q.Number
-	if value == "" {
-		key, value = "extension", q.Extension
+	criteria := []struct {
+		key, value string
+		of         func(DirectoryEntry) string
+	}{
+		{"number", q.Number, func(e DirectoryEntry) string { return e.Number }},
+		{"extension", q.Extension, func(e DirectoryEntry) string { return e.Extension }},
+		{"firstName", q.FirstName, func(e DirectoryEntry) string { return e.FirstName }},
+		{"lastName", q.LastName, func(e DirectoryEntry) string { return e.LastName }},
 	}
-	if strings.TrimSpace(value) == "" || strings.ContainsAny(value, "*\x00") {
-		return nil, fmt.Errorf("xsi: directory search for %s %q", key, value)
+	query := url.Values{"results": {strconv.Itoa(maxDirectoryResults)}}
+	for _, cr := range criteria {
+		if cr.value == "" {
+			continue
+		}
+		if strings.TrimSpace(cr.value) == "" || strings.ContainsAny(cr.value, "*\x00") {
+			return nil, fmt.Errorf("xsi: directory search for %s %q", cr.key, cr.value)
+		}
+		query.Set(cr.key, cr.value)
+	}
+	if len(query) == 1 {
+		return nil, errors.New("xsi: directory search for nothing")
 	}
 	p, err := userPath(userID, "/directories/Enterprise")
 	if err != nil {
 		return nil, err
 	}
-	query := url.Values{key: {value}, "results": {strconv.Itoa(maxDirectoryResults)}}
 	data, err := c.call(ctx, http.MethodGet, p+"?"+query.Encode(), nil)
 	if err != nil {
 		return nil, err
@@ -106,6 +123,7 @@ func (c *Client) SearchEnterpriseDirectory(ctx context.Context, userID string, q
 	}
 	var out []DirectoryEntry
 	if list := root.SelectElement("enterpriseDirectory"); list != nil {
+	entries:
 		for _, d := range list.SelectElements("directoryDetails") {
 			f := fields{el: d, what: "Enterprise directoryDetails"}
 			e := DirectoryEntry{UserID: f.text("userId"), FirstName: f.text("firstName"), LastName: f.text("lastName"),
@@ -113,9 +131,12 @@ func (c *Client) SearchEnterpriseDirectory(ctx context.Context, userID string, q
 			if e.UserID == "" {
 				continue
 			}
-			if (key == "number" && e.Number == value) || (key == "extension" && e.Extension == value) {
-				out = append(out, e)
+			for _, cr := range criteria {
+				if cr.value != "" && cr.of(e) != cr.value {
+					continue entries
+				}
 			}
+			out = append(out, e)
 		}
 	}
 	return out, nil
