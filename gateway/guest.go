@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/broadworks-connector/connector/csta"
 	"github.com/broadworks-connector/connector/xsi"
@@ -21,8 +22,11 @@ import (
 // served as the desk's own subscriber.
 
 // errGuestUnknown: BroadWorks shows a guest at the desk and the directory
-// did not say who.
-var errGuestUnknown = errors.New("gateway: the desk's guest is not known")
+// did not say who. errDeskUnread: the desk's Hoteling Host read failed.
+var (
+	errGuestUnknown = errors.New("gateway: the desk's guest is not known")
+	errDeskUnread   = errors.New("gateway: reading the desk's Hoteling Host failed")
+)
 
 // maxGuestCandidates bounds the users read for one desk's guest (an
 // extension may be in several groups of the enterprise, a name anywhere).
@@ -79,7 +83,7 @@ func (g *Gateway) identifyGuest(ctx context.Context, desk string) (string, error
 		return "", nil // no Hoteling Host service: no guest
 	}
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("%w: %w", errDeskUnread, err)
 	}
 	if known := g.User(desk).GuestUserID; known != "" || !h.HasGuest() {
 		return known, nil // named meanwhile, or gone
@@ -120,14 +124,21 @@ func (g *Gateway) identifyGuest(ctx context.Context, desk string) (string, error
 
 // guestAt is the guest of desk for a request that names no agent: the one
 // the view knows; else, on a hot desk, the one identifyGuest finds; "" when
-// the desk has none. A guest BroadWorks shows and no one can name is
+// the desk has none, or could not be read (the view's answer). A guest BroadWorks shows and no one can name is
 // invalidAgentIdentifier: the client must name the agent.
 func (g *Gateway) guestAt(ctx context.Context, desk string) (string, error) {
 	if guest := g.User(desk).GuestUserID; guest != "" || !g.hotDesk(desk, g.dir().hotDeskUsers[desk]) {
 		return guest, nil
 	}
 	guest, err := g.identifyGuest(ctx, desk)
-	if errors.Is(err, errGuestUnknown) {
+	switch {
+	case errors.Is(err, errDeskUnread):
+		// Nothing says a guest sits there: the view's answer stands (the
+		// desk's own user), as it does for requests BroadWorks need not
+		// be asked about; a request that writes goes to BroadWorks anyway.
+		g.log.Debug("gateway: a desk without a known guest could not be read; taken as the view has it", "host", desk, "err", err)
+		return "", nil
+	case errors.Is(err, errGuestUnknown):
 		return "", csta.ErrInvalidAgentIdentifier
 	}
 	return guest, g.cstaError(err, csta.ErrInvalidDeviceID)
