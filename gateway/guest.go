@@ -73,9 +73,9 @@ func (g *Gateway) findGuestLocked(u *userState, h xsi.HotelingHost) {
 // identifyGuest finds who sits at desk as a guest that no event or read
 // has named: the desk is read again (the guest may have left: ""), the
 // enterprise directory searched for the guest's number, then its
-// extension, then its name, and each user found read (at most
-// maxGuestCandidates) until one shows itself at desk. A guest the
-// directory does not give is errGuestUnknown.
+// extension, then its name, and each user found has its Hoteling Guest
+// read (at most maxGuestCandidates) until one shows itself at desk. A
+// guest the directory does not give is errGuestUnknown.
 func (g *Gateway) identifyGuest(ctx context.Context, desk string) (string, error) {
 	a := g.deps.Actions
 	h, err := a.GetHotelingHost(ctx, desk)
@@ -111,12 +111,14 @@ func (g *Gateway) identifyGuest(ctx context.Context, desk string) (string, error
 				continue
 			}
 			tried[e.UserID] = true
-			if err := g.ensure(ctx, e.UserID); err != nil {
+			// BroadWorks, read, decides: the view of a user can lag its
+			// events (a sequence of ours in flight, a channel lost).
+			hg, err := a.GetHotelingGuest(ctx, e.UserID)
+			if err != nil || !hg.Active || hg.HostUserID != desk {
 				continue
 			}
-			if g.User(e.UserID).HostUserID == desk {
-				return e.UserID, nil
-			}
+			_ = g.ensure(ctx, e.UserID) // into the view; its events name the desk from now on
+			return e.UserID, nil
 		}
 	}
 	return "", errGuestUnknown
