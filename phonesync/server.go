@@ -122,8 +122,8 @@ type Server struct {
 
 	dirty  chan struct{} // persistence wake-up (cap 1)
 	saveMu sync.Mutex    // one state-file write at a time
-	// savedFinal: Close's write of the state is done (saveState), under
-	// saveMu.
+	// savedFinal: the state is written no more — Close's last write is
+	// done (saveState), or the server stopped without one; under saveMu.
 	savedFinal bool
 
 	lifeMu sync.Mutex // Start and Close, one at a time; taken before all others
@@ -474,6 +474,12 @@ func (s *Server) shutdown(graceful bool) error {
 		if err := s.saveState(true); err != nil {
 			s.log.Warn("saving SIP dialog state", "err", err)
 		}
+	} else {
+		// Nothing more is written (a crash writes nothing): the persist
+		// loop must not put the dialogs being cleared below over the file.
+		s.saveMu.Lock()
+		s.savedFinal = true
+		s.saveMu.Unlock()
 	}
 	for _, sub := range kept {
 		sub.kill()
